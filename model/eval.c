@@ -1,0 +1,1 @@
+/* model/eval.c: placeholder, being written */

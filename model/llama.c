@@ -1,0 +1,1 @@
+/* model/llama.c: placeholder, being written */

@@ -1,0 +1,1 @@
+/* model/safetensors.c: placeholder, being written */

@@ -1,0 +1,1 @@
+/* model/sample.c: placeholder, being written */

@@ -1,0 +1,1 @@
+/* quant/gptq.c: placeholder, being written */

@@ -1,0 +1,1 @@
+/* quant/hessian.c: placeholder, being written */

@@ -1,0 +1,1 @@
+/* quant/pack.c: placeholder, being written */

@@ -1,0 +1,1 @@
+/* quant/quantizer.c: placeholder, being written */

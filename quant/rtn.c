@@ -1,0 +1,1 @@
+/* quant/rtn.c: placeholder, being written */
