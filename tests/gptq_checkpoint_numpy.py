@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""tests/gptq_checkpoint_numpy.py: an independent reader of GPTQ checkpoints.
+
+Written from the format description alone (DESIGN.md §4, the ecosystem's
+checkpoint_format "gptq"), not from our C code: parse safetensors with the
+standard library + numpy, unpack qweight/qzeros as little-endian bit streams
+of int32 words, add 1 to the stored zeros, and dequantize
+    W[o, i] = scales[g_idx[i], o] * (q[i, o] - z[g_idx[i], o]).
+
+Usage: gptq_checkpoint_numpy.py CHECKPOINT_DIR EXPECTED.safetensors
+EXPECTED holds, for each quantized linear NAME, the float32 tensor
+NAME.weight [out, in] that our runtime dequantizes; exits 0 when every one
+matches exactly, 1 otherwise, 77 when numpy is missing.
+"""
+import json
+import os
+import struct
+import sys
+
+try:
+    import numpy as np
+except ImportError:
+    print("SKIP: numpy not installed")
+    sys.exit(77)
+
+DTYPES = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "BF16": None,
+          "I64": np.int64, "U8": np.uint8, "I8": np.int8}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        raw = data[base + b: base + e]
+        if t["dtype"] == "BF16":
+            u = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+            arr = u.view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=DTYPES[t["dtype"]])
+        out[name] = (t["dtype"], arr.reshape(t["shape"]))
+    return out
+
+
+def unpack_stream(words, bits, count):
+    """words: uint32 [n_words, cols] -> values [count, cols]: value k of a
+    column at bit bits*k of the column's stream of words (low bits first)."""
+    words = words.astype(np.uint64)
+    out = np.zeros((count, words.shape[1]), dtype=np.int64)
+    for k in range(count):
+        bit = k * bits
+        w, off = divmod(bit, 32)
+        v = words[w] >> np.uint64(off)
+        if off + bits > 32:
+            v |= words[w + 1] << np.uint64(32 - off)
+        out[k] = (v & np.uint64((1 << bits) - 1)).astype(np.int64)
+    return out
+
+
+def main():
+    ckpt, expected_path = sys.argv[1], sys.argv[2]
+    cfg = json.load(open(os.path.join(ckpt, "config.json")))
+    q = cfg["quantization_config"]
+    qc = json.load(open(os.path.join(ckpt, "quantize_config.json")))
+    assert q["quant_method"] == "gptq" and qc["quant_method"] == "gptq", "quant_method"
+    assert q.get("checkpoint_format", "gptq") == "gptq", "checkpoint_format"
+    bits = int(q["bits"])
+    assert bits == qc["bits"]
+    tensors = {}
+    for fn in sorted(os.listdir(ckpt)):
+        if fn.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(ckpt, fn)))
+    expected = read_safetensors(expected_path)
+    bad = 0
+    n = 0
+    for name, (_, want) in expected.items():
+        base = name[: -len(".weight")]
+        qdt, qweight = tensors[base + ".qweight"]
+        zdt, qzeros = tensors[base + ".qzeros"]
+        sdt, scales = tensors[base + ".scales"]
+        gdt, g_idx = tensors[base + ".g_idx"]
+        assert (qdt, zdt, sdt, gdt) == ("I32", "I32", "F16", "I32"), (base, qdt, zdt, sdt, gdt)
+        out_f, in_f = want.shape
+        groups = scales.shape[0]
+        assert qweight.shape == (in_f * bits // 32, out_f), (base, qweight.shape)
+        assert qzeros.shape == (groups, out_f * bits // 32), (base, qzeros.shape)
+        assert scales.shape == (groups, out_f) and g_idx.shape == (in_f,)
+        codes = unpack_stream(qweight.view(np.uint32), bits, in_f)          # [in, out]
+        zeros = unpack_stream(qzeros.view(np.uint32).T, bits, out_f).T + 1  # [groups, out]
+        s = scales.astype(np.float32)
+        g = g_idx.astype(np.int64)
+        W = (s[g] * (codes - zeros[g]).astype(np.float32)).T                # [out, in]
+        diff = np.abs(W - want).max()
+        n += 1
+        if diff != 0.0:
+            bad += 1
+            print(f"MISMATCH {base}: max |numpy - runtime| = {diff}")
+    print(f"{n} quantized linears dequantized by numpy; {bad} differ from the runtime's")
+    sys.exit(1 if bad or n == 0 else 0)
+
+
+if __name__ == "__main__":
+    main()
