@@ -1,0 +1,85 @@
+/* model/calib.h: the calibration pipeline: a whole model quantized with
+ * GPTQ layer by layer (DESIGN.md §2 step 2), and RTN for the baseline.
+ *
+ * Calibration windows of seqlen tokens are embedded and walked through the
+ * decoder layers in order. For each layer, and each group of linears that
+ * share an input (q/k/v, o, gate/up, down), the layer runs over every
+ * window with a capture hook that accumulates that input's Hessian; the
+ * group is quantized and packed into the model; with true-sequential on,
+ * the next group's inputs are captured with the earlier groups already
+ * quantized. Finally the layer runs with its quantized weights to produce
+ * the next layer's inputs. Only one layer's activations are alive at a time
+ * (inputs, plus one batch of scratch). */
+#ifndef GPTQ_MODEL_CALIB_H
+#define GPTQ_MODEL_CALIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gptq/quant.h"
+#include "model/llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gptq_calib_options {
+    gptq_quant_config quant; /* bits, group size, act-order, sym, damp, ... */
+    int nsamples;            /* calibration windows; default 128 */
+    int seqlen;              /* tokens per window; default 2048 */
+    uint64_t seed;           /* window sampler seed; default 0 */
+    int true_sequential;     /* default 1 */
+    unsigned skip_mask;      /* bit (1 << gptq_linear_id) set: leave that linear float */
+    const int64_t *offsets;  /* optional: the nsamples window starts to use
+                                instead of drawing them (e.g. a reference's) */
+    int batch;               /* windows per layer-forward call; default 8 */
+    int reference_storage;   /* 0 (default): pack every linear (what ships).
+                                1: keep the dequantized weights, rounded to
+                                fp16, as dense linears: how the reference
+                                implementation stores its result; for
+                                comparing with it number for number */
+} gptq_calib_options;
+
+/* nsamples 128, seqlen 2048, seed 0, true-sequential, nothing skipped,
+ * batch 8, gptq_quant_config_default. */
+void gptq_calib_options_default(gptq_calib_options *o);
+
+/* Progress, once per quantized linear. */
+typedef struct gptq_calib_progress {
+    int layer, layers;        /* 0-based layer, number of layers */
+    gptq_linear_id which;     /* the linear just quantized */
+    int done, total;          /* linears quantized so far, in all */
+    double seconds;           /* GPTQ time of this linear */
+    double loss;              /* its GPTQ loss (gptq_quant_result.loss) */
+    double elapsed;           /* since the pipeline started */
+} gptq_calib_progress;
+
+/* Return non-OK to stop the pipeline (GPTQ_ERR_CANCELED to cancel). */
+typedef gptq_status (*gptq_calib_progress_fn)(void *user, const gptq_calib_progress *p);
+
+/* Draw nsamples window starts in [0, n_tokens - seqlen - 1] exactly as the
+ * reference GPTQ code does (Python: random.seed(seed); random.randint per
+ * window), so a seed gives the reference's windows on every machine. Errors: GPTQ_ERR_ARG when the text
+ * has fewer than seqlen + 1 tokens (the message gives both counts). */
+gptq_status gptq_calib_windows(size_t n_tokens, int nsamples, int seqlen, uint64_t seed,
+                               int64_t *offsets);
+
+/* Quantize every linear of m in place with GPTQ on calibration windows
+ * from tokens [n_tokens] (a tokenized text). On success each linear not in
+ * skip_mask is packed (GPTQ v1); on failure m is left partly quantized and
+ * must be discarded. Errors: option errors (GPTQ_ERR_ARG naming the field),
+ * GPTQ_ERR_NUMERIC ("layer 3 q_proj: Cholesky ... raise damp"), packing
+ * errors (a shape the format cannot store), GPTQ_ERR_NOMEM, the progress
+ * callback's status. */
+gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_tokens,
+                                const gptq_calib_options *o, gptq_calib_progress_fn progress,
+                                void *user);
+
+/* Round every linear of m to nearest with cfg's quantizer (the baseline),
+ * in place, packed. skip_mask as above. */
+gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned skip_mask);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,244 @@
+/* model/checkpoint.c: GPTQ checkpoint writer (see checkpoint.h). */
+#include "model/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/dtype.h"
+#include "model/safetensors.h"
+
+/* Files copied from the source folder when present. */
+static const char *const copied_files[] = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt"};
+
+typedef struct save_ctx {
+    gptq_st_writer *w;
+    gptq_dtype dtype;      /* of the float tensors */
+    int bits;
+    void **owned;          /* converted buffers, freed after the write */
+    size_t n_owned, cap_owned;
+    char **names;          /* tensor names, alive until the write */
+    size_t n_names, cap_names;
+} save_ctx;
+
+static int keep(void ***arr, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        void **a = realloc(*arr, nc * sizeof *a);
+        if (!a)
+            return -1;
+        *arr = a;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = p;
+    return 0;
+}
+
+static const char *keep_name(save_ctx *c, const char *base, const char *suffix)
+{
+    size_t len = strlen(base) + strlen(suffix) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    snprintf(s, len, "%s%s", base, suffix);
+    if (keep((void ***)&c->names, &c->n_names, &c->cap_names, s)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static gptq_status add_tensor(save_ctx *c, const char *base, const char *suffix, gptq_dtype dt,
+                              int ndim, const int64_t *shape, const void *data)
+{
+    const char *name = keep_name(c, base, suffix);
+    if (!name)
+        return gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
+    return gptq_st_writer_add(c->w, name, dt, ndim, shape, data);
+}
+
+static gptq_status visit(void *user, const char *name, const float *data, int ndim,
+                         const int64_t *shape, const gptq_packed *P)
+{
+    save_ctx *c = user;
+    if (!P) {
+        if (strstr(name, "_proj.weight"))
+            return gptq_fail(GPTQ_ERR_ARG, "checkpoint: linear '%s' is not quantized; a GPTQ "
+                             "checkpoint needs every decoder linear packed", name);
+        size_t n = 1;
+        for (int i = 0; i < ndim; i++)
+            n *= (size_t)shape[i];
+        const void *out = data;
+        if (c->dtype != GPTQ_DT_F32) {
+            uint16_t *h = malloc(n * sizeof *h);
+            if (!h || keep(&c->owned, &c->n_owned, &c->cap_owned, h)) {
+                free(h);
+                return gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
+            }
+            for (size_t i = 0; i < n; i++)
+                h[i] = c->dtype == GPTQ_DT_BF16 ? gptq_f32_to_bf16(data[i]) : gptq_f32_to_f16(data[i]);
+            out = h;
+        }
+        return add_tensor(c, name, "", c->dtype, ndim, shape, out);
+    }
+    if (P->bits != c->bits)
+        return gptq_fail(GPTQ_ERR_ARG, "checkpoint: '%s' is packed with %d bits, the checkpoint "
+                         "has %d", name, P->bits, c->bits);
+    const int64_t qw[2] = {(int64_t)P->cols * P->bits / 32, P->rows};
+    const int64_t qz[2] = {P->groups, (int64_t)P->rows * P->bits / 32};
+    const int64_t sc[2] = {P->groups, P->rows};
+    const int64_t gi[1] = {P->cols};
+    gptq_status st;
+    if ((st = add_tensor(c, name, ".qweight", GPTQ_DT_I32, 2, qw, P->qweight)) ||
+        (st = add_tensor(c, name, ".qzeros", GPTQ_DT_I32, 2, qz, P->qzeros)) ||
+        (st = add_tensor(c, name, ".scales", GPTQ_DT_F16, 2, sc, P->scales)) ||
+        (st = add_tensor(c, name, ".g_idx", GPTQ_DT_I32, 1, gi, P->g_idx)))
+        return st;
+    return GPTQ_OK;
+}
+
+static json_t *quant_json(const gptq_checkpoint_meta *meta)
+{
+    const gptq_quant_config *q = &meta->quant;
+    return json_pack("{s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s, s:s, s:s, s:b}", "bits", q->bits,
+                     "group_size", q->group_size, "desc_act", q->act_order, "sym", q->sym,
+                     "damp_percent", (double)q->damp, "true_sequential", meta->true_sequential,
+                     "static_groups", q->static_groups, "quant_method", "gptq",
+                     "checkpoint_format", "gptq", "model_file_base_name", "model", "mse", q->mse);
+}
+
+static gptq_status write_json(const char *dir, const char *file, json_t *j)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+        return gptq_fail(GPTQ_ERR_IO, "%s: cannot write", path);
+    return GPTQ_OK;
+}
+
+static gptq_status copy_file(const char *src, const char *dst)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return errno == ENOENT ? GPTQ_OK : gptq_fail(GPTQ_ERR_IO, "%s: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    gptq_status st = GPTQ_OK;
+    if (out < 0) {
+        st = gptq_fail(GPTQ_ERR_IO, "%s: %s", dst, strerror(errno));
+        goto done;
+    }
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            st = gptq_fail(GPTQ_ERR_IO, "%s: write failed: %s", dst, strerror(errno));
+            goto done;
+        }
+    if (n < 0)
+        st = gptq_fail(GPTQ_ERR_IO, "%s: read failed: %s", src, strerror(errno));
+    else if (fsync(out) != 0)
+        st = gptq_fail(GPTQ_ERR_IO, "%s: fsync failed: %s", dst, strerror(errno));
+done:
+    close(in);
+    if (out >= 0)
+        close(out);
+    return st;
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+gptq_status gptq_checkpoint_save(const gptq_model *m, const char *src_dir,
+                                 const gptq_checkpoint_meta *meta, const char *dir)
+{
+    char tmp[4096], path[4096];
+    struct stat sb;
+    save_ctx c = {.bits = meta->quant.bits};
+    json_t *config = NULL, *qc = NULL;
+    gptq_status st = GPTQ_OK;
+    if (strlen(dir) > 3000)
+        return gptq_fail(GPTQ_ERR_ARG, "checkpoint folder path is too long");
+    if (stat(dir, &sb) == 0)
+        return gptq_fail(GPTQ_ERR_EXISTS, "%s already exists: choose a new folder or remove it",
+                         dir);
+    const gptq_dtype src_dt = gptq_model_get_config(m)->torch_dtype;
+    c.dtype = src_dt == GPTQ_DT_BF16 ? GPTQ_DT_BF16 : GPTQ_DT_F16;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
+    if (mkdir(tmp, 0755) != 0)
+        return gptq_fail(GPTQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+
+    /* config.json: the source's, with quantization_config */
+    json_error_t jerr;
+    snprintf(path, sizeof path, "%s/config.json", src_dir);
+    config = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!config || !json_is_object(config)) {
+        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: %s", path, config ? "not a JSON object" : jerr.text);
+        goto fail;
+    }
+    qc = quant_json(meta);
+    if (!qc) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
+        goto fail;
+    }
+    json_object_set(config, "quantization_config", qc);
+    json_object_set_new(config, "torch_dtype",
+                        json_string(c.dtype == GPTQ_DT_BF16 ? "bfloat16" : "float16"));
+    if ((st = write_json(tmp, "config.json", config)) ||
+        (st = write_json(tmp, "quantize_config.json", qc)))
+        goto fail;
+    for (size_t i = 0; i < sizeof copied_files / sizeof copied_files[0]; i++) {
+        char dst[4096];
+        snprintf(path, sizeof path, "%s/%s", src_dir, copied_files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", tmp, copied_files[i]);
+        if ((st = copy_file(path, dst)))
+            goto fail;
+    }
+
+    if ((st = gptq_st_writer_create(&c.w)) || (st = gptq_model_foreach_tensor(m, visit, &c)) ||
+        (st = gptq_st_writer_set_metadata(c.w, "format", "pt")))
+        goto fail;
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    if ((st = gptq_st_writer_write(c.w, path)))
+        goto fail;
+    if (rename(tmp, dir) != 0) {
+        st = gptq_fail(GPTQ_ERR_IO, "rename %s -> %s: %s", tmp, dir, strerror(errno));
+        goto fail;
+    }
+    goto done;
+fail:
+    remove_tree(tmp);
+done:
+    gptq_st_writer_destroy(c.w);
+    for (size_t i = 0; i < c.n_owned; i++)
+        free(c.owned[i]);
+    for (size_t i = 0; i < c.n_names; i++)
+        free(c.names[i]);
+    free(c.owned);
+    free(c.names);
+    json_decref(config);
+    json_decref(qc);
+    return st;
+}
