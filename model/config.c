@@ -1,1 +1,569 @@
-/* model/config.c: placeholder, being written */
+/* model/config.c: config.json of the Llama family, and the files of a model
+ * folder.
+ *
+ * Defaults for absent optional fields are transformers' (LlamaConfig,
+ * MistralConfig, Qwen2Config). Required fields are the ones every real
+ * checkpoint writes; their absence means the file is not what it claims. */
+#include "model/config.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Bounds that keep every product of sizes inside int64 and reject garbage
+ * early; far above any released Llama-family model. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 4096
+#define MAX_VOCAB (1 << 24)
+
+/* ---- typed field readers ----------------------------------------------------
+ * Each returns 0 if the field is absent or null (leaving *out), 1 if read, or
+ * a negative value after setting the message (wrong type or range). */
+
+static int get_int(json_t *obj, const char *what, const char *key, int lo, int hi, int *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    double d;
+    if (json_is_integer(v))
+        d = (double)json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)))
+        d = json_real_value(v); /* 4096.0 written by some exporters */
+    else {
+        gptq_fail(GPTQ_ERR_FORMAT, "%s: %s must be an integer", what, key);
+        return -1;
+    }
+    if (d < lo || d > hi) {
+        gptq_fail(GPTQ_ERR_FORMAT, "%s: %s = %.0f is out of range [%d, %d]", what, key, d, lo, hi);
+        return -1;
+    }
+    *out = (int)d;
+    return 1;
+}
+
+static int get_double(json_t *obj, const char *what, const char *key, double *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v)) {
+        gptq_fail(GPTQ_ERR_FORMAT, "%s: %s must be a number", what, key);
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 1;
+}
+
+static int get_bool(json_t *obj, const char *what, const char *key, int *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v)) {
+        gptq_fail(GPTQ_ERR_FORMAT, "%s: %s must be true or false", what, key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 1;
+}
+
+static int get_string(json_t *obj, const char *what, const char *key, const char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        gptq_fail(GPTQ_ERR_FORMAT, "%s: %s must be a string", what, key);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 1;
+}
+
+static int require_int(json_t *obj, const char *what, const char *key, int lo, int hi, int *out)
+{
+    int r = get_int(obj, what, key, lo, hi, out);
+    if (r == 0) {
+        gptq_fail(GPTQ_ERR_FORMAT, "%s: required field %s is missing", what, key);
+        return -1;
+    }
+    return r;
+}
+
+/* ---- sections -------------------------------------------------------------- */
+
+static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    static const struct {
+        const char *architecture, *model_type;
+        gptq_arch arch;
+    } known[] = {
+        {"LlamaForCausalLM", "llama", GPTQ_ARCH_LLAMA},
+        {"MistralForCausalLM", "mistral", GPTQ_ARCH_MISTRAL},
+        {"Qwen2ForCausalLM", "qwen2", GPTQ_ARCH_QWEN2},
+    };
+    const char *name = NULL, *model_type = NULL;
+    json_t *archs = json_object_get(root, "architectures");
+    if (archs && !json_is_null(archs)) {
+        if (!json_is_array(archs) || json_array_size(archs) == 0 ||
+            !json_is_string(json_array_get(archs, 0)))
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: architectures must be a list of strings", what);
+        name = json_string_value(json_array_get(archs, 0));
+    }
+    if (get_string(root, what, "model_type", &model_type) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!name && !model_type)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: neither architectures nor model_type is set; expected e.g. "
+                         "\"architectures\": [\"LlamaForCausalLM\"]",
+                         what);
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (name ? strcmp(name, known[i].architecture) == 0
+                 : strcmp(model_type, known[i].model_type) == 0) {
+            cfg->arch = known[i].arch;
+            snprintf(cfg->architecture, sizeof cfg->architecture, "%s", known[i].architecture);
+            return GPTQ_OK;
+        }
+    }
+    return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                     "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
+                     "MistralForCausalLM, Qwen2ForCausalLM",
+                     what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
+}
+
+static gptq_status parse_rope_scaling(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    cfg->rope_type = GPTQ_ROPE_DEFAULT;
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (!rs || json_is_null(rs))
+        return GPTQ_OK;
+    if (!json_is_object(rs))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling must be an object or null", what);
+    const char *type = NULL;
+    if (get_string(rs, what, "rope_type", &type) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!type && get_string(rs, what, "type", &type) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!type)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling has no rope_type (or type)", what);
+    if (strcmp(type, "default") == 0)
+        return GPTQ_OK;
+    if (strcmp(type, "linear") != 0 && strcmp(type, "llama3") != 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                         "%s: rope_scaling.rope_type '%s' is not supported; supported: default, "
+                         "linear, llama3",
+                         what, type);
+    char field[64] = "rope_scaling";
+    if (get_double(rs, field, "factor", &cfg->rope_factor) <= 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling.factor is missing or not a number",
+                         what);
+    if (!(cfg->rope_factor >= 1.0))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling.factor %g must be >= 1", what,
+                         cfg->rope_factor);
+    if (strcmp(type, "linear") == 0) {
+        cfg->rope_type = GPTQ_ROPE_LINEAR;
+        return GPTQ_OK;
+    }
+    cfg->rope_type = GPTQ_ROPE_LLAMA3;
+    if (get_double(rs, field, "low_freq_factor", &cfg->rope_low_freq_factor) <= 0 ||
+        get_double(rs, field, "high_freq_factor", &cfg->rope_high_freq_factor) <= 0 ||
+        get_int(rs, field, "original_max_position_embeddings", 1, 1 << 30,
+                &cfg->rope_original_max_position_embeddings) <= 0)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: rope_scaling (llama3) needs numbers low_freq_factor, "
+                         "high_freq_factor and original_max_position_embeddings",
+                         what);
+    if (!(cfg->rope_low_freq_factor > 0) ||
+        !(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: rope_scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g)",
+                         what, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor);
+    return GPTQ_OK;
+}
+
+static gptq_status parse_token_ids(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    cfg->bos_token_id = -1;
+    if (get_int(root, what, "bos_token_id", 0, cfg->vocab_size - 1, &cfg->bos_token_id) < 0)
+        return GPTQ_ERR_FORMAT;
+    cfg->n_eos = 0;
+    json_t *eos = json_object_get(root, "eos_token_id");
+    if (!eos || json_is_null(eos))
+        return GPTQ_OK;
+    if (json_is_array(eos)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(eos, i, v)
+        {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) >= cfg->vocab_size)
+                return gptq_fail(GPTQ_ERR_FORMAT,
+                                 "%s: eos_token_id[%zu] must be an id in [0, vocab_size %d)", what,
+                                 i, cfg->vocab_size);
+            if (cfg->n_eos == GPTQ_MAX_EOS)
+                return gptq_fail(GPTQ_ERR_FORMAT, "%s: eos_token_id lists more than %d ids", what,
+                                 GPTQ_MAX_EOS);
+            cfg->eos_token_ids[cfg->n_eos++] = (int)json_integer_value(v);
+        }
+        return GPTQ_OK;
+    }
+    int id;
+    if (get_int(root, what, "eos_token_id", 0, cfg->vocab_size - 1, &id) < 0)
+        return GPTQ_ERR_FORMAT;
+    cfg->eos_token_ids[cfg->n_eos++] = id;
+    return GPTQ_OK;
+}
+
+static gptq_status parse_dtype(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    static const struct {
+        const char *name;
+        gptq_dtype dt;
+    } names[] = {{"float16", GPTQ_DT_F16}, {"bfloat16", GPTQ_DT_BF16}, {"float32", GPTQ_DT_F32}};
+    const char *s = NULL, *key = "torch_dtype";
+    cfg->torch_dtype = GPTQ_DT_F32;
+    if (get_string(root, what, key, &s) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!s) { /* transformers >= 4.56 writes "dtype" */
+        key = "dtype";
+        if (get_string(root, what, key, &s) < 0)
+            return GPTQ_ERR_FORMAT;
+    }
+    if (!s)
+        return GPTQ_OK;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i].name) == 0) {
+            cfg->torch_dtype = names[i].dt;
+            return GPTQ_OK;
+        }
+    return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s '%s' is not float16, bfloat16 or float32", what, key,
+                     s);
+}
+
+static gptq_status parse_quant(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    json_t *q = json_object_get(root, "quantization_config");
+    if (!q || json_is_null(q))
+        return GPTQ_OK;
+    if (!json_is_object(q))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: quantization_config must be an object", what);
+    const char *qwhat = "config.json quantization_config";
+    const char *method = "gptq", *format = "gptq";
+    cfg->quant.present = 1;
+    cfg->quant.group_size = -1;
+    if (get_string(q, qwhat, "quant_method", &method) < 0 ||
+        get_string(q, qwhat, "checkpoint_format", &format) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (strcmp(method, "gptq") != 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                         "%s: quantization_config.quant_method '%s' is not supported; only gptq",
+                         what, method);
+    if (strcmp(format, "gptq") != 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                         "%s: quantization_config.checkpoint_format '%s' is not supported; only "
+                         "gptq (v1)",
+                         what, format);
+    snprintf(cfg->quant.quant_method, sizeof cfg->quant.quant_method, "%s", method);
+    snprintf(cfg->quant.checkpoint_format, sizeof cfg->quant.checkpoint_format, "%s", format);
+    if (require_int(q, qwhat, "bits", 2, 8, &cfg->quant.bits) < 0 ||
+        get_int(q, qwhat, "group_size", -1, MAX_DIM, &cfg->quant.group_size) < 0 ||
+        get_bool(q, qwhat, "desc_act", &cfg->quant.desc_act) < 0 ||
+        get_bool(q, qwhat, "sym", &cfg->quant.sym) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (cfg->quant.bits != 2 && cfg->quant.bits != 3 && cfg->quant.bits != 4 &&
+        cfg->quant.bits != 8)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                         "%s: quantization_config.bits %d is not supported; use 2, 3, 4 or 8", what,
+                         cfg->quant.bits);
+    if (cfg->quant.group_size == 0)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: quantization_config.group_size 0; use -1 (per channel) or > 0", what);
+    return GPTQ_OK;
+}
+
+/* ---- the whole config ---------------------------------------------------------- */
+
+static gptq_status parse_root(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    gptq_status st;
+    memset(cfg, 0, sizeof *cfg);
+    if (!json_is_object(root))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: not a JSON object", what);
+    if ((st = parse_arch(root, what, cfg)) != GPTQ_OK)
+        return st;
+
+    if (require_int(root, what, "hidden_size", 1, MAX_DIM, &cfg->hidden_size) < 0 ||
+        require_int(root, what, "intermediate_size", 1, MAX_DIM, &cfg->intermediate_size) < 0 ||
+        require_int(root, what, "num_attention_heads", 1, 4096, &cfg->num_attention_heads) < 0 ||
+        require_int(root, what, "num_hidden_layers", 1, MAX_LAYERS, &cfg->num_hidden_layers) < 0 ||
+        require_int(root, what, "vocab_size", 1, MAX_VOCAB, &cfg->vocab_size) < 0)
+        return GPTQ_ERR_FORMAT;
+    cfg->num_key_value_heads = cfg->num_attention_heads;
+    if (get_int(root, what, "num_key_value_heads", 1, 4096, &cfg->num_key_value_heads) < 0)
+        return GPTQ_ERR_FORMAT;
+    int has_head_dim = get_int(root, what, "head_dim", 1, GPTQ_MAX_HEAD_DIM, &cfg->head_dim);
+    if (has_head_dim < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!has_head_dim) {
+        if (cfg->hidden_size % cfg->num_attention_heads != 0)
+            return gptq_fail(GPTQ_ERR_FORMAT,
+                             "%s: hidden_size %d is not a multiple of num_attention_heads %d "
+                             "(and head_dim is not given)",
+                             what, cfg->hidden_size, cfg->num_attention_heads);
+        cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    }
+    if (cfg->head_dim % 2 != 0 || cfg->head_dim > GPTQ_MAX_HEAD_DIM)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: head_dim %d must be even and at most %d", what,
+                         cfg->head_dim, GPTQ_MAX_HEAD_DIM);
+    if (cfg->num_attention_heads % cfg->num_key_value_heads != 0)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                         what, cfg->num_attention_heads, cfg->num_key_value_heads);
+    if ((int64_t)cfg->num_attention_heads * cfg->head_dim > MAX_DIM)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: num_attention_heads x head_dim is too large", what);
+
+    if (get_int(root, what, "max_position_embeddings", 1, 1 << 30, &cfg->max_position_embeddings) <
+        0)
+        return GPTQ_ERR_FORMAT;
+    cfg->rms_norm_eps = 1e-6;
+    cfg->rope_theta = 10000.0;
+    if (get_double(root, what, "rms_norm_eps", &cfg->rms_norm_eps) < 0 ||
+        get_double(root, what, "rope_theta", &cfg->rope_theta) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!(cfg->rms_norm_eps > 0 && cfg->rms_norm_eps < 1))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", what,
+                         cfg->rms_norm_eps);
+    if (!(cfg->rope_theta > 1))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_theta %g must be > 1", what, cfg->rope_theta);
+    if ((st = parse_rope_scaling(root, what, cfg)) != GPTQ_OK)
+        return st;
+
+    const char *act = NULL;
+    if (get_string(root, what, "hidden_act", &act) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (act && strcmp(act, "silu") != 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; only silu",
+                         what, act);
+
+    if (get_bool(root, what, "tie_word_embeddings", &cfg->tie_word_embeddings) < 0 ||
+        get_bool(root, what, "attention_bias", &cfg->attention_bias) < 0 ||
+        get_bool(root, what, "mlp_bias", &cfg->mlp_bias) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (cfg->arch != GPTQ_ARCH_LLAMA && (cfg->attention_bias || cfg->mlp_bias))
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                         "%s: attention_bias/mlp_bias are Llama options; %s does not take them",
+                         what, cfg->architecture);
+
+    if (cfg->arch == GPTQ_ARCH_MISTRAL) {
+        cfg->sliding_window = 4096; /* MistralConfig's default */
+        if (json_is_null(json_object_get(root, "sliding_window")))
+            cfg->sliding_window = 0;
+        if (get_int(root, what, "sliding_window", 1, 1 << 30, &cfg->sliding_window) < 0)
+            return GPTQ_ERR_FORMAT;
+    } else if (cfg->arch == GPTQ_ARCH_QWEN2) {
+        int use_sw = 0;
+        if (get_bool(root, what, "use_sliding_window", &use_sw) < 0)
+            return GPTQ_ERR_FORMAT;
+        if (use_sw)
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED,
+                             "%s: use_sliding_window true (per-layer windows) is not supported",
+                             what);
+    }
+
+    if ((st = parse_token_ids(root, what, cfg)) != GPTQ_OK ||
+        (st = parse_dtype(root, what, cfg)) != GPTQ_OK ||
+        (st = parse_quant(root, what, cfg)) != GPTQ_OK)
+        return st;
+    return GPTQ_OK;
+}
+
+gptq_status gptq_config_parse(const char *json, size_t len, const char *what,
+                              gptq_model_config *cfg)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    if (!root)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: line %d column %d: %s", what, jerr.line, jerr.column,
+                         jerr.text);
+    gptq_status st = parse_root(root, what, cfg);
+    json_decref(root);
+    return st;
+}
+
+gptq_status gptq_config_load(const char *path, gptq_model_config *cfg)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root) {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            return gptq_fail(GPTQ_ERR_IO, "%s: cannot read (no such file)", path);
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: line %d column %d: %s", path, jerr.line, jerr.column,
+                         jerr.text);
+    }
+    gptq_status st = parse_root(root, path, cfg);
+    json_decref(root);
+    return st;
+}
+
+/* ---- derived values -------------------------------------------------------------- */
+
+void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq)
+{
+    const int dim = cfg->head_dim, half = dim / 2;
+    /* _compute_default_rope_parameters, in float32 as torch evaluates it:
+     * 1.0 / (base ** (arange(0, dim, 2).float() / dim)) */
+    for (int j = 0; j < half; j++) {
+        float exponent = (float)(2 * j) / (float)dim;
+        inv_freq[j] = 1.0f / powf((float)cfg->rope_theta, exponent);
+    }
+    if (cfg->rope_type == GPTQ_ROPE_LINEAR) {
+        for (int j = 0; j < half; j++)
+            inv_freq[j] /= (float)cfg->rope_factor;
+    } else if (cfg->rope_type == GPTQ_ROPE_LLAMA3) {
+        /* _compute_llama3_parameters */
+        const float factor = (float)cfg->rope_factor;
+        const float low = (float)cfg->rope_low_freq_factor,
+                    high = (float)cfg->rope_high_freq_factor;
+        const double old_len = cfg->rope_original_max_position_embeddings;
+        const double low_freq_wavelen = old_len / cfg->rope_low_freq_factor;
+        const double high_freq_wavelen = old_len / cfg->rope_high_freq_factor;
+        for (int j = 0; j < half; j++) {
+            float inv = inv_freq[j];
+            float wavelen = (float)(2.0 * M_PI) / inv;
+            float llama = wavelen > (float)low_freq_wavelen ? inv / factor : inv;
+            float smooth = ((float)old_len / wavelen - low) / (high - low);
+            float smoothed = (1.0f - smooth) * llama / factor + smooth * llama;
+            int medium =
+                !(wavelen < (float)high_freq_wavelen) && !(wavelen > (float)low_freq_wavelen);
+            inv_freq[j] = medium ? smoothed : llama;
+        }
+    }
+}
+
+int gptq_config_qkv_bias(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_QWEN2 || cfg->attention_bias;
+}
+
+int gptq_config_o_bias(const gptq_model_config *cfg)
+{
+    return cfg->attention_bias;
+}
+
+int gptq_config_mlp_bias(const gptq_model_config *cfg)
+{
+    return cfg->mlp_bias;
+}
+
+/* ---- files of a model folder -------------------------------------------------------- */
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+void gptq_config_free_paths(char **paths, int n_paths)
+{
+    if (!paths)
+        return;
+    for (int i = 0; i < n_paths; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+gptq_status gptq_model_files(const char *dir, char ***paths_out, int *n_out)
+{
+    gptq_status st = GPTQ_OK;
+    struct stat sb;
+    char **paths = NULL;
+    int n = 0;
+    json_t *root = NULL;
+    char *index = join_path(dir, "model.safetensors.index.json");
+    char *single = join_path(dir, "model.safetensors");
+    if (!index || !single) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    if (stat(index, &sb) != 0) {
+        if (stat(single, &sb) != 0) {
+            st = gptq_fail(GPTQ_ERR_NOTFOUND,
+                           "%s: no model.safetensors or model.safetensors.index.json", dir);
+            goto fail;
+        }
+        paths = malloc(sizeof *paths);
+        if (!paths) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
+            goto fail;
+        }
+        paths[n++] = single;
+        single = NULL;
+        goto done;
+    }
+
+    json_error_t jerr;
+    root = json_load_file(index, 0, &jerr);
+    if (!root) {
+        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: line %d column %d: %s", index, jerr.line, jerr.column,
+                       jerr.text);
+        goto fail;
+    }
+    json_t *map = json_object_get(root, "weight_map");
+    if (!json_is_object(map) || json_object_size(map) == 0) {
+        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: weight_map is missing or empty", index);
+        goto fail;
+    }
+    paths = calloc(json_object_size(map), sizeof *paths);
+    if (!paths) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", index);
+        goto fail;
+    }
+    const char *tensor;
+    json_t *file;
+    json_object_foreach(map, tensor, file)
+    {
+        const char *name = json_string_value(file);
+        /* shard names are plain file names: never a path out of the folder */
+        if (!name || !*name || strchr(name, '/') || strcmp(name, "..") == 0 ||
+            strcmp(name, ".") == 0) {
+            st = gptq_fail(GPTQ_ERR_FORMAT,
+                           "%s: weight_map[\"%s\"] must be a file name in the model folder", index,
+                           tensor);
+            goto fail;
+        }
+        int seen = 0;
+        size_t dlen = strlen(dir);
+        for (int i = 0; i < n && !seen; i++)
+            seen = strcmp(paths[i] + dlen + 1, name) == 0;
+        if (seen)
+            continue;
+        if (!(paths[n] = join_path(dir, name))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", index);
+            goto fail;
+        }
+        n++;
+    }
+done:
+    json_decref(root);
+    free(index);
+    free(single);
+    *paths_out = paths;
+    *n_out = n;
+    return GPTQ_OK;
+fail:
+    json_decref(root);
+    free(index);
+    free(single);
+    gptq_config_free_paths(paths, n);
+    *paths_out = NULL;
+    *n_out = 0;
+    return st;
+}

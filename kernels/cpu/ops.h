@@ -1,0 +1,26 @@
+/* kernels/cpu/ops.h: the CPU backend's dense and elementwise operations.
+ *
+ * Each function is the CPU entry of the same name in kernels/backend.h and
+ * has the semantics documented there; they are also callable directly (the
+ * reference twins that CUDA kernels are tested against). */
+#ifndef GPTQ_KERNELS_CPU_OPS_H
+#define GPTQ_KERNELS_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+void gptq_cpu_gemm_f32(const float *x, const float *W, const float *bias, float *y, int n, int in,
+                       int out);
+void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
+void gptq_cpu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+                   const float *inv_freq);
+gptq_status gptq_cpu_attention(const gptq_attention_args *a);
+void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n);
+void gptq_cpu_add(float *y, const float *x, size_t n);
+void gptq_cpu_embed(const float *table, const int32_t *ids, int n, int dim, float *out);
+void gptq_cpu_softmax(float *x, int n, int cols);
+void gptq_cpu_log_softmax(float *x, int n, int cols);
+
+#endif

@@ -1,0 +1,106 @@
+/* model/config.h: a Hugging Face config.json for the Llama family.
+ *
+ * Reads LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM configs
+ * into one flat struct with HF's defaults for absent optional fields, checks
+ * the shapes for consistency, and computes the rotary inverse frequencies
+ * exactly as transformers' rope init functions do (default, linear, llama3).
+ * Also finds the safetensors files of a model folder (single file or a
+ * sharded model.safetensors.index.json). */
+#ifndef GPTQ_MODEL_CONFIG_H
+#define GPTQ_MODEL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dtype.h"
+#include "gptq/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum gptq_arch {
+    GPTQ_ARCH_LLAMA,   /* LlamaForCausalLM (Llama 2, Llama 3.x) */
+    GPTQ_ARCH_MISTRAL, /* MistralForCausalLM: Llama + sliding window */
+    GPTQ_ARCH_QWEN2,   /* Qwen2ForCausalLM: Llama + q/k/v bias */
+} gptq_arch;
+
+typedef enum gptq_rope_type {
+    GPTQ_ROPE_DEFAULT,
+    GPTQ_ROPE_LINEAR, /* positions divided by factor (inv_freq / factor) */
+    GPTQ_ROPE_LLAMA3, /* Llama 3.1 frequency-dependent scaling */
+} gptq_rope_type;
+
+#define GPTQ_MAX_EOS 8
+#define GPTQ_MAX_HEAD_DIM 512
+
+typedef struct gptq_model_config {
+    gptq_arch arch;
+    char architecture[64];       /* as spelled in "architectures"[0] */
+    int hidden_size;             /* d_model */
+    int intermediate_size;       /* MLP width */
+    int num_attention_heads;
+    int num_key_value_heads;     /* default num_attention_heads */
+    int head_dim;                /* default hidden_size / num_attention_heads */
+    int num_hidden_layers;
+    int vocab_size;
+    int max_position_embeddings; /* 0 if absent */
+    double rms_norm_eps;         /* default 1e-6 */
+    double rope_theta;           /* default 10000 */
+    gptq_rope_type rope_type;
+    double rope_factor;          /* linear, llama3 */
+    double rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_original_max_position_embeddings;          /* llama3 */
+    int tie_word_embeddings;     /* lm_head shares embed_tokens.weight */
+    int attention_bias;          /* Llama: q/k/v/o have biases; Qwen2: q/k/v always do */
+    int mlp_bias;                /* Llama: gate/up/down have biases */
+    int sliding_window;          /* Mistral; 0 = none */
+    int bos_token_id;            /* -1 if absent */
+    int eos_token_ids[GPTQ_MAX_EOS];
+    int n_eos;
+    gptq_dtype torch_dtype;      /* F16, BF16 or F32; F32 if absent */
+
+    /* "quantization_config" (GPTQ checkpoints); present = 0 when absent */
+    struct {
+        int present;
+        int bits, group_size, desc_act, sym;
+        char quant_method[16];      /* "gptq" */
+        char checkpoint_format[16]; /* "gptq" (v1) when absent */
+    } quant;
+} gptq_model_config;
+
+/* Parse a config.json into *cfg. Errors: GPTQ_ERR_IO (unreadable),
+ * GPTQ_ERR_FORMAT (bad JSON, a missing required field, a field of the wrong
+ * type or an inconsistent value: the message names the field, e.g.
+ * "config.json: hidden_size 250 is not num_attention_heads (8) x head_dim"),
+ * GPTQ_ERR_UNSUPPORTED (an architecture, hidden_act or rope_scaling type we
+ * do not run; the message names it). */
+gptq_status gptq_config_load(const char *config_json_path, gptq_model_config *cfg);
+
+/* The same from a JSON text of `len` bytes; `what` names it in messages. */
+gptq_status gptq_config_parse(const char *json, size_t len, const char *what,
+                              gptq_model_config *cfg);
+
+/* Rotary inverse frequencies inv_freq [head_dim / 2] as transformers
+ * computes them in float32 (_compute_default_rope_parameters, and the linear
+ * / llama3 variants). */
+void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq);
+
+/* Which linears carry a bias vector: q/k/v (Llama attention_bias, always
+ * for Qwen2), o (Llama attention_bias), gate/up/down (Llama mlp_bias). */
+int gptq_config_qkv_bias(const gptq_model_config *cfg);
+int gptq_config_o_bias(const gptq_model_config *cfg);
+int gptq_config_mlp_bias(const gptq_model_config *cfg);
+
+/* The safetensors files of model folder `dir`: "model.safetensors", or the
+ * distinct files of model.safetensors.index.json's weight_map in first-seen
+ * order. On success *paths is a malloc'ed array of *n_paths malloc'ed full
+ * paths; free with gptq_config_free_paths. Errors: GPTQ_ERR_NOTFOUND (neither
+ * file exists), GPTQ_ERR_FORMAT (a bad index; names the field). */
+gptq_status gptq_model_files(const char *dir, char ***paths, int *n_paths);
+void gptq_config_free_paths(char **paths, int n_paths);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,245 @@
+/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2) on the
+ * CPU backend, with Hugging Face semantics, in float32.
+ *
+ * A gptq_model holds float32 copies of the weights of an HF folder; each of
+ * a layer's seven linears is either float32 [out, in] or a GPTQ v1 packed
+ * linear (gptq/quant.h) that runs through the packed kernels. The
+ * quantization pipeline reads and replaces linears one at a time
+ * (gptq_model_get_linear_f32 / gptq_model_set_linear_*), and drives the
+ * layers one by one with capture hooks (gptq_model_embed,
+ * gptq_model_layer_forward, gptq_model_head).
+ *
+ * Thread safety: a loaded model is read-only to every function here except
+ * gptq_model_set_linear_*; any number of threads may run forward passes on
+ * one model at once, each with its own gptq_kv. Replacing a linear while
+ * another thread runs the model is not allowed.
+ *
+ * Errors: a gptq_status with the message in gptq_errmsg(). */
+#ifndef GPTQ_MODEL_LLAMA_H
+#define GPTQ_MODEL_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dtype.h"
+#include "gptq/error.h"
+#include "gptq/quant.h"
+#include "model/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gptq_model gptq_model;
+typedef struct gptq_kv gptq_kv;
+
+/* The linears of a decoder layer, in the order the layer applies them. */
+typedef enum gptq_linear_id {
+    GPTQ_LIN_Q,    /* self_attn.q_proj [n_heads*head_dim, hidden] */
+    GPTQ_LIN_K,    /* self_attn.k_proj [n_kv_heads*head_dim, hidden] */
+    GPTQ_LIN_V,    /* self_attn.v_proj [n_kv_heads*head_dim, hidden] */
+    GPTQ_LIN_O,    /* self_attn.o_proj [hidden, n_heads*head_dim] */
+    GPTQ_LIN_GATE, /* mlp.gate_proj [intermediate, hidden] */
+    GPTQ_LIN_UP,   /* mlp.up_proj [intermediate, hidden] */
+    GPTQ_LIN_DOWN, /* mlp.down_proj [hidden, intermediate] */
+    GPTQ_LIN_COUNT
+} gptq_linear_id;
+
+/* "q_proj", "k_proj", ... ; and the HF module path "self_attn.q_proj",
+ * "mlp.gate_proj", ... (tensor "model.layers.<i>.<path>.weight"). */
+const char *gptq_linear_name(gptq_linear_id which);
+const char *gptq_linear_path(gptq_linear_id which);
+
+/* ---- loading ------------------------------------------------------------------ */
+
+/* Load an HF model folder: config.json plus model.safetensors or the shards
+ * of model.safetensors.index.json (F16, BF16 or F32 weights, converted to
+ * float32). A folder whose config has a GPTQ quantization_config may store
+ * linears as `<path>.qweight/.qzeros/.scales/.g_idx` (v1); those load as
+ * packed linears. On success *out owns a new model (gptq_model_free).
+ * Errors: GPTQ_ERR_NOTFOUND (a file or a tensor is missing: the message
+ * names it), GPTQ_ERR_FORMAT (a tensor's shape or dtype disagrees with the
+ * config: names the tensor, both shapes), config.h's errors, and the
+ * safetensors reader's. */
+gptq_status gptq_model_load(const char *dir, gptq_model **out);
+
+/* Deep copy (every linear and bias duplicated): the starting point of a
+ * quantized model that leaves the source resident. *out is owned. */
+gptq_status gptq_model_clone(const gptq_model *m, gptq_model **out);
+
+/* Free a model (NULL is fine). A model made by gptq_model_copy_with or
+ * gptq_model_from_tensors frees none of the weight memory it borrows. */
+void gptq_model_free(gptq_model *m);
+
+/* ---- the tensor table (sharing weights between processes) -------------------- */
+
+/* One stored tensor: HF name, little-endian data. Dense tensors are F32;
+ * a packed linear appears as its four GPTQ v1 tensors "<path>.qweight"
+ * (I32), ".qzeros" (I32), ".scales" (F16), ".g_idx" (I32). */
+typedef struct gptq_model_tensor {
+    const char *name;
+    gptq_dtype dtype;
+    int ndim;         /* 1 or 2 here; up to 4 accepted */
+    int64_t shape[4]; /* entries past ndim are 0 */
+    const void *data;
+    size_t bytes;
+} gptq_model_tensor;
+
+/* Every tensor of the model, in checkpoint order (gptq_model_foreach_tensor's,
+ * packed linears expanded). Owned by the model; valid until a linear is
+ * replaced or the model is freed. tensor_at returns NULL past the end. */
+size_t gptq_model_tensor_count(const gptq_model *m);
+const gptq_model_tensor *gptq_model_tensor_at(const gptq_model *m, size_t i);
+
+/* Allocator for gptq_model_copy_with: `bytes` of memory aligned to at least
+ * 16 bytes, or NULL. */
+typedef void *(*gptq_model_alloc)(void *ctx, size_t bytes);
+
+/* Copy m into a new model whose every weight buffer comes from alloc(ctx,
+ * ...) (e.g. a shared-memory arena); the struct and tensor table are
+ * malloc'ed. The copy borrows that memory: gptq_model_free does not free it
+ * and set_linear_* refuse (GPTQ_ERR_BUSY); the caller keeps the memory alive
+ * until the copy is freed. *out is owned. Errors: GPTQ_ERR_ARG (alloc NULL),
+ * GPTQ_ERR_NOMEM (alloc returned NULL; what it handed out stays with it). */
+gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, void *ctx,
+                                 gptq_model **out);
+
+/* A model that runs on the caller's tensors without copying them (a
+ * process that mapped another's weights): config_json is the text of
+ * config.json; table[n] holds the tensors gptq_model_tensor_at lists (dense
+ * F32, packed linears as I32/F16 v1 tensors with g_idx), each aligned to its
+ * element size. The tensors must outlive the model, which only reads them
+ * (read-only pages are fine) and refuses set_linear_*. *out is owned.
+ * Errors: config.h's, GPTQ_ERR_NOTFOUND (a tensor is missing: named),
+ * GPTQ_ERR_FORMAT (wrong shape, dtype, size or alignment: named),
+ * GPTQ_ERR_NOMEM. */
+gptq_status gptq_model_from_tensors(const char *config_json, const gptq_model_tensor *table,
+                                    size_t n, gptq_model **out);
+
+/* The parsed config (owned by the model). */
+const gptq_model_config *gptq_model_get_config(const gptq_model *m);
+/* Parameters (packed linears count rows*cols) and bytes of weight storage. */
+int64_t gptq_model_params(const gptq_model *m);
+size_t gptq_model_bytes(const gptq_model *m);
+
+/* ---- linears --------------------------------------------------------------------- */
+
+/* Shape of a layer's linear `which`: rows = out features, cols = in. */
+void gptq_model_linear_shape(const gptq_model *m, gptq_linear_id which, int *rows, int *cols);
+
+/* The packed form of a linear, or NULL if it is float32. Owned by the model;
+ * valid until the linear is replaced or the model freed. */
+const gptq_packed *gptq_model_linear_packed(const gptq_model *m, int layer, gptq_linear_id which);
+
+/* Bias [rows] of a linear, or NULL if it has none. Owned by the model. */
+const float *gptq_model_linear_bias(const gptq_model *m, int layer, gptq_linear_id which);
+
+/* Copy a linear's weights as float32 W [rows, cols] (dequantized if packed)
+ * into caller memory. Errors: GPTQ_ERR_ARG (layer out of range), a packed
+ * linear's dequantization errors. */
+gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linear_id which,
+                                      float *W);
+
+/* Replace a linear's weights by a copy of W [rows, cols] (float32; the
+ * linear becomes dense if it was packed). The bias is kept. The tensor
+ * table is rebuilt (earlier gptq_model_tensor_at pointers go stale).
+ * Errors: GPTQ_ERR_ARG, GPTQ_ERR_BUSY (a model of borrowed weights),
+ * GPTQ_ERR_NOMEM. */
+gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
+                                      const float *W);
+
+/* Replace a linear by the packed layer *P, which must have the linear's
+ * shape (P->rows = out, P->cols = in). Ownership moves: the model takes *P
+ * (and frees its arrays when P->owned) and *P is zeroed. On failure before
+ * the move (GPTQ_ERR_ARG, GPTQ_ERR_BUSY) *P is left untouched. The bias is
+ * kept; the tensor table is rebuilt (GPTQ_ERR_NOMEM after the move leaves
+ * the table empty). */
+gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_id which,
+                                         gptq_packed *P);
+
+/* Every stored tensor under its HF name, in checkpoint order (embeddings,
+ * then each layer's norms, linears and biases, final norm, lm_head unless
+ * tied). For a dense tensor `data` is float32 with `ndim` dims `shape`, and
+ * `packed` is NULL; for a packed linear `data` is NULL, `packed` is set and
+ * `name` is the module path ("model.layers.0.self_attn.q_proj"). A nonzero
+ * status from `visit` stops the walk and is returned. */
+typedef gptq_status (*gptq_tensor_visit)(void *user, const char *name, const float *data,
+                                         int ndim, const int64_t *shape,
+                                         const gptq_packed *packed);
+gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit visit, void *user);
+
+/* ---- whole-model forward with a KV cache ------------------------------------------- */
+
+/* A KV cache of `n_seq` slots of `max_tokens` positions each, for model m
+ * (it must only be used with m or its clones). *out is owned
+ * (gptq_kv_free). Errors: GPTQ_ERR_ARG, GPTQ_ERR_NOMEM. */
+gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_kv **out);
+void gptq_kv_free(gptq_kv *kv);
+/* Tokens cached in a slot; forget a slot's tokens beyond `len` (0 empties it;
+ * len above the current length is clamped). */
+int gptq_kv_len(const gptq_kv *kv, int slot);
+void gptq_kv_truncate(gptq_kv *kv, int slot, int len);
+int gptq_kv_slots(const gptq_kv *kv);
+int gptq_kv_capacity(const gptq_kv *kv);
+
+/* Only the last position of each sequence gets logits. */
+#define GPTQ_FWD_LAST_ONLY 1
+
+/* Forward n_seq sequences of `len` new tokens each: ids [n_seq, len].
+ * Sequence s uses cache slot slots[s] (NULL: slot s) and its tokens sit at
+ * positions start[s] .. start[s]+len-1 (start NULL: the slot's current
+ * length), attending to the slot's cached positions 0..start[s]-1 and
+ * causally to each other. The cache's entries from start[s] on are
+ * overwritten and the slot's length becomes start[s]+len.
+ * kv NULL: no cache, every sequence starts at position 0 (start must be
+ * NULL).
+ * logits: [n_seq*len, vocab] (row s*len+t), or [n_seq, vocab] with
+ * GPTQ_FWD_LAST_ONLY; caller memory.
+ * Errors: GPTQ_ERR_ARG (an id outside the vocabulary, a bad slot, a start
+ * past the slot's length; the message names which), GPTQ_ERR_LIMIT (more
+ * than 2^24 tokens in one call, or start +
+ * len exceeds the cache's max_tokens), GPTQ_ERR_NOMEM. On error the cache
+ * slots used are left with undefined contents beyond their old lengths. */
+gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *ids, int n_seq,
+                               int len, const int *slots, const int32_t *start, int flags,
+                               float *logits);
+
+/* ---- per-layer entry points (the calibration pipeline) --------------------------- */
+
+/* h [n, hidden] = embedding rows of ids [n]. Errors: GPTQ_ERR_ARG for an id
+ * outside the vocabulary. */
+gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, float *h);
+
+/* Called before each group of linears that shares one input, with that
+ * input X [rows, cols] (rows = n_seq*len tokens, row s*len+t): once with
+ * which = GPTQ_LIN_Q for q/k/v (X = the attention RMSNorm output), once
+ * with GPTQ_LIN_O (X = attention output), once with GPTQ_LIN_GATE for
+ * gate/up (X = the MLP RMSNorm output), once with GPTQ_LIN_DOWN
+ * (X = silu(gate)*up). X is only valid during the call. A hook may replace
+ * linears of later groups of the same layer (the layer reads each linear
+ * when it applies it), which is how sequential quantization within a layer
+ * works. Returning non-OK stops the layer: gptq_model_layer_forward returns
+ * that status and h is left undefined (GPTQ_ERR_CANCELED is the way to stop
+ * early on purpose; the hook sets the message for others). */
+typedef gptq_status (*gptq_linear_hook)(void *user, int layer, gptq_linear_id which,
+                                        const float *X, int rows, int cols);
+typedef struct gptq_layer_hooks {
+    gptq_linear_hook before_linear; /* NULL: none */
+    void *user;
+} gptq_layer_hooks;
+
+/* Run decoder layer `layer` in place on h [n_seq*len, hidden]: n_seq
+ * independent sequences of len tokens at positions 0..len-1 (causal
+ * attention within each sequence, no cache). hooks may be NULL.
+ * Errors: GPTQ_ERR_ARG, GPTQ_ERR_NOMEM, a hook's status. */
+gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, int n_seq, int len,
+                                     const gptq_layer_hooks *hooks);
+
+/* logits [n, vocab] = lm_head(RMSNorm(h [n, hidden])); h is not modified.
+ * Errors: GPTQ_ERR_NOMEM. */
+gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

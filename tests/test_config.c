@@ -1,0 +1,310 @@
+/* tests/test_config.c: config.json parsing (fixture and hand-made configs),
+ * rotary frequencies against values computed independently with numpy in
+ * float32 from transformers' formulas, the files of a model folder, and the
+ * loader's errors for configs that disagree with the weights. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gptq/error.h"
+#include "model/config.h"
+#include "model/llama.h"
+#include "testutil.h"
+
+static char tmpdir[256];
+
+/* A small valid Llama config with `extra` spliced in (later keys win in
+ * jansson, so extra overrides). */
+static gptq_status parse_with(const char *extra, gptq_model_config *cfg)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 256, "
+             "\"intermediate_size\": 768, \"num_attention_heads\": 8, \"num_key_value_heads\": 2, "
+             "\"num_hidden_layers\": 4, \"vocab_size\": 4096, \"rms_norm_eps\": 1e-5%s%s}",
+             extra && *extra ? ", " : "", extra ? extra : "");
+    return gptq_config_parse(json, strlen(json), "test config", cfg);
+}
+
+/* Expect status `want` and a message containing `needle`. */
+static void expect_error(const char *extra, gptq_status want, const char *needle)
+{
+    gptq_model_config cfg;
+    gptq_status st = parse_with(extra, &cfg);
+    CHECK(st == want, "config {%s}: status %s, want %s (%s)", extra, gptq_status_name(st),
+          gptq_status_name(want), gptq_errmsg());
+    CHECK(strstr(gptq_errmsg(), needle) != NULL, "config {%s}: message '%s' does not name '%s'",
+          extra, gptq_errmsg(), needle);
+}
+
+/* A raw JSON text instead of the template. */
+static void expect_error_raw(const char *json, gptq_status want, const char *needle)
+{
+    gptq_model_config cfg;
+    gptq_status st = gptq_config_parse(json, strlen(json), "raw", &cfg);
+    CHECK(st == want, "%s: status %s, want %s (%s)", json, gptq_status_name(st),
+          gptq_status_name(want), gptq_errmsg());
+    CHECK(strstr(gptq_errmsg(), needle) != NULL, "%s: message '%s' does not name '%s'", json,
+          gptq_errmsg(), needle);
+}
+
+static void test_fixture(void)
+{
+    gptq_model_config cfg;
+    CHECK_OK(gptq_config_load(fixture_path("tiny-llama/config.json"), &cfg));
+    CHECK(cfg.arch == GPTQ_ARCH_LLAMA, "arch %d", cfg.arch);
+    CHECK(cfg.hidden_size == 256 && cfg.intermediate_size == 768, "sizes %d %d", cfg.hidden_size,
+          cfg.intermediate_size);
+    CHECK(cfg.num_attention_heads == 8 && cfg.num_key_value_heads == 2 && cfg.head_dim == 32,
+          "heads %d/%d/%d", cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+    CHECK(cfg.num_hidden_layers == 4 && cfg.vocab_size == 4096, "layers %d vocab %d",
+          cfg.num_hidden_layers, cfg.vocab_size);
+    CHECK(cfg.rms_norm_eps == 1e-5 && cfg.rope_theta == 10000.0, "eps %g theta %g",
+          cfg.rms_norm_eps, cfg.rope_theta);
+    CHECK(cfg.bos_token_id == 4095 && cfg.n_eos == 1 && cfg.eos_token_ids[0] == 4095,
+          "bos %d eos %d x%d", cfg.bos_token_id, cfg.eos_token_ids[0], cfg.n_eos);
+    CHECK(cfg.torch_dtype == GPTQ_DT_F16 && !cfg.tie_word_embeddings && !cfg.quant.present,
+          "dtype %d tie %d quant %d", cfg.torch_dtype, cfg.tie_word_embeddings, cfg.quant.present);
+    CHECK(cfg.max_position_embeddings == 512, "max pos %d", cfg.max_position_embeddings);
+
+    CHECK_OK(gptq_config_load(fixture_path("tiny-llama-bf16/config.json"), &cfg));
+    CHECK(cfg.torch_dtype == GPTQ_DT_BF16, "bf16 dtype %d", cfg.torch_dtype);
+
+    /* default rope: 1 / 10000^(2j/32); float32 powf is within 2 ulp */
+    float inv[16];
+    gptq_config_rope_inv_freq(&cfg, inv);
+    for (int j = 0; j < 16; j++) {
+        double want = 1.0 / pow(10000.0, 2.0 * j / 32.0);
+        CHECK(fabs(inv[j] - want) <= 4e-7 * want, "inv_freq[%d] = %.9g, want %.9g", j, inv[j],
+              want);
+    }
+}
+
+static void test_variants(void)
+{
+    gptq_model_config cfg;
+    /* Llama 3.1 8B's rope: values from transformers' _compute_llama3_parameters
+     * evaluated with numpy in float32 (independent of this code) */
+    CHECK_OK(parse_with("\"hidden_size\": 4096, \"num_attention_heads\": 32, "
+                        "\"num_key_value_heads\": 8, \"rope_theta\": 500000.0, \"rope_scaling\": "
+                        "{\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                        "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, "
+                        "\"eos_token_id\": [128001, 128008, 128009], \"vocab_size\": 128256",
+                        &cfg));
+    CHECK(cfg.rope_type == GPTQ_ROPE_LLAMA3 && cfg.head_dim == 128, "rope %d hd %d", cfg.rope_type,
+          cfg.head_dim);
+    CHECK(cfg.n_eos == 3 && cfg.eos_token_ids[2] == 128009, "eos list %d", cfg.n_eos);
+    float inv[64];
+    gptq_config_rope_inv_freq(&cfg, inv);
+    static const struct {
+        int j;
+        double v;
+    } ref[] = {{0, 1.0},
+               {20, 0.016560440883040428},
+               {29, 0.0021665706299245358},
+               {30, 0.0013718936825171113},
+               {34, 0.0001785077911335975},
+               {40, 3.428102354519069e-05},
+               {63, 3.068925877869333e-07}};
+    for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++)
+        CHECK(fabs(inv[ref[i].j] - ref[i].v) <= 2e-7 * ref[i].v,
+              "llama3 inv_freq[%d] = %.9g, want %.9g", ref[i].j, inv[ref[i].j], ref[i].v);
+
+    const char *qwen = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 896, "
+                       "\"intermediate_size\": 4864, \"num_attention_heads\": 14, "
+                       "\"num_key_value_heads\": 2, \"num_hidden_layers\": 24, \"vocab_size\": "
+                       "151936, \"rope_theta\": 1000000.0, \"tie_word_embeddings\": true, "
+                       "\"bos_token_id\": 151643, \"eos_token_id\": 151645, \"sliding_window\": "
+                       "32768, \"use_sliding_window\": false, \"torch_dtype\": \"bfloat16\"}";
+    CHECK_OK(gptq_config_parse(qwen, strlen(qwen), "qwen", &cfg));
+    CHECK(cfg.arch == GPTQ_ARCH_QWEN2 && gptq_config_qkv_bias(&cfg) && !gptq_config_o_bias(&cfg),
+          "qwen2 biases");
+    CHECK(cfg.tie_word_embeddings && cfg.head_dim == 64 && cfg.sliding_window == 0 &&
+              cfg.rms_norm_eps == 1e-6,
+          "qwen2 tie %d hd %d sw %d eps %g", cfg.tie_word_embeddings, cfg.head_dim,
+          cfg.sliding_window, cfg.rms_norm_eps);
+
+    const char *mistral = "{\"architectures\": [\"MistralForCausalLM\"], \"hidden_size\": 4096, "
+                          "\"intermediate_size\": 14336, \"num_attention_heads\": 32, "
+                          "\"num_key_value_heads\": 8, \"num_hidden_layers\": 32, \"vocab_size\": "
+                          "32000, \"sliding_window\": null}";
+    CHECK_OK(gptq_config_parse(mistral, strlen(mistral), "mistral", &cfg));
+    CHECK(cfg.arch == GPTQ_ARCH_MISTRAL && cfg.sliding_window == 0, "mistral null window %d",
+          cfg.sliding_window);
+    const char *mistral_sw = "{\"model_type\": \"mistral\", \"hidden_size\": 64, "
+                             "\"intermediate_size\": 128, \"num_attention_heads\": 4, "
+                             "\"num_hidden_layers\": 1, \"vocab_size\": 100}";
+    CHECK_OK(gptq_config_parse(mistral_sw, strlen(mistral_sw), "mistral", &cfg));
+    CHECK(cfg.sliding_window == 4096 && cfg.num_key_value_heads == 4,
+          "mistral default window %d kv heads %d", cfg.sliding_window, cfg.num_key_value_heads);
+
+    CHECK_OK(parse_with("\"quantization_config\": {\"bits\": 4, \"group_size\": 128, \"desc_act\": "
+                        "true, \"sym\": true, \"quant_method\": \"gptq\", \"checkpoint_format\": "
+                        "\"gptq\"}",
+                        &cfg));
+    CHECK(cfg.quant.present && cfg.quant.bits == 4 && cfg.quant.group_size == 128 &&
+              cfg.quant.desc_act && cfg.quant.sym,
+          "quantization_config %d %d %d", cfg.quant.bits, cfg.quant.group_size, cfg.quant.desc_act);
+    CHECK_OK(parse_with("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", &cfg));
+    CHECK(cfg.rope_type == GPTQ_ROPE_LINEAR && cfg.rope_factor == 2.0, "linear rope");
+}
+
+static void test_errors(void)
+{
+    expect_error_raw("{\"architectures\": [\"LlamaForCausalLM\"], \"intermediate_size\": 768, "
+                     "\"num_attention_heads\": 8, \"num_hidden_layers\": 4, \"vocab_size\": 4096}",
+                     GPTQ_ERR_FORMAT, "hidden_size");
+    expect_error_raw("{\"architectures\": [\"GPT2LMHeadModel\"], \"hidden_size\": 64}",
+                     GPTQ_ERR_UNSUPPORTED, "GPT2LMHeadModel");
+    expect_error_raw("{\"hidden_size\": 64}", GPTQ_ERR_FORMAT, "architectures");
+    expect_error_raw("{\"hidden_size\": 64,", GPTQ_ERR_FORMAT, "line 1");
+    expect_error("\"num_key_value_heads\": 3", GPTQ_ERR_FORMAT, "num_key_value_heads");
+    expect_error("\"hidden_size\": 250", GPTQ_ERR_FORMAT, "hidden_size");
+    expect_error("\"hidden_size\": \"256\"", GPTQ_ERR_FORMAT, "hidden_size");
+    expect_error("\"vocab_size\": -1", GPTQ_ERR_FORMAT, "vocab_size");
+    expect_error("\"head_dim\": 31", GPTQ_ERR_FORMAT, "head_dim");
+    expect_error("\"hidden_act\": \"gelu\"", GPTQ_ERR_UNSUPPORTED, "hidden_act");
+    expect_error("\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+                 GPTQ_ERR_UNSUPPORTED, "rope_scaling.rope_type");
+    expect_error("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", GPTQ_ERR_FORMAT,
+                 "low_freq_factor");
+    expect_error("\"eos_token_id\": 5000", GPTQ_ERR_FORMAT, "eos_token_id");
+    expect_error("\"eos_token_id\": [1, \"x\"]", GPTQ_ERR_FORMAT, "eos_token_id[1]");
+    expect_error("\"torch_dtype\": \"int8\"", GPTQ_ERR_FORMAT, "torch_dtype");
+    expect_error("\"rms_norm_eps\": 0", GPTQ_ERR_FORMAT, "rms_norm_eps");
+    expect_error("\"quantization_config\": {\"bits\": 5}", GPTQ_ERR_UNSUPPORTED, "bits");
+    expect_error("\"quantization_config\": {\"bits\": 4, \"quant_method\": \"awq\"}",
+                 GPTQ_ERR_UNSUPPORTED, "quant_method");
+    expect_error("\"quantization_config\": {\"group_size\": 128}", GPTQ_ERR_FORMAT, "bits");
+
+    gptq_model_config cfg;
+    gptq_status st = gptq_config_load("/nonexistent/config.json", &cfg);
+    CHECK(st == GPTQ_ERR_IO, "missing file: %s", gptq_status_name(st));
+}
+
+/* ---- model folders in a temp dir ------------------------------------------------- */
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        CHECK(0, "cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The fixture's config.json with `from` replaced by `to` (once). */
+static void write_config_edit(const char *from, const char *to)
+{
+    FILE *f = fopen(fixture_path("tiny-llama/config.json"), "r");
+    char buf[8192], out[8192];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    char *at = strstr(buf, from);
+    CHECK(at != NULL, "'%s' not in the fixture config", from);
+    if (!at)
+        return;
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+    write_file("config.json", out);
+}
+
+static void expect_load_error(gptq_status want, const char *needle)
+{
+    gptq_model *m = NULL;
+    gptq_status st = gptq_model_load(tmpdir, &m);
+    CHECK(st == want, "load: status %s, want %s (%s)", gptq_status_name(st), gptq_status_name(want),
+          gptq_errmsg());
+    CHECK(strstr(gptq_errmsg(), needle) != NULL, "load: message '%s' does not name '%s'",
+          gptq_errmsg(), needle);
+    CHECK(m == NULL, "load failed but returned a model");
+    gptq_model_free(m);
+}
+
+static void test_folders(void)
+{
+    char link[512], path[512];
+    snprintf(link, sizeof link, "%s/model.safetensors", tmpdir);
+    CHECK(symlink(fixture_path("tiny-llama/model.safetensors"), link) == 0, "symlink: %s",
+          strerror(errno));
+
+    char **paths = NULL;
+    int n = 0;
+    CHECK_OK(gptq_model_files(tmpdir, &paths, &n));
+    CHECK(n == 1 && paths && strcmp(paths[0], link) == 0, "single file: %d %s", n,
+          n ? paths[0] : "");
+    gptq_config_free_paths(paths, n);
+
+    /* wrong shapes: the config says the MLP is narrower than the weights */
+    write_config_edit("\"intermediate_size\": 768", "\"intermediate_size\": 512");
+    expect_load_error(GPTQ_ERR_FORMAT, "model.layers.0.mlp.gate_proj.weight");
+    write_config_edit("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 4");
+    expect_load_error(GPTQ_ERR_FORMAT, "model.layers.0.self_attn.k_proj.weight");
+    write_config_edit("\"num_hidden_layers\": 4", "\"num_hidden_layers\": 5");
+    expect_load_error(GPTQ_ERR_NOTFOUND, "model.layers.4.input_layernorm.weight");
+    write_config_edit("\"vocab_size\": 4096", "\"vocab_size\": 8192");
+    expect_load_error(GPTQ_ERR_FORMAT, "vocab_size");
+    write_config_edit("\"attention_bias\": false", "\"attention_bias\": true");
+    expect_load_error(GPTQ_ERR_NOTFOUND, "q_proj.bias");
+    write_config_edit("\"hidden_act\": \"silu\"", "\"hidden_act\": \"relu\"");
+    expect_load_error(GPTQ_ERR_UNSUPPORTED, "hidden_act");
+
+    /* the unchanged config loads */
+    write_config_edit("\"hidden_act\"", "\"hidden_act\"");
+    gptq_model *m = NULL;
+    CHECK_OK(gptq_model_load(tmpdir, &m));
+    CHECK(m && gptq_model_params(m) > 4000000, "params %lld",
+          m ? (long long)gptq_model_params(m) : 0);
+    gptq_model_free(m);
+
+    /* sharded: an index naming the one file twice opens it once; names with
+     * a path are refused */
+    write_file("model.safetensors.index.json",
+               "{\"metadata\": {}, \"weight_map\": {\"model.norm.weight\": \"model.safetensors\", "
+               "\"lm_head.weight\": \"model.safetensors\"}}");
+    CHECK_OK(gptq_model_files(tmpdir, &paths, &n));
+    CHECK(n == 1, "index with one shard: %d files", n);
+    gptq_config_free_paths(paths, n);
+    CHECK_OK(gptq_model_load(tmpdir, &m));
+    gptq_model_free(m);
+    write_file("model.safetensors.index.json",
+               "{\"weight_map\": {\"model.norm.weight\": \"../etc/passwd\"}}");
+    gptq_status st = gptq_model_files(tmpdir, &paths, &n);
+    CHECK(st == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "model.norm.weight"),
+          "index escaping the folder: %s %s", gptq_status_name(st), gptq_errmsg());
+    write_file("model.safetensors.index.json", "{\"weight_map\": 3}");
+    st = gptq_model_files(tmpdir, &paths, &n);
+    CHECK(st == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "weight_map"), "bad index: %s",
+          gptq_errmsg());
+
+    const char *names[] = {"model.safetensors.index.json", "config.json", "model.safetensors"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
+        unlink(path);
+    }
+    st = gptq_model_files(tmpdir, &paths, &n);
+    CHECK(st == GPTQ_ERR_NOTFOUND, "empty folder: %s", gptq_status_name(st));
+}
+
+int main(void)
+{
+    fixture_path("tiny-llama/config.json");
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    test_fixture();
+    test_variants();
+    test_errors();
+    test_folders();
+    rmdir(tmpdir);
+    return test_result();
+}
