@@ -197,6 +197,8 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
     total *= layers;
 
     for (int layer = 0; layer < layers; layer++) {
+        if ((st = gptq_model_layer_ensure(m, layer)))
+            goto done;
         /* Without true-sequential, every group's Hessian is taken from the
          * float layer first, then all are quantized. */
         float *Hs[N_GROUPS] = {0};

@@ -35,7 +35,7 @@ typedef struct gptq_calib_options {
     int batch;               /* windows per layer-forward call; default 8 */
     int reference_storage;   /* 0 (default): pack every linear (what ships).
                                 1: keep the dequantized weights, rounded to
-                                fp16, as dense linears: how the reference
+                                fp16, as dense linears, as the reference
                                 implementation stores its result; for
                                 comparing with it number for number */
 } gptq_calib_options;

@@ -44,6 +44,11 @@ struct gptq_model {
                                  or replaced here */
     gptq_model_tensor *table; /* every stored tensor (gptq_model_tensor_at) */
     size_t n_table;
+    /* streaming (gptq_model_open_streaming): the open files that linears
+     * not yet loaded come from; NULL otherwise */
+    gptq_safetensors **files;
+    int n_files;
+    char *dir;
 };
 
 /* Tokens one forward call may carry (n_seq * len): keeps every int index
@@ -383,7 +388,7 @@ static gptq_status load_linear(const loader *ld, gptq_model *m, int l, gptq_line
     return GPTQ_OK;
 }
 
-static gptq_status load_weights(const loader *ld, gptq_model *m)
+static gptq_status load_weights(const loader *ld, gptq_model *m, int linears)
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
@@ -400,9 +405,12 @@ static gptq_status load_weights(const loader *ld, gptq_model *m)
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->mlp_norm)) != GPTQ_OK)
             return st;
-        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
-            if ((st = load_linear(ld, m, l, (gptq_linear_id)w)) != GPTQ_OK)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            linear *L = &Ly->lin[w];
+            gptq_model_linear_shape(m, (gptq_linear_id)w, &L->rows, &L->cols);
+            if (linears && (st = load_linear(ld, m, l, (gptq_linear_id)w)) != GPTQ_OK)
                 return st;
+        }
     }
     if ((st = load_f32(ld, "model.norm.weight", 1, vec_shape, "hidden_size", &m->norm)) != GPTQ_OK)
         return st;
@@ -436,7 +444,10 @@ static gptq_model *model_new(const gptq_model_config *cfg)
     return m;
 }
 
-gptq_status gptq_model_load(const char *dir, gptq_model **out)
+/* Load config and weights of folder `dir`; with `streaming`, the decoder
+ * linears stay in the files (kept open in the model) until
+ * gptq_model_layer_ensure loads them. */
+static gptq_status model_open(const char *dir, int streaming, gptq_model **out)
 {
     gptq_status st;
     gptq_model_config cfg;
@@ -464,8 +475,20 @@ gptq_status gptq_model_load(const char *dir, gptq_model **out)
     for (; ld.n_files < n_paths; ld.n_files++)
         if ((st = gptq_safetensors_open(paths[ld.n_files], &ld.files[ld.n_files])) != GPTQ_OK)
             goto fail;
-    if ((st = load_weights(&ld, m)) != GPTQ_OK || (st = table_build(m)) != GPTQ_OK)
+    if ((st = load_weights(&ld, m, !streaming)) != GPTQ_OK)
         goto fail;
+    if (streaming) { /* the files now belong to the model */
+        if (!(m->dir = strdup(dir))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
+            goto fail;
+        }
+        m->files = ld.files;
+        m->n_files = ld.n_files;
+        ld.files = NULL;
+        ld.n_files = 0;
+    } else if ((st = table_build(m)) != GPTQ_OK) {
+        goto fail;
+    }
     *out = m;
     m = NULL;
 fail:
@@ -475,6 +498,51 @@ fail:
     gptq_config_free_paths(paths, n_paths);
     gptq_model_free(m);
     return st;
+}
+
+gptq_status gptq_model_load(const char *dir, gptq_model **out)
+{
+    return model_open(dir, 0, out);
+}
+
+gptq_status gptq_model_open_streaming(const char *dir, gptq_model **out)
+{
+    return model_open(dir, 1, out);
+}
+
+int gptq_model_is_streaming(const gptq_model *m)
+{
+    return m->files != NULL;
+}
+
+gptq_status gptq_model_layer_ensure(gptq_model *m, int layer)
+{
+    if (!m->files)
+        return GPTQ_OK;
+    if (layer < 0 || layer >= m->cfg.num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d: the model has %d layers", layer,
+                         m->cfg.num_hidden_layers);
+    loader ld = {.dir = m->dir, .files = m->files, .n_files = m->n_files};
+    char name[256];
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+        linear *L = &m->layers[layer].lin[w];
+        if (L->W || L->packed)
+            continue;
+        gptq_status st = load_linear(&ld, m, layer, (gptq_linear_id)w);
+        if (st != GPTQ_OK)
+            return st;
+        /* Done with these file pages: drop them so that streaming a model
+         * keeps only the current layer resident. */
+        const char *suffix[] = {".weight", ".qweight", ".qzeros", ".scales", ".g_idx", ".bias"};
+        for (int f = 0; f < m->n_files; f++)
+            for (int k = 0; k < 6; k++) {
+                snprintf(name, sizeof name, "model.layers.%d.%s%s", layer, lin_paths[w], suffix[k]);
+                const gptq_st_tensor *t = gptq_safetensors_find(m->files[f], name);
+                if (t)
+                    gptq_st_tensor_release(t);
+            }
+    }
+    return GPTQ_OK;
 }
 
 static void table_free(gptq_model *m)
@@ -507,6 +575,10 @@ void gptq_model_free(gptq_model *m)
         free(m->norm);
     }
     table_free(m);
+    for (int i = 0; i < m->n_files; i++)
+        gptq_safetensors_close(m->files[i]);
+    free(m->files);
+    free(m->dir);
     free(m->inv_freq);
     free(m->layers);
     free(m);
@@ -562,6 +634,8 @@ static gptq_status table_visit(void *user, const char *name, const float *data, 
 /* (Re)build m->table from the current weights; empty on failure. */
 static gptq_status table_build(gptq_model *m)
 {
+    if (m->files) /* streaming: linears come and go; no shareable table */
+        return GPTQ_OK;
     table_builder b = {0};
     gptq_status st = gptq_model_foreach_tensor(m, table_visit, &b);
     if (st != GPTQ_OK) {
@@ -689,7 +763,7 @@ gptq_status gptq_model_from_tensors(const char *config_json, const gptq_model_te
         return gptq_fail(GPTQ_ERR_NOMEM, "from_tensors: out of memory");
     m->views = 1;
     loader ld = {.dir = "mapped model", .table = table, .n_table = n};
-    if ((st = load_weights(&ld, m)) != GPTQ_OK || (st = table_build(m)) != GPTQ_OK) {
+    if ((st = load_weights(&ld, m, 1)) != GPTQ_OK || (st = table_build(m)) != GPTQ_OK) {
         gptq_model_free(m);
         return st;
     }
@@ -783,6 +857,9 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
             return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
         return GPTQ_OK;
     }
+    if (!L->W)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model): call "
+                         "gptq_model_layer_ensure first", layer, lin_names[which]);
     memcpy(W, L->W, (size_t)L->rows * L->cols * sizeof *W);
     return GPTQ_OK;
 }
@@ -859,6 +936,9 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
             if (L->packed) {
                 snprintf(name, sizeof name, "model.layers.%d.%s", l, lin_paths[w]);
                 st = visit(user, name, NULL, 2, shape, &L->P);
+            } else if (!L->W) {
+                st = gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model)", l,
+                               lin_names[w]);
             } else {
                 snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lin_paths[w]);
                 st = visit(user, name, L->W, 2, shape, NULL);
@@ -983,6 +1063,9 @@ static gptq_status linear_apply(const gptq_backend *be, const linear *L, const f
 {
     if (L->packed)
         return be->qgemm(&L->P, x, L->bias, y, n);
+    if (!L->W)
+        return gptq_fail(GPTQ_ERR_ARG, "a linear of this streaming model is not loaded: call "
+                         "gptq_model_layer_ensure first");
     be->gemm_f32(x, L->W, L->bias, y, n, L->cols, L->rows);
     return GPTQ_OK;
 }

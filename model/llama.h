@@ -63,6 +63,21 @@ const char *gptq_linear_path(gptq_linear_id which);
  * safetensors reader's. */
 gptq_status gptq_model_load(const char *dir, gptq_model **out);
 
+/* Open an HF folder for streaming, the paper's way of quantizing models
+ * larger than memory: embeddings, norms and lm_head load as usual, but the
+ * decoder linears stay in the (mmapped) files until
+ * gptq_model_layer_ensure(m, layer) loads that layer's; a linear replaced by
+ * a packed one frees its float32 copy, so quantizing layer after layer keeps
+ * one layer's float weights resident. Running a layer whose linears are not
+ * loaded is an error. The model keeps its files open until freed; it has no
+ * tensor table (gptq_model_tensor_count is 0). */
+gptq_status gptq_model_open_streaming(const char *dir, gptq_model **out);
+/* 1 for a model from gptq_model_open_streaming. */
+int gptq_model_is_streaming(const gptq_model *m);
+/* Load the linears of `layer` that are not loaded yet (no-op for a model
+ * loaded whole). Errors: those of gptq_model_load for the tensors read. */
+gptq_status gptq_model_layer_ensure(gptq_model *m, int layer);
+
 /* Deep copy (every linear and bias duplicated): the starting point of a
  * quantized model that leaves the source resident. *out is owned. */
 gptq_status gptq_model_clone(const gptq_model *m, gptq_model **out);

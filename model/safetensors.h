@@ -79,6 +79,11 @@ const char *gptq_safetensors_path(const gptq_safetensors *st);
  * is not F32, F16, BF16 or I32. */
 gptq_status gptq_st_tensor_to_f32(const gptq_st_tensor *t, float *out, size_t n);
 
+/* Tell the kernel the pages of t's data (those wholly inside it) are not
+ * needed now (madvise MADV_DONTNEED on the read-only mapping): they leave
+ * the process's resident set and are read from the file again if touched. */
+void gptq_st_tensor_release(const gptq_st_tensor *t);
+
 /* ---- writer ------------------------------------------------------------- */
 
 typedef struct gptq_st_writer gptq_st_writer;

@@ -85,6 +85,8 @@ static double run(const char *model_dir, const setting *s, int reference, const 
         o.nsamples = 128;
         o.seqlen = 256;
         o.reference_storage = reference;
+        if (getenv("GPTQ_CALIB_BATCH"))
+            o.batch = atoi(getenv("GPTQ_CALIB_BATCH"));
         st = gptq_calib_quantize(m, calib, n_calib, &o, NULL, NULL);
     } else if (reference) { /* RTN, stored as the reference stores it */
         const gptq_model_config *c = gptq_model_get_config(m);

@@ -1,0 +1,277 @@
+/* bench/quant_memory.c: quantizing a model bigger than the memory it is
+ * given. Writes a random-weight Llama-shaped model (F16 safetensors) to a
+ * temporary folder, then a child process streams it (gptq_model_open_streaming:
+ * one layer's float32 weights at a time), quantizes it with GPTQ and saves
+ * the checkpoint, inside a memory cgroup whose limit is a fraction of the
+ * model's float32 size. Prints the child's peak resident memory beside the
+ * float32 size (the baseline: what loading the model whole would need).
+ * Without a writable memory cgroup (v1 /sys/fs/cgroup/memory or v2) the
+ * limit is not enforced and only the peak is compared.
+ * Usage: quant_memory [LAYERS HIDDEN INTERMEDIATE VOCAB NSAMPLES SEQLEN LIMIT_FRACTION]
+ * Exit 0 when the child succeeded and its peak stayed under the limit. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/dtype.h"
+#include "model/calib.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static uint16_t rand_f16(float scale)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    float u = (float)(rng >> 40) * 0x1p-24f - 0.5f;
+    return gptq_f32_to_f16(u * scale);
+}
+
+static int write_model(const char *dir, int layers, int hidden, int inter, int vocab,
+                       size_t *f32_bytes)
+{
+    char path[4096];
+    int heads = hidden / 64, kv_heads = heads / 4 > 0 ? heads / 4 : 1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+               "\"hidden_size\": %d, \"intermediate_size\": %d, \"num_attention_heads\": %d, "
+               "\"num_key_value_heads\": %d, \"num_hidden_layers\": %d, \"vocab_size\": %d, "
+               "\"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"max_position_embeddings\": 4096, "
+               "\"tie_word_embeddings\": false, \"torch_dtype\": \"float16\", \"hidden_act\": \"silu\"}\n",
+            hidden, inter, heads, kv_heads, layers, vocab);
+    fclose(f);
+    gptq_st_writer *w;
+    if (gptq_st_writer_create(&w))
+        return -1;
+    char names[1024][96];
+    uint16_t *bufs[1024];
+    int n = 0;
+    size_t params = 0;
+#define ADD(nm, rows, cols, scale)                                                                \
+    do {                                                                                          \
+        snprintf(names[n], sizeof names[0], "%s", nm);                                            \
+        size_t cnt = (size_t)(rows) * (size_t)(cols);                                             \
+        bufs[n] = malloc(cnt * 2);                                                                \
+        for (size_t i = 0; i < cnt; i++)                                                          \
+            bufs[n][i] = (scale) == 0 ? gptq_f32_to_f16(1.0f) : rand_f16(scale);                  \
+        int64_t shape[2] = {rows, cols};                                                          \
+        if (gptq_st_writer_add(w, names[n], GPTQ_DT_F16, (cols) == 1 ? 1 : 2, shape, bufs[n]))    \
+            return -1;                                                                            \
+        params += cnt;                                                                            \
+        n++;                                                                                      \
+    } while (0)
+    int kv = kv_heads * 64;
+    ADD("model.embed_tokens.weight", vocab, hidden, 0.1f);
+    for (int l = 0; l < layers; l++) {
+        char nm[96];
+        const char *attn[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+        int outs[4] = {hidden, kv, kv, hidden};
+        for (int k = 0; k < 4; k++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.self_attn.%s.weight", l, attn[k]);
+            ADD(nm, outs[k], hidden, 0.06f);
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.mlp.gate_proj.weight", l);
+        ADD(nm, inter, hidden, 0.06f);
+        snprintf(nm, sizeof nm, "model.layers.%d.mlp.up_proj.weight", l);
+        ADD(nm, inter, hidden, 0.06f);
+        snprintf(nm, sizeof nm, "model.layers.%d.mlp.down_proj.weight", l);
+        ADD(nm, hidden, inter, 0.04f);
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        ADD(nm, hidden, 1, 0);
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD(nm, hidden, 1, 0);
+    }
+    ADD("model.norm.weight", hidden, 1, 0);
+    ADD("lm_head.weight", vocab, hidden, 0.06f);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int rc = gptq_st_writer_write(w, path) ? -1 : 0;
+    gptq_st_writer_destroy(w);
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
+    *f32_bytes = params * 4;
+    return rc;
+}
+
+/* Put this process in a fresh memory cgroup limited to `limit` bytes; the
+ * path to remove afterwards goes to `cg` ("" when none could be made). */
+static void join_cgroup(size_t limit, char *cg, size_t n)
+{
+    const char *roots[2] = {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"};
+    const char *limit_file[2] = {"memory.limit_in_bytes", "memory.max"};
+    cg[0] = 0;
+    for (int i = 0; i < 2; i++) {
+        char dir[512], file[600];
+        snprintf(dir, sizeof dir, "%s/gptqd-bench-%d", roots[i], (int)getpid());
+        if (mkdir(dir, 0755) != 0)
+            continue;
+        snprintf(file, sizeof file, "%s/%s", dir, limit_file[i]);
+        FILE *f = fopen(file, "w");
+        int ok = f && fprintf(f, "%zu\n", limit) > 0;
+        if (f)
+            ok = (fclose(f) == 0) && ok;
+        snprintf(file, sizeof file, "%s/cgroup.procs", dir);
+        f = ok ? fopen(file, "w") : NULL;
+        ok = f && fprintf(f, "%d\n", (int)getpid()) > 0;
+        if (f)
+            ok = (fclose(f) == 0) && ok;
+        if (ok) {
+            snprintf(cg, n, "%s", dir);
+            return;
+        }
+        rmdir(dir);
+    }
+}
+
+static long peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static long rss_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n)) {
+            kb = atol(line + n + 1);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* With GPTQ_MEMORY_TRACE set, the resident set after every linear. */
+static gptq_status trace(void *user, const gptq_calib_progress *p)
+{
+    (void)user;
+    fprintf(stderr, "layer %d %s: RSS %ld kB, peak %ld kB\n", p->layer,
+            gptq_linear_name(p->which), rss_kb("VmRSS:"), rss_kb("VmHWM:"));
+    return GPTQ_OK;
+}
+
+int main(int argc, char **argv)
+{
+    int layers = 16, hidden = 1024, inter = 2816, vocab = 4096, nsamples = 16, seqlen = 256;
+    double fraction = 0.5;
+    if (argc == 8) {
+        layers = atoi(argv[1]), hidden = atoi(argv[2]), inter = atoi(argv[3]);
+        vocab = atoi(argv[4]), nsamples = atoi(argv[5]), seqlen = atoi(argv[6]);
+        fraction = atof(argv[7]);
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: quant_memory [LAYERS HIDDEN INTERMEDIATE VOCAB NSAMPLES SEQLEN "
+                        "LIMIT_FRACTION]\n");
+        return 2;
+    }
+    char tmpl[] = "/tmp/gptqd-quant-memory-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    size_t f32_bytes = 0;
+    if (!dir || write_model(dir, layers, hidden, inter, vocab, &f32_bytes) != 0) {
+        fprintf(stderr, "quant_memory: cannot write the model: %s\n", gptq_errmsg());
+        return 1;
+    }
+    size_t limit = (size_t)(fraction * (double)f32_bytes);
+    char out_dir[4200];
+    snprintf(out_dir, sizeof out_dir, "%s/quantized", dir);
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        char cg[600];
+        join_cgroup(limit, cg, sizeof cg);
+        /* Big buffers come and go once per layer: keep them in their own
+         * mappings (glibc would otherwise raise its mmap threshold after the
+         * first free and recycle them through a fragmenting heap). */
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        double t0 = now();
+        gptq_model *m;
+        gptq_status st = gptq_model_open_streaming(dir, &m);
+        if (getenv("GPTQ_MEMORY_TRACE"))
+            fprintf(stderr, "opened: RSS %ld kB\n", rss_kb("VmRSS:"));
+        int32_t *ids = malloc((size_t)nsamples * (seqlen + 1) * sizeof *ids);
+        size_t n_ids = (size_t)nsamples * (seqlen + 1);
+        for (size_t i = 0; i < n_ids; i++)
+            ids[i] = (int32_t)((i * 2654435761u) % (unsigned)vocab);
+        gptq_calib_options o;
+        gptq_calib_options_default(&o);
+        o.nsamples = nsamples;
+        o.seqlen = seqlen;
+        if (!st)
+            st = gptq_calib_quantize(m, ids, n_ids, &o, getenv("GPTQ_MEMORY_TRACE") ? trace : NULL, NULL);
+        double t_quant = now() - t0;
+        gptq_checkpoint_meta meta = {.quant = o.quant, .true_sequential = 1};
+        if (!st)
+            st = gptq_checkpoint_save(m, dir, &meta, out_dir);
+        long peak = peak_rss_kb();
+        char report[1024];
+        snprintf(report, sizeof report, "%d %ld %.2f %s|%s", st, peak, t_quant,
+                 cg[0] ? cg : "-", st ? gptq_errmsg() : "");
+        if (write(pipefd[1], report, strlen(report)) < 0)
+            _exit(3);
+        _exit(st ? 1 : 0);
+    }
+    close(pipefd[1]);
+    char report[1024] = {0};
+    ssize_t got = read(pipefd[0], report, sizeof report - 1);
+    int wst;
+    waitpid(pid, &wst, 0);
+    int st = -1;
+    long peak = -1;
+    double secs = 0;
+    char cg[600] = "-";
+    char *msg = strchr(report, '|');
+    if (got > 0)
+        sscanf(report, "%d %ld %lf %599s", &st, &peak, &secs, cg);
+    char *bar = strchr(cg, '|');
+    if (bar)
+        *bar = 0;
+    printf("model: %d layers, hidden %d, intermediate %d, vocab %d: float32 %.0f MB "
+           "(file, F16: %.0f MB)\n",
+           layers, hidden, inter, vocab, f32_bytes / 1e6, f32_bytes / 2e6);
+    printf("limit: %.0f MB (%.0f%% of float32) %s\n", limit / 1e6, 100 * fraction,
+           strcmp(cg, "-") ? "enforced by a memory cgroup" : "NOT enforced (no writable cgroup)");
+    if (!WIFEXITED(wst) || st != 0) {
+        printf("quantization FAILED (%s %d): %s\n", 
+               WIFSIGNALED(wst) ? "killed, e.g. by the cgroup OOM killer" : "error", WIFSIGNALED(wst) ? WTERMSIG(wst) : WEXITSTATUS(wst),
+               msg ? msg + 1 : "no report");
+    } else {
+        printf("GPTQ 4-bit g128, %d x %d calibration tokens: %.1f s, peak RSS %.0f MB = %.2fx "
+               "the float32 model\n",
+               nsamples, seqlen, secs, peak / 1e3, peak * 1e3 / (double)f32_bytes);
+    }
+    if (strcmp(cg, "-"))
+        rmdir(cg);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    int ok = WIFEXITED(wst) && st == 0 && peak > 0 && (size_t)peak * 1024 < limit;
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,731 @@
+/* client/verbs.c: gptqctl's verbs (DESIGN.md §9): each parses its options
+ * (usage errors before any connection, so they exit 2 without a daemon),
+ * makes its request, follows the job if there is one, and prints either
+ * lines for people or, with --json, exactly one JSON object on stdout. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "client/ctl.h"
+
+/* ---- shared by the verbs ------------------------------------------------------------ */
+
+/* Print one JSON object on stdout and take it over. */
+static int emit_json(json_t *o)
+{
+    if (!o) {
+        fprintf(stderr, "gptqctl: out of memory building the JSON reply\n");
+        return CTL_EXIT_FAILED;
+    }
+    json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    fputc('\n', stdout);
+    json_decref(o);
+    return CTL_EXIT_OK;
+}
+
+static const char *human_bytes(uint64_t bytes, char *buf, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+enum { OPT_HELP = 'h' };
+
+/* The options every verb has. */
+#define VERB_COMMON_OPTIONS {"help", no_argument, NULL, OPT_HELP}
+
+/* Report getopt's verdict on an unknown option or a missing value. */
+static int bad_option(const char *verb, int opt, char **argv)
+{
+    if (opt == ':')
+        return ctl_usage_error(verb, "%s needs a value", argv[optind - 1]);
+    return ctl_usage_error(verb, "unknown option '%s'", argv[optind - 1]);
+}
+
+static int extra_arg(const char *verb, int argc, char **argv, int used)
+{
+    if (argc - optind > used)
+        return ctl_usage_error(verb, "unexpected argument '%s'", argv[optind + used]);
+    return 0;
+}
+
+/* Follow the job a request just started (start: that request's status) with
+ * a progress display labelled "VERB NAME"; *result is set on success. */
+static int follow_job(const ctl_globals *g, gptq_client *c, const char *verb, const char *name,
+                      gptq_status start, gptq_job_id job, int stream_tokens,
+                      gptq_client_result **result)
+{
+    if (start != GPTQ_OK)
+        return ctl_fail(g, verb, c, start);
+    char label[256];
+    snprintf(label, sizeof label, "%s %s", verb, name);
+    ctl_progress *p = ctl_progress_new(label, stream_tokens);
+    if (!p) {
+        fprintf(stderr, "gptqctl %s: out of memory\n", verb);
+        return CTL_EXIT_FAILED;
+    }
+    gptq_status st = gptq_client_wait(c, job, ctl_progress_event, p,
+                                      (volatile int *)&ctl_interrupted, result);
+    ctl_progress_free(p);
+    if (st != GPTQ_OK)
+        return ctl_fail(g, verb, c, st);
+    return CTL_EXIT_OK;
+}
+
+/* Every verb's parse loop starts the same way: options of `longopts`, -h. */
+#define PARSE_BEGIN(verb_, longopts_)                                                             \
+    opterr = 0;                                                                                   \
+    int opt;                                                                                      \
+    while ((opt = getopt_long(argc, argv, ":h", (longopts_), NULL)) != -1) {                      \
+        switch (opt) {                                                                            \
+        case OPT_HELP:                                                                            \
+            ctl_print_verb_help(ctl_find_verb(verb_));                                            \
+            return CTL_EXIT_OK;
+
+#define PARSE_END(verb_)                                                                          \
+        default:                                                                                  \
+            return bad_option((verb_), opt, argv);                                                \
+        }                                                                                         \
+    }
+
+/* ---- status ------------------------------------------------------------------------ */
+
+static int verb_status(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
+    PARSE_BEGIN("status", longopts)
+    PARSE_END("status")
+    int rc = extra_arg("status", argc, argv, 0);
+    if (rc)
+        return rc;
+    gptq_client *c = NULL;
+    gptq_client_status_info *s = NULL;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = gptq_client_status(c, &s);
+    if (st != GPTQ_OK) {
+        rc = ctl_fail(g, "status", c, st);
+        goto out;
+    }
+    if (g->json) {
+        rc = emit_json(json_pack(
+            "{s:s, s:I, s:s, s:I, s:{s:s, s:s, s:s, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I}}",
+            "version", s->daemon_version, "pid", (json_int_t)s->pid, "socket", s->socket,
+            "uptime_s", (json_int_t)s->uptime_s, "backend", "name", s->backend, "device",
+            s->device, "note", s->backend_note, "bytes_total", (json_int_t)s->device_bytes_total,
+            "bytes_free", (json_int_t)s->device_bytes_free, "memory", "resident_bytes",
+            (json_int_t)s->resident_bytes, "limit", (json_int_t)s->memory_limit, "counts",
+            "models", (json_int_t)s->models, "jobs_running", (json_int_t)s->jobs_running,
+            "jobs_queued", (json_int_t)s->jobs_queued));
+        goto out;
+    }
+    char b1[32], b2[32], b3[32], b4[32];
+    printf("gptqd %s, pid %u, up %" PRIu64 " s, socket %s\n", s->daemon_version, s->pid,
+           s->uptime_s, s->socket[0] ? s->socket : gptq_client_socket(c));
+    printf("backend  %s on %s%s%s%s\n", s->backend, s->device, s->backend_note[0] ? " (" : "",
+           s->backend_note, s->backend_note[0] ? ")" : "");
+    printf("memory   %s resident, %s free of %s on the device, limit %s\n",
+           human_bytes(s->resident_bytes, b1, sizeof b1),
+           human_bytes(s->device_bytes_free, b2, sizeof b2),
+           human_bytes(s->device_bytes_total, b3, sizeof b3),
+           s->memory_limit ? human_bytes(s->memory_limit, b4, sizeof b4) : "none");
+    printf("models   %u\njobs     %u running, %u queued\n", s->models, s->jobs_running,
+           s->jobs_queued);
+out:
+    gptq_client_status_free(s);
+    gptq_client_close(c);
+    return rc;
+}
+
+/* ---- list ------------------------------------------------------------------------- */
+
+static int verb_list(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
+    PARSE_BEGIN("list", longopts)
+    PARSE_END("list")
+    int rc = extra_arg("list", argc, argv, 0);
+    if (rc)
+        return rc;
+    gptq_client *c = NULL;
+    gptq_client_models *list = NULL;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = gptq_client_list(c, &list);
+    if (st != GPTQ_OK) {
+        rc = ctl_fail(g, "list", c, st);
+        goto out;
+    }
+    if (g->json) {
+        json_t *models = json_array();
+        for (size_t i = 0; models && i < list->n; i++) {
+            const gptq_client_model *m = &list->models[i];
+            json_array_append_new(
+                models, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I}",
+                                  "name", m->name, "arch", m->arch, "params",
+                                  (json_int_t)m->params, "format", m->format, "bytes",
+                                  (json_int_t)m->bytes, "leases", (json_int_t)m->leases,
+                                  "source", m->source, "bits", (json_int_t)m->bits,
+                                  "group_size", (json_int_t)m->group_size, "layers",
+                                  (json_int_t)m->layers, "hidden", (json_int_t)m->hidden,
+                                  "vocab", (json_int_t)m->vocab));
+        }
+        rc = emit_json(models ? json_pack("{s:o}", "models", models) : NULL);
+        goto out;
+    }
+    if (list->n == 0) {
+        printf("no resident models (load one: gptqctl load NAME PATH)\n");
+        goto out;
+    }
+    printf("%-20s %-18s %-16s %10s %10s %6s  %s\n", "NAME", "ARCH", "FORMAT", "PARAMS", "BYTES",
+           "LEASES", "SOURCE");
+    for (size_t i = 0; i < list->n; i++) {
+        const gptq_client_model *m = &list->models[i];
+        char b[32];
+        printf("%-20s %-18s %-16s %9.2fM %10s %6u  %s\n", m->name, m->arch, m->format,
+               (double)m->params / 1e6, human_bytes(m->bytes, b, sizeof b), m->leases,
+               m->source);
+    }
+out:
+    gptq_client_models_free(list);
+    gptq_client_close(c);
+    return rc;
+}
+
+/* ---- load / unload / save ------------------------------------------------------------- */
+
+typedef gptq_status (*name_path_request)(gptq_client *c, const char *name, const char *path,
+                                         gptq_job_id *job);
+
+/* load and save: `VERB NAME PATH`, PATH made absolute, the job followed to
+ * its end. On CTL_EXIT_OK *res is set, unless --help was asked for (then it
+ * stays NULL); the caller frees *path (malloc'ed) and *res in every case. */
+static int name_path_job(const ctl_globals *g, int argc, char **argv, const char *verb,
+                         const char *path_word, name_path_request request, const char **name,
+                         char **path, gptq_client_result **res)
+{
+    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
+    PARSE_BEGIN(verb, longopts)
+    PARSE_END(verb)
+    if (argc - optind < 2)
+        return ctl_usage_error(verb, "needs NAME and %s", path_word);
+    int rc = extra_arg(verb, argc, argv, 2);
+    if (rc)
+        return rc;
+    *name = argv[optind];
+    if (!(*path = ctl_absolute_path(verb, argv[optind + 1])))
+        return CTL_EXIT_FAILED;
+    gptq_client *c = NULL;
+    gptq_job_id job = 0;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = request(c, *name, *path, &job);
+    rc = follow_job(g, c, verb, *name, st, job, 0, res);
+    gptq_client_close(c);
+    return rc;
+}
+
+static int verb_load(const ctl_globals *g, int argc, char **argv)
+{
+    const char *name = NULL;
+    char *path = NULL;
+    gptq_client_result *res = NULL;
+    int rc = name_path_job(g, argc, argv, "load", "PATH", gptq_client_load, &name, &path, &res);
+    if (res && g->json) /* res is NULL after a failure (reported) or --help */
+        rc = emit_json(json_pack("{s:s, s:s, s:f}", "model", name, "path", path, "seconds",
+                                 res->seconds));
+    else if (res)
+        printf("%s: loaded from %s in %.1f s\n", name, path, res->seconds);
+    gptq_client_result_free(res);
+    free(path);
+    return rc;
+}
+
+static int verb_unload(const ctl_globals *g, int argc, char **argv)
+{
+    int force = 0;
+    static const struct option longopts[] = {
+        VERB_COMMON_OPTIONS, {"force", no_argument, NULL, 'f'}, {0, 0, 0, 0}};
+    PARSE_BEGIN("unload", longopts)
+    case 'f':
+        force = 1;
+        break;
+    PARSE_END("unload")
+    if (argc - optind < 1)
+        return ctl_usage_error("unload", "needs NAME");
+    int rc = extra_arg("unload", argc, argv, 1);
+    if (rc)
+        return rc;
+    const char *name = argv[optind];
+    gptq_client *c = NULL;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = gptq_client_unload(c, name, force);
+    if (st != GPTQ_OK)
+        rc = ctl_fail(g, "unload", c, st);
+    else if (g->json)
+        rc = emit_json(json_pack("{s:s, s:b, s:b}", "model", name, "unloaded", 1, "forced",
+                                 force));
+    else
+        printf("%s: unloaded\n", name);
+    gptq_client_close(c);
+    return rc;
+}
+
+static int verb_save(const ctl_globals *g, int argc, char **argv)
+{
+    const char *name = NULL;
+    char *dir = NULL;
+    gptq_client_result *res = NULL;
+    int rc = name_path_job(g, argc, argv, "save", "DIR", gptq_client_save, &name, &dir, &res);
+    const char *where = res && res->saved_dir[0] ? res->saved_dir : dir;
+    if (res && g->json) /* res is NULL after a failure (reported) or --help */
+        rc = emit_json(json_pack("{s:s, s:s, s:f}", "model", name, "dir", where, "seconds",
+                                 res->seconds));
+    else if (res)
+        printf("%s: saved to %s\n", name, where);
+    gptq_client_result_free(res);
+    free(dir);
+    return rc;
+}
+
+/* ---- quantize -------------------------------------------------------------------------- */
+
+enum {
+    QO_AS = 256, QO_BITS, QO_GROUP, QO_ACT, QO_SYM, QO_ASYM, QO_STATIC, QO_DAMP, QO_CALIB,
+    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE,
+};
+
+static int verb_quantize(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        VERB_COMMON_OPTIONS,
+        {"as", required_argument, NULL, QO_AS},
+        {"bits", required_argument, NULL, QO_BITS},
+        {"group-size", required_argument, NULL, QO_GROUP},
+        {"act-order", no_argument, NULL, QO_ACT},
+        {"sym", no_argument, NULL, QO_SYM},
+        {"asym", no_argument, NULL, QO_ASYM},
+        {"static-groups", no_argument, NULL, QO_STATIC},
+        {"damp", required_argument, NULL, QO_DAMP},
+        {"calib", required_argument, NULL, QO_CALIB},
+        {"nsamples", required_argument, NULL, QO_NSAMPLES},
+        {"seqlen", required_argument, NULL, QO_SEQLEN},
+        {"seed", required_argument, NULL, QO_SEED},
+        {"save", required_argument, NULL, QO_SAVE},
+        {0, 0, 0, 0},
+    };
+    const char *V = "quantize";
+    gptq_quantize_options o;
+    gptq_quantize_options_init(&o);
+    const char *new_name = NULL, *calib = NULL, *save = NULL;
+    long v;
+    double d;
+    int rc;
+    PARSE_BEGIN(V, longopts)
+    case QO_AS:
+        new_name = optarg;
+        break;
+    case QO_BITS:
+        if ((rc = ctl_parse_long(V, "--bits", optarg, 2, 8, &v)))
+            return rc;
+        if (v != 2 && v != 3 && v != 4 && v != 8)
+            return ctl_usage_error(V, "--bits %ld: use 2, 3, 4 or 8", v);
+        o.bits = (unsigned)v;
+        break;
+    case QO_GROUP:
+        if ((rc = ctl_parse_long(V, "--group-size", optarg, -1, 1 << 20, &v)))
+            return rc;
+        if (v == 0)
+            return ctl_usage_error(V, "--group-size 0: use -1 (per channel) or a positive size");
+        o.group_size = (int)v;
+        break;
+    case QO_ACT:
+        o.act_order = 1;
+        break;
+    case QO_SYM:
+        o.sym = 1;
+        break;
+    case QO_ASYM:
+        o.sym = 0;
+        break;
+    case QO_STATIC:
+        o.static_groups = 1;
+        break;
+    case QO_DAMP:
+        if ((rc = ctl_parse_double(V, "--damp", optarg, 0.0, 1e6, &d)))
+            return rc;
+        if (d <= 0)
+            return ctl_usage_error(V, "--damp %s: must be above 0", optarg);
+        o.damp = (float)d;
+        break;
+    case QO_CALIB:
+        calib = optarg;
+        break;
+    case QO_NSAMPLES:
+        if ((rc = ctl_parse_long(V, "--nsamples", optarg, 1, 1 << 20, &v)))
+            return rc;
+        o.nsamples = (unsigned)v;
+        break;
+    case QO_SEQLEN:
+        if ((rc = ctl_parse_long(V, "--seqlen", optarg, 2, 1 << 20, &v)))
+            return rc;
+        o.seqlen = (unsigned)v;
+        break;
+    case QO_SEED:
+        if ((rc = ctl_parse_long(V, "--seed", optarg, 0, LONG_MAX, &v)))
+            return rc;
+        o.seed = (uint64_t)v;
+        break;
+    case QO_SAVE:
+        save = optarg;
+        break;
+    PARSE_END(V)
+    if (argc - optind < 1)
+        return ctl_usage_error(V, "needs NAME (the resident float model)");
+    if ((rc = extra_arg(V, argc, argv, 1)))
+        return rc;
+    if (!new_name || !new_name[0])
+        return ctl_usage_error(V, "needs --as NEW (the quantized model's name)");
+    const char *name = argv[optind];
+    char *calib_abs = NULL, *save_abs = NULL;
+    gptq_client *c = NULL;
+    gptq_client_result *res = NULL;
+    gptq_job_id job = 0;
+    if (calib && !(calib_abs = ctl_absolute_path(V, calib))) {
+        rc = CTL_EXIT_FAILED;
+        goto out;
+    }
+    if (save && !(save_abs = ctl_absolute_path(V, save))) {
+        rc = CTL_EXIT_FAILED;
+        goto out;
+    }
+    o.calib_path = calib_abs;
+    o.save_dir = save_abs;
+    if ((rc = ctl_connect(g, &c)))
+        goto out;
+    gptq_status st = gptq_client_quantize(c, name, new_name, &o, &job);
+    if ((rc = follow_job(g, c, V, new_name, st, job, 0, &res)))
+        goto out;
+    const char *model = res->model[0] ? res->model : new_name;
+    if (g->json) {
+        json_t *out = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:f, s:I, s:I, s:f}",
+                                "model", model, "source", name, "bits", (json_int_t)o.bits,
+                                "group_size", (json_int_t)o.group_size, "act_order",
+                                o.act_order, "sym", o.sym, "static_groups", o.static_groups,
+                                "damp", (double)o.damp, "nsamples", (json_int_t)o.nsamples,
+                                "seqlen", (json_int_t)o.seqlen, "seconds", res->seconds);
+        if (out && res->saved_dir[0])
+            json_object_set_new(out, "saved_dir", json_string(res->saved_dir));
+        rc = emit_json(out);
+    } else {
+        printf("%s: quantized from %s to %u bits (group size %d) in %.1f s\n", model, name,
+               o.bits, o.group_size, res->seconds);
+        if (res->saved_dir[0])
+            printf("%s: saved to %s\n", model, res->saved_dir);
+    }
+out:
+    gptq_client_result_free(res);
+    gptq_client_close(c);
+    free(calib_abs);
+    free(save_abs);
+    return rc;
+}
+
+/* ---- eval --------------------------------------------------------------------------- */
+
+enum { EO_TEXT = 256, EO_SEQLEN, EO_KL };
+
+static int verb_eval(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        VERB_COMMON_OPTIONS,
+        {"text", required_argument, NULL, EO_TEXT},
+        {"seqlen", required_argument, NULL, EO_SEQLEN},
+        {"kl-base", required_argument, NULL, EO_KL},
+        {0, 0, 0, 0},
+    };
+    const char *V = "eval";
+    gptq_eval_options o = {0};
+    const char *text = NULL;
+    long v;
+    int rc;
+    PARSE_BEGIN(V, longopts)
+    case EO_TEXT:
+        text = optarg;
+        break;
+    case EO_SEQLEN:
+        if ((rc = ctl_parse_long(V, "--seqlen", optarg, 2, 1 << 20, &v)))
+            return rc;
+        o.seqlen = (unsigned)v;
+        break;
+    case EO_KL:
+        o.kl_base = optarg;
+        break;
+    PARSE_END(V)
+    if (argc - optind < 1)
+        return ctl_usage_error(V, "needs NAME");
+    if ((rc = extra_arg(V, argc, argv, 1)))
+        return rc;
+    const char *name = argv[optind];
+    char *text_abs = NULL;
+    gptq_client *c = NULL;
+    gptq_client_result *res = NULL;
+    gptq_job_id job = 0;
+    if (text && !(text_abs = ctl_absolute_path(V, text))) {
+        rc = CTL_EXIT_FAILED;
+        goto out;
+    }
+    o.text_path = text_abs;
+    if ((rc = ctl_connect(g, &c)))
+        goto out;
+    gptq_status st = gptq_client_eval(c, name, &o, &job);
+    if ((rc = follow_job(g, c, V, name, st, job, 0, &res)))
+        goto out;
+    if (g->json) {
+        json_t *out = json_pack("{s:s, s:f, s:I, s:I}", "model", name, "perplexity",
+                                res->perplexity, "tokens", (json_int_t)res->tokens, "seqlen",
+                                (json_int_t)res->seqlen);
+        if (out && o.kl_base) {
+            json_object_set_new(out, "kl_base", json_string(o.kl_base));
+            json_object_set_new(out, "kl", res->has_kl ? json_real(res->kl) : json_null());
+        }
+        rc = emit_json(out);
+    } else {
+        printf("%s: perplexity %.4f (%" PRIu64 " tokens, windows of %u)\n", name,
+               res->perplexity, res->tokens, res->seqlen);
+        if (o.kl_base && res->has_kl)
+            printf("%s: mean KL(%s || %s) %.6f nats/token\n", name, o.kl_base, name, res->kl);
+    }
+out:
+    gptq_client_result_free(res);
+    gptq_client_close(c);
+    free(text_abs);
+    return rc;
+}
+
+/* ---- infer ------------------------------------------------------------------------- */
+
+enum { IO_MAX = 256, IO_TEMP, IO_TOPK, IO_TOPP, IO_SEED };
+
+static int verb_infer(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        VERB_COMMON_OPTIONS,
+        {"max-tokens", required_argument, NULL, IO_MAX},
+        {"temperature", required_argument, NULL, IO_TEMP},
+        {"top-k", required_argument, NULL, IO_TOPK},
+        {"top-p", required_argument, NULL, IO_TOPP},
+        {"seed", required_argument, NULL, IO_SEED},
+        {0, 0, 0, 0},
+    };
+    const char *V = "infer";
+    gptq_generate_options o;
+    gptq_generate_options_init(&o);
+    long v;
+    double d;
+    int rc;
+    PARSE_BEGIN(V, longopts)
+    case IO_MAX:
+        if ((rc = ctl_parse_long(V, "--max-tokens", optarg, 1, 1 << 20, &v)))
+            return rc;
+        o.max_tokens = (unsigned)v;
+        break;
+    case IO_TEMP:
+        if ((rc = ctl_parse_double(V, "--temperature", optarg, 0.0, 100.0, &d)))
+            return rc;
+        o.temperature = (float)d;
+        break;
+    case IO_TOPK:
+        if ((rc = ctl_parse_long(V, "--top-k", optarg, 0, 1 << 24, &v)))
+            return rc;
+        o.top_k = (unsigned)v;
+        break;
+    case IO_TOPP:
+        if ((rc = ctl_parse_double(V, "--top-p", optarg, 0.0, 1.0, &d)))
+            return rc;
+        if (d <= 0)
+            return ctl_usage_error(V, "--top-p %s: must be above 0 (1 = off)", optarg);
+        o.top_p = (float)d;
+        break;
+    case IO_SEED:
+        if ((rc = ctl_parse_long(V, "--seed", optarg, 0, LONG_MAX, &v)))
+            return rc;
+        o.seed = (uint64_t)v;
+        break;
+    PARSE_END(V)
+    if (argc - optind < 2)
+        return ctl_usage_error(V, "needs NAME and PROMPT");
+    if ((rc = extra_arg(V, argc, argv, 2)))
+        return rc;
+    const char *name = argv[optind], *prompt = argv[optind + 1];
+    gptq_client *c = NULL;
+    gptq_client_result *res = NULL;
+    gptq_job_id job = 0;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    /* Without --json the completion streams to stdout token by token. */
+    gptq_status st = gptq_client_generate(c, name, prompt, &o, &job);
+    if ((rc = follow_job(g, c, V, name, st, job, !g->json, &res)))
+        goto out;
+    if (g->json)
+        rc = emit_json(json_pack("{s:s, s:s, s:s, s:I, s:f}", "model", name, "prompt", prompt,
+                                 "text", res->text, "tokens", (json_int_t)res->generated,
+                                 "seconds", res->seconds));
+out:
+    gptq_client_result_free(res);
+    gptq_client_close(c);
+    return rc;
+}
+
+/* ---- jobs / cancel ---------------------------------------------------------------------- */
+
+static int verb_jobs(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
+    PARSE_BEGIN("jobs", longopts)
+    PARSE_END("jobs")
+    int rc = extra_arg("jobs", argc, argv, 0);
+    if (rc)
+        return rc;
+    gptq_client *c = NULL;
+    gptq_client_jobs *list = NULL;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = gptq_client_jobs_list(c, &list);
+    if (st != GPTQ_OK) {
+        rc = ctl_fail(g, "jobs", c, st);
+        goto out;
+    }
+    if (g->json) {
+        json_t *jobs = json_array();
+        for (size_t i = 0; jobs && i < list->n; i++) {
+            const gptq_client_job *j = &list->jobs[i];
+            json_array_append_new(jobs, json_pack("{s:I, s:s, s:s, s:s, s:f, s:f, s:s}", "id",
+                                                  (json_int_t)j->id, "kind", j->kind, "model",
+                                                  j->model, "state",
+                                                  gptq_job_state_name(j->state), "fraction",
+                                                  j->fraction, "seconds", j->seconds, "client",
+                                                  j->client));
+        }
+        rc = emit_json(jobs ? json_pack("{s:o}", "jobs", jobs) : NULL);
+        goto out;
+    }
+    if (list->n == 0) {
+        printf("no jobs\n");
+        goto out;
+    }
+    printf("%6s  %-9s %-20s %-9s %5s %9s  %s\n", "ID", "KIND", "MODEL", "STATE", "DONE",
+           "SECONDS", "CLIENT");
+    for (size_t i = 0; i < list->n; i++) {
+        const gptq_client_job *j = &list->jobs[i];
+        printf("%6" PRIu64 "  %-9s %-20s %-9s %4.0f%% %9.1f  %s\n", j->id, j->kind, j->model,
+               gptq_job_state_name(j->state), j->fraction * 100.0, j->seconds, j->client);
+    }
+out:
+    gptq_client_jobs_free(list);
+    gptq_client_close(c);
+    return rc;
+}
+
+static int verb_cancel(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
+    PARSE_BEGIN("cancel", longopts)
+    PARSE_END("cancel")
+    if (argc - optind < 1)
+        return ctl_usage_error("cancel", "needs JOB (an id from gptqctl jobs)");
+    int rc = extra_arg("cancel", argc, argv, 1);
+    if (rc)
+        return rc;
+    long id;
+    if ((rc = ctl_parse_long("cancel", "JOB", argv[optind], 1, LONG_MAX, &id)))
+        return rc;
+    gptq_client *c = NULL;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = gptq_client_cancel(c, (gptq_job_id)id);
+    if (st != GPTQ_OK)
+        rc = ctl_fail(g, "cancel", c, st);
+    else if (g->json)
+        rc = emit_json(json_pack("{s:I, s:b}", "job", (json_int_t)id, "cancel_requested", 1));
+    else
+        printf("job %ld: cancel requested\n", id);
+    gptq_client_close(c);
+    return rc;
+}
+
+/* ---- the table ---------------------------------------------------------------------- */
+
+const ctl_verb ctl_verbs[] = {
+    {"status", "", "Show the daemon: version, backend and device, memory, models, jobs.\n",
+     verb_status},
+    {"list", "", "List resident models: name, arch, format, params, bytes, leases, source.\n",
+     verb_list},
+    {"load", "NAME PATH",
+     "Load a Hugging Face folder (fp16/bf16/fp32) or a GPTQ checkpoint at PATH as the\n"
+     "resident model NAME. PATH is made absolute here; it must lie in one of the\n"
+     "daemon's --model-dir directories.\n",
+     verb_load},
+    {"unload", "NAME [--force]",
+     "Drop the resident model NAME.\n"
+     "  --force   also when processes map it (their leases are revoked)\n",
+     verb_unload},
+    {"quantize",
+     "NAME --as NEW [--bits 4] [--group-size 128] [--act-order] [--sym|--asym]\n"
+     "[--static-groups] [--damp 0.01] [--calib FILE] [--nsamples 128]\n"
+     "[--seqlen 2048] [--seed 0] [--save DIR]",
+     "Quantize the resident float model NAME with GPTQ into the new resident model\n"
+     "NEW, layer by layer on calibration data; progress is shown per linear.\n"
+     "  --as NEW           name of the quantized model (required)\n"
+     "  --bits B           2, 3, 4 or 8 (default 4)\n"
+     "  --group-size G     columns per quantization group, -1 per channel (128)\n"
+     "  --act-order        quantize columns in order of decreasing Hessian diagonal\n"
+     "  --sym | --asym     symmetric or asymmetric (default) grid\n"
+     "  --static-groups    group parameters computed before the column walk\n"
+     "  --damp L           dampening, fraction of the mean Hessian diagonal (0.01)\n"
+     "  --calib FILE       calibration text (default: the bundled one)\n"
+     "  --nsamples N       calibration windows (128)\n"
+     "  --seqlen N         tokens per window (2048)\n"
+     "  --seed S           seed of the window draw (0)\n"
+     "  --save DIR         also write a GPTQ checkpoint to DIR, atomically\n",
+     verb_quantize},
+    {"eval", "NAME [--text FILE] [--seqlen N] [--kl-base BASE]",
+     "Perplexity of NAME: non-overlapping windows of seqlen tokens, mean NLL, exp.\n"
+     "  --text FILE     evaluation text (default: the bundled one)\n"
+     "  --seqlen N      window length (daemon default 256)\n"
+     "  --kl-base BASE  also mean per-token KL(BASE || NAME), in nats\n"
+     "With --json: {\"model\", \"perplexity\", \"tokens\", \"seqlen\"} (+ \"kl\").\n",
+     verb_eval},
+    {"infer",
+     "NAME PROMPT [--max-tokens N] [--temperature T] [--top-k K]\n"
+     "[--top-p P] [--seed S]",
+     "Generate a completion of PROMPT with NAME; tokens are printed as they stream.\n"
+     "  --max-tokens N   at most N new tokens (128)\n"
+     "  --temperature T  0 is greedy and deterministic (0.8)\n"
+     "  --top-k K        sample from the K most likely tokens, 0 = off (0)\n"
+     "  --top-p P        nucleus sampling, 1 = off (1)\n"
+     "  --seed S         sampling seed (0)\n"
+     "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
+     verb_infer},
+    {"save", "NAME DIR",
+     "Write NAME as a GPTQ checkpoint (the ecosystem's format) into DIR, atomically.\n",
+     verb_save},
+    {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client.\n",
+     verb_jobs},
+    {"cancel", "JOB", "Ask the daemon to stop job JOB (an id from `gptqctl jobs`).\n",
+     verb_cancel},
+};
+const size_t ctl_n_verbs = sizeof ctl_verbs / sizeof ctl_verbs[0];
