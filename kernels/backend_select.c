@@ -1,0 +1,134 @@
+/* kernels/backend_select.c: run-time choice between the CPU backend and the
+ * dlopen()ed CUDA module (TOOLCHAIN.md §4's recipe). */
+#include "kernels/backend_select.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef GPTQ_CUDA_MODULE_BUILD_PATH
+#define GPTQ_CUDA_MODULE_BUILD_PATH ""
+#endif
+#ifndef GPTQ_CUDA_MODULE_INSTALL_PATH
+#define GPTQ_CUDA_MODULE_INSTALL_PATH ""
+#endif
+
+typedef int (*init_fn)(char *why, size_t why_len, int device, const gptq_backend **out);
+typedef const gptq_cuda_ops *(*ops_fn)(void);
+typedef void (*set_fail_fn)(gptq_status (*fail)(gptq_status, const char *, ...));
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static void *module;                     /* the loaded module, kept for the process */
+static const gptq_backend *cuda_backend; /* set once a device answered */
+static const gptq_cuda_ops *cuda_ops;
+
+/* dlopen the first module path that loads; why lists what was tried. */
+static void *open_module(char *why, size_t why_len)
+{
+    const char *env = getenv("GPTQ_CUDA_MODULE");
+    const char *paths[3] = {env && *env ? env : NULL, GPTQ_CUDA_MODULE_BUILD_PATH,
+                            GPTQ_CUDA_MODULE_INSTALL_PATH};
+    size_t used = 0;
+    used += (size_t)snprintf(why, why_len, "CUDA module not loaded:");
+    for (int i = 0; i < 3; i++) {
+        if (!paths[i] || !*paths[i])
+            continue;
+        void *h = dlopen(paths[i], RTLD_NOW | RTLD_LOCAL);
+        if (h)
+            return h;
+        const char *err = dlerror();
+        if (used < why_len)
+            used += (size_t)snprintf(why + used, why_len - used, " %s (%s);", paths[i],
+                                     err ? err : "dlopen failed");
+    }
+    if (used < why_len)
+        snprintf(why + used, why_len - used,
+                 " build with -Dcuda=enabled or set GPTQ_CUDA_MODULE to libgptq_cuda.so");
+    return NULL;
+}
+
+/* Try CUDA device `device`; 0 with *out set, or -1 with why filled. Called
+ * with the lock held. */
+static int try_cuda(int device, const gptq_backend **out, char *why, size_t why_len)
+{
+    if (cuda_backend) {
+        init_fn init = (init_fn)dlsym(module, "gptq_cuda_backend_init");
+        return init && init(why, why_len, device, out) == 0 ? 0 : -1;
+    }
+    /* Cheap check first: without the driver there is no point loading
+     * cuBLAS (0.4 s and 260 MB, TOOLCHAIN.md §4). */
+    void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!driver) {
+        const char *err = dlerror();
+        snprintf(why, why_len, "no CUDA driver (%s)", err ? err : "libcuda.so.1 not found");
+        return -1;
+    }
+    dlclose(driver);
+    if (!module && !(module = open_module(why, why_len)))
+        return -1;
+    init_fn init = (init_fn)dlsym(module, "gptq_cuda_backend_init");
+    ops_fn ops = (ops_fn)dlsym(module, "gptq_cuda_backend_ops");
+    set_fail_fn set_fail = (set_fail_fn)dlsym(module, "gptq_cuda_set_fail");
+    if (!init || !ops || !set_fail) {
+        snprintf(why, why_len, "CUDA module lacks its entry points (a stale build?)");
+        return -1;
+    }
+    set_fail(gptq_fail);
+    if (init(why, why_len, device, out) != 0)
+        return -1; /* the module stays loaded: a later call may name another device */
+    cuda_backend = *out;
+    cuda_ops = ops();
+    return 0;
+}
+
+/* "cuda:N" -> N, or -1. */
+static int parse_cuda(const char *device)
+{
+    if (strncmp(device, "cuda:", 5) != 0)
+        return -1;
+    char *end;
+    long n = strtol(device + 5, &end, 10);
+    return device[5] >= '0' && device[5] <= '9' && *end == 0 && n <= 1024 ? (int)n : -1;
+}
+
+gptq_status gptq_backend_select(const char *device, const gptq_backend **out, char *why,
+                                size_t why_len)
+{
+    char reason[1024] = "";
+    *out = gptq_backend_cpu();
+    if (why && why_len)
+        why[0] = 0;
+    if (!device || strcmp(device, "cpu") == 0) {
+        if (why && why_len)
+            snprintf(why, why_len, "cpu requested");
+        return GPTQ_OK;
+    }
+    int n = strcmp(device, "auto") == 0 ? 0 : parse_cuda(device);
+    if (n < 0)
+        return gptq_fail(GPTQ_ERR_ARG, "device '%s': use auto, cpu or cuda:N", device);
+    pthread_mutex_lock(&lock);
+    const gptq_backend *be = NULL;
+    int rc = try_cuda(n, &be, reason, sizeof reason);
+    pthread_mutex_unlock(&lock);
+    if (rc == 0) {
+        *out = be;
+        if (why && why_len)
+            snprintf(why, why_len, "%s: %s", be->name, cuda_ops ? cuda_ops->device_name : "");
+        return GPTQ_OK;
+    }
+    if (why && why_len)
+        snprintf(why, why_len, "%s", reason);
+    if (strcmp(device, "auto") == 0)
+        return GPTQ_OK;
+    return gptq_fail(GPTQ_ERR_DEVICE, "device %s unavailable: %s", device, reason);
+}
+
+const gptq_cuda_ops *gptq_backend_cuda_ops(const gptq_backend *be)
+{
+    pthread_mutex_lock(&lock);
+    const gptq_cuda_ops *ops = be && be == cuda_backend ? cuda_ops : NULL;
+    pthread_mutex_unlock(&lock);
+    return ops;
+}

@@ -1,0 +1,170 @@
+// kernels/cuda/cuda_common.cuh: what every kernels/cuda/*.cu shares: the
+// module's device state, the check macros that turn CUDA / cuBLAS return
+// codes into gptq_status, and warp / block reductions.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gptq/error.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_ops.h"
+
+// Symbols the dlopen()ing program looks up; everything else stays hidden.
+#define GPTQ_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
+
+// The one device this module drives (see cuda_ops.h: one per process).
+struct cuda_state {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    pthread_mutex_t cublas_lock; // a cuBLAS handle is not for concurrent calls
+    cudaDeviceProp prop;
+};
+extern cuda_state g_cuda;
+
+// Failure reporting. The module does not link libgptqcommon (a second copy
+// would have its own thread-local message that the program never reads);
+// the program hands over its gptq_fail at init (backend_cuda.cu).
+gptq_status cuda_fail(gptq_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Record the first failure of a void (asynchronous) entry for the next sync:
+// a CUDA error code, or (note_failure) the message of the calling thread's
+// last cuda_fail.
+void cuda_note_error(const char *what, cudaError_t err);
+void cuda_note_failure(const char *what);
+
+#define CUDA_CHECK(call)                                                                          \
+    do {                                                                                          \
+        cudaError_t err_ = (call);                                                                \
+        if (err_ != cudaSuccess) {                                                                \
+            cudaGetLastError(); /* a non-sticky error must not reappear at the next launch */     \
+            return cuda_fail(GPTQ_ERR_DEVICE, "%s:%d: %s: %s (%s)", __FILE__, __LINE__, #call,     \
+                             cudaGetErrorString(err_), cudaGetErrorName(err_));                   \
+        }                                                                                         \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                        \
+    do {                                                                                          \
+        cublasStatus_t st_ = (call);                                                              \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                                         \
+            return cuda_fail(GPTQ_ERR_DEVICE, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
+                             cublasGetStatusString(st_));                                         \
+    } while (0)
+
+// After a launch from a void entry: keep the error for the next sync.
+#define CUDA_NOTE_LAUNCH(what) cuda_note_error((what), cudaGetLastError())
+// After a launch from an entry that returns gptq_status.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+static inline unsigned ceil_div(size_t a, size_t b)
+{
+    return (unsigned)((a + b - 1) / b);
+}
+
+// ---- reductions ----------------------------------------------------------
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+struct op_sum {
+    static __device__ __forceinline__ float identity() { return 0.0f; }
+    static __device__ __forceinline__ float warp(float v) { return warp_sum(v); }
+};
+struct op_max {
+    static __device__ __forceinline__ float identity() { return -INFINITY; }
+    static __device__ __forceinline__ float warp(float v) { return warp_max(v); }
+};
+
+// Sum / max over a block of blockDim.x threads (a multiple of 32, at most
+// 1024); every thread gets the result. `scratch` holds 32 floats; the
+// function syncs before reusing it so back-to-back calls are safe.
+template <typename Op> __device__ __forceinline__ float block_reduce(float v, float *scratch)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = Op::warp(v);
+    __syncthreads();
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : Op::identity();
+    return Op::warp(v);
+}
+
+__device__ __forceinline__ float block_sum(float v, float *scratch)
+{
+    return block_reduce<op_sum>(v, scratch);
+}
+
+__device__ __forceinline__ float block_max(float v, float *scratch)
+{
+    return block_reduce<op_max>(v, scratch);
+}
+
+// Blocks of 256 for a grid-stride loop over n elements: enough to fill the
+// device, not one per element.
+static inline unsigned stride_blocks(size_t n)
+{
+    unsigned want = ceil_div(n, 256), cap = (unsigned)g_cuda.prop.multiProcessorCount * 8;
+    return want < cap ? (want ? want : 1) : cap;
+}
+
+// ---- launchers other files call --------------------------------------------
+// (the backend table and gptq_cuda_ops are filled in backend_cuda.cu)
+
+// memory.cu
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *ptr);
+gptq_status cuda_upload(void *dst, const void *host_src, size_t bytes);
+gptq_status cuda_download(void *host_dst, const void *src, size_t bytes);
+gptq_status cuda_sync(void);
+gptq_status cuda_copy(void *dst, const void *src, size_t bytes);
+gptq_status cuda_time_calls(void (*fn)(void *arg), void *arg, int runs, float *ms);
+gptq_status cuda_arena_create(size_t bytes, gptq_cuda_arena **out);
+void *cuda_arena_alloc(gptq_cuda_arena *a, size_t bytes);
+void cuda_arena_reset(gptq_cuda_arena *a);
+size_t cuda_arena_used(const gptq_cuda_arena *a);
+void cuda_arena_destroy(gptq_cuda_arena *a);
+// gemm.cu
+void cuda_gemm_f32(const float *x, const float *W, const float *bias, float *y, int n, int in,
+                   int out);
+gptq_status cuda_gemm_f16(const uint16_t *x, const uint16_t *W, float *y, int n, int in, int out);
+gptq_status cuda_gemm_f16_raw(const __half *x, const __half *W, float *y, int n, int in, int out);
+// y [n, out] = bias row by row (add = 0) or y += bias (add = 1); bias NULL
+// fills zeros. Queued; returns the launch status.
+gptq_status cuda_bias_rows(const float *bias, float *y, int n, int out, int add);
+void cuda_f32_to_f16(const float *x, uint16_t *y, size_t n);
+void cuda_f16_to_f32(const uint16_t *x, float *y, size_t n);
+// qgemm.cu / qgemm_repack.cu
+gptq_status cuda_qgemm_v1(const gptq_packed *P, const float *x, const float *bias, float *y, int n);
+gptq_status cuda_qlinear_create(const gptq_packed *P, gptq_cuda_qlinear **out);
+void cuda_qlinear_destroy(gptq_cuda_qlinear *L);
+size_t cuda_qlinear_bytes(const gptq_cuda_qlinear *L);
+gptq_status cuda_qlinear_gemm(const gptq_cuda_qlinear *L, const uint16_t *x16, const float *x32,
+                              const float *bias, float *y, int n, gptq_cuda_qpath path);
+// rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, softmax.cu, sample.cu
+void cuda_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
+void cuda_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+               const float *inv_freq);
+gptq_status cuda_attention(const gptq_attention_args *a);
+void cuda_silu_mul(const float *gate, const float *up, float *out, size_t n);
+void cuda_add(float *y, const float *x, size_t n);
+void cuda_embed(const float *table, const int32_t *ids, int n, int dim, float *out);
+void cuda_softmax(float *x, int n, int cols);
+void cuda_log_softmax(float *x, int n, int cols);
+gptq_status cuda_sample(const float *logits, int n, int vocab, float temperature, uint64_t seed,
+                        int32_t *ids);

@@ -1,0 +1,68 @@
+// kernels/cuda/elementwise.cu: SwiGLU's silu(gate)·up, the residual add and
+// the embedding gather. Twins: gptq_cpu_silu_mul, gptq_cpu_add,
+// gptq_cpu_embed.
+#include "kernels/cuda/cuda_common.cuh"
+
+// ---- CUDA kernels -------------------------------------------------------------
+
+// out may alias gate or up: each element is read before it is written.
+__global__ void silu_mul_kernel(const float *gate, const float *up, float *out, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+__global__ void add_kernel(float *y, const float *x, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += x[i];
+}
+
+// One block per token; rows are copied with 128-bit loads when dim allows.
+__global__ void embed_kernel(const float *__restrict__ table, const int32_t *__restrict__ ids,
+                             int dim, float *__restrict__ out)
+{
+    const float *src = table + (size_t)ids[blockIdx.x] * dim;
+    float *dst = out + (size_t)blockIdx.x * dim;
+    if (dim % 4 == 0) {
+        const float4 *s4 = reinterpret_cast<const float4 *>(src);
+        float4 *d4 = reinterpret_cast<float4 *>(dst);
+        for (int j = threadIdx.x; j < dim / 4; j += blockDim.x)
+            d4[j] = s4[j];
+    } else {
+        for (int j = threadIdx.x; j < dim; j += blockDim.x)
+            dst[j] = src[j];
+    }
+}
+
+// ---- Kernel launchers ---------------------------------------------------------
+
+
+void cuda_silu_mul(const float *gate, const float *up, float *out, size_t n)
+{
+    if (!n)
+        return;
+    silu_mul_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(gate, up, out, n);
+    CUDA_NOTE_LAUNCH("silu_mul");
+}
+
+void cuda_add(float *y, const float *x, size_t n)
+{
+    if (!n)
+        return;
+    add_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(y, x, n);
+    CUDA_NOTE_LAUNCH("add");
+}
+
+// ids are device memory, like every pointer of the table (backend.h).
+void cuda_embed(const float *table, const int32_t *ids, int n, int dim, float *out)
+{
+    if (n < 1)
+        return;
+    embed_kernel<<<n, 256, 0, g_cuda.stream>>>(table, ids, dim, out);
+    CUDA_NOTE_LAUNCH("embed");
+}

@@ -1,0 +1,139 @@
+// kernels/cuda/memory.cu: device memory: the table's alloc/free/upload/
+// download on the backend's stream, and bump arenas for per-forward scratch.
+#include <stdlib.h>
+
+#include "kernels/cuda/cuda_common.cuh"
+
+// ---- Kernel launchers (no kernels here: copies and allocations) ------------
+
+void *cuda_alloc(size_t bytes)
+{
+    void *p = nullptr;
+    // cudaMalloc aligns to 256 bytes, more than the table's 64
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError(); // an allocation failure is not sticky; clear it
+        return nullptr;
+    }
+    return p;
+}
+
+void cuda_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    // cudaFree synchronizes the device, so no kernel still reads ptr
+    cuda_note_error("cudaFree", cudaFree(ptr));
+}
+
+// Copies are ordered after the work already queued on the stream and
+// complete before returning, so a download sees every earlier entry's
+// result and the host buffer of an upload is free to reuse at once.
+gptq_status cuda_upload(void *dst, const void *host_src, size_t bytes)
+{
+    if (!bytes)
+        return GPTQ_OK;
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyDefault, g_cuda.stream));
+    return cuda_sync();
+}
+
+gptq_status cuda_download(void *host_dst, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return cuda_sync();
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDefault, g_cuda.stream));
+    return cuda_sync();
+}
+
+gptq_status cuda_copy(void *dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_cuda.stream));
+    return GPTQ_OK;
+}
+
+gptq_status cuda_time_calls(void (*fn)(void *arg), void *arg, int runs, float *ms)
+{
+    cudaEvent_t start = nullptr, stop = nullptr;
+    gptq_status st = GPTQ_OK;
+    cudaError_t err;
+    if ((err = cudaEventCreate(&start)) != cudaSuccess || (err = cudaEventCreate(&stop)) != cudaSuccess) {
+        st = cuda_fail(GPTQ_ERR_DEVICE, "time_calls: cudaEventCreate: %s", cudaGetErrorString(err));
+        goto out;
+    }
+    for (int i = 0; i < runs && st == GPTQ_OK; i++) {
+        if ((err = cudaEventRecord(start, g_cuda.stream)) != cudaSuccess) {
+            st = cuda_fail(GPTQ_ERR_DEVICE, "time_calls: cudaEventRecord: %s", cudaGetErrorString(err));
+            break;
+        }
+        fn(arg);
+        if ((err = cudaEventRecord(stop, g_cuda.stream)) != cudaSuccess ||
+            (err = cudaEventSynchronize(stop)) != cudaSuccess ||
+            (err = cudaEventElapsedTime(&ms[i], start, stop)) != cudaSuccess) {
+            st = cuda_fail(GPTQ_ERR_DEVICE, "time_calls: run %d: %s", i, cudaGetErrorString(err));
+            break;
+        }
+        st = cuda_sync(); // a failure inside fn surfaces here
+    }
+out:
+    if (start)
+        cudaEventDestroy(start);
+    if (stop)
+        cudaEventDestroy(stop);
+    return st;
+}
+
+// ---- arenas -------------------------------------------------------------------
+
+#define ARENA_ALIGN 256 // what cudaMalloc gives; enough for 128-bit loads
+
+struct gptq_cuda_arena {
+    char *base;
+    size_t size, used;
+};
+
+gptq_status cuda_arena_create(size_t bytes, gptq_cuda_arena **out)
+{
+    gptq_cuda_arena *a = (gptq_cuda_arena *)calloc(1, sizeof *a);
+    if (!a)
+        return cuda_fail(GPTQ_ERR_NOMEM, "cuda arena: cannot allocate its descriptor");
+    cudaError_t err = cudaMalloc((void **)&a->base, bytes ? bytes : 1);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        free(a);
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        return cuda_fail(GPTQ_ERR_NOMEM,
+                         "cuda arena: cannot allocate %zu bytes on cuda:%d (%zu of %zu free): %s",
+                         bytes, g_cuda.device, free_b, total_b, cudaGetErrorString(err));
+    }
+    a->size = bytes;
+    *out = a;
+    return GPTQ_OK;
+}
+
+void *cuda_arena_alloc(gptq_cuda_arena *a, size_t bytes)
+{
+    size_t start = (a->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (start > a->size || bytes > a->size - start)
+        return nullptr;
+    a->used = start + bytes;
+    return a->base + start;
+}
+
+void cuda_arena_reset(gptq_cuda_arena *a)
+{
+    a->used = 0;
+}
+
+size_t cuda_arena_used(const gptq_cuda_arena *a)
+{
+    return a->used;
+}
+
+void cuda_arena_destroy(gptq_cuda_arena *a)
+{
+    if (!a)
+        return;
+    cuda_free(a->base);
+    free(a);
+}

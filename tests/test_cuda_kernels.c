@@ -1,0 +1,735 @@
+/* tests/test_cuda_kernels.c: every CUDA kernel against a float64 reference
+ * or its CPU twin, on random data (never zeros), at several shapes. Skips
+ * (77) when no CUDA device answers: gptq_backend_select("cuda:0") fails.
+ *
+ * Tolerances, with the reason:
+ * - packed linears, fp32 accumulation: |y − ref| ≤ 1e-4 · Σ_c |W_rc x_c|.
+ *   Inputs are exact (the reference uses the same fp16-rounded x and the
+ *   exact dequantized W = fp16 scale · integer), so only fp32 rounding of
+ *   sums of ≤ 11008 terms remains: ~√K·2^-24 ≈ 1e-5 relative, with up to
+ *   ×4 cancellation from folding the zero point per 32-column chunk.
+ * - the dequantize + fp16 GEMM path (forced, or AUTO above
+ *   GPTQ_CUDA_PACKED_MAX_N): W and x rounded to fp16 (2·2^-11 relative per
+ *   product): |y − ref| ≤ 1.5e-3 · Σ|W x|.
+ * - cuBLAS fp16 GEMM on fp16-exact inputs: 1e-4 · Σ|W x|; fp32 GEMM
+ *   (CUBLAS_COMPUTE_32F): 2e-5 · Σ|W x|.
+ * - rmsnorm, softmax: 2e-5 relative (float32 sums where the CPU sums in
+ *   double); rope: 2e-6 · (|a|+|b|) (fma contraction only); attention:
+ *   5e-5 · max|v|; elementwise: 1e-6 relative (expf ulps); embed, add,
+ *   conversions: exact. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/dtype.h"
+#include "gptq/quant.h"
+#include "kernels/backend.h"
+#include "kernels/backend_select.h"
+#include "kernels/cpu/ops.h"
+#include "testutil.h"
+
+static const gptq_backend *be;
+static const gptq_cuda_ops *ops;
+static uint64_t rng = 20240611;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of host memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+/* Device copy of host data; exits on failure (the test cannot go on). */
+static void *to_device(const void *host, size_t bytes)
+{
+    void *d = be->alloc(bytes);
+    if (!d || be->upload(d, host, bytes) != GPTQ_OK) {
+        fprintf(stderr, "FAIL: device copy of %zu bytes: %s\n", bytes, gptq_errmsg());
+        exit(1);
+    }
+    return d;
+}
+
+static void from_device(void *host, const void *d, size_t bytes)
+{
+    gptq_status st = be->download(host, d, bytes);
+    if (st != GPTQ_OK) {
+        fprintf(stderr, "FAIL: download: %s\n", gptq_errmsg());
+        exit(1);
+    }
+}
+
+/* Normal values bounded away from zero (|v| >= 0.05). */
+static float rand_nonzero(void)
+{
+    double v = test_rand_normal(&rng);
+    return (float)(v >= 0 ? v + 0.05 : v - 0.05);
+}
+
+static float *rand_array(size_t n)
+{
+    float *a = xmalloc(n * sizeof *a);
+    for (size_t i = 0; i < n; i++)
+        a[i] = rand_nonzero();
+    return a;
+}
+
+/* Report the worst |got − ref| / bound[i] over n values; fail above 1. */
+static void expect_close(const char *what, const float *got, const double *ref,
+                         const double *bound, size_t n)
+{
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]) / bound[i];
+        if (!(e <= worst)) { /* NaN counts as worst */
+            worst = e;
+            at = i;
+            if (isnan(e))
+                break;
+        }
+    }
+    CHECK(worst <= 1.0, "%s: element %zu: got %.9g, expected %.9g (bound %.3g, %.3g of it)", what,
+          at, got[at], ref[at], bound[at], worst);
+    printf("  %-48s worst error %.3f of bound\n", what, worst);
+}
+
+/* ---- packed linears ------------------------------------------------------- */
+
+/* A random packed layer: codes in [0, 2^bits), zeros in [1, 2^bits], fp16
+ * scales in [0.005, 0.015), act-order as a random permutation of columns. */
+static void random_packed(int bits, int rows, int cols, int group_size, int act_order,
+                          gptq_packed *P)
+{
+    const int groups = group_size < 0 ? 1 : (cols + group_size - 1) / group_size;
+    const int gs = group_size < 0 ? cols : group_size;
+    gptq_quant_result r = {.rows = rows, .cols = cols, .groups = groups, .bits = bits};
+    r.codes = xmalloc((size_t)rows * cols);
+    r.scales = xmalloc((size_t)groups * rows * sizeof *r.scales);
+    r.zeros = xmalloc((size_t)groups * rows * sizeof *r.zeros);
+    r.g_idx = xmalloc((size_t)cols * sizeof *r.g_idx);
+    const uint32_t levels = 1u << bits;
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        r.codes[i] = (uint8_t)(test_rand_u64(&rng) % levels);
+    for (size_t i = 0; i < (size_t)groups * rows; i++) {
+        r.scales[i] = gptq_round_f16((float)(0.005 + 0.01 * test_rand_uniform(&rng)));
+        r.zeros[i] = 1 + (int32_t)(test_rand_u64(&rng) % levels);
+    }
+    int *perm = xmalloc((size_t)cols * sizeof *perm);
+    for (int c = 0; c < cols; c++)
+        perm[c] = c;
+    if (act_order)
+        for (int c = cols - 1; c > 0; c--) {
+            int j = (int)(test_rand_u64(&rng) % (uint64_t)(c + 1)), t = perm[c];
+            perm[c] = perm[j];
+            perm[j] = t;
+        }
+    for (int i = 0; i < cols; i++)
+        r.g_idx[perm[i]] = i / gs;
+    free(perm);
+    gptq_status st = gptq_pack(&r, P);
+    if (st != GPTQ_OK) {
+        fprintf(stderr, "FAIL: gptq_pack: %s\n", gptq_errmsg());
+        exit(1);
+    }
+    free(r.codes);
+    free(r.scales);
+    free(r.zeros);
+    free(r.g_idx);
+}
+
+/* ref [n, rows] = x · Wᵀ + bias in float64, and the error scale Σ|W x|. */
+static void reference_linear(const float *W, const float *x, const float *bias, int n, int rows,
+                             int cols, double *ref, double *mag)
+{
+    for (int b = 0; b < n; b++)
+        for (int r = 0; r < rows; r++) {
+            const float *w = W + (size_t)r * cols, *xb = x + (size_t)b * cols;
+            double s = bias ? bias[r] : 0.0, m = bias ? fabs(bias[r]) : 0.0;
+            for (int c = 0; c < cols; c++) {
+                double t = (double)w[c] * xb[c];
+                s += t;
+                m += fabs(t);
+            }
+            ref[(size_t)b * rows + r] = s;
+            mag[(size_t)b * rows + r] = m;
+        }
+}
+
+static void scale_bound(double *bound, const double *mag, size_t n, double tol)
+{
+    for (size_t i = 0; i < n; i++)
+        bound[i] = tol * mag[i] + 1e-30;
+}
+
+/* One layer through the repacked kernels (fp16 and fp32 x, both paths) and
+ * the table entry on the uploaded v1 arrays, for each batch size. */
+static void test_packed_layer(int bits, int rows, int cols, int group_size, int act_order,
+                              const int *batches, int n_batches)
+{
+    gptq_packed P;
+    random_packed(bits, rows, cols, group_size, act_order, &P);
+    float *W = xmalloc((size_t)rows * cols * sizeof *W);
+    CHECK_OK(gptq_packed_dequantize(&P, W));
+    gptq_cuda_qlinear *L = NULL;
+    CHECK_OK(ops->qlinear_create(&P, &L));
+    if (!L)
+        exit(test_result());
+
+    /* the v1 arrays as the table entry sees them: device memory */
+    gptq_packed D = P;
+    D.owned = 0;
+    D.qweight = to_device(P.qweight, (size_t)cols * bits / 32 * rows * sizeof(int32_t));
+    D.qzeros = to_device(P.qzeros, (size_t)P.groups * rows * bits / 32 * sizeof(int32_t));
+    D.scales = to_device(P.scales, (size_t)P.groups * rows * sizeof(uint16_t));
+    D.g_idx = to_device(P.g_idx, (size_t)cols * sizeof(int32_t));
+
+    int max_n = 0;
+    for (int i = 0; i < n_batches; i++)
+        max_n = batches[i] > max_n ? batches[i] : max_n;
+    float *x = rand_array((size_t)max_n * cols), *bias = rand_array((size_t)rows);
+    uint16_t *x16 = xmalloc((size_t)max_n * cols * sizeof *x16);
+    float *x_rounded = xmalloc((size_t)max_n * cols * sizeof *x_rounded);
+    for (size_t i = 0; i < (size_t)max_n * cols; i++) {
+        x16[i] = gptq_f32_to_f16(x[i]);
+        x_rounded[i] = gptq_f16_to_f32(x16[i]);
+    }
+    uint16_t *d_x16 = to_device(x16, (size_t)max_n * cols * sizeof *x16);
+    float *d_x = to_device(x, (size_t)max_n * cols * sizeof *x);
+    float *d_bias = to_device(bias, (size_t)rows * sizeof *bias);
+    float *d_y = be->alloc((size_t)max_n * rows * sizeof(float));
+    float *y = xmalloc((size_t)max_n * rows * sizeof *y);
+    double *ref = xmalloc((size_t)max_n * rows * sizeof *ref);
+    double *mag = xmalloc((size_t)max_n * rows * sizeof *mag);
+    double *bound = xmalloc((size_t)max_n * rows * sizeof *bound);
+    char what[160];
+
+    for (int i = 0; i < n_batches; i++) {
+        const int n = batches[i];
+        const size_t ny = (size_t)n * rows;
+        const char *tag = act_order ? "act-order" : "in order";
+        /* fp16 x, packed kernel, with bias */
+        reference_linear(W, x_rounded, bias, n, rows, cols, ref, mag);
+        scale_bound(bound, mag, ny, 1e-4);
+        CHECK_OK(ops->qlinear_gemm(L, d_x16, NULL, d_bias, d_y, n, GPTQ_CUDA_QPATH_PACKED));
+        from_device(y, d_y, ny * sizeof *y);
+        snprintf(what, sizeof what, "w%da16 %dx%d g%d %s n=%d packed", bits, rows, cols,
+                 group_size, tag, n);
+        expect_close(what, y, ref, bound, ny);
+        /* fp16 x, dequantize + cuBLAS */
+        scale_bound(bound, mag, ny, 1.5e-3);
+        CHECK_OK(ops->qlinear_gemm(L, d_x16, NULL, d_bias, d_y, n, GPTQ_CUDA_QPATH_DEQUANT));
+        from_device(y, d_y, ny * sizeof *y);
+        snprintf(what, sizeof what, "w%da16 %dx%d g%d %s n=%d dequant", bits, rows, cols,
+                 group_size, tag, n);
+        expect_close(what, y, ref, bound, ny);
+        /* fp32 x, packed kernel, no bias */
+        reference_linear(W, x, NULL, n, rows, cols, ref, mag);
+        scale_bound(bound, mag, ny, n <= GPTQ_CUDA_PACKED_MAX_N ? 1e-4 : 1.5e-3);
+        CHECK_OK(ops->qlinear_gemm(L, NULL, d_x, NULL, d_y, n, GPTQ_CUDA_QPATH_AUTO));
+        from_device(y, d_y, ny * sizeof *y);
+        snprintf(what, sizeof what, "w%da32 %dx%d g%d %s n=%d auto", bits, rows, cols, group_size,
+                 tag, n);
+        expect_close(what, y, ref, bound, ny);
+        /* the table entry on the v1 layout, float32 throughout */
+        reference_linear(W, x, bias, n, rows, cols, ref, mag);
+        scale_bound(bound, mag, ny, 1e-4);
+        CHECK_OK(be->qgemm(&D, d_x, d_bias, d_y, n));
+        from_device(y, d_y, ny * sizeof *y);
+        snprintf(what, sizeof what, "table qgemm v1 w%d %dx%d g%d %s n=%d", bits, rows, cols,
+                 group_size, tag, n);
+        expect_close(what, y, ref, bound, ny);
+    }
+    CHECK(ops->qlinear_bytes(L) >= (size_t)rows * cols * bits / 8, "qlinear_bytes %zu too small",
+          ops->qlinear_bytes(L));
+    ops->qlinear_destroy(L);
+    be->free(D.qweight);
+    be->free(D.qzeros);
+    be->free(D.scales);
+    be->free(D.g_idx);
+    be->free(d_x16);
+    be->free(d_x);
+    be->free(d_bias);
+    be->free(d_y);
+    free(W);
+    free(x);
+    free(bias);
+    free(x16);
+    free(x_rounded);
+    free(y);
+    free(ref);
+    free(mag);
+    free(bound);
+    gptq_packed_free(&P);
+}
+
+static void test_packed(void)
+{
+    static const int small[] = {1, 2, 3, 5, 8, 17, 64, 80};
+    static const int large[] = {1, 16};
+    static const int bits[] = {2, 3, 4, 8};
+    for (int b = 0; b < 4; b++) {
+        test_packed_layer(bits[b], 256, 256, 128, 0, small, 8);
+        test_packed_layer(bits[b], 256, 256, 32, 1, small, 8);
+        test_packed_layer(bits[b], 256, 512, -1, 0, small, 4);
+        /* rows not a multiple of the 128-row block (nor of 64) */
+        test_packed_layer(bits[b], bits[b] == 3 ? 96 : 272, 384, 128, 1, small, 8);
+    }
+    test_packed_layer(4, 4096, 4096, 128, 1, large, 2);
+    test_packed_layer(3, 4096, 4096, 128, 0, large, 2);
+    test_packed_layer(4, 11008, 4096, 128, 0, large, 2);
+    test_packed_layer(4, 4096, 11008, 128, 1, large, 2);
+}
+
+/* A layer the repacked layout cannot hold, and argument errors. */
+static void test_packed_errors(void)
+{
+    gptq_packed P;
+    random_packed(4, 64, 96, 48, 0, &P); /* groups of 48 columns: not whole chunks */
+    gptq_cuda_qlinear *L = NULL;
+    gptq_status st = ops->qlinear_create(&P, &L);
+    CHECK(st == GPTQ_ERR_UNSUPPORTED, "groups of 48: got %s (%s)", gptq_status_name(st),
+          gptq_errmsg());
+    CHECK(strstr(gptq_errmsg(), "group") != NULL, "message names the group: %s", gptq_errmsg());
+    gptq_packed_free(&P);
+    random_packed(4, 64, 64, 32, 0, &P);
+    CHECK_OK(ops->qlinear_create(&P, &L));
+    float *d = be->alloc(64 * sizeof(float));
+    st = ops->qlinear_gemm(L, (const uint16_t *)d, d, NULL, d, 1, GPTQ_CUDA_QPATH_AUTO);
+    CHECK(st == GPTQ_ERR_ARG, "both inputs given: got %s", gptq_status_name(st));
+    st = ops->qlinear_gemm(L, NULL, d, NULL, d, 0, GPTQ_CUDA_QPATH_AUTO);
+    CHECK(st == GPTQ_ERR_ARG, "n = 0: got %s", gptq_status_name(st));
+    be->free(d);
+    ops->qlinear_destroy(L);
+    gptq_packed_free(&P);
+}
+
+/* ---- dense GEMMs ------------------------------------------------------------ */
+
+static void test_gemm(int n, int in, int out)
+{
+    float *x = rand_array((size_t)n * in), *W = rand_array((size_t)out * in);
+    float *bias = rand_array((size_t)out);
+    uint16_t *x16 = xmalloc((size_t)n * in * 2), *W16 = xmalloc((size_t)out * in * 2);
+    for (size_t i = 0; i < (size_t)n * in; i++) {
+        x16[i] = gptq_f32_to_f16(x[i]);
+        x[i] = gptq_f16_to_f32(x16[i]);
+    }
+    for (size_t i = 0; i < (size_t)out * in; i++) {
+        W16[i] = gptq_f32_to_f16(W[i]);
+        W[i] = gptq_f16_to_f32(W16[i]);
+    }
+    double *ref = xmalloc((size_t)n * out * sizeof *ref), *mag = xmalloc((size_t)n * out * 8);
+    double *bound = xmalloc((size_t)n * out * 8);
+    float *y = xmalloc((size_t)n * out * sizeof *y);
+    float *d_x = to_device(x, (size_t)n * in * 4), *d_W = to_device(W, (size_t)out * in * 4);
+    float *d_bias = to_device(bias, (size_t)out * 4), *d_y = be->alloc((size_t)n * out * 4);
+    uint16_t *d_x16 = to_device(x16, (size_t)n * in * 2), *d_W16 = to_device(W16, (size_t)out * in * 2);
+    char what[128];
+
+    reference_linear(W, x, NULL, n, out, in, ref, mag);
+    scale_bound(bound, mag, (size_t)n * out, 1e-4);
+    CHECK_OK(ops->gemm_f16(d_x16, d_W16, d_y, n, in, out));
+    from_device(y, d_y, (size_t)n * out * 4);
+    snprintf(what, sizeof what, "gemm_f16 n=%d %dx%d", n, out, in);
+    expect_close(what, y, ref, bound, (size_t)n * out);
+
+    reference_linear(W, x, bias, n, out, in, ref, mag);
+    scale_bound(bound, mag, (size_t)n * out, 2e-5);
+    be->gemm_f32(d_x, d_W, d_bias, d_y, n, in, out);
+    from_device(y, d_y, (size_t)n * out * 4);
+    snprintf(what, sizeof what, "gemm_f32+bias n=%d %dx%d", n, out, in);
+    expect_close(what, y, ref, bound, (size_t)n * out);
+
+    be->free(d_x);
+    be->free(d_W);
+    be->free(d_bias);
+    be->free(d_y);
+    be->free(d_x16);
+    be->free(d_W16);
+    free(x);
+    free(W);
+    free(bias);
+    free(x16);
+    free(W16);
+    free(ref);
+    free(mag);
+    free(bound);
+    free(y);
+}
+
+/* ---- row and elementwise ops ------------------------------------------------- */
+
+static void test_rmsnorm(int n, int dim)
+{
+    float *x = rand_array((size_t)n * dim), *w = rand_array((size_t)dim);
+    float *y = xmalloc((size_t)n * dim * 4);
+    double *ref = xmalloc((size_t)n * dim * 8), *bound = xmalloc((size_t)n * dim * 8);
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int j = 0; j < dim; j++)
+            ss += (double)x[(size_t)i * dim + j] * x[(size_t)i * dim + j];
+        double r = 1.0 / sqrt(ss / dim + 1e-5);
+        for (int j = 0; j < dim; j++) {
+            size_t k = (size_t)i * dim + j;
+            ref[k] = w[j] * (x[k] * r);
+            bound[k] = 2e-5 * fabs(ref[k]) + 1e-7;
+        }
+    }
+    float *d_x = to_device(x, (size_t)n * dim * 4), *d_w = to_device(w, (size_t)dim * 4);
+    be->rmsnorm(d_x, d_w, d_x, n, dim, 1e-5f); /* in place, as the runtime calls it */
+    from_device(y, d_x, (size_t)n * dim * 4);
+    char what[64];
+    snprintf(what, sizeof what, "rmsnorm n=%d dim=%d (in place)", n, dim);
+    expect_close(what, y, ref, bound, (size_t)n * dim);
+    be->free(d_x);
+    be->free(d_w);
+    free(x);
+    free(w);
+    free(y);
+    free(ref);
+    free(bound);
+}
+
+static void test_rope(int n, int n_heads, int head_dim)
+{
+    const size_t len = (size_t)n * n_heads * head_dim;
+    float *x = rand_array(len), *y = xmalloc(len * 4), *inv_freq = xmalloc((size_t)head_dim / 2 * 4);
+    int32_t *pos = xmalloc((size_t)n * 4);
+    for (int j = 0; j < head_dim / 2; j++)
+        inv_freq[j] = (float)pow(10000.0, -2.0 * j / head_dim);
+    for (int i = 0; i < n; i++)
+        pos[i] = (int32_t)(test_rand_u64(&rng) % 4096);
+    float *d_x = to_device(x, len * 4), *d_f = to_device(inv_freq, (size_t)head_dim / 2 * 4);
+    int32_t *d_pos = to_device(pos, (size_t)n * 4);
+    float *cpu = xmalloc(len * 4);
+    memcpy(cpu, x, len * 4);
+    gptq_cpu_rope(cpu, n, n_heads, head_dim, pos, inv_freq);
+    double *ref = xmalloc(len * 8), *bound = xmalloc(len * 8);
+    const int half = head_dim / 2;
+    for (size_t i = 0; i < len; i++) {
+        size_t in_head = i % head_dim, pair = in_head < (size_t)half ? i + half : i - half;
+        ref[i] = cpu[i];
+        bound[i] = 2e-6 * (fabs(x[i]) + fabs(x[pair])) + 1e-9;
+    }
+    be->rope(d_x, n, n_heads, head_dim, d_pos, d_f);
+    from_device(y, d_x, len * 4);
+    char what[64];
+    snprintf(what, sizeof what, "rope n=%d heads=%d head_dim=%d", n, n_heads, head_dim);
+    expect_close(what, y, ref, bound, len);
+    be->free(d_x);
+    be->free(d_f);
+    be->free(d_pos);
+    free(x);
+    free(y);
+    free(inv_freq);
+    free(pos);
+    free(cpu);
+    free(ref);
+    free(bound);
+}
+
+/* Float64 causal GQA attention with the backend.h masking rules. */
+static void reference_attention(const gptq_attention_args *a, double *ref, double *bound)
+{
+    const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, keys = a->start + a->len;
+    const size_t qs = (size_t)a->n_heads * hd, kvs = (size_t)a->n_kv_heads * hd;
+    double *p = xmalloc((size_t)keys * 8);
+    for (int t = 0; t < a->len; t++)
+        for (int h = 0; h < a->n_heads; h++) {
+            const int qpos = a->start + t, kvh = h / group;
+            const int first = a->window > 0 && qpos - a->window + 1 > 0 ? qpos - a->window + 1 : 0;
+            double m = -INFINITY, sum = 0, vmax = 0;
+            for (int j = first; j <= qpos; j++) {
+                double s = 0;
+                for (int d = 0; d < hd; d++)
+                    s += (double)a->q[t * qs + h * hd + d] * a->k[j * kvs + kvh * hd + d];
+                p[j] = s * a->scale;
+                m = p[j] > m ? p[j] : m;
+            }
+            for (int j = first; j <= qpos; j++)
+                sum += (p[j] = exp(p[j] - m));
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (int j = first; j <= qpos; j++) {
+                    double v = a->v[j * kvs + kvh * hd + d];
+                    o += p[j] / sum * v;
+                    vmax = fabs(v) > vmax ? fabs(v) : vmax;
+                }
+                ref[t * qs + h * hd + d] = o;
+            }
+            for (int d = 0; d < hd; d++)
+                bound[t * qs + h * hd + d] = 5e-5 * vmax + 1e-9;
+        }
+    free(p);
+}
+
+static void test_attention(int len, int start, int n_heads, int n_kv_heads, int head_dim,
+                           int window)
+{
+    const int keys = start + len;
+    const size_t qn = (size_t)len * n_heads * head_dim, kvn = (size_t)keys * n_kv_heads * head_dim;
+    gptq_attention_args h = {.len = len, .start = start, .n_heads = n_heads,
+                             .n_kv_heads = n_kv_heads, .head_dim = head_dim, .window = window,
+                             .scale = 1.0f / sqrtf((float)head_dim)};
+    float *q = rand_array(qn), *k = rand_array(kvn), *v = rand_array(kvn), *out = xmalloc(qn * 4);
+    h.q = q;
+    h.k = k;
+    h.v = v;
+    double *ref = xmalloc(qn * 8), *bound = xmalloc(qn * 8);
+    reference_attention(&h, ref, bound);
+    gptq_attention_args d = h;
+    d.q = to_device(q, qn * 4);
+    d.k = to_device(k, kvn * 4);
+    d.v = to_device(v, kvn * 4);
+    d.out = be->alloc(qn * 4);
+    CHECK_OK(be->attention(&d));
+    from_device(out, d.out, qn * 4);
+    char what[128];
+    snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d hd=%d window=%d", len, start,
+             n_heads, n_kv_heads, head_dim, window);
+    expect_close(what, out, ref, bound, qn);
+    be->free((void *)d.q);
+    be->free((void *)d.k);
+    be->free((void *)d.v);
+    be->free(d.out);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(ref);
+    free(bound);
+}
+
+static void test_elementwise(size_t n)
+{
+    float *g = rand_array(n), *u = rand_array(n), *y = xmalloc(n * 4);
+    double *ref = xmalloc(n * 8), *bound = xmalloc(n * 8);
+    for (size_t i = 0; i < n; i++) {
+        ref[i] = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        bound[i] = 1e-6 * fabs(ref[i]) + 1e-12;
+    }
+    float *d_g = to_device(g, n * 4), *d_u = to_device(u, n * 4);
+    be->silu_mul(d_g, d_u, d_g, n); /* out aliasing gate */
+    from_device(y, d_g, n * 4);
+    expect_close("silu_mul (out = gate)", y, ref, bound, n);
+    float *d_a = to_device(g, n * 4);
+    be->add(d_a, d_u, n);
+    from_device(y, d_a, n * 4);
+    for (size_t i = 0; i < n; i++) {
+        ref[i] = g[i] + u[i]; /* float addition is exact-rounded on both sides */
+        ref[i] = (float)ref[i];
+        bound[i] = 1e-30;
+    }
+    expect_close("add", y, ref, bound, n);
+    be->free(d_g);
+    be->free(d_u);
+    be->free(d_a);
+    free(g);
+    free(u);
+    free(y);
+    free(ref);
+    free(bound);
+}
+
+static void test_embed(int vocab, int dim, int n)
+{
+    float *table = rand_array((size_t)vocab * dim), *y = xmalloc((size_t)n * dim * 4);
+    int32_t *ids = xmalloc((size_t)n * 4);
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)(test_rand_u64(&rng) % (uint64_t)vocab);
+    float *d_t = to_device(table, (size_t)vocab * dim * 4), *d_y = be->alloc((size_t)n * dim * 4);
+    int32_t *d_ids = to_device(ids, (size_t)n * 4);
+    be->embed(d_t, d_ids, n, dim, d_y);
+    from_device(y, d_y, (size_t)n * dim * 4);
+    int bad = 0;
+    for (int i = 0; i < n && !bad; i++)
+        bad = memcmp(y + (size_t)i * dim, table + (size_t)ids[i] * dim, (size_t)dim * 4) != 0;
+    CHECK(!bad, "embed vocab=%d dim=%d: rows differ from the table", vocab, dim);
+    printf("  embed vocab=%d dim=%d n=%d %s\n", vocab, dim, n, bad ? "differs" : "exact");
+    be->free(d_t);
+    be->free(d_y);
+    be->free(d_ids);
+    free(table);
+    free(y);
+    free(ids);
+}
+
+static void test_softmax(int n, int cols)
+{
+    float *x = rand_array((size_t)n * cols), *y = xmalloc((size_t)n * cols * 4);
+    for (size_t i = 0; i < (size_t)n * cols; i++)
+        x[i] *= 4.0f; /* a peaked distribution, as logits are */
+    double *ref = xmalloc((size_t)n * cols * 8), *lref = xmalloc((size_t)n * cols * 8);
+    double *bound = xmalloc((size_t)n * cols * 8), *lbound = xmalloc((size_t)n * cols * 8);
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * cols;
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < cols; j++)
+            m = r[j] > m ? r[j] : m;
+        for (int j = 0; j < cols; j++)
+            s += exp(r[j] - m);
+        for (int j = 0; j < cols; j++) {
+            size_t k = (size_t)i * cols + j;
+            ref[k] = exp(r[j] - m) / s;
+            lref[k] = r[j] - m - log(s);
+            bound[k] = 2e-5 * ref[k] + 1e-30;
+            lbound[k] = 2e-5 * (fabs(lref[k]) + 1.0);
+        }
+    }
+    float *d_x = to_device(x, (size_t)n * cols * 4);
+    be->softmax(d_x, n, cols);
+    from_device(y, d_x, (size_t)n * cols * 4);
+    char what[64];
+    snprintf(what, sizeof what, "softmax n=%d cols=%d", n, cols);
+    expect_close(what, y, ref, bound, (size_t)n * cols);
+    CHECK_OK(be->upload(d_x, x, (size_t)n * cols * 4));
+    be->log_softmax(d_x, n, cols);
+    from_device(y, d_x, (size_t)n * cols * 4);
+    snprintf(what, sizeof what, "log_softmax n=%d cols=%d", n, cols);
+    expect_close(what, y, lref, lbound, (size_t)n * cols);
+    be->free(d_x);
+    free(x);
+    free(y);
+    free(ref);
+    free(lref);
+    free(bound);
+    free(lbound);
+}
+
+/* Greedy picks the argmax exactly; a temperature draw lands where the host
+ * twin's float64 CDF puts the same uniform, within 1e-4 of the total mass. */
+static void test_sample(int n, int vocab)
+{
+    float *x = rand_array((size_t)n * vocab);
+    int32_t *ids = xmalloc((size_t)n * 4);
+    float *d_x = to_device(x, (size_t)n * vocab * 4);
+    int32_t *d_ids = be->alloc((size_t)n * 4);
+    CHECK_OK(ops->sample(d_x, n, vocab, 0.0f, 0, d_ids));
+    from_device(ids, d_ids, (size_t)n * 4);
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * vocab;
+        int best = 0;
+        for (int j = 1; j < vocab; j++)
+            best = r[j] > r[best] ? j : best;
+        CHECK(ids[i] == best, "greedy row %d: got %d, expected %d", i, ids[i], best);
+    }
+    const float temps[] = {0.7f, 1.0f, 1.5f};
+    for (int t = 0; t < 3; t++) {
+        const uint64_t seed = 1234 + (uint64_t)t;
+        CHECK_OK(ops->sample(d_x, n, vocab, temps[t], seed, d_ids));
+        from_device(ids, d_ids, (size_t)n * 4);
+        for (int i = 0; i < n; i++) {
+            const float *r = x + (size_t)i * vocab;
+            double m = -INFINITY, total = 0, below = 0;
+            for (int j = 0; j < vocab; j++)
+                m = r[j] > m ? r[j] : m;
+            for (int j = 0; j < vocab; j++)
+                total += exp((r[j] - m) / temps[t]);
+            const int id = ids[i];
+            CHECK(id >= 0 && id < vocab, "draw row %d: id %d outside the vocabulary", i, id);
+            if (id < 0 || id >= vocab)
+                continue;
+            for (int j = 0; j < id; j++)
+                below += exp((r[j] - m) / temps[t]);
+            const double above = below + exp((r[id] - m) / temps[t]);
+            const double target = gptq_cuda_uniform(seed, i) * total, slack = 1e-4 * total;
+            CHECK(target >= below - slack && target <= above + slack,
+                  "draw row %d T=%.1f: id %d covers [%.6g, %.6g), target %.6g", i, temps[t], id,
+                  below, above, target);
+        }
+    }
+    printf("  sample n=%d vocab=%d greedy and 3 temperatures checked\n", n, vocab);
+    be->free(d_x);
+    be->free(d_ids);
+    free(x);
+    free(ids);
+}
+
+static void test_conversions(size_t n)
+{
+    float *x = rand_array(n), *back = xmalloc(n * 4);
+    uint16_t *h = xmalloc(n * 2);
+    float *d_x = to_device(x, n * 4), *d_back = be->alloc(n * 4);
+    uint16_t *d_h = be->alloc(n * 2);
+    ops->f32_to_f16(d_x, d_h, n);
+    ops->f16_to_f32(d_h, d_back, n);
+    from_device(h, d_h, n * 2);
+    from_device(back, d_back, n * 4);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += h[i] != gptq_f32_to_f16(x[i]) || back[i] != gptq_f16_to_f32(h[i]);
+    CHECK(bad == 0, "fp16 conversions: %zu of %zu differ from common/dtype.c", bad, n);
+    printf("  f32 <-> f16 n=%zu %s\n", n, bad ? "differs" : "exact");
+    be->free(d_x);
+    be->free(d_back);
+    be->free(d_h);
+    free(x);
+    free(back);
+    free(h);
+}
+
+static void test_arena(void)
+{
+    gptq_cuda_arena *a = NULL;
+    CHECK_OK(ops->arena_create(1 << 20, &a));
+    if (!a)
+        return;
+    void *p = ops->arena_alloc(a, 1000), *q = ops->arena_alloc(a, 1000);
+    CHECK(p && q && ((uintptr_t)q & 255) == 0 && (char *)q - (char *)p == 1024,
+          "arena: 1000-byte allocations at %p and %p, want 256-aligned and 1024 apart", p, q);
+    CHECK(ops->arena_alloc(a, 1 << 20) == NULL, "arena: an allocation beyond its size succeeded");
+    ops->arena_reset(a);
+    CHECK(ops->arena_used(a) == 0 && ops->arena_alloc(a, 1 << 20) == p,
+          "arena: reset does not start over");
+    ops->arena_destroy(a);
+    CHECK_OK(ops->sync());
+}
+
+int main(void)
+{
+    char why[1024];
+    gptq_status st = gptq_backend_select("cuda:0", &be, why, sizeof why);
+    if (st != GPTQ_OK) {
+        printf("SKIP: no CUDA device: %s\n", why);
+        return 77;
+    }
+    ops = gptq_backend_cuda_ops(be);
+    if (!ops) {
+        fprintf(stderr, "FAIL: %s has no CUDA extension table\n", be->name);
+        return 1;
+    }
+    printf("%s: %s, sm_%d%d, %d SMs\n", be->name, ops->device_name, ops->cc_major, ops->cc_minor,
+           ops->sm_count);
+    test_arena();
+    test_conversions(100003);
+    test_packed_errors();
+    test_packed();
+    test_gemm(1, 4096, 4096);
+    test_gemm(16, 4096, 11008);
+    test_gemm(7, 200, 72);
+    test_rmsnorm(7, 4096);
+    test_rmsnorm(3, 5120);
+    test_rmsnorm(5, 100);
+    test_rope(9, 32, 128);
+    test_rope(3, 8, 64);
+    test_attention(1, 37, 32, 8, 128, 0);     /* decode, GQA 4:1 */
+    test_attention(1, 1000, 32, 32, 128, 256); /* decode, sliding window */
+    test_attention(70, 0, 8, 8, 64, 0);        /* prefill from empty */
+    test_attention(20, 30, 12, 4, 80, 0);      /* prefill after a cache, odd head_dim */
+    test_attention(33, 5, 4, 1, 256, 16);      /* MQA, widest head, window */
+    test_elementwise(1000003);
+    test_embed(32000, 4096, 9);
+    test_embed(100, 30, 4);
+    test_softmax(3, 32000);
+    test_softmax(5, 77);
+    test_sample(4, 32000);
+    test_sample(3, 50);
+    CHECK_OK(ops->sync());
+    return test_result();
+}
