@@ -32,9 +32,9 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Put this process in a fresh memory cgroup limited to `limit` bytes; the
- * path to remove afterwards goes to `cg` ("" when none could be made). */
-static void join_cgroup(size_t limit, char *cg, size_t n)
+/* Make a fresh memory cgroup limited to `limit` bytes; its path goes to
+ * `cg` ("" when none could be made). The child joins it (join_cgroup). */
+static void make_cgroup(size_t limit, char *cg, size_t n)
 {
     const char *roots[2] = {"/sys/fs/cgroup/memory", "/sys/fs/cgroup"};
     const char *limit_file[2] = {"memory.limit_in_bytes", "memory.max"};
@@ -49,17 +49,23 @@ static void join_cgroup(size_t limit, char *cg, size_t n)
         int ok = f && fprintf(f, "%zu\n", limit) > 0;
         if (f)
             ok = (fclose(f) == 0) && ok;
-        snprintf(file, sizeof file, "%s/cgroup.procs", dir);
-        f = ok ? fopen(file, "w") : NULL;
-        ok = f && fprintf(f, "%d\n", (int)getpid()) > 0;
-        if (f)
-            ok = (fclose(f) == 0) && ok;
         if (ok) {
             snprintf(cg, n, "%s", dir);
             return;
         }
         rmdir(dir);
     }
+}
+
+static int join_cgroup(const char *cg)
+{
+    char file[700];
+    snprintf(file, sizeof file, "%s/cgroup.procs", cg);
+    FILE *f = fopen(file, "w");
+    int ok = f && fprintf(f, "%d\n", (int)getpid()) > 0;
+    if (f)
+        ok = (fclose(f) == 0) && ok;
+    return ok ? 0 : -1;
 }
 
 static long peak_rss_kb(void)
@@ -126,11 +132,13 @@ int main(int argc, char **argv)
     int pipefd[2];
     if (pipe(pipefd) != 0)
         return 1;
+    char cg[600];
+    make_cgroup(limit, cg, sizeof cg);
     pid_t pid = fork();
     if (pid == 0) {
         close(pipefd[0]);
-        char cg[600];
-        join_cgroup(limit, cg, sizeof cg);
+        if (cg[0] && join_cgroup(cg) != 0)
+            _exit(4);
         /* Big buffers come and go once per layer: keep them in their own
          * mappings (glibc would otherwise raise its mmap threshold after the
          * first free and recycle them through a fragmenting heap). */
@@ -156,8 +164,8 @@ int main(int argc, char **argv)
             st = gptq_checkpoint_save(m, dir, &meta, out_dir);
         long peak = peak_rss_kb();
         char report[1024];
-        snprintf(report, sizeof report, "%d %ld %.2f %s|%s", st, peak, t_quant,
-                 cg[0] ? cg : "-", st ? gptq_errmsg() : "");
+        snprintf(report, sizeof report, "%d %ld %.2f|%s", st, peak, t_quant,
+                 st ? gptq_errmsg() : "");
         if (write(pipefd[1], report, strlen(report)) < 0)
             _exit(3);
         _exit(st ? 1 : 0);
@@ -170,18 +178,14 @@ int main(int argc, char **argv)
     int st = -1;
     long peak = -1;
     double secs = 0;
-    char cg[600] = "-";
     char *msg = strchr(report, '|');
     if (got > 0)
-        sscanf(report, "%d %ld %lf %599s", &st, &peak, &secs, cg);
-    char *bar = strchr(cg, '|');
-    if (bar)
-        *bar = 0;
+        sscanf(report, "%d %ld %lf", &st, &peak, &secs);
     printf("model: %d layers, hidden %d, intermediate %d, vocab %d: float32 %.0f MB "
            "(file, F16: %.0f MB)\n",
            layers, hidden, inter, vocab, f32_bytes / 1e6, f32_bytes / 2e6);
     printf("limit: %.0f MB (%.0f%% of float32) %s\n", limit / 1e6, 100 * fraction,
-           strcmp(cg, "-") ? "enforced by a memory cgroup" : "NOT enforced (no writable cgroup)");
+           cg[0] ? "enforced by a memory cgroup" : "NOT enforced (no writable cgroup)");
     if (!WIFEXITED(wst) || st != 0) {
         printf("quantization FAILED (%s %d): %s\n", 
                WIFSIGNALED(wst) ? "killed, e.g. by the cgroup OOM killer" : "error", WIFSIGNALED(wst) ? WTERMSIG(wst) : WEXITSTATUS(wst),
@@ -191,7 +195,7 @@ int main(int argc, char **argv)
                "the float32 model\n",
                nsamples, seqlen, secs, peak / 1e3, peak * 1e3 / (double)f32_bytes);
     }
-    if (strcmp(cg, "-"))
+    if (cg[0])
         rmdir(cg);
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -1,0 +1,317 @@
+/* daemon/batch.c: one decode loop per model, all sequences stepped together. */
+#include "daemon/batch.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+#include "model/sample.h"
+
+/* A sequence: lives on its job thread's stack while that thread waits. */
+typedef struct sequence {
+    const int32_t *prompt;
+    int n_prompt;
+    gptqd_generate_params params;
+    uint32_t max_tokens;
+    gptqd_job *job;
+    gptq_sampler sampler;
+    int slot;                 /* -1 until admitted */
+    int prefilled;
+    int32_t *out_ids;         /* [max_tokens] */
+    uint32_t generated;
+    gptq_status status;
+    char message[512];
+    int done;
+    struct sequence *next;    /* pending queue */
+} sequence;
+
+struct gptqd_batcher {
+    const gptq_model *model;
+    const gptq_tokenizer *tok;
+    const gptq_model_config *cfg;
+    int slots, context, vocab;
+    gptq_kv *kv;
+    float *logits;            /* [slots, vocab]: each slot's next-token logits */
+    float *step_logits;       /* [slots, vocab]: a batched step's output */
+    int32_t *step_ids;        /* [slots] */
+    int *step_slots;          /* [slots] */
+    sequence **active;        /* [slots], by slot */
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;      /* the loop waits for sequences */
+    pthread_cond_t finished;  /* job threads wait for their sequence */
+    sequence *pending_head, *pending_tail;
+    int n_active, stop;
+    pthread_t thread;
+    uint64_t steps, tokens;   /* batched steps and the tokens they decoded */
+    int peak;                 /* most sequences in one step */
+};
+
+static int is_eos(const gptq_model_config *cfg, int32_t id)
+{
+    for (int i = 0; i < cfg->n_eos; i++)
+        if (cfg->eos_token_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* ---- the loop ---------------------------------------------------------------- */
+
+/* Ends a sequence (loop thread, lock not held) and wakes its job thread. */
+static void finish(gptqd_batcher *b, sequence *seq, gptq_status st)
+{
+    seq->status = st;
+    if (st)
+        snprintf(seq->message, sizeof seq->message, "%s", gptq_errmsg());
+    pthread_mutex_lock(&b->lock);
+    b->active[seq->slot] = NULL;
+    b->n_active--;
+    seq->done = 1;
+    pthread_cond_broadcast(&b->finished);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Samples the next token of `seq` from its logits; streams it. Returns 1 if
+ * the sequence goes on (then *token is its next input), 0 if it ended. */
+static int advance(gptqd_batcher *b, sequence *seq, int32_t *token)
+{
+    if (gptqd_job_canceled(seq->job)) {
+        finish(b, seq, gptq_fail(GPTQ_ERR_CANCELED, "generation canceled after %u tokens",
+                                 seq->generated));
+        return 0;
+    }
+    float *logits = b->logits + (size_t)seq->slot * (size_t)b->vocab;
+    int32_t next = 0;
+    gptq_status st = gptq_sampler_next(&seq->sampler, logits, b->vocab, &next);
+    if (st) {
+        finish(b, seq, st);
+        return 0;
+    }
+    if (is_eos(b->cfg, next)) {
+        finish(b, seq, GPTQ_OK);
+        return 0;
+    }
+    seq->out_ids[seq->generated++] = next;
+    const char *bytes = "";
+    size_t len = 0;
+    if (gptq_tokenizer_token_bytes(b->tok, next, seq->generated == 1, &bytes, &len) != GPTQ_OK)
+        len = 0; /* an id the tokenizer does not know decodes to nothing */
+    gptqd_job_token(seq->job, next, bytes, len);
+    if (seq->generated >= seq->max_tokens) {
+        finish(b, seq, GPTQ_OK);
+        return 0;
+    }
+    *token = next;
+    return 1;
+}
+
+static void *loop(void *arg)
+{
+    gptqd_batcher *b = arg;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        while (!b->stop && b->n_active == 0 && !b->pending_head)
+            pthread_cond_wait(&b->work, &b->lock);
+        if (b->stop) {
+            pthread_mutex_unlock(&b->lock);
+            break;
+        }
+        /* Admit waiting sequences into free slots. */
+        for (int s = 0; s < b->slots && b->pending_head; s++) {
+            if (b->active[s])
+                continue;
+            sequence *seq = b->pending_head;
+            b->pending_head = seq->next;
+            if (!b->pending_head)
+                b->pending_tail = NULL;
+            seq->slot = s;
+            b->active[s] = seq;
+            b->n_active++;
+        }
+        pthread_mutex_unlock(&b->lock);
+
+        /* Only this thread changes active[] entries from non-NULL (finish),
+         * and job threads only add to the pending queue: no lock needed to
+         * read active[] here. */
+        int n_step = 0;
+        for (int s = 0; s < b->slots; s++) {
+            sequence *seq = b->active[s];
+            if (!seq)
+                continue;
+            if (!seq->prefilled && gptqd_job_canceled(seq->job)) {
+                finish(b, seq, gptq_fail(GPTQ_ERR_CANCELED, "generation canceled before it "
+                                         "started"));
+                continue;
+            }
+            if (!seq->prefilled) {
+                /* A new sequence: its prompt alone, into its slot. */
+                gptq_kv_truncate(b->kv, s, 0);
+                float *logits = b->logits + (size_t)s * (size_t)b->vocab;
+                gptq_status st = gptq_model_forward(b->model, b->kv, seq->prompt, 1,
+                                                    seq->n_prompt, &s, NULL, GPTQ_FWD_LAST_ONLY,
+                                                    logits);
+                if (st) {
+                    finish(b, seq, st);
+                    continue;
+                }
+                seq->prefilled = 1;
+            }
+            int32_t token;
+            if (advance(b, seq, &token)) {
+                b->step_ids[n_step] = token;
+                b->step_slots[n_step] = s;
+                n_step++;
+            }
+        }
+        if (n_step == 0)
+            continue;
+        gptq_status st = gptq_model_forward(b->model, b->kv, b->step_ids, n_step, 1,
+                                            b->step_slots, NULL, GPTQ_FWD_LAST_ONLY,
+                                            b->step_logits);
+        b->steps++;
+        b->tokens += (uint64_t)n_step;
+        if (n_step > b->peak)
+            b->peak = n_step;
+        for (int k = 0; k < n_step; k++) {
+            int s = b->step_slots[k];
+            if (st)
+                finish(b, b->active[s], st);
+            else
+                memcpy(b->logits + (size_t)s * (size_t)b->vocab,
+                       b->step_logits + (size_t)k * (size_t)b->vocab,
+                       (size_t)b->vocab * sizeof(float));
+        }
+    }
+    return NULL;
+}
+
+gptq_status gptqd_batcher_create(const gptq_model *m, const gptq_tokenizer *tok, int slots,
+                                 int context, gptqd_batcher **out)
+{
+    gptq_status st = GPTQ_OK;
+    gptqd_batcher *b = calloc(1, sizeof *b);
+    if (!b)
+        return gptq_fail(GPTQ_ERR_NOMEM, "decode loop: out of memory");
+    b->model = m;
+    b->tok = tok;
+    b->cfg = gptq_model_get_config(m);
+    b->slots = slots;
+    b->context = context;
+    b->vocab = b->cfg->vocab_size;
+    size_t rows = (size_t)slots * (size_t)b->vocab;
+    b->logits = malloc(rows * sizeof *b->logits);
+    b->step_logits = malloc(rows * sizeof *b->step_logits);
+    b->step_ids = calloc((size_t)slots, sizeof *b->step_ids);
+    b->step_slots = calloc((size_t)slots, sizeof *b->step_slots);
+    b->active = calloc((size_t)slots, sizeof *b->active);
+    if (!b->logits || !b->step_logits || !b->step_ids || !b->step_slots || !b->active) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "decode loop: out of memory");
+        goto fail;
+    }
+    if ((st = gptq_kv_create(m, slots, context, &b->kv)))
+        goto fail;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->work, NULL);
+    pthread_cond_init(&b->finished, NULL);
+    int rc = pthread_create(&b->thread, NULL, loop, b);
+    if (rc) {
+        pthread_mutex_destroy(&b->lock);
+        pthread_cond_destroy(&b->work);
+        pthread_cond_destroy(&b->finished);
+        st = gptq_fail(GPTQ_ERR_NOMEM, "decode loop thread: %s", strerror(rc));
+        goto fail;
+    }
+    *out = b;
+    return GPTQ_OK;
+fail:
+    gptq_kv_free(b->kv);
+    free(b->logits);
+    free(b->step_logits);
+    free(b->step_ids);
+    free(b->step_slots);
+    free(b->active);
+    free(b);
+    return st;
+}
+
+void gptqd_batcher_destroy(gptqd_batcher *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stop = 1;
+    pthread_cond_broadcast(&b->work);
+    pthread_mutex_unlock(&b->lock);
+    pthread_join(b->thread, NULL);
+    if (b->steps)
+        gptqd_log(LOG_INFO, "decode loop: %llu steps, %.2f sequences a step, at most %d",
+                  (unsigned long long)b->steps, (double)b->tokens / (double)b->steps, b->peak);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->finished);
+    gptq_kv_free(b->kv);
+    free(b->logits);
+    free(b->step_logits);
+    free(b->step_ids);
+    free(b->step_slots);
+    free(b->active);
+    free(b);
+}
+
+gptq_status gptqd_batcher_generate(gptqd_batcher *b, const int32_t *ids, int n_ids,
+                                   const gptqd_generate_params *p, gptqd_job *job)
+{
+    if (n_ids >= b->context)
+        return gptq_fail(GPTQ_ERR_LIMIT, "generate.prompt: %d tokens; a sequence holds at most "
+                         "%d here", n_ids, b->context);
+    sequence seq;
+    memset(&seq, 0, sizeof seq);
+    seq.prompt = ids;
+    seq.n_prompt = n_ids;
+    seq.params = *p;
+    seq.max_tokens = p->max_tokens;
+    if ((int)seq.max_tokens > b->context - n_ids) {
+        seq.max_tokens = (uint32_t)(b->context - n_ids);
+        gptqd_job_log(job, "max_tokens lowered to %u: a sequence holds %d tokens here",
+                      seq.max_tokens, b->context);
+    }
+    seq.job = job;
+    seq.slot = -1;
+    gptq_sample_params sp = {.temperature = p->temperature, .top_k = (int)p->top_k,
+                             .top_p = p->top_p, .seed = p->seed};
+    gptq_status st = gptq_sampler_init(&seq.sampler, &sp);
+    if (st)
+        return gptq_fail_context(st, "generate");
+    seq.out_ids = malloc(((size_t)seq.max_tokens + 1) * sizeof *seq.out_ids);
+    if (!seq.out_ids) {
+        gptq_sampler_free(&seq.sampler);
+        return gptq_fail(GPTQ_ERR_NOMEM, "generate: out of memory");
+    }
+
+    pthread_mutex_lock(&b->lock);
+    if (b->pending_tail)
+        b->pending_tail->next = &seq;
+    else
+        b->pending_head = &seq;
+    b->pending_tail = &seq;
+    pthread_cond_signal(&b->work);
+    while (!seq.done)
+        pthread_cond_wait(&b->finished, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+
+    gptq_sampler_free(&seq.sampler);
+    st = seq.status;
+    gptqd_job_result *r = gptqd_job_result_of(job);
+    r->generated = seq.generated;
+    r->tokens = (uint64_t)n_ids;
+    size_t len = 0;
+    if (seq.generated &&
+        gptq_tokenizer_decode(b->tok, seq.out_ids, seq.generated, &r->text, &len) != GPTQ_OK)
+        gptqd_log(LOG_WARNING, "generate: decoding the result: %s", gptq_errmsg());
+    free(seq.out_ids);
+    if (st)
+        return gptq_fail(st, "%s", seq.message);
+    return GPTQ_OK;
+}

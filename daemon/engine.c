@@ -1,0 +1,526 @@
+/* daemon/engine.c: gptqd's thin layer over model/: load, generate, eval,
+ * quantize, save, export. The only daemon file that includes model/. */
+#include "daemon/engine.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+
+#include <jansson.h>
+#include <unistd.h>
+
+#include "daemon/batch.h"
+#include "daemon/log.h"
+#include "daemon/share.h"
+#include "model/calib.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/eval.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+
+/* The texts used when a request names none (DESIGN.md §2): $GPTQD_DATA_DIR,
+ * else the installed copy, else the source tree's (an uninstalled build). */
+#ifndef GPTQD_DATA_DIR
+#define GPTQD_DATA_DIR "/usr/share/gptqd"
+#endif
+#ifndef GPTQD_SOURCE_DATA_DIR
+#define GPTQD_SOURCE_DATA_DIR GPTQD_DATA_DIR
+#endif
+
+/* Generation: sequences decoded together per model, and the most positions
+ * one sequence's KV cache holds (its memory is slots x context x layers x
+ * 2 x kv_heads x head_dim floats). */
+enum { TEXT_FILE_MAX = 256 << 20, BATCH_SLOTS = 8, BATCH_CONTEXT_MAX = 4096 };
+
+struct gptqd_engine_model {
+    gptq_model *model;
+    gptq_tokenizer *tok;
+    char dir[PATH_MAX];            /* where it came from (tokenizer.json lives there) */
+    char tokenizer_path[PATH_MAX];
+    char *config_json;             /* the folder's config.json text */
+    gptqd_arena *arena;            /* shared weights, or NULL */
+    char name[80];
+    int quantized;                 /* every linear packed; meta says how */
+    gptq_checkpoint_meta meta;
+    pthread_mutex_t lock;          /* guards batcher creation */
+    gptqd_batcher *batcher;        /* decode loop, started on first use */
+};
+
+static struct {
+    char backend[16];
+    char note[256];
+    const char *shm_group;
+} engine;
+
+gptq_status gptqd_engine_init(const char *device, const char *shm_group)
+{
+    snprintf(engine.backend, sizeof engine.backend, "cpu");
+    engine.shm_group = shm_group;
+    if (strncmp(device, "cuda", 4) == 0) {
+        snprintf(engine.note, sizeof engine.note,
+                 "--device %s: the CUDA backend is not in this build; using the CPU", device);
+        gptqd_log(LOG_WARNING, "%s", engine.note);
+    } else if (strcmp(device, "auto") == 0) {
+        snprintf(engine.note, sizeof engine.note, "auto: no CUDA backend in this build");
+        gptqd_log(LOG_INFO, "device auto: no CUDA backend in this build; using the CPU");
+    } else {
+        snprintf(engine.note, sizeof engine.note, "--device cpu");
+    }
+    return GPTQ_OK;
+}
+
+void gptqd_engine_shutdown(void) {}
+
+void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size_t device_len,
+                           char *note, size_t note_len, uint64_t *bytes_total,
+                           uint64_t *bytes_free)
+{
+    snprintf(backend, backend_len, "%s", engine.backend);
+    snprintf(device, device_len, "cpu (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
+    snprintf(note, note_len, "%s", engine.note);
+    struct sysinfo si;
+    *bytes_total = *bytes_free = 0;
+    if (sysinfo(&si) == 0) {
+        *bytes_total = (uint64_t)si.totalram * si.mem_unit;
+        *bytes_free = (uint64_t)(si.freeram + si.bufferram) * si.mem_unit;
+    }
+}
+
+gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes)
+{
+    char file[PATH_MAX];
+    snprintf(file, sizeof file, "%s/config.json", path);
+    gptq_model_config cfg;
+    gptq_status st = gptq_config_load(file, &cfg);
+    if (st)
+        return gptq_fail_context(st, "load.path '%s'", path);
+    char **paths = NULL;
+    int n = 0;
+    st = gptq_model_files(path, &paths, &n);
+    if (st)
+        return gptq_fail_context(st, "load.path '%s'", path);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        struct stat sb;
+        if (stat(paths[i], &sb) == 0)
+            total += (uint64_t)sb.st_size;
+    }
+    gptq_config_free_paths(paths, n);
+    /* Float weights are held as float32: twice the bytes of F16/BF16 files. */
+    *bytes = cfg.torch_dtype == GPTQ_DT_F32 || cfg.quant.present ? total : 2 * total;
+    return GPTQ_OK;
+}
+
+/* The whole file `path` (at most TEXT_FILE_MAX bytes), NUL-terminated. */
+static gptq_status read_text(const char *path, char **text, size_t *len)
+{
+    gptq_status st = GPTQ_OK;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return gptq_fail(errno == ENOENT ? GPTQ_ERR_NOTFOUND : GPTQ_ERR_IO, "%s: %s", path,
+                         strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        st = gptq_fail(GPTQ_ERR_IO, "%s: not a regular file", path);
+        goto done;
+    }
+    if (sb.st_size > TEXT_FILE_MAX) {
+        st = gptq_fail(GPTQ_ERR_LIMIT, "%s: %lld bytes, at most %d", path,
+                       (long long)sb.st_size, TEXT_FILE_MAX);
+        goto done;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    size_t got = fread(buf, 1, (size_t)sb.st_size, f);
+    if (got != (size_t)sb.st_size) {
+        st = gptq_fail(GPTQ_ERR_IO, "%s: short read", path);
+        free(buf);
+        buf = NULL;
+        goto done;
+    }
+    buf[got] = '\0';
+    *text = buf;
+    *len = got;
+done:
+    fclose(f);
+    return st;
+}
+
+/* The bundled text `file` ("calib-default.txt") into path[PATH_MAX]. */
+static void bundled_text(const char *file, char *path)
+{
+    const char *env = getenv("GPTQD_DATA_DIR");
+    const char *dirs[] = {env && env[0] ? env : NULL, GPTQD_DATA_DIR, GPTQD_SOURCE_DATA_DIR};
+    for (int i = 0; i < 3; i++) {
+        if (!dirs[i])
+            continue;
+        snprintf(path, PATH_MAX, "%s/%s", dirs[i], file);
+        if (access(path, R_OK) == 0)
+            return;
+    }
+    snprintf(path, PATH_MAX, "%s/%s", GPTQD_DATA_DIR, file); /* the error names this one */
+}
+
+static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_model_info *info)
+{
+    const gptq_model_config *cfg = gptq_model_get_config(em->model);
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", name);
+    snprintf(info->arch, sizeof info->arch, "%s", cfg->architecture);
+    info->params = (uint64_t)gptq_model_params(em->model);
+    info->bytes = em->arena ? gptqd_arena_used(em->arena) : gptq_model_bytes(em->model);
+    snprintf(info->source, sizeof info->source, "%.*s", (int)sizeof info->source - 1, em->dir);
+    info->layers = (uint32_t)cfg->num_hidden_layers;
+    info->hidden = (uint32_t)cfg->hidden_size;
+    info->vocab = (uint32_t)cfg->vocab_size;
+    if (cfg->quant.present) {
+        info->bits = (uint32_t)cfg->quant.bits;
+        info->group_size = cfg->quant.group_size;
+        snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s", cfg->quant.bits,
+                 cfg->quant.group_size, cfg->quant.desc_act ? "-act" : "");
+    } else {
+        const char *dt = cfg->torch_dtype == GPTQ_DT_F16    ? "f16"
+                         : cfg->torch_dtype == GPTQ_DT_BF16 ? "bf16" : "f32";
+        snprintf(info->format, sizeof info->format, "%s", dt);
+    }
+}
+
+/* Moves the weights into a shared arena so that clients can Map them; if
+ * that fails (e.g. /dev/shm is too small) the model still serves from
+ * private memory and Map is refused, which the log says. */
+static void share_weights(gptqd_engine_model *em)
+{
+    if (gptqd_share_model(&em->model, em->name, engine.shm_group, &em->arena) != GPTQ_OK)
+        gptqd_log(LOG_WARNING, "model %s: weights stay private, Map will be refused: %s",
+                  em->name, gptq_errmsg());
+}
+
+void gptqd_engine_free(gptqd_engine_model *em)
+{
+    if (!em)
+        return;
+    gptqd_batcher_destroy(em->batcher);
+    pthread_mutex_destroy(&em->lock);
+    gptq_model_free(em->model);
+    gptq_tokenizer_free(em->tok);
+    gptqd_arena_destroy(em->arena);
+    free(em->config_json);
+    free(em);
+}
+
+gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job,
+                              gptqd_engine_model **out, gptqd_model_info *info)
+{
+    gptq_status st = GPTQ_OK;
+    size_t len = 0;
+    gptqd_engine_model *em = calloc(1, sizeof *em);
+    if (!em)
+        return gptq_fail(GPTQ_ERR_NOMEM, "load %s: out of memory", name);
+    pthread_mutex_init(&em->lock, NULL);
+    snprintf(em->name, sizeof em->name, "%s", name);
+    snprintf(em->dir, sizeof em->dir, "%s", path);
+    snprintf(em->tokenizer_path, sizeof em->tokenizer_path, "%s/tokenizer.json", path);
+    char config_path[PATH_MAX];
+    snprintf(config_path, sizeof config_path, "%s/config.json", path);
+    if ((st = read_text(config_path, &em->config_json, &len)))
+        goto fail;
+    if ((st = gptq_tokenizer_load(em->tokenizer_path, &em->tok)))
+        goto fail;
+    gptqd_job_progress(job, 0.1, 0, "tokenizer loaded");
+    if (gptqd_job_canceled(job)) {
+        st = gptq_fail(GPTQ_ERR_CANCELED, "load %s canceled", name);
+        goto fail;
+    }
+    if ((st = gptq_model_load(path, &em->model)))
+        goto fail;
+    gptqd_job_progress(job, 0.9, 0, "weights loaded");
+    const gptq_model_config *cfg = gptq_model_get_config(em->model);
+    if (cfg->quant.present) {
+        em->quantized = 1;
+        gptq_quant_config_default(&em->meta.quant);
+        em->meta.quant.bits = cfg->quant.bits;
+        em->meta.quant.group_size = cfg->quant.group_size;
+        em->meta.quant.sym = cfg->quant.sym;
+        em->meta.quant.act_order = cfg->quant.desc_act;
+        em->meta.true_sequential = 1;
+    }
+    share_weights(em);
+    fill_info(em, name, info);
+    *out = em;
+    return GPTQ_OK;
+fail:
+    gptqd_engine_free(em);
+    return gptq_fail_context(st, "load %s from %s", name, path);
+}
+
+/* ---- generation ---------------------------------------------------------- */
+
+/* The model's decode loop, started on its first generation. */
+static gptq_status batcher_of(gptqd_engine_model *em, gptqd_batcher **out)
+{
+    gptq_status st = GPTQ_OK;
+    pthread_mutex_lock(&em->lock);
+    if (!em->batcher) {
+        const gptq_model_config *cfg = gptq_model_get_config(em->model);
+        int context = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings
+                                                       : BATCH_CONTEXT_MAX;
+        if (context > BATCH_CONTEXT_MAX) {
+            gptqd_log(LOG_INFO, "model %s: sequences limited to %d of its %d positions",
+                      em->name, BATCH_CONTEXT_MAX, context);
+            context = BATCH_CONTEXT_MAX;
+        }
+        st = gptqd_batcher_create(em->model, em->tok, BATCH_SLOTS, context, &em->batcher);
+        if (!st)
+            gptqd_log(LOG_INFO, "model %s: decode loop with %d slots of %d tokens", em->name,
+                      BATCH_SLOTS, context);
+    }
+    *out = em->batcher;
+    pthread_mutex_unlock(&em->lock);
+    return st;
+}
+
+gptq_status gptqd_engine_generate(gptqd_engine_model *em, const gptqd_generate_params *p,
+                                  gptqd_job *job)
+{
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    gptqd_batcher *batcher = NULL;
+    gptq_status st = gptq_tokenizer_encode(em->tok, p->prompt, strlen(p->prompt), 1, &ids,
+                                           &n_ids);
+    if (st)
+        return gptq_fail_context(st, "generate.prompt");
+    if (n_ids == 0)
+        st = gptq_fail(GPTQ_ERR_ARG, "generate.prompt: empty, and the tokenizer adds no BOS");
+    else if (n_ids > INT32_MAX / 2)
+        st = gptq_fail(GPTQ_ERR_LIMIT, "generate.prompt: %zu tokens", n_ids);
+    if (!st)
+        st = batcher_of(em, &batcher);
+    if (!st)
+        st = gptqd_batcher_generate(batcher, ids, (int)n_ids, p, job);
+    free(ids);
+    return st;
+}
+
+/* ---- evaluation ------------------------------------------------------------- */
+
+static gptq_status eval_progress(void *user, int done, int total)
+{
+    gptqd_job *job = user;
+    if (gptqd_job_canceled(job))
+        return gptq_fail(GPTQ_ERR_CANCELED, "eval canceled after %d of %d windows", done, total);
+    gptqd_job_progress(job, total ? (double)done / total : 1.0, 0, "window %d/%d", done, total);
+    return GPTQ_OK;
+}
+
+gptq_status gptqd_engine_eval(gptqd_engine_model *em, gptqd_engine_model *base,
+                              const gptqd_eval_params *p, gptqd_job *job)
+{
+    char path[PATH_MAX];
+    if (p->text_path)
+        snprintf(path, sizeof path, "%s", p->text_path);
+    else
+        bundled_text("eval-default.txt", path);
+    char *text = NULL;
+    size_t len = 0;
+    gptq_status st = read_text(path, &text, &len);
+    if (st)
+        return st;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    st = gptq_tokenizer_encode(em->tok, text, len, 1, &ids, &n_ids);
+    free(text);
+    if (st)
+        return gptq_fail_context(st, "eval text %s", path);
+    if (p->max_windows && n_ids > (size_t)p->max_windows * p->seqlen)
+        n_ids = (size_t)p->max_windows * p->seqlen;
+    gptq_eval_result res;
+    st = gptq_eval_ids(em->model, base ? base->model : NULL, ids, n_ids, (int)p->seqlen,
+                       eval_progress, job, &res);
+    free(ids);
+    if (st)
+        return st;
+    gptqd_job_result *r = gptqd_job_result_of(job);
+    r->perplexity = res.perplexity;
+    r->tokens = (uint64_t)res.tokens;
+    r->seqlen = (uint32_t)res.seqlen;
+    r->kl = res.mean_kl;
+    r->has_kl = base != NULL;
+    return GPTQ_OK;
+}
+
+/* ---- quantize, save ---------------------------------------------------------- */
+
+static gptq_status calib_progress(void *user, const gptq_calib_progress *p)
+{
+    gptqd_job *job = user;
+    if (gptqd_job_canceled(job))
+        return gptq_fail(GPTQ_ERR_CANCELED, "quantize canceled at layer %d %s", p->layer,
+                         gptq_linear_name(p->which));
+    gptqd_job_progress(job, p->total ? (double)p->done / p->total : 1.0, p->loss,
+                       "layer %d/%d %s (%.2f s)", p->layer + 1, p->layers,
+                       gptq_linear_name(p->which), p->seconds);
+    return GPTQ_OK;
+}
+
+/* config.json of a quantized model: the source's with quantization_config. */
+static char *quantized_config(const char *source_json, const gptqd_quantize_params *p)
+{
+    json_error_t err;
+    json_t *root = json_loads(source_json, 0, &err);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return NULL;
+    }
+    json_t *q = json_pack("{s:i, s:i, s:b, s:b, s:b, s:f, s:b, s:s, s:s}", "bits", (int)p->bits,
+                          "group_size", (int)p->group_size, "desc_act", p->act_order, "sym",
+                          p->sym, "static_groups", p->static_groups, "damp_percent",
+                          (double)p->damp, "true_sequential", p->true_sequential,
+                          "quant_method", "gptq", "checkpoint_format", "gptq");
+    char *text = NULL;
+    if (q && json_object_set_new(root, "quantization_config", q) == 0)
+        text = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    return text;
+}
+
+gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_params *p,
+                                  const char *new_name, gptqd_job *job,
+                                  gptqd_engine_model **out, gptqd_model_info *info)
+{
+    gptq_status st = GPTQ_OK;
+    char *text = NULL;
+    size_t len = 0, n_ids = 0;
+    int32_t *ids = NULL;
+    const gptq_model_config *cfg = gptq_model_get_config(em->model);
+    gptqd_engine_model *qm = calloc(1, sizeof *qm);
+    if (!qm)
+        return gptq_fail(GPTQ_ERR_NOMEM, "quantize: out of memory");
+    pthread_mutex_init(&qm->lock, NULL);
+    snprintf(qm->name, sizeof qm->name, "%s", new_name);
+    snprintf(qm->dir, sizeof qm->dir, "%s", em->dir);
+    snprintf(qm->tokenizer_path, sizeof qm->tokenizer_path, "%s", em->tokenizer_path);
+
+    gptq_calib_options o;
+    gptq_calib_options_default(&o);
+    o.quant.bits = (int)p->bits;
+    o.quant.group_size = p->group_size;
+    o.quant.sym = p->sym;
+    o.quant.act_order = p->act_order;
+    o.quant.static_groups = p->static_groups;
+    o.quant.damp = p->damp;
+    o.quant.block_size = (int)p->block_size;
+    o.quant.mse = p->mse;
+    o.nsamples = (int)p->nsamples;
+    o.seqlen = (int)p->seqlen;
+    o.seed = p->seed;
+    o.true_sequential = p->true_sequential;
+    if (cfg->max_position_embeddings > 0 && o.seqlen > cfg->max_position_embeddings) {
+        gptqd_job_log(job, "seqlen %d lowered to the model's %d positions", o.seqlen,
+                      cfg->max_position_embeddings);
+        o.seqlen = cfg->max_position_embeddings;
+    }
+    for (size_t i = 0; i < p->n_skip_modules; i++) {
+        int found = 0;
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            if (strcmp(p->skip_modules[i], gptq_linear_name((gptq_linear_id)w)) == 0 ||
+                strcmp(p->skip_modules[i], gptq_linear_path((gptq_linear_id)w)) == 0)
+                o.skip_mask |= 1u << w, found = 1;
+        if (!found) {
+            st = gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: '%s' is not a linear (use "
+                           "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                           p->skip_modules[i]);
+            goto fail;
+        }
+    }
+
+    char path[PATH_MAX];
+    if (p->calib_path)
+        snprintf(path, sizeof path, "%s", p->calib_path);
+    else
+        bundled_text("calib-default.txt", path);
+    if ((st = read_text(path, &text, &len)))
+        goto fail;
+    /* Calibration text tokenized whole, without special tokens (the library
+     * path, tests/test_calib.c, does the same). */
+    if ((st = gptq_tokenizer_encode(em->tok, text, len, 0, &ids, &n_ids))) {
+        st = gptq_fail_context(st, "calibration text %s", path);
+        goto fail;
+    }
+    gptqd_job_log(job, "calibration: %zu tokens of %s, %d windows of %d", n_ids, path,
+                  o.nsamples, o.seqlen);
+    if ((st = gptq_tokenizer_load(em->tokenizer_path, &qm->tok)))
+        goto fail;
+    if ((st = gptq_model_clone(em->model, &qm->model)))
+        goto fail;
+    if ((st = gptq_calib_quantize(qm->model, ids, n_ids, &o, calib_progress, job)))
+        goto fail;
+    qm->quantized = 1;
+    qm->meta.quant = o.quant;
+    qm->meta.true_sequential = o.true_sequential;
+    qm->config_json = quantized_config(em->config_json, p);
+    if (!qm->config_json) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "quantize: writing config.json");
+        goto fail;
+    }
+    share_weights(qm);
+    fill_info(qm, new_name, info);
+    info->bits = p->bits;
+    info->group_size = p->group_size;
+    snprintf(info->format, sizeof info->format, "gptq-w%ug%d%s", p->bits, p->group_size,
+             p->act_order ? "-act" : "");
+    *out = qm;
+    free(text);
+    free(ids);
+    return GPTQ_OK;
+fail:
+    free(text);
+    free(ids);
+    gptqd_engine_free(qm);
+    return st;
+}
+
+gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, gptqd_job *job)
+{
+    if (!em->quantized)
+        return gptq_fail(GPTQ_ERR_ARG, "save: model '%s' is not quantized; a GPTQ checkpoint "
+                         "holds packed weights: quantize it first", em->name);
+    gptqd_job_progress(job, 0.0, 0, "writing %s", dir);
+    gptq_status st = gptq_checkpoint_save(em->model, em->dir, &em->meta, dir);
+    if (st)
+        return gptq_fail_context(st, "save %s", em->name);
+    gptqd_job_progress(job, 1.0, 0, "saved %s", dir);
+    gptqd_log(LOG_INFO, "model %s saved to %s", em->name, dir);
+    return GPTQ_OK;
+}
+
+/* ---- export (Map) -------------------------------------------------------------- */
+
+gptq_status gptqd_engine_export(gptqd_engine_model *em, gptqd_export *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!em->arena)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "map: this model's weights are not in shared "
+                         "memory in this build");
+    gptq_status st = gptqd_arena_export(em->arena, em->model, out);
+    if (st)
+        return st;
+    out->config_json = em->config_json;
+    out->tokenizer_path = em->tokenizer_path;
+    return GPTQ_OK;
+}
+
+void gptqd_engine_export_free(gptqd_export *out)
+{
+    free(out->tensors);
+    memset(out, 0, sizeof *out);
+}

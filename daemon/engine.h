@@ -1,0 +1,117 @@
+/* daemon/engine.h: the only part of gptqd that calls into model/: load a
+ * model folder or GPTQ checkpoint, generate, evaluate, quantize, save, and
+ * export a resident model's weights for Map. Everything here runs inside a
+ * job thread (except describe/estimate/export), reports through the job's
+ * events and checks its cancel flag between steps. */
+#ifndef GPTQD_ENGINE_H
+#define GPTQD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/jobs.h"
+#include "gptq/error.h"
+
+typedef struct gptqd_engine_model gptqd_engine_model;
+
+/* What `list` shows of a resident model (gptqd.proto ModelInfo). */
+typedef struct gptqd_model_info {
+    char name[80];
+    char arch[64];
+    uint64_t params;
+    char format[32];
+    uint64_t bytes;
+    char source[512];
+    uint32_t bits;
+    int32_t group_size;
+    uint32_t layers, hidden, vocab;
+} gptqd_model_info;
+
+typedef struct gptqd_generate_params {
+    const char *prompt;
+    uint32_t max_tokens;
+    float temperature, top_p;
+    uint32_t top_k;
+    uint64_t seed;
+} gptqd_generate_params;
+
+typedef struct gptqd_eval_params {
+    const char *text_path; /* resolved, allowed path; NULL: the bundled text */
+    uint32_t seqlen;
+    uint32_t max_windows;
+} gptqd_eval_params;
+
+typedef struct gptqd_quantize_params {
+    uint32_t bits;
+    int32_t group_size;
+    int act_order, sym, static_groups, true_sequential, mse;
+    float damp;
+    const char *calib_path; /* resolved; NULL: the bundled text */
+    uint32_t nsamples, seqlen, block_size;
+    uint64_t seed;
+    char **skip_modules;
+    size_t n_skip_modules;
+} gptqd_quantize_params;
+
+/* One tensor of a Map reply: where it lies in the shared arena. */
+typedef struct gptqd_export_tensor {
+    const char *name;
+    const char *dtype; /* safetensors spelling */
+    int ndim;
+    int64_t shape[4];
+    uint64_t offset, bytes;
+} gptqd_export_tensor;
+
+typedef struct gptqd_export {
+    const char *kind;     /* "shm" */
+    const char *shm_name;
+    uint64_t arena_bytes;
+    gptqd_export_tensor *tensors; /* malloc'ed; free with gptqd_engine_export_free */
+    size_t n_tensors;
+    const char *config_json;
+    const char *tokenizer_path;
+} gptqd_export;
+
+/* Picks the compute backend for `device` ("auto", "cpu", "cuda:N"), logging
+ * why when it falls back to the CPU. */
+gptq_status gptqd_engine_init(const char *device, const char *shm_group);
+void gptqd_engine_shutdown(void);
+
+/* Backend facts for Status. */
+void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size_t device_len,
+                           char *note, size_t note_len, uint64_t *bytes_total,
+                           uint64_t *bytes_free);
+
+/* Bytes a load of `path` will take (sum of the weight files); fast, for the
+ * memory limit check before the load job starts. */
+gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes);
+
+/* Load a Hugging Face folder or GPTQ checkpoint at `path` (already checked
+ * against the model directories). On success *out is owned by the caller
+ * (gptqd_engine_free) and *info describes it. */
+gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job,
+                              gptqd_engine_model **out, gptqd_model_info *info);
+void gptqd_engine_free(gptqd_engine_model *model);
+
+/* Generation: tokens streamed as job events; result text and count. */
+gptq_status gptqd_engine_generate(gptqd_engine_model *model, const gptqd_generate_params *p,
+                                  gptqd_job *job);
+
+/* Perplexity (and mean KL(base || model) with base != NULL) into the result. */
+gptq_status gptqd_engine_eval(gptqd_engine_model *model, gptqd_engine_model *base,
+                              const gptqd_eval_params *p, gptqd_job *job);
+
+/* GPTQ calibration of a float model into a new model *out (caller owns). */
+gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantize_params *p,
+                                  const char *new_name, gptqd_job *job,
+                                  gptqd_engine_model **out, gptqd_model_info *info);
+
+/* GPTQ checkpoint into `dir` atomically (temp dir + rename). */
+gptq_status gptqd_engine_save(gptqd_engine_model *model, const char *dir, gptqd_job *job);
+
+/* The shared-memory export of a resident model for Map. Errors:
+ * GPTQ_ERR_UNSUPPORTED when weights are not in a shared arena. */
+gptq_status gptqd_engine_export(gptqd_engine_model *model, gptqd_export *out);
+void gptqd_engine_export_free(gptqd_export *out);
+
+#endif

@@ -1,0 +1,334 @@
+/* daemon/registry.c: resident models, references, leases, memory accounting. */
+#include "daemon/registry.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+
+enum { MAX_MODELS = 256 };
+
+typedef struct lease {
+    uint64_t id;
+    pid_t pid;
+} lease;
+
+struct gptqd_resident {
+    int used;
+    int loading;              /* reserved; model not there yet */
+    gptqd_model_info info;    /* info.bytes: actual, or the estimate while loading */
+    gptqd_engine_model *model;
+    int refs;                 /* running jobs using it */
+    lease leases[GPTQD_MAX_LEASES];
+    int n_leases;
+};
+
+struct gptqd_registry {
+    pthread_mutex_t lock;
+    gptqd_resident slots[MAX_MODELS];
+    uint64_t memory_limit, bytes;
+    uint64_t next_lease;
+};
+
+gptq_status gptqd_registry_create(uint64_t memory_limit, gptqd_registry **out)
+{
+    gptqd_registry *reg = calloc(1, sizeof *reg);
+    if (!reg)
+        return gptq_fail(GPTQ_ERR_NOMEM, "registry: out of memory");
+    int rc = pthread_mutex_init(&reg->lock, NULL);
+    if (rc) {
+        free(reg);
+        return gptq_fail(GPTQ_ERR_INTERNAL, "registry mutex: %s", strerror(rc));
+    }
+    reg->memory_limit = memory_limit;
+    reg->next_lease = 1;
+    *out = reg;
+    return GPTQ_OK;
+}
+
+void gptqd_registry_destroy(gptqd_registry *reg)
+{
+    if (!reg)
+        return;
+    for (int i = 0; i < MAX_MODELS; i++)
+        if (reg->slots[i].used && reg->slots[i].model)
+            gptqd_engine_free(reg->slots[i].model);
+    pthread_mutex_destroy(&reg->lock);
+    free(reg);
+}
+
+static gptqd_resident *find_locked(gptqd_registry *reg, const char *name)
+{
+    for (int i = 0; i < MAX_MODELS; i++)
+        if (reg->slots[i].used && strcmp(reg->slots[i].info.name, name) == 0)
+            return &reg->slots[i];
+    return NULL;
+}
+
+static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64_t bytes)
+{
+    gptq_status st = GPTQ_OK;
+    pthread_mutex_lock(&reg->lock);
+    gptqd_resident *free_slot = NULL;
+    for (int i = 0; i < MAX_MODELS && !free_slot; i++)
+        if (!reg->slots[i].used)
+            free_slot = &reg->slots[i];
+    gptqd_resident *old = find_locked(reg, name);
+    if (old)
+        st = gptq_fail(GPTQ_ERR_EXISTS, "model '%s' %s: unload it or pick another name", name,
+                       old->loading ? "is being loaded" : "is already resident");
+    else if (!free_slot)
+        st = gptq_fail(GPTQ_ERR_LIMIT, "%d models resident: unload one first", MAX_MODELS);
+    else if (reg->memory_limit && reg->bytes + bytes > reg->memory_limit)
+        st = gptq_fail(GPTQ_ERR_NOMEM,
+                       "model '%s' needs %.1f MiB, %.1f MiB of the memory-limit %.1f MiB are "
+                       "in use: unload a model or raise memory-limit",
+                       name, mib(bytes), mib(reg->bytes), mib(reg->memory_limit));
+    else {
+        memset(free_slot, 0, sizeof *free_slot);
+        free_slot->used = 1;
+        free_slot->loading = 1;
+        snprintf(free_slot->info.name, sizeof free_slot->info.name, "%s", name);
+        free_slot->info.bytes = bytes;
+        reg->bytes += bytes;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return st;
+}
+
+gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
+                                   gptqd_engine_model *model, const gptqd_model_info *info)
+{
+    gptq_status st = GPTQ_OK;
+    pthread_mutex_lock(&reg->lock);
+    gptqd_resident *res = find_locked(reg, name);
+    if (!res || !res->loading) {
+        st = gptq_fail(GPTQ_ERR_INTERNAL, "model '%s': published without a reservation", name);
+    } else {
+        uint64_t others = reg->bytes - res->info.bytes;
+        if (reg->memory_limit && others + info->bytes > reg->memory_limit) {
+            st = gptq_fail(GPTQ_ERR_NOMEM,
+                           "model '%s' takes %.1f MiB, over the memory-limit %.1f MiB with "
+                           "%.1f MiB in use: unload a model or raise memory-limit",
+                           name, mib(info->bytes), mib(reg->memory_limit), mib(others));
+            reg->bytes = others;
+            memset(res, 0, sizeof *res);
+        } else {
+            res->info = *info;
+            snprintf(res->info.name, sizeof res->info.name, "%s", name);
+            res->model = model;
+            res->loading = 0;
+            reg->bytes = others + info->bytes;
+            model = NULL;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    if (model)
+        gptqd_engine_free(model);
+    if (!st)
+        gptqd_log(LOG_INFO, "model %s resident: %s, %.1f MiB", name, info->format,
+                  mib(info->bytes));
+    return st;
+}
+
+void gptqd_registry_abandon(gptqd_registry *reg, const char *name)
+{
+    pthread_mutex_lock(&reg->lock);
+    gptqd_resident *res = find_locked(reg, name);
+    if (res && res->loading) {
+        reg->bytes -= res->info.bytes;
+        memset(res, 0, sizeof *res);
+    }
+    pthread_mutex_unlock(&reg->lock);
+}
+
+gptq_status gptqd_registry_acquire(gptqd_registry *reg, const char *name, gptqd_resident **out)
+{
+    gptq_status st = GPTQ_OK;
+    pthread_mutex_lock(&reg->lock);
+    gptqd_resident *res = find_locked(reg, name);
+    if (!res)
+        st = gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident: load it first", name);
+    else if (res->loading)
+        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: poll its job", name);
+    else {
+        res->refs++;
+        *out = res;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return st;
+}
+
+void gptqd_registry_release(gptqd_registry *reg, gptqd_resident *res)
+{
+    if (!res)
+        return;
+    pthread_mutex_lock(&reg->lock);
+    res->refs--;
+    pthread_mutex_unlock(&reg->lock);
+}
+
+gptqd_engine_model *gptqd_resident_model(const gptqd_resident *res) { return res->model; }
+const gptqd_model_info *gptqd_resident_info(const gptqd_resident *res) { return &res->info; }
+
+gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int force)
+{
+    gptq_status st = GPTQ_OK;
+    gptqd_engine_model *model = NULL;
+    int dropped = 0;
+    pthread_mutex_lock(&reg->lock);
+    gptqd_resident *res = find_locked(reg, name);
+    if (!res)
+        st = gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident", name);
+    else if (res->loading)
+        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: cancel its job first", name);
+    else if (res->refs > 0)
+        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is used by %d running job%s: cancel them or "
+                       "wait", name, res->refs, res->refs == 1 ? "" : "s");
+    else if (res->n_leases > 0 && !force) {
+        char pids[160] = "";
+        size_t len = 0;
+        for (int i = 0; i < res->n_leases && len < sizeof pids - 16; i++)
+            len += (size_t)snprintf(pids + len, sizeof pids - len, "%s%d", i ? ", " : "",
+                                    (int)res->leases[i].pid);
+        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is mapped by %d lease%s (pid %s): unmap "
+                       "first or unload with force", name, res->n_leases,
+                       res->n_leases == 1 ? "" : "s", pids);
+    } else {
+        /* Forced: clients that mapped the arena keep their own mapping of it
+         * (shm stays alive while mapped); only the name and our copy go. */
+        dropped = res->n_leases;
+        model = res->model;
+        reg->bytes -= res->info.bytes;
+        memset(res, 0, sizeof *res);
+    }
+    pthread_mutex_unlock(&reg->lock);
+    if (model) {
+        gptqd_engine_free(model);
+        gptqd_log(LOG_INFO, "model %s unloaded%s", name,
+                  dropped ? " (forced: leases dropped)" : "");
+    }
+    return st;
+}
+
+gptq_status gptqd_registry_list(gptqd_registry *reg, gptqd_model_info **infos, uint32_t **leases,
+                                size_t *n)
+{
+    *infos = NULL;
+    *leases = NULL;
+    *n = 0;
+    gptqd_model_info *list = malloc(MAX_MODELS * sizeof *list);
+    uint32_t *counts = malloc(MAX_MODELS * sizeof *counts);
+    if (!list || !counts) {
+        free(list), free(counts);
+        return gptq_fail(GPTQ_ERR_NOMEM, "list: out of memory");
+    }
+    size_t count = 0;
+    pthread_mutex_lock(&reg->lock);
+    for (int i = 0; i < MAX_MODELS; i++) {
+        const gptqd_resident *res = &reg->slots[i];
+        if (!res->used || res->loading)
+            continue;
+        list[count] = res->info;
+        counts[count++] = (uint32_t)res->n_leases;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    *infos = list;
+    *leases = counts;
+    *n = count;
+    return GPTQ_OK;
+}
+
+void gptqd_registry_totals(gptqd_registry *reg, uint32_t *models, uint64_t *bytes,
+                           uint64_t *limit)
+{
+    pthread_mutex_lock(&reg->lock);
+    uint32_t count = 0;
+    for (int i = 0; i < MAX_MODELS; i++)
+        count += reg->slots[i].used && !reg->slots[i].loading;
+    *models = count;
+    *bytes = reg->bytes;
+    *limit = reg->memory_limit;
+    pthread_mutex_unlock(&reg->lock);
+}
+
+gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name, pid_t pid,
+                                 uint64_t *lease_id, gptqd_export *export)
+{
+    gptq_status st = GPTQ_OK;
+    pthread_mutex_lock(&reg->lock);
+    gptqd_resident *res = find_locked(reg, name);
+    if (!res)
+        st = gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident: load it first", name);
+    else if (res->loading)
+        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: poll its job", name);
+    else if (res->n_leases == GPTQD_MAX_LEASES)
+        st = gptq_fail(GPTQ_ERR_LIMIT, "model '%s' has %d leases: unmap some first", name,
+                       GPTQD_MAX_LEASES);
+    else
+        st = gptqd_engine_export(res->model, export);
+    if (!st) {
+        uint64_t id = reg->next_lease++;
+        res->leases[res->n_leases++] = (lease){.id = id, .pid = pid};
+        *lease_id = id;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    if (!st)
+        gptqd_log(LOG_INFO, "model %s: lease %llu for pid %d", name,
+                  (unsigned long long)*lease_id, (int)pid);
+    return st;
+}
+
+/* Removes lease i of res (order does not matter). */
+static void drop_lease(gptqd_resident *res, int i)
+{
+    res->leases[i] = res->leases[--res->n_leases];
+}
+
+gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease_id)
+{
+    pthread_mutex_lock(&reg->lock);
+    for (int m = 0; m < MAX_MODELS; m++) {
+        gptqd_resident *res = &reg->slots[m];
+        if (!res->used)
+            continue;
+        for (int i = 0; i < res->n_leases; i++)
+            if (res->leases[i].id == lease_id) {
+                drop_lease(res, i);
+                pthread_mutex_unlock(&reg->lock);
+                return GPTQ_OK;
+            }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return gptq_fail(GPTQ_ERR_NOTFOUND, "lease %llu: no such lease (unmapped, or its model "
+                     "was unloaded)", (unsigned long long)lease_id);
+}
+
+int gptqd_registry_reap_leases(gptqd_registry *reg)
+{
+    int reaped = 0;
+    pthread_mutex_lock(&reg->lock);
+    for (int m = 0; m < MAX_MODELS; m++) {
+        gptqd_resident *res = &reg->slots[m];
+        for (int i = 0; res->used && i < res->n_leases;) {
+            pid_t pid = res->leases[i].pid;
+            /* EPERM means the process exists under another user: keep it. */
+            if (kill(pid, 0) < 0 && errno == ESRCH) {
+                gptqd_log(LOG_INFO, "model %s: lease %llu reclaimed (pid %d is gone)",
+                          res->info.name, (unsigned long long)res->leases[i].id, (int)pid);
+                drop_lease(res, i);
+                reaped++;
+            } else {
+                i++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return reaped;
+}

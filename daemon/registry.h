@@ -1,0 +1,62 @@
+/* daemon/registry.h: the resident models, by name, with memory accounting,
+ * a reference count per running job that uses a model, and leases (Map) per
+ * client pid. A name is reserved while its model loads or quantizes, so two
+ * loads cannot race for it. All functions are thread-safe. */
+#ifndef GPTQD_REGISTRY_H
+#define GPTQD_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "daemon/engine.h"
+#include "gptq/error.h"
+
+typedef struct gptqd_registry gptqd_registry;
+typedef struct gptqd_resident gptqd_resident; /* a held reference */
+
+enum { GPTQD_MAX_LEASES = 256 }; /* per model */
+
+/* memory_limit: bytes of resident weights, 0 for none. */
+gptq_status gptqd_registry_create(uint64_t memory_limit, gptqd_registry **out);
+/* Frees every model (no job may run any more). */
+void gptqd_registry_destroy(gptqd_registry *reg);
+
+/* Reserve `name` for a model of about `bytes` (counted against the limit
+ * until publish or abandon). Errors: GPTQ_ERR_EXISTS, GPTQ_ERR_NOMEM (the
+ * limit; the message gives the figures), GPTQ_ERR_LIMIT (too many models). */
+gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64_t bytes);
+/* Fill a reservation with a loaded model; the registry owns `model` from
+ * here on, even on failure (GPTQ_ERR_NOMEM when the real size is over). */
+gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
+                                   gptqd_engine_model *model, const gptqd_model_info *info);
+void gptqd_registry_abandon(gptqd_registry *reg, const char *name);
+
+/* A reference for a job: the model cannot be unloaded until released.
+ * Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_BUSY (still loading). */
+gptq_status gptqd_registry_acquire(gptqd_registry *reg, const char *name, gptqd_resident **out);
+void gptqd_registry_release(gptqd_registry *reg, gptqd_resident *res);
+gptqd_engine_model *gptqd_resident_model(const gptqd_resident *res);
+const gptqd_model_info *gptqd_resident_info(const gptqd_resident *res);
+
+/* Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_BUSY (used by running jobs; leased
+ * and not forced — the message names the pids). */
+gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int force);
+
+/* A malloc'ed snapshot (free()) of every resident model, leases counted. */
+gptq_status gptqd_registry_list(gptqd_registry *reg, gptqd_model_info **infos, uint32_t **leases,
+                                size_t *n);
+void gptqd_registry_totals(gptqd_registry *reg, uint32_t *models, uint64_t *bytes,
+                           uint64_t *limit);
+
+/* Map: a lease of `name` for process `pid`, and the export to send.
+ * Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_LIMIT, what gptqd_engine_export says. */
+gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name, pid_t pid,
+                                 uint64_t *lease, gptqd_export *export);
+/* Unmap. Errors: GPTQ_ERR_NOTFOUND. */
+gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease);
+/* Drops the leases of processes that no longer exist (kill(pid, 0));
+ * returns how many. Main loop, about once a second. */
+int gptqd_registry_reap_leases(gptqd_registry *reg);
+
+#endif

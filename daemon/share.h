@@ -1,0 +1,45 @@
+/* daemon/share.h: shared weights on the CPU (DESIGN.md §2 step 5). Each
+ * resident model's weights live in one POSIX shared-memory arena
+ * ("/gptqd-<pid>-<model>-<n>", mode 0640, group of the socket when one is
+ * configured) filled by a 64-byte-aligned bump allocator; Map hands clients
+ * the arena's name and the tensor table (offsets into it), and they map it
+ * read-only and run the model on those bytes. */
+#ifndef GPTQD_SHARE_H
+#define GPTQD_SHARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/engine.h"
+#include "gptq/error.h"
+#include "model/llama.h"
+
+typedef struct gptqd_arena gptqd_arena;
+
+/* A new arena of `bytes` (rounded up to pages) for model `name`. *out owned
+ * (gptqd_arena_destroy: unmaps and unlinks; clients keep their mappings). */
+gptq_status gptqd_arena_create(const char *name, size_t bytes, const char *group,
+                               gptqd_arena **out);
+void gptqd_arena_destroy(gptqd_arena *arena);
+
+/* 64-byte-aligned block of `bytes` from the arena; NULL when it is full. */
+void *gptqd_arena_alloc(gptqd_arena *arena, size_t bytes);
+size_t gptqd_arena_used(const gptqd_arena *arena);
+const char *gptqd_arena_name(const gptqd_arena *arena);
+
+/* Move *model's weights into a new arena: *model is replaced by a model whose
+ * weight buffers all lie in the arena (the old one is freed). On failure
+ * (shm_open, ftruncate, memory) the model is left as it was. */
+gptq_status gptqd_share_model(gptq_model **model, const char *name, const char *group,
+                              gptqd_arena **out);
+
+/* Unlinks arenas of earlier gptqd processes of this user that no longer
+ * run (left by a crash: shm objects outlive their creator). Start-up. */
+void gptqd_share_reap_stale(void);
+
+/* The tensor table of `model` (which must live in `arena`) for a Map reply;
+ * out->tensors is malloc'ed (gptqd_engine_export_free). */
+gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model,
+                               gptqd_export *out);
+
+#endif

@@ -1,0 +1,286 @@
+/* daemon/tasks.c: the work of each job kind and what it holds while it runs. */
+#include "daemon/tasks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+
+/* Everything a job may hold; freed by task_free when the job ends. */
+typedef struct task {
+    gptqd_ctx *ctx;
+    char name[80], new_name[80];
+    char *path;                     /* load path, save dir, text path */
+    char *save_dir;                 /* quantize --save */
+    char *prompt;
+    gptqd_resident *model, *base;   /* references held */
+    int reserved;                   /* new_name (or name for load) reserved */
+    gptqd_generate_params gen;
+    gptqd_eval_params eval;
+    gptqd_quantize_params quant;
+} task;
+
+static void task_free(void *arg)
+{
+    task *t = arg;
+    if (t->reserved)
+        gptqd_registry_abandon(t->ctx->registry, t->new_name); /* no-op once published */
+    gptqd_registry_release(t->ctx->registry, t->model);
+    gptqd_registry_release(t->ctx->registry, t->base);
+    free(t->path);
+    free(t->save_dir);
+    free(t->prompt);
+    free((char *)t->quant.calib_path);
+    for (size_t i = 0; i < t->quant.n_skip_modules; i++)
+        free(t->quant.skip_modules[i]);
+    free(t->quant.skip_modules);
+    free(t);
+}
+
+static task *task_new(gptqd_ctx *ctx)
+{
+    task *t = calloc(1, sizeof *t);
+    if (t)
+        t->ctx = ctx;
+    else
+        gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
+    return t;
+}
+
+static char *dup_opt(const char *s, int *failed)
+{
+    if (!s || !s[0])
+        return NULL;
+    char *c = strdup(s);
+    if (!c)
+        *failed = 1;
+    return c;
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+static gptq_status run_load(gptqd_job *job, void *arg)
+{
+    task *t = arg;
+    gptqd_engine_model *model = NULL;
+    gptqd_model_info info;
+    memset(&info, 0, sizeof info);
+    gptqd_job_progress(job, 0.0, 0, "loading %s", t->path);
+    gptq_status st = gptqd_engine_load(t->path, t->new_name, job, &model, &info);
+    if (st)
+        return st;
+    if (gptqd_job_canceled(job)) {
+        gptqd_engine_free(model);
+        return gptq_fail(GPTQ_ERR_CANCELED, "load of %s canceled", t->new_name);
+    }
+    st = gptqd_registry_publish(t->ctx->registry, t->new_name, model, &info);
+    if (st)
+        return st;
+    gptqd_job_result *r = gptqd_job_result_of(job);
+    snprintf(r->model, sizeof r->model, "%s", t->new_name);
+    gptqd_job_progress(job, 1.0, 0, "%s resident", t->new_name);
+    return GPTQ_OK;
+}
+
+gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name,
+                            const char *path, uint64_t *job)
+{
+    uint64_t bytes = 0;
+    gptq_status st = gptqd_engine_estimate(path, &bytes);
+    if (st)
+        return st;
+    task *t = task_new(ctx);
+    if (!t)
+        return GPTQ_ERR_NOMEM;
+    snprintf(t->new_name, sizeof t->new_name, "%s", name);
+    t->path = strdup(path);
+    if (!t->path) {
+        task_free(t);
+        return gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
+    }
+    st = gptqd_registry_reserve(ctx->registry, name, bytes);
+    if (st) {
+        task_free(t);
+        return st;
+    }
+    t->reserved = 1;
+    return gptqd_jobs_start(ctx->jobs, "load", name, client, 0, run_load, t, task_free, job);
+}
+
+/* ---- quantize -------------------------------------------------------------- */
+
+static gptq_status run_quantize(gptqd_job *job, void *arg)
+{
+    task *t = arg;
+    gptqd_engine_model *out = NULL;
+    gptqd_model_info info;
+    memset(&info, 0, sizeof info);
+    gptq_status st = gptqd_engine_quantize(gptqd_resident_model(t->model), &t->quant, t->new_name,
+                                           job, &out, &info);
+    if (st)
+        return st;
+    gptqd_job_result *r = gptqd_job_result_of(job);
+    if (t->save_dir) {
+        st = gptqd_engine_save(out, t->save_dir, job);
+        if (st) {
+            gptqd_engine_free(out);
+            return st;
+        }
+        r->saved_dir = strdup(t->save_dir);
+    }
+    snprintf(info.source, sizeof info.source, "quantized from %s", t->name);
+    st = gptqd_registry_publish(t->ctx->registry, t->new_name, out, &info);
+    if (st)
+        return st;
+    snprintf(r->model, sizeof r->model, "%s", t->new_name);
+    return GPTQ_OK;
+}
+
+gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *name,
+                                const char *new_name, const gptqd_quantize_params *p,
+                                const char *save_dir, uint64_t *job)
+{
+    task *t = task_new(ctx);
+    if (!t)
+        return GPTQ_ERR_NOMEM;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->new_name, sizeof t->new_name, "%s", new_name);
+    t->quant = *p;
+    t->quant.calib_path = NULL;
+    t->quant.skip_modules = NULL;
+    t->quant.n_skip_modules = 0;
+    int failed = 0;
+    t->quant.calib_path = dup_opt(p->calib_path, &failed);
+    t->save_dir = dup_opt(save_dir, &failed);
+    if (p->n_skip_modules) {
+        t->quant.skip_modules = calloc(p->n_skip_modules, sizeof *t->quant.skip_modules);
+        failed |= !t->quant.skip_modules;
+        for (size_t i = 0; !failed && i < p->n_skip_modules; i++) {
+            t->quant.skip_modules[i] = strdup(p->skip_modules[i]);
+            t->quant.n_skip_modules++;
+            failed |= !t->quant.skip_modules[i];
+        }
+    }
+    if (failed) {
+        task_free(t);
+        return gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
+    }
+    gptq_status st = gptqd_registry_acquire(ctx->registry, name, &t->model);
+    if (!st) {
+        const gptqd_model_info *src = gptqd_resident_info(t->model);
+        if (src->bits != 0)
+            st = gptq_fail(GPTQ_ERR_ARG, "quantize.name: '%s' is already quantized (%s): "
+                           "quantize a float model", name, src->format);
+    }
+    if (!st) {
+        /* Packed weights: about bits/32 of the float32 linears, plus the rest. */
+        uint64_t estimate = gptqd_resident_info(t->model)->bytes / 4;
+        st = gptqd_registry_reserve(ctx->registry, new_name, estimate);
+    }
+    if (st) {
+        task_free(t);
+        return st;
+    }
+    t->reserved = 1;
+    return gptqd_jobs_start(ctx->jobs, "quantize", name, client, 1, run_quantize, t, task_free,
+                            job);
+}
+
+/* ---- generate -------------------------------------------------------------- */
+
+static gptq_status run_generate(gptqd_job *job, void *arg)
+{
+    task *t = arg;
+    return gptqd_engine_generate(gptqd_resident_model(t->model), &t->gen, job);
+}
+
+gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *name,
+                                const gptqd_generate_params *p, uint64_t *job)
+{
+    task *t = task_new(ctx);
+    if (!t)
+        return GPTQ_ERR_NOMEM;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->gen = *p;
+    t->prompt = strdup(p->prompt ? p->prompt : "");
+    t->gen.prompt = t->prompt;
+    gptq_status st = t->prompt ? GPTQ_OK : gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
+    if (!st)
+        st = gptqd_registry_acquire(ctx->registry, name, &t->model);
+    if (st) {
+        task_free(t);
+        return st;
+    }
+    return gptqd_jobs_start(ctx->jobs, "generate", name, client, 0, run_generate, t, task_free,
+                            job);
+}
+
+/* ---- eval ------------------------------------------------------------------ */
+
+static gptq_status run_eval(gptqd_job *job, void *arg)
+{
+    task *t = arg;
+    gptq_status st = gptqd_engine_eval(gptqd_resident_model(t->model),
+                                       t->base ? gptqd_resident_model(t->base) : NULL, &t->eval,
+                                       job);
+    if (!st)
+        snprintf(gptqd_job_result_of(job)->model, sizeof gptqd_job_result_of(job)->model, "%s",
+                 t->name);
+    return st;
+}
+
+gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name,
+                            const char *kl_base, const gptqd_eval_params *p, uint64_t *job)
+{
+    task *t = task_new(ctx);
+    if (!t)
+        return GPTQ_ERR_NOMEM;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->eval = *p;
+    int failed = 0;
+    t->path = dup_opt(p->text_path, &failed);
+    t->eval.text_path = t->path;
+    gptq_status st = failed ? gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory") : GPTQ_OK;
+    if (!st)
+        st = gptqd_registry_acquire(ctx->registry, name, &t->model);
+    if (!st && kl_base && kl_base[0])
+        st = gptqd_registry_acquire(ctx->registry, kl_base, &t->base);
+    if (st) {
+        task_free(t);
+        return st;
+    }
+    return gptqd_jobs_start(ctx->jobs, "eval", name, client, 0, run_eval, t, task_free, job);
+}
+
+/* ---- save ------------------------------------------------------------------ */
+
+static gptq_status run_save(gptqd_job *job, void *arg)
+{
+    task *t = arg;
+    gptq_status st = gptqd_engine_save(gptqd_resident_model(t->model), t->path, job);
+    if (!st) {
+        gptqd_job_result *r = gptqd_job_result_of(job);
+        snprintf(r->model, sizeof r->model, "%s", t->name);
+        r->saved_dir = strdup(t->path);
+    }
+    return st;
+}
+
+gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
+                            const char *dir, uint64_t *job)
+{
+    task *t = task_new(ctx);
+    if (!t)
+        return GPTQ_ERR_NOMEM;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->path = strdup(dir);
+    gptq_status st = t->path ? GPTQ_OK : gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
+    if (!st)
+        st = gptqd_registry_acquire(ctx->registry, name, &t->model);
+    if (st) {
+        task_free(t);
+        return st;
+    }
+    return gptqd_jobs_start(ctx->jobs, "save", name, client, 0, run_save, t, task_free, job);
+}

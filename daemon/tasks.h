@@ -1,0 +1,32 @@
+/* daemon/tasks.h: the jobs gptqd runs: load, quantize, generate, eval, save.
+ * Each start function takes what the job needs (model references, name
+ * reservations, resolved paths) before the job exists, so that unknown
+ * models or taken names fail at once in the reply; the job releases them
+ * when it ends. Paths must already be checked (daemon/paths.h). */
+#ifndef GPTQD_TASKS_H
+#define GPTQD_TASKS_H
+
+#include <stdint.h>
+
+#include "daemon/daemon.h"
+#include "daemon/engine.h"
+#include "gptq/error.h"
+
+gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name,
+                            const char *path, uint64_t *job);
+
+/* p's strings are copied. */
+gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *name,
+                                const char *new_name, const gptqd_quantize_params *p,
+                                const char *save_dir, uint64_t *job);
+
+gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *name,
+                                const gptqd_generate_params *p, uint64_t *job);
+
+gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name,
+                            const char *kl_base, const gptqd_eval_params *p, uint64_t *job);
+
+gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
+                            const char *dir, uint64_t *job);
+
+#endif

@@ -1,0 +1,164 @@
+/* daemon/validate.c: request field checks. */
+#include "daemon/validate.h"
+
+#include <math.h>
+#include <string.h>
+
+gptq_status gptqd_validate_name(const char *field, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: missing (a model name of 1 to %d characters "
+                         "[A-Za-z0-9._-])", field, GPTQD_NAME_MAX);
+    if (n > GPTQD_NAME_MAX)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: %zu characters, at most %d", field, n,
+                         GPTQD_NAME_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return gptq_fail(GPTQ_ERR_ARG, "%s: character %zu (0x%02x) is not one of "
+                             "[A-Za-z0-9._-]", field, i, (unsigned char)c);
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: '%s' is not a name", field, name);
+    return GPTQ_OK;
+}
+
+static gptq_status check_string(const char *field, const char *s, size_t max, int required)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (required && n == 0)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: missing", field);
+    if (n > max)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: %zu bytes, at most %zu", field, n, max);
+    return GPTQ_OK;
+}
+
+static gptq_status check_range_u(const char *field, unsigned long long v, unsigned long long lo,
+                                 unsigned long long hi)
+{
+    if (v < lo || v > hi)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: %llu is outside %llu..%llu", field, v, lo, hi);
+    return GPTQ_OK;
+}
+
+static gptq_status check_range_f(const char *field, double v, double lo, double hi)
+{
+    if (!isfinite(v) || v < lo || v > hi)
+        return gptq_fail(GPTQ_ERR_ARG, "%s: %g is outside %g..%g", field, v, lo, hi);
+    return GPTQ_OK;
+}
+
+#define TRY(call)                                                                                 \
+    do {                                                                                          \
+        gptq_status st_ = (call);                                                                 \
+        if (st_)                                                                                  \
+            return st_;                                                                           \
+    } while (0)
+
+static gptq_status validate_quantize(const Gptqd__QuantizeRequest *q)
+{
+    TRY(gptqd_validate_name("quantize.name", q->name));
+    TRY(gptqd_validate_name("quantize.new_name", q->new_name));
+    if (strcmp(q->name, q->new_name) == 0)
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.new_name: '%s' is the source model's name; "
+                         "pick a new one", q->new_name);
+    if (q->bits != 2 && q->bits != 3 && q->bits != 4 && q->bits != 8)
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.bits: %u; use 2, 3, 4 or 8", q->bits);
+    if (q->group_size != -1 && (q->group_size <= 0 || q->group_size > 65536))
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.group_size: %d; use -1 (per channel) or "
+                         "1..65536 (32, 64, 128 are usual)", q->group_size);
+    TRY(check_range_f("quantize.damp", q->damp, 0.0, 1.0));
+    TRY(check_string("quantize.calib_path", q->calib_path, GPTQD_PATH_MAX, 0));
+    TRY(check_string("quantize.save_dir", q->save_dir, GPTQD_PATH_MAX, 0));
+    TRY(check_range_u("quantize.nsamples", q->nsamples, 0, GPTQD_MAX_NSAMPLES));
+    TRY(check_range_u("quantize.seqlen", q->seqlen, 0, GPTQD_MAX_SEQLEN));
+    if (q->seqlen != 0 && q->seqlen < 2)
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.seqlen: %u; at least 2", q->seqlen);
+    unsigned long long tokens = (unsigned long long)(q->nsamples ? q->nsamples : 128) *
+                                (q->seqlen ? q->seqlen : 2048);
+    if (tokens > GPTQD_MAX_CALIB_TOKENS)
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.nsamples x seqlen: %llu tokens, at most %d",
+                         tokens, GPTQD_MAX_CALIB_TOKENS);
+    TRY(check_range_u("quantize.block_size", q->block_size, 0, GPTQD_MAX_BLOCK));
+    if (q->n_skip_modules > GPTQD_MAX_SKIP)
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: %zu entries, at most %d",
+                         q->n_skip_modules, GPTQD_MAX_SKIP);
+    for (size_t i = 0; i < q->n_skip_modules; i++)
+        TRY(check_string("quantize.skip_modules[]", q->skip_modules[i], 128, 1));
+    return GPTQ_OK;
+}
+
+gptq_status gptqd_validate_request(const Gptqd__Request *req)
+{
+    if (req->version != GPTQD__VERSION__PROTOCOL_VERSION)
+        return gptq_fail(GPTQ_ERR_PROTOCOL, "version: %u; this gptqd speaks protocol version %d: "
+                         "use a matching client", req->version,
+                         GPTQD__VERSION__PROTOCOL_VERSION);
+    TRY(check_string("client", req->client, GPTQD_CLIENT_MAX, 0));
+    if (req->client_pid > 0x3fffffff)
+        return gptq_fail(GPTQ_ERR_ARG, "client_pid: %u is not a process id", req->client_pid);
+    switch (req->body_case) {
+    case GPTQD__REQUEST__BODY_PING:
+        if (req->ping->payload.len > GPTQD_MAX_PING)
+            return gptq_fail(GPTQ_ERR_ARG, "ping.payload: %zu bytes, at most %d",
+                             req->ping->payload.len, GPTQD_MAX_PING);
+        return GPTQ_OK;
+    case GPTQD__REQUEST__BODY_STATUS_REQUEST:
+    case GPTQD__REQUEST__BODY_LIST:
+    case GPTQD__REQUEST__BODY_JOBS:
+        return GPTQ_OK;
+    case GPTQD__REQUEST__BODY_LOAD:
+        TRY(gptqd_validate_name("load.name", req->load->name));
+        return check_string("load.path", req->load->path, GPTQD_PATH_MAX, 1);
+    case GPTQD__REQUEST__BODY_UNLOAD:
+        return gptqd_validate_name("unload.name", req->unload->name);
+    case GPTQD__REQUEST__BODY_QUANTIZE:
+        return validate_quantize(req->quantize);
+    case GPTQD__REQUEST__BODY_GENERATE: {
+        const Gptqd__GenerateRequest *g = req->generate;
+        TRY(gptqd_validate_name("generate.name", g->name));
+        TRY(check_string("generate.prompt", g->prompt, GPTQD_PROMPT_MAX, 0));
+        TRY(check_range_u("generate.max_tokens", g->max_tokens, 0, GPTQD_MAX_TOKENS));
+        TRY(check_range_f("generate.temperature", g->temperature, 0.0, 100.0));
+        TRY(check_range_u("generate.top_k", g->top_k, 0, GPTQD_MAX_TOP_K));
+        return check_range_f("generate.top_p", g->top_p, 0.0, 1.0);
+    }
+    case GPTQD__REQUEST__BODY_EVAL: {
+        const Gptqd__EvalRequest *e = req->eval;
+        TRY(gptqd_validate_name("eval.name", e->name));
+        TRY(check_string("eval.text_path", e->text_path, GPTQD_PATH_MAX, 0));
+        if (e->seqlen != 0)
+            TRY(check_range_u("eval.seqlen", e->seqlen, 2, GPTQD_MAX_SEQLEN));
+        if (e->kl_base && e->kl_base[0])
+            TRY(gptqd_validate_name("eval.kl_base", e->kl_base));
+        return GPTQ_OK;
+    }
+    case GPTQD__REQUEST__BODY_SAVE:
+        TRY(gptqd_validate_name("save.name", req->save->name));
+        return check_string("save.dir", req->save->dir, GPTQD_PATH_MAX, 1);
+    case GPTQD__REQUEST__BODY_POLL:
+        if (req->poll->job == 0)
+            return gptq_fail(GPTQ_ERR_ARG, "poll.job: missing (job ids start at 1)");
+        return check_range_u("poll.wait_ms", req->poll->wait_ms, 0, GPTQD_MAX_WAIT_MS);
+    case GPTQD__REQUEST__BODY_CANCEL:
+        if (req->cancel->job == 0)
+            return gptq_fail(GPTQ_ERR_ARG, "cancel.job: missing (job ids start at 1)");
+        return GPTQ_OK;
+    case GPTQD__REQUEST__BODY_MAP:
+        TRY(gptqd_validate_name("map.name", req->map->name));
+        if (req->client_pid == 0)
+            return gptq_fail(GPTQ_ERR_ARG, "client_pid: missing; a Map lease belongs to a "
+                             "process: send getpid()");
+        return GPTQ_OK;
+    case GPTQD__REQUEST__BODY_UNMAP:
+        if (req->unmap->lease == 0)
+            return gptq_fail(GPTQ_ERR_ARG, "unmap.lease: missing (lease ids start at 1)");
+        return GPTQ_OK;
+    case GPTQD__REQUEST__BODY__NOT_SET:
+    default:
+        return gptq_fail(GPTQ_ERR_PROTOCOL, "body: missing or unknown request body (this gptqd "
+                         "speaks protocol version %d)", GPTQD__VERSION__PROTOCOL_VERSION);
+    }
+}
