@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "client/check.h"
+#include "proto/wire_check.h"
 
 static uint64_t now_us(void)
 {

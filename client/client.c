@@ -13,7 +13,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 
-#include "client/check.h"
+#include "proto/wire_check.h"
 
 gptq_status gptq_client_default_socket(char *buf, size_t cap)
 {
@@ -187,7 +187,7 @@ static gptq_status recv_reply(gptq_client *c, int timeout_ms, void **buf, int *b
                              "not stuck? (see its log)", c->path, timeout_ms);
         if (err == ETERM || err == EBADF)
             return gptq_fail(GPTQ_ERR_UNREACHABLE, "connection to %s closed", c->path);
-        CLIENT_FAIL_WITH_(GPTQ_ERR_IO, nn_strerror(err), "nn_recv from %s", c->path);
+        GPTQ_FAIL_WITH_(GPTQ_ERR_IO, nn_strerror(err), "nn_recv from %s", c->path);
         return st;
     }
 fail:
@@ -231,7 +231,7 @@ gptq_status gptq_client_rpc_(gptq_client *c, Gptqd__Request *req, Gptqd__Respons
                            c->path, send_timeout);
             goto fail;
         }
-        CLIENT_FAIL_WITH_(GPTQ_ERR_IO, nn_strerror(err), "nn_send to %s", c->path);
+        GPTQ_FAIL_WITH_(GPTQ_ERR_IO, nn_strerror(err), "nn_send to %s", c->path);
         goto fail;
     }
 

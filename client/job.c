@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/check.h"
+#include "proto/wire_check.h"
 
 enum { WAIT_POLL_MS = 500 };
 

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client/check.h"
+#include "proto/wire_check.h"
 #include "common/dtype.h"
 
 #ifdef GPTQ_CLIENT_HAVE_MODEL

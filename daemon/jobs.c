@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/check.h"
+#include "proto/wire_check.h"
 #include "daemon/log.h"
 
 enum { EVENT_TEXT_MAX = 1024, POLL_WAIT_CAP_MS = 1000, POLL_REPLY_BYTES = 256 * 1024 };

@@ -14,7 +14,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 
-#include "daemon/check.h"
+#include "proto/wire_check.h"
 #include "daemon/log.h"
 
 /* Workers wake this often to see whether the daemon is stopping. */

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/check.h"
+#include "proto/wire_check.h"
 #include "common/dtype.h"
 #include "daemon/log.h"
 

@@ -1,20 +1,19 @@
-/* daemon/check.h: one small macro per library that turns a failed call into
- * a gptq_status with a message naming what failed, then jumps to the
- * function's single cleanup label. Each expects `gptq_status st` and a
- * `fail:` label in scope (the goto-fail pattern of STYLE.md). */
-#ifndef GPTQD_CHECK_H
-#define GPTQD_CHECK_H
+/* common/check.h: the goto-fail macros of STYLE.md for libc, pthreads and
+ * allocations: each turns a failed call into a gptq_status with a message
+ * naming what failed ("what: reason") and jumps to the function's single
+ * cleanup label. Each expects `gptq_status st` and a `fail:` label in scope.
+ * The wire libraries (nanomsg, protobuf-c) have theirs in proto/wire_check.h. */
+#ifndef GPTQ_COMMON_CHECK_H
+#define GPTQ_COMMON_CHECK_H
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <nanomsg/nn.h>
-
 #include "gptq/error.h"
 
 /* "what: reason" into the thread's message; st = status. */
-#define GPTQD_FAIL_WITH_(status, reason, ...)                                                     \
+#define GPTQ_FAIL_WITH_(status, reason, ...)                                                      \
     do {                                                                                          \
         char what_[512];                                                                          \
         snprintf(what_, sizeof what_, __VA_ARGS__);                                               \
@@ -26,7 +25,7 @@
     do {                                                                                          \
         if ((expr) < 0) {                                                                         \
             int errno_ = errno;                                                                   \
-            GPTQD_FAIL_WITH_((status), strerror(errno_), __VA_ARGS__);                            \
+            GPTQ_FAIL_WITH_((status), strerror(errno_), __VA_ARGS__);                             \
             goto fail;                                                                            \
         }                                                                                         \
     } while (0)
@@ -36,17 +35,7 @@
     do {                                                                                          \
         int rc_ = (expr);                                                                         \
         if (rc_ != 0) {                                                                           \
-            GPTQD_FAIL_WITH_(GPTQ_ERR_INTERNAL, strerror(rc_), __VA_ARGS__);                      \
-            goto fail;                                                                            \
-        }                                                                                         \
-    } while (0)
-
-/* nanomsg calls: -1 and nn_errno(). */
-#define NN_TRY(expr, ...)                                                                         \
-    do {                                                                                          \
-        if ((expr) < 0) {                                                                         \
-            int errno_ = nn_errno();                                                              \
-            GPTQD_FAIL_WITH_(GPTQ_ERR_IO, nn_strerror(errno_), __VA_ARGS__);                      \
+            GPTQ_FAIL_WITH_(GPTQ_ERR_INTERNAL, strerror(rc_), __VA_ARGS__);                       \
             goto fail;                                                                            \
         }                                                                                         \
     } while (0)
@@ -58,6 +47,14 @@
             st = gptq_fail(GPTQ_ERR_NOMEM, __VA_ARGS__);                                          \
             goto fail;                                                                            \
         }                                                                                         \
+    } while (0)
+
+/* gptq_ calls of our own. */
+#define TRY(expr)                                                                                 \
+    do {                                                                                          \
+        st = (expr);                                                                              \
+        if (st != GPTQ_OK)                                                                        \
+            goto fail;                                                                            \
     } while (0)
 
 #endif
