@@ -28,31 +28,10 @@ typedef struct setting {
     double ref_ppl;
 } setting;
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = 0;
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 static int32_t *tokenize(const gptq_tokenizer *tok, const char *path, size_t *n)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = test_read_file(path, &len);
     int32_t *ids = NULL;
     if (!text || gptq_tokenizer_encode(tok, text, len, 0, &ids, n) != GPTQ_OK) {
         fprintf(stderr, "FAIL: tokenize %s: %s\n", path, gptq_errmsg());

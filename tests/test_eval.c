@@ -17,26 +17,6 @@
 #define REF_TOKENS 41578
 #define REF_WINDOWS 162
 
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = 0;
-    *len = (size_t)n;
-    return buf;
-}
-
 typedef struct progress_log {
     int calls, last_done, last_total, cancel_at;
 } progress_log;
@@ -87,7 +67,7 @@ int main(void)
     gptq_tokenizer *tok = NULL;
     gptq_model *m = NULL, *mb = NULL;
     size_t len = 0;
-    char *text = read_text(fixture_path("tiny-llama/eval.txt"), &len);
+    char *text = test_read_file(fixture_path("tiny-llama/eval.txt"), &len);
     CHECK(text != NULL, "cannot read eval.txt");
     CHECK_OK(gptq_tokenizer_load(fixture_path("tiny-llama/tokenizer.json"), &tok));
     CHECK_OK(gptq_model_load(fixture_path("tiny-llama"), &m));

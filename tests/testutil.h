@@ -61,6 +61,29 @@ static inline const char *fixture_path(const char *rel)
     return p;
 }
 
+/* A whole file, NUL-terminated, in malloc'ed memory (caller frees); its
+ * length in *len. NULL if it cannot be read. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
 /* splitmix64: small, seeded, identical everywhere. */
 static inline uint64_t test_rand_u64(uint64_t *s)
 {
