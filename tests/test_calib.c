@@ -173,10 +173,14 @@ int main(int argc, char **argv)
          * with nothing changed but the calibration batch size (hence the
          * summation order), this pipeline's 3-bit g128 perplexity measured
          * +0.020%, +0.095%, +0.022%, +0.023% off the reference (batch 1, 4,
-         * 16, 8), a spread of 0.087 = 16% of that setting's increase. So:
-         * 0.02% of fp16 plus 25% of the reference's increase. RTN has no
+         * 16, 8), a spread of 0.087 = 0.076% of fp16. The CPU matters too
+         * (OpenBLAS picks its kernels per CPU, so the sums differ): on an
+         * AVX-512 EPYC, 4-bit per-channel came out +0.040% (0.046) while
+         * it matched to 0.005% on the AVX2 machine before. So: 0.08% of
+         * fp16 plus 25% of the reference's increase — still a fraction of
+         * what any real mistake costs (RTN is +0.24% to +0.47%). RTN has no
          * feedback and must match to 0.002%. */
-        double tol = s->gptq ? 2e-4 * fp16 + 0.25 * fabs(ref_inc) : 2e-5 * s->ref_ppl;
+        double tol = s->gptq ? 8e-4 * fp16 + 0.25 * fabs(ref_inc) : 2e-5 * s->ref_ppl;
         CHECK(fabs(ppl - s->ref_ppl) <= tol,
               "%s: perplexity %.4f vs reference %.4f (%.4f%%, tolerance %.4f)", s->name, ppl,
               s->ref_ppl, 100 * diff, tol);
@@ -187,10 +191,11 @@ int main(int argc, char **argv)
         if (s->gptq) {
             /* The reference's numbers are for dequantized weights rounded
              * to fp16 one by one; against those, the same storage of ours
-             * must stay within 1.25x the reference's increase (+0.02%). */
+             * must stay within 1.25x the reference's increase (+ the 0.08%
+             * of fp16 that summation order alone moves it, see above). */
             double own_inc = ppl - fp16;
-            CHECK(own_inc <= 1.25 * fabs(ref_inc) + 2e-4 * fp16,
-                  "%s: increase %.4f vs reference %.4f (bound 1.25x + 0.02%% of fp16)", s->name,
+            CHECK(own_inc <= 1.25 * fabs(ref_inc) + 8e-4 * fp16,
+                  "%s: increase %.4f vs reference %.4f (bound 1.25x + 0.08%% of fp16)", s->name,
                   own_inc, ref_inc);
             /* A GPTQ checkpoint stores one fp16 scale per group and row, so
              * its rounding error is shared by the whole group (coherent),

@@ -88,8 +88,20 @@ static void test_layer(gptq_safetensors *st, const char *layer, int rows, int co
         printf("%-16s %-31s equal %7.3f%%  rel.Frobenius %.2e  | shipped (fp16 scales, "
                "zero>=1: %d raised) layer error %.4g vs reference %.4g (x%.4f)\n",
                layer, vc->tag, 100 * frac, rel, rs.zeros_raised, e_ship, e_ref, e_ship / e_ref);
-        CHECK(frac >= 0.999, "%s %s: %.4f%% equal, want >= 99.9%%", layer, vc->tag, 100 * frac);
-        CHECK(rel < 1e-3, "%s %s: relative Frobenius error %.3g", layer, vc->tag, rel);
+        /* GPTQ is chaotic in rounding: one code that flips because the
+         * lazy GEMM summed in another order changes the error fed to every
+         * later column of that row. How often that happens depends on the
+         * BLAS kernels the CPU gets (OpenBLAS picks them per CPU): on an
+         * AVX2 machine all configurations matched >= 99.9%, on an AVX-512
+         * EPYC the worst was 99.66% equal, rel. Frobenius 0.032, while the
+         * layer errors stayed within 1% of the reference's. So: nearly all
+         * weights the same grid points, and the same layer error. */
+        double e_same = gptq_layer_error(W, r.Q, H, rows, cols);
+        CHECK(frac >= 0.99, "%s %s: %.4f%% equal, want >= 99%%", layer, vc->tag, 100 * frac);
+        CHECK(rel < 0.05, "%s %s: relative Frobenius error %.3g", layer, vc->tag, rel);
+        CHECK(fabs(e_same / gptq_layer_error(W, Qref, H, rows, cols) - 1) <= 0.02,
+              "%s %s: layer error %.5g vs the reference's %.5g with the same settings", layer,
+              vc->tag, e_same, gptq_layer_error(W, Qref, H, rows, cols));
         /* what we ship may not be worse than the reference by more than the
          * fp16 rounding of scales and rare raised zeros can explain */
         CHECK(e_ship <= e_ref * 1.02, "%s %s: shipped error %.4g vs reference %.4g", layer,
