@@ -53,6 +53,9 @@ typedef struct gptq_backend {
      * CPU backend). */
     gptq_status (*upload)(void *dst, const void *host_src, size_t bytes);
     gptq_status (*download)(void *host_dst, const void *src, size_t bytes);
+    /* Copy within backend memory (regions may not overlap on CUDA); queued
+     * after the work before it, like every compute entry. */
+    gptq_status (*copy)(void *dst, const void *src, size_t bytes);
 
     /* ---- dense linear algebra ----------------------------------------------- */
     /* y [n, out] = x [n, in] · W [out, in]ᵀ (+ bias [out] when not NULL). */

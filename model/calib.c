@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "common/dtype.h"
+#include "kernels/backend.h"
+#include "kernels/backend_select.h"
 #include "model/pyrandom.h"
 
 /* The groups of linears that read one input, in the order a layer applies them. */
@@ -52,10 +54,57 @@ gptq_status gptq_calib_windows(size_t n_tokens, int nsamples, int seqlen, uint64
     return GPTQ_OK;
 }
 
+/* Where the pipeline runs: the host, or a backend's device. The host
+ * functions of gptq/quant.h and the device's (gptq_cuda_ops) behind one
+ * face; H and W are in the backend's memory. */
+typedef struct engine {
+    const gptq_backend *be;
+    const gptq_cuda_ops *cuda; /* NULL on the host */
+} engine;
+
+static gptq_status eng_hessian_create(const engine *e, int cols, void **h)
+{
+    if (e->cuda)
+        return e->cuda->hessian_create(cols, (gptq_cuda_hessian **)h);
+    return gptq_hessian_create(cols, (gptq_hessian **)h);
+}
+
+static void eng_hessian_destroy(const engine *e, void *h)
+{
+    if (e->cuda)
+        e->cuda->hessian_destroy(h);
+    else
+        gptq_hessian_destroy(h);
+}
+
+static gptq_status eng_hessian_add(const engine *e, void *h, const float *X, int rows, int n_seq)
+{
+    if (e->cuda)
+        return e->cuda->hessian_add(h, X, rows, n_seq);
+    return gptq_hessian_add(h, X, rows, n_seq);
+}
+
+static gptq_status eng_hessian_get(const engine *e, void *h, float *H)
+{
+    if (e->cuda)
+        return e->cuda->hessian_get(h, H);
+    gptq_hessian_get(h, H);
+    return GPTQ_OK;
+}
+
+static gptq_status eng_quantize(const engine *e, const float *W, const float *H, int rows,
+                                int cols, const gptq_quant_config *qc, gptq_quant_result *res)
+{
+    if (e->cuda)
+        return e->cuda->quantize_layer(W, H, rows, cols, qc, res, NULL);
+    return gptq_quantize_layer(W, H, rows, cols, qc, res);
+}
+
 /* Capture state of one pass: which input group is being collected. */
 typedef struct capture {
+    const engine *eng;
     gptq_linear_id want;     /* first linear of the group */
-    gptq_hessian *hessian;
+    void *hessian;
     int n_seq;               /* sequences in the current batch */
 } capture;
 
@@ -63,9 +112,10 @@ static gptq_status capture_hook(void *user, int layer, gptq_linear_id which, con
                                 int rows, int cols)
 {
     capture *c = user;
+    (void)layer, (void)cols;
     if (which != c->want)
         return GPTQ_OK;
-    gptq_status st = gptq_hessian_add(c->hessian, X, rows, c->n_seq);
+    gptq_status st = eng_hessian_add(c->eng, c->hessian, X, rows, c->n_seq);
     if (st)
         return st;
     /* The rest of the layer is not needed for this pass. */
@@ -96,53 +146,98 @@ static gptq_status check_options(const gptq_model *m, const gptq_calib_options *
     return GPTQ_OK;
 }
 
-/* Quantize linear `which` of `layer` with Hessian H [cols, cols] and pack it
- * into the model. */
-static gptq_status quantize_linear(gptq_model *m, int layer, gptq_linear_id which, const float *H,
+/* The models of a run: m (host, gets the results) and run, the one whose
+ * layers execute: m itself on the host, else a copy on the device holding
+ * the current layer only. */
+typedef struct models {
+    gptq_model *m, *run;
+} models;
+
+/* Put a quantized linear into both models. */
+static gptq_status store_linear(const models *ms, int layer, gptq_linear_id which,
+                                const gptq_quant_result *res, int reference_storage)
+{
+    gptq_status st = GPTQ_OK;
+    const int copies = ms->run != ms->m ? 2 : 1;
+    gptq_model *dst[2] = {ms->m, ms->run};
+    if (reference_storage) {
+        size_t n = (size_t)res->rows * res->cols;
+        float *W = malloc(n * sizeof *W);
+        if (!W)
+            return gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", res->rows,
+                             res->cols);
+        for (size_t i = 0; i < n; i++)
+            W[i] = gptq_round_f16(res->Q[i]);
+        for (int k = 0; k < copies && !st; k++)
+            st = gptq_model_set_linear_f32(dst[k], layer, which, W);
+        free(W);
+        return st;
+    }
+    for (int k = 0; k < copies && !st; k++) {
+        gptq_packed P = {0};
+        if (!(st = gptq_pack(res, &P)))
+            st = gptq_model_set_linear_packed(dst[k], layer, which, &P);
+        gptq_packed_free(&P);
+    }
+    return st;
+}
+
+/* Quantize linear `which` of `layer` with Hessian H [cols, cols] (engine
+ * memory) and store it into the models. */
+static gptq_status quantize_linear(const engine *e, const models *ms, int layer,
+                                   gptq_linear_id which, const float *H,
                                    const gptq_quant_config *qc, int reference_storage,
                                    gptq_quant_result *res)
 {
     int rows, cols;
-    gptq_model_linear_shape(m, which, &rows, &cols);
-    float *W = malloc((size_t)rows * cols * sizeof *W);
-    gptq_packed P = {0};
-    gptq_status st;
-    if (!W) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", rows, cols);
-        goto done;
+    gptq_model_linear_shape(ms->run, which, &rows, &cols);
+    size_t bytes = (size_t)rows * cols * sizeof(float);
+    const float *W = gptq_model_linear_weight(ms->run, layer, which);
+    float *host = NULL, *tmp = NULL;
+    gptq_status st = GPTQ_OK;
+    memset(res, 0, sizeof *res);
+    if (!W) { /* a packed linear (re-quantizing a quantized model): its dequantized weights */
+        host = malloc(bytes);
+        tmp = e->cuda ? e->be->alloc(bytes) : host;
+        if (!host || !tmp) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", rows, cols);
+            goto done;
+        }
+        if ((st = gptq_model_get_linear_f32(ms->m, layer, which, host)) ||
+            (e->cuda && (st = e->be->upload(tmp, host, bytes))))
+            goto done;
+        W = tmp;
     }
-    if ((st = gptq_model_get_linear_f32(m, layer, which, W)) ||
-        (st = gptq_quantize_layer(W, H, rows, cols, qc, res)))
+    if ((st = eng_quantize(e, W, H, rows, cols, qc, res)))
         goto done;
-    if (reference_storage) {
-        for (size_t i = 0; i < (size_t)rows * cols; i++)
-            W[i] = gptq_round_f16(res->Q[i]);
-        st = gptq_model_set_linear_f32(m, layer, which, W);
-    } else if (!(st = gptq_pack(res, &P))) {
-        st = gptq_model_set_linear_packed(m, layer, which, &P);
-    }
+    st = store_linear(ms, layer, which, res, reference_storage);
 done:
-    gptq_packed_free(&P);
-    free(W);
+    if (e->cuda)
+        e->be->free(tmp);
+    free(host);
     if (st)
         gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
     return st;
 }
 
 /* Quantize the linears of input group g of `layer` (all share Hessian H). */
-static gptq_status quantize_group(gptq_model *m, int layer, int g, const float *H,
-                                  const gptq_calib_options *o, double t0, int *done_count,
-                                  int total, gptq_calib_progress_fn progress, void *user)
+static gptq_status quantize_group(const engine *e, const models *ms, int layer, int g,
+                                  const float *H, const gptq_calib_options *o, double t0,
+                                  int *done_count, int total, gptq_calib_progress_fn progress,
+                                  void *user)
 {
-    const int layers = gptq_model_get_config(m)->num_hidden_layers;
+    const int layers = gptq_model_get_config(ms->m)->num_hidden_layers;
     for (int k = 0; k < group_size_of[g]; k++) {
         gptq_linear_id which = (gptq_linear_id)(group_first[g] + k);
         if (o->skip_mask & (1u << which))
             continue;
         gptq_quant_result res;
-        gptq_status st = quantize_linear(m, layer, which, H, &o->quant, o->reference_storage, &res);
-        if (st)
+        gptq_status st = quantize_linear(e, ms, layer, which, H, &o->quant, o->reference_storage,
+                                         &res);
+        if (st) {
+            gptq_quant_result_free(&res);
             return st;
+        }
         gptq_calib_progress p = {.layer = layer, .layers = layers, .which = which,
                                  .done = ++*done_count, .total = total,
                                  .seconds = res.seconds_total, .loss = res.loss,
@@ -154,26 +249,61 @@ static gptq_status quantize_group(gptq_model *m, int layer, int g, const float *
     return GPTQ_OK;
 }
 
+/* Set up the engine and the model that runs for options o. */
+static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engine *e, models *ms)
+{
+    memset(e, 0, sizeof *e);
+    e->be = o->backend ? o->backend : gptq_backend_cpu();
+    ms->m = ms->run = m;
+    if (gptq_model_backend(m) != gptq_backend_cpu())
+        return gptq_fail(GPTQ_ERR_ARG, "calibration: the model to quantize must be the host "
+                         "model (it is on %s)", gptq_model_backend(m)->name);
+    if (e->be == gptq_backend_cpu())
+        return GPTQ_OK;
+    if (!(e->cuda = gptq_backend_cuda_ops(e->be)))
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on backend %s: not supported (cpu "
+                         "or cuda)", e->be->name);
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+        int rows, cols;
+        gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
+        if (cols % 32) /* the device's v1 kernel reads 32 input columns at a time */
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on %s: %s has %d inputs, not a "
+                             "multiple of 32; quantize this model on the CPU", e->be->name,
+                             gptq_linear_name((gptq_linear_id)w), cols);
+    }
+    return gptq_model_to_backend(m, e->be, NULL, NULL,
+                                 GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD, &ms->run);
+}
+
 gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_tokens,
                                 const gptq_calib_options *o, gptq_calib_progress_fn progress,
                                 void *user)
 {
     const double t0 = now_seconds();
+    engine eng;
+    models ms = {m, m};
     gptq_status st = check_options(m, o);
-    if (st)
+    if (st || (st = engine_open(m, o, &eng, &ms))) {
+        if (ms.run != m)
+            gptq_model_free(ms.run);
         return st;
+    }
+    const gptq_backend *be = eng.be;
     const gptq_model_config *cfg = gptq_model_get_config(m);
     const int hidden = cfg->hidden_size, layers = cfg->num_hidden_layers;
     const int ns = o->nsamples, len = o->seqlen, batch = o->batch < ns ? o->batch : ns;
     const size_t window_floats = (size_t)len * hidden;
+    int cur_layer = -1; /* the layer uploaded to ms.run, when it is a device copy */
 
     int64_t *offsets = malloc((size_t)ns * sizeof *offsets);
-    float *inps = malloc((size_t)ns * window_floats * sizeof *inps);     /* layer inputs */
-    float *scratch = malloc((size_t)batch * window_floats * sizeof *scratch);
-    gptq_hessian *hess = NULL;
+    float *inps = be->alloc((size_t)ns * window_floats * sizeof *inps);     /* layer inputs */
+    float *scratch = be->alloc((size_t)batch * window_floats * sizeof *scratch);
+    float *Hs[N_GROUPS] = {0};
+    void *hess = NULL;
     if (!offsets || !inps || !scratch) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "calibration activations (%d x %d x %d floats): out of "
-                       "memory; lower --nsamples or --seqlen", ns, len, hidden);
+        st = gptq_fail(GPTQ_ERR_NOMEM, "calibration activations (%d x %d x %d floats of %s "
+                       "memory): out of memory; lower --nsamples or --seqlen", ns, len, hidden,
+                       be->name);
         goto done;
     }
     if (o->offsets) {
@@ -188,7 +318,8 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
         goto done;
     }
     for (int i = 0; i < ns; i++)
-        if ((st = gptq_model_embed(m, tokens + offsets[i], len, inps + (size_t)i * window_floats)))
+        if ((st = gptq_model_embed(ms.run, tokens + offsets[i], len,
+                                   inps + (size_t)i * window_floats)))
             goto done;
 
     int total = 0, done_count = 0;
@@ -199,9 +330,13 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
     for (int layer = 0; layer < layers; layer++) {
         if ((st = gptq_model_layer_ensure(m, layer)))
             goto done;
+        if (ms.run != m) {
+            if ((st = gptq_model_layer_upload(ms.run, m, layer)))
+                goto done;
+            cur_layer = layer;
+        }
         /* Without true-sequential, every group's Hessian is taken from the
          * float layer first, then all are quantized. */
-        float *Hs[N_GROUPS] = {0};
         for (int g = 0; g < N_GROUPS; g++) {
             int n_active = 0;
             for (int k = 0; k < group_size_of[g]; k++)
@@ -210,60 +345,72 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
                 continue;
             int rows, cols;
             gptq_model_linear_shape(m, group_first[g], &rows, &cols);
-            if ((st = gptq_hessian_create(cols, &hess)))
-                goto layer_fail;
-            capture cap = {.want = group_first[g], .hessian = hess};
+            if ((st = eng_hessian_create(&eng, cols, &hess)))
+                goto done;
+            capture cap = {.eng = &eng, .want = group_first[g], .hessian = hess};
             gptq_layer_hooks hooks = {.before_linear = capture_hook, .user = &cap};
             for (int b0 = 0; b0 < ns; b0 += batch) {
                 int nb = b0 + batch < ns ? batch : ns - b0;
-                memcpy(scratch, inps + (size_t)b0 * window_floats, nb * window_floats * sizeof *scratch);
+                if ((st = be->copy(scratch, inps + (size_t)b0 * window_floats,
+                                   nb * window_floats * sizeof *scratch)))
+                    goto done;
                 cap.n_seq = nb;
-                st = gptq_model_layer_forward(m, layer, scratch, nb, len, &hooks);
+                st = gptq_model_layer_forward(ms.run, layer, scratch, nb, len, &hooks);
                 if (st != GPTQ_ERR_CANCELED) {
                     if (!st)
                         st = gptq_fail(GPTQ_ERR_INTERNAL, "layer %d: %s input never captured",
                                        layer, gptq_linear_name(group_first[g]));
-                    goto layer_fail;
+                    goto done;
                 }
             }
-            Hs[g] = malloc((size_t)cols * cols * sizeof *Hs[g]);
+            Hs[g] = be->alloc((size_t)cols * cols * sizeof *Hs[g]);
             if (!Hs[g]) {
-                st = gptq_fail(GPTQ_ERR_NOMEM, "Hessian [%d, %d]: out of memory", cols, cols);
-                goto layer_fail;
+                st = gptq_fail(GPTQ_ERR_NOMEM, "Hessian [%d, %d] in %s memory: out of memory",
+                               cols, cols, be->name);
+                goto done;
             }
-            gptq_hessian_get(hess, Hs[g]);
-            gptq_hessian_destroy(hess);
+            if ((st = eng_hessian_get(&eng, hess, Hs[g])))
+                goto done;
+            eng_hessian_destroy(&eng, hess);
             hess = NULL;
-            if (o->true_sequential && (st = quantize_group(m, layer, g, Hs[g], o, t0, &done_count,
-                                                           total, progress, user)))
-                goto layer_fail;
+            if (o->true_sequential && (st = quantize_group(&eng, &ms, layer, g, Hs[g], o, t0,
+                                                           &done_count, total, progress, user)))
+                goto done;
         }
         /* Without true-sequential, every Hessian came from the float layer. */
         for (int g = 0; g < N_GROUPS && !o->true_sequential; g++)
-            if (Hs[g] && (st = quantize_group(m, layer, g, Hs[g], o, t0, &done_count, total,
-                                              progress, user)))
-                goto layer_fail;
-        for (int g = 0; g < N_GROUPS; g++)
-            free(Hs[g]);
+            if (Hs[g] && (st = quantize_group(&eng, &ms, layer, g, Hs[g], o, t0, &done_count,
+                                              total, progress, user)))
+                goto done;
+        for (int g = 0; g < N_GROUPS; g++) {
+            be->free(Hs[g]);
+            Hs[g] = NULL;
+        }
         /* The quantized layer's outputs are the next layer's inputs. */
         for (int b0 = 0; b0 < ns; b0 += batch) {
             int nb = b0 + batch < ns ? batch : ns - b0;
-            if ((st = gptq_model_layer_forward(m, layer, inps + (size_t)b0 * window_floats, nb, len,
-                                               NULL)))
+            if ((st = gptq_model_layer_forward(ms.run, layer, inps + (size_t)b0 * window_floats,
+                                               nb, len, NULL)))
                 goto done;
         }
-        continue;
-    layer_fail:
-        for (int g = 0; g < N_GROUPS; g++)
-            free(Hs[g]);
-        goto done;
+        if (ms.run != m) {
+            gptq_model_layer_drop(ms.run, layer);
+            cur_layer = -1;
+        }
     }
     st = GPTQ_OK;
 done:
-    gptq_hessian_destroy(hess);
+    if (hess)
+        eng_hessian_destroy(&eng, hess);
+    for (int g = 0; g < N_GROUPS; g++)
+        be->free(Hs[g]);
+    if (cur_layer >= 0)
+        gptq_model_layer_drop(ms.run, cur_layer);
+    if (ms.run != m)
+        gptq_model_free(ms.run);
     free(offsets);
-    free(inps);
-    free(scratch);
+    be->free(inps);
+    be->free(scratch);
     return st;
 }
 

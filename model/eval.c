@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backend.h"
+
 #define EVAL_BATCH_TOKENS 2048 /* tokens per forward (sgemm efficiency) */
 #define EVAL_HEAD_ROWS 256     /* rows of logits computed at once */
 
@@ -68,11 +70,14 @@ gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int
     const int per_batch = seqlen >= EVAL_BATCH_TOKENS ? 1 : EVAL_BATCH_TOKENS / seqlen;
     const size_t T = (size_t)per_batch * seqlen;
 
-    h = malloc(T * c->hidden_size * sizeof *h);
+    /* hidden states live with each model's weights (GPU memory for a model
+     * on the CUDA backend); logits come back to the host */
+    const gptq_backend *be = gptq_model_backend(m), *beb = base ? gptq_model_backend(base) : NULL;
+    h = be->alloc(T * c->hidden_size * sizeof *h);
     lp = malloc((size_t)EVAL_HEAD_ROWS * vocab * sizeof *lp);
     lse = malloc(EVAL_HEAD_ROWS * sizeof *lse);
     if (cb) {
-        hb = malloc(T * cb->hidden_size * sizeof *hb);
+        hb = beb->alloc(T * cb->hidden_size * sizeof *hb);
         lpb = malloc((size_t)EVAL_HEAD_ROWS * vocab * sizeof *lpb);
         lseb = malloc(EVAL_HEAD_ROWS * sizeof *lseb);
     }
@@ -126,7 +131,11 @@ gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int
     out->mean_kl = cb ? kl_sum / windows : 0.0;
     out->perplexity = exp(out->mean_nll);
 done:
-    free(h), free(hb), free(lp), free(lpb), free(lse), free(lseb);
+    if (h)
+        be->free(h);
+    if (hb)
+        beb->free(hb);
+    free(lp), free(lpb), free(lse), free(lseb);
     return st;
 }
 

@@ -34,7 +34,11 @@ typedef struct layer {
 
 struct gptq_model {
     gptq_model_config cfg;
-    const gptq_backend *be;
+    const gptq_backend *be;   /* holds every weight buffer and runs the forward */
+    int device;               /* be is not the CPU backend: weights are be memory,
+                                 freed with be->free; packed arrays are never
+                                 `owned` (gptq_packed_free would free() them) */
+    float *rope_freq;         /* inv_freq in be memory (== inv_freq on the CPU) */
     float *embed;             /* [vocab, hidden] */
     float *norm;              /* [hidden] */
     float *lm_head;           /* [vocab, hidden]; == embed when tied */
@@ -56,6 +60,7 @@ struct gptq_model {
 #define MAX_CALL_TOKENS (1 << 24)
 
 struct gptq_kv {
+    const gptq_backend *be; /* the model's: k and v are its memory */
     int n_layers, slots, cap, kv_dim;
     float *k, *v; /* [layers][slots][cap][kv_dim] */
     int *len;     /* [slots] */
@@ -109,15 +114,41 @@ static int linear_has_bias(const gptq_model_config *c, gptq_linear_id which)
     return gptq_config_mlp_bias(c);
 }
 
-/* Free a linear's weights (owned models only; a view's P has owned = 0). */
-static void linear_clear(linear *L)
+/* Free a buffer of m's weights (owned models only). */
+static void buf_free(const gptq_model *m, void *p)
 {
-    free(L->W);
+    if (m->device)
+        m->be->free(p);
+    else
+        free(p);
+}
+
+/* Free a linear's weights (owned models only; a view's P has owned = 0). */
+static void linear_clear(const gptq_model *m, linear *L)
+{
+    buf_free(m, L->W);
     L->W = NULL;
-    if (L->packed)
+    if (L->packed && m->device) {
+        m->be->free(L->P.qweight), m->be->free(L->P.qzeros);
+        m->be->free(L->P.scales), m->be->free(L->P.g_idx);
+    } else if (L->packed) {
         gptq_packed_free(&L->P);
+    }
     memset(&L->P, 0, sizeof L->P);
     L->packed = 0;
+}
+
+/* Free a layer's buffers (owned models only) and leave it empty. */
+static void layer_clear(const gptq_model *m, layer *Ly)
+{
+    buf_free(m, Ly->attn_norm);
+    buf_free(m, Ly->mlp_norm);
+    Ly->attn_norm = Ly->mlp_norm = NULL;
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+        linear_clear(m, &Ly->lin[w]);
+        buf_free(m, Ly->lin[w].bias);
+        Ly->lin[w].bias = NULL;
+    }
 }
 
 /* ---- loading ------------------------------------------------------------------ */
@@ -131,6 +162,7 @@ typedef struct loader {
     int n_files;
     const gptq_model_tensor *table;
     size_t n_table;
+    const gptq_backend *dev; /* the table is in this (non-CPU) backend's memory, or NULL */
 } loader;
 
 typedef struct src_tensor {
@@ -327,13 +359,30 @@ static gptq_status load_packed(const loader *ld, const gptq_model_config *c, con
     if (find_tensor(ld, name, &gi) || ld->table) {
         if ((st = load_raw(ld, name, GPTQ_DT_I32, 1, gi_shape, why, (void **)&P->g_idx)) != GPTQ_OK)
             goto fail;
-        for (int i = 0; i < cols; i++)
-            if (P->g_idx[i] < 0 || P->g_idx[i] >= groups) {
-                st =
-                    gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s'[%d] = %d is not a group in [0, %d)",
-                              ld->dir, name, i, P->g_idx[i], groups);
+        const int32_t *g_idx = P->g_idx;
+        int32_t *host = NULL;
+        if (ld->dev) { /* the kernels index scales with g_idx: check it here */
+            if (!(host = malloc((size_t)cols * sizeof *host))) {
+                st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
                 goto fail;
             }
+            if ((st = ld->dev->download(host, P->g_idx, (size_t)cols * sizeof *host)) != GPTQ_OK) {
+                free(host);
+                goto fail;
+            }
+            g_idx = host;
+        }
+        int bad = -1;
+        for (int i = 0; i < cols && bad < 0; i++)
+            if (g_idx[i] < 0 || g_idx[i] >= groups)
+                bad = i;
+        int32_t bad_value = bad >= 0 ? g_idx[bad] : 0;
+        free(host);
+        if (bad >= 0) {
+            st = gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s'[%d] = %d is not a group in [0, %d)",
+                           ld->dir, name, bad, bad_value, groups);
+            goto fail;
+        }
     } else {
         if (!(P->g_idx = malloc((size_t)cols * sizeof *P->g_idx))) {
             st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
@@ -441,7 +490,24 @@ static gptq_model *model_new(const gptq_model_config *cfg)
         return NULL;
     }
     gptq_config_rope_inv_freq(cfg, m->inv_freq);
+    m->rope_freq = m->inv_freq;
     return m;
+}
+
+/* Move a new, still empty model n onto backend be: its weights will be be
+ * memory and its rotary frequencies are uploaded now. */
+static gptq_status model_set_backend(gptq_model *n, const gptq_backend *be)
+{
+    if (be == gptq_backend_cpu())
+        return GPTQ_OK;
+    size_t bytes = (size_t)(n->cfg.head_dim / 2) * sizeof(float);
+    n->be = be;
+    n->device = 1;
+    if (!(n->rope_freq = be->alloc(bytes))) {
+        n->rope_freq = n->inv_freq;
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes", be->name, bytes);
+    }
+    return be->upload(n->rope_freq, n->inv_freq, bytes);
 }
 
 /* Load config and weights of folder `dir`; with `streaming`, the decoder
@@ -559,21 +625,16 @@ void gptq_model_free(gptq_model *m)
     if (!m)
         return;
     if (m->layers && !m->views)
-        for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
-            layer *Ly = &m->layers[l];
-            free(Ly->attn_norm);
-            free(Ly->mlp_norm);
-            for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
-                linear_clear(&Ly->lin[w]);
-                free(Ly->lin[w].bias);
-            }
-        }
+        for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+            layer_clear(m, &m->layers[l]);
     if (!m->views) {
         if (m->lm_head != m->embed)
-            free(m->lm_head);
-        free(m->embed);
-        free(m->norm);
+            buf_free(m, m->lm_head);
+        buf_free(m, m->embed);
+        buf_free(m, m->norm);
     }
+    if (m->rope_freq != m->inv_freq)
+        m->be->free(m->rope_freq); /* always the model's own, views or not */
     table_free(m);
     for (int i = 0; i < m->n_files; i++)
         gptq_safetensors_close(m->files[i]);
@@ -636,6 +697,12 @@ static gptq_status table_build(gptq_model *m)
 {
     if (m->files) /* streaming: linears come and go; no shareable table */
         return GPTQ_OK;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            if (!m->layers[l].lin[w].W && !m->layers[l].lin[w].packed) {
+                table_free(m); /* layers still to upload (to_backend NO_LAYERS) */
+                return GPTQ_OK;
+            }
     table_builder b = {0};
     gptq_status st = gptq_model_foreach_tensor(m, table_visit, &b);
     if (st != GPTQ_OK) {
@@ -732,23 +799,44 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
     return GPTQ_OK;
 }
 
+static gptq_status refuse_device(const gptq_model *m, const char *what)
+{
+    if (!m->device)
+        return GPTQ_OK;
+    return gptq_fail(GPTQ_ERR_ARG, "%s: the model's weights are in %s memory; copy its host "
+                     "model instead", what, m->be->name);
+}
+
 gptq_status gptq_model_clone(const gptq_model *m, gptq_model **out)
 {
     copier cp = {0};
-    return model_copy(m, &cp, out);
+    *out = NULL;
+    gptq_status st = refuse_device(m, "clone");
+    return st != GPTQ_OK ? st : model_copy(m, &cp, out);
 }
 
 gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, void *ctx,
                                  gptq_model **out)
 {
+    *out = NULL;
     if (!alloc)
         return gptq_fail(GPTQ_ERR_ARG, "copy_with: alloc must not be NULL");
+    gptq_status st = refuse_device(m, "copy_with");
+    if (st != GPTQ_OK)
+        return st;
     copier cp = {.alloc = alloc, .ctx = ctx};
     return model_copy(m, &cp, out);
 }
 
 gptq_status gptq_model_from_tensors(const char *config_json, const gptq_model_tensor *table,
                                     size_t n, gptq_model **out)
+{
+    return gptq_model_from_tensors_on(gptq_backend_cpu(), config_json, table, n, out);
+}
+
+gptq_status gptq_model_from_tensors_on(const gptq_backend *be, const char *config_json,
+                                       const gptq_model_tensor *table, size_t n,
+                                       gptq_model **out)
 {
     gptq_status st;
     gptq_model_config cfg;
@@ -763,12 +851,224 @@ gptq_status gptq_model_from_tensors(const char *config_json, const gptq_model_te
         return gptq_fail(GPTQ_ERR_NOMEM, "from_tensors: out of memory");
     m->views = 1;
     loader ld = {.dir = "mapped model", .table = table, .n_table = n};
-    if ((st = load_weights(&ld, m, 1)) != GPTQ_OK || (st = table_build(m)) != GPTQ_OK) {
+    if (be && be != gptq_backend_cpu())
+        ld.dev = be;
+    if (!be || (st = model_set_backend(m, be)) != GPTQ_OK || (st = load_weights(&ld, m, 1)) != GPTQ_OK ||
+        (st = table_build(m)) != GPTQ_OK) {
+        if (!be)
+            st = gptq_fail(GPTQ_ERR_ARG, "from_tensors_on: backend is NULL");
         gptq_model_free(m);
         return st;
     }
     *out = m;
     return GPTQ_OK;
+}
+
+/* ---- backends ------------------------------------------------------------------------------ */
+
+/* Where uploaded buffers come from: alloc(ctx) (borrowed) or be->alloc. The
+ * first failure sticks and later calls return NULL. */
+typedef struct uploader {
+    const gptq_backend *be;
+    gptq_model_alloc alloc;
+    void *ctx;
+    gptq_status st;
+} uploader;
+
+static void *up_bytes(uploader *u, const void *src, size_t bytes, const char *what)
+{
+    if (!src || u->st != GPTQ_OK)
+        return NULL;
+    size_t n = bytes ? bytes : 1;
+    void *p = u->alloc ? u->alloc(u->ctx, n) : u->be->alloc(n);
+    if (!p) {
+        u->st = gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes of %s memory for %s",
+                          u->be->name, bytes, u->be->name, what);
+        return NULL;
+    }
+    if ((u->st = u->be->upload(p, src, bytes)) != GPTQ_OK) {
+        gptq_fail_context(u->st, "%s: ", what);
+        if (!u->alloc)
+            u->be->free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Upload the host packed linear src into be memory as *dst (never `owned`:
+ * the model frees the arrays with be->free). alloc NULL: be->alloc. */
+static gptq_status packed_upload(const gptq_backend *be, gptq_model_alloc alloc, void *ctx,
+                                 const gptq_packed *src, gptq_packed *dst)
+{
+    uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
+    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
+    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
+    *dst = *src;
+    /* the CPU backend's memory is malloc's: gptq_packed_free may free it */
+    dst->owned = !alloc && be == gptq_backend_cpu();
+    dst->qweight = up_bytes(&u, src->qweight, words * sizeof(int32_t), "qweight");
+    dst->qzeros = up_bytes(&u, src->qzeros, zwords * sizeof(int32_t), "qzeros");
+    dst->scales = up_bytes(&u, src->scales, (size_t)src->groups * src->rows * sizeof(uint16_t),
+                           "scales");
+    dst->g_idx = up_bytes(&u, src->g_idx, (size_t)src->cols * sizeof(int32_t), "g_idx");
+    if (u.st != GPTQ_OK && !alloc) {
+        be->free(dst->qweight), be->free(dst->qzeros), be->free(dst->scales), be->free(dst->g_idx);
+        memset(dst, 0, sizeof *dst);
+    }
+    return u.st;
+}
+
+/* A host copy (owned) of the be-resident packed linear src. */
+static gptq_status packed_download(const gptq_backend *be, const gptq_packed *src,
+                                   gptq_packed *dst)
+{
+    gptq_status st = GPTQ_OK;
+    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
+    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
+    size_t sbytes = (size_t)src->groups * src->rows * sizeof(uint16_t);
+    *dst = *src;
+    dst->owned = 1;
+    dst->qweight = malloc(words * sizeof(int32_t) + 1);
+    dst->qzeros = malloc(zwords * sizeof(int32_t) + 1);
+    dst->scales = malloc(sbytes + 1);
+    dst->g_idx = malloc((size_t)src->cols * sizeof(int32_t) + 1);
+    if (!dst->qweight || !dst->qzeros || !dst->scales || !dst->g_idx)
+        st = gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a host copy of a packed linear");
+    if (st == GPTQ_OK)
+        st = be->download(dst->qweight, src->qweight, words * sizeof(int32_t));
+    if (st == GPTQ_OK)
+        st = be->download(dst->qzeros, src->qzeros, zwords * sizeof(int32_t));
+    if (st == GPTQ_OK)
+        st = be->download(dst->scales, src->scales, sbytes);
+    if (st == GPTQ_OK)
+        st = be->download(dst->g_idx, src->g_idx, (size_t)src->cols * sizeof(int32_t));
+    if (st != GPTQ_OK)
+        gptq_packed_free(dst);
+    return st;
+}
+
+/* Upload the host layer src into dst (empty) through u. */
+static void upload_layer(uploader *u, const gptq_model_config *c, const layer *src, layer *dst,
+                         int l)
+{
+    size_t hidden = (size_t)c->hidden_size;
+    char what[96];
+    snprintf(what, sizeof what, "layer %d norms", l);
+    dst->attn_norm = up_bytes(u, src->attn_norm, hidden * sizeof(float), what);
+    dst->mlp_norm = up_bytes(u, src->mlp_norm, hidden * sizeof(float), what);
+    for (int w = 0; w < GPTQ_LIN_COUNT && u->st == GPTQ_OK; w++) {
+        const linear *sl = &src->lin[w];
+        linear *dl = &dst->lin[w];
+        snprintf(what, sizeof what, "layer %d %s", l, lin_names[w]);
+        dl->rows = sl->rows, dl->cols = sl->cols;
+        if (!sl->packed && !sl->W) {
+            u->st = gptq_fail(GPTQ_ERR_ARG, "%s is not loaded (streaming model): call "
+                              "gptq_model_layer_ensure first", what);
+            break;
+        }
+        dl->bias = up_bytes(u, sl->bias, (size_t)sl->rows * sizeof(float), what);
+        if (sl->packed) {
+            if (u->st == GPTQ_OK &&
+                (u->st = packed_upload(u->be, u->alloc, u->ctx, &sl->P, &dl->P)) == GPTQ_OK)
+                dl->packed = 1;
+            else if (u->st != GPTQ_OK)
+                gptq_fail_context(u->st, "%s: ", what);
+        } else {
+            dl->W = up_bytes(u, sl->W, (size_t)sl->rows * sl->cols * sizeof(float), what);
+        }
+    }
+}
+
+const gptq_backend *gptq_model_backend(const gptq_model *m)
+{
+    return m->be;
+}
+
+gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
+                                  gptq_model_alloc alloc, void *ctx, int flags, gptq_model **out)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    *out = NULL;
+    if (!be)
+        return gptq_fail(GPTQ_ERR_ARG, "to_backend: backend is NULL");
+    if ((st = refuse_device(m, "to_backend")) != GPTQ_OK)
+        return st;
+    gptq_model *n = model_new(c);
+    if (!n)
+        return gptq_fail(GPTQ_ERR_NOMEM, "to_backend: out of memory");
+    if ((st = model_set_backend(n, be)) != GPTQ_OK) {
+        gptq_model_free(n);
+        return st;
+    }
+    n->views = alloc != NULL;
+    size_t emb = (size_t)c->vocab_size * c->hidden_size * sizeof(float);
+    uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
+    n->embed = up_bytes(&u, m->embed, emb, "embed_tokens");
+    if (!(flags & GPTQ_TO_BACKEND_NO_HEAD)) {
+        n->norm = up_bytes(&u, m->norm, (size_t)c->hidden_size * sizeof(float), "norm");
+        n->lm_head = m->lm_head == m->embed ? n->embed : up_bytes(&u, m->lm_head, emb, "lm_head");
+    }
+    for (int l = 0; l < c->num_hidden_layers && u.st == GPTQ_OK; l++) {
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            n->layers[l].lin[w].rows = m->layers[l].lin[w].rows;
+            n->layers[l].lin[w].cols = m->layers[l].lin[w].cols;
+        }
+        if (!(flags & GPTQ_TO_BACKEND_NO_LAYERS))
+            upload_layer(&u, c, &m->layers[l], &n->layers[l], l);
+    }
+    st = u.st;
+    if (st == GPTQ_OK && !(flags & (GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD)))
+        st = table_build(n);
+    if (st == GPTQ_OK && be->copy == NULL)
+        st = gptq_fail(GPTQ_ERR_ARG, "to_backend: backend %s has no copy entry", be->name);
+    if (st != GPTQ_OK) {
+        gptq_model_free(n);
+        return st;
+    }
+    *out = n;
+    return GPTQ_OK;
+}
+
+gptq_status gptq_model_layer_upload(gptq_model *dev, const gptq_model *src, int layer)
+{
+    const gptq_model_config *c = &dev->cfg;
+    if (layer < 0 || layer >= c->num_hidden_layers || layer >= src->cfg.num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer_upload: layer %d is out of range [0, %d)", layer,
+                         c->num_hidden_layers);
+    if (src->cfg.hidden_size != c->hidden_size ||
+        src->cfg.intermediate_size != c->intermediate_size)
+        return gptq_fail(GPTQ_ERR_ARG, "layer_upload: the models have different shapes");
+    if (dev->views)
+        return gptq_fail(GPTQ_ERR_BUSY, "layer_upload: the model's weights are borrowed");
+    gptq_status st = refuse_device(src, "layer_upload source");
+    if (st != GPTQ_OK)
+        return st;
+    layer_clear(dev, &dev->layers[layer]);
+    uploader u = {.be = dev->be};
+    upload_layer(&u, c, &src->layers[layer], &dev->layers[layer], layer);
+    if (u.st != GPTQ_OK) {
+        layer_clear(dev, &dev->layers[layer]);
+        table_free(dev);
+        return u.st;
+    }
+    return table_build(dev);
+}
+
+void gptq_model_layer_drop(gptq_model *dev, int layer)
+{
+    if (dev->views || layer < 0 || layer >= dev->cfg.num_hidden_layers)
+        return;
+    layer_clear(dev, &dev->layers[layer]);
+    table_free(dev); /* a model with an empty layer has no shareable table */
+}
+
+const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linear_id which)
+{
+    if (layer < 0 || layer >= m->cfg.num_hidden_layers || (unsigned)which >= GPTQ_LIN_COUNT)
+        return NULL;
+    const linear *L = &m->layers[layer].lin[which];
+    return L->packed ? NULL : L->W;
 }
 
 /* ---- introspection --------------------------------------------------------------------- */
@@ -852,6 +1152,16 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
     if (st != GPTQ_OK)
         return st;
     const linear *L = &m->layers[layer].lin[which];
+    if (L->packed && m->device) {
+        gptq_packed h;
+        if ((st = packed_download(m->be, &L->P, &h)) != GPTQ_OK)
+            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+        st = gptq_packed_dequantize(&h, W);
+        gptq_packed_free(&h);
+        if (st != GPTQ_OK)
+            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+        return GPTQ_OK;
+    }
     if (L->packed) {
         if ((st = gptq_packed_dequantize(&L->P, W)) != GPTQ_OK)
             return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
@@ -860,8 +1170,7 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model): call "
                          "gptq_model_layer_ensure first", layer, lin_names[which]);
-    memcpy(W, L->W, (size_t)L->rows * L->cols * sizeof *W);
-    return GPTQ_OK;
+    return m->be->download(W, L->W, (size_t)L->rows * L->cols * sizeof *W);
 }
 
 gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
@@ -882,7 +1191,19 @@ gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id w
         return gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
                          lin_names[which], L->rows, L->cols);
     memcpy(copy, W, n * sizeof *copy);
-    linear_clear(L);
+    if (m->device) {
+        float *d = m->be->alloc(n * sizeof *d);
+        if (!d || (st = m->be->upload(d, copy, n * sizeof *d)) != GPTQ_OK) {
+            m->be->free(d);
+            free(copy);
+            return d ? st
+                     : gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d] on %s",
+                                 layer, lin_names[which], L->rows, L->cols, m->be->name);
+        }
+        free(copy);
+        copy = d;
+    }
+    linear_clear(m, L);
     L->W = copy;
     return table_build(m);
 }
@@ -907,7 +1228,14 @@ gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_i
                          lin_names[which]);
     if ((st = gptq_pack_check(P->rows, P->cols, P->bits)) != GPTQ_OK)
         return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
-    linear_clear(L);
+    if (m->device) { /* upload, then the model's copy replaces the caller's */
+        gptq_packed d;
+        if ((st = packed_upload(m->be, NULL, NULL, P, &d)) != GPTQ_OK)
+            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+        gptq_packed_free(P);
+        *P = d;
+    }
+    linear_clear(m, L);
     L->P = *P;
     L->packed = 1;
     memset(P, 0, sizeof *P);
@@ -971,18 +1299,20 @@ gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_
     gptq_kv *kv = calloc(1, sizeof *kv);
     if (!kv)
         return gptq_fail(GPTQ_ERR_NOMEM, "kv cache: out of memory");
+    kv->be = m->be;
     kv->n_layers = c->num_hidden_layers;
     kv->slots = n_seq;
     kv->cap = max_tokens;
     kv->kv_dim = c->num_key_value_heads * c->head_dim;
     size_t n = (size_t)kv->n_layers * n_seq * max_tokens * kv->kv_dim;
-    kv->k = malloc(n * sizeof *kv->k);
-    kv->v = malloc(n * sizeof *kv->v);
+    kv->k = m->be->alloc(n * sizeof *kv->k);
+    kv->v = m->be->alloc(n * sizeof *kv->v);
     kv->len = calloc((size_t)n_seq, sizeof *kv->len);
     if (!kv->k || !kv->v || !kv->len) {
         gptq_kv_free(kv);
-        return gptq_fail(GPTQ_ERR_NOMEM, "kv cache: cannot allocate 2 x %zu MiB for %d x %d tokens",
-                         n * sizeof(float) >> 20, n_seq, max_tokens);
+        return gptq_fail(GPTQ_ERR_NOMEM,
+                         "kv cache: cannot allocate 2 x %zu MiB of %s memory for %d x %d tokens",
+                         n * sizeof(float) >> 20, m->be->name, n_seq, max_tokens);
     }
     *out = kv;
     return GPTQ_OK;
@@ -992,8 +1322,8 @@ void gptq_kv_free(gptq_kv *kv)
 {
     if (!kv)
         return;
-    free(kv->k);
-    free(kv->v);
+    kv->be->free(kv->k);
+    kv->be->free(kv->v);
     free(kv->len);
     free(kv);
 }
@@ -1023,37 +1353,49 @@ int gptq_kv_capacity(const gptq_kv *kv)
 
 /* Activations of one layer for T = n_seq*len tokens, allocated once per call. */
 typedef struct scratch {
+    const gptq_backend *be; /* every buffer but pos_host is its memory */
     float *x;         /* [T, hidden] normed input / linear output */
     float *q;         /* [T, q_dim] */
     float *k, *v;     /* [T, kv_dim] */
     float *att;       /* [T, q_dim] */
     float *gate, *up; /* [T, intermediate] */
     int32_t *pos;     /* [T] */
+    int32_t *pos_host;/* [T] host staging of pos */
 } scratch;
 
 static void scratch_free(scratch *s)
 {
-    free(s->x), free(s->q), free(s->k), free(s->v), free(s->att), free(s->gate), free(s->up);
-    free(s->pos);
+    if (s->be) {
+        const gptq_backend *be = s->be;
+        be->free(s->x), be->free(s->q), be->free(s->k), be->free(s->v), be->free(s->att);
+        be->free(s->gate), be->free(s->up), be->free(s->pos);
+    }
+    free(s->pos_host);
     memset(s, 0, sizeof *s);
 }
 
-static gptq_status scratch_alloc(const gptq_model_config *c, size_t T, scratch *s)
+static gptq_status scratch_alloc(const gptq_model *m, size_t T, scratch *s)
 {
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
     size_t q_dim = (size_t)c->num_attention_heads * c->head_dim;
     size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
     memset(s, 0, sizeof *s);
-    s->x = malloc(T * c->hidden_size * sizeof(float));
-    s->q = malloc(T * q_dim * sizeof(float));
-    s->k = malloc(T * kv_dim * sizeof(float));
-    s->v = malloc(T * kv_dim * sizeof(float));
-    s->att = malloc(T * q_dim * sizeof(float));
-    s->gate = malloc(T * c->intermediate_size * sizeof(float));
-    s->up = malloc(T * c->intermediate_size * sizeof(float));
-    s->pos = malloc(T * sizeof(int32_t));
-    if (!s->x || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->pos) {
+    s->be = be;
+    s->x = be->alloc(T * c->hidden_size * sizeof(float));
+    s->q = be->alloc(T * q_dim * sizeof(float));
+    s->k = be->alloc(T * kv_dim * sizeof(float));
+    s->v = be->alloc(T * kv_dim * sizeof(float));
+    s->att = be->alloc(T * q_dim * sizeof(float));
+    s->gate = be->alloc(T * c->intermediate_size * sizeof(float));
+    s->up = be->alloc(T * c->intermediate_size * sizeof(float));
+    s->pos = be->alloc(T * sizeof(int32_t));
+    s->pos_host = malloc(T * sizeof(int32_t));
+    if (!s->x || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->pos ||
+        !s->pos_host) {
         scratch_free(s);
-        return gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate activations for %zu tokens", T);
+        return gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate %s activations for %zu tokens",
+                         be->name, T);
     }
     return GPTQ_OK;
 }
@@ -1087,7 +1429,18 @@ typedef struct kv_view {
     const int32_t *start; /* [n_seq] */
 } kv_view;
 
-/* One decoder layer in place on h [n_seq*len, hidden]. */
+/* Token positions of a call into s->pos, once per call (the same for every
+ * layer; an upload to a GPU waits for the device). */
+static gptq_status scratch_positions(scratch *s, const int32_t *start, int n_seq, int len)
+{
+    for (int i = 0; i < n_seq; i++)
+        for (int t = 0; t < len; t++)
+            s->pos_host[i * len + t] = start[i] + t;
+    return s->be->upload(s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
+}
+
+/* One decoder layer in place on h [n_seq*len, hidden]; s->pos holds the
+ * positions (scratch_positions). */
 static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
                              const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
 {
@@ -1100,6 +1453,9 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
     const size_t q_dim = (size_t)nh * hd, kv_dim = (size_t)nkv * hd;
     const float eps = (float)c->rms_norm_eps;
 
+    if (!Ly->attn_norm || !Ly->mlp_norm)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d is not loaded on %s (gptq_model_layer_upload)",
+                         l, be->name);
     /* attention block */
     be->rmsnorm(h, Ly->attn_norm, s->x, T, hidden, eps);
     if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
@@ -1107,17 +1463,17 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
         (st = linear_apply(be, &Ly->lin[GPTQ_LIN_K], s->x, s->k, T)) != GPTQ_OK ||
         (st = linear_apply(be, &Ly->lin[GPTQ_LIN_V], s->x, s->v, T)) != GPTQ_OK)
         return st;
-    for (int i = 0; i < n_seq; i++)
-        for (int t = 0; t < len; t++)
-            s->pos[i * len + t] = kvv->start[i] + t;
-    be->rope(s->q, T, nh, hd, s->pos, m->inv_freq);
-    be->rope(s->k, T, nkv, hd, s->pos, m->inv_freq);
+    be->rope(s->q, T, nh, hd, s->pos, m->rope_freq);
+    be->rope(s->k, T, nkv, hd, s->pos, m->rope_freq);
     for (int i = 0; i < n_seq; i++) {
         size_t base = (size_t)(kvv->slot ? kvv->slot[i] : i) * kvv->slot_stride;
         float *kc = kvv->k + base, *vc = kvv->v + base;
         size_t rows = (size_t)len * kv_dim * sizeof(float);
-        memcpy(kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim, rows);
-        memcpy(vc + (size_t)kvv->start[i] * kv_dim, s->v + (size_t)i * len * kv_dim, rows);
+        if ((st = be->copy(kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim,
+                           rows)) != GPTQ_OK ||
+            (st = be->copy(vc + (size_t)kvv->start[i] * kv_dim, s->v + (size_t)i * len * kv_dim,
+                           rows)) != GPTQ_OK)
+            return st;
         gptq_attention_args a = {
             .q = s->q + (size_t)i * len * q_dim,
             .k = kc,
@@ -1163,25 +1519,66 @@ static gptq_status check_ids(const gptq_model *m, const int32_t *ids, size_t n)
     return GPTQ_OK;
 }
 
+/* ids [n] (host) into backend memory: the caller's pointer on the CPU, else
+ * a new buffer (*owned) the caller frees with be->free. */
+static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_t n,
+                                  const int32_t **out, int32_t **owned)
+{
+    *owned = NULL;
+    *out = ids;
+    if (!m->device)
+        return GPTQ_OK;
+    int32_t *d = m->be->alloc(n * sizeof *d);
+    if (!d)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu token ids", m->be->name, n);
+    gptq_status st = m->be->upload(d, ids, n * sizeof *d);
+    if (st != GPTQ_OK) {
+        m->be->free(d);
+        return st;
+    }
+    *owned = d;
+    *out = d;
+    return GPTQ_OK;
+}
+
 gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, float *h)
 {
+    const int32_t *d_ids;
+    int32_t *owned;
     gptq_status st = check_ids(m, ids, (size_t)n);
-    if (st != GPTQ_OK)
+    if (st != GPTQ_OK || (st = ids_to_backend(m, ids, (size_t)n, &d_ids, &owned)) != GPTQ_OK)
         return st;
-    m->be->embed(m->embed, ids, n, m->cfg.hidden_size, h);
+    m->be->embed(m->embed, d_ids, n, m->cfg.hidden_size, h);
+    if (owned)
+        m->be->free(owned); /* frees after the queued embedding (cudaFree synchronizes) */
     return GPTQ_OK;
 }
 
 gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *logits)
 {
     const gptq_model_config *c = &m->cfg;
-    float *x = malloc((size_t)n * c->hidden_size * sizeof *x);
-    if (!x)
-        return gptq_fail(GPTQ_ERR_NOMEM, "head: cannot allocate %d x %d floats", n, c->hidden_size);
-    m->be->rmsnorm(h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
-    m->be->gemm_f32(x, m->lm_head, NULL, logits, n, c->hidden_size, c->vocab_size);
-    free(x);
-    return GPTQ_OK;
+    const gptq_backend *be = m->be;
+    gptq_status st = GPTQ_OK;
+    size_t out_bytes = (size_t)n * c->vocab_size * sizeof(float);
+    if (!m->lm_head || !m->norm)
+        return gptq_fail(GPTQ_ERR_ARG, "head: this copy of the model was made without its head "
+                         "(GPTQ_TO_BACKEND_NO_HEAD)");
+    float *x = be->alloc((size_t)n * c->hidden_size * sizeof *x);
+    float *y = m->device ? be->alloc(out_bytes) : logits;
+    if (!x || !y) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "head: cannot allocate %d x %d logits of %s memory", n,
+                       c->vocab_size, be->name);
+        goto done;
+    }
+    be->rmsnorm(h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
+    be->gemm_f32(x, m->lm_head, NULL, y, n, c->hidden_size, c->vocab_size);
+    if (m->device)
+        st = be->download(logits, y, out_bytes);
+done:
+    be->free(x);
+    if (m->device)
+        be->free(y);
+    return st;
 }
 
 gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, int n_seq, int len,
@@ -1189,6 +1586,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
     if (layer < 0 || layer >= c->num_hidden_layers)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d is out of range [0, %d)", layer,
                          c->num_hidden_layers);
@@ -1200,9 +1598,9 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
                          n_seq, len, MAX_CALL_TOKENS);
     size_t T = (size_t)n_seq * len, kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
     scratch s;
-    if ((st = scratch_alloc(c, T, &s)) != GPTQ_OK)
+    if ((st = scratch_alloc(m, T, &s)) != GPTQ_OK)
         return st;
-    float *k = malloc(T * kv_dim * sizeof *k), *v = malloc(T * kv_dim * sizeof *v);
+    float *k = be->alloc(T * kv_dim * sizeof *k), *v = be->alloc(T * kv_dim * sizeof *v);
     int32_t *start = calloc((size_t)n_seq, sizeof *start);
     if (!k || !v || !start) {
         st = gptq_fail(GPTQ_ERR_NOMEM, "layer forward: cannot allocate keys for %zu tokens", T);
@@ -1210,9 +1608,10 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
     }
     kv_view kvv = {
         .k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .slot = NULL, .start = start};
-    st = run_layer(m, layer, h, n_seq, len, &kvv, hooks, &s);
+    if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
+        st = run_layer(m, layer, h, n_seq, len, &kvv, hooks, &s);
 done:
-    free(k), free(v), free(start);
+    be->free(k), be->free(v), free(start);
     scratch_free(&s);
     return st;
 }
@@ -1223,9 +1622,11 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
     scratch s = {0};
     float *h = NULL, *last = NULL, *tmp_k = NULL, *tmp_v = NULL;
-    int32_t *starts = NULL;
+    int32_t *starts = NULL, *ids_owned = NULL;
+    const int32_t *d_ids = NULL;
     if (n_seq < 1 || len < 1)
         return gptq_fail(GPTQ_ERR_ARG, "forward: n_seq %d and len %d must be >= 1", n_seq, len);
     if ((int64_t)n_seq * len > MAX_CALL_TOKENS)
@@ -1243,7 +1644,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     kv_view kvv = {.start = starts};
     size_t layer_stride;
     if (kv) {
-        if (kv->n_layers != c->num_hidden_layers || kv->kv_dim != (int)kv_dim) {
+        if (kv->n_layers != c->num_hidden_layers || kv->kv_dim != (int)kv_dim || kv->be != be) {
             st = gptq_fail(GPTQ_ERR_ARG, "forward: the kv cache was made for another model");
             goto done;
         }
@@ -1281,8 +1682,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         kvv.slot_stride = (size_t)kv->cap * kv_dim;
         layer_stride = (size_t)kv->slots * kvv.slot_stride;
     } else {
-        tmp_k = malloc(T * kv_dim * sizeof *tmp_k);
-        tmp_v = malloc(T * kv_dim * sizeof *tmp_v);
+        tmp_k = be->alloc(T * kv_dim * sizeof *tmp_k);
+        tmp_v = be->alloc(T * kv_dim * sizeof *tmp_v);
         if (!tmp_k || !tmp_v) {
             st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate keys for %zu tokens", T);
             goto done;
@@ -1291,13 +1692,16 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         layer_stride = 0; /* one layer at a time reuses the same buffer */
     }
 
-    if (!(h = malloc(T * hidden * sizeof *h))) {
+    if (!(h = be->alloc(T * hidden * sizeof *h))) {
         st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate hidden states for %zu tokens", T);
         goto done;
     }
-    if ((st = scratch_alloc(c, T, &s)) != GPTQ_OK)
+    if ((st = scratch_alloc(m, T, &s)) != GPTQ_OK ||
+        (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
-    m->be->embed(m->embed, ids, (int)T, (int)hidden, h);
+    be->embed(m->embed, d_ids, (int)T, (int)hidden, h);
+    if ((st = scratch_positions(&s, starts, n_seq, len)) != GPTQ_OK)
+        goto done;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         kvv.k = kv ? kv->k + (size_t)l * layer_stride : tmp_k;
         kvv.v = kv ? kv->v + (size_t)l * layer_stride : tmp_v;
@@ -1305,13 +1709,15 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             goto done;
     }
     if (flags & GPTQ_FWD_LAST_ONLY) {
-        if (!(last = malloc((size_t)n_seq * hidden * sizeof *last))) {
+        if (!(last = be->alloc((size_t)n_seq * hidden * sizeof *last))) {
             st = gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
             goto done;
         }
-        for (int i = 0; i < n_seq; i++)
-            memcpy(last + i * hidden, h + ((size_t)i * len + len - 1) * hidden, hidden * sizeof *h);
-        st = gptq_model_head(m, last, n_seq, logits);
+        for (int i = 0; i < n_seq && st == GPTQ_OK; i++)
+            st = be->copy(last + i * hidden, h + ((size_t)i * len + len - 1) * hidden,
+                          hidden * sizeof *h);
+        if (st == GPTQ_OK)
+            st = gptq_model_head(m, last, n_seq, logits);
     } else {
         st = gptq_model_head(m, h, (int)T, logits);
     }
@@ -1320,6 +1726,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             kv->len[slots ? slots[i] : i] = starts[i] + len;
 done:
     scratch_free(&s);
-    free(h), free(last), free(tmp_k), free(tmp_v), free(starts);
+    be->free(h), be->free(last), be->free(tmp_k), be->free(tmp_v), be->free(ids_owned);
+    free(starts);
     return st;
 }

@@ -131,6 +131,59 @@ gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, vo
 gptq_status gptq_model_from_tensors(const char *config_json, const gptq_model_tensor *table,
                                     size_t n, gptq_model **out);
 
+/* ---- backends: the model on a GPU ------------------------------------------------- */
+
+typedef struct gptq_backend gptq_backend; /* kernels/backend.h */
+
+/* The backend whose memory holds m's weights and that runs its forward:
+ * the CPU backend for every model made by load/open_streaming/clone/
+ * copy_with/from_tensors. */
+const gptq_backend *gptq_model_backend(const gptq_model *m);
+
+/* Decoder layers stay empty (like a streaming model's): fill them with
+ * gptq_model_layer_upload. */
+#define GPTQ_TO_BACKEND_NO_LAYERS 1
+/* No final norm and lm_head (unless tied to the embeddings): a copy for the
+ * calibration pipeline, which never computes logits; gptq_model_head fails
+ * on it and it has no tensor table. */
+#define GPTQ_TO_BACKEND_NO_HEAD 2
+
+/* Copy m onto backend `be` (m is on the CPU backend): every weight is
+ * uploaded into memory from alloc(ctx, bytes), which must return `be`
+ * memory (an IPC arena, say; the copy borrows it as copy_with's does), or
+ * from be->alloc when alloc is NULL (the copy owns it). Packed linears stay
+ * v1 (the backend's qgemm runs them). flags: GPTQ_TO_BACKEND_NO_LAYERS.
+ * Without it a streaming m must have every layer loaded.
+ * On a model of another backend than the CPU's: embed, layer_forward and
+ * head take and give activations (h, and the X handed to hooks) in backend
+ * memory; gptq_model_forward and gptq_model_head's logits stay host memory;
+ * the tensor table's data pointers are backend memory; get_linear_f32
+ * downloads; set_linear_* upload. *out is owned. Errors: GPTQ_ERR_ARG,
+ * GPTQ_ERR_NOMEM (naming the tensor and bytes), the backend's copy errors. */
+gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
+                                  gptq_model_alloc alloc, void *ctx, int flags, gptq_model **out);
+
+/* Put src's layer `layer` (norms, linears dense or packed, biases) into the
+ * backend model dev made from src (or a model of the same config) by
+ * gptq_model_to_backend, replacing what dev had there; src must have the
+ * layer loaded. dev must own its memory (not borrowed: GPTQ_ERR_BUSY).
+ * gptq_model_layer_drop frees it again. Errors: GPTQ_ERR_ARG,
+ * GPTQ_ERR_NOMEM, backend errors. */
+gptq_status gptq_model_layer_upload(gptq_model *dev, const gptq_model *src, int layer);
+void gptq_model_layer_drop(gptq_model *dev, int layer);
+
+/* gptq_model_from_tensors on backend `be`: the table's data pointers are
+ * `be` memory (another process's weights, opened through CUDA IPC). Shapes,
+ * dtypes and alignment are checked as there; contents are not read. */
+gptq_status gptq_model_from_tensors_on(const gptq_backend *be, const char *config_json,
+                                       const gptq_model_tensor *table, size_t n,
+                                       gptq_model **out);
+
+/* The float32 weight [rows, cols] of a dense linear in the model's backend
+ * memory, or NULL when it is packed, not loaded, or the arguments are out of
+ * range. Valid until the linear is replaced. */
+const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linear_id which);
+
 /* The parsed config (owned by the model). */
 const gptq_model_config *gptq_model_get_config(const gptq_model *m);
 /* Parameters (packed linears count rows*cols) and bytes of weight storage. */
@@ -140,6 +193,8 @@ size_t gptq_model_bytes(const gptq_model *m);
 /* ---- linears --------------------------------------------------------------------- */
 
 /* Shape of a layer's linear `which`: rows = out features, cols = in. */
+/* (On a model of a non-CPU backend, gptq_model_linear_packed and
+ * gptq_model_linear_bias below give pointers into that backend's memory.) */
 void gptq_model_linear_shape(const gptq_model *m, gptq_linear_id which, int *rows, int *cols);
 
 /* The packed form of a linear, or NULL if it is float32. Owned by the model;

@@ -641,6 +641,83 @@ done:
     free(config);
 }
 
+/* The backend copies on the CPU backend (the code path a GPU takes, with
+ * host memory): to_backend whole and into an arena, layer by layer with
+ * upload/drop; every variant must give q's logits exactly. */
+static void test_backend_copies(const gptq_model *q, const float *want)
+{
+    const gptq_backend *cpu = gptq_backend_cpu();
+    float *logits = malloc((size_t)N_TOK * VOCAB * sizeof *logits);
+    gptq_model *a = NULL, *b = NULL, *c = NULL;
+    size_t need = gptq_model_bytes(q) + 64 * 128;
+    bump_arena arena = {malloc(need), 0, need};
+    if (!logits || !arena.base)
+        goto done;
+    CHECK(gptq_model_backend(q) == cpu, "a loaded model is on the CPU backend");
+    CHECK_OK(gptq_model_to_backend(q, cpu, NULL, NULL, 0, &a));
+    if (a) {
+        CHECK_OK(gptq_model_forward(a, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
+        CHECK(max_abs_diff(logits, want, (size_t)N_TOK * VOCAB) == 0,
+              "to_backend changed the logits");
+        CHECK(gptq_model_tensor_count(a) == gptq_model_tensor_count(q),
+              "to_backend: tensor table of %zu entries", gptq_model_tensor_count(a));
+        CHECK(gptq_model_linear_weight(a, 1, GPTQ_LIN_Q) == NULL &&
+                  gptq_model_linear_weight(a, 0, GPTQ_LIN_Q) != NULL,
+              "linear_weight: NULL for the packed layer 1, set for layer 0");
+    }
+    CHECK_OK(gptq_model_to_backend(q, cpu, bump_alloc, &arena, 0, &b));
+    if (b) {
+        for (size_t i = 0; i < gptq_model_tensor_count(b); i++) {
+            const unsigned char *d = gptq_model_tensor_at(b, i)->data;
+            CHECK(d >= arena.base && d + gptq_model_tensor_at(b, i)->bytes <= arena.base + arena.used,
+                  "to_backend into an arena: tensor %s outside it", gptq_model_tensor_at(b, i)->name);
+        }
+        CHECK_OK(gptq_model_forward(b, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
+        CHECK(max_abs_diff(logits, want, (size_t)N_TOK * VOCAB) == 0,
+              "to_backend into an arena changed the logits");
+        CHECK(gptq_model_layer_upload(b, q, 0) == GPTQ_ERR_BUSY,
+              "layer_upload into borrowed weights must be refused");
+    }
+    CHECK_OK(gptq_model_to_backend(q, cpu, NULL, NULL, GPTQ_TO_BACKEND_NO_LAYERS, &c));
+    if (c) {
+        gptq_status st = gptq_model_forward(c, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits);
+        CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "not loaded"),
+              "forward without layers: %s %s", gptq_status_name(st), gptq_errmsg());
+        CHECK(gptq_model_tensor_count(c) == 0, "no table while layers are missing");
+        int layers = gptq_model_get_config(c)->num_hidden_layers;
+        for (int l = 0; l < layers; l++)
+            CHECK_OK(gptq_model_layer_upload(c, q, l));
+        CHECK_OK(gptq_model_forward(c, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
+        CHECK(max_abs_diff(logits, want, (size_t)N_TOK * VOCAB) == 0,
+              "layer-by-layer upload changed the logits");
+        gptq_model_layer_drop(c, 2);
+        st = gptq_model_forward(c, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits);
+        CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "layer 2"),
+              "forward after dropping layer 2: %s %s", gptq_status_name(st), gptq_errmsg());
+        CHECK_OK(gptq_model_layer_upload(c, q, 2));
+        CHECK_OK(gptq_model_forward(c, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
+        CHECK(max_abs_diff(logits, want, (size_t)N_TOK * VOCAB) == 0,
+              "re-uploading layer 2 changed the logits");
+        gptq_model_free(c);
+        c = NULL;
+    }
+    /* the calibration pipeline's copy: no head, so no logits */
+    CHECK_OK(gptq_model_to_backend(q, cpu, NULL, NULL,
+                                   GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD, &c));
+    if (c) {
+        float h[256] = {0};
+        gptq_status st = gptq_model_head(c, h, 1, logits);
+        CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "without its head"),
+              "head of a NO_HEAD copy: %s %s", gptq_status_name(st), gptq_errmsg());
+    }
+done:
+    gptq_model_free(a);
+    gptq_model_free(b);
+    gptq_model_free(c);
+    free(arena.base);
+    free(logits);
+}
+
 /* Replacing linears: dense round trip, then RTN 4-bit packed q/k/v/o/gate/
  * up/down of layer 1 against the same weights dequantized as float32. */
 static void test_set_linear(gptq_model *m, float *logits)
@@ -718,6 +795,7 @@ static void test_set_linear(gptq_model *m, float *logits)
     CHECK(maxd / maxr <= 1e-5, "packed decode vs dense twin: %.3g", maxd / maxr);
     test_checkpoint(q, logits);
     test_sharing(q, logits);
+    test_backend_copies(q, logits);
     free(dense);
     free(W);
     free(Q);

@@ -46,6 +46,7 @@ static const gptq_backend cpu_backend = {
     .free = cpu_free,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .copy = cpu_copy,
     .gemm_f32 = gptq_cpu_gemm_f32,
     .qgemm = cpu_qgemm,
     .rmsnorm = gptq_cpu_rmsnorm,

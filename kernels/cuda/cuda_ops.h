@@ -34,6 +34,12 @@ typedef struct gptq_cuda_qlinear gptq_cuda_qlinear;
  * cudaMalloc in the hot loop. Not thread-safe; one per thread or per job. */
 typedef struct gptq_cuda_arena gptq_cuda_arena;
 
+/* A running Hessian on the device (see gptq_cuda_ops.hessian_*). Opaque. */
+typedef struct gptq_cuda_hessian gptq_cuda_hessian;
+
+/* Bytes of a CUDA IPC memory handle (cudaIpcMemHandle_t) on the wire. */
+#define GPTQ_CUDA_IPC_HANDLE_BYTES 64
+
 /* Which kernel a qlinear call takes; for tests and benchmarks. */
 typedef enum gptq_cuda_qpath {
     GPTQ_CUDA_QPATH_AUTO = 0, /* packed kernel for n <= GPTQ_CUDA_PACKED_MAX_N, else dequant */
@@ -110,6 +116,50 @@ typedef struct gptq_cuda_ops {
      * gptq_cuda_uniform(seed, row). */
     gptq_status (*sample)(const float *d_logits, int n, int vocab, float temperature,
                           uint64_t seed, int32_t *d_ids);
+
+    /* ---- GPTQ on the device (quant/gptq_cuda.cu) --------------------------
+     * The same algorithm and results as gptq/quant.h's host functions
+     * (gptq_hessian_*, gptq_quantize_layer): integer codes mostly identical,
+     * losses within 1e-4 relative. */
+    /* An empty running Hessian for `cols` inputs (device memory, float64
+     * running mean like quant/hessian.c). Caller destroys. */
+    gptq_status (*hessian_create)(int cols, gptq_cuda_hessian **out);
+    void (*hessian_destroy)(gptq_cuda_hessian *h); /* NULL is fine */
+    /* H <- H n/(n+b) + (2/(n+b)) XᵀX for d_X [tokens, cols] float32 (device)
+     * holding b = n_samples samples; one cuBLAS SYRK per call. Queued. */
+    gptq_status (*hessian_add)(gptq_cuda_hessian *h, const float *d_X, int64_t tokens,
+                               int n_samples);
+    /* The current H as float32 [cols, cols], full symmetric, into device
+     * memory d_H. Queued. */
+    gptq_status (*hessian_get)(const gptq_cuda_hessian *h, float *d_H);
+    int64_t (*hessian_samples)(const gptq_cuda_hessian *h);
+    /* GPTQ on one layer: d_W [rows, cols] and d_H [cols, cols] (device,
+     * float32) are read, not modified. Fills the host result *out exactly as
+     * gptq_quantize_layer does (codes, scales, zeros, g_idx, Q, loss,
+     * zeros_raised, timings; caller frees with gptq_quant_result_free) and,
+     * when d_Q is not NULL, the dequantized weights [rows, cols] into device
+     * memory. Synchronous. Errors: those of gptq_quantize_layer
+     * (GPTQ_ERR_NUMERIC when H + damp is not positive definite, config
+     * errors), GPTQ_ERR_NOMEM, GPTQ_ERR_DEVICE. */
+    gptq_status (*quantize_layer)(const float *d_W, const float *d_H, int rows, int cols,
+                                  const gptq_quant_config *cfg, gptq_quant_result *out,
+                                  float *d_Q);
+
+    /* ---- sharing device memory between processes (kernels/cuda/ipc.cu) ---- */
+    /* `bytes` of device memory from its own cudaMalloc (so that it can be
+     * exported) and its IPC handle. Free with ipc_free. */
+    gptq_status (*ipc_alloc)(size_t bytes, void **d_ptr,
+                             unsigned char handle[GPTQ_CUDA_IPC_HANDLE_BYTES]);
+    void (*ipc_free)(void *d_ptr); /* NULL is fine */
+    /* Open another process's handle (cudaIpcOpenMemHandle, lazy peer
+     * access) and give its base address here; close with ipc_close. Fails
+     * (GPTQ_ERR_DEVICE) for a handle of this very process, a freed
+     * allocation or another device. */
+    gptq_status (*ipc_open)(const unsigned char handle[GPTQ_CUDA_IPC_HANDLE_BYTES],
+                            void **d_ptr);
+    gptq_status (*ipc_close)(void *d_ptr);
+    /* cudaMemGetInfo of the device. */
+    gptq_status (*mem_info)(size_t *free_bytes, size_t *total_bytes);
 } gptq_cuda_ops;
 
 /* The uniform in [0, 1) that `sample` uses for row `row`: splitmix64 of
