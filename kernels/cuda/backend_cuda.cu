@@ -85,6 +85,7 @@ static const gptq_backend cuda_backend = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .copy = cuda_copy,
     .gemm_f32 = cuda_gemm_f32,
     .qgemm = table_qgemm,
     .rmsnorm = cuda_rmsnorm,
@@ -119,6 +120,17 @@ static gptq_cuda_ops cuda_ops = {
     .qlinear_bytes = cuda_qlinear_bytes,
     .qlinear_gemm = cuda_qlinear_gemm,
     .sample = cuda_sample,
+    .hessian_create = cuda_hessian_create,
+    .hessian_destroy = cuda_hessian_destroy,
+    .hessian_add = cuda_hessian_add,
+    .hessian_get = cuda_hessian_get,
+    .hessian_samples = cuda_hessian_samples,
+    .quantize_layer = cuda_gptq_quantize_layer,
+    .ipc_alloc = cuda_ipc_alloc,
+    .ipc_free = cuda_ipc_free,
+    .ipc_open = cuda_ipc_open,
+    .ipc_close = cuda_ipc_close,
+    .mem_info = cuda_mem_info,
 };
 
 // ---- exported entry points -------------------------------------------------
@@ -198,6 +210,22 @@ GPTQ_CUDA_EXPORT int gptq_cuda_backend_init(char *why, size_t why_len, int devic
         cudaStreamDestroy(g_cuda.stream);
         g_cuda.stream = nullptr;
         goto done;
+    }
+    {
+        // Keep freed pool memory for reuse instead of returning it to the
+        // driver at every synchronization (see cuda_alloc).
+        cudaMemPool_t pool;
+        uint64_t keep = UINT64_MAX;
+        if ((err = cudaDeviceGetDefaultMemPool(&pool, device)) != cudaSuccess ||
+            (err = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep)) !=
+                cudaSuccess) {
+            init_fail(why, why_len, "cudaDeviceGetDefaultMemPool/cudaMemPoolSetAttribute", err);
+            cublasDestroy(g_cuda.cublas);
+            g_cuda.cublas = nullptr;
+            cudaStreamDestroy(g_cuda.stream);
+            g_cuda.stream = nullptr;
+            goto done;
+        }
     }
     g_cuda.device = device;
     snprintf(g_name, sizeof g_name, "cuda:%d", device);

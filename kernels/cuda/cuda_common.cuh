@@ -128,7 +128,8 @@ static inline unsigned stride_blocks(size_t n)
 
 // memory.cu
 void *cuda_alloc(size_t bytes);
-void cuda_free(void *ptr);
+void cuda_free(void *ptr);      // cuda_alloc's memory (the stream-ordered pool)
+void cuda_free_sync(void *ptr); // a plain cudaMalloc allocation (cudaFree)
 gptq_status cuda_upload(void *dst, const void *host_src, size_t bytes);
 gptq_status cuda_download(void *host_dst, const void *src, size_t bytes);
 gptq_status cuda_sync(void);
@@ -168,3 +169,19 @@ void cuda_softmax(float *x, int n, int cols);
 void cuda_log_softmax(float *x, int n, int cols);
 gptq_status cuda_sample(const float *logits, int n, int vocab, float temperature, uint64_t seed,
                         int32_t *ids);
+// quant/gptq_cuda.cu (owns the module's cuSOLVER handle, created on first use)
+gptq_status cuda_hessian_create(int cols, gptq_cuda_hessian **out);
+void cuda_hessian_destroy(gptq_cuda_hessian *h);
+gptq_status cuda_hessian_add(gptq_cuda_hessian *h, const float *d_X, int64_t tokens,
+                             int n_samples);
+gptq_status cuda_hessian_get(const gptq_cuda_hessian *h, float *d_H);
+int64_t cuda_hessian_samples(const gptq_cuda_hessian *h);
+gptq_status cuda_gptq_quantize_layer(const float *d_W, const float *d_H, int rows, int cols,
+                                     const gptq_quant_config *cfg, gptq_quant_result *out,
+                                     float *d_Q);
+// ipc.cu
+gptq_status cuda_ipc_alloc(size_t bytes, void **d_ptr, unsigned char *handle);
+void cuda_ipc_free(void *d_ptr);
+gptq_status cuda_ipc_open(const unsigned char *handle, void **d_ptr);
+gptq_status cuda_ipc_close(void *d_ptr);
+gptq_status cuda_mem_info(size_t *free_bytes, size_t *total_bytes);

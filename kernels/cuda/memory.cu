@@ -6,11 +6,18 @@
 
 // ---- Kernel launchers (no kernels here: copies and allocations) ------------
 
+// The table's memory comes from the device's stream-ordered pool on the
+// backend's one stream: the forward allocates its activations per call, and
+// cudaMalloc/cudaFree (which synchronizes the device) per call would cost
+// more than a decode step. The pool keeps freed memory for reuse (release
+// threshold raised at init, backend_cuda.cu); stream order makes a free
+// safe while queued kernels still read the buffer. Memory that other
+// processes map comes from ipc_alloc (plain cudaMalloc) instead.
 void *cuda_alloc(size_t bytes)
 {
     void *p = nullptr;
-    // cudaMalloc aligns to 256 bytes, more than the table's 64
-    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+    // pool allocations are 256-byte aligned, more than the table's 64
+    if (cudaMallocAsync(&p, bytes ? bytes : 1, g_cuda.stream) != cudaSuccess) {
         cudaGetLastError(); // an allocation failure is not sticky; clear it
         return nullptr;
     }
@@ -18,6 +25,17 @@ void *cuda_alloc(size_t bytes)
 }
 
 void cuda_free(void *ptr)
+{
+    if (!ptr)
+        return;
+    cudaError_t err = cudaFreeAsync(ptr, g_cuda.stream);
+    if (err != cudaSuccess) {
+        cudaGetLastError(); // keep it for the next sync, not for an unrelated launch check
+        cuda_note_error("cudaFreeAsync", err);
+    }
+}
+
+void cuda_free_sync(void *ptr)
 {
     if (!ptr)
         return;
@@ -134,6 +152,6 @@ void cuda_arena_destroy(gptq_cuda_arena *a)
 {
     if (!a)
         return;
-    cuda_free(a->base);
+    cuda_free_sync(a->base); // a cudaMalloc allocation, not the pool's
     free(a);
 }

@@ -133,10 +133,10 @@ void cuda_qlinear_destroy(gptq_cuda_qlinear *L)
 {
     if (!L)
         return;
-    cuda_free(L->qweight);
-    cuda_free(L->sz);
-    cuda_free(L->chunk_group);
-    cuda_free(L->perm);
+    cuda_free_sync(L->qweight);
+    cuda_free_sync(L->sz);
+    cuda_free_sync(L->chunk_group);
+    cuda_free_sync(L->perm);
     free(L);
 }
 
