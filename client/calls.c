@@ -69,6 +69,8 @@ gptq_status gptq_client_status(gptq_client *c, gptq_client_status_info **out)
     s->device_bytes_total = w->device_bytes_total;
     s->device_bytes_free = w->device_bytes_free;
     s->resident_bytes = w->resident_bytes;
+    s->resident_host_bytes = w->resident_host_bytes;
+    s->resident_device_bytes = w->resident_device_bytes;
     s->memory_limit = w->memory_limit;
     s->models = w->models;
     s->jobs_running = w->jobs_running;
@@ -94,6 +96,7 @@ void gptq_client_models_free(gptq_client_models *list)
         free(m->arch);
         free(m->format);
         free(m->source);
+        free(m->memory);
     }
     free(list->models);
     free(list);
@@ -122,6 +125,9 @@ gptq_status gptq_client_list(gptq_client *c, gptq_client_models **out)
         MEM_TRY(m->arch = gptq_client_strdup_(wm->arch), "model list");
         MEM_TRY(m->format = gptq_client_strdup_(wm->format), "model list");
         MEM_TRY(m->source = gptq_client_strdup_(wm->source), "model list");
+        MEM_TRY(m->memory = gptq_client_strdup_(wm->memory), "model list");
+        m->host_bytes = wm->host_bytes;
+        m->device_bytes = wm->device_bytes;
         m->params = wm->params;
         m->bytes = wm->bytes;
         m->leases = wm->leases;

@@ -121,12 +121,15 @@ static int verb_status(const ctl_globals *g, int argc, char **argv)
     }
     if (g->json) {
         rc = emit_json(json_pack(
-            "{s:s, s:I, s:s, s:I, s:{s:s, s:s, s:s, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I}}",
+            "{s:s, s:I, s:s, s:I, s:{s:s, s:s, s:s, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, "
+            "s:{s:I, s:I, s:I}}",
             "version", s->daemon_version, "pid", (json_int_t)s->pid, "socket", s->socket,
             "uptime_s", (json_int_t)s->uptime_s, "backend", "name", s->backend, "device",
             s->device, "note", s->backend_note, "bytes_total", (json_int_t)s->device_bytes_total,
             "bytes_free", (json_int_t)s->device_bytes_free, "memory", "resident_bytes",
-            (json_int_t)s->resident_bytes, "limit", (json_int_t)s->memory_limit, "counts",
+            (json_int_t)s->resident_bytes, "limit", (json_int_t)s->memory_limit,
+            "host_bytes", (json_int_t)s->resident_host_bytes, "device_bytes",
+            (json_int_t)s->resident_device_bytes, "counts",
             "models", (json_int_t)s->models, "jobs_running", (json_int_t)s->jobs_running,
             "jobs_queued", (json_int_t)s->jobs_queued));
         goto out;
@@ -136,8 +139,9 @@ static int verb_status(const ctl_globals *g, int argc, char **argv)
            s->uptime_s, s->socket[0] ? s->socket : gptq_client_socket(c));
     printf("backend  %s on %s%s%s%s\n", s->backend, s->device, s->backend_note[0] ? " (" : "",
            s->backend_note, s->backend_note[0] ? ")" : "");
-    printf("memory   %s resident, %s free of %s on the device, limit %s\n",
+    printf("memory   %s resident%s, %s free of %s on the device, limit %s\n",
            human_bytes(s->resident_bytes, b1, sizeof b1),
+           s->resident_device_bytes ? " in device memory" : "",
            human_bytes(s->device_bytes_free, b2, sizeof b2),
            human_bytes(s->device_bytes_total, b3, sizeof b3),
            s->memory_limit ? human_bytes(s->memory_limit, b4, sizeof b4) : "none");
@@ -173,14 +177,17 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
         for (size_t i = 0; models && i < list->n; i++) {
             const gptq_client_model *m = &list->models[i];
             json_array_append_new(
-                models, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I}",
+                models, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, "
+                                  "s:s, s:I, s:I}",
                                   "name", m->name, "arch", m->arch, "params",
                                   (json_int_t)m->params, "format", m->format, "bytes",
                                   (json_int_t)m->bytes, "leases", (json_int_t)m->leases,
                                   "source", m->source, "bits", (json_int_t)m->bits,
                                   "group_size", (json_int_t)m->group_size, "layers",
                                   (json_int_t)m->layers, "hidden", (json_int_t)m->hidden,
-                                  "vocab", (json_int_t)m->vocab));
+                                  "vocab", (json_int_t)m->vocab, "memory", m->memory,
+                                  "host_bytes", (json_int_t)m->host_bytes, "device_bytes",
+                                  (json_int_t)m->device_bytes));
         }
         rc = emit_json(models ? json_pack("{s:o}", "models", models) : NULL);
         goto out;

@@ -21,7 +21,9 @@ static const char usage[] =
     "(key = value); flags override the file. Socket: --socket, else\n"
     "$GPTQD_SOCKET, else $XDG_RUNTIME_DIR/gptqd.sock (user) or\n"
     "/run/gptqd/gptqd.sock (root). Clients may load models only from the\n"
-    "--model-dir directories.\n";
+    "--model-dir directories. --memory-limit counts resident weights in the\n"
+    "memory that serves them: device memory with a CUDA --device, host\n"
+    "memory on the CPU.\n";
 
 static gptq_status set_string(char **slot, const char *value)
 {

@@ -27,7 +27,8 @@ typedef struct gptqd_conf {
     gptqd_preload preloads[GPTQD_MAX_LIST];
     int n_preloads;
     int log_level;             /* syslog priority */
-    uint64_t memory_limit;     /* bytes of resident weights; 0: none */
+    uint64_t memory_limit;     /* bytes of resident weights in the serving
+                                  memory (device on CUDA, else host); 0: none */
     uint64_t max_message_bytes;
     int max_jobs;              /* jobs in the table, running and finished */
     int workers;               /* request worker threads */

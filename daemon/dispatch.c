@@ -140,7 +140,8 @@ static gptq_status handle_status(request_ctx *r)
     s->backend_note = scratch_strdup(r->scratch, note);
     if (!s->backend || !s->device || !s->backend_note)
         return nomem();
-    gptqd_registry_totals(r->ctx->registry, &s->models, &s->resident_bytes, &s->memory_limit);
+    gptqd_registry_totals(r->ctx->registry, &s->models, &s->resident_bytes, &s->memory_limit,
+                          &s->resident_host_bytes, &s->resident_device_bytes);
     gptqd_jobs_counts(r->ctx->jobs, &s->jobs_running, &s->jobs_queued);
     s->uptime_s = (uint64_t)(now_s() - r->ctx->t_start);
     s->pid = (uint32_t)getpid();
@@ -172,7 +173,8 @@ static gptq_status handle_list(request_ctx *r)
         m->arch = scratch_strdup(r->scratch, infos[i].arch);
         m->format = scratch_strdup(r->scratch, infos[i].format);
         m->source = scratch_strdup(r->scratch, infos[i].source);
-        if (!m->name || !m->arch || !m->format || !m->source) {
+        m->memory = scratch_strdup(r->scratch, infos[i].memory);
+        if (!m->name || !m->arch || !m->format || !m->source || !m->memory) {
             st = nomem();
             goto done;
         }
@@ -184,6 +186,8 @@ static gptq_status handle_list(request_ctx *r)
         m->layers = infos[i].layers;
         m->hidden = infos[i].hidden;
         m->vocab = infos[i].vocab;
+        m->host_bytes = infos[i].host_bytes;
+        m->device_bytes = infos[i].device_bytes;
         ptrs[i] = m;
     }
     r->list.n_models = n;
@@ -414,6 +418,11 @@ static gptq_status handle_map(request_ctx *r)
     m->lease = lease;
     m->kind = (char *)e->kind;
     m->shm_name = (char *)(e->shm_name ? e->shm_name : "");
+    if (strcmp(e->kind, "cuda-ipc") == 0) {
+        m->cuda_ipc_handle.data = e->cuda_ipc_handle;
+        m->cuda_ipc_handle.len = sizeof e->cuda_ipc_handle;
+        m->cuda_device = e->cuda_device;
+    }
     m->arena_bytes = e->arena_bytes;
     m->config_json = (char *)(e->config_json ? e->config_json : "");
     m->tokenizer_path = (char *)(e->tokenizer_path ? e->tokenizer_path : "");

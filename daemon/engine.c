@@ -1,5 +1,20 @@
 /* daemon/engine.c: gptqd's thin layer over model/: load, generate, eval,
- * quantize, save, export. The only daemon file that includes model/. */
+ * quantize, save, export. The only daemon file that includes model/.
+ *
+ * Where a resident model's weights live (one place, counted once):
+ * - CPU backend: a host model whose weights are in a POSIX shm arena
+ *   (share.c); Map exports that arena.
+ * - CUDA backend: a device model whose weights are in one CUDA IPC
+ *   allocation (share_cuda.c); Map exports its handle. The host copy the
+ *   model was loaded (or quantized) into is freed as soon as the device
+ *   copy exists: serving never reads it, and keeping it would double the
+ *   memory of every model for the rare jobs that need weights on the host.
+ *   Those jobs (quantize's calibration source, save's checkpoint) download
+ *   the device copy into a temporary host model for their duration (one
+ *   extra float32 copy in host memory while they run, not counted against
+ *   memory-limit, which counts resident weights).
+ * gptqd_model_info says which memory holds a model ("host"/"device") and
+ * its bytes there; memory-limit applies to those bytes. */
 #include "daemon/engine.h"
 
 #include <errno.h>
@@ -17,6 +32,8 @@
 #include "daemon/batch.h"
 #include "daemon/log.h"
 #include "daemon/share.h"
+#include "daemon/share_cuda.h"
+#include "kernels/backend_select.h"
 #include "model/calib.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
@@ -44,7 +61,8 @@ struct gptqd_engine_model {
     char dir[PATH_MAX];            /* where it came from (tokenizer.json lives there) */
     char tokenizer_path[PATH_MAX];
     char *config_json;             /* the folder's config.json text */
-    gptqd_arena *arena;            /* shared weights, or NULL */
+    gptqd_arena *arena;            /* CPU: shared weights (shm), or NULL */
+    gptqd_device_arena *device_arena; /* CUDA: model's weights (IPC), or NULL */
     char name[80];
     int quantized;                 /* every linear packed; meta says how */
     gptq_checkpoint_meta meta;
@@ -53,24 +71,34 @@ struct gptqd_engine_model {
 };
 
 static struct {
-    char backend[16];
-    char note[256];
+    const gptq_backend *be;  /* runs every resident model */
+    const gptq_cuda_ops *ops; /* be's CUDA extras, NULL on the CPU */
+    char backend[16];        /* "cpu" or "cuda" (StatusReply.backend) */
+    char note[512];
     const char *shm_group;
 } engine;
 
 gptq_status gptqd_engine_init(const char *device, const char *shm_group)
 {
-    snprintf(engine.backend, sizeof engine.backend, "cpu");
+    char why[400] = "";
     engine.shm_group = shm_group;
-    if (strncmp(device, "cuda", 4) == 0) {
-        snprintf(engine.note, sizeof engine.note,
-                 "--device %s: the CUDA backend is not in this build; using the CPU", device);
-        gptqd_log(LOG_WARNING, "%s", engine.note);
-    } else if (strcmp(device, "auto") == 0) {
-        snprintf(engine.note, sizeof engine.note, "auto: no CUDA backend in this build");
-        gptqd_log(LOG_INFO, "device auto: no CUDA backend in this build; using the CPU");
-    } else {
+    gptq_status st = gptq_backend_select(device, &engine.be, why, sizeof why);
+    if (st == GPTQ_ERR_ARG)
+        return gptq_fail_context(st, "--device");
+    engine.ops = gptq_backend_cuda_ops(engine.be);
+    snprintf(engine.backend, sizeof engine.backend, "%s", engine.ops ? "cuda" : "cpu");
+    if (engine.ops) {
+        snprintf(engine.note, sizeof engine.note, "--device %s: %s", device, why);
+        gptqd_log(LOG_INFO, "device %s: %s (%d SMs, compute %d.%d, %.1f GiB)", device, why,
+                  engine.ops->sm_count, engine.ops->cc_major, engine.ops->cc_minor,
+                  (double)engine.ops->total_memory / (1024.0 * 1024.0 * 1024.0));
+    } else if (strcmp(device, "cpu") == 0) {
         snprintf(engine.note, sizeof engine.note, "--device cpu");
+    } else {
+        /* cuda:N that does not answer: serve on the CPU rather than not at
+         * all (DESIGN.md §5), and say so where an operator looks. */
+        snprintf(engine.note, sizeof engine.note, "--device %s: %s; using the CPU", device, why);
+        gptqd_log(st ? LOG_WARNING : LOG_INFO, "%s", engine.note);
     }
     return GPTQ_OK;
 }
@@ -82,15 +110,28 @@ void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size
                            uint64_t *bytes_free)
 {
     snprintf(backend, backend_len, "%s", engine.backend);
-    snprintf(device, device_len, "cpu (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
     snprintf(note, note_len, "%s", engine.note);
-    struct sysinfo si;
     *bytes_total = *bytes_free = 0;
+    if (engine.ops) {
+        snprintf(device, device_len, "%s (%s)", engine.ops->device_name, engine.be->name);
+        size_t free_b = 0, total_b = 0;
+        if (engine.ops->mem_info(&free_b, &total_b) == GPTQ_OK) {
+            *bytes_total = total_b;
+            *bytes_free = free_b;
+        } else {
+            *bytes_total = engine.ops->total_memory;
+        }
+        return;
+    }
+    snprintf(device, device_len, "cpu (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
+    struct sysinfo si;
     if (sysinfo(&si) == 0) {
         *bytes_total = (uint64_t)si.totalram * si.mem_unit;
         *bytes_free = (uint64_t)(si.freeram + si.bufferram) * si.mem_unit;
     }
 }
+
+const char *gptqd_engine_memory_kind(void) { return engine.ops ? "device" : "host"; }
 
 gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes)
 {
@@ -178,7 +219,16 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
     snprintf(info->name, sizeof info->name, "%s", name);
     snprintf(info->arch, sizeof info->arch, "%s", cfg->architecture);
     info->params = (uint64_t)gptq_model_params(em->model);
-    info->bytes = em->arena ? gptqd_arena_used(em->arena) : gptq_model_bytes(em->model);
+    if (em->device_arena) {
+        /* The whole allocation: that is what the device gives up for it. */
+        info->device_bytes = gptqd_device_arena_bytes(em->device_arena);
+        info->bytes = info->device_bytes;
+        snprintf(info->memory, sizeof info->memory, "device");
+    } else {
+        info->host_bytes = em->arena ? gptqd_arena_used(em->arena) : gptq_model_bytes(em->model);
+        info->bytes = info->host_bytes;
+        snprintf(info->memory, sizeof info->memory, "host");
+    }
     snprintf(info->source, sizeof info->source, "%.*s", (int)sizeof info->source - 1, em->dir);
     info->layers = (uint32_t)cfg->num_hidden_layers;
     info->hidden = (uint32_t)cfg->hidden_size;
@@ -195,25 +245,81 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
     }
 }
 
-/* Moves the weights into a shared arena so that clients can Map them; if
+/* Makes the host model *host (taken: *host is NULL after) the serving copy
+ * em->model, in shareable memory.
+ * CUDA: a device copy in its own IPC arena; the host model is freed (see
+ * the top of this file). Failure (device memory) fails the caller: a
+ * model that does not fit the device is not silently served by the CPU.
+ * CPU: the weights move into a shm arena so that clients can Map them; if
  * that fails (e.g. /dev/shm is too small) the model still serves from
  * private memory and Map is refused, which the log says. */
-static void share_weights(gptqd_engine_model *em)
+static gptq_status place_weights(gptqd_engine_model *em, gptq_model **host)
 {
+    if (engine.ops) {
+        gptq_status st = gptqd_device_share_model(*host, engine.be, em->name, &em->model,
+                                                  &em->device_arena);
+        if (st)
+            return st;
+        gptq_model_free(*host);
+        *host = NULL;
+        return GPTQ_OK;
+    }
+    em->model = *host;
+    *host = NULL;
     if (gptqd_share_model(&em->model, em->name, engine.shm_group, &em->arena) != GPTQ_OK)
         gptqd_log(LOG_WARNING, "model %s: weights stay private, Map will be refused: %s",
                   em->name, gptq_errmsg());
+    return GPTQ_OK;
+}
+
+/* The weights of em on the host for the duration of a job: em->model
+ * itself on the CPU (*buffer NULL), a download of the device copy on CUDA.
+ * Release with host_release. */
+static gptq_status host_acquire(gptqd_engine_model *em, gptq_model **host, void **buffer)
+{
+    *buffer = NULL;
+    if (!em->device_arena) {
+        *host = em->model;
+        return GPTQ_OK;
+    }
+    gptq_status st = gptqd_device_model_to_host(em->device_arena, em->model, em->config_json,
+                                                host, buffer);
+    return st ? gptq_fail_context(st, "model %s: host copy of its device weights", em->name)
+              : GPTQ_OK;
+}
+
+static void host_release(gptqd_engine_model *em, gptq_model *host, void *buffer)
+{
+    if (host && host != em->model)
+        gptq_model_free(host);
+    free(buffer);
+}
+
+void gptqd_engine_retire(gptqd_engine_model *em)
+{
+    if (!em)
+        return;
+    gptqd_batcher_destroy(em->batcher); /* its KV caches are device memory too */
+    em->batcher = NULL;
+    gptq_model_free(em->model);
+    em->model = NULL;
+    gptq_tokenizer_free(em->tok);
+    em->tok = NULL;
+}
+
+int gptqd_engine_pinned_by_leases(const gptqd_engine_model *em)
+{
+    return em && em->device_arena != NULL;
 }
 
 void gptqd_engine_free(gptqd_engine_model *em)
 {
     if (!em)
         return;
-    gptqd_batcher_destroy(em->batcher);
+    gptqd_engine_retire(em); /* the models first: they borrow the arenas */
     pthread_mutex_destroy(&em->lock);
-    gptq_model_free(em->model);
-    gptq_tokenizer_free(em->tok);
     gptqd_arena_destroy(em->arena);
+    gptqd_device_arena_destroy(em->device_arena);
     free(em->config_json);
     free(em);
 }
@@ -223,6 +329,7 @@ gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job
 {
     gptq_status st = GPTQ_OK;
     size_t len = 0;
+    gptq_model *host = NULL;
     gptqd_engine_model *em = calloc(1, sizeof *em);
     if (!em)
         return gptq_fail(GPTQ_ERR_NOMEM, "load %s: out of memory", name);
@@ -241,10 +348,10 @@ gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job
         st = gptq_fail(GPTQ_ERR_CANCELED, "load %s canceled", name);
         goto fail;
     }
-    if ((st = gptq_model_load(path, &em->model)))
+    if ((st = gptq_model_load(path, &host)))
         goto fail;
-    gptqd_job_progress(job, 0.9, 0, "weights loaded");
-    const gptq_model_config *cfg = gptq_model_get_config(em->model);
+    gptqd_job_progress(job, 0.8, 0, "weights loaded");
+    const gptq_model_config *cfg = gptq_model_get_config(host);
     if (cfg->quant.present) {
         em->quantized = 1;
         gptq_quant_config_default(&em->meta.quant);
@@ -254,11 +361,14 @@ gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job
         em->meta.quant.act_order = cfg->quant.desc_act;
         em->meta.true_sequential = 1;
     }
-    share_weights(em);
+    if ((st = place_weights(em, &host)))
+        goto fail;
+    gptqd_job_progress(job, 0.9, 0, "weights in %s memory", gptqd_engine_memory_kind());
     fill_info(em, name, info);
     *out = em;
     return GPTQ_OK;
 fail:
+    gptq_model_free(host);
     gptqd_engine_free(em);
     return gptq_fail_context(st, "load %s from %s", name, path);
 }
@@ -401,6 +511,8 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     char *text = NULL;
     size_t len = 0, n_ids = 0;
     int32_t *ids = NULL;
+    gptq_model *source = NULL, *host = NULL;
+    void *source_buffer = NULL;
     const gptq_model_config *cfg = gptq_model_get_config(em->model);
     gptqd_engine_model *qm = calloc(1, sizeof *qm);
     if (!qm)
@@ -424,6 +536,9 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     o.seqlen = (int)p->seqlen;
     o.seed = p->seed;
     o.true_sequential = p->true_sequential;
+    /* On CUDA each layer is uploaded, calibrated and quantized on the GPU;
+     * the model handed over stays on the host and gets the packed linears. */
+    o.backend = engine.be;
     if (cfg->max_position_embeddings > 0 && o.seqlen > cfg->max_position_embeddings) {
         gptqd_job_log(job, "seqlen %d lowered to the model's %d positions", o.seqlen,
                       cfg->max_position_embeddings);
@@ -460,9 +575,16 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
                   o.nsamples, o.seqlen);
     if ((st = gptq_tokenizer_load(em->tokenizer_path, &qm->tok)))
         goto fail;
-    if ((st = gptq_model_clone(em->model, &qm->model)))
+    /* The calibration source: the host fp16-as-float32 weights. On CUDA they
+     * are downloaded, cloned into a model the pipeline may modify, and the
+     * download is dropped before the long part starts. */
+    if ((st = host_acquire(em, &source, &source_buffer)))
         goto fail;
-    if ((st = gptq_calib_quantize(qm->model, ids, n_ids, &o, calib_progress, job)))
+    st = gptq_model_clone(source, &host);
+    host_release(em, source, source_buffer);
+    if (st)
+        goto fail;
+    if ((st = gptq_calib_quantize(host, ids, n_ids, &o, calib_progress, job)))
         goto fail;
     qm->quantized = 1;
     qm->meta.quant = o.quant;
@@ -472,7 +594,8 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         st = gptq_fail(GPTQ_ERR_NOMEM, "quantize: writing config.json");
         goto fail;
     }
-    share_weights(qm);
+    if ((st = place_weights(qm, &host)))
+        goto fail;
     fill_info(qm, new_name, info);
     info->bits = p->bits;
     info->group_size = p->group_size;
@@ -485,6 +608,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
 fail:
     free(text);
     free(ids);
+    gptq_model_free(host);
     gptqd_engine_free(qm);
     return st;
 }
@@ -495,7 +619,12 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, gptqd_job
         return gptq_fail(GPTQ_ERR_ARG, "save: model '%s' is not quantized; a GPTQ checkpoint "
                          "holds packed weights: quantize it first", em->name);
     gptqd_job_progress(job, 0.0, 0, "writing %s", dir);
-    gptq_status st = gptq_checkpoint_save(em->model, em->dir, &em->meta, dir);
+    gptq_model *host = NULL;
+    void *buffer = NULL;
+    gptq_status st = host_acquire(em, &host, &buffer);
+    if (!st)
+        st = gptq_checkpoint_save(host, em->dir, &em->meta, dir);
+    host_release(em, host, buffer);
     if (st)
         return gptq_fail_context(st, "save %s", em->name);
     gptqd_job_progress(job, 1.0, 0, "saved %s", dir);
@@ -508,10 +637,15 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, gptqd_job
 gptq_status gptqd_engine_export(gptqd_engine_model *em, gptqd_export *out)
 {
     memset(out, 0, sizeof *out);
-    if (!em->arena)
-        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "map: this model's weights are not in shared "
-                         "memory in this build");
-    gptq_status st = gptqd_arena_export(em->arena, em->model, out);
+    gptq_status st;
+    if (em->device_arena)
+        st = gptqd_device_arena_export(em->device_arena, em->model, out);
+    else if (em->arena)
+        st = gptqd_arena_export(em->arena, em->model, out);
+    else
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "map: model '%s' has its weights in private "
+                         "memory (its shared arena could not be made; see gptqd's log)",
+                         em->name);
     if (st)
         return st;
     out->config_json = em->config_json;

@@ -20,7 +20,9 @@ typedef struct gptqd_model_info {
     char arch[64];
     uint64_t params;
     char format[32];
-    uint64_t bytes;
+    uint64_t bytes;       /* resident weight bytes in `memory`: what memory-limit counts */
+    char memory[8];       /* "host" (CPU backend, shm arena) or "device" (CUDA IPC arena) */
+    uint64_t host_bytes, device_bytes; /* bytes held in each (one is 0 today) */
     char source[512];
     uint32_t bits;
     int32_t group_size;
@@ -63,8 +65,10 @@ typedef struct gptqd_export_tensor {
 } gptqd_export_tensor;
 
 typedef struct gptqd_export {
-    const char *kind;     /* "shm" */
-    const char *shm_name;
+    const char *kind;     /* "shm" or "cuda-ipc" */
+    const char *shm_name; /* shm: the object to shm_open */
+    unsigned char cuda_ipc_handle[64]; /* cuda-ipc: cudaIpcMemHandle_t of the arena */
+    int cuda_device;                   /* cuda-ipc: the device it lives on */
     uint64_t arena_bytes;
     gptqd_export_tensor *tensors; /* malloc'ed; free with gptqd_engine_export_free */
     size_t n_tensors;
@@ -72,10 +76,16 @@ typedef struct gptqd_export {
     const char *tokenizer_path;
 } gptqd_export;
 
-/* Picks the compute backend for `device` ("auto", "cpu", "cuda:N"), logging
- * why when it falls back to the CPU. */
+/* Picks the compute backend for `device` ("auto", "cpu", "cuda:N") with
+ * gptq_backend_select, logging why when it falls back to the CPU (an
+ * unavailable cuda:N is a warning, not a failure). Errors: GPTQ_ERR_ARG
+ * for a device that is none of those. */
 gptq_status gptqd_engine_init(const char *device, const char *shm_group);
 void gptqd_engine_shutdown(void);
+
+/* "device" when resident weights live in device memory (CUDA), else
+ * "host": the memory that memory-limit and ModelInfo.bytes count. */
+const char *gptqd_engine_memory_kind(void);
 
 /* Backend facts for Status. */
 void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size_t device_len,
@@ -93,6 +103,15 @@ gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job
                               gptqd_engine_model **out, gptqd_model_info *info);
 void gptqd_engine_free(gptqd_engine_model *model);
 
+/* 1 when clients that mapped the model use the daemon's own allocation
+ * (CUDA IPC): it must outlive their leases, even past a forced unload.
+ * (A shm arena need not: a client's mapping keeps its pages.) */
+int gptqd_engine_pinned_by_leases(const gptqd_engine_model *model);
+/* Frees all of a model but its shared arena: what a forced unload of a
+ * pinned model leaves until its last lease ends (then gptqd_engine_free).
+ * Nothing may use the model afterwards. */
+void gptqd_engine_retire(gptqd_engine_model *model);
+
 /* Generation: tokens streamed as job events; result text and count. */
 gptq_status gptqd_engine_generate(gptqd_engine_model *model, const gptqd_generate_params *p,
                                   gptqd_job *job);
@@ -109,8 +128,9 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantiz
 /* GPTQ checkpoint into `dir` atomically (temp dir + rename). */
 gptq_status gptqd_engine_save(gptqd_engine_model *model, const char *dir, gptqd_job *job);
 
-/* The shared-memory export of a resident model for Map. Errors:
- * GPTQ_ERR_UNSUPPORTED when weights are not in a shared arena. */
+/* The export of a resident model's arena for Map: kind "cuda-ipc" (device
+ * arena) or "shm". Errors: GPTQ_ERR_UNSUPPORTED when the weights are not in
+ * a shared arena. */
 gptq_status gptqd_engine_export(gptqd_engine_model *model, gptqd_export *out);
 void gptqd_engine_export_free(gptqd_export *out);
 

@@ -48,11 +48,11 @@ static void status_line(gptqd_ctx *ctx, char *line, size_t len)
     uint32_t models;
     uint64_t bytes, limit;
     unsigned running, queued;
-    gptqd_registry_totals(ctx->registry, &models, &bytes, &limit);
+    gptqd_registry_totals(ctx->registry, &models, &bytes, &limit, NULL, NULL);
     gptqd_jobs_counts(ctx->jobs, &running, &queued);
-    snprintf(line, len, "%u model%s (%.1f MiB), %u job%s running, %u queued", models,
-             models == 1 ? "" : "s", (double)bytes / (1024.0 * 1024.0), running,
-             running == 1 ? "" : "s", queued);
+    snprintf(line, len, "%u model%s (%.1f MiB of %s memory), %u job%s running, %u queued",
+             models, models == 1 ? "" : "s", (double)bytes / (1024.0 * 1024.0),
+             gptqd_engine_memory_kind(), running, running == 1 ? "" : "s", queued);
 }
 
 /* Loads the configured preloads one after the other, keeping the watchdog

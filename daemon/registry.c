@@ -1,4 +1,10 @@
-/* daemon/registry.c: resident models, references, leases, memory accounting. */
+/* daemon/registry.c: resident models, references, leases, memory accounting.
+ *
+ * A forced unload of a model whose arena clients use in place (CUDA IPC:
+ * gptqd_engine_pinned_by_leases) cannot free the arena while they hold
+ * it, so the slot is kept "retired": its name is free for a new model, it
+ * is not listed, its bytes still count (the device still holds them), and
+ * it goes when its last lease is unmapped or reclaimed. */
 #include "daemon/registry.h"
 
 #include <errno.h>
@@ -20,6 +26,7 @@ typedef struct lease {
 struct gptqd_resident {
     int used;
     int loading;              /* reserved; model not there yet */
+    int retired;              /* unloaded by force; only its leased arena remains */
     gptqd_model_info info;    /* info.bytes: actual, or the estimate while loading */
     gptqd_engine_model *model;
     int refs;                 /* running jobs using it */
@@ -64,9 +71,25 @@ void gptqd_registry_destroy(gptqd_registry *reg)
 static gptqd_resident *find_locked(gptqd_registry *reg, const char *name)
 {
     for (int i = 0; i < MAX_MODELS; i++)
-        if (reg->slots[i].used && strcmp(reg->slots[i].info.name, name) == 0)
+        if (reg->slots[i].used && !reg->slots[i].retired &&
+            strcmp(reg->slots[i].info.name, name) == 0)
             return &reg->slots[i];
     return NULL;
+}
+
+/* A retired slot whose last lease just went: empties it and returns its
+ * model for the caller to free once the lock is released (freeing device
+ * memory synchronizes the device: not under the lock). */
+static gptqd_engine_model *collect_retired_locked(gptqd_registry *reg, gptqd_resident *res)
+{
+    if (!res->retired || res->n_leases > 0)
+        return NULL;
+    gptqd_engine_model *model = res->model;
+    gptqd_log(LOG_INFO, "model %s: last lease ended; its arena (%.1f MiB) is freed",
+              res->info.name, (double)res->info.bytes / (1024.0 * 1024.0));
+    reg->bytes -= res->info.bytes;
+    memset(res, 0, sizeof *res);
+    return model;
 }
 
 static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
@@ -181,7 +204,7 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
 {
     gptq_status st = GPTQ_OK;
     gptqd_engine_model *model = NULL;
-    int dropped = 0;
+    int dropped = 0, retired = 0;
     pthread_mutex_lock(&reg->lock);
     gptqd_resident *res = find_locked(reg, name);
     if (!res)
@@ -200,6 +223,16 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
         st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is mapped by %d lease%s (pid %s): unmap "
                        "first or unload with force", name, res->n_leases,
                        res->n_leases == 1 ? "" : "s", pids);
+    } else if (res->n_leases > 0 && gptqd_engine_pinned_by_leases(res->model)) {
+        /* Forced, and clients run on our very allocation (CUDA IPC): the
+         * name goes now, the arena when the last lease does. No job holds
+         * a reference (refs == 0), so the rest may go at once. */
+        res->retired = 1;
+        retired = res->n_leases;
+        /* Under the lock, so that an unlease cannot free the model while
+         * this takes it apart (it stops the decode loop and frees KV
+         * caches: brief, and that thread never takes this lock). */
+        gptqd_engine_retire(res->model);
     } else {
         /* Forced: clients that mapped the arena keep their own mapping of it
          * (shm stays alive while mapped); only the name and our copy go. */
@@ -209,7 +242,10 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
         memset(res, 0, sizeof *res);
     }
     pthread_mutex_unlock(&reg->lock);
-    if (model) {
+    if (retired) {
+        gptqd_log(LOG_INFO, "model %s unloaded (forced); its device arena stays until %d "
+                  "lease%s end", name, retired, retired == 1 ? "" : "s");
+    } else if (model) {
         gptqd_engine_free(model);
         gptqd_log(LOG_INFO, "model %s unloaded%s", name,
                   dropped ? " (forced: leases dropped)" : "");
@@ -233,7 +269,7 @@ gptq_status gptqd_registry_list(gptqd_registry *reg, gptqd_model_info **infos, u
     pthread_mutex_lock(&reg->lock);
     for (int i = 0; i < MAX_MODELS; i++) {
         const gptqd_resident *res = &reg->slots[i];
-        if (!res->used || res->loading)
+        if (!res->used || res->loading || res->retired)
             continue;
         list[count] = res->info;
         counts[count++] = (uint32_t)res->n_leases;
@@ -246,15 +282,26 @@ gptq_status gptqd_registry_list(gptqd_registry *reg, gptqd_model_info **infos, u
 }
 
 void gptqd_registry_totals(gptqd_registry *reg, uint32_t *models, uint64_t *bytes,
-                           uint64_t *limit)
+                           uint64_t *limit, uint64_t *host_bytes, uint64_t *device_bytes)
 {
     pthread_mutex_lock(&reg->lock);
     uint32_t count = 0;
-    for (int i = 0; i < MAX_MODELS; i++)
-        count += reg->slots[i].used && !reg->slots[i].loading;
+    uint64_t host = 0, device = 0;
+    for (int i = 0; i < MAX_MODELS; i++) {
+        const gptqd_resident *res = &reg->slots[i];
+        count += res->used && !res->loading && !res->retired;
+        if (res->used && !res->loading) { /* retired arenas still hold their memory */
+            host += res->info.host_bytes;
+            device += res->info.device_bytes;
+        }
+    }
     *models = count;
     *bytes = reg->bytes;
     *limit = reg->memory_limit;
+    if (host_bytes)
+        *host_bytes = host;
+    if (device_bytes)
+        *device_bytes = device;
     pthread_mutex_unlock(&reg->lock);
 }
 
@@ -301,7 +348,9 @@ gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease_id)
         for (int i = 0; i < res->n_leases; i++)
             if (res->leases[i].id == lease_id) {
                 drop_lease(res, i);
+                gptqd_engine_model *gone = collect_retired_locked(reg, res);
                 pthread_mutex_unlock(&reg->lock);
+                gptqd_engine_free(gone);
                 return GPTQ_OK;
             }
     }
@@ -312,7 +361,8 @@ gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease_id)
 
 int gptqd_registry_reap_leases(gptqd_registry *reg)
 {
-    int reaped = 0;
+    int reaped = 0, n_gone = 0;
+    gptqd_engine_model *gone[MAX_MODELS];
     pthread_mutex_lock(&reg->lock);
     for (int m = 0; m < MAX_MODELS; m++) {
         gptqd_resident *res = &reg->slots[m];
@@ -328,7 +378,12 @@ int gptqd_registry_reap_leases(gptqd_registry *reg)
                 i++;
             }
         }
+        gptqd_engine_model *model = res->used ? collect_retired_locked(reg, res) : NULL;
+        if (model)
+            gone[n_gone++] = model;
     }
     pthread_mutex_unlock(&reg->lock);
+    for (int i = 0; i < n_gone; i++)
+        gptqd_engine_free(gone[i]);
     return reaped;
 }

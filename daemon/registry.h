@@ -17,7 +17,8 @@ typedef struct gptqd_resident gptqd_resident; /* a held reference */
 
 enum { GPTQD_MAX_LEASES = 256 }; /* per model */
 
-/* memory_limit: bytes of resident weights, 0 for none. */
+/* memory_limit: bytes of resident weights in the memory that serves them
+ * (device memory on the CUDA backend, host memory on the CPU), 0 for none. */
 gptq_status gptqd_registry_create(uint64_t memory_limit, gptqd_registry **out);
 /* Frees every model (no job may run any more). */
 void gptqd_registry_destroy(gptqd_registry *reg);
@@ -46,14 +47,19 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
 /* A malloc'ed snapshot (free()) of every resident model, leases counted. */
 gptq_status gptqd_registry_list(gptqd_registry *reg, gptqd_model_info **infos, uint32_t **leases,
                                 size_t *n);
+/* models: listed (resident) models; bytes: what memory-limit counts
+ * (resident weights in the backend's memory, loads in flight at their
+ * estimate, arenas kept for leases after a forced unload); host_bytes /
+ * device_bytes (may be NULL): published weights by the memory holding them. */
 void gptqd_registry_totals(gptqd_registry *reg, uint32_t *models, uint64_t *bytes,
-                           uint64_t *limit);
+                           uint64_t *limit, uint64_t *host_bytes, uint64_t *device_bytes);
 
 /* Map: a lease of `name` for process `pid`, and the export to send.
  * Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_LIMIT, what gptqd_engine_export says. */
 gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name, pid_t pid,
                                  uint64_t *lease, gptqd_export *export);
-/* Unmap. Errors: GPTQ_ERR_NOTFOUND. */
+/* Unmap (the last lease of a force-unloaded CUDA model frees its arena).
+ * Errors: GPTQ_ERR_NOTFOUND. */
 gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease);
 /* Drops the leases of processes that no longer exist (kill(pid, 0));
  * returns how many. Main loop, about once a second. */

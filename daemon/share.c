@@ -132,24 +132,25 @@ gptq_status gptqd_share_model(gptq_model **model, const char *name, const char *
     return GPTQ_OK;
 }
 
-gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model,
-                               gptqd_export *out)
+gptq_status gptqd_export_table(const gptq_model *model, const void *base, size_t used,
+                               const char *arena_label, gptqd_export *out)
 {
     size_t n = gptq_model_tensor_count(model);
-    memset(out, 0, sizeof *out);
     out->tensors = calloc(n ? n : 1, sizeof *out->tensors);
+    out->n_tensors = 0;
     if (!out->tensors)
         return gptq_fail(GPTQ_ERR_NOMEM, "map: out of memory");
-    const unsigned char *lo = arena->base, *hi = arena->base + arena->used;
+    /* Addresses compared as integers: for a device arena they are device
+     * pointers, never dereferenced here. */
+    uintptr_t lo = (uintptr_t)base, hi = lo + used;
     for (size_t i = 0; i < n; i++) {
         const gptq_model_tensor *t = gptq_model_tensor_at(model, i);
-        const unsigned char *data = t->data;
-        if (data < lo || data > hi || t->bytes > (size_t)(hi - data) || t->ndim < 0 ||
-            t->ndim > 4) {
+        uintptr_t data = (uintptr_t)t->data;
+        if (data < lo || data > hi || t->bytes > hi - data || t->ndim < 0 || t->ndim > 4) {
             free(out->tensors);
             out->tensors = NULL;
             return gptq_fail(GPTQ_ERR_INTERNAL, "map: tensor '%s' does not lie in the arena %s",
-                             t->name, arena->name);
+                             t->name, arena_label);
         }
         gptqd_export_tensor *e = &out->tensors[i];
         e->name = t->name;
@@ -160,6 +161,16 @@ gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model
         e->bytes = t->bytes;
     }
     out->n_tensors = n;
+    return GPTQ_OK;
+}
+
+gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model,
+                               gptqd_export *out)
+{
+    memset(out, 0, sizeof *out);
+    gptq_status st = gptqd_export_table(model, arena->base, arena->used, arena->name, out);
+    if (st)
+        return st;
     out->kind = "shm";
     out->shm_name = arena->name;
     out->arena_bytes = arena->bytes;

@@ -42,4 +42,12 @@ void gptqd_share_reap_stale(void);
 gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model,
                                gptqd_export *out);
 
+/* The tensor table of `model` as offsets from `base`, every tensor checked
+ * to lie in [base, base + used) (addresses only compared: base may be
+ * device memory); arena_label names the arena in the error. Fills
+ * out->tensors (malloc'ed) and out->n_tensors only. Errors: GPTQ_ERR_NOMEM,
+ * GPTQ_ERR_INTERNAL (a tensor outside the arena). */
+gptq_status gptqd_export_table(const gptq_model *model, const void *base, size_t used,
+                               const char *arena_label, gptqd_export *out);
+
 #endif

@@ -90,6 +90,10 @@ typedef struct gptq_client_status_info {
     uint64_t uptime_s;
     uint32_t pid;
     char *socket;
+    /* resident_bytes by the memory holding the weights: a daemon on a GPU
+     * keeps them in device memory, a CPU daemon in host shared memory
+     * (0 and 0 from a daemon too old to say). */
+    uint64_t resident_host_bytes, resident_device_bytes;
 } gptq_client_status_info;
 
 /* Daemon status. *out is owned by the caller: gptq_client_status_free. */
@@ -101,12 +105,14 @@ typedef struct gptq_client_model {
     char *arch;   /* "LlamaForCausalLM" */
     uint64_t params;
     char *format; /* "f16", "gptq-w4g128", ... */
-    uint64_t bytes;
+    uint64_t bytes; /* resident weight bytes, in `memory` */
     uint32_t leases;
     char *source; /* folder, or "quantized from NAME" */
     uint32_t bits; /* 0: float */
     int32_t group_size;
     uint32_t layers, hidden, vocab;
+    char *memory; /* where the weights live: "host" or "device" ("" from an old daemon) */
+    uint64_t host_bytes, device_bytes;
 } gptq_client_model;
 
 typedef struct gptq_client_models {
@@ -294,7 +300,12 @@ gptq_status gptq_client_wait(gptq_client *c, gptq_job_id job, gptq_client_event_
 /* ---- shared weights ------------------------------------------------------------------ */
 
 /* A resident model's weights mapped into this process, read-only and shared
- * with the daemon and every other client (no copy). */
+ * with the daemon and every other client (no copy). A CPU daemon shares
+ * host memory (kind "shm"); a daemon on a GPU shares its device memory
+ * (kind "cuda-ipc"): the mapping then opens the daemon's allocation with
+ * CUDA IPC on the same device, the tensor table's data pointers are device
+ * pointers, and gptq_mapping_model's model runs on this process's CUDA
+ * backend (gptq_model_forward still takes host ids and gives host logits). */
 typedef struct gptq_mapping gptq_mapping;
 
 typedef struct gptq_mapped_tensor {
@@ -308,11 +319,14 @@ typedef struct gptq_mapped_tensor {
 
 /* Map resident model `name`: takes a lease on the daemon (it will not free
  * the weights while leased; a dead process's leases are reclaimed) and
- * maps the arena. *out is owned by the caller and must be released with
- * gptq_unmap before gptq_client_close. Errors: GPTQ_ERR_NOTFOUND,
- * GPTQ_ERR_UNSUPPORTED (an arena kind this build cannot map, e.g.
- * "cuda-ipc"), GPTQ_ERR_FORMAT (a tensor table that does not fit the arena),
- * GPTQ_ERR_IO (shm_open/mmap). */
+ * maps the arena. The reply is checked whole (every tensor inside the
+ * arena, sizes agreeing with shapes, a 64-byte handle) before anything is
+ * mapped or any device call is made. *out is owned by the caller and must
+ * be released with gptq_unmap before gptq_client_close. Errors:
+ * GPTQ_ERR_NOTFOUND, GPTQ_ERR_UNSUPPORTED (an arena kind this build cannot
+ * map), GPTQ_ERR_FORMAT (a reply that does not hold together), GPTQ_ERR_IO
+ * (shm_open/mmap), GPTQ_ERR_DEVICE ("cuda-ipc" and no usable CUDA device
+ * here, or the handle does not open: the message says which). */
 gptq_status gptq_map(gptq_client *c, const char *name, gptq_mapping **out);
 
 /* Send Unmap for the lease, unmap the weights and free m and everything
@@ -321,7 +335,8 @@ gptq_status gptq_map(gptq_client *c, const char *name, gptq_mapping **out);
  * this process does); the status says whether it was. NULL is fine. */
 gptq_status gptq_unmap(gptq_client *c, gptq_mapping *m);
 
-/* The tensor table (owned by m) and its length. */
+/* The tensor table (owned by m) and its length. data is host memory for a
+ * "shm" mapping, device memory of gptq_mapping_cuda_device for "cuda-ipc". */
 const gptq_mapped_tensor *gptq_mapping_tensors(const gptq_mapping *m, size_t *n);
 /* The model's config.json text, the daemon's tokenizer.json path, the lease
  * id and the arena's bytes; all owned by m. */
@@ -329,6 +344,10 @@ const char *gptq_mapping_config_json(const gptq_mapping *m);
 const char *gptq_mapping_tokenizer_path(const gptq_mapping *m);
 uint64_t gptq_mapping_lease(const gptq_mapping *m);
 size_t gptq_mapping_bytes(const gptq_mapping *m);
+/* "shm" or "cuda-ipc" (owned by m), and the CUDA device of a "cuda-ipc"
+ * mapping (-1 for "shm"). */
+const char *gptq_mapping_kind(const gptq_mapping *m);
+int gptq_mapping_cuda_device(const gptq_mapping *m);
 
 /* A model (model/llama.h) that runs in this process directly on the mapped
  * weights, built on first call. Owned by m: valid until gptq_unmap.
