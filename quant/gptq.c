@@ -25,16 +25,19 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* perm = columns by descending diag(H); ties keep index order. */
-static const float *sort_diag;
-static int sort_cols;
+/* Act-order: columns by descending diag(H); ties keep index order. The key
+ * travels with the index (no globals: quantizations run in parallel). */
+typedef struct diag_key {
+    float d;
+    int i;
+} diag_key;
+
 static int by_diag_desc(const void *a, const void *b)
 {
-    int i = *(const int *)a, j = *(const int *)b;
-    float di = sort_diag[(size_t)i * sort_cols + i], dj = sort_diag[(size_t)j * sort_cols + j];
-    if (di != dj)
-        return di > dj ? -1 : 1;
-    return i - j;
+    const diag_key *x = a, *y = b;
+    if (x->d != y->d)
+        return x->d > y->d ? -1 : 1;
+    return x->i - y->i;
 }
 
 /* H [cols, cols] (damped, permuted) -> its upper Cholesky factor of H^-1 in
@@ -81,6 +84,7 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     gptq_quantizer quantizer;
     gptq_quantizer_init(&quantizer, cfg);
     const int maxq = quantizer.maxq;
+    memset(out, 0, sizeof *out); /* the fail path frees it */
 
     float *W = malloc(n_w * sizeof *W);            /* [rows, cols], permuted */
     float *H = malloc(n_h * sizeof *H);            /* [cols, cols] -> Hinv */
@@ -134,9 +138,17 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     for (int c = 0; c < cols; c++)
         perm[c] = c;
     if (cfg->act_order) {
-        sort_diag = H;
-        sort_cols = cols;
-        qsort(perm, (size_t)cols, sizeof *perm, by_diag_desc);
+        diag_key *keys = malloc((size_t)cols * sizeof *keys);
+        if (!keys) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "GPTQ act-order: out of memory");
+            goto fail;
+        }
+        for (int c = 0; c < cols; c++)
+            keys[c] = (diag_key){H[(size_t)c * cols + c], c};
+        qsort(keys, (size_t)cols, sizeof *keys, by_diag_desc);
+        for (int c = 0; c < cols; c++)
+            perm[c] = keys[c].i;
+        free(keys);
         float *tmp = malloc((n_w > n_h ? n_w : n_h) * sizeof *tmp);
         if (!tmp) {
             st = gptq_fail(GPTQ_ERR_NOMEM, "GPTQ act-order: out of memory");
