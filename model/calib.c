@@ -275,142 +275,297 @@ static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engin
                                  GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD, &ms->run);
 }
 
+/* One run of the pipeline: the models, the options, and the activations of
+ * the current layer, all in the engine's memory. */
+typedef struct pipeline {
+    engine eng;
+    models ms;
+    const gptq_calib_options *o;
+    int ns, len, batch;   /* windows, tokens per window, windows per call */
+    size_t hidden, q_dim, inter;
+    float *inps;          /* [ns, len, hidden] this layer's inputs, then outputs */
+    float *att;           /* [ns, len, q_dim] attention outputs (true-sequential) */
+    float *x;             /* [batch, len, hidden] a group's input, per call */
+    float *act;           /* [batch, len, inter] down_proj's input (true-sequential) */
+    void *hess;           /* the Hessian being accumulated */
+    float *Hs[N_GROUPS];  /* each group's Hessian */
+    double t0;
+    int done_count, total;
+    gptq_calib_progress_fn progress;
+    void *user;
+} pipeline;
+
+static int group_active(const gptq_calib_options *o, int g)
+{
+    for (int k = 0; k < group_size_of[g]; k++)
+        if (!(o->skip_mask & (1u << (group_first[g] + k))))
+            return 1;
+    return 0;
+}
+
+/* Start group g's Hessian (when the group is quantized at all). */
+static gptq_status hess_begin(pipeline *p, int g)
+{
+    int rows, cols;
+    if (!group_active(p->o, g))
+        return GPTQ_OK;
+    gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
+    return eng_hessian_create(&p->eng, cols, &p->hess);
+}
+
+static gptq_status hess_add(pipeline *p, const float *X, int nb)
+{
+    if (!p->hess)
+        return GPTQ_OK;
+    return eng_hessian_add(&p->eng, p->hess, X, nb * p->len, nb);
+}
+
+/* Finish group g's Hessian into p->Hs[g] (engine memory). */
+static gptq_status hess_end(pipeline *p, int g)
+{
+    gptq_status st;
+    int rows, cols;
+    if (!p->hess)
+        return GPTQ_OK;
+    gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
+    p->Hs[g] = p->eng.be->alloc((size_t)cols * cols * sizeof(float));
+    if (!p->Hs[g])
+        return gptq_fail(GPTQ_ERR_NOMEM, "Hessian [%d, %d] in %s memory: out of memory", cols,
+                         cols, p->eng.be->name);
+    st = eng_hessian_get(&p->eng, p->hess, p->Hs[g]);
+    eng_hessian_destroy(&p->eng, p->hess);
+    p->hess = NULL;
+    return st;
+}
+
+static gptq_status quantize_hessian_group(pipeline *p, int layer, int g)
+{
+    if (!p->Hs[g])
+        return GPTQ_OK;
+    return quantize_group(&p->eng, &p->ms, layer, g, p->Hs[g], p->o, p->t0, &p->done_count,
+                          p->total, p->progress, p->user);
+}
+
+static void hess_free_all(pipeline *p)
+{
+    if (p->hess)
+        eng_hessian_destroy(&p->eng, p->hess);
+    p->hess = NULL;
+    for (int g = 0; g < N_GROUPS; g++) {
+        p->eng.be->free(p->Hs[g]);
+        p->Hs[g] = NULL;
+    }
+}
+
+/* Windows b0 .. b0+nb-1 of a [ns, len, dim] buffer. */
+static float *win(const pipeline *p, float *base, size_t dim, int b0)
+{
+    return base + (size_t)b0 * p->len * dim;
+}
+
+/* True-sequential, each part of the layer computed once (as the reference
+ * computes it by running the whole layer per group): q/k/v's input, the
+ * attention with q/k/v quantized (kept for o_proj and the output), the
+ * residual with o quantized (in place: inps become the mid-layer state),
+ * the MLP's input and activation with gate/up quantized, then the output
+ * with down quantized. Each group's Hessian sees the earlier groups
+ * quantized, exactly as when the layer re-runs from its start. */
+static gptq_status layer_sequential(pipeline *p, int layer)
+{
+    gptq_status st;
+    const gptq_model *run = p->ms.run;
+    const int ns = p->ns, len = p->len;
+#define FOR_BATCHES for (int b0 = 0, nb; b0 < ns && (nb = b0 + p->batch < ns ? p->batch : ns - b0); b0 += p->batch)
+    /* q/k/v: their input is the normed layer input */
+    if ((st = hess_begin(p, 0)))
+        return st;
+    if (p->hess)
+        FOR_BATCHES {
+            if ((st = gptq_model_layer_part(run, layer, GPTQ_PART_ATTN_NORM,
+                                            win(p, p->inps, p->hidden, b0), NULL, p->x, nb,
+                                            len)) ||
+                (st = hess_add(p, p->x, nb)))
+                return st;
+        }
+    if ((st = hess_end(p, 0)) || (st = quantize_hessian_group(p, layer, 0)))
+        return st;
+    /* o: the attention output of the quantized q/k/v */
+    if ((st = hess_begin(p, 1)))
+        return st;
+    FOR_BATCHES {
+        float *att = win(p, p->att, p->q_dim, b0);
+        if ((st = gptq_model_layer_part(run, layer, GPTQ_PART_ATTENTION,
+                                        win(p, p->inps, p->hidden, b0), NULL, att, nb, len)) ||
+            (st = hess_add(p, att, nb)))
+            return st;
+    }
+    if ((st = hess_end(p, 1)) || (st = quantize_hessian_group(p, layer, 1)))
+        return st;
+    /* gate/up: the normed residual after the quantized o */
+    if ((st = hess_begin(p, 2)))
+        return st;
+    FOR_BATCHES {
+        if ((st = gptq_model_layer_part(run, layer, GPTQ_PART_ATTN_OUT,
+                                        win(p, p->inps, p->hidden, b0),
+                                        win(p, p->att, p->q_dim, b0), p->x, nb, len)) ||
+            (st = hess_add(p, p->x, nb)))
+            return st;
+    }
+    if ((st = hess_end(p, 2)) || (st = quantize_hessian_group(p, layer, 2)))
+        return st;
+    /* down: the activation of the quantized gate/up */
+    if ((st = hess_begin(p, 3)))
+        return st;
+    if (p->hess)
+        FOR_BATCHES {
+            if ((st = gptq_model_layer_part(run, layer, GPTQ_PART_MLP_NORM,
+                                            win(p, p->inps, p->hidden, b0), NULL, p->x, nb,
+                                            len)) ||
+                (st = gptq_model_layer_part(run, layer, GPTQ_PART_MLP_ACT, NULL, p->x, p->act,
+                                            nb, len)) ||
+                (st = hess_add(p, p->act, nb)))
+                return st;
+        }
+    if ((st = hess_end(p, 3)) || (st = quantize_hessian_group(p, layer, 3)))
+        return st;
+    /* the layer's output: the next layer's input */
+    FOR_BATCHES {
+        float *h = win(p, p->inps, p->hidden, b0);
+        if ((st = gptq_model_layer_part(run, layer, GPTQ_PART_MLP_NORM, h, NULL, p->x, nb, len)) ||
+            (st = gptq_model_layer_part(run, layer, GPTQ_PART_MLP_ACT, NULL, p->x, p->act, nb,
+                                        len)) ||
+            (st = gptq_model_layer_part(run, layer, GPTQ_PART_MLP_OUT, h, p->act, NULL, nb, len)))
+            return st;
+    }
+#undef FOR_BATCHES
+    hess_free_all(p);
+    return GPTQ_OK;
+}
+
+/* Without true-sequential: every group's Hessian from the float layer (one
+ * capture pass per group, stopped at its hook), then all quantized, then
+ * the output with every linear quantized. */
+static gptq_status layer_at_once(pipeline *p, int layer)
+{
+    gptq_status st;
+    const size_t window_floats = (size_t)p->len * p->hidden;
+    for (int g = 0; g < N_GROUPS; g++) {
+        if ((st = hess_begin(p, g)))
+            return st;
+        if (!p->hess)
+            continue;
+        capture cap = {.eng = &p->eng, .want = group_first[g], .hessian = p->hess};
+        gptq_layer_hooks hooks = {.before_linear = capture_hook, .user = &cap};
+        for (int b0 = 0; b0 < p->ns; b0 += p->batch) {
+            int nb = b0 + p->batch < p->ns ? p->batch : p->ns - b0;
+            if ((st = p->eng.be->copy(p->x, p->inps + (size_t)b0 * window_floats,
+                                      nb * window_floats * sizeof(float))))
+                return st;
+            cap.n_seq = nb;
+            st = gptq_model_layer_forward(p->ms.run, layer, p->x, nb, p->len, &hooks);
+            if (st != GPTQ_ERR_CANCELED)
+                return st ? st
+                          : gptq_fail(GPTQ_ERR_INTERNAL, "layer %d: %s input never captured",
+                                      layer, gptq_linear_name(group_first[g]));
+        }
+        if ((st = hess_end(p, g)))
+            return st;
+    }
+    for (int g = 0; g < N_GROUPS; g++)
+        if ((st = quantize_hessian_group(p, layer, g)))
+            return st;
+    hess_free_all(p);
+    for (int b0 = 0; b0 < p->ns; b0 += p->batch) {
+        int nb = b0 + p->batch < p->ns ? p->batch : p->ns - b0;
+        if ((st = gptq_model_layer_forward(p->ms.run, layer, p->inps + (size_t)b0 * window_floats,
+                                           nb, p->len, NULL)))
+            return st;
+    }
+    return GPTQ_OK;
+}
+
 gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_tokens,
                                 const gptq_calib_options *o, gptq_calib_progress_fn progress,
                                 void *user)
 {
-    const double t0 = now_seconds();
-    engine eng;
-    models ms = {m, m};
+    pipeline p = {.o = o, .ms = {m, m}, .t0 = now_seconds(), .progress = progress, .user = user};
     gptq_status st = check_options(m, o);
-    if (st || (st = engine_open(m, o, &eng, &ms))) {
-        if (ms.run != m)
-            gptq_model_free(ms.run);
+    if (st || (st = engine_open(m, o, &p.eng, &p.ms))) {
+        if (p.ms.run != m)
+            gptq_model_free(p.ms.run);
         return st;
     }
-    const gptq_backend *be = eng.be;
+    const gptq_backend *be = p.eng.be;
     const gptq_model_config *cfg = gptq_model_get_config(m);
-    const int hidden = cfg->hidden_size, layers = cfg->num_hidden_layers;
-    const int ns = o->nsamples, len = o->seqlen, batch = o->batch < ns ? o->batch : ns;
-    const size_t window_floats = (size_t)len * hidden;
-    int cur_layer = -1; /* the layer uploaded to ms.run, when it is a device copy */
+    const int layers = cfg->num_hidden_layers;
+    p.ns = o->nsamples, p.len = o->seqlen, p.batch = o->batch < p.ns ? o->batch : p.ns;
+    p.hidden = (size_t)cfg->hidden_size;
+    p.q_dim = (size_t)cfg->num_attention_heads * cfg->head_dim;
+    p.inter = (size_t)cfg->intermediate_size;
+    const size_t window_floats = (size_t)p.len * p.hidden, tokens_all = (size_t)p.ns * p.len;
+    int cur_layer = -1; /* the layer uploaded to p.ms.run, when it is a device copy */
 
-    int64_t *offsets = malloc((size_t)ns * sizeof *offsets);
-    float *inps = be->alloc((size_t)ns * window_floats * sizeof *inps);     /* layer inputs */
-    float *scratch = be->alloc((size_t)batch * window_floats * sizeof *scratch);
-    float *Hs[N_GROUPS] = {0};
-    void *hess = NULL;
-    if (!offsets || !inps || !scratch) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "calibration activations (%d x %d x %d floats of %s "
-                       "memory): out of memory; lower --nsamples or --seqlen", ns, len, hidden,
-                       be->name);
+    int64_t *offsets = malloc((size_t)p.ns * sizeof *offsets);
+    p.inps = be->alloc(tokens_all * p.hidden * sizeof(float));
+    p.x = be->alloc((size_t)p.batch * window_floats * sizeof(float));
+    if (o->true_sequential) {
+        p.att = be->alloc(tokens_all * p.q_dim * sizeof(float));
+        p.act = be->alloc((size_t)p.batch * p.len * p.inter * sizeof(float));
+    }
+    if (!offsets || !p.inps || !p.x || (o->true_sequential && (!p.att || !p.act))) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "calibration activations (%d x %d x (%zu + %zu) floats "
+                       "of %s memory): out of memory; lower --nsamples or --seqlen", p.ns, p.len,
+                       p.hidden, o->true_sequential ? p.q_dim : 0, be->name);
         goto done;
     }
     if (o->offsets) {
-        for (int i = 0; i < ns; i++)
-            if (o->offsets[i] < 0 || (size_t)o->offsets[i] + (size_t)len > n_tokens) {
+        for (int i = 0; i < p.ns; i++)
+            if (o->offsets[i] < 0 || (size_t)o->offsets[i] + (size_t)p.len > n_tokens) {
                 st = gptq_fail(GPTQ_ERR_ARG, "calibration window %d at token %lld runs past the "
                                "text's %zu tokens", i, (long long)o->offsets[i], n_tokens);
                 goto done;
             }
-        memcpy(offsets, o->offsets, (size_t)ns * sizeof *offsets);
-    } else if ((st = gptq_calib_windows(n_tokens, ns, len, o->seed, offsets))) {
+        memcpy(offsets, o->offsets, (size_t)p.ns * sizeof *offsets);
+    } else if ((st = gptq_calib_windows(n_tokens, p.ns, p.len, o->seed, offsets))) {
         goto done;
     }
-    for (int i = 0; i < ns; i++)
-        if ((st = gptq_model_embed(ms.run, tokens + offsets[i], len,
-                                   inps + (size_t)i * window_floats)))
+    for (int i = 0; i < p.ns; i++)
+        if ((st = gptq_model_embed(p.ms.run, tokens + offsets[i], p.len,
+                                   p.inps + (size_t)i * window_floats)))
             goto done;
 
-    int total = 0, done_count = 0;
     for (int w = 0; w < GPTQ_LIN_COUNT; w++)
-        total += !(o->skip_mask & (1u << w));
-    total *= layers;
+        p.total += !(o->skip_mask & (1u << w));
+    p.total *= layers;
 
     for (int layer = 0; layer < layers; layer++) {
         if ((st = gptq_model_layer_ensure(m, layer)))
             goto done;
-        if (ms.run != m) {
-            if ((st = gptq_model_layer_upload(ms.run, m, layer)))
+        if (p.ms.run != m) {
+            if ((st = gptq_model_layer_upload(p.ms.run, m, layer)))
                 goto done;
             cur_layer = layer;
         }
-        /* Without true-sequential, every group's Hessian is taken from the
-         * float layer first, then all are quantized. */
-        for (int g = 0; g < N_GROUPS; g++) {
-            int n_active = 0;
-            for (int k = 0; k < group_size_of[g]; k++)
-                n_active += !(o->skip_mask & (1u << (group_first[g] + k)));
-            if (!n_active)
-                continue;
-            int rows, cols;
-            gptq_model_linear_shape(m, group_first[g], &rows, &cols);
-            if ((st = eng_hessian_create(&eng, cols, &hess)))
-                goto done;
-            capture cap = {.eng = &eng, .want = group_first[g], .hessian = hess};
-            gptq_layer_hooks hooks = {.before_linear = capture_hook, .user = &cap};
-            for (int b0 = 0; b0 < ns; b0 += batch) {
-                int nb = b0 + batch < ns ? batch : ns - b0;
-                if ((st = be->copy(scratch, inps + (size_t)b0 * window_floats,
-                                   nb * window_floats * sizeof *scratch)))
-                    goto done;
-                cap.n_seq = nb;
-                st = gptq_model_layer_forward(ms.run, layer, scratch, nb, len, &hooks);
-                if (st != GPTQ_ERR_CANCELED) {
-                    if (!st)
-                        st = gptq_fail(GPTQ_ERR_INTERNAL, "layer %d: %s input never captured",
-                                       layer, gptq_linear_name(group_first[g]));
-                    goto done;
-                }
-            }
-            Hs[g] = be->alloc((size_t)cols * cols * sizeof *Hs[g]);
-            if (!Hs[g]) {
-                st = gptq_fail(GPTQ_ERR_NOMEM, "Hessian [%d, %d] in %s memory: out of memory",
-                               cols, cols, be->name);
-                goto done;
-            }
-            if ((st = eng_hessian_get(&eng, hess, Hs[g])))
-                goto done;
-            eng_hessian_destroy(&eng, hess);
-            hess = NULL;
-            if (o->true_sequential && (st = quantize_group(&eng, &ms, layer, g, Hs[g], o, t0,
-                                                           &done_count, total, progress, user)))
-                goto done;
-        }
-        /* Without true-sequential, every Hessian came from the float layer. */
-        for (int g = 0; g < N_GROUPS && !o->true_sequential; g++)
-            if (Hs[g] && (st = quantize_group(&eng, &ms, layer, g, Hs[g], o, t0, &done_count,
-                                              total, progress, user)))
-                goto done;
-        for (int g = 0; g < N_GROUPS; g++) {
-            be->free(Hs[g]);
-            Hs[g] = NULL;
-        }
-        /* The quantized layer's outputs are the next layer's inputs. */
-        for (int b0 = 0; b0 < ns; b0 += batch) {
-            int nb = b0 + batch < ns ? batch : ns - b0;
-            if ((st = gptq_model_layer_forward(ms.run, layer, inps + (size_t)b0 * window_floats,
-                                               nb, len, NULL)))
-                goto done;
-        }
-        if (ms.run != m) {
-            gptq_model_layer_drop(ms.run, layer);
+        st = o->true_sequential ? layer_sequential(&p, layer) : layer_at_once(&p, layer);
+        if (st)
+            goto done;
+        if (p.ms.run != m) {
+            gptq_model_layer_drop(p.ms.run, layer);
             cur_layer = -1;
         }
     }
     st = GPTQ_OK;
 done:
-    if (hess)
-        eng_hessian_destroy(&eng, hess);
-    for (int g = 0; g < N_GROUPS; g++)
-        be->free(Hs[g]);
+    hess_free_all(&p);
     if (cur_layer >= 0)
-        gptq_model_layer_drop(ms.run, cur_layer);
-    if (ms.run != m)
-        gptq_model_free(ms.run);
+        gptq_model_layer_drop(p.ms.run, cur_layer);
+    if (p.ms.run != m)
+        gptq_model_free(p.ms.run);
     free(offsets);
-    be->free(inps);
-    be->free(scratch);
+    be->free(p.inps);
+    be->free(p.x);
+    be->free(p.att);
+    be->free(p.act);
     return st;
 }
 

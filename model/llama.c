@@ -1439,29 +1439,21 @@ static gptq_status scratch_positions(scratch *s, const int32_t *start, int n_seq
     return s->be->upload(s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
 }
 
-/* One decoder layer in place on h [n_seq*len, hidden]; s->pos holds the
- * positions (scratch_positions). */
-static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
-                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
+/* q/k/v of x [T, hidden] (a layer's normed input), RoPE, the keys and
+ * values into the cache view, causal attention into att [T, q_dim]. */
+static gptq_status attention_block(const gptq_model *m, int l, const float *x, float *att,
+                                   int n_seq, int len, const kv_view *kvv, scratch *s)
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
     const gptq_backend *be = m->be;
     const layer *Ly = &m->layers[l];
-    const int T = n_seq * len, hidden = c->hidden_size, hd = c->head_dim;
+    const int T = n_seq * len, hd = c->head_dim;
     const int nh = c->num_attention_heads, nkv = c->num_key_value_heads;
     const size_t q_dim = (size_t)nh * hd, kv_dim = (size_t)nkv * hd;
-    const float eps = (float)c->rms_norm_eps;
-
-    if (!Ly->attn_norm || !Ly->mlp_norm)
-        return gptq_fail(GPTQ_ERR_ARG, "layer %d is not loaded on %s (gptq_model_layer_upload)",
-                         l, be->name);
-    /* attention block */
-    be->rmsnorm(h, Ly->attn_norm, s->x, T, hidden, eps);
-    if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_Q], s->x, s->q, T)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_K], s->x, s->k, T)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_V], s->x, s->v, T)) != GPTQ_OK)
+    if ((st = linear_apply(be, &Ly->lin[GPTQ_LIN_Q], x, s->q, T)) != GPTQ_OK ||
+        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_K], x, s->k, T)) != GPTQ_OK ||
+        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
         return st;
     be->rope(s->q, T, nh, hd, s->pos, m->rope_freq);
     be->rope(s->k, T, nkv, hd, s->pos, m->rope_freq);
@@ -1478,7 +1470,7 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
             .q = s->q + (size_t)i * len * q_dim,
             .k = kc,
             .v = vc,
-            .out = s->att + (size_t)i * len * q_dim,
+            .out = att + (size_t)i * len * q_dim,
             .len = len,
             .start = kvv->start[i],
             .n_heads = nh,
@@ -1490,23 +1482,140 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
         if ((st = be->attention(&a)) != GPTQ_OK)
             return st;
     }
-    if ((st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, (int)q_dim)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_O], s->att, s->x, T)) != GPTQ_OK)
+    return GPTQ_OK;
+}
+
+/* act [T, intermediate] = silu(gate_proj(x)) * up_proj(x); s->up is scratch. */
+static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *act, int T,
+                           scratch *s)
+{
+    gptq_status st;
+    const layer *Ly = &m->layers[l];
+    if ((st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
+        (st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
         return st;
-    be->add(h, s->x, (size_t)T * hidden);
+    m->be->silu_mul(act, s->up, act, (size_t)T * m->cfg.intermediate_size);
+    return GPTQ_OK;
+}
+
+/* h += the linear `which` of x, computed into tmp [T, hidden]. */
+static gptq_status residual_add(const gptq_model *m, int l, gptq_linear_id which, const float *x,
+                                float *h, float *tmp, int T)
+{
+    gptq_status st = linear_apply(m->be, &m->layers[l].lin[which], x, tmp, T);
+    if (st == GPTQ_OK)
+        m->be->add(h, tmp, (size_t)T * m->cfg.hidden_size);
+    return st;
+}
+
+static gptq_status check_loaded(const gptq_model *m, int l)
+{
+    const layer *Ly = &m->layers[l];
+    if (!Ly->attn_norm || !Ly->mlp_norm)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d is not loaded on %s (gptq_model_layer_upload)",
+                         l, m->be->name);
+    return GPTQ_OK;
+}
+
+/* One decoder layer in place on h [n_seq*len, hidden]; s->pos holds the
+ * positions (scratch_positions). */
+static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
+                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    const layer *Ly = &m->layers[l];
+    const int T = n_seq * len, hidden = c->hidden_size;
+    const int q_dim = c->num_attention_heads * c->head_dim;
+    const float eps = (float)c->rms_norm_eps;
+
+    if ((st = check_loaded(m, l)) != GPTQ_OK)
+        return st;
+    /* attention block */
+    be->rmsnorm(h, Ly->attn_norm, s->x, T, hidden, eps);
+    if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
+        (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, q_dim)) != GPTQ_OK ||
+        (st = residual_add(m, l, GPTQ_LIN_O, s->att, h, s->x, T)) != GPTQ_OK)
+        return st;
 
     /* MLP block */
     be->rmsnorm(h, Ly->mlp_norm, s->x, T, hidden, eps);
     if ((st = call_hook(hooks, l, GPTQ_LIN_GATE, s->x, T, hidden)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_GATE], s->x, s->gate, T)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_UP], s->x, s->up, T)) != GPTQ_OK)
+        (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK)
         return st;
-    be->silu_mul(s->gate, s->up, s->gate, (size_t)T * c->intermediate_size);
-    if ((st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_DOWN], s->gate, s->x, T)) != GPTQ_OK)
+    return residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, T);
+}
+
+gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part part, float *h,
+                                  const float *in, float *out, int n_seq, int len)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    if (l < 0 || l >= c->num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d is out of range [0, %d)", l,
+                         c->num_hidden_layers);
+    if (n_seq < 1 || len < 1 || (int64_t)n_seq * len > MAX_CALL_TOKENS)
+        return gptq_fail(GPTQ_ERR_ARG, "layer part: n_seq %d x len %d tokens: use 1 to %d",
+                         n_seq, len, MAX_CALL_TOKENS);
+    if ((st = check_loaded(m, l)) != GPTQ_OK)
         return st;
-    be->add(h, s->x, (size_t)T * hidden);
-    return GPTQ_OK;
+    const layer *Ly = &m->layers[l];
+    const int T = n_seq * len, hidden = c->hidden_size;
+    const float eps = (float)c->rms_norm_eps;
+    switch (part) {
+    case GPTQ_PART_ATTN_NORM:
+        be->rmsnorm(h, Ly->attn_norm, out, T, hidden, eps);
+        return GPTQ_OK;
+    case GPTQ_PART_MLP_NORM:
+        be->rmsnorm(h, Ly->mlp_norm, out, T, hidden, eps);
+        return GPTQ_OK;
+    case GPTQ_PART_ATTENTION:
+    case GPTQ_PART_ATTN_OUT:
+    case GPTQ_PART_MLP_ACT:
+    case GPTQ_PART_MLP_OUT:
+        break;
+    default:
+        return gptq_fail(GPTQ_ERR_ARG, "layer part %d is not a gptq_layer_part", (int)part);
+    }
+    /* the parts with linears: one call's scratch */
+    size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
+    scratch s;
+    float *k = NULL, *v = NULL;
+    int32_t *start = NULL;
+    if ((st = scratch_alloc(m, (size_t)T, &s)) != GPTQ_OK)
+        return st;
+    switch (part) {
+    case GPTQ_PART_ATTENTION:
+        k = be->alloc((size_t)T * kv_dim * sizeof *k);
+        v = be->alloc((size_t)T * kv_dim * sizeof *v);
+        start = calloc((size_t)n_seq, sizeof *start);
+        if (!k || !v || !start) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "layer part: cannot allocate keys for %d tokens", T);
+            break;
+        }
+        kv_view kvv = {.k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .start = start};
+        be->rmsnorm(h, Ly->attn_norm, s.x, T, hidden, eps);
+        if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
+            st = attention_block(m, l, s.x, out, n_seq, len, &kvv, &s);
+        break;
+    case GPTQ_PART_ATTN_OUT:
+        if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) == GPTQ_OK && out)
+            be->rmsnorm(h, Ly->mlp_norm, out, T, hidden, eps);
+        break;
+    case GPTQ_PART_MLP_ACT:
+        st = mlp_act(m, l, in, out, T, &s);
+        break;
+    default: /* GPTQ_PART_MLP_OUT */
+        st = residual_add(m, l, GPTQ_LIN_DOWN, in, h, s.x, T);
+        break;
+    }
+    be->free(k), be->free(v), free(start);
+    scratch_free(&s);
+    return st;
 }
 
 static gptq_status check_ids(const gptq_model *m, const int32_t *ids, size_t n)

@@ -305,6 +305,35 @@ typedef struct gptq_layer_hooks {
 gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, int n_seq, int len,
                                      const gptq_layer_hooks *hooks);
 
+/* A decoder layer in parts, so that the calibration pipeline computes each
+ * part once instead of re-running the layer from its start for every group
+ * of linears: the same operations in the same order as
+ * gptq_model_layer_forward, so composing them gives its result exactly.
+ * n_seq windows of len tokens at positions 0..len-1 (no cache), T =
+ * n_seq*len rows; every buffer is in the model's backend memory; `in`/`out`
+ * are NULL where a part does not take them.
+ *   ATTN_NORM  out [T, hidden] = input RMSNorm of h (q/k/v's input)
+ *   ATTENTION  out [T, q_dim] = causal attention of q/k/v(RMSNorm(h)), RoPE
+ *              applied (o_proj's input)
+ *   ATTN_OUT   h += o_proj(in [T, q_dim]); then, when out is not NULL,
+ *              out [T, hidden] = post-attention RMSNorm of the new h
+ *   MLP_NORM   out [T, hidden] = post-attention RMSNorm of h (gate/up's input)
+ *   MLP_ACT    out [T, intermediate] = silu(gate_proj(in)) * up_proj(in),
+ *              in [T, hidden] (down_proj's input)
+ *   MLP_OUT    h += down_proj(in [T, intermediate])
+ * Errors: GPTQ_ERR_ARG (bad layer, part, sizes; a layer not loaded),
+ * GPTQ_ERR_NOMEM, the packed kernels'. */
+typedef enum gptq_layer_part {
+    GPTQ_PART_ATTN_NORM,
+    GPTQ_PART_ATTENTION,
+    GPTQ_PART_ATTN_OUT,
+    GPTQ_PART_MLP_NORM,
+    GPTQ_PART_MLP_ACT,
+    GPTQ_PART_MLP_OUT
+} gptq_layer_part;
+gptq_status gptq_model_layer_part(const gptq_model *m, int layer, gptq_layer_part part, float *h,
+                                  const float *in, float *out, int n_seq, int len);
+
 /* logits [n, vocab] = lm_head(RMSNorm(h [n, hidden])); h is not modified.
  * Errors: GPTQ_ERR_NOMEM. */
 gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *logits);

@@ -270,6 +270,81 @@ static void test_layers(gptq_model *m, float *logits)
     free(h);
 }
 
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmax(d, fabs(a[i] - b[i]));
+    return d;
+}
+
+/* The layer in parts (the calibration pipeline's way) composes to exactly
+ * layer_forward, and each part's output is what the hook of that linear
+ * group sees. */
+typedef struct capture_all {
+    float *X[GPTQ_LIN_COUNT];
+    size_t n[GPTQ_LIN_COUNT];
+} capture_all;
+
+static gptq_status copy_hook(void *user, int layer, gptq_linear_id which, const float *X,
+                             int rows, int cols)
+{
+    capture_all *c = user;
+    (void)layer;
+    c->n[which] = (size_t)rows * cols;
+    c->X[which] = malloc(c->n[which] * sizeof(float));
+    if (c->X[which])
+        memcpy(c->X[which], X, c->n[which] * sizeof(float));
+    return GPTQ_OK;
+}
+
+static void test_layer_parts(const gptq_model *m)
+{
+    const gptq_model_config *c = gptq_model_get_config(m);
+    const size_t T = 2 * N_TOK, hidden = (size_t)c->hidden_size;
+    const size_t q_dim = (size_t)c->num_attention_heads * c->head_dim;
+    float *h = malloc(T * hidden * sizeof *h), *ref_h = malloc(T * hidden * sizeof *h);
+    float *x = malloc(T * hidden * sizeof *x), *att = malloc(T * q_dim * sizeof *att);
+    float *act = malloc(T * (size_t)c->intermediate_size * sizeof *act);
+    int32_t two[2 * N_TOK];
+    capture_all cap = {0};
+    gptq_layer_hooks hooks = {copy_hook, &cap};
+    if (!h || !ref_h || !x || !att || !act)
+        goto done;
+    memcpy(two, ids, sizeof ids);
+    memcpy(two + N_TOK, ids, sizeof ids);
+    CHECK_OK(gptq_model_embed(m, two, (int)T, h));
+    memcpy(ref_h, h, T * hidden * sizeof *h);
+    CHECK_OK(gptq_model_layer_forward(m, 1, ref_h, 2, N_TOK, &hooks));
+    CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_ATTN_NORM, h, NULL, x, 2, N_TOK));
+    CHECK(cap.X[GPTQ_LIN_Q] && max_abs_diff(x, cap.X[GPTQ_LIN_Q], T * hidden) == 0,
+          "ATTN_NORM differs from q_proj's input");
+    CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_ATTENTION, h, NULL, att, 2, N_TOK));
+    CHECK(cap.X[GPTQ_LIN_O] && max_abs_diff(att, cap.X[GPTQ_LIN_O], T * q_dim) == 0,
+          "ATTENTION differs from o_proj's input");
+    CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_ATTN_OUT, h, att, x, 2, N_TOK));
+    CHECK(cap.X[GPTQ_LIN_GATE] && max_abs_diff(x, cap.X[GPTQ_LIN_GATE], T * hidden) == 0,
+          "ATTN_OUT's norm differs from gate_proj's input");
+    CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_MLP_NORM, h, NULL, x, 2, N_TOK));
+    CHECK(cap.X[GPTQ_LIN_GATE] && max_abs_diff(x, cap.X[GPTQ_LIN_GATE], T * hidden) == 0,
+          "MLP_NORM differs from gate_proj's input");
+    CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_MLP_ACT, NULL, x, act, 2, N_TOK));
+    CHECK(cap.X[GPTQ_LIN_DOWN] &&
+              max_abs_diff(act, cap.X[GPTQ_LIN_DOWN], T * c->intermediate_size) == 0,
+          "MLP_ACT differs from down_proj's input");
+    CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_MLP_OUT, h, act, NULL, 2, N_TOK));
+    CHECK(max_abs_diff(h, ref_h, T * hidden) == 0, "the parts do not compose to layer_forward");
+    gptq_status st = gptq_model_layer_part(m, 9, GPTQ_PART_MLP_NORM, h, NULL, x, 2, N_TOK);
+    CHECK(st == GPTQ_ERR_ARG, "layer 9 of 4: %s", gptq_status_name(st));
+    st = gptq_model_layer_part(m, 1, (gptq_layer_part)42, h, NULL, x, 2, N_TOK);
+    CHECK(st == GPTQ_ERR_ARG, "part 42: %s", gptq_status_name(st));
+    printf("%-44s exact\n", "layer parts compose to layer_forward");
+done:
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+        free(cap.X[w]);
+    free(h), free(ref_h), free(x), free(att), free(act);
+}
+
 /* ---- attention against a float64 brute-force twin ---------------------------------- */
 
 static void attention_twin(const gptq_attention_args *a, double *out)
@@ -564,14 +639,6 @@ static char *read_fixture_text(const char *rel)
     return buf;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs(a[i] - b[i]));
-    return d;
-}
-
 /* q has layer 1 packed; want = its logits on the fixture ids. */
 static void test_sharing(const gptq_model *q, const float *want)
 {
@@ -832,6 +899,7 @@ int main(void)
     test_batch(m, logits);
     test_threads(m);
     test_layers(m, logits);
+    test_layer_parts(m);
     test_set_linear(m, logits);
     test_biases(m);
     test_bf16(logits);
