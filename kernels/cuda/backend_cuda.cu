@@ -73,6 +73,30 @@ gptq_status cuda_sync(void)
 
 // ---- the tables -------------------------------------------------------------
 
+// The CUDA runtime's current device belongs to each host thread, and only
+// the thread that ran gptq_cuda_backend_init has it set: every entry of the
+// tables first makes the module's device current in the calling thread
+// (once per thread), so daemon workers and client threads on cuda:N, N > 0,
+// allocate, launch and open IPC handles on the right device.
+static __thread int t_bound = -1;
+
+static inline void bind_thread()
+{
+    const int d = g_cuda.device;
+    if (t_bound != d && d >= 0 && cudaSetDevice(d) == cudaSuccess)
+        t_bound = d;
+}
+
+template <auto F> struct bound;
+template <typename R, typename... A, R (*F)(A...)> struct bound<F> {
+    static R call(A... a)
+    {
+        bind_thread();
+        return F(a...);
+    }
+};
+#define B(fn) bound<fn>::call
+
 static gptq_status table_qgemm(const gptq_packed *P, const float *x, const float *bias, float *y,
                                int n)
 {
@@ -81,21 +105,21 @@ static gptq_status table_qgemm(const gptq_packed *P, const float *x, const float
 
 static const gptq_backend cuda_backend = {
     .name = g_name,
-    .alloc = cuda_alloc,
-    .free = cuda_free,
-    .upload = cuda_upload,
-    .download = cuda_download,
-    .copy = cuda_copy,
-    .gemm_f32 = cuda_gemm_f32,
-    .qgemm = table_qgemm,
-    .rmsnorm = cuda_rmsnorm,
-    .rope = cuda_rope,
-    .attention = cuda_attention,
-    .silu_mul = cuda_silu_mul,
-    .add = cuda_add,
-    .embed = cuda_embed,
-    .softmax = cuda_softmax,
-    .log_softmax = cuda_log_softmax,
+    .alloc = B(cuda_alloc),
+    .free = B(cuda_free),
+    .upload = B(cuda_upload),
+    .download = B(cuda_download),
+    .copy = B(cuda_copy),
+    .gemm_f32 = B(cuda_gemm_f32),
+    .qgemm = B(table_qgemm),
+    .rmsnorm = B(cuda_rmsnorm),
+    .rope = B(cuda_rope),
+    .attention = B(cuda_attention),
+    .silu_mul = B(cuda_silu_mul),
+    .add = B(cuda_add),
+    .embed = B(cuda_embed),
+    .softmax = B(cuda_softmax),
+    .log_softmax = B(cuda_log_softmax),
 };
 
 static gptq_cuda_ops cuda_ops = {
@@ -104,33 +128,33 @@ static gptq_cuda_ops cuda_ops = {
     .cc_major = 0,
     .cc_minor = 0,
     .total_memory = 0,
-    .sync = cuda_sync,
-    .copy = cuda_copy,
-    .time_calls = cuda_time_calls,
-    .arena_create = cuda_arena_create,
-    .arena_alloc = cuda_arena_alloc,
-    .arena_reset = cuda_arena_reset,
-    .arena_used = cuda_arena_used,
-    .arena_destroy = cuda_arena_destroy,
-    .f32_to_f16 = cuda_f32_to_f16,
-    .f16_to_f32 = cuda_f16_to_f32,
-    .gemm_f16 = cuda_gemm_f16,
-    .qlinear_create = cuda_qlinear_create,
-    .qlinear_destroy = cuda_qlinear_destroy,
-    .qlinear_bytes = cuda_qlinear_bytes,
-    .qlinear_gemm = cuda_qlinear_gemm,
-    .sample = cuda_sample,
-    .hessian_create = cuda_hessian_create,
-    .hessian_destroy = cuda_hessian_destroy,
-    .hessian_add = cuda_hessian_add,
-    .hessian_get = cuda_hessian_get,
-    .hessian_samples = cuda_hessian_samples,
-    .quantize_layer = cuda_gptq_quantize_layer,
-    .ipc_alloc = cuda_ipc_alloc,
-    .ipc_free = cuda_ipc_free,
-    .ipc_open = cuda_ipc_open,
-    .ipc_close = cuda_ipc_close,
-    .mem_info = cuda_mem_info,
+    .sync = B(cuda_sync),
+    .copy = B(cuda_copy),
+    .time_calls = B(cuda_time_calls),
+    .arena_create = B(cuda_arena_create),
+    .arena_alloc = B(cuda_arena_alloc),
+    .arena_reset = B(cuda_arena_reset),
+    .arena_used = B(cuda_arena_used),
+    .arena_destroy = B(cuda_arena_destroy),
+    .f32_to_f16 = B(cuda_f32_to_f16),
+    .f16_to_f32 = B(cuda_f16_to_f32),
+    .gemm_f16 = B(cuda_gemm_f16),
+    .qlinear_create = B(cuda_qlinear_create),
+    .qlinear_destroy = B(cuda_qlinear_destroy),
+    .qlinear_bytes = B(cuda_qlinear_bytes),
+    .qlinear_gemm = B(cuda_qlinear_gemm),
+    .sample = B(cuda_sample),
+    .hessian_create = B(cuda_hessian_create),
+    .hessian_destroy = B(cuda_hessian_destroy),
+    .hessian_add = B(cuda_hessian_add),
+    .hessian_get = B(cuda_hessian_get),
+    .hessian_samples = B(cuda_hessian_samples),
+    .quantize_layer = B(cuda_gptq_quantize_layer),
+    .ipc_alloc = B(cuda_ipc_alloc),
+    .ipc_free = B(cuda_ipc_free),
+    .ipc_open = B(cuda_ipc_open),
+    .ipc_close = B(cuda_ipc_close),
+    .mem_info = B(cuda_mem_info),
 };
 
 // ---- exported entry points -------------------------------------------------
@@ -228,6 +252,7 @@ GPTQ_CUDA_EXPORT int gptq_cuda_backend_init(char *why, size_t why_len, int devic
         }
     }
     g_cuda.device = device;
+    t_bound = device;
     snprintf(g_name, sizeof g_name, "cuda:%d", device);
     cuda_ops.device_name = g_cuda.prop.name;
     cuda_ops.sm_count = g_cuda.prop.multiProcessorCount;
