@@ -15,7 +15,8 @@ static const char usage[] =
     "             [--model-dir DIR]... [--preload NAME=PATH]... [--log-level L]\n"
     "             [--memory-limit BYTES[K|M|G]] [--max-message-size BYTES]\n"
     "             [--max-jobs N] [--workers N] [--job-keep-seconds S]\n"
-    "             [--socket-group GROUP] [--help] [--version]\n"
+    "             [--socket-group GROUP] [--kv-slots N] [--kv-context N]\n"
+    "             [--help] [--version]\n"
     "\n"
     "The model-serving daemon of gptqd. Every flag is also a config-file key\n"
     "(key = value); flags override the file. Socket: --socket, else\n"
@@ -23,7 +24,11 @@ static const char usage[] =
     "/run/gptqd/gptqd.sock (root). Clients may load models only from the\n"
     "--model-dir directories. --memory-limit counts resident weights in the\n"
     "memory that serves them: device memory with a CUDA --device, host\n"
-    "memory on the CPU.\n";
+    "memory on the CPU. Each model's decode loop batches --kv-slots sequences\n"
+    "(default 8) of up to --kv-context positions (default 4096, at most the\n"
+    "model's); its KV cache, slots x context x layers x 2 x kv_dim floats in\n"
+    "the serving memory, is allocated on the first generation and is not\n"
+    "counted by --memory-limit.\n";
 
 static gptq_status set_string(char **slot, const char *value)
 {
@@ -43,6 +48,8 @@ gptq_status gptqd_conf_init(gptqd_conf *conf)
     conf->max_jobs = 64;
     conf->workers = 16;
     conf->job_keep_seconds = 600;
+    conf->kv_slots = 8;
+    conf->kv_context = 4096;
     gptq_status st = set_string(&conf->device, "auto");
     if (st)
         return st;
@@ -95,6 +102,16 @@ static int parse_int(const char *text, int lo, int hi, int *out)
 
 gptq_status gptqd_conf_set(gptqd_conf *conf, const char *key, const char *value)
 {
+    if (strcmp(key, "kv-slots") == 0) {
+        if (parse_int(value, 1, 256, &conf->kv_slots) < 0)
+            return gptq_fail(GPTQ_ERR_ARG, "kv-slots '%s': use 1 to 256", value);
+        return GPTQ_OK;
+    }
+    if (strcmp(key, "kv-context") == 0) {
+        if (parse_int(value, 16, 1 << 20, &conf->kv_context) < 0)
+            return gptq_fail(GPTQ_ERR_ARG, "kv-context '%s': use 16 to 1048576 positions", value);
+        return GPTQ_OK;
+    }
     if (strcmp(key, "socket") == 0) {
         if (!value[0] || strlen(value) > 107)
             return gptq_fail(GPTQ_ERR_ARG, "socket '%s': need a path of 1 to 107 bytes", value);

@@ -3,7 +3,7 @@
  *
  * Keys: socket, socket-group, device, model-dir (repeatable), preload
  * NAME=PATH (repeatable), log-level, memory-limit BYTES[K|M|G],
- * max-message-size, max-jobs, workers, job-keep-seconds. */
+ * max-message-size, max-jobs, workers, job-keep-seconds, kv-slots, kv-context. */
 #ifndef GPTQD_CONF_H
 #define GPTQD_CONF_H
 
@@ -33,6 +33,8 @@ typedef struct gptqd_conf {
     int max_jobs;              /* jobs in the table, running and finished */
     int workers;               /* request worker threads */
     int job_keep_seconds;      /* finished jobs are reaped after this */
+    int kv_slots;              /* sequences one model's decode loop batches */
+    int kv_context;            /* positions per sequence (capped by the model's) */
 } gptqd_conf;
 
 /* Defaults; the socket path from GPTQD_SOCKET, else $XDG_RUNTIME_DIR/gptqd.sock

@@ -50,10 +50,7 @@
 #define GPTQD_SOURCE_DATA_DIR GPTQD_DATA_DIR
 #endif
 
-/* Generation: sequences decoded together per model, and the most positions
- * one sequence's KV cache holds (its memory is slots x context x layers x
- * 2 x kv_heads x head_dim floats). */
-enum { TEXT_FILE_MAX = 256 << 20, BATCH_SLOTS = 8, BATCH_CONTEXT_MAX = 4096 };
+enum { TEXT_FILE_MAX = 256 << 20 };
 
 struct gptqd_engine_model {
     gptq_model *model;
@@ -76,7 +73,17 @@ static struct {
     char backend[16];        /* "cpu" or "cuda" (StatusReply.backend) */
     char note[512];
     const char *shm_group;
-} engine;
+    /* Generation: sequences decoded together per model, and the most
+     * positions one sequence's KV cache holds (its memory is slots x context
+     * x layers x 2 x kv_heads x head_dim floats). */
+    int kv_slots, kv_context;
+} engine = {.kv_slots = 8, .kv_context = 4096};
+
+void gptqd_engine_set_kv(int slots, int context)
+{
+    engine.kv_slots = slots;
+    engine.kv_context = context;
+}
 
 gptq_status gptqd_engine_init(const char *device, const char *shm_group)
 {
@@ -383,16 +390,23 @@ static gptq_status batcher_of(gptqd_engine_model *em, gptqd_batcher **out)
     if (!em->batcher) {
         const gptq_model_config *cfg = gptq_model_get_config(em->model);
         int context = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings
-                                                       : BATCH_CONTEXT_MAX;
-        if (context > BATCH_CONTEXT_MAX) {
-            gptqd_log(LOG_INFO, "model %s: sequences limited to %d of its %d positions",
-                      em->name, BATCH_CONTEXT_MAX, context);
-            context = BATCH_CONTEXT_MAX;
+                                                       : engine.kv_context;
+        if (context > engine.kv_context) {
+            gptqd_log(LOG_INFO, "model %s: sequences limited to %d of its %d positions "
+                      "(kv-context)", em->name, engine.kv_context, context);
+            context = engine.kv_context;
         }
-        st = gptqd_batcher_create(em->model, em->tok, BATCH_SLOTS, context, &em->batcher);
+        double kv_mib = (double)engine.kv_slots * context * cfg->num_hidden_layers * 2 *
+                        cfg->num_key_value_heads * cfg->head_dim * sizeof(float) / 1048576.0;
+        st = gptqd_batcher_create(em->model, em->tok, engine.kv_slots, context, &em->batcher);
         if (!st)
-            gptqd_log(LOG_INFO, "model %s: decode loop with %d slots of %d tokens", em->name,
-                      BATCH_SLOTS, context);
+            gptqd_log(LOG_INFO, "model %s: decode loop with %d slots of %d tokens (KV cache "
+                      "%.1f MiB of %s memory)", em->name, engine.kv_slots, context, kv_mib,
+                      engine.backend);
+        else
+            gptq_fail_context(st, "model %s: decode loop of %d x %d tokens (KV cache %.1f MiB; "
+                              "lower kv-slots or kv-context): ", em->name, engine.kv_slots,
+                              context, kv_mib);
     }
     *out = em->batcher;
     pthread_mutex_unlock(&em->lock);

@@ -81,6 +81,8 @@ typedef struct gptqd_export {
  * unavailable cuda:N is a warning, not a failure). Errors: GPTQ_ERR_ARG
  * for a device that is none of those. */
 gptq_status gptqd_engine_init(const char *device, const char *shm_group);
+/* The decode loops' batch: slots sequences of up to context positions. */
+void gptqd_engine_set_kv(int slots, int context);
 void gptqd_engine_shutdown(void);
 
 /* "device" when resident weights live in device memory (CUDA), else

@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 
     uint64_t watchdog_us = gptqd_notify_init();
     gptqd_share_reap_stale();
+    gptqd_engine_set_kv(conf.kv_slots, conf.kv_context);
     if (gptqd_engine_init(conf.device, conf.socket_group) != GPTQ_OK ||
         gptqd_jobs_create(conf.max_jobs, conf.job_keep_seconds, MAX_EVENTS_PER_JOB,
                           conf.workers > 2 ? conf.workers - 2 : 1, &ctx.jobs) != GPTQ_OK ||

@@ -39,7 +39,9 @@ int main(void)
                      "memory-limit = 2G\n"
                      "max-message-size = 8M\n"
                      "log-level = debug\n"
-                     "workers = 6\n");
+                     "workers = 6\n"
+                     "kv-slots = 4\n"
+                     "kv-context = 1024\n");
     write_file(bad, "device = cpu\nmax-jobs = lots\n");
 
     /* Socket default: GPTQD_SOCKET, else XDG_RUNTIME_DIR for a user. */
@@ -73,6 +75,12 @@ int main(void)
     CHECK(c.max_message_bytes == 8u << 20, "max-message-size %llu",
           (unsigned long long)c.max_message_bytes);
     CHECK(c.log_level == 7 && c.workers == 3, "log level %d workers %d", c.log_level, c.workers);
+    CHECK(c.kv_slots == 4 && c.kv_context == 1024, "kv-slots %d kv-context %d", c.kv_slots,
+          c.kv_context);
+    gptqd_conf_free(&c);
+    CHECK_OK(gptqd_conf_init(&c));
+    CHECK(c.kv_slots == 8 && c.kv_context == 4096, "default kv-slots %d kv-context %d",
+          c.kv_slots, c.kv_context);
     gptqd_conf_free(&c);
 
     /* Errors name the file and line, or the flag, and the fix. */
@@ -84,8 +92,9 @@ int main(void)
     gptqd_conf_free(&c);
     const char *bad_flags[][2] = {{"--device", "tpu"}, {"--bits", "4"},
                                   {"--memory-limit", "12X"}, {"--model-dir", "relative"},
-                                  {"--preload", "noequals"}, {"--workers", "1"}};
-    for (int i = 0; i < 6; i++) {
+                                  {"--preload", "noequals"}, {"--workers", "1"},
+                                  {"--kv-slots", "0"}, {"--kv-context", "8"}};
+    for (int i = 0; i < 8; i++) {
         char *av[] = {"gptqd", (char *)bad_flags[i][0], (char *)bad_flags[i][1], NULL};
         CHECK_OK(gptqd_conf_init(&c));
         st = gptqd_conf_from_args(&c, 3, av, &action);
