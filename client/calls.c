@@ -128,6 +128,7 @@ gptq_status gptq_client_list(gptq_client *c, gptq_client_models **out)
         MEM_TRY(m->memory = gptq_client_strdup_(wm->memory), "model list");
         m->host_bytes = wm->host_bytes;
         m->device_bytes = wm->device_bytes;
+        m->kv_bytes = wm->kv_bytes;
         m->params = wm->params;
         m->bytes = wm->bytes;
         m->leases = wm->leases;

@@ -178,7 +178,7 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
             const gptq_client_model *m = &list->models[i];
             json_array_append_new(
                 models, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, "
-                                  "s:s, s:I, s:I}",
+                                  "s:s, s:I, s:I, s:I}",
                                   "name", m->name, "arch", m->arch, "params",
                                   (json_int_t)m->params, "format", m->format, "bytes",
                                   (json_int_t)m->bytes, "leases", (json_int_t)m->leases,
@@ -187,7 +187,8 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
                                   (json_int_t)m->layers, "hidden", (json_int_t)m->hidden,
                                   "vocab", (json_int_t)m->vocab, "memory", m->memory,
                                   "host_bytes", (json_int_t)m->host_bytes, "device_bytes",
-                                  (json_int_t)m->device_bytes));
+                                  (json_int_t)m->device_bytes, "kv_bytes",
+                                  (json_int_t)m->kv_bytes));
         }
         rc = emit_json(models ? json_pack("{s:o}", "models", models) : NULL);
         goto out;
@@ -196,14 +197,14 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
         printf("no resident models (load one: gptqctl load NAME PATH)\n");
         goto out;
     }
-    printf("%-20s %-18s %-16s %10s %10s %6s  %s\n", "NAME", "ARCH", "FORMAT", "PARAMS", "BYTES",
-           "LEASES", "SOURCE");
+    printf("%-20s %-18s %-16s %10s %10s %10s %6s  %s\n", "NAME", "ARCH", "FORMAT", "PARAMS",
+           "BYTES", "KV CACHE", "LEASES", "SOURCE");
     for (size_t i = 0; i < list->n; i++) {
         const gptq_client_model *m = &list->models[i];
-        char b[32];
-        printf("%-20s %-18s %-16s %9.2fM %10s %6u  %s\n", m->name, m->arch, m->format,
-               (double)m->params / 1e6, human_bytes(m->bytes, b, sizeof b), m->leases,
-               m->source);
+        char b[32], kv[32];
+        printf("%-20s %-18s %-16s %9.2fM %10s %10s %6u  %s\n", m->name, m->arch, m->format,
+               (double)m->params / 1e6, human_bytes(m->bytes, b, sizeof b),
+               human_bytes(m->kv_bytes, kv, sizeof kv), m->leases, m->source);
     }
 out:
     gptq_client_models_free(list);

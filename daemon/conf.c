@@ -22,13 +22,13 @@ static const char usage[] =
     "(key = value); flags override the file. Socket: --socket, else\n"
     "$GPTQD_SOCKET, else $XDG_RUNTIME_DIR/gptqd.sock (user) or\n"
     "/run/gptqd/gptqd.sock (root). Clients may load models only from the\n"
-    "--model-dir directories. --memory-limit counts resident weights in the\n"
-    "memory that serves them: device memory with a CUDA --device, host\n"
-    "memory on the CPU. Each model's decode loop batches --kv-slots sequences\n"
-    "(default 8) of up to --kv-context positions (default 4096, at most the\n"
-    "model's); its KV cache, slots x context x layers x 2 x kv_dim floats in\n"
-    "the serving memory, is allocated on the first generation and is not\n"
-    "counted by --memory-limit.\n";
+    "--model-dir directories. --memory-limit counts resident weights and\n"
+    "their KV caches in the memory that serves them: device memory with a\n"
+    "CUDA --device, host memory on the CPU. Each model's decode loop batches\n"
+    "--kv-slots sequences (default 8) of up to --kv-context positions\n"
+    "(default 4096, at most the model's); its KV cache, slots x context x\n"
+    "layers x 2 x kv_dim floats, is allocated on the first generation and\n"
+    "counted from the load on.\n";
 
 static gptq_status set_string(char **slot, const char *value)
 {

@@ -188,6 +188,7 @@ static gptq_status handle_list(request_ctx *r)
         m->vocab = infos[i].vocab;
         m->host_bytes = infos[i].host_bytes;
         m->device_bytes = infos[i].device_bytes;
+        m->kv_bytes = infos[i].kv_bytes;
         ptrs[i] = m;
     }
     r->list.n_models = n;

@@ -85,6 +85,21 @@ void gptqd_engine_set_kv(int slots, int context)
     engine.kv_context = context;
 }
 
+/* Positions per sequence of a model's decode loop. */
+static int kv_context_of(const gptq_model_config *cfg)
+{
+    int context = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings
+                                                   : engine.kv_context;
+    return context < engine.kv_context ? context : engine.kv_context;
+}
+
+uint64_t gptqd_engine_kv_bytes(const gptq_model_config *cfg)
+{
+    return (uint64_t)engine.kv_slots * (uint64_t)kv_context_of(cfg) *
+           (uint64_t)cfg->num_hidden_layers * 2 * (uint64_t)cfg->num_key_value_heads *
+           (uint64_t)cfg->head_dim * sizeof(float);
+}
+
 gptq_status gptqd_engine_init(const char *device, const char *shm_group)
 {
     char why[400] = "";
@@ -160,8 +175,10 @@ gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes)
             total += (uint64_t)sb.st_size;
     }
     gptq_config_free_paths(paths, n);
-    /* Float weights are held as float32: twice the bytes of F16/BF16 files. */
-    *bytes = cfg.torch_dtype == GPTQ_DT_F32 || cfg.quant.present ? total : 2 * total;
+    /* Float weights are held as float32: twice the bytes of F16/BF16 files;
+     * and the decode loop's KV cache. */
+    *bytes = (cfg.torch_dtype == GPTQ_DT_F32 || cfg.quant.present ? total : 2 * total) +
+             gptqd_engine_kv_bytes(&cfg);
     return GPTQ_OK;
 }
 
@@ -226,6 +243,7 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
     snprintf(info->name, sizeof info->name, "%s", name);
     snprintf(info->arch, sizeof info->arch, "%s", cfg->architecture);
     info->params = (uint64_t)gptq_model_params(em->model);
+    info->kv_bytes = gptqd_engine_kv_bytes(cfg);
     if (em->device_arena) {
         /* The whole allocation: that is what the device gives up for it. */
         info->device_bytes = gptqd_device_arena_bytes(em->device_arena);
@@ -389,15 +407,11 @@ static gptq_status batcher_of(gptqd_engine_model *em, gptqd_batcher **out)
     pthread_mutex_lock(&em->lock);
     if (!em->batcher) {
         const gptq_model_config *cfg = gptq_model_get_config(em->model);
-        int context = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings
-                                                       : engine.kv_context;
-        if (context > engine.kv_context) {
+        int context = kv_context_of(cfg);
+        if (cfg->max_position_embeddings > context)
             gptqd_log(LOG_INFO, "model %s: sequences limited to %d of its %d positions "
-                      "(kv-context)", em->name, engine.kv_context, context);
-            context = engine.kv_context;
-        }
-        double kv_mib = (double)engine.kv_slots * context * cfg->num_hidden_layers * 2 *
-                        cfg->num_key_value_heads * cfg->head_dim * sizeof(float) / 1048576.0;
+                      "(kv-context)", em->name, context, cfg->max_position_embeddings);
+        double kv_mib = (double)gptqd_engine_kv_bytes(cfg) / 1048576.0;
         st = gptqd_batcher_create(em->model, em->tok, engine.kv_slots, context, &em->batcher);
         if (!st)
             gptqd_log(LOG_INFO, "model %s: decode loop with %d slots of %d tokens (KV cache "

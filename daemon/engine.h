@@ -11,6 +11,7 @@
 
 #include "daemon/jobs.h"
 #include "gptq/error.h"
+#include "model/config.h"
 
 typedef struct gptqd_engine_model gptqd_engine_model;
 
@@ -23,6 +24,9 @@ typedef struct gptqd_model_info {
     uint64_t bytes;       /* resident weight bytes in `memory`: what memory-limit counts */
     char memory[8];       /* "host" (CPU backend, shm arena) or "device" (CUDA IPC arena) */
     uint64_t host_bytes, device_bytes; /* bytes held in each (one is 0 today) */
+    uint64_t kv_bytes;    /* the decode loop's KV cache (kv-slots x kv-context), in
+                             `memory`, allocated on the first generation; memory-limit
+                             counts bytes + kv_bytes */
     char source[512];
     uint32_t bits;
     int32_t group_size;
@@ -83,6 +87,8 @@ typedef struct gptqd_export {
 gptq_status gptqd_engine_init(const char *device, const char *shm_group);
 /* The decode loops' batch: slots sequences of up to context positions. */
 void gptqd_engine_set_kv(int slots, int context);
+/* Bytes of the KV cache a model of this config gets. */
+uint64_t gptqd_engine_kv_bytes(const gptq_model_config *cfg);
 void gptqd_engine_shutdown(void);
 
 /* "device" when resident weights live in device memory (CUDA), else

@@ -80,6 +80,12 @@ static gptqd_resident *find_locked(gptqd_registry *reg, const char *name)
 /* A retired slot whose last lease just went: empties it and returns its
  * model for the caller to free once the lock is released (freeing device
  * memory synchronizes the device: not under the lock). */
+/* What memory-limit counts of a model: its weights and its KV cache. */
+static uint64_t counted(const gptqd_model_info *info)
+{
+    return info->bytes + info->kv_bytes;
+}
+
 static gptqd_engine_model *collect_retired_locked(gptqd_registry *reg, gptqd_resident *res)
 {
     if (!res->retired || res->n_leases > 0)
@@ -87,7 +93,7 @@ static gptqd_engine_model *collect_retired_locked(gptqd_registry *reg, gptqd_res
     gptqd_engine_model *model = res->model;
     gptqd_log(LOG_INFO, "model %s: last lease ended; its arena (%.1f MiB) is freed",
               res->info.name, (double)res->info.bytes / (1024.0 * 1024.0));
-    reg->bytes -= res->info.bytes;
+    reg->bytes -= counted(&res->info);
     memset(res, 0, sizeof *res);
     return model;
 }
@@ -110,8 +116,9 @@ gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64
         st = gptq_fail(GPTQ_ERR_LIMIT, "%d models resident: unload one first", MAX_MODELS);
     else if (reg->memory_limit && reg->bytes + bytes > reg->memory_limit)
         st = gptq_fail(GPTQ_ERR_NOMEM,
-                       "model '%s' needs %.1f MiB, %.1f MiB of the memory-limit %.1f MiB are "
-                       "in use: unload a model or raise memory-limit",
+                       "model '%s' needs %.1f MiB (weights and KV cache), %.1f MiB of the "
+                       "memory-limit %.1f MiB are in use: unload a model, raise memory-limit "
+                       "or lower kv-slots / kv-context",
                        name, mib(bytes), mib(reg->bytes), mib(reg->memory_limit));
     else {
         memset(free_slot, 0, sizeof *free_slot);
@@ -134,12 +141,14 @@ gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
     if (!res || !res->loading) {
         st = gptq_fail(GPTQ_ERR_INTERNAL, "model '%s': published without a reservation", name);
     } else {
-        uint64_t others = reg->bytes - res->info.bytes;
-        if (reg->memory_limit && others + info->bytes > reg->memory_limit) {
+        uint64_t others = reg->bytes - counted(&res->info);
+        if (reg->memory_limit && others + counted(info) > reg->memory_limit) {
             st = gptq_fail(GPTQ_ERR_NOMEM,
-                           "model '%s' takes %.1f MiB, over the memory-limit %.1f MiB with "
-                           "%.1f MiB in use: unload a model or raise memory-limit",
-                           name, mib(info->bytes), mib(reg->memory_limit), mib(others));
+                           "model '%s' takes %.1f MiB (weights %.1f, KV cache %.1f), over the "
+                           "memory-limit %.1f MiB with %.1f MiB in use: unload a model, raise "
+                           "memory-limit or lower kv-slots / kv-context",
+                           name, mib(counted(info)), mib(info->bytes), mib(info->kv_bytes),
+                           mib(reg->memory_limit), mib(others));
             reg->bytes = others;
             memset(res, 0, sizeof *res);
         } else {
@@ -147,7 +156,7 @@ gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
             snprintf(res->info.name, sizeof res->info.name, "%s", name);
             res->model = model;
             res->loading = 0;
-            reg->bytes = others + info->bytes;
+            reg->bytes = others + counted(info);
             model = NULL;
         }
     }
@@ -165,7 +174,7 @@ void gptqd_registry_abandon(gptqd_registry *reg, const char *name)
     pthread_mutex_lock(&reg->lock);
     gptqd_resident *res = find_locked(reg, name);
     if (res && res->loading) {
-        reg->bytes -= res->info.bytes;
+        reg->bytes -= counted(&res->info);
         memset(res, 0, sizeof *res);
     }
     pthread_mutex_unlock(&reg->lock);
@@ -233,12 +242,14 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
          * this takes it apart (it stops the decode loop and frees KV
          * caches: brief, and that thread never takes this lock). */
         gptqd_engine_retire(res->model);
+        reg->bytes -= res->info.kv_bytes; /* retiring freed the KV cache */
+        res->info.kv_bytes = 0;
     } else {
         /* Forced: clients that mapped the arena keep their own mapping of it
          * (shm stays alive while mapped); only the name and our copy go. */
         dropped = res->n_leases;
         model = res->model;
-        reg->bytes -= res->info.bytes;
+        reg->bytes -= counted(&res->info);
         memset(res, 0, sizeof *res);
     }
     pthread_mutex_unlock(&reg->lock);

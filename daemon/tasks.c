@@ -174,8 +174,10 @@ gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *
                            "quantize a float model", name, src->format);
     }
     if (!st) {
-        /* Packed weights: about bits/32 of the float32 linears, plus the rest. */
-        uint64_t estimate = gptqd_resident_info(t->model)->bytes / 4;
+        /* Packed weights: about bits/32 of the float32 linears, plus the rest;
+         * and a KV cache like the source's. */
+        const gptqd_model_info *info = gptqd_resident_info(t->model);
+        uint64_t estimate = info->bytes / 4 + info->kv_bytes;
         st = gptqd_registry_reserve(ctx->registry, new_name, estimate);
     }
     if (st) {

@@ -113,6 +113,7 @@ typedef struct gptq_client_model {
     uint32_t layers, hidden, vocab;
     char *memory; /* where the weights live: "host" or "device" ("" from an old daemon) */
     uint64_t host_bytes, device_bytes;
+    uint64_t kv_bytes; /* its decode loop's KV cache, in `memory` (0 from an old daemon) */
 } gptq_client_model;
 
 typedef struct gptq_client_models {
