@@ -566,7 +566,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     o.true_sequential = p->true_sequential;
     /* On CUDA each layer is uploaded, calibrated and quantized on the GPU;
      * the model handed over stays on the host and gets the packed linears. */
-    o.backend = engine.be;
+    o.backend = engine.ops ? engine.be : NULL; /* on the CPU: in place, no layer copy */
     if (cfg->max_position_embeddings > 0 && o.seqlen > cfg->max_position_embeddings) {
         gptqd_job_log(job, "seqlen %d lowered to the model's %d positions", o.seqlen,
                       cfg->max_position_embeddings);

@@ -258,9 +258,11 @@ static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engin
     if (gptq_model_backend(m) != gptq_backend_cpu())
         return gptq_fail(GPTQ_ERR_ARG, "calibration: the model to quantize must be the host "
                          "model (it is on %s)", gptq_model_backend(m)->name);
-    if (e->be == gptq_backend_cpu())
-        return GPTQ_OK;
-    if (!(e->cuda = gptq_backend_cuda_ops(e->be)))
+    if (!o->backend)
+        return GPTQ_OK; /* in place */
+    /* A backend, the CPU's included: a copy on it holds the current layer
+     * (on the CPU that is the GPU's code path in host memory, for tests). */
+    if (e->be != gptq_backend_cpu() && !(e->cuda = gptq_backend_cuda_ops(e->be)))
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on backend %s: not supported (cpu "
                          "or cuda)", e->be->name);
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {

@@ -41,14 +41,16 @@ typedef struct gptq_calib_options {
                                 fp16, as dense linears, as the reference
                                 implementation stores its result; for
                                 comparing with it number for number */
-    const struct gptq_backend *backend; /* NULL or the CPU backend: on the host.
+    const struct gptq_backend *backend; /* NULL: on the host, in m itself.
                                 A CUDA backend (kernels/backend_select.h):
                                 every layer is uploaded, run, captured
                                 (Hessians on the device) and quantized on
                                 the GPU, one layer resident at a time, so a
                                 model larger than device memory (opened
                                 streaming) works; m itself stays on the
-                                host and gets the packed linears */
+                                host and gets the packed linears. The CPU
+                                backend: that same path with the copy in
+                                host memory (same results as NULL; tests) */
 } gptq_calib_options;
 
 /* nsamples 128, seqlen 2048, seed 0, true-sequential, nothing skipped,

@@ -18,9 +18,10 @@
  *    per layer and linear).
  * Skips (77) without the fixtures or when no CUDA device answers.
  * Environment: GPTQ_TEST_CALIB_DEVICE=DEVICE quantizes the second copy on
- * DEVICE instead of cuda:0; "cpu" runs the whole flow without a GPU (both
- * copies on the host, which must then agree exactly: a check of this test's
- * own logic, not of the GPU path). */
+ * DEVICE instead of cuda:0; "cpu" runs the device's code path on the CPU
+ * backend (a copy holding one layer at a time, the model streamed), which
+ * must then agree with the in-place host run exactly; tests/meson.build runs
+ * it so as test `calib_backend` on every machine. */
 #include <time.h>
 
 #include "kernels/backend_select.h"
