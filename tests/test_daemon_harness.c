@@ -158,8 +158,17 @@ int td_start(td_daemon *d, const char *gptqd, const char *const *args)
     argv[argc++] = gptqd;
     argv[argc++] = "--socket";
     argv[argc++] = d->sock;
-    for (int i = 0; args && args[i] && argc < 62; i++)
+    int device = 0;
+    for (int i = 0; args && args[i] && argc < 60; i++) {
+        device |= strncmp(args[i], "--device", 8) == 0;
         argv[argc++] = args[i];
+    }
+    /* The daemon tests check the CPU path (shm arenas, host memory) unless
+     * they name a device: on a machine with a GPU, auto would pick it. */
+    if (!device) {
+        argv[argc++] = "--device";
+        argv[argc++] = "cpu";
+    }
     argv[argc] = NULL;
     pid_t parent = getpid();
     d->pid = fork();

@@ -17,7 +17,8 @@ typedef struct td_daemon {
 } td_daemon;
 
 /* Start `gptqd` (path) with --socket in a new temp folder plus extra args
- * (NULL-terminated, may be NULL) and wait until it answers a Ping.
+ * (NULL-terminated, may be NULL; --device cpu unless they name a device)
+ * and wait until it answers a Ping.
  * Returns 0, or -1 with a message on stderr. */
 int td_start(td_daemon *d, const char *gptqd, const char *const *args);
 /* SIGTERM, wait (SIGKILL after 10 s); returns the exit status or -1. */
