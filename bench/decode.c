@@ -13,13 +13,7 @@
 #include "model/calib.h"
 #include "model/llama.h"
 #include "random_model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "benchutil.h"
 
 /* Decode `steps` tokens for `batch` sequences after a 16-token prompt;
  * returns tokens per second over the decode steps (all sequences). */

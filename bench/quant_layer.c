@@ -8,13 +8,7 @@
 #include <time.h>
 
 #include "gptq/quant.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "benchutil.h"
 
 static uint64_t rng_state = 42;
 static float randn(void) /* sum of 4 uniforms: cheap, roughly normal */

@@ -24,13 +24,7 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "random_model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "benchutil.h"
 
 /* Make a fresh memory cgroup limited to `limit` bytes; its path goes to
  * `cg` ("" when none could be made). The child joins it (join_cgroup). */
@@ -66,19 +60,6 @@ static int join_cgroup(const char *cg)
     if (f)
         ok = (fclose(f) == 0) && ok;
     return ok ? 0 : -1;
-}
-
-static long peak_rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
 }
 
 static long rss_kb(const char *key)

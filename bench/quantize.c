@@ -49,30 +49,11 @@
 #include "model/calib.h"
 #include "model/llama.h"
 #include "random_model.h"
+#include "benchutil.h"
 
 #ifndef GPTQ_TORCH_SCRIPT
 #define GPTQ_TORCH_SCRIPT "bench/gptq_torch.py"
 #endif
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static long peak_rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
-}
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -19,63 +19,15 @@
 #include "gptq/client.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
+#include "testgen.h"
 
 static gptq_status generate(gptq_mapping *m, const char *prompt, int max_tokens, char **text)
 {
-    gptq_status st = GPTQ_OK;
     gptq_model *model = NULL;
-    gptq_tokenizer *tok = NULL;
-    gptq_kv *kv = NULL;
-    int32_t *ids = NULL, *out = NULL;
-    float *logits = NULL;
-    size_t n_ids = 0, len = 0;
-    int generated = 0;
+    gptq_status st = gptq_mapping_model(m, &model);
     *text = NULL;
-    if ((st = gptq_mapping_model(m, &model)))
-        goto fail;
-    if ((st = gptq_tokenizer_load(gptq_mapping_tokenizer_path(m), &tok)))
-        goto fail;
-    const gptq_model_config *cfg = gptq_model_get_config(model);
-    if ((st = gptq_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n_ids)))
-        goto fail;
-    out = malloc(((size_t)max_tokens + 1) * sizeof *out);
-    logits = malloc((size_t)cfg->vocab_size * sizeof *logits);
-    if (!out || !logits) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "map_client: out of memory");
-        goto fail;
-    }
-    if ((st = gptq_kv_create(model, 1, (int)n_ids + max_tokens, &kv)))
-        goto fail;
-    st = gptq_model_forward(model, kv, ids, 1, (int)n_ids, NULL, NULL, GPTQ_FWD_LAST_ONLY,
-                            logits);
-    while (!st && generated < max_tokens) {
-        int32_t best = 0;
-        for (int i = 1; i < cfg->vocab_size; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        int eos = 0;
-        for (int i = 0; i < cfg->n_eos; i++)
-            eos |= cfg->eos_token_ids[i] == best;
-        if (eos)
-            break;
-        out[generated++] = best;
-        if (generated < max_tokens)
-            st = gptq_model_forward(model, kv, &best, 1, 1, NULL, NULL, GPTQ_FWD_LAST_ONLY,
-                                    logits);
-    }
-    if (st)
-        goto fail;
-    if (generated)
-        st = gptq_tokenizer_decode(tok, out, (size_t)generated, text, &len);
-    else
-        *text = strdup("");
-fail:
-    gptq_kv_free(kv);
-    gptq_tokenizer_free(tok);
-    free(ids);
-    free(out);
-    free(logits);
-    return st;
+    return st ? st : test_greedy_text(model, gptq_mapping_tokenizer_path(m), prompt, max_tokens,
+                                      text);
 }
 
 int main(int argc, char **argv)

@@ -20,6 +20,7 @@
 #include "model/eval.h"
 #include "model/tokenizer.h"
 #include "testutil.h"
+#include "testtok.h"
 
 typedef struct setting {
     char name[96];
@@ -27,19 +28,6 @@ typedef struct setting {
     gptq_quant_config q;
     double ref_ppl;
 } setting;
-
-static int32_t *tokenize(const gptq_tokenizer *tok, const char *path, size_t *n)
-{
-    size_t len;
-    char *text = test_read_file(path, &len);
-    int32_t *ids = NULL;
-    if (!text || gptq_tokenizer_encode(tok, text, len, 0, &ids, n) != GPTQ_OK) {
-        fprintf(stderr, "FAIL: tokenize %s: %s\n", path, gptq_errmsg());
-        exit(1);
-    }
-    free(text);
-    return ids;
-}
 
 /* Quantize a fresh copy of the model and return eval.txt's perplexity.
  * reference: the reference implementation's semantics (float32 scales,
@@ -115,8 +103,8 @@ int main(int argc, char **argv)
     gptq_tokenizer *tok;
     CHECK_OK(gptq_tokenizer_load(fixture_path("tiny-llama/tokenizer.json"), &tok));
     size_t n_calib, n_eval;
-    int32_t *calib = tokenize(tok, fixture_path("tiny-llama/calib.txt"), &n_calib);
-    int32_t *eval = tokenize(tok, fixture_path("tiny-llama/eval.txt"), &n_eval);
+    int32_t *calib = test_tokenize_file(tok, fixture_path("tiny-llama/calib.txt"), &n_calib);
+    int32_t *eval = test_tokenize_file(tok, fixture_path("tiny-llama/eval.txt"), &n_eval);
     json_t *offs = json_object_get(windows, "offsets");
     int64_t offsets[128];
     for (int i = 0; i < 128; i++)

@@ -29,25 +29,13 @@
 #include "model/eval.h"
 #include "model/tokenizer.h"
 #include "testutil.h"
+#include "testtok.h"
 
 static double seconds_since(const struct timespec *t0)
 {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
-}
-
-static int32_t *tokenize(const gptq_tokenizer *tok, const char *path, size_t *n)
-{
-    size_t len;
-    char *text = test_read_file(path, &len);
-    int32_t *ids = NULL;
-    if (!text || gptq_tokenizer_encode(tok, text, len, 0, &ids, n) != GPTQ_OK) {
-        fprintf(stderr, "FAIL: tokenize %s: %s\n", path, gptq_errmsg());
-        exit(1);
-    }
-    free(text);
-    return ids;
 }
 
 /* Quantize the fixture on `be` (NULL: the host) and return eval.txt's
@@ -161,8 +149,8 @@ int main(void)
     if (test_failures)
         return test_result();
     size_t n_calib, n_eval;
-    int32_t *calib = tokenize(tok, calib_path, &n_calib);
-    int32_t *eval = tokenize(tok, eval_path, &n_eval);
+    int32_t *calib = test_tokenize_file(tok, calib_path, &n_calib);
+    int32_t *eval = test_tokenize_file(tok, eval_path, &n_eval);
 
     gptq_model *host = NULL, *dev = NULL;
     double ppl_host = quantize_and_eval(model_dir, 0, NULL, calib, n_calib, eval, n_eval, &host);

@@ -17,25 +17,7 @@
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "testutil.h"
-
-static int32_t *tokenize(const gptq_tokenizer *tok, const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        exit(1);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)len);
-    if (fread(text, 1, (size_t)len, f) != (size_t)len)
-        exit(1);
-    fclose(f);
-    int32_t *ids;
-    if (gptq_tokenizer_encode(tok, text, (size_t)len, 0, &ids, n) != GPTQ_OK)
-        exit(1);
-    free(text);
-    return ids;
-}
+#include "testtok.h"
 
 static void check_shapes(const char *dir, const gptq_model_config *c, int bits, int group_size)
 {
@@ -179,8 +161,8 @@ int main(void)
     gptq_tokenizer *tok;
     CHECK_OK(gptq_tokenizer_load(fixture_path("tiny-llama/tokenizer.json"), &tok));
     size_t n_calib, n_eval;
-    int32_t *calib = tokenize(tok, fixture_path("tiny-llama/calib.txt"), &n_calib);
-    int32_t *eval = tokenize(tok, fixture_path("tiny-llama/eval.txt"), &n_eval);
+    int32_t *calib = test_tokenize_file(tok, fixture_path("tiny-llama/calib.txt"), &n_calib);
+    int32_t *eval = test_tokenize_file(tok, fixture_path("tiny-llama/eval.txt"), &n_eval);
     char tmpl[] = "/tmp/gptq-ckpt-XXXXXX";
     char *tmpdir = mkdtemp(tmpl);
     CHECK(tmpdir != NULL, "mkdtemp");

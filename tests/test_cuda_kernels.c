@@ -27,42 +27,11 @@
 #include "kernels/backend_select.h"
 #include "kernels/cpu/ops.h"
 #include "testutil.h"
+#include "cudatest.h"
 
-static const gptq_backend *be;
-static const gptq_cuda_ops *ops;
 static uint64_t rng = 20240611;
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
-/* Device copy of host data; exits on failure (the test cannot go on). */
-static void *to_device(const void *host, size_t bytes)
-{
-    void *d = be->alloc(bytes);
-    if (!d || be->upload(d, host, bytes) != GPTQ_OK) {
-        fprintf(stderr, "FAIL: device copy of %zu bytes: %s\n", bytes, gptq_errmsg());
-        exit(1);
-    }
-    return d;
-}
-
-static void from_device(void *host, const void *d, size_t bytes)
-{
-    gptq_status st = be->download(host, d, bytes);
-    if (st != GPTQ_OK) {
-        fprintf(stderr, "FAIL: download: %s\n", gptq_errmsg());
-        exit(1);
-    }
-}
 
 /* Normal values bounded away from zero (|v| >= 0.05). */
 static float rand_nonzero(void)
@@ -693,19 +662,9 @@ static void test_arena(void)
 
 int main(void)
 {
-    char why[1024];
-    gptq_status st = gptq_backend_select("cuda:0", &be, why, sizeof why);
-    if (st != GPTQ_OK) {
-        printf("SKIP: no CUDA device: %s\n", why);
-        return 77;
-    }
-    ops = gptq_backend_cuda_ops(be);
-    if (!ops) {
-        fprintf(stderr, "FAIL: %s has no CUDA extension table\n", be->name);
-        return 1;
-    }
-    printf("%s: %s, sm_%d%d, %d SMs\n", be->name, ops->device_name, ops->cc_major, ops->cc_minor,
-           ops->sm_count);
+    int rc = cudatest_open();
+    if (rc != 0)
+        return rc;
     test_arena();
     test_conversions(100003);
     test_packed_errors();

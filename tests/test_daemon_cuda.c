@@ -34,59 +34,15 @@
 #include "model/tokenizer.h"
 #include "test_daemon_harness.h"
 #include "testutil.h"
+#include "testgen.h"
 
 enum { MAX_TOKENS = 24, N_CLIENTS = 2 };
 static const char *PROMPT = "The Python interpreter";
 
-/* Greedy decoding as gptqd does it: prompt with special tokens, argmax
- * (first index on ties), stop at EOS or max_tokens. *text malloc'ed. */
+/* Greedy decoding as gptqd does it (testgen.h). *text malloc'ed. */
 static gptq_status greedy(const gptq_model *model, const char *tokenizer_path, char **text)
 {
-    gptq_status st = GPTQ_OK;
-    gptq_tokenizer *tok = NULL;
-    gptq_kv *kv = NULL;
-    int32_t *ids = NULL, out[MAX_TOKENS];
-    float *logits = NULL;
-    size_t n_ids = 0, len = 0;
-    int generated = 0;
-    *text = NULL;
-    const gptq_model_config *cfg = gptq_model_get_config(model);
-    if ((st = gptq_tokenizer_load(tokenizer_path, &tok)) ||
-        (st = gptq_tokenizer_encode(tok, PROMPT, strlen(PROMPT), 1, &ids, &n_ids)))
-        goto done;
-    logits = malloc((size_t)cfg->vocab_size * sizeof *logits);
-    if (!logits) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "logits");
-        goto done;
-    }
-    if ((st = gptq_kv_create(model, 1, (int)n_ids + MAX_TOKENS, &kv)))
-        goto done;
-    st = gptq_model_forward(model, kv, ids, 1, (int)n_ids, NULL, NULL, GPTQ_FWD_LAST_ONLY,
-                            logits);
-    while (!st && generated < MAX_TOKENS) {
-        int32_t best = 0;
-        for (int i = 1; i < cfg->vocab_size; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        int eos = 0;
-        for (int i = 0; i < cfg->n_eos; i++)
-            eos |= cfg->eos_token_ids[i] == best;
-        if (eos)
-            break;
-        out[generated++] = best;
-        if (generated < MAX_TOKENS)
-            st = gptq_model_forward(model, kv, &best, 1, 1, NULL, NULL, GPTQ_FWD_LAST_ONLY,
-                                    logits);
-    }
-    if (!st)
-        st = generated ? gptq_tokenizer_decode(tok, out, (size_t)generated, text, &len)
-                       : ((*text = strdup("")) ? GPTQ_OK : GPTQ_ERR_NOMEM);
-done:
-    gptq_kv_free(kv);
-    gptq_tokenizer_free(tok);
-    free(ids);
-    free(logits);
-    return st;
+    return test_greedy_text(model, tokenizer_path, PROMPT, MAX_TOKENS, text);
 }
 
 /* Write a line to fd (the parent reads lines). */

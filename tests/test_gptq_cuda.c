@@ -35,41 +35,10 @@
 #include "kernels/backend_select.h"
 #include "model/safetensors.h"
 #include "testutil.h"
+#include "cudatest.h"
 #include "vectors.h"
 
-static const gptq_backend *be;
-static const gptq_cuda_ops *ops;
-
 /* ---- helpers ------------------------------------------------------------- */
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    return p;
-}
-
-/* Device copy of host data; exits on failure (the test cannot go on). */
-static void *to_device(const void *host, size_t bytes)
-{
-    void *d = be->alloc(bytes);
-    if (!d || be->upload(d, host, bytes) != GPTQ_OK) {
-        fprintf(stderr, "FAIL: device copy of %zu bytes: %s\n", bytes, gptq_errmsg());
-        exit(1);
-    }
-    return d;
-}
-
-static void from_device(void *host, const void *d, size_t bytes)
-{
-    if (be->download(host, d, bytes) != GPTQ_OK) {
-        fprintf(stderr, "FAIL: download: %s\n", gptq_errmsg());
-        exit(1);
-    }
-}
 
 /* Calibration-like inputs X [tokens, cols]: correlated (a common factor),
  * uneven scales per column (so act-order matters), non-zero mean. Columns
@@ -310,19 +279,11 @@ static void test_errors(void)
 
 /* ---- fixture vectors -------------------------------------------------------------- */
 
+/* A fixture tensor as float32; a missing one is a failure. */
 static float *load(gptq_safetensors *st, const char *name, int64_t numel)
 {
-    const gptq_st_tensor *t = gptq_safetensors_find(st, name);
-    if (!t || t->numel != numel) {
-        fprintf(stderr, "FAIL: tensor %s missing or not %lld elements\n", name, (long long)numel);
-        test_failures++;
-        return NULL;
-    }
-    float *x = xmalloc((size_t)numel * sizeof *x);
-    if (gptq_st_tensor_to_f32(t, x, (size_t)numel) != GPTQ_OK) {
-        free(x);
-        return NULL;
-    }
+    float *x = vectors_load(st, name, numel);
+    test_failures += !x;
     return x;
 }
 
@@ -433,19 +394,9 @@ static void test_vectors(void)
 
 int main(void)
 {
-    char why[1024];
-    gptq_status st = gptq_backend_select("cuda:0", &be, why, sizeof why);
-    if (st != GPTQ_OK) {
-        printf("SKIP: no CUDA device: %s\n", why);
-        return 77;
-    }
-    ops = gptq_backend_cuda_ops(be);
-    if (!ops) {
-        fprintf(stderr, "FAIL: %s has no CUDA extension table\n", be->name);
-        return 1;
-    }
-    printf("%s: %s, sm_%d%d, %d SMs\n", be->name, ops->device_name, ops->cc_major, ops->cc_minor,
-           ops->sm_count);
+    int rc = cudatest_open();
+    if (rc != 0)
+        return rc;
 
     test_hessian(300, 5);
     test_hessian(1024, 3);

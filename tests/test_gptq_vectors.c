@@ -8,19 +8,11 @@
 #include "testutil.h"
 #include "vectors.h"
 
+/* A fixture tensor as float32; a missing one is a failure. */
 static float *load(gptq_safetensors *st, const char *name, int64_t numel)
 {
-    const gptq_st_tensor *t = gptq_safetensors_find(st, name);
-    if (!t || t->numel != numel) {
-        fprintf(stderr, "FAIL: tensor %s missing or not %lld elements\n", name, (long long)numel);
-        test_failures++;
-        return NULL;
-    }
-    float *x = malloc((size_t)numel * sizeof *x);
-    if (gptq_st_tensor_to_f32(t, x, (size_t)numel) != GPTQ_OK) {
-        free(x);
-        return NULL;
-    }
+    float *x = vectors_load(st, name, numel);
+    test_failures += !x;
     return x;
 }
 

@@ -1,6 +1,25 @@
 /* tests/vectors.c: the configurations of gptq-vectors/vectors.json. */
 #include "vectors.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
+float *vectors_load(gptq_safetensors *st, const char *name, int64_t numel)
+{
+    const gptq_st_tensor *t = gptq_safetensors_find(st, name);
+    if (!t || t->numel != numel) {
+        fprintf(stderr, "FAIL: tensor %s missing or not %lld elements\n", name, (long long)numel);
+        return NULL;
+    }
+    float *x = malloc((size_t)numel * sizeof *x);
+    if (!x || gptq_st_tensor_to_f32(t, x, (size_t)numel) != GPTQ_OK) {
+        fprintf(stderr, "FAIL: tensor %s: %s\n", name, x ? gptq_errmsg() : "out of memory");
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
 #define CFG(b, g, ao, sg, s, bs)                                                                  \
     {.bits = b, .group_size = g, .act_order = ao, .static_groups = sg, .sym = s, .damp = 0.01f,     \
      .block_size = bs, .mse = 0, .v1_zeros = 0, .fp16_scales = 0}

@@ -5,6 +5,7 @@
 #define GPTQ_TESTS_VECTORS_H
 
 #include "gptq/quant.h"
+#include "model/safetensors.h"
 
 typedef struct vector_config {
     const char *tag;
@@ -15,5 +16,10 @@ typedef struct vector_config {
 extern const vector_config vector_configs[];
 extern const int n_vector_configs;
 extern const char *const vector_layers[2];
+
+/* Tensor `name` of vectors.safetensors as a new float32 array of numel
+ * values (caller frees), or NULL with the reason on stderr (missing, other
+ * size, out of memory). */
+float *vectors_load(gptq_safetensors *st, const char *name, int64_t numel);
 
 #endif
