@@ -1374,25 +1374,47 @@ static void scratch_free(scratch *s)
     memset(s, 0, sizeof *s);
 }
 
-static gptq_status scratch_alloc(const gptq_model *m, size_t T, scratch *s)
+/* Which scratch buffers a call needs (a layer part needs few of them). */
+enum {
+    SCR_X = 1,    /* x */
+    SCR_QKV = 2,  /* q, k, v, pos */
+    SCR_ATT = 4,  /* att */
+    SCR_GATE = 8, /* gate */
+    SCR_UP = 16,  /* up */
+    SCR_ALL = 31
+};
+
+static void *scratch_buf(const gptq_backend *be, unsigned want, unsigned bit, size_t bytes,
+                         int *failed)
+{
+    if (!(want & bit))
+        return NULL;
+    void *p = be->alloc(bytes);
+    *failed |= !p;
+    return p;
+}
+
+static gptq_status scratch_alloc(const gptq_model *m, size_t T, unsigned want, scratch *s)
 {
     const gptq_model_config *c = &m->cfg;
     const gptq_backend *be = m->be;
     size_t q_dim = (size_t)c->num_attention_heads * c->head_dim;
     size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
+    size_t inter = (size_t)c->intermediate_size;
+    int failed = 0;
     memset(s, 0, sizeof *s);
     s->be = be;
-    s->x = be->alloc(T * c->hidden_size * sizeof(float));
-    s->q = be->alloc(T * q_dim * sizeof(float));
-    s->k = be->alloc(T * kv_dim * sizeof(float));
-    s->v = be->alloc(T * kv_dim * sizeof(float));
-    s->att = be->alloc(T * q_dim * sizeof(float));
-    s->gate = be->alloc(T * c->intermediate_size * sizeof(float));
-    s->up = be->alloc(T * c->intermediate_size * sizeof(float));
-    s->pos = be->alloc(T * sizeof(int32_t));
-    s->pos_host = malloc(T * sizeof(int32_t));
-    if (!s->x || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->pos ||
-        !s->pos_host) {
+    s->x = scratch_buf(be, want, SCR_X, T * c->hidden_size * sizeof(float), &failed);
+    s->q = scratch_buf(be, want, SCR_QKV, T * q_dim * sizeof(float), &failed);
+    s->k = scratch_buf(be, want, SCR_QKV, T * kv_dim * sizeof(float), &failed);
+    s->v = scratch_buf(be, want, SCR_QKV, T * kv_dim * sizeof(float), &failed);
+    s->pos = scratch_buf(be, want, SCR_QKV, T * sizeof(int32_t), &failed);
+    s->att = scratch_buf(be, want, SCR_ATT, T * q_dim * sizeof(float), &failed);
+    s->gate = scratch_buf(be, want, SCR_GATE, T * inter * sizeof(float), &failed);
+    s->up = scratch_buf(be, want, SCR_UP, T * inter * sizeof(float), &failed);
+    if (want & SCR_QKV)
+        failed |= !(s->pos_host = malloc(T * sizeof(int32_t)));
+    if (failed) {
         scratch_free(s);
         return gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate %s activations for %zu tokens",
                          be->name, T);
@@ -1586,7 +1608,11 @@ gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part pa
     scratch s;
     float *k = NULL, *v = NULL;
     int32_t *start = NULL;
-    if ((st = scratch_alloc(m, (size_t)T, &s)) != GPTQ_OK)
+    static const unsigned needs[] = {[GPTQ_PART_ATTENTION] = SCR_X | SCR_QKV,
+                                     [GPTQ_PART_ATTN_OUT] = SCR_X,
+                                     [GPTQ_PART_MLP_ACT] = SCR_UP,
+                                     [GPTQ_PART_MLP_OUT] = SCR_X};
+    if ((st = scratch_alloc(m, (size_t)T, needs[part], &s)) != GPTQ_OK)
         return st;
     switch (part) {
     case GPTQ_PART_ATTENTION:
@@ -1707,7 +1733,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
                          n_seq, len, MAX_CALL_TOKENS);
     size_t T = (size_t)n_seq * len, kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
     scratch s;
-    if ((st = scratch_alloc(m, T, &s)) != GPTQ_OK)
+    if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK)
         return st;
     float *k = be->alloc(T * kv_dim * sizeof *k), *v = be->alloc(T * kv_dim * sizeof *v);
     int32_t *start = calloc((size_t)n_seq, sizeof *start);
@@ -1805,7 +1831,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate hidden states for %zu tokens", T);
         goto done;
     }
-    if ((st = scratch_alloc(m, T, &s)) != GPTQ_OK ||
+    if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK ||
         (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
     be->embed(m->embed, d_ids, (int)T, (int)hidden, h);
