@@ -1,12 +1,14 @@
 /* model/tokenizer.h: Hugging Face tokenizer.json (BPE model) in C.
  *
- * Covers the two BPE families in use: byte-level BPE (GPT-2, Llama 3, Qwen2:
- * ByteLevel / Split+ByteLevel pre-tokenizers, ignore_merges) and
- * SentencePiece-style BPE (Llama 2, Mistral: Prepend/Replace normalizers or a
- * Metaspace pre-tokenizer, byte_fallback, <unk>). Encode and decode follow
- * the `tokenizers` library step for step (added-token split, normalizer,
- * pre-tokenizer, BPE by merge rank, post-processor; decoder chain), so ids
- * and text match it exactly for the supported components.
+ * Covers the two BPE families in use: byte-level BPE (GPT-2, Llama 3, Qwen2,
+ * SmolLM: ByteLevel / Split / Digits + ByteLevel pre-tokenizers,
+ * ignore_merges) and SentencePiece-style BPE (Llama 2, Mistral:
+ * Prepend/Replace normalizers or a Metaspace pre-tokenizer, byte_fallback,
+ * <unk>). Encode and decode follow the `tokenizers` library step for step
+ * (added-token split, normalizer, pre-tokenizer, BPE by merge rank,
+ * post-processor; decoder chain), so ids and text match it exactly for the
+ * supported components, which model/tokenizer/internal.h lists; any other
+ * component is refused by name when loading.
  *
  * A loaded tokenizer is immutable: any number of threads may call encode,
  * decode and the lookups on one handle at once. */
@@ -31,6 +33,14 @@ typedef struct gptq_tokenizer gptq_tokenizer;
  * decoder or post-processor type we do not implement; the message names it). */
 gptq_status gptq_tokenizer_load(const char *tokenizer_json_path, gptq_tokenizer **out);
 
+/* Largest tokenizer.json gptq_tokenizer_load reads. */
+#define GPTQ_TOKENIZER_MAX_BYTES ((size_t)256 << 20)
+
+/* The same from the JSON text json[len] (need not be NUL-terminated);
+ * `name` labels messages. */
+gptq_status gptq_tokenizer_load_json(const char *json, size_t len, const char *name,
+                                     gptq_tokenizer **out);
+
 /* Release a tokenizer (NULL is fine). */
 void gptq_tokenizer_free(gptq_tokenizer *tok);
 
@@ -39,10 +49,8 @@ void gptq_tokenizer_free(gptq_tokenizer *tok);
  * <|begin_of_text|>), as HF encode(add_special_tokens=True) does.
  * On success *ids is a malloc'ed array of *n_ids ids that the caller frees
  * with free() (NULL when *n_ids is 0). Errors: GPTQ_ERR_ARG (text is not
- * valid UTF-8; the message gives the byte offset), GPTQ_ERR_UNSUPPORTED (an
- * NFC normalizer met text that NFC would change: we carry no decomposition
- * tables, so only text already in NFC is accepted; the message names the
- * code point), GPTQ_ERR_NOMEM. */
+ * valid UTF-8; the message gives the byte offset), GPTQ_ERR_LIMIT (a
+ * pre-tokenizer regex ran out of its match limits), GPTQ_ERR_NOMEM. */
 gptq_status gptq_tokenizer_encode(const gptq_tokenizer *tok, const char *text, size_t len,
                                   int add_special, int32_t **ids, size_t *n_ids);
 

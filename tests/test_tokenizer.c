@@ -227,8 +227,8 @@ static void test_api(const gptq_tokenizer *tok)
     CHECK(gptq_tokenizer_encode(tok, "", 0, 1, &ids, &n) == GPTQ_OK && n == 0 && !ids,
           "empty text, no template: no ids");
     gptq_tokenizer *none = NULL;
-    CHECK(gptq_tokenizer_load("/nonexistent/tokenizer.json", &none) == GPTQ_ERR_IO && !none,
-          "missing file must be GPTQ_ERR_IO");
+    CHECK(gptq_tokenizer_load("/nonexistent/tokenizer.json", &none) == GPTQ_ERR_NOTFOUND && !none,
+          "missing file must be GPTQ_ERR_NOTFOUND");
 }
 
 struct thread_arg {
@@ -361,8 +361,17 @@ static void test_load_errors(void)
                       GPTQ_ERR_FORMAT, "merges[0]");
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -3}, \"merges\": []}}",
                       GPTQ_ERR_FORMAT, "\"a\"");
-    expect_load_error("{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
-                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", GPTQ_ERR_UNSUPPORTED, "Whitespace");
+    expect_load_error("{\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}, \"model\": {\"type\": \"BPE\", "
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", GPTQ_ERR_UNSUPPORTED, "BertPreTokenizer");
+    expect_load_error("{\"normalizer\": {\"type\": \"BertNormalizer\"}, \"model\": {\"type\": \"BPE\", "
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", GPTQ_ERR_UNSUPPORTED, "BertNormalizer");
+    expect_load_error("{\"decoder\": {\"type\": \"WordPiece\"}, \"model\": {\"type\": \"BPE\", "
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", GPTQ_ERR_UNSUPPORTED, "WordPiece");
+    expect_load_error("{\"post_processor\": {\"type\": \"Bogus\"}, \"model\": {\"type\": \"BPE\", "
+                      "\"vocab\": {\"a\": 0}, \"merges\": []}}", GPTQ_ERR_UNSUPPORTED, "Bogus");
+    /* a parse error never quotes the file's text back */
+    expect_load_error("TOPSECRET", GPTQ_ERR_FORMAT, "line");
+    CHECK(!strstr(gptq_errmsg(), "TOPSECRET"), "message quotes the file: %s", gptq_errmsg());
     expect_load_error("{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
                       "\"behavior\": \"Isolated\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
                       "\"merges\": []}}", GPTQ_ERR_UNSUPPORTED, "Split regex");

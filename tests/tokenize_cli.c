@@ -5,7 +5,8 @@
  *   tokenize_cli TOKENIZER_JSON --decode IDS_FILE
  *
  * Encode prints one id per line; --lines encodes each line (newline kept)
- * separately and prints a blank line after each line's ids; --time prints
+ * separately and prints one output line per input line, its ids separated
+ * by spaces (an empty line when it has none); --time prints
  * the encode time in milliseconds to stderr. --decode reads whitespace-
  * separated ids and prints the decoded text exactly (no newline added). */
 #include <stdio.h>
@@ -38,7 +39,8 @@ static char *read_file(const char *path, size_t *len)
     return data;
 }
 
-static int encode_print(const gptq_tokenizer *tok, const char *text, size_t len, int special)
+static int encode_print(const gptq_tokenizer *tok, const char *text, size_t len, int special,
+                        int one_line)
 {
     int32_t *ids;
     size_t n;
@@ -46,7 +48,8 @@ static int encode_print(const gptq_tokenizer *tok, const char *text, size_t len,
         fprintf(stderr, "tokenize_cli: %s\n", gptq_errmsg());
         return -1;
     }
-    for (size_t i = 0; i < n; i++) printf("%d\n", (int)ids[i]);
+    for (size_t i = 0; i < n; i++)
+        printf(one_line ? "%s%d" : "%.0s%d\n", one_line && i ? " " : "", (int)ids[i]);
     free(ids);
     return 0;
 }
@@ -116,11 +119,11 @@ int main(int argc, char **argv)
         while (start < len) {
             const char *nl = memchr(text + start, '\n', len - start);
             size_t end = nl ? (size_t)(nl - text) + 1 : len;
-            if (encode_print(tok, text + start, end - start, special)) goto done;
+            if (encode_print(tok, text + start, end - start, special, 1)) goto done;
             printf("\n");
             start = end;
         }
-    } else if (encode_print(tok, text, len, special)) {
+    } else if (encode_print(tok, text, len, special, 0)) {
         goto done;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -1,0 +1,38 @@
+/* common/file.h: opening and reading files that a client or a model folder
+ * names, without trusting them: a FIFO, a device or a directory where a
+ * regular file is expected is refused at once (opened O_NONBLOCK, checked
+ * with fstat before any read), sizes are bounded before memory is
+ * allocated, and a file that shrinks while it is read gives an error. */
+#ifndef GPTQ_COMMON_FILE_H
+#define GPTQ_COMMON_FILE_H
+
+#include <stddef.h>
+
+#include "gptq/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Open `path` read-only (O_RDONLY|O_NONBLOCK|O_CLOEXEC, relative to dirfd
+ * when it is not AT_FDCWD and path is relative), make sure it is a regular
+ * file, and clear O_NONBLOCK. *fd is the caller's to close.
+ * Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_PERMISSION, GPTQ_ERR_IO (naming the
+ * path and the reason; "not a regular file" for FIFOs, devices, folders). */
+gptq_status gptq_file_open_at(int dirfd, const char *path, int *fd);
+gptq_status gptq_file_open(const char *path, int *fd);
+
+/* Read all of the regular file open at fd (at most max_bytes) into a new
+ * NUL-terminated buffer *data of *len bytes (free() it). `name` labels
+ * messages. Errors: GPTQ_ERR_LIMIT (larger than max_bytes), GPTQ_ERR_IO
+ * (a read failed, or the file shrank while being read), GPTQ_ERR_NOMEM. */
+gptq_status gptq_file_read_fd(int fd, const char *name, size_t max_bytes, char **data,
+                              size_t *len);
+
+/* gptq_file_open + gptq_file_read_fd + close. */
+gptq_status gptq_file_read(const char *path, size_t max_bytes, char **data, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
