@@ -54,7 +54,8 @@ typedef enum gptq_gguf_type {
 
 /* Tensor element types (ggml_type), numbered as in the file. Only the
  * ones named here are known; gptq_ggml_type_name() names the rest
- * "type N". */
+ * "type N". The gptq_ggml_* functions and gptq_gguf_dequantize are
+ * model/ggml_quants.c's. */
 typedef enum gptq_ggml_type {
     GPTQ_GGML_F32 = 0,
     GPTQ_GGML_F16 = 1,
@@ -107,7 +108,9 @@ int gptq_ggml_can_dequantize(int type);
 
 /* A metadata value. Scalars are widened (u, i, f, b by type); strings point
  * into the handle and are not NUL-terminated; an array holds `n` values of
- * one type `elem`, each a gptq_gguf_value (nested arrays likewise). */
+ * one type `elem`, each a gptq_gguf_value (nested arrays likewise; items is
+ * NULL when n is 0). Strings are followed by a NUL byte in memory, which
+ * makes them printable as C strings when they hold no NUL themselves. */
 typedef struct gptq_gguf_value gptq_gguf_value;
 struct gptq_gguf_value {
     gptq_gguf_type type;
@@ -137,7 +140,8 @@ typedef struct gptq_gguf_tensor {
     const char *name; /* NUL-terminated (a NUL inside is a format error) */
     int type;         /* gptq_ggml_type */
     int n_dims;       /* 1..4 */
-    int64_t ne[4];    /* ne[0] fastest; entries past n_dims are 1 */
+    int64_t ne[4];    /* ne[0] fastest, each >= 1 (ggml allows 0; an empty
+                         tensor is refused here); entries past n_dims are 1 */
     int64_t numel;    /* product of ne */
     uint64_t offset;  /* from the data section's start; a multiple of the alignment */
     uint64_t bytes;   /* numel / block_elems * block_bytes (ne[0] a multiple of block_elems) */
@@ -146,12 +150,17 @@ typedef struct gptq_gguf_tensor {
 typedef struct gptq_gguf gptq_gguf;
 
 /* Sanity bounds on what a file may declare (each also bounded by the file's
- * size): metadata entries, tensors, array nesting. */
+ * size): metadata entries, tensors, array nesting (a top-level array is
+ * depth 1). Values and strings bound the memory a header can make the
+ * reader allocate: each value in memory is a gptq_gguf_value (32 bytes)
+ * however few bytes it takes in the file. */
 enum {
     GPTQ_GGUF_MAX_KV = 1 << 20,
     GPTQ_GGUF_MAX_TENSORS = 1 << 20,
     GPTQ_GGUF_MAX_DEPTH = 8,
-    GPTQ_GGUF_MAX_NAME = 4096, /* bytes of a key or tensor name */
+    GPTQ_GGUF_MAX_NAME = 4096,       /* bytes of a key or tensor name */
+    GPTQ_GGUF_MAX_VALUES = 1 << 24,  /* metadata values in all, array elements included */
+    GPTQ_GGUF_MAX_STRING = 1 << 28,  /* bytes of one string value */
 };
 
 /* Open and validate the GGUF file `path` (O_RDONLY|O_NONBLOCK|O_CLOEXEC,
