@@ -22,6 +22,7 @@
 #include "common/dtype.h"
 #include "model/calib.h"
 #include "model/checkpoint.h"
+#include "model/hf_files.h"
 #include "model/safetensors.h"
 #include "random_model.h"
 #include "benchutil.h"
@@ -141,8 +142,12 @@ int main(int argc, char **argv)
             st = gptq_calib_quantize(m, ids, n_ids, &o, getenv("GPTQ_MEMORY_TRACE") ? trace : NULL, NULL);
         double t_quant = now() - t0;
         gptq_checkpoint_meta meta = {.quant = o.quant, .true_sequential = 1};
+        gptq_hf_files files = {0};
         if (!st)
-            st = gptq_checkpoint_save(m, dir, &meta, out_dir);
+            st = gptq_hf_files_read(dir, &files);
+        if (!st)
+            st = gptq_checkpoint_save(m, &files, &meta, GPTQ_DT_COUNT, out_dir);
+        gptq_hf_files_free(&files);
         long peak = peak_rss_kb();
         char report[1024];
         snprintf(report, sizeof report, "%d %ld %.2f|%s", st, peak, t_quant,

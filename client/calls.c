@@ -296,10 +296,17 @@ gptq_status gptq_client_eval(gptq_client *c, const char *name, const gptq_eval_o
 gptq_status gptq_client_save(gptq_client *c, const char *name, const char *dir,
                              gptq_job_id *job)
 {
+    return gptq_client_save_with(c, name, dir, NULL, job);
+}
+
+gptq_status gptq_client_save_with(gptq_client *c, const char *name, const char *dir,
+                                  const gptq_save_options *o, gptq_job_id *job)
+{
     Gptqd__Request req = GPTQD__REQUEST__INIT;
     Gptqd__SaveRequest body = GPTQD__SAVE_REQUEST__INIT;
     body.name = wire_str(name);
     body.dir = wire_str(dir);
+    body.dtype = wire_str(o ? o->dtype : NULL);
     req.body_case = GPTQD__REQUEST__BODY_SAVE;
     req.save = &body;
     return call_job(c, &req, job);

@@ -294,12 +294,37 @@ static int verb_unload(const ctl_globals *g, int argc, char **argv)
 
 static int verb_save(const ctl_globals *g, int argc, char **argv)
 {
-    const char *name = NULL;
-    char *dir = NULL;
+    gptq_save_options o = {0};
+    static const struct option longopts[] = {
+        VERB_COMMON_OPTIONS, {"dtype", required_argument, NULL, 'd'}, {0, 0, 0, 0}};
+    PARSE_BEGIN("save", longopts)
+    case 'd':
+        if (strcmp(optarg, "f16") && strcmp(optarg, "bf16") && strcmp(optarg, "f32"))
+            return ctl_usage_error("save", "--dtype %s: use f16, bf16 or f32", optarg);
+        o.dtype = optarg;
+        break;
+    PARSE_END("save")
+    if (argc - optind < 2)
+        return ctl_usage_error("save", "needs NAME and DIR");
+    int rc = extra_arg("save", argc, argv, 2);
+    if (rc)
+        return rc;
+    const char *name = argv[optind];
+    char *dir = ctl_absolute_path("save", argv[optind + 1]);
+    if (!dir)
+        return CTL_EXIT_FAILED;
+    gptq_client *c = NULL;
+    gptq_job_id job = 0;
     gptq_client_result *res = NULL;
-    int rc = name_path_job(g, argc, argv, "save", "DIR", gptq_client_save, &name, &dir, &res);
+    if ((rc = ctl_connect(g, &c))) {
+        free(dir);
+        return rc;
+    }
+    gptq_status st = gptq_client_save_with(c, name, dir, &o, &job);
+    rc = follow_job(g, c, "save", name, st, job, 0, &res);
+    gptq_client_close(c);
     const char *where = res && res->saved_dir[0] ? res->saved_dir : dir;
-    if (res && g->json) /* res is NULL after a failure (reported) or --help */
+    if (res && g->json) /* res is NULL after a failure (reported) */
         rc = emit_json(json_pack("{s:s, s:s, s:f}", "model", name, "dir", where, "seconds",
                                  res->seconds));
     else if (res)
@@ -683,8 +708,9 @@ const ctl_verb ctl_verbs[] = {
     {"list", "", "List resident models: name, arch, format, params, bytes, leases, source.\n",
      verb_list},
     {"load", "NAME PATH",
-     "Load a Hugging Face folder (fp16/bf16/fp32) or a GPTQ checkpoint at PATH as the\n"
-     "resident model NAME. PATH is made absolute here; it must lie in one of the\n"
+     "Load a Hugging Face folder (fp16/bf16/fp32), a GPTQ checkpoint or a GGUF file\n"
+     "(llama, mistral, qwen2; any of its quantized types is dequantized) at PATH as\n"
+     "the resident model NAME. PATH is made absolute here; it must lie in one of the\n"
      "daemon's --model-dir directories.\n",
      verb_load},
     {"unload", "NAME [--force]",
@@ -728,8 +754,11 @@ const ctl_verb ctl_verbs[] = {
      "  --seed S         sampling seed (0)\n"
      "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
      verb_infer},
-    {"save", "NAME DIR",
-     "Write NAME as a GPTQ checkpoint (the ecosystem's format) into DIR, atomically.\n",
+    {"save", "NAME DIR [--dtype f16|bf16|f32]",
+     "Write NAME into the new folder DIR, atomically: a quantized model as a GPTQ\n"
+     "checkpoint (the ecosystem's format), a float model as a Hugging Face folder\n"
+     "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
+     "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n",
      verb_save},
     {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client.\n",
      verb_jobs},

@@ -295,7 +295,8 @@ static gptq_status handle_save(request_ctx *r)
     if (st)
         return st;
     uint64_t id;
-    st = gptqd_task_save(r->ctx, client_of(r->req), r->req->save->name, dir, &id);
+    st = gptqd_task_save(r->ctx, client_of(r->req), r->req->save->name, dir,
+                         r->req->save->dtype, &id);
     return st ? st : reply_job(r, id);
 }
 

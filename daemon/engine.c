@@ -33,12 +33,15 @@
 #include "daemon/log.h"
 #include "daemon/share.h"
 #include "daemon/share_cuda.h"
+#include "common/file.h"
 #include "kernels/backend_select.h"
 #include "model/calib.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/eval.h"
+#include "model/hf_files.h"
 #include "model/llama.h"
+#include "model/source.h"
 #include "model/tokenizer.h"
 
 /* The texts used when a request names none (DESIGN.md §2): $GPTQD_DATA_DIR,
@@ -55,9 +58,11 @@ enum { TEXT_FILE_MAX = 256 << 20 };
 struct gptqd_engine_model {
     gptq_model *model;
     gptq_tokenizer *tok;
-    char dir[PATH_MAX];            /* where it came from (tokenizer.json lives there) */
-    char tokenizer_path[PATH_MAX];
-    char *config_json;             /* the folder's config.json text */
+    char dir[PATH_MAX];            /* where it came from: a folder or a GGUF file */
+    char tokenizer_path[PATH_MAX]; /* what a mapping client loads its tokenizer from:
+                                      the folder's tokenizer.json, or the GGUF file */
+    gptq_hf_files files;           /* config.json (quantization_config added for a
+                                      quantized model), tokenizer and generation files */
     gptqd_arena *arena;            /* CPU: shared weights (shm), or NULL */
     gptqd_device_arena *device_arena; /* CUDA: model's weights (IPC), or NULL */
     char name[80];
@@ -157,68 +162,13 @@ const char *gptqd_engine_memory_kind(void) { return engine.ops ? "device" : "hos
 
 gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes)
 {
-    char file[PATH_MAX];
-    snprintf(file, sizeof file, "%s/config.json", path);
     gptq_model_config cfg;
-    gptq_status st = gptq_config_load(file, &cfg);
+    gptq_status st = gptq_source_estimate(path, &cfg, bytes);
     if (st)
         return gptq_fail_context(st, "load.path '%s'", path);
-    char **paths = NULL;
-    int n = 0;
-    st = gptq_model_files(path, &paths, &n);
-    if (st)
-        return gptq_fail_context(st, "load.path '%s'", path);
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        struct stat sb;
-        if (stat(paths[i], &sb) == 0)
-            total += (uint64_t)sb.st_size;
-    }
-    gptq_config_free_paths(paths, n);
-    /* Float weights are held as float32: twice the bytes of F16/BF16 files;
-     * and the decode loop's KV cache. */
-    *bytes = (cfg.torch_dtype == GPTQ_DT_F32 || cfg.quant.present ? total : 2 * total) +
-             gptqd_engine_kv_bytes(&cfg);
+    /* the weights as the runtime holds them, and the decode loop's KV cache */
+    *bytes += gptqd_engine_kv_bytes(&cfg);
     return GPTQ_OK;
-}
-
-/* The whole file `path` (at most TEXT_FILE_MAX bytes), NUL-terminated. */
-static gptq_status read_text(const char *path, char **text, size_t *len)
-{
-    gptq_status st = GPTQ_OK;
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gptq_fail(errno == ENOENT ? GPTQ_ERR_NOTFOUND : GPTQ_ERR_IO, "%s: %s", path,
-                         strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        st = gptq_fail(GPTQ_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    if (sb.st_size > TEXT_FILE_MAX) {
-        st = gptq_fail(GPTQ_ERR_LIMIT, "%s: %lld bytes, at most %d", path,
-                       (long long)sb.st_size, TEXT_FILE_MAX);
-        goto done;
-    }
-    buf = malloc((size_t)sb.st_size + 1);
-    if (!buf) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    size_t got = fread(buf, 1, (size_t)sb.st_size, f);
-    if (got != (size_t)sb.st_size) {
-        st = gptq_fail(GPTQ_ERR_IO, "%s: short read", path);
-        free(buf);
-        buf = NULL;
-        goto done;
-    }
-    buf[got] = '\0';
-    *text = buf;
-    *len = got;
-done:
-    fclose(f);
-    return st;
 }
 
 /* The bundled text `file` ("calib-default.txt") into path[PATH_MAX]. */
@@ -307,7 +257,8 @@ static gptq_status host_acquire(gptqd_engine_model *em, gptq_model **host, void 
         *host = em->model;
         return GPTQ_OK;
     }
-    gptq_status st = gptqd_device_model_to_host(em->device_arena, em->model, em->config_json,
+    gptq_status st = gptqd_device_model_to_host(em->device_arena, em->model,
+                                                gptq_hf_files_get(&em->files, "config.json", NULL),
                                                 host, buffer);
     return st ? gptq_fail_context(st, "model %s: host copy of its device weights", em->name)
               : GPTQ_OK;
@@ -345,36 +296,54 @@ void gptqd_engine_free(gptqd_engine_model *em)
     pthread_mutex_destroy(&em->lock);
     gptqd_arena_destroy(em->arena);
     gptqd_device_arena_destroy(em->device_arena);
-    free(em->config_json);
+    gptq_hf_files_free(&em->files);
     free(em);
+}
+
+/* The model's tokenizer from its tokenizer.json text. */
+static gptq_status load_tokenizer(const gptqd_engine_model *em, gptq_tokenizer **out)
+{
+    size_t len;
+    const char *text = gptq_hf_files_get(&em->files, "tokenizer.json", &len);
+    if (!text)
+        return gptq_fail(GPTQ_ERR_NOTFOUND, "%s: no tokenizer.json (gptqd needs the model's "
+                         "Hugging Face tokenizer to encode prompts and texts)", em->dir);
+    char label[PATH_MAX + 32];
+    snprintf(label, sizeof label, "%s%s", em->dir,
+             strcmp(em->tokenizer_path, em->dir) ? "/tokenizer.json" : " (tokenizer)");
+    return gptq_tokenizer_load_json(text, len, label, out);
 }
 
 gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job,
                               gptqd_engine_model **out, gptqd_model_info *info)
 {
     gptq_status st = GPTQ_OK;
-    size_t len = 0;
     gptq_model *host = NULL;
+    gptq_model_source *src = NULL;
     gptqd_engine_model *em = calloc(1, sizeof *em);
     if (!em)
         return gptq_fail(GPTQ_ERR_NOMEM, "load %s: out of memory", name);
     pthread_mutex_init(&em->lock, NULL);
     snprintf(em->name, sizeof em->name, "%s", name);
     snprintf(em->dir, sizeof em->dir, "%s", path);
-    snprintf(em->tokenizer_path, sizeof em->tokenizer_path, "%s/tokenizer.json", path);
-    char config_path[PATH_MAX];
-    snprintf(config_path, sizeof config_path, "%s/config.json", path);
-    if ((st = read_text(config_path, &em->config_json, &len)))
+    if ((st = gptq_source_open(path, &src)))
         goto fail;
-    if ((st = gptq_tokenizer_load(em->tokenizer_path, &em->tok)))
+    if (gptq_source_is_gguf(src))
+        snprintf(em->tokenizer_path, sizeof em->tokenizer_path, "%s", path);
+    else
+        snprintf(em->tokenizer_path, sizeof em->tokenizer_path, "%s/tokenizer.json", path);
+    if ((st = gptq_hf_files_copy(gptq_source_files(src), &em->files)) ||
+        (st = load_tokenizer(em, &em->tok)))
         goto fail;
     gptqd_job_progress(job, 0.1, 0, "tokenizer loaded");
     if (gptqd_job_canceled(job)) {
         st = gptq_fail(GPTQ_ERR_CANCELED, "load %s canceled", name);
         goto fail;
     }
-    if ((st = gptq_model_load(path, &host)))
+    if ((st = gptq_model_load_source(src, &host)))
         goto fail;
+    gptq_source_free(src);
+    src = NULL;
     gptqd_job_progress(job, 0.8, 0, "weights loaded");
     const gptq_model_config *cfg = gptq_model_get_config(host);
     if (cfg->quant.present) {
@@ -393,6 +362,7 @@ gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job
     *out = em;
     return GPTQ_OK;
 fail:
+    gptq_source_free(src);
     gptq_model_free(host);
     gptqd_engine_free(em);
     return gptq_fail_context(st, "load %s from %s", name, path);
@@ -470,7 +440,7 @@ gptq_status gptqd_engine_eval(gptqd_engine_model *em, gptqd_engine_model *base,
         bundled_text("eval-default.txt", path);
     char *text = NULL;
     size_t len = 0;
-    gptq_status st = read_text(path, &text, &len);
+    gptq_status st = gptq_file_read(path, TEXT_FILE_MAX, &text, &len);
     if (st)
         return st;
     int32_t *ids = NULL;
@@ -549,6 +519,8 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     snprintf(qm->name, sizeof qm->name, "%s", new_name);
     snprintf(qm->dir, sizeof qm->dir, "%s", em->dir);
     snprintf(qm->tokenizer_path, sizeof qm->tokenizer_path, "%s", em->tokenizer_path);
+    if ((st = gptq_hf_files_copy(&em->files, &qm->files)))
+        goto fail;
 
     gptq_calib_options o;
     gptq_calib_options_default(&o);
@@ -591,7 +563,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         snprintf(path, sizeof path, "%s", p->calib_path);
     else
         bundled_text("calib-default.txt", path);
-    if ((st = read_text(path, &text, &len)))
+    if ((st = gptq_file_read(path, TEXT_FILE_MAX, &text, &len)))
         goto fail;
     /* Calibration text tokenized whole, without special tokens (the library
      * path, tests/test_calib.c, does the same). */
@@ -601,7 +573,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     }
     gptqd_job_log(job, "calibration: %zu tokens of %s, %d windows of %d", n_ids, path,
                   o.nsamples, o.seqlen);
-    if ((st = gptq_tokenizer_load(em->tokenizer_path, &qm->tok)))
+    if ((st = load_tokenizer(qm, &qm->tok)))
         goto fail;
     /* The calibration source: the host fp16-as-float32 weights. On CUDA they
      * are downloaded, cloned into a model the pipeline may modify, and the
@@ -617,11 +589,15 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     qm->quantized = 1;
     qm->meta.quant = o.quant;
     qm->meta.true_sequential = o.true_sequential;
-    qm->config_json = quantized_config(em->config_json, p);
-    if (!qm->config_json) {
+    char *config = quantized_config(gptq_hf_files_get(&em->files, "config.json", NULL), p);
+    if (!config) {
         st = gptq_fail(GPTQ_ERR_NOMEM, "quantize: writing config.json");
         goto fail;
     }
+    st = gptq_hf_files_set(&qm->files, "config.json", config, strlen(config));
+    free(config);
+    if (st)
+        goto fail;
     if ((st = place_weights(qm, &host)))
         goto fail;
     fill_info(qm, new_name, info);
@@ -641,22 +617,29 @@ fail:
     return st;
 }
 
-gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, gptqd_job *job)
+gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, const char *dtype,
+                              gptqd_job *job)
 {
-    if (!em->quantized)
-        return gptq_fail(GPTQ_ERR_ARG, "save: model '%s' is not quantized; a GPTQ checkpoint "
-                         "holds packed weights: quantize it first", em->name);
+    gptq_dtype dt = GPTQ_DT_COUNT; /* the model's own */
+    if (dtype && dtype[0]) {
+        if (!strcmp(dtype, "f16") || !strcmp(dtype, "float16")) dt = GPTQ_DT_F16;
+        else if (!strcmp(dtype, "bf16") || !strcmp(dtype, "bfloat16")) dt = GPTQ_DT_BF16;
+        else if (!strcmp(dtype, "f32") || !strcmp(dtype, "float32")) dt = GPTQ_DT_F32;
+        else
+            return gptq_fail(GPTQ_ERR_ARG, "save.dtype '%.32s': use f16, bf16 or f32", dtype);
+    }
     gptqd_job_progress(job, 0.0, 0, "writing %s", dir);
     gptq_model *host = NULL;
     void *buffer = NULL;
     gptq_status st = host_acquire(em, &host, &buffer);
     if (!st)
-        st = gptq_checkpoint_save(host, em->dir, &em->meta, dir);
+        st = gptq_checkpoint_save(host, &em->files, em->quantized ? &em->meta : NULL, dt, dir);
     host_release(em, host, buffer);
     if (st)
         return gptq_fail_context(st, "save %s", em->name);
     gptqd_job_progress(job, 1.0, 0, "saved %s", dir);
-    gptqd_log(LOG_INFO, "model %s saved to %s", em->name, dir);
+    gptqd_log(LOG_INFO, "model %s saved to %s (%s)", em->name, dir,
+              em->quantized ? "GPTQ checkpoint" : "float model folder");
     return GPTQ_OK;
 }
 
@@ -676,7 +659,7 @@ gptq_status gptqd_engine_export(gptqd_engine_model *em, gptqd_export *out)
                          em->name);
     if (st)
         return st;
-    out->config_json = em->config_json;
+    out->config_json = gptq_hf_files_get(&em->files, "config.json", NULL);
     out->tokenizer_path = em->tokenizer_path;
     return GPTQ_OK;
 }

@@ -133,8 +133,12 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantiz
                                   const char *new_name, gptqd_job *job,
                                   gptqd_engine_model **out, gptqd_model_info *info);
 
-/* GPTQ checkpoint into `dir` atomically (temp dir + rename). */
-gptq_status gptqd_engine_save(gptqd_engine_model *model, const char *dir, gptqd_job *job);
+/* The model into folder `dir` atomically (temp dir + rename): a GPTQ
+ * checkpoint when it is quantized, else an HF folder of float weights.
+ * dtype: "f16", "bf16", "f32" for the float tensors, or NULL/"" for the
+ * model's own (config.json torch_dtype). */
+gptq_status gptqd_engine_save(gptqd_engine_model *model, const char *dir, const char *dtype,
+                              gptqd_job *job);
 
 /* The export of a resident model's arena for Map: kind "cuda-ipc" (device
  * arena) or "shm". Errors: GPTQ_ERR_UNSUPPORTED when the weights are not in

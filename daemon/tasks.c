@@ -13,6 +13,7 @@ typedef struct task {
     char name[80], new_name[80];
     char *path;                     /* load path, save dir, text path */
     char *save_dir;                 /* quantize --save */
+    char dtype[8];                  /* save --dtype ("" = the model's) */
     char *prompt;
     gptqd_resident *model, *base;   /* references held */
     int reserved;                   /* new_name (or name for load) reserved */
@@ -122,7 +123,7 @@ static gptq_status run_quantize(gptqd_job *job, void *arg)
         return st;
     gptqd_job_result *r = gptqd_job_result_of(job);
     if (t->save_dir) {
-        st = gptqd_engine_save(out, t->save_dir, job);
+        st = gptqd_engine_save(out, t->save_dir, NULL, job);
         if (st) {
             gptqd_engine_free(out);
             return st;
@@ -260,7 +261,7 @@ gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name
 static gptq_status run_save(gptqd_job *job, void *arg)
 {
     task *t = arg;
-    gptq_status st = gptqd_engine_save(gptqd_resident_model(t->model), t->path, job);
+    gptq_status st = gptqd_engine_save(gptqd_resident_model(t->model), t->path, t->dtype, job);
     if (!st) {
         gptqd_job_result *r = gptqd_job_result_of(job);
         snprintf(r->model, sizeof r->model, "%s", t->name);
@@ -270,12 +271,13 @@ static gptq_status run_save(gptqd_job *job, void *arg)
 }
 
 gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
-                            const char *dir, uint64_t *job)
+                            const char *dir, const char *dtype, uint64_t *job)
 {
     task *t = task_new(ctx);
     if (!t)
         return GPTQ_ERR_NOMEM;
     snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->dtype, sizeof t->dtype, "%s", dtype ? dtype : "");
     t->path = strdup(dir);
     gptq_status st = t->path ? GPTQ_OK : gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
     if (!st)

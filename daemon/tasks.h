@@ -26,7 +26,8 @@ gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *
 gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name,
                             const char *kl_base, const gptqd_eval_params *p, uint64_t *job);
 
+/* dtype: "f16", "bf16", "f32" or "" (validated with the request). */
 gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
-                            const char *dir, uint64_t *job);
+                            const char *dir, const char *dtype, uint64_t *job);
 
 #endif

@@ -135,9 +135,15 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
             TRY(gptqd_validate_name("eval.kl_base", e->kl_base));
         return GPTQ_OK;
     }
-    case GPTQD__REQUEST__BODY_SAVE:
+    case GPTQD__REQUEST__BODY_SAVE: {
+        const char *dt = req->save->dtype;
         TRY(gptqd_validate_name("save.name", req->save->name));
+        TRY(check_string("save.dtype", dt, 8, 0));
+        if (dt[0] && strcmp(dt, "f16") && strcmp(dt, "bf16") && strcmp(dt, "f32"))
+            return gptq_fail(GPTQ_ERR_ARG, "save.dtype '%s': use f16, bf16 or f32 (or leave it "
+                             "empty for the model's own)", dt);
         return check_string("save.dir", req->save->dir, GPTQD_PATH_MAX, 1);
+    }
     case GPTQD__REQUEST__BODY_POLL:
         if (req->poll->job == 0)
             return gptq_fail(GPTQ_ERR_ARG, "poll.job: missing (job ids start at 1)");

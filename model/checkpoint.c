@@ -1,4 +1,5 @@
-/* model/checkpoint.c: GPTQ checkpoint writer (see checkpoint.h). */
+/* model/checkpoint.c: model folder writer: GPTQ checkpoints and float HF
+ * folders (see checkpoint.h). */
 #include "model/checkpoint.h"
 
 #include <dirent.h>
@@ -14,15 +15,10 @@
 #include "common/dtype.h"
 #include "model/safetensors.h"
 
-/* Files copied from the source folder when present. */
-static const char *const copied_files[] = {
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt"};
-
 typedef struct save_ctx {
     gptq_st_writer *w;
     gptq_dtype dtype;      /* of the float tensors */
-    int bits;
+    int bits;              /* 0: a float model, every linear dense */
     void **owned;          /* converted buffers, freed after the write */
     size_t n_owned, cap_owned;
     char **names;          /* tensor names, alive until the write */
@@ -71,7 +67,7 @@ static gptq_status visit(void *user, const char *name, const float *data, int nd
 {
     save_ctx *c = user;
     if (!P) {
-        if (strstr(name, "_proj.weight"))
+        if (c->bits && strstr(name, "_proj.weight"))
             return gptq_fail(GPTQ_ERR_ARG, "checkpoint: linear '%s' is not quantized; a GPTQ "
                              "checkpoint needs every decoder linear packed", name);
         size_t n = 1;
@@ -90,6 +86,9 @@ static gptq_status visit(void *user, const char *name, const float *data, int nd
         }
         return add_tensor(c, name, "", c->dtype, ndim, shape, out);
     }
+    if (!c->bits)
+        return gptq_fail(GPTQ_ERR_ARG, "save: '%s' is packed; a float model folder needs every "
+                         "linear dense", name);
     if (P->bits != c->bits)
         return gptq_fail(GPTQ_ERR_ARG, "checkpoint: '%s' is packed with %d bits, the checkpoint "
                          "has %d", name, P->bits, c->bits);
@@ -125,35 +124,6 @@ static gptq_status write_json(const char *dir, const char *file, json_t *j)
     return GPTQ_OK;
 }
 
-static gptq_status copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return errno == ENOENT ? GPTQ_OK : gptq_fail(GPTQ_ERR_IO, "%s: %s", src, strerror(errno));
-    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    gptq_status st = GPTQ_OK;
-    if (out < 0) {
-        st = gptq_fail(GPTQ_ERR_IO, "%s: %s", dst, strerror(errno));
-        goto done;
-    }
-    char buf[1 << 16];
-    ssize_t n;
-    while ((n = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            st = gptq_fail(GPTQ_ERR_IO, "%s: write failed: %s", dst, strerror(errno));
-            goto done;
-        }
-    if (n < 0)
-        st = gptq_fail(GPTQ_ERR_IO, "%s: read failed: %s", src, strerror(errno));
-    else if (fsync(out) != 0)
-        st = gptq_fail(GPTQ_ERR_IO, "%s: fsync failed: %s", dst, strerror(errno));
-done:
-    close(in);
-    if (out >= 0)
-        close(out);
-    return st;
-}
-
 static void remove_tree(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -171,12 +141,18 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
-gptq_status gptq_checkpoint_save(const gptq_model *m, const char *src_dir,
-                                 const gptq_checkpoint_meta *meta, const char *dir)
+static const char *dtype_json(gptq_dtype dt)
+{
+    return dt == GPTQ_DT_BF16 ? "bfloat16" : dt == GPTQ_DT_F32 ? "float32" : "float16";
+}
+
+gptq_status gptq_checkpoint_save(const gptq_model *m, const gptq_hf_files *files,
+                                 const gptq_checkpoint_meta *meta, gptq_dtype float_dtype,
+                                 const char *dir)
 {
     char tmp[4096], path[4096];
     struct stat sb;
-    save_ctx c = {.bits = meta->quant.bits};
+    save_ctx c = {.bits = meta ? meta->quant.bits : 0};
     json_t *config = NULL, *qc = NULL;
     gptq_status st = GPTQ_OK;
     if (strlen(dir) > 3000)
@@ -185,37 +161,43 @@ gptq_status gptq_checkpoint_save(const gptq_model *m, const char *src_dir,
         return gptq_fail(GPTQ_ERR_EXISTS, "%s already exists: choose a new folder or remove it",
                          dir);
     const gptq_dtype src_dt = gptq_model_get_config(m)->torch_dtype;
-    c.dtype = src_dt == GPTQ_DT_BF16 ? GPTQ_DT_BF16 : GPTQ_DT_F16;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
-    if (mkdir(tmp, 0755) != 0)
-        return gptq_fail(GPTQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-
-    /* config.json: the source's, with quantization_config */
+    if (float_dtype == GPTQ_DT_COUNT) /* the model's own; a GPTQ checkpoint's are 16-bit */
+        float_dtype = meta && src_dt == GPTQ_DT_F32 ? GPTQ_DT_F16 : src_dt;
+    if (float_dtype != GPTQ_DT_F16 && float_dtype != GPTQ_DT_BF16 && float_dtype != GPTQ_DT_F32)
+        return gptq_fail(GPTQ_ERR_ARG, "save: dtype %s; use F16, BF16 or F32",
+                         gptq_dtype_name(float_dtype));
+    c.dtype = float_dtype;
+    size_t config_len = 0;
+    const char *config_text = gptq_hf_files_get(files, "config.json", &config_len);
     json_error_t jerr;
-    snprintf(path, sizeof path, "%s/config.json", src_dir);
-    config = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!config || !json_is_object(config)) {
-        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: %s", path, config ? "not a JSON object" : jerr.text);
-        goto fail;
+    if (!config_text || !(config = json_loadb(config_text, config_len, JSON_REJECT_DUPLICATES,
+                                              &jerr)) || !json_is_object(config)) {
+        json_decref(config);
+        return gptq_fail(GPTQ_ERR_FORMAT, "save: the model's config.json is %s",
+                         config_text ? "not a JSON object" : "missing");
     }
-    qc = quant_json(meta);
-    if (!qc) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
-        goto fail;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
+    if (mkdir(tmp, 0755) != 0) {
+        json_decref(config);
+        return gptq_fail(GPTQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     }
-    json_object_set(config, "quantization_config", qc);
-    json_object_set_new(config, "torch_dtype",
-                        json_string(c.dtype == GPTQ_DT_BF16 ? "bfloat16" : "float16"));
-    if ((st = write_json(tmp, "config.json", config)) ||
-        (st = write_json(tmp, "quantize_config.json", qc)))
-        goto fail;
-    for (size_t i = 0; i < sizeof copied_files / sizeof copied_files[0]; i++) {
-        char dst[4096];
-        snprintf(path, sizeof path, "%s/%s", src_dir, copied_files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", tmp, copied_files[i]);
-        if ((st = copy_file(path, dst)))
+
+    /* config.json: the model's, with quantization_config (or without any) */
+    if (meta) {
+        if (!(qc = quant_json(meta))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
             goto fail;
+        }
+        json_object_set(config, "quantization_config", qc);
+    } else {
+        json_object_del(config, "quantization_config");
     }
+    json_object_set_new(config, "torch_dtype", json_string(dtype_json(c.dtype)));
+    const char *const ours[] = {"config.json", "quantize_config.json", NULL};
+    if ((st = write_json(tmp, "config.json", config)) ||
+        (qc && (st = write_json(tmp, "quantize_config.json", qc))) ||
+        (st = gptq_hf_files_write(files, tmp, ours)))
+        goto fail;
 
     if ((st = gptq_st_writer_create(&c.w)) || (st = gptq_model_foreach_tensor(m, visit, &c)) ||
         (st = gptq_st_writer_set_metadata(c.w, "format", "pt")))

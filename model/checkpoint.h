@@ -1,18 +1,22 @@
-/* model/checkpoint.h: writing a quantized model as a GPTQ checkpoint folder
- * (DESIGN.md §4; checkpoint_format "gptq", v1 zeros), loadable by vLLM,
- * transformers (optimum) and ExLlama. Reading such folders is part of
- * gptq_model_load (model/llama.h).
+/* model/checkpoint.h: writing a model as a folder: a quantized model as a
+ * GPTQ checkpoint (checkpoint_format "gptq", v1 zeros), loadable by vLLM,
+ * transformers (optimum) and ExLlama; a float model as a plain Hugging
+ * Face folder. Reading such folders is part of gptq_model_load
+ * (model/llama.h).
  *
- * The folder holds config.json (the source's, plus quantization_config),
- * quantize_config.json, model.safetensors (per quantized linear: qweight,
- * qzeros, scales, g_idx, and its bias if any; every other tensor in the
- * model's torch_dtype) and the source's tokenizer and generation files. It
- * is written into a temporary sibling folder and renamed into place, so a
- * crash never leaves a half checkpoint under the final name. */
+ * The folder holds config.json (the model's, plus quantization_config for a
+ * checkpoint), quantize_config.json (checkpoints), model.safetensors (per
+ * quantized linear: qweight, qzeros, scales, g_idx, and its bias if any;
+ * every other tensor in the float dtype) and the model's tokenizer and
+ * generation files. It is written into a temporary sibling folder and
+ * renamed into place, so a crash never leaves a half folder under the
+ * final name. */
 #ifndef GPTQ_MODEL_CHECKPOINT_H
 #define GPTQ_MODEL_CHECKPOINT_H
 
+#include "common/dtype.h"
 #include "gptq/quant.h"
+#include "model/hf_files.h"
 #include "model/llama.h"
 
 #ifdef __cplusplus
@@ -25,14 +29,22 @@ typedef struct gptq_checkpoint_meta {
     int true_sequential;
 } gptq_checkpoint_meta;
 
-/* Write m to folder `dir` (which must not exist yet). `src_dir` is the HF
- * folder m was loaded from: its config.json is the base of ours and its
- * tokenizer files are copied. Every linear must be packed with meta->quant.bits.
- * Errors: GPTQ_ERR_EXISTS (dir exists), GPTQ_ERR_ARG (a float linear, or
- * bits that disagree), GPTQ_ERR_IO (naming the file), GPTQ_ERR_NOMEM. On
- * failure nothing is left at `dir` and the temporary folder is removed. */
-gptq_status gptq_checkpoint_save(const gptq_model *m, const char *src_dir,
-                                 const gptq_checkpoint_meta *meta, const char *dir);
+/* Write m to folder `dir` (which must not exist yet), from the model's
+ * small files `files` (config.json, the base of ours, is required; the
+ * tokenizer and generation files are copied as they are).
+ * meta != NULL: a GPTQ checkpoint; every linear must be packed with
+ * meta->quant.bits. meta == NULL: a float model folder (what transformers
+ * and llama.cpp's converter read); every linear must be dense.
+ * float_dtype: F16, BF16 or F32 for the float tensors, or GPTQ_DT_COUNT for
+ * the config's torch_dtype (a checkpoint of an F32 model: F16).
+ * Errors: GPTQ_ERR_EXISTS (dir exists), GPTQ_ERR_ARG (a float linear in a
+ * checkpoint, a packed one in a float folder, bits that disagree, a bad
+ * dtype), GPTQ_ERR_FORMAT (config.json missing or not an object),
+ * GPTQ_ERR_IO (naming the file), GPTQ_ERR_NOMEM. On failure nothing is left
+ * at `dir` and the temporary folder is removed. */
+gptq_status gptq_checkpoint_save(const gptq_model *m, const gptq_hf_files *files,
+                                 const gptq_checkpoint_meta *meta, gptq_dtype float_dtype,
+                                 const char *dir);
 
 #ifdef __cplusplus
 }

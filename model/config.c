@@ -460,110 +460,34 @@ int gptq_config_mlp_bias(const gptq_model_config *cfg)
     return cfg->mlp_bias;
 }
 
-/* ---- files of a model folder -------------------------------------------------------- */
+/* ---- generation_config.json ------------------------------------------------------- */
 
-static char *join_path(const char *dir, const char *name)
+gptq_status gptq_config_merge_generation(gptq_model_config *cfg, const char *json, size_t len,
+                                         const char *what)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-void gptq_config_free_paths(char **paths, int n_paths)
-{
-    if (!paths)
-        return;
-    for (int i = 0; i < n_paths; i++)
-        free(paths[i]);
-    free(paths);
-}
-
-gptq_status gptq_model_files(const char *dir, char ***paths_out, int *n_out)
-{
-    gptq_status st = GPTQ_OK;
-    struct stat sb;
-    char **paths = NULL;
-    int n = 0;
-    json_t *root = NULL;
-    char *index = join_path(dir, "model.safetensors.index.json");
-    char *single = join_path(dir, "model.safetensors");
-    if (!index || !single) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
-        goto fail;
-    }
-    if (stat(index, &sb) != 0) {
-        if (stat(single, &sb) != 0) {
-            st = gptq_fail(GPTQ_ERR_NOTFOUND,
-                           "%s: no model.safetensors or model.safetensors.index.json", dir);
-            goto fail;
-        }
-        paths = malloc(sizeof *paths);
-        if (!paths) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
-            goto fail;
-        }
-        paths[n++] = single;
-        single = NULL;
-        goto done;
-    }
-
     json_error_t jerr;
-    root = json_load_file(index, 0, &jerr);
-    if (!root) {
-        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: line %d column %d: %s", index, jerr.line, jerr.column,
-                       jerr.text);
-        goto fail;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: not a JSON object", what);
     }
-    json_t *map = json_object_get(root, "weight_map");
-    if (!json_is_object(map) || json_object_size(map) == 0) {
-        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: weight_map is missing or empty", index);
-        goto fail;
-    }
-    paths = calloc(json_object_size(map), sizeof *paths);
-    if (!paths) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", index);
-        goto fail;
-    }
-    const char *tensor;
-    json_t *file;
-    json_object_foreach(map, tensor, file)
-    {
-        const char *name = json_string_value(file);
-        /* shard names are plain file names: never a path out of the folder */
-        if (!name || !*name || strchr(name, '/') || strcmp(name, "..") == 0 ||
-            strcmp(name, ".") == 0) {
-            st = gptq_fail(GPTQ_ERR_FORMAT,
-                           "%s: weight_map[\"%s\"] must be a file name in the model folder", index,
-                           tensor);
-            goto fail;
-        }
+    gptq_model_config gen = *cfg;
+    gptq_status st = parse_token_ids(root, what, &gen);
+    json_decref(root);
+    if (st)
+        return st;
+    for (int i = 0; i < gen.n_eos; i++) {
         int seen = 0;
-        size_t dlen = strlen(dir);
-        for (int i = 0; i < n && !seen; i++)
-            seen = strcmp(paths[i] + dlen + 1, name) == 0;
+        for (int k = 0; k < cfg->n_eos; k++)
+            seen |= cfg->eos_token_ids[k] == gen.eos_token_ids[i];
         if (seen)
             continue;
-        if (!(paths[n] = join_path(dir, name))) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", index);
-            goto fail;
-        }
-        n++;
+        if (cfg->n_eos == GPTQ_MAX_EOS)
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: more than %d end-of-generation ids with "
+                             "config.json's", what, GPTQ_MAX_EOS);
+        cfg->eos_token_ids[cfg->n_eos++] = gen.eos_token_ids[i];
     }
-done:
-    json_decref(root);
-    free(index);
-    free(single);
-    *paths_out = paths;
-    *n_out = n;
+    if (cfg->bos_token_id < 0)
+        cfg->bos_token_id = gen.bos_token_id;
     return GPTQ_OK;
-fail:
-    json_decref(root);
-    free(index);
-    free(single);
-    gptq_config_free_paths(paths, n);
-    *paths_out = NULL;
-    *n_out = 0;
-    return st;
 }

@@ -4,8 +4,7 @@
  * into one flat struct with HF's defaults for absent optional fields, checks
  * the shapes for consistency, and computes the rotary inverse frequencies
  * exactly as transformers' rope init functions do (default, linear, llama3).
- * Also finds the safetensors files of a model folder (single file or a
- * sharded model.safetensors.index.json). */
+ * (The files of a model folder: model/source.h.) */
 #ifndef GPTQ_MODEL_CONFIG_H
 #define GPTQ_MODEL_CONFIG_H
 
@@ -92,13 +91,11 @@ int gptq_config_qkv_bias(const gptq_model_config *cfg);
 int gptq_config_o_bias(const gptq_model_config *cfg);
 int gptq_config_mlp_bias(const gptq_model_config *cfg);
 
-/* The safetensors files of model folder `dir`: "model.safetensors", or the
- * distinct files of model.safetensors.index.json's weight_map in first-seen
- * order. On success *paths is a malloc'ed array of *n_paths malloc'ed full
- * paths; free with gptq_config_free_paths. Errors: GPTQ_ERR_NOTFOUND (neither
- * file exists), GPTQ_ERR_FORMAT (a bad index; names the field). */
-gptq_status gptq_model_files(const char *dir, char ***paths, int *n_paths);
-void gptq_config_free_paths(char **paths, int n_paths);
+/* Merge generation_config.json's end-of-generation ids (eos_token_id: an
+ * id or a list) into cfg's, which generation stops on; bos_token_id fills
+ * cfg's when config.json has none. Errors: GPTQ_ERR_FORMAT (named). */
+gptq_status gptq_config_merge_generation(gptq_model_config *cfg, const char *json, size_t len,
+                                         const char *what);
 
 #ifdef __cplusplus
 }

@@ -148,7 +148,7 @@ gptq_status gptq_eval_text(const gptq_model *m, const gptq_model *base, const gp
     memset(out, 0, sizeof *out);
     gptq_status st = gptq_tokenizer_encode(tok, text, len, 1, &ids, &n);
     if (st != GPTQ_OK)
-        return gptq_fail_context(st, "eval: tokenizing the text: ");
+        return gptq_fail_context(st, "eval: tokenizing the text");
     st = gptq_eval_ids(m, base, ids, n, seqlen, progress, user, out);
     free(ids);
     return st;

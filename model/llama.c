@@ -16,7 +16,7 @@
 
 #include "common/dtype.h"
 #include "kernels/backend.h"
-#include "model/safetensors.h"
+#include "model/source.h"
 
 typedef struct linear {
     int rows, cols; /* out, in */
@@ -48,11 +48,9 @@ struct gptq_model {
                                  or replaced here */
     gptq_model_tensor *table; /* every stored tensor (gptq_model_tensor_at) */
     size_t n_table;
-    /* streaming (gptq_model_open_streaming): the open files that linears
-     * not yet loaded come from; NULL otherwise */
-    gptq_safetensors **files;
-    int n_files;
-    char *dir;
+    /* streaming (gptq_model_open_streaming): the open source that linears
+     * not yet loaded come from (owned); NULL otherwise */
+    gptq_model_source *src;
 };
 
 /* Tokens one forward call may carry (n_seq * len): keeps every int index
@@ -153,47 +151,35 @@ static void layer_clear(const gptq_model *m, layer *Ly)
 
 /* ---- loading ------------------------------------------------------------------ */
 
-/* Where tensors come from: the safetensors files of a folder (copied and
- * converted to float32), or a caller's table (from_tensors: borrowed as
- * they are, so they must already be float32 / I32 / F16 and aligned). */
+/* Where tensors come from: a model source (an HF folder's safetensors or a
+ * GGUF file: copied and converted to float32), or a caller's table
+ * (from_tensors: borrowed as they are, so they must already be float32 /
+ * I32 / F16 and aligned). */
 typedef struct loader {
     const char *dir; /* names the source in messages */
-    gptq_safetensors **files;
-    int n_files;
+    const gptq_model_source *src;
     const gptq_model_tensor *table;
     size_t n_table;
     const gptq_backend *dev; /* the table is in this (non-CPU) backend's memory, or NULL */
 } loader;
 
-typedef struct src_tensor {
-    const char *name;
-    gptq_dtype dtype;
-    int ndim;
-    const int64_t *shape;
-    int64_t numel;
-    const void *data;
-    size_t bytes;
-} src_tensor;
+typedef gptq_source_tensor src_tensor;
 
 /* 1 and *t filled if tensor `name` exists, else 0. */
 static int find_tensor(const loader *ld, const char *name, src_tensor *t)
 {
-    for (int i = 0; i < ld->n_files; i++) {
-        const gptq_st_tensor *st = gptq_safetensors_find(ld->files[i], name);
-        if (st) {
-            *t = (src_tensor){st->name,  st->dtype, st->ndim, st->shape,
-                              st->numel, st->data,  st->bytes};
-            return 1;
-        }
-    }
+    if (ld->src)
+        return gptq_source_find(ld->src, name, t);
     for (size_t i = 0; i < ld->n_table; i++) {
         const gptq_model_tensor *mt = &ld->table[i];
-        if (!mt->name || strcmp(mt->name, name) != 0)
+        if (!mt->name || strcmp(mt->name, name) != 0 || mt->ndim < 0 || mt->ndim > 4)
             continue;
         int64_t numel = 1;
-        for (int d = 0; d < mt->ndim && d < 4; d++)
+        for (int d = 0; d < mt->ndim; d++)
             numel *= mt->shape[d];
-        *t = (src_tensor){mt->name, mt->dtype, mt->ndim, mt->shape, numel, mt->data, mt->bytes};
+        *t = (src_tensor){.name = mt->name, .dtype = mt->dtype, .ndim = mt->ndim, .numel = numel,
+                          .data = mt->data, .bytes = mt->bytes};
+        memcpy(t->shape, mt->shape, sizeof t->shape);
         return 1;
     }
     return 0;
@@ -226,7 +212,8 @@ static gptq_status find_checked(const loader *ld, const char *name, int ndim, co
                          "%s: tensor '%s' has shape %s, config.json (%s) implies %s", ld->dir, name,
                          got, why, want);
     }
-    if (t->bytes != (size_t)t->numel * gptq_dtype_size(t->dtype) || (t->bytes && !t->data))
+    if (t->bytes != (size_t)t->numel * gptq_dtype_size(t->dtype) ||
+        (t->bytes && !t->data && !ld->src))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' holds %zu bytes, its shape needs %zu",
                          ld->dir, name, t->bytes, (size_t)t->numel * gptq_dtype_size(t->dtype));
     return GPTQ_OK;
@@ -269,7 +256,10 @@ static gptq_status load_f32(const loader *ld, const char *name, int ndim, const 
     if (!data)
         return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", ld->dir,
                          (long long)t.numel, name);
-    gptq_dtype_to_f32(t.dtype, t.data, data, (size_t)t.numel);
+    if ((st = gptq_source_read_f32(ld->src, &t, data)) != GPTQ_OK) {
+        free(data);
+        return st;
+    }
     *out = data;
     return GPTQ_OK;
 }
@@ -293,6 +283,9 @@ static gptq_status load_raw(const loader *ld, const char *name, gptq_dtype dtype
         *out = (void *)t.data;
         return GPTQ_OK;
     }
+    if (!t.data)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is not stored as %s", ld->dir, name,
+                         gptq_dtype_name(dtype));
     void *data = malloc(t.bytes ? t.bytes : 1);
     if (!data)
         return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
@@ -323,7 +316,7 @@ static gptq_status load_packed(const loader *ld, const gptq_model_config *c, con
                          ld->dir, name, cols, rows);
     const int bits = c->quant.present ? c->quant.bits : (int)(qw.shape[0] * 32 / cols);
     if ((st = gptq_pack_check(rows, cols, bits)) != GPTQ_OK)
-        return gptq_fail_context(st, "%s: %s: ", ld->dir, prefix);
+        return gptq_fail_context(st, "%s: %s", ld->dir, prefix);
     snprintf(name, sizeof name, "%s.scales", prefix);
     if (!find_tensor(ld, name, &sc) || sc.ndim != 2 || sc.shape[0] < 1 || sc.shape[0] > cols)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is missing or not [groups, %d]", ld->dir,
@@ -513,82 +506,74 @@ static gptq_status model_set_backend(gptq_model *n, const gptq_backend *be)
 /* Load config and weights of folder `dir`; with `streaming`, the decoder
  * linears stay in the files (kept open in the model) until
  * gptq_model_layer_ensure loads them. */
-static gptq_status model_open(const char *dir, int streaming, gptq_model **out)
+/* Load the config and weights of source `src`; with `streaming`, the
+ * decoder linears stay in the source (which the model then owns: *srcp is
+ * NULLed) until gptq_model_layer_ensure loads them. */
+static gptq_status model_open(gptq_model_source **srcp, int streaming, gptq_model **out)
 {
     gptq_status st;
-    gptq_model_config cfg;
-    gptq_model *m = NULL;
-    char **paths = NULL;
-    int n_paths = 0;
-    loader ld = {.dir = dir};
+    gptq_model_source *src = *srcp;
+    loader ld = {.dir = gptq_source_label(src), .src = src};
     *out = NULL;
-
-    size_t plen = strlen(dir) + sizeof "/config.json";
-    char *cfg_path = malloc(plen);
-    if (!cfg_path)
-        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
-    snprintf(cfg_path, plen, "%s/config.json", dir);
-    st = gptq_config_load(cfg_path, &cfg);
-    free(cfg_path);
-    if (st != GPTQ_OK)
-        return st;
-    if ((st = gptq_model_files(dir, &paths, &n_paths)) != GPTQ_OK)
-        return st;
-    if (!(ld.files = calloc((size_t)n_paths, sizeof *ld.files)) || !(m = model_new(&cfg))) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
-        goto fail;
-    }
-    for (; ld.n_files < n_paths; ld.n_files++)
-        if ((st = gptq_safetensors_open(paths[ld.n_files], &ld.files[ld.n_files])) != GPTQ_OK)
-            goto fail;
+    gptq_model *m = model_new(gptq_source_config(src));
+    if (!m)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld.dir);
     if ((st = load_weights(&ld, m, !streaming)) != GPTQ_OK)
         goto fail;
-    if (streaming) { /* the files now belong to the model */
-        if (!(m->dir = strdup(dir))) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", dir);
-            goto fail;
-        }
-        m->files = ld.files;
-        m->n_files = ld.n_files;
-        ld.files = NULL;
-        ld.n_files = 0;
+    if (streaming) {
+        m->src = src;
+        *srcp = NULL;
     } else if ((st = table_build(m)) != GPTQ_OK) {
         goto fail;
     }
     *out = m;
-    m = NULL;
+    return GPTQ_OK;
 fail:
-    for (int i = 0; i < ld.n_files; i++)
-        gptq_safetensors_close(ld.files[i]);
-    free(ld.files);
-    gptq_config_free_paths(paths, n_paths);
     gptq_model_free(m);
     return st;
 }
 
-gptq_status gptq_model_load(const char *dir, gptq_model **out)
+gptq_status gptq_model_load_source(const gptq_model_source *src, gptq_model **out)
 {
-    return model_open(dir, 0, out);
+    gptq_model_source *s = (gptq_model_source *)src; /* not streaming: only read */
+    return model_open(&s, 0, out);
 }
 
-gptq_status gptq_model_open_streaming(const char *dir, gptq_model **out)
+gptq_status gptq_model_load(const char *path, gptq_model **out)
 {
-    return model_open(dir, 1, out);
+    gptq_model_source *src = NULL;
+    *out = NULL;
+    gptq_status st = gptq_source_open(path, &src);
+    if (!st)
+        st = model_open(&src, 0, out);
+    gptq_source_free(src);
+    return st;
+}
+
+gptq_status gptq_model_open_streaming(const char *path, gptq_model **out)
+{
+    gptq_model_source *src = NULL;
+    *out = NULL;
+    gptq_status st = gptq_source_open(path, &src);
+    if (!st)
+        st = model_open(&src, 1, out);
+    gptq_source_free(src);
+    return st;
 }
 
 int gptq_model_is_streaming(const gptq_model *m)
 {
-    return m->files != NULL;
+    return m->src != NULL;
 }
 
 gptq_status gptq_model_layer_ensure(gptq_model *m, int layer)
 {
-    if (!m->files)
+    if (!m->src)
         return GPTQ_OK;
     if (layer < 0 || layer >= m->cfg.num_hidden_layers)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d: the model has %d layers", layer,
                          m->cfg.num_hidden_layers);
-    loader ld = {.dir = m->dir, .files = m->files, .n_files = m->n_files};
+    loader ld = {.dir = gptq_source_label(m->src), .src = m->src};
     char name[256];
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         linear *L = &m->layers[layer].lin[w];
@@ -600,13 +585,12 @@ gptq_status gptq_model_layer_ensure(gptq_model *m, int layer)
         /* Done with these file pages: drop them so that streaming a model
          * keeps only the current layer resident. */
         const char *suffix[] = {".weight", ".qweight", ".qzeros", ".scales", ".g_idx", ".bias"};
-        for (int f = 0; f < m->n_files; f++)
-            for (int k = 0; k < 6; k++) {
-                snprintf(name, sizeof name, "model.layers.%d.%s%s", layer, lin_paths[w], suffix[k]);
-                const gptq_st_tensor *t = gptq_safetensors_find(m->files[f], name);
-                if (t)
-                    gptq_st_tensor_release(t);
-            }
+        for (int k = 0; k < 6; k++) {
+            src_tensor t;
+            snprintf(name, sizeof name, "model.layers.%d.%s%s", layer, lin_paths[w], suffix[k]);
+            if (gptq_source_find(m->src, name, &t))
+                gptq_source_release(m->src, &t);
+        }
     }
     return GPTQ_OK;
 }
@@ -636,10 +620,7 @@ void gptq_model_free(gptq_model *m)
     if (m->rope_freq != m->inv_freq)
         m->be->free(m->rope_freq); /* always the model's own, views or not */
     table_free(m);
-    for (int i = 0; i < m->n_files; i++)
-        gptq_safetensors_close(m->files[i]);
-    free(m->files);
-    free(m->dir);
+    gptq_source_free(m->src);
     free(m->inv_freq);
     free(m->layers);
     free(m);
@@ -695,7 +676,7 @@ static gptq_status table_visit(void *user, const char *name, const float *data, 
 /* (Re)build m->table from the current weights; empty on failure. */
 static gptq_status table_build(gptq_model *m)
 {
-    if (m->files) /* streaming: linears come and go; no shareable table */
+    if (m->src) /* streaming: linears come and go; no shareable table */
         return GPTQ_OK;
     for (int l = 0; l < m->cfg.num_hidden_layers; l++)
         for (int w = 0; w < GPTQ_LIN_COUNT; w++)
@@ -887,7 +868,7 @@ static void *up_bytes(uploader *u, const void *src, size_t bytes, const char *wh
         return NULL;
     }
     if ((u->st = u->be->upload(p, src, bytes)) != GPTQ_OK) {
-        gptq_fail_context(u->st, "%s: ", what);
+        gptq_fail_context(u->st, "%s", what);
         if (!u->alloc)
             u->be->free(p);
         return NULL;
@@ -972,7 +953,7 @@ static void upload_layer(uploader *u, const gptq_model_config *c, const layer *s
                 (u->st = packed_upload(u->be, u->alloc, u->ctx, &sl->P, &dl->P)) == GPTQ_OK)
                 dl->packed = 1;
             else if (u->st != GPTQ_OK)
-                gptq_fail_context(u->st, "%s: ", what);
+                gptq_fail_context(u->st, "%s", what);
         } else {
             dl->W = up_bytes(u, sl->W, (size_t)sl->rows * sl->cols * sizeof(float), what);
         }
@@ -1155,16 +1136,16 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
     if (L->packed && m->device) {
         gptq_packed h;
         if ((st = packed_download(m->be, &L->P, &h)) != GPTQ_OK)
-            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+            return gptq_fail_context(st, "layer %d %s", layer, lin_names[which]);
         st = gptq_packed_dequantize(&h, W);
         gptq_packed_free(&h);
         if (st != GPTQ_OK)
-            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+            return gptq_fail_context(st, "layer %d %s", layer, lin_names[which]);
         return GPTQ_OK;
     }
     if (L->packed) {
         if ((st = gptq_packed_dequantize(&L->P, W)) != GPTQ_OK)
-            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+            return gptq_fail_context(st, "layer %d %s", layer, lin_names[which]);
         return GPTQ_OK;
     }
     if (!L->W)
@@ -1227,11 +1208,11 @@ gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_i
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s: packed linear has missing arrays", layer,
                          lin_names[which]);
     if ((st = gptq_pack_check(P->rows, P->cols, P->bits)) != GPTQ_OK)
-        return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+        return gptq_fail_context(st, "layer %d %s", layer, lin_names[which]);
     if (m->device) { /* upload, then the model's copy replaces the caller's */
         gptq_packed d;
         if ((st = packed_upload(m->be, NULL, NULL, P, &d)) != GPTQ_OK)
-            return gptq_fail_context(st, "layer %d %s: ", layer, lin_names[which]);
+            return gptq_fail_context(st, "layer %d %s", layer, lin_names[which]);
         gptq_packed_free(P);
         *P = d;
     }

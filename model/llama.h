@@ -54,14 +54,18 @@ const char *gptq_linear_path(gptq_linear_id which);
 
 /* Load an HF model folder: config.json plus model.safetensors or the shards
  * of model.safetensors.index.json (F16, BF16 or F32 weights, converted to
- * float32). A folder whose config has a GPTQ quantization_config may store
+ * float32), or a GGUF file (model/source.h: its tensors dequantized). A folder whose config has a GPTQ quantization_config may store
  * linears as `<path>.qweight/.qzeros/.scales/.g_idx` (v1); those load as
  * packed linears. On success *out owns a new model (gptq_model_free).
  * Errors: GPTQ_ERR_NOTFOUND (a file or a tensor is missing: the message
  * names it), GPTQ_ERR_FORMAT (a tensor's shape or dtype disagrees with the
  * config: names the tensor, both shapes), config.h's errors, and the
  * safetensors reader's. */
-gptq_status gptq_model_load(const char *dir, gptq_model **out);
+gptq_status gptq_model_load(const char *path, gptq_model **out);
+
+/* The same from an open source (which the caller keeps and frees). */
+typedef struct gptq_model_source gptq_model_source; /* model/source.h */
+gptq_status gptq_model_load_source(const gptq_model_source *src, gptq_model **out);
 
 /* Open an HF folder for streaming, the paper's way of quantizing models
  * larger than memory: embeddings, norms and lm_head load as usual, but the
@@ -71,7 +75,7 @@ gptq_status gptq_model_load(const char *dir, gptq_model **out);
  * one layer's float weights resident. Running a layer whose linears are not
  * loaded is an error. The model keeps its files open until freed; it has no
  * tensor table (gptq_model_tensor_count is 0). */
-gptq_status gptq_model_open_streaming(const char *dir, gptq_model **out);
+gptq_status gptq_model_open_streaming(const char *path, gptq_model **out);
 /* 1 for a model from gptq_model_open_streaming. */
 int gptq_model_is_streaming(const gptq_model *m);
 /* Load the linears of `layer` that are not loaded yet (no-op for a model

@@ -26,7 +26,8 @@ extern "C" {
 
 typedef struct gptq_tokenizer gptq_tokenizer;
 
-/* Read a tokenizer.json and build the tokenizer. On success *out owns a new
+/* Read a tokenizer.json (or the tokenizer of a GGUF file, recognized by its
+ * magic: model/gguf_hf.h) and build the tokenizer. On success *out owns a new
  * handle, released with gptq_tokenizer_free. Errors: GPTQ_ERR_IO (cannot
  * read), GPTQ_ERR_FORMAT (bad JSON or a field of the wrong shape; the message
  * names the field), GPTQ_ERR_UNSUPPORTED (a model, normalizer, pre-tokenizer,

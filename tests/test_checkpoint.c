@@ -13,6 +13,7 @@
 
 #include "model/calib.h"
 #include "model/checkpoint.h"
+#include "model/hf_files.h"
 #include "model/eval.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
@@ -118,9 +119,12 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
     }
     char dir[4096], expected[4096], cmd[12288];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, tag);
-    CHECK_OK(gptq_checkpoint_save(m, model_dir, &meta, dir));
-    CHECK(gptq_checkpoint_save(m, model_dir, &meta, dir) == GPTQ_ERR_EXISTS,
+    gptq_hf_files hf = {0};
+    CHECK_OK(gptq_hf_files_read(model_dir, &hf));
+    CHECK_OK(gptq_checkpoint_save(m, &hf, &meta, GPTQ_DT_COUNT, dir));
+    CHECK(gptq_checkpoint_save(m, &hf, &meta, GPTQ_DT_COUNT, dir) == GPTQ_ERR_EXISTS,
           "saving over an existing folder must be refused");
+    gptq_hf_files_free(&hf);
     const char *files[] = {"config.json", "quantize_config.json", "tokenizer.json", "model.safetensors"};
     for (int i = 0; i < 4; i++) {
         char p[4200];

@@ -10,6 +10,7 @@
 
 #include "gptq/error.h"
 #include "model/config.h"
+#include "model/source.h"
 #include "model/llama.h"
 #include "testutil.h"
 
@@ -235,12 +236,6 @@ static void test_folders(void)
     CHECK(symlink(fixture_path("tiny-llama/model.safetensors"), link) == 0, "symlink: %s",
           strerror(errno));
 
-    char **paths = NULL;
-    int n = 0;
-    CHECK_OK(gptq_model_files(tmpdir, &paths, &n));
-    CHECK(n == 1 && paths && strcmp(paths[0], link) == 0, "single file: %d %s", n,
-          n ? paths[0] : "");
-    gptq_config_free_paths(paths, n);
 
     /* wrong shapes: the config says the MLP is narrower than the weights */
     write_config_edit("\"intermediate_size\": 768", "\"intermediate_size\": 512");
@@ -263,24 +258,33 @@ static void test_folders(void)
     CHECK(m && gptq_model_params(m) > 4000000, "params %lld",
           m ? (long long)gptq_model_params(m) : 0);
     gptq_model_free(m);
+    gptq_model_source *src = NULL;
+    CHECK_OK(gptq_source_open(tmpdir, &src));
+    uint64_t one_file = src ? gptq_source_resident_bytes(src) : 0;
+    gptq_source_free(src);
+    CHECK(one_file > 4000000 * 4ull, "single file: %llu bytes as float32",
+          (unsigned long long)one_file);
 
     /* sharded: an index naming the one file twice opens it once; names with
      * a path are refused */
     write_file("model.safetensors.index.json",
                "{\"metadata\": {}, \"weight_map\": {\"model.norm.weight\": \"model.safetensors\", "
                "\"lm_head.weight\": \"model.safetensors\"}}");
-    CHECK_OK(gptq_model_files(tmpdir, &paths, &n));
-    CHECK(n == 1, "index with one shard: %d files", n);
-    gptq_config_free_paths(paths, n);
+    CHECK_OK(gptq_source_open(tmpdir, &src));
+    CHECK(src && gptq_source_resident_bytes(src) == one_file,
+          "index with one shard named twice: opened once (%llu bytes, want %llu)",
+          src ? (unsigned long long)gptq_source_resident_bytes(src) : 0ull,
+          (unsigned long long)one_file);
+    gptq_source_free(src);
     CHECK_OK(gptq_model_load(tmpdir, &m));
     gptq_model_free(m);
     write_file("model.safetensors.index.json",
                "{\"weight_map\": {\"model.norm.weight\": \"../etc/passwd\"}}");
-    gptq_status st = gptq_model_files(tmpdir, &paths, &n);
-    CHECK(st == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "model.norm.weight"),
+    gptq_status st = gptq_source_open(tmpdir, &src);
+    CHECK(st == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "model.norm.weight") && !src,
           "index escaping the folder: %s %s", gptq_status_name(st), gptq_errmsg());
     write_file("model.safetensors.index.json", "{\"weight_map\": 3}");
-    st = gptq_model_files(tmpdir, &paths, &n);
+    st = gptq_source_open(tmpdir, &src);
     CHECK(st == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "weight_map"), "bad index: %s",
           gptq_errmsg());
 
@@ -289,8 +293,9 @@ static void test_folders(void)
         snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
         unlink(path);
     }
-    st = gptq_model_files(tmpdir, &paths, &n);
-    CHECK(st == GPTQ_ERR_NOTFOUND, "empty folder: %s", gptq_status_name(st));
+    st = gptq_source_open(tmpdir, &src);
+    CHECK(st == GPTQ_ERR_NOTFOUND && strstr(gptq_errmsg(), "config.json"), "empty folder: %s %s",
+          gptq_status_name(st), gptq_errmsg());
 }
 
 int main(void)

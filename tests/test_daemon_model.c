@@ -561,13 +561,31 @@ int main(int argc, char **argv)
             gptqd__response__free_unpacked(r, NULL);
         save.name = "tiny";
         snprintf(saved, sizeof saved, "%s/saved-float", outdir);
+        save.dtype = "f16";
         job = start_job(s, &req, "save float");
         r = job ? td_wait_job(s, job, 60) : NULL;
-        CHECK(r && r->poll && r->poll->state == GPTQD__JOB_STATE__JOB_FAILED &&
-                  r->poll->result_status == GPTQ_ERR_ARG,
-              "save of a float model: %s", r && r->poll ? r->poll->result_message : "");
+        CHECK(r && r->poll && r->poll->state == GPTQD__JOB_STATE__JOB_DONE,
+              "save of a float model as an HF folder: %s",
+              r && r->poll ? r->poll->result_message : "");
         if (r)
             gptqd__response__free_unpacked(r, NULL);
+        const char *float_files[] = {"config.json", "model.safetensors", "tokenizer.json",
+                                     "generation_config.json"};
+        for (int i = 0; i < 4; i++) {
+            char f[PATH_MAX + 64];
+            snprintf(f, sizeof f, "%s/%s", saved, float_files[i]);
+            CHECK(access(f, R_OK) == 0, "saved float folder lacks %s", float_files[i]);
+        }
+        char qc[PATH_MAX + 64];
+        snprintf(qc, sizeof qc, "%s/quantize_config.json", saved);
+        CHECK(access(qc, F_OK) != 0, "a float folder must not have quantize_config.json");
+        save.dtype = "f64";
+        r = simple(s, &req);
+        CHECK(r && r->status == GPTQ_ERR_ARG && strstr(r->message, "save.dtype"),
+              "save --dtype f64 must be refused naming the field: %s", status_of(r));
+        if (r)
+            gptqd__response__free_unpacked(r, NULL);
+        save.dtype = "";
         save.dir = "/tmp/not-a-model-dir/x";
         r = simple(s, &req);
         CHECK(r && r->status == GPTQ_ERR_PERMISSION, "save outside: %s", status_of(r));

@@ -3,6 +3,7 @@
  *
  *   tokenize_cli TOKENIZER_JSON TEXT_FILE [--special] [--lines] [--time]
  *   tokenize_cli TOKENIZER_JSON --decode IDS_FILE
+ *   tokenize_cli MODEL.gguf --export-json OUT   (the tokenizer.json gptqd makes of it)
  *
  * Encode prints one id per line; --lines encodes each line (newline kept)
  * separately and prints one output line per input line, its ids separated
@@ -14,7 +15,30 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/gguf.h"
+#include "model/gguf_hf.h"
 #include "model/tokenizer.h"
+
+static int export_json(const char *gguf, const char *out)
+{
+    gptq_gguf *g = NULL;
+    char *json = NULL;
+    size_t len = 0;
+    if (gptq_gguf_open(gguf, &g) || gptq_gguf_tokenizer_json(g, &json, &len)) {
+        fprintf(stderr, "tokenize_cli: %s\n", gptq_errmsg());
+        gptq_gguf_close(g);
+        return 1;
+    }
+    FILE *f = fopen(out, "wb");
+    int ok = f && fwrite(json, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    free(json);
+    gptq_gguf_close(g);
+    if (!ok)
+        fprintf(stderr, "tokenize_cli: cannot write %s\n", out);
+    return ok ? 0 : 1;
+}
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -66,6 +90,8 @@ int main(int argc, char **argv)
                         "       %s TOKENIZER_JSON --decode IDS_FILE\n", argv[0], argv[0]);
         return 2;
     }
+    if (!strcmp(argv[2], "--export-json"))
+        return argc == 4 ? export_json(argv[1], argv[3]) : 2;
     int decoding = !strcmp(argv[2], "--decode");
     for (int i = decoding ? 4 : 3; i < argc; i++) {
         if (!strcmp(argv[i], "--special")) special = 1;

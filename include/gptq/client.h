@@ -135,7 +135,8 @@ gptq_status gptq_client_unload(gptq_client *c, const char *name, int force);
  * gptq_client_wait or gptq_client_poll. Paths are sent as given: the daemon
  * runs in another directory, so pass absolute paths. */
 
-/* Load the HF folder or GPTQ checkpoint at `path` as resident model `name`. */
+/* Load the HF folder, GPTQ checkpoint or GGUF file at `path` as resident
+ * model `name`. */
 gptq_status gptq_client_load(gptq_client *c, const char *name, const char *path,
                              gptq_job_id *job);
 
@@ -193,9 +194,19 @@ typedef struct gptq_eval_options {
 gptq_status gptq_client_eval(gptq_client *c, const char *name, const gptq_eval_options *o,
                              gptq_job_id *job);
 
-/* Write `name` as a GPTQ checkpoint into `dir` (atomically, on the daemon). */
+/* Write `name` into `dir` (atomically, on the daemon): a GPTQ checkpoint
+ * when it is quantized, a Hugging Face folder of float weights otherwise. */
 gptq_status gptq_client_save(gptq_client *c, const char *name, const char *dir,
                              gptq_job_id *job);
+
+/* Options of a save. Strings are borrowed for the call only. */
+typedef struct gptq_save_options {
+    const char *dtype; /* float tensors: "f16", "bf16", "f32"; NULL: the model's own */
+} gptq_save_options;
+
+/* gptq_client_save with options (o may be NULL). */
+gptq_status gptq_client_save_with(gptq_client *c, const char *name, const char *dir,
+                                  const gptq_save_options *o, gptq_job_id *job);
 
 /* Ask the daemon to stop a job; it ends as GPTQ_JOB_CANCELED soon after.
  * Errors: GPTQ_ERR_NOTFOUND (unknown job), the daemon's refusal for a job

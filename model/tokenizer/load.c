@@ -6,10 +6,13 @@
 #include "model/tokenizer/internal.h"
 
 #include "common/file.h"
+#include "model/gguf.h"
+#include "model/gguf_hf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_VOCAB (1 << 24) /* a sanity bound on ids read from the file */
 
@@ -477,15 +480,36 @@ gptq_status gptq_tokenizer_load_json(const char *json, size_t len, const char *n
     return st;
 }
 
+/* A GGUF file's tokenizer: its metadata as tokenizer.json (model/gguf_hf.h). */
+static gptq_status load_gguf(int fd, const char *path, gptq_tokenizer **out)
+{
+    gptq_gguf *g = NULL;
+    char *json = NULL;
+    size_t len = 0;
+    gptq_status st = gptq_gguf_open_fd(fd, path, &g);
+    if (!st)
+        st = gptq_gguf_tokenizer_json(g, &json, &len);
+    if (!st)
+        st = gptq_tokenizer_load_json(json, len, path, out);
+    free(json);
+    gptq_gguf_close(g);
+    return st;
+}
+
 gptq_status gptq_tokenizer_load(const char *path, gptq_tokenizer **out)
 {
     if (!path || !out) return gptq_fail(GPTQ_ERR_ARG, "gptq_tokenizer_load: path and out must not be NULL");
     *out = NULL;
-    char *text = NULL;
+    char *text = NULL, magic[4];
     size_t len = 0;
-    gptq_status st = gptq_file_read(path, GPTQ_TOKENIZER_MAX_BYTES, &text, &len);
+    int fd;
+    gptq_status st = gptq_file_open(path, &fd);
     if (st) return st;
-    st = gptq_tokenizer_load_json(text, len, path, out);
+    if (pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "GGUF", 4))
+        st = load_gguf(fd, path, out);
+    else if (!(st = gptq_file_read_fd(fd, path, GPTQ_TOKENIZER_MAX_BYTES, &text, &len)))
+        st = gptq_tokenizer_load_json(text, len, path, out);
     free(text);
+    close(fd);
     return st;
 }

@@ -1,0 +1,333 @@
+/* model/source.c: HF folders and GGUF files behind one tensor lookup (see
+ * source.h). */
+#include "model/source.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "model/gguf.h"
+#include "model/gguf_hf.h"
+#include "model/safetensors.h"
+
+struct gptq_model_source {
+    char *label;
+    gptq_hf_files files;
+    gptq_model_config cfg;
+    gptq_safetensors **st; /* HF folder: the weight files */
+    int n_st;
+    gptq_gguf *gguf;       /* GGUF file */
+};
+
+static gptq_status errno_status(int err)
+{
+    return err == ENOENT || err == ENOTDIR ? GPTQ_ERR_NOTFOUND
+           : err == EACCES || err == EPERM ? GPTQ_ERR_PERMISSION
+                                           : GPTQ_ERR_IO;
+}
+
+/* The weight files of a folder: model.safetensors, or the distinct shards
+ * named by model.safetensors.index.json's weight_map (plain file names in
+ * the folder only). */
+static gptq_status open_weights(gptq_model_source *s, int dirfd)
+{
+    gptq_status st;
+    char path[4096], *index = NULL;
+    size_t len;
+    json_t *root = NULL;
+    int fd;
+    if ((st = gptq_file_open_at(dirfd, "model.safetensors.index.json", &fd)) == GPTQ_ERR_NOTFOUND) {
+        gptq_clear_error();
+        s->st = calloc(1, sizeof *s->st);
+        if (!s->st)
+            return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", s->label);
+        snprintf(path, sizeof path, "%s/model.safetensors", s->label);
+        if ((st = gptq_safetensors_open(path, &s->st[0])))
+            return st == GPTQ_ERR_NOTFOUND
+                       ? gptq_fail(st, "%s: no model.safetensors or model.safetensors.index.json",
+                                   s->label)
+                       : st;
+        s->n_st = 1;
+        return GPTQ_OK;
+    }
+    if (st)
+        return st;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", s->label);
+    st = gptq_file_read_fd(fd, path, GPTQ_HF_FILE_MAX_BYTES, &index, &len);
+    close(fd);
+    if (st)
+        return st;
+    json_error_t jerr;
+    root = json_loadb(index, len, 0, &jerr);
+    free(index);
+    json_t *map = json_object_get(root, "weight_map");
+    if (!json_is_object(map) || json_object_size(map) == 0) {
+        json_decref(root);
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s", path,
+                         root ? "weight_map is missing or empty" : "not valid JSON");
+    }
+    s->st = calloc(json_object_size(map), sizeof *s->st);
+    if (!s->st) {
+        json_decref(root);
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", s->label);
+    }
+    const char *tensor;
+    json_t *file;
+    json_object_foreach(map, tensor, file) {
+        const char *name = json_string_value(file);
+        if (!name || !*name || strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, ".")) {
+            st = gptq_fail(GPTQ_ERR_FORMAT,
+                           "%s: weight_map[\"%.96s\"] must be a file name in the model folder",
+                           path, tensor);
+            break;
+        }
+        int seen = 0;
+        for (int i = 0; i < s->n_st && !seen; i++) {
+            const char *p = gptq_safetensors_path(s->st[i]);
+            seen = strcmp(strrchr(p, '/') + 1, name) == 0;
+        }
+        if (seen)
+            continue;
+        char shard[4096];
+        snprintf(shard, sizeof shard, "%s/%s", s->label, name);
+        if ((st = gptq_safetensors_open(shard, &s->st[s->n_st])))
+            break;
+        s->n_st++;
+    }
+    json_decref(root);
+    return st;
+}
+
+static gptq_status parse_config(gptq_model_source *s)
+{
+    size_t len;
+    char what[4200];
+    const char *text = gptq_hf_files_get(&s->files, "config.json", &len);
+    snprintf(what, sizeof what, "%s/config.json", s->label);
+    gptq_status st = gptq_config_parse(text, len, what, &s->cfg);
+    if (st)
+        return st;
+    if ((text = gptq_hf_files_get(&s->files, "generation_config.json", &len))) {
+        snprintf(what, sizeof what, "%s/generation_config.json", s->label);
+        st = gptq_config_merge_generation(&s->cfg, text, len, what);
+    }
+    return st;
+}
+
+static int is_gguf(int fd)
+{
+    char magic[4];
+    return pread(fd, magic, 4, 0) == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+gptq_status gptq_source_open(const char *path, gptq_model_source **out)
+{
+    gptq_status st;
+    *out = NULL;
+    gptq_model_source *s = calloc(1, sizeof *s);
+    if (!s || !(s->label = strdup(path))) {
+        free(s);
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", path);
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno;
+        st = gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
+        goto fail;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        if ((st = gptq_hf_files_read_at(fd, path, &s->files)) || (st = parse_config(s)) ||
+            (st = open_weights(s, fd)))
+            goto fail;
+    } else if (S_ISREG(sb.st_mode) && is_gguf(fd)) {
+        if ((st = gptq_gguf_open_fd(fd, path, &s->gguf)) ||
+            (st = gptq_gguf_hf_files(s->gguf, &s->files)) || (st = parse_config(s)))
+            goto fail;
+    } else {
+        st = gptq_fail(S_ISREG(sb.st_mode) ? GPTQ_ERR_FORMAT : GPTQ_ERR_IO,
+                       "%s: neither a model folder nor a GGUF file", path);
+        goto fail;
+    }
+    close(fd);
+    *out = s;
+    return GPTQ_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    gptq_source_free(s);
+    return st;
+}
+
+/* The sizes of the folder's *.safetensors files, as the runtime will hold
+ * them: float weights widen to float32 (x2 for F16/BF16 files). */
+static uint64_t folder_estimate(int dirfd, const gptq_model_config *cfg)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    uint64_t total = 0;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        struct stat sb;
+        if (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors") &&
+            fstatat(dirfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            total += (uint64_t)sb.st_size;
+    }
+    closedir(d);
+    int widen = !cfg->quant.present && cfg->torch_dtype != GPTQ_DT_F32;
+    return widen ? 2 * total : total;
+}
+
+gptq_status gptq_source_estimate(const char *path, gptq_model_config *cfg, uint64_t *bytes)
+{
+    gptq_status st;
+    char *text = NULL, what[4200];
+    size_t len = 0;
+    *bytes = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), cfd = -1;
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno;
+        st = gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
+        goto done;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(what, sizeof what, "%s/config.json", path);
+        if ((st = gptq_file_open_at(fd, "config.json", &cfd)) ||
+            (st = gptq_file_read_fd(cfd, what, GPTQ_HF_FILE_MAX_BYTES, &text, &len)) ||
+            (st = gptq_config_parse(text, len, what, cfg)))
+            goto done;
+        struct stat ws;
+        if (fstatat(fd, "model.safetensors", &ws, 0) != 0 &&
+            fstatat(fd, "model.safetensors.index.json", &ws, 0) != 0) {
+            st = gptq_fail(GPTQ_ERR_NOTFOUND, "%s: no model.safetensors or "
+                           "model.safetensors.index.json", path);
+            goto done;
+        }
+        *bytes = folder_estimate(fd, cfg);
+    } else if (S_ISREG(sb.st_mode) && is_gguf(fd)) {
+        gptq_gguf *g = NULL;
+        snprintf(what, sizeof what, "%s (config)", path);
+        if (!(st = gptq_gguf_open_fd(fd, path, &g)) && !(st = gptq_gguf_hf_config(g, &text, &len)))
+            st = gptq_config_parse(text, len, what, cfg);
+        for (size_t i = 0; !st && i < gptq_gguf_tensor_count(g); i++)
+            *bytes += (uint64_t)gptq_gguf_tensor_at(g, i)->numel * sizeof(float);
+        gptq_gguf_close(g);
+    } else {
+        st = gptq_fail(S_ISREG(sb.st_mode) ? GPTQ_ERR_FORMAT : GPTQ_ERR_IO,
+                       "%s: neither a model folder nor a GGUF file", path);
+    }
+done:
+    free(text);
+    if (cfd >= 0)
+        close(cfd);
+    if (fd >= 0)
+        close(fd);
+    return st;
+}
+
+void gptq_source_free(gptq_model_source *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n_st; i++)
+        gptq_safetensors_close(s->st[i]);
+    free(s->st);
+    gptq_gguf_close(s->gguf);
+    gptq_hf_files_free(&s->files);
+    free(s->label);
+    free(s);
+}
+
+int gptq_source_is_gguf(const gptq_model_source *s) { return s->gguf != NULL; }
+const char *gptq_source_label(const gptq_model_source *s) { return s->label; }
+const gptq_hf_files *gptq_source_files(const gptq_model_source *s) { return &s->files; }
+const gptq_model_config *gptq_source_config(const gptq_model_source *s) { return &s->cfg; }
+
+/* Bytes the runtime holds for one stored tensor: float weights as float32,
+ * a packed linear's integer tensors and fp16 scales as stored. */
+static uint64_t resident(const char *name, gptq_dtype dt, int64_t numel, uint64_t bytes)
+{
+    size_t n = strlen(name);
+    if (dt == GPTQ_DT_I32 || (n > 7 && !strcmp(name + n - 7, ".scales")))
+        return bytes;
+    return (uint64_t)numel * sizeof(float);
+}
+
+uint64_t gptq_source_resident_bytes(const gptq_model_source *s)
+{
+    uint64_t total = 0;
+    if (s->gguf)
+        for (size_t i = 0; i < gptq_gguf_tensor_count(s->gguf); i++)
+            total += (uint64_t)gptq_gguf_tensor_at(s->gguf, i)->numel * sizeof(float);
+    for (int i = 0; i < s->n_st; i++)
+        for (size_t k = 0; k < gptq_safetensors_count(s->st[i]); k++) {
+            const gptq_st_tensor *t = gptq_safetensors_at(s->st[i], k);
+            total += resident(t->name, t->dtype, t->numel, t->bytes);
+        }
+    return total;
+}
+
+int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < s->n_st; i++) {
+        const gptq_st_tensor *x = gptq_safetensors_find(s->st[i], name);
+        if (!x)
+            continue;
+        if (x->ndim > 4)
+            return 0;
+        *t = (gptq_source_tensor){.name = x->name, .dtype = x->dtype, .ndim = x->ndim,
+                                  .numel = x->numel, .data = x->data, .bytes = x->bytes,
+                                  .impl_ = x};
+        memcpy(t->shape, x->shape, sizeof t->shape);
+        return 1;
+    }
+    if (!s->gguf)
+        return 0;
+    int permute = 0;
+    const gptq_gguf_tensor *g = gptq_gguf_hf_tensor(s->gguf, &s->cfg, name, &permute);
+    if (!g)
+        return 0;
+    t->name = g->name;
+    t->dtype = GPTQ_DT_F32;
+    t->ndim = g->n_dims;
+    for (int d = 0; d < g->n_dims; d++)
+        t->shape[d] = g->ne[g->n_dims - 1 - d]; /* ne[0] is the fastest: HF's last */
+    t->numel = g->numel;
+    t->bytes = (size_t)g->numel * sizeof(float);
+    t->impl_ = g;
+    t->permute_heads_ = permute;
+    return 1;
+}
+
+gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_tensor *t,
+                                 float *out)
+{
+    if (s->gguf && !t->data)
+        return gptq_gguf_hf_read(s->gguf, t->impl_, t->permute_heads_, out);
+    if (t->dtype != GPTQ_DT_F32 && t->dtype != GPTQ_DT_F16 && t->dtype != GPTQ_DT_BF16)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%.96s' has dtype %s; weights must be F16, "
+                         "BF16 or F32", s->label, t->name, gptq_dtype_name(t->dtype));
+    gptq_dtype_to_f32(t->dtype, t->data, out, (size_t)t->numel);
+    return GPTQ_OK;
+}
+
+void gptq_source_release(const gptq_model_source *s, const gptq_source_tensor *t)
+{
+    if (!s->gguf && t->impl_)
+        gptq_st_tensor_release(t->impl_);
+}
