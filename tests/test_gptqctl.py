@@ -13,6 +13,8 @@ perplexity of eval.txt against reference_results.md) / quantize --nsamples
 16 --seqlen 256 / eval of the quantized model with --kl-base / save to a
 temporary directory and load back / unload / jobs / cancel and Ctrl-C of a
 running job; exit statuses 1 (daemon refusals) and 3 (daemon gone); the
+real model (SmolLM2 GGUF, when cached): load, a greedy chat answer that
+stops at <|im_end|>, save as an HF folder and load back alike; the
 concurrency checks of issue 5: 8 clients generating at once give the serial
 greedy outputs, status/list answer within 50 ms while a long job runs, and
 3 processes mapping one model share its pages (smaps) and a killed one's
@@ -93,12 +95,26 @@ def says_unavailable(text):
                                 "in this build"))
 
 
+def real_model():
+    """The real model scripts/fetch-models caches (SmolLM2 GGUF), or None."""
+    name = os.path.join("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if os.environ.get("GPTQ_SMOLLM2"):
+        path = os.environ["GPTQ_SMOLLM2"]
+    elif os.environ.get("GPTQ_CACHE"):
+        path = os.path.join(os.environ["GPTQ_CACHE"], name)
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(cache, "gptqd", name)
+    return os.path.realpath(path) if os.path.exists(path) else None
+
+
 def start_daemon(tmp, sock):
     log = open(os.path.join(tmp, "gptqd.log"), "w")
     env = dict(os.environ)
     env.pop("GPTQD_SOCKET", None)
+    extra = ["--model-dir", os.path.dirname(real_model())] if real_model() else []
     d = subprocess.Popen([GPTQD, "--socket", sock, "--device", "cpu",
-                          "--model-dir", FIXTURES, "--model-dir", tmp],
+                          "--model-dir", FIXTURES, "--model-dir", tmp] + extra,
                          stdout=log, stderr=subprocess.STDOUT, env=env, cwd="/")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -198,6 +214,44 @@ def test_infer(ctl):
     check(p.returncode == 1 and "absent" in p.stderr, "infer on an unknown model: exit 1",
           f"{p.returncode} {p.stderr!r}")
     return a.stdout
+
+
+def test_real_model(ctl, tmp):
+    """The real model from its GGUF file: load, a chat prompt answered
+    greedily that stops at the model's end-of-turn token, saved as an HF
+    folder and loaded back with the same answer."""
+    gguf = real_model()
+    if not gguf:
+        skip("real model", "not cached (scripts/fetch-models)")
+        return
+    p = ctl.ok("load", "smol", gguf)
+    check("smol: loaded from " + gguf in p.stdout, "load of a GGUF file", p.stdout)
+    m = list_models(ctl).get("smol")
+    check(m is not None and m["layers"] == 30 and m["vocab"] == 49152 and m["hidden"] == 576,
+          "list fields of the GGUF model", str(m))
+    prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    want = "The capital of France is Paris."
+    j = ctl.ok("infer", "smol", prompt, "--temperature", "0", "--max-tokens", "40", json_out=True)
+    if j.obj:
+        check(j.obj.get("text") == want, "greedy answer of the real model (the reference's)",
+              repr(j.obj.get("text")))
+        check(j.obj.get("tokens", 99) < 40, "generation stops at <|im_end|>", str(j.obj))
+    saved = os.path.join(tmp, "smol-hf")
+    ctl.ok("save", "smol", saved, "--dtype", "f32")
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+              "model.safetensors"):
+        check(os.path.exists(os.path.join(saved, f)), f"the saved HF folder has {f}")
+    cfg = json.load(open(os.path.join(saved, "config.json")))
+    check(cfg.get("architectures") == ["LlamaForCausalLM"] and cfg.get("torch_dtype") == "float32"
+          and "quantization_config" not in cfg, "saved config.json", str(cfg)[:300])
+    ctl.ok("load", "smol-hf", saved)
+    j2 = ctl.ok("infer", "smol-hf", prompt, "--temperature", "0", "--max-tokens", "40",
+                json_out=True)
+    if j.obj and j2.obj:
+        check(j2.obj.get("text") == j.obj.get("text"), "the saved folder answers alike",
+              f"{j2.obj.get('text')!r} vs {j.obj.get('text')!r}")
+    ctl.ok("unload", "smol-hf")
+    ctl.ok("unload", "smol")
 
 
 def check_eval_json(obj, model, what):
@@ -582,6 +636,7 @@ def main():
         test_latency_during_job(ctl, have_quantize)
         test_concurrent_generate(ctl)
         test_map(ctl, greedy)
+        test_real_model(ctl, tmp)
         if have_quantize:
             ctl.ok("unload", "tiny-w4")
             check("tiny-w4" not in list_models(ctl), "unload removes tiny-w4 from the list")

@@ -84,6 +84,31 @@ static inline char *test_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* The real pretrained model scripts/fetch-models caches
+ * (SmolLM2-135M-Instruct.Q4_1.gguf): $GPTQ_SMOLLM2, else in $GPTQ_CACHE, else
+ * ${XDG_CACHE_HOME:-$HOME/.cache}/gptqd; exit 77 (skip) when it is absent. */
+static inline const char *real_model_path(void)
+{
+    static char path[4096];
+    const char *env = getenv("GPTQ_SMOLLM2"), *cache = getenv("GPTQ_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    const char *file = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+    struct stat sb;
+    if (env && env[0])
+        snprintf(path, sizeof path, "%s", env);
+    else if (cache && cache[0])
+        snprintf(path, sizeof path, "%s/%s", cache, file);
+    else if (xdg && xdg[0])
+        snprintf(path, sizeof path, "%s/gptqd/%s", xdg, file);
+    else
+        snprintf(path, sizeof path, "%s/.cache/gptqd/%s", home ? home : "", file);
+    if (stat(path, &sb) != 0) {
+        printf("SKIP: the real model is not at %s (run scripts/fetch-models)\n", path);
+        exit(77);
+    }
+    return path;
+}
+
 /* splitmix64: small, seeded, identical everywhere. */
 static inline uint64_t test_rand_u64(uint64_t *s)
 {

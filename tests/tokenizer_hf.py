@@ -18,7 +18,8 @@ Tokenizers compared:
   and one per family of the other components (component_tokenizer):
   Digits, Punctuation, Whitespace, WhitespaceSplit, every Split behaviour
   and invert, NFD/NFKC/NFKD, Lowercase, Strip, Replace, Prepend,
-  RobertaProcessing, multi-token templates, Fuse/Replace/Strip decoders.
+  RobertaProcessing, multi-token templates, Fuse/Replace/Strip decoders;
+  smollm2   the real model's tokenizer, read from its GGUF (when cached)
 The trained ones are trained here on calib.txt (vocab 2000). For each:
 encode of eval.txt (whole, with and without special tokens, and line by
 line) must equal HF's ids exactly, and so must an extra text with emoji,
@@ -351,6 +352,19 @@ def component_tokenizer(kind, calib_path, out_path):
 
 
 
+def real_model():
+    """The model scripts/fetch-models caches, or None."""
+    name = os.path.join("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if os.environ.get("GPTQ_SMOLLM2"):
+        path = os.environ["GPTQ_SMOLLM2"]
+    elif os.environ.get("GPTQ_CACHE"):
+        path = os.path.join(os.environ["GPTQ_CACHE"], name)
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(cache, "gptqd", name)
+    return path if os.path.exists(path) else None
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -404,6 +418,29 @@ def main():
             i = bad[0] if bad else 0
             fail(f"qwen2 NFC: {len(bad)} of {len(nfc)} differ, first {ascii(nfc[i])}: ours "
                  f"{got[i] if i < len(got) else None} HF {want[i]}")
+
+        # (e) SmolLM2's tokenizer rebuilt from its GGUF: ours (read from the
+        # GGUF) against HF tokenizers on the tokenizer.json we make of it,
+        # and that JSON in HF tokenizers against llama.cpp's own ids
+        model = real_model()
+        if not model:
+            print("smollm2: skipped (no real model; scripts/fetch-models)")
+        else:
+            path = os.path.join(tmp, "smollm2.json")
+            r = subprocess.run([cli, model, "--export-json", path], capture_output=True, text=True)
+            if r.returncode != 0:
+                fail(f"smollm2: --export-json: {r.stderr.strip()}")
+            else:
+                hf = Tokenizer.from_file(path)
+                check("smollm2", model, hf, cli, tmp, eval_text, rng, eval_text)
+                ref_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                                        "smollm2-reference.json")
+                ref = json.load(open(ref_path, encoding="utf-8"))
+                bad = [v["text"] for v in ref["tokenizer"]
+                       if hf.encode(v["text"], add_special_tokens=False).ids != v["ids"]]
+                if bad:
+                    fail(f"smollm2: HF tokenizers on our tokenizer.json differs from llama.cpp "
+                         f"on {len(bad)} texts, first {bad[0]!r}")
 
         # (d) every other normalizer, pre-tokenizer, post-processor and
         # decoder the loader accepts, each in a trained tokenizer
