@@ -298,6 +298,23 @@ static void test_folders(void)
           gptq_status_name(st), gptq_errmsg());
 }
 
+/* generation_config.json's end-of-generation ids join config.json's. */
+static void test_generation_config(void)
+{
+    gptq_model_config cfg;
+    CHECK_OK(gptq_config_load(fixture_path("tiny-llama/config.json"), &cfg));
+    int eos = cfg.eos_token_ids[0];
+    char json[128];
+    snprintf(json, sizeof json, "{\"eos_token_id\": [%d, 7, 9], \"bos_token_id\": 3}", eos);
+    CHECK_OK(gptq_config_merge_generation(&cfg, json, strlen(json), "generation_config.json"));
+    CHECK(cfg.n_eos == 3 && cfg.eos_token_ids[0] == eos && cfg.eos_token_ids[1] == 7 &&
+              cfg.eos_token_ids[2] == 9, "merged eos: %d ids", cfg.n_eos);
+    const char *bad = "{\"eos_token_id\": [99999]}";
+    gptq_status st = gptq_config_merge_generation(&cfg, bad, strlen(bad), "generation_config.json");
+    CHECK(st == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "generation_config.json"),
+          "an id outside the vocabulary: %s", gptq_errmsg());
+}
+
 int main(void)
 {
     fixture_path("tiny-llama/config.json");
@@ -310,6 +327,7 @@ int main(void)
     test_variants();
     test_errors();
     test_folders();
+    test_generation_config();
     rmdir(tmpdir);
     return test_result();
 }
