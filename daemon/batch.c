@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "daemon/log.h"
 #include "model/sample.h"
 
@@ -21,6 +22,8 @@ typedef struct sequence {
     int prefilled;
     int32_t *out_ids;         /* [max_tokens] */
     uint32_t generated;
+    char pending[4];          /* bytes of a character still to be completed */
+    size_t n_pending;
     gptq_status status;
     char message[512];
     int done;
@@ -57,11 +60,81 @@ static int is_eos(const gptq_model_config *cfg, int32_t id)
     return 0;
 }
 
+/* ---- streaming ------------------------------------------------------------- */
+
+/* Bytes a UTF-8 lead byte says its character has (0: not a lead byte). */
+static size_t utf8_need(unsigned char b)
+{
+    return b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
+           : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+}
+
+/* Streams a token as an event whose text is valid UTF-8 on its own (a
+ * proto3 string; strict decoders refuse anything else): a character that
+ * byte-level tokens split is held back until its last byte arrives, and
+ * bytes that can never form one become U+FFFD, as decoding the whole text
+ * does. The event keeps the token id even when its text is empty. */
+static void stream_token(sequence *seq, int32_t id, const char *bytes, size_t len)
+{
+    size_t n = seq->n_pending + len;
+    unsigned char stack_in[256];
+    char stack_out[3 * 256 + 8];
+    unsigned char *in = n <= sizeof stack_in ? stack_in : malloc(n);
+    char *out = n <= sizeof stack_in ? stack_out : malloc(3 * n + 8);
+    if (!in || !out) {
+        if (in != stack_in)
+            free(in);
+        if (out != stack_out)
+            free(out);
+        gptqd_job_token(seq->job, id, "", 0);
+        return;
+    }
+    memcpy(in, seq->pending, seq->n_pending);
+    if (len)
+        memcpy(in + seq->n_pending, bytes, len);
+    size_t i = 0, o = 0;
+    seq->n_pending = 0;
+    while (i < n) {
+        size_t k = gptq_utf8_valid_len(in + i, n - i);
+        if (k) {
+            memcpy(out + o, in + i, k);
+            o += k;
+            i += k;
+            continue;
+        }
+        size_t bad = gptq_utf8_invalid_len(in + i, n - i);
+        if (i + bad == n && bad < utf8_need(in[i])) { /* unfinished: wait for the rest */
+            memcpy(seq->pending, in + i, bad);
+            seq->n_pending = bad;
+            break;
+        }
+        memcpy(out + o, "\xEF\xBF\xBD", 3);
+        o += 3;
+        i += bad;
+    }
+    gptqd_job_token(seq->job, id, out, o);
+    if (in != stack_in)
+        free(in);
+    if (out != stack_out)
+        free(out);
+}
+
+/* The end of a sequence: bytes of a character that never finished become
+ * U+FFFD (an event with token -1). */
+static void stream_flush(sequence *seq)
+{
+    if (seq->n_pending) {
+        seq->n_pending = 0;
+        gptqd_job_token(seq->job, -1, "\xEF\xBF\xBD", 3);
+    }
+}
+
 /* ---- the loop ---------------------------------------------------------------- */
 
 /* Ends a sequence (loop thread, lock not held) and wakes its job thread. */
 static void finish(gptqd_batcher *b, sequence *seq, gptq_status st)
 {
+    stream_flush(seq);
     seq->status = st;
     if (st)
         snprintf(seq->message, sizeof seq->message, "%s", gptq_errmsg());
@@ -98,7 +171,7 @@ static int advance(gptqd_batcher *b, sequence *seq, int32_t *token)
     size_t len = 0;
     if (gptq_tokenizer_token_bytes(b->tok, next, seq->generated == 1, &bytes, &len) != GPTQ_OK)
         len = 0; /* an id the tokenizer does not know decodes to nothing */
-    gptqd_job_token(seq->job, next, bytes, len);
+    stream_token(seq, next, bytes, len);
     if (seq->generated >= seq->max_tokens) {
         finish(b, seq, GPTQ_OK);
         return 0;

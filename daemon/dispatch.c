@@ -18,7 +18,9 @@
 #include "daemon/paths.h"
 #include "daemon/tasks.h"
 #include "daemon/validate.h"
+#include "common/utf8.h"
 #include "gptqd.pb-c.h"
+#include "proto/wire_strings.h"
 
 enum { MAX_POLL_EVENTS = 1024 };
 
@@ -49,6 +51,16 @@ static char *scratch_strdup(scratch *s, const char *text)
     char *c = scratch_alloc(s, n + 1);
     if (c)
         memcpy(c, text, n + 1);
+    return c;
+}
+
+/* A copy made valid UTF-8 (file names and messages may hold any bytes;
+ * a proto3 string field must not). */
+static char *scratch_text(scratch *s, const char *text)
+{
+    char *c = scratch_strdup(s, text ? text : "");
+    if (c)
+        gptq_utf8_sanitize(c, strlen(c));
     return c;
 }
 
@@ -172,7 +184,7 @@ static gptq_status handle_list(request_ctx *r)
         m->name = scratch_strdup(r->scratch, infos[i].name);
         m->arch = scratch_strdup(r->scratch, infos[i].arch);
         m->format = scratch_strdup(r->scratch, infos[i].format);
-        m->source = scratch_strdup(r->scratch, infos[i].source);
+        m->source = scratch_text(r->scratch, infos[i].source);
         m->memory = scratch_strdup(r->scratch, infos[i].memory);
         if (!m->name || !m->arch || !m->format || !m->source || !m->memory) {
             st = nomem();
@@ -323,7 +335,9 @@ static gptq_status handle_poll(request_ctx *r)
         gptqd__event__init(&events[i]);
         events[i].seq = e->seq;
         events[i].kind = (Gptqd__EventKind)e->kind;
-        events[i].text = e->text ? e->text : "";
+        events[i].text = scratch_text(r->scratch, e->text);
+        if (!events[i].text)
+            return nomem();
         events[i].token = e->token;
         events[i].fraction = e->fraction;
         events[i].value = e->value;
@@ -334,7 +348,9 @@ static gptq_status handle_poll(request_ctx *r)
     reply->events = ptrs;
     if (d->state == GPTQD_JOB_FAILED || d->state == GPTQD_JOB_CANCELED) {
         reply->result_status = d->result_status;
-        reply->result_message = d->result_message ? d->result_message : "";
+        reply->result_message = scratch_text(r->scratch, d->result_message);
+        if (!reply->result_message)
+            return nomem();
     }
     if (d->state == GPTQD_JOB_DONE) {
         Gptqd__JobResult *res = &r->result;
@@ -345,10 +361,12 @@ static gptq_status handle_poll(request_ctx *r)
         res->seqlen = d->result.seqlen;
         res->kl = d->result.kl;
         res->has_kl = d->result.has_kl;
-        res->text = d->result.text ? d->result.text : "";
         res->generated = d->result.generated;
         res->seconds = d->result.seconds;
-        res->saved_dir = d->result.saved_dir ? d->result.saved_dir : "";
+        res->saved_dir = scratch_text(r->scratch, d->result.saved_dir);
+        res->text = scratch_text(r->scratch, d->result.text);
+        if (!res->saved_dir || !res->text)
+            return nomem();
         reply->result = res;
     }
     r->resp->body_case = GPTQD__RESPONSE__BODY_POLL;
@@ -427,7 +445,11 @@ static gptq_status handle_map(request_ctx *r)
     }
     m->arena_bytes = e->arena_bytes;
     m->config_json = (char *)(e->config_json ? e->config_json : "");
-    m->tokenizer_path = (char *)(e->tokenizer_path ? e->tokenizer_path : "");
+    m->tokenizer_path = scratch_text(r->scratch, e->tokenizer_path);
+    if (!m->tokenizer_path) {
+        gptqd_registry_unlease(r->ctx->registry, lease);
+        return nomem();
+    }
     Gptqd__TensorEntry *t = scratch_alloc(r->scratch, (e->n_tensors + 1) * sizeof *t);
     Gptqd__TensorEntry **ptrs = scratch_alloc(r->scratch, (e->n_tensors + 1) * sizeof *ptrs);
     if (!t || !ptrs) {
@@ -517,7 +539,9 @@ void *gptqd_dispatch(gptqd_ctx *ctx, const void *msg, size_t len, size_t *reply_
                        "(malformed or truncated protobuf)", len);
     } else {
         r.req = req;
-        st = gptqd_validate_request(req);
+        st = gptq_wire_check_strings(&gptqd__request__descriptor, msg, len, "request");
+        if (!st)
+            st = gptqd_validate_request(req);
         if (!st)
             st = handle(&r);
     }
@@ -526,6 +550,9 @@ void *gptqd_dispatch(gptqd_ctx *ctx, const void *msg, size_t len, size_t *reply_
         resp.body_case = GPTQD__RESPONSE__BODY__NOT_SET;
         resp.status = (int32_t)st;
         resp.message = (char *)gptq_errmsg();
+        /* a message may quote a name from disk (a path, a tensor): never
+         * let bytes that are not UTF-8 reach a strict decoder */
+        gptq_utf8_sanitize(resp.message, strlen(resp.message));
         gptqd_log(LOG_DEBUG, "request from %s: %s: %s", req ? client_of(req) : "?",
                   gptq_status_name(st), gptq_errmsg());
     }

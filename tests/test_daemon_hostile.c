@@ -145,7 +145,7 @@ static const char tiny_config[] =
     "\"num_hidden_layers\": 2, \"vocab_size\": 256, \"rms_norm_eps\": 1e-5, "
     "\"hidden_act\": \"silu\", \"torch_dtype\": \"float32\", \"max_position_embeddings\": 128}";
 
-/* One round of every hostile request (34 of them). */
+/* One round of every hostile request (37 of them). */
 static void hostile_round(int s, const char *models, uint64_t finished_job)
 {
     char path[600];
@@ -175,6 +175,32 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
         expect("wrong version", call(s, &req), GPTQ_ERR_PROTOCOL, "version");
         td_request_init(&req);
         expect("missing body", call(s, &req), GPTQ_ERR_PROTOCOL, "body");
+    }
+    /* Strings that are not UTF-8, or hold a NUL (which protobuf-c would cut
+     * the string at): refused naming the field, never echoed. */
+    {
+        Gptqd__Request req;
+        Gptqd__LoadRequest body = GPTQD__LOAD_REQUEST__INIT;
+        td_request_init(&req);
+        req.client = "bad\xff\xfe client";
+        body.name = "m";
+        body.path = "/x";
+        req.body_case = GPTQD__REQUEST__BODY_LOAD;
+        req.load = &body;
+        expect("client not UTF-8", call(s, &req), GPTQ_ERR_ARG, "request.client: not valid UTF-8");
+        td_request_init(&req);
+        req.body_case = GPTQD__REQUEST__BODY_LOAD;
+        req.load = &body;
+        body.name = "m\xc3";
+        expect("name not UTF-8", call(s, &req), GPTQ_ERR_ARG, "request.load.name");
+        body.name = "aXb"; /* X becomes a NUL byte on the wire */
+        unsigned char buf[512];
+        size_t n = gptqd__request__pack(&req, buf);
+        unsigned char *x = memchr(buf, 'X', n);
+        if (x)
+            *x = 0;
+        expect("name with NUL", td_call_raw(s, buf, n), GPTQ_ERR_ARG,
+               "request.load.name: holds a NUL byte at byte 1");
     }
     /* Unknown things. */
     {

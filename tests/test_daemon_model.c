@@ -16,6 +16,7 @@
 
 #include <nanomsg/nn.h>
 
+#include "common/utf8.h"
 #include "gptq/error.h"
 #include "model/calib.h"
 #include "model/eval.h"
@@ -81,7 +82,8 @@ static Gptqd__Response *simple(int s, Gptqd__Request *req)
     return td_call(s, req);
 }
 
-static uint64_t generate_job(int s, const char *name, const char *prompt, uint32_t max_tokens)
+static uint64_t generate_job_t(int s, const char *name, const char *prompt, uint32_t max_tokens,
+                               float temperature, uint64_t seed)
 {
     Gptqd__Request req;
     Gptqd__GenerateRequest g = GPTQD__GENERATE_REQUEST__INIT;
@@ -89,14 +91,21 @@ static uint64_t generate_job(int s, const char *name, const char *prompt, uint32
     g.name = (char *)name;
     g.prompt = (char *)prompt;
     g.max_tokens = max_tokens;
-    g.temperature = 0;
+    g.temperature = temperature;
+    g.seed = seed;
     req.body_case = GPTQD__REQUEST__BODY_GENERATE;
     req.generate = &g;
     return start_job(s, &req, "generate");
 }
 
+static uint64_t generate_job(int s, const char *name, const char *prompt, uint32_t max_tokens)
+{
+    return generate_job_t(s, name, prompt, max_tokens, 0, 0);
+}
+
 /* Polls a generate job to its end, concatenating streamed token bytes.
- * Returns the final response (caller frees) and the streamed text. */
+ * Returns the final response (caller frees) and the streamed text. Every
+ * event's text must be valid UTF-8 on its own (a proto3 string). */
 static Gptqd__Response *collect(int s, uint64_t job, char *streamed, size_t cap, int *n_tokens)
 {
     uint64_t since = 0;
@@ -119,8 +128,10 @@ static Gptqd__Response *collect(int s, uint64_t job, char *streamed, size_t cap,
             const Gptqd__Event *e = r->poll->events[i];
             if (e->kind != GPTQD__EVENT_KIND__EVENT_TOKEN)
                 continue;
-            (*n_tokens)++;
+            *n_tokens += e->token >= 0; /* -1: the final flush of an unfinished character */
             size_t n = strlen(e->text);
+            CHECK(gptq_utf8_check(e->text, n) == n, "token %d event text is not UTF-8",
+                  e->token);
             if (len + n < cap) {
                 memcpy(streamed + len, e->text, n + 1);
                 len += n;
@@ -317,6 +328,22 @@ int main(int argc, char **argv)
     }
     if (r)
         gptqd__response__free_unpacked(r, NULL);
+
+    /* sampled near uniformly (temperature 50): byte tokens that split characters are
+     * streamed whole characters at a time, and add up to the result */
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        job = generate_job_t(s, "tiny", "Unicode: é ü 日本", 96, 50.0f, seed);
+        r = job ? collect(s, job, streamed, sizeof streamed, &n_tokens) : NULL;
+        CHECK(r && r->poll->state == GPTQD__JOB_STATE__JOB_DONE, "hot generate: %s",
+              r ? r->poll->result_message : "no reply");
+        if (r && r->poll->state == GPTQD__JOB_STATE__JOB_DONE)
+            CHECK(strcmp(r->poll->result->text, streamed) == 0 &&
+                      (int)r->poll->result->generated == n_tokens,
+                  "hot generate (seed %llu): streamed '%s' vs result '%s'",
+                  (unsigned long long)seed, streamed, r->poll->result->text);
+        if (r)
+            gptqd__response__free_unpacked(r, NULL);
+    }
 
     /* 8 clients at once (one batched decode loop): greedy outputs equal the serial one */
     gen_thread threads[8];

@@ -319,6 +319,15 @@ static void test_sentencepiece(void)
         CHECK(gptq_tokenizer_decode(tok, ids, n, &out, &len) == GPTQ_OK && !strcmp(out, "<s> ab \xC3\xA9"),
               "SentencePiece decode: got \"%s\"", out);
         free(out);
+        /* no ids at all through the whole decoder chain (Replace, ByteFallback,
+         * Fuse, Strip): "" -- under UBSan this caught pointer arithmetic on
+         * the empty list's NULL buffer */
+        CHECK(gptq_tokenizer_decode(tok, ids, 0, &out, &len) == GPTQ_OK && len == 0 && !out[0],
+              "decode of no ids must be \"\"");
+        free(out);
+        const char *bytes;
+        CHECK(gptq_tokenizer_token_bytes(tok, 259, 1, &bytes, &len) == GPTQ_OK && len == 0,
+              "the first token's stripped space streams nothing");
         int32_t lone[] = {264, 3 + 0xC3, 260}; /* ▁ab <0xC3> a: a lone lead byte */
         CHECK(gptq_tokenizer_decode(tok, lone, 3, &out, &len) == GPTQ_OK &&
               !strcmp(out, "ab\xEF\xBF\xBD" "a"), "lone fallback byte must be U+FFFD: \"%s\"", out);

@@ -4,6 +4,8 @@
  * per-token bytes used to stream generated text. */
 #include "model/tokenizer/internal.h"
 
+#include "common/utf8.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,7 +115,7 @@ static int fallback_byte(const char *s, size_t n)
 static int flush_bytes(strlist *out, const strbuf *bytes, int raw)
 {
     if (!bytes->len) return 0;
-    if (raw || utf8_check(bytes->data, bytes->len) == bytes->len)
+    if (raw || gptq_utf8_check(bytes->data, bytes->len) == bytes->len)
         return sl_push(out, bytes->data, bytes->len, 0);
     for (size_t i = 0; i < bytes->len; i++)
         if (sl_push(out, "\xEF\xBF\xBD", 3, 0)) return -1;

@@ -5,6 +5,8 @@
  * every piece, then the post-processor's template. */
 #include "model/tokenizer/internal.h"
 
+#include "common/utf8.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,7 +115,7 @@ gptq_status gptq_tokenizer_encode(const gptq_tokenizer *tok, const char *text, s
     *ids = NULL;
     *n_ids = 0;
     c.tok = tok;
-    size_t bad = utf8_check(text, len);
+    size_t bad = gptq_utf8_check(text, len);
     if (bad < len)
         return gptq_fail(GPTQ_ERR_ARG, "tokenizer: text is not valid UTF-8 at byte %zu (0x%02x); "
                          "convert it to UTF-8 first", bad, (unsigned char)text[bad]);

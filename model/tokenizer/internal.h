@@ -68,15 +68,9 @@ char *dup_bytes(const char *s, size_t n);
 
 /* ---- UTF-8 (text.c) ----------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-size_t utf8_valid_len(const unsigned char *s, size_t n);
-/* Bytes of the maximal invalid subpart at s (>= 1): what one U+FFFD replaces
- * in Rust's from_utf8_lossy and Python's errors="replace". */
-size_t utf8_invalid_len(const unsigned char *s, size_t n);
-/* Append s to out, each maximal invalid subpart replaced by U+FFFD. */
+/* Append s to out, each maximal invalid subpart replaced by U+FFFD
+ * (validity: common/utf8.h). */
 int utf8_append_lossy(strbuf *out, const char *s, size_t n);
-/* Byte offset of the first invalid sequence, or n if s is valid UTF-8. */
-size_t utf8_check(const char *s, size_t n);
 /* Code point at s of valid UTF-8; *k gets its length. */
 uint32_t utf8_decode(const unsigned char *s, size_t *k);
 size_t utf8_encode(uint32_t cp, char *out);

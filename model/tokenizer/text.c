@@ -3,6 +3,8 @@
  * and merges, and the GPT-2 byte table. */
 #include "model/tokenizer/internal.h"
 
+#include "common/utf8.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,9 @@ void sl_free(strlist *l)
  * sl_end() closes it. */
 int sl_begin(strlist *l, int origin)
 {
+    /* the text buffer exists from the first item on, so that an empty
+     * item's bytes (text.data + off) are never arithmetic on NULL */
+    if (sb_reserve(&l->text, 0)) return -1;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         size_t *off = realloc(l->off, cap * sizeof *off);
@@ -98,50 +103,6 @@ int sl_push(strlist *l, const char *s, size_t n, int origin)
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. The
- * ranges are Unicode's table 3-7 (no overlongs, no surrogates, <= U+10FFFF). */
-size_t utf8_valid_len(const unsigned char *s, size_t n)
-{
-    unsigned char b = s[0];
-    if (b < 0x80) return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) need = 2;
-    else if (b == 0xE0) { need = 3; lo = 0xA0; }
-    else if (b >= 0xE1 && b <= 0xEC) need = 3;
-    else if (b == 0xED) { need = 3; hi = 0x9F; }
-    else if (b >= 0xEE && b <= 0xEF) need = 3;
-    else if (b == 0xF0) { need = 4; lo = 0x90; }
-    else if (b >= 0xF1 && b <= 0xF3) need = 4;
-    else if (b == 0xF4) { need = 4; hi = 0x8F; }
-    else return 0;
-    if (n < 2 || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < need; i++)
-        if (n <= i || s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return need;
-}
-
-/* Bytes of the maximal invalid subpart at s (>= 1): what one U+FFFD replaces
- * in Rust's from_utf8_lossy and Python's errors="replace". */
-size_t utf8_invalid_len(const unsigned char *s, size_t n)
-{
-    unsigned char b = s[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) need = 2;
-    else if (b == 0xE0) { need = 3; lo = 0xA0; }
-    else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 3;
-    else if (b == 0xED) { need = 3; hi = 0x9F; }
-    else if (b == 0xF0) { need = 4; lo = 0x90; }
-    else if (b >= 0xF1 && b <= 0xF3) need = 4;
-    else if (b == 0xF4) { need = 4; hi = 0x8F; }
-    else return 1;
-    if (n < 2 || s[1] < lo || s[1] > hi) return 1;
-    size_t i = 2;
-    while (i < need && i < n && s[i] >= 0x80 && s[i] <= 0xBF) i++;
-    return i;
-}
-
 /* Append s to out, each maximal invalid subpart replaced by U+FFFD. */
 int utf8_append_lossy(strbuf *out, const char *s, size_t n)
 {
@@ -150,28 +111,14 @@ int utf8_append_lossy(strbuf *out, const char *s, size_t n)
     while (i < n) {
         size_t start = i;
         size_t k;
-        while (i < n && (k = utf8_valid_len(u + i, n - i)) != 0) i += k;
+        while (i < n && (k = gptq_utf8_valid_len(u + i, n - i)) != 0) i += k;
         if (sb_append(out, s + start, i - start)) return -1;
         if (i < n) {
             if (sb_append(out, "\xEF\xBF\xBD", 3)) return -1;
-            i += utf8_invalid_len(u + i, n - i);
+            i += gptq_utf8_invalid_len(u + i, n - i);
         }
     }
     return 0;
-}
-
-/* Byte offset of the first invalid sequence, or n if s is valid UTF-8. */
-size_t utf8_check(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        if (u[i] < 0x80) { i++; continue; }
-        size_t k = utf8_valid_len(u + i, n - i);
-        if (!k) return i;
-        i += k;
-    }
-    return n;
 }
 
 /* Code point at s of valid UTF-8; *k gets its length. */
