@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +24,16 @@ static gptq_status errno_status(int err)
     }
 }
 
-gptq_status gptq_file_open_at(int dirfd, const char *path, int *fd)
+/* fd must be a regular file (want_dir 0), a folder (1) or either (-1);
+ * clears O_NONBLOCK. */
+static gptq_status check_type(int f, const char *path, int want_dir)
 {
-    *fd = -1;
-    int f = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (f < 0) {
-        int err = errno;
-        return gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
-    }
     struct stat sb;
-    if (fstat(f, &sb) < 0) {
-        int err = errno;
-        close(f);
-        return gptq_fail(GPTQ_ERR_IO, "%s: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(f);
+    if (fstat(f, &sb) < 0)
+        return gptq_fail(GPTQ_ERR_IO, "%s: %s", path, strerror(errno));
+    if (want_dir > 0 && !S_ISDIR(sb.st_mode))
+        return gptq_fail(GPTQ_ERR_IO, "%s: not a folder", path);
+    if (!S_ISREG(sb.st_mode) && !(want_dir && S_ISDIR(sb.st_mode))) {
         return gptq_fail(GPTQ_ERR_IO, "%s: not a regular file (%s)", path,
                          S_ISDIR(sb.st_mode)    ? "a folder"
                          : S_ISFIFO(sb.st_mode) ? "a FIFO"
@@ -47,8 +44,105 @@ gptq_status gptq_file_open_at(int dirfd, const char *path, int *fd)
     int fl = fcntl(f, F_GETFL);
     if (fl >= 0)
         fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
+    return GPTQ_OK;
+}
+
+gptq_status gptq_file_open_at(int dirfd, const char *path, int *fd)
+{
+    *fd = -1;
+    int f = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (f < 0) {
+        int err = errno;
+        return gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
+    }
+    gptq_status st = check_type(f, path, 0);
+    if (st) {
+        close(f);
+        return st;
+    }
     *fd = f;
     return GPTQ_OK;
+}
+
+/* Without openat2: one component at a time, never following a link. */
+static int open_walk(int rootfd, const char *rel, int flags)
+{
+    char comp[4096];
+    int cur = rootfd, owned = 0;
+    const char *p = rel;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *rest = end ? end : p + n;
+        while (*rest == '/')
+            rest++;
+        int last = *rest == '\0';
+        if (n >= sizeof comp || (n == 2 && !memcmp(p, "..", 2))) {
+            errno = n >= sizeof comp ? ENAMETOOLONG : EXDEV;
+            break;
+        }
+        memcpy(comp, n ? p : ".", n ? n : 1);
+        comp[n ? n : 1] = '\0';
+        int next = openat(cur, comp, last ? flags | O_NOFOLLOW
+                                          : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int err = errno;
+        if (owned)
+            close(cur);
+        if (next < 0) {
+            errno = err;
+            return -1;
+        }
+        if (last)
+            return next;
+        cur = next;
+        owned = 1;
+        p = rest;
+    }
+    if (owned)
+        close(cur);
+    return -1;
+}
+
+gptq_status gptq_open_beneath(int rootfd, const char *rel, int want_dir, int *fd)
+{
+    *fd = -1;
+    if (!rel[0] || rel[0] == '/')
+        return gptq_fail(GPTQ_ERR_ARG, "'%s': expected a path relative to a model directory",
+                         rel);
+    int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (want_dir > 0 ? O_DIRECTORY : 0);
+    struct open_how how = {.flags = (uint64_t)flags,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int f = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+    if (f < 0 && (errno == ENOSYS || errno == EPERM))
+        f = open_walk(rootfd, rel, flags);
+    if (f < 0) {
+        int err = errno;
+        if (err == EXDEV)
+            return gptq_fail(GPTQ_ERR_PERMISSION, "%s: leads outside the model directory "
+                             "(a symbolic link or '..' that escapes it)", rel);
+        if (err == ELOOP)
+            return gptq_fail(GPTQ_ERR_PERMISSION, "%s: a symbolic link this system cannot "
+                             "follow safely (no openat2)", rel);
+        return gptq_fail(errno_status(err), "%s: %s", rel, strerror(err));
+    }
+    gptq_status st = check_type(f, rel, want_dir);
+    if (st) {
+        close(f);
+        return st;
+    }
+    *fd = f;
+    return GPTQ_OK;
+}
+
+gptq_status gptq_file_open_in(int rootfd, const char *dir, const char *name, int *fd)
+{
+    char path[8192];
+    if ((size_t)snprintf(path, sizeof path, "%s%s%s", dir, dir[0] ? "/" : "", name) >= sizeof path)
+        return gptq_fail(GPTQ_ERR_ARG, "%s/%s: path too long", dir, name);
+    return rootfd == AT_FDCWD ? gptq_file_open_at(AT_FDCWD, path, fd)
+                              : gptq_open_beneath(rootfd, path, 0, fd);
 }
 
 gptq_status gptq_file_open(const char *path, int *fd)

@@ -29,6 +29,22 @@ gptq_status gptq_file_open(const char *path, int *fd);
 gptq_status gptq_file_read_fd(int fd, const char *name, size_t max_bytes, char **data,
                               size_t *len);
 
+/* Open `rel` (a relative path) beneath the directory rootfd: every step of
+ * the resolution, symbolic links included, must stay inside rootfd's tree
+ * (openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS; on kernels without
+ * openat2, a component-by-component O_NOFOLLOW walk that refuses symbolic
+ * links altogether). want_dir: 1 a folder, 0 a regular file (checked as
+ * gptq_file_open_at does), -1 either. `rel` may not be absolute; ".."
+ * may appear only where it stays beneath.
+ * Errors: GPTQ_ERR_PERMISSION ("leads outside", naming rel),
+ * gptq_file_open_at's. */
+gptq_status gptq_open_beneath(int rootfd, const char *rel, int want_dir, int *fd);
+
+/* A regular file "dir/name": beneath rootfd when rootfd is not AT_FDCWD
+ * (dir relative to it, "" for the root itself), else plainly (dir may then
+ * be absolute). The one way model readers open a folder's files. */
+gptq_status gptq_file_open_in(int rootfd, const char *dir, const char *name, int *fd);
+
 /* gptq_file_open + gptq_file_read_fd + close. */
 gptq_status gptq_file_read(const char *path, size_t max_bytes, char **data, size_t *len);
 

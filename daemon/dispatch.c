@@ -216,12 +216,13 @@ done:
 static gptq_status handle_load(request_ctx *r)
 {
     const Gptqd__LoadRequest *l = r->req->load;
-    char resolved[PATH_MAX];
-    gptq_status st = gptqd_path_for_reading(r->ctx->conf, "load.path", l->path, resolved);
+    gptqd_place src;
+    gptq_status st = gptqd_place_for_reading(r->ctx->conf, "load.path", l->path, -1, &src);
     if (st)
         return st;
     uint64_t id;
-    st = gptqd_task_load(r->ctx, client_of(r->req), l->name, resolved, &id);
+    st = gptqd_task_load(r->ctx, client_of(r->req), l->name, &src, &id);
+    gptqd_place_close(&src);
     return st ? st : reply_job(r, id);
 }
 
@@ -235,14 +236,16 @@ static gptq_status handle_unload(request_ctx *r)
 static gptq_status handle_quantize(request_ctx *r)
 {
     const Gptqd__QuantizeRequest *q = r->req->quantize;
-    char calib[PATH_MAX], save[PATH_MAX];
+    gptqd_place calib = {.root = -1}, save = {.root = -1};
     gptq_status st = GPTQ_OK;
-    if (q->calib_path[0] &&
-        (st = gptqd_path_for_reading(r->ctx->conf, "quantize.calib_path", q->calib_path, calib)))
+    if (q->calib_path[0] && (st = gptqd_place_for_reading(r->ctx->conf, "quantize.calib_path",
+                                                          q->calib_path, 0, &calib)))
         return st;
     if (q->save_dir[0] &&
-        (st = gptqd_path_for_writing(r->ctx->conf, "quantize.save_dir", q->save_dir, save)))
+        (st = gptqd_place_for_writing(r->ctx->conf, "quantize.save_dir", q->save_dir, &save))) {
+        gptqd_place_close(&calib);
         return st;
+    }
     gptqd_quantize_params p = {
         .bits = q->bits,
         .group_size = q->group_size,
@@ -252,7 +255,6 @@ static gptq_status handle_quantize(request_ctx *r)
         .true_sequential = !q->no_true_sequential,
         .mse = q->mse,
         .damp = q->damp > 0 ? q->damp : 0.01f,
-        .calib_path = q->calib_path[0] ? calib : NULL,
         .nsamples = q->nsamples ? q->nsamples : 128,
         .seqlen = q->seqlen ? q->seqlen : 2048,
         .block_size = q->block_size ? q->block_size : 128,
@@ -262,7 +264,10 @@ static gptq_status handle_quantize(request_ctx *r)
     };
     uint64_t id;
     st = gptqd_task_quantize(r->ctx, client_of(r->req), q->name, q->new_name, &p,
-                             q->save_dir[0] ? save : NULL, &id);
+                             q->calib_path[0] ? &calib : NULL, q->save_dir[0] ? &save : NULL,
+                             &id);
+    gptqd_place_close(&calib);
+    gptqd_place_close(&save);
     return st ? st : reply_job(r, id);
 }
 
@@ -285,30 +290,32 @@ static gptq_status handle_generate(request_ctx *r)
 static gptq_status handle_eval(request_ctx *r)
 {
     const Gptqd__EvalRequest *e = r->req->eval;
-    char text[PATH_MAX];
+    gptqd_place text = {.root = -1};
     gptq_status st = GPTQ_OK;
     if (e->text_path[0] &&
-        (st = gptqd_path_for_reading(r->ctx->conf, "eval.text_path", e->text_path, text)))
+        (st = gptqd_place_for_reading(r->ctx->conf, "eval.text_path", e->text_path, 0, &text)))
         return st;
     gptqd_eval_params p = {
-        .text_path = e->text_path[0] ? text : NULL,
+        .text = e->text_path[0] ? &text : NULL,
         .seqlen = e->seqlen ? e->seqlen : 256,
         .max_windows = e->max_windows,
     };
     uint64_t id;
     st = gptqd_task_eval(r->ctx, client_of(r->req), e->name, e->kl_base, &p, &id);
+    gptqd_place_close(&text);
     return st ? st : reply_job(r, id);
 }
 
 static gptq_status handle_save(request_ctx *r)
 {
-    char dir[PATH_MAX];
-    gptq_status st = gptqd_path_for_writing(r->ctx->conf, "save.dir", r->req->save->dir, dir);
+    gptqd_place dir;
+    gptq_status st = gptqd_place_for_writing(r->ctx->conf, "save.dir", r->req->save->dir, &dir);
     if (st)
         return st;
     uint64_t id;
-    st = gptqd_task_save(r->ctx, client_of(r->req), r->req->save->name, dir,
+    st = gptqd_task_save(r->ctx, client_of(r->req), r->req->save->name, &dir,
                          r->req->save->dtype, &id);
+    gptqd_place_close(&dir);
     return st ? st : reply_job(r, id);
 }
 

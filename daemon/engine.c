@@ -160,12 +160,12 @@ void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size
 
 const char *gptqd_engine_memory_kind(void) { return engine.ops ? "device" : "host"; }
 
-gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes)
+gptq_status gptqd_engine_estimate(const gptqd_place *src, uint64_t *bytes)
 {
     gptq_model_config cfg;
-    gptq_status st = gptq_source_estimate(path, &cfg, bytes);
+    gptq_status st = gptq_source_estimate_in(src->root, src->rel, src->path, &cfg, bytes);
     if (st)
-        return gptq_fail_context(st, "load.path '%s'", path);
+        return gptq_fail_context(st, "load.path '%s'", src->path);
     /* the weights as the runtime holds them, and the decode loop's KV cache */
     *bytes += gptqd_engine_kv_bytes(&cfg);
     return GPTQ_OK;
@@ -314,9 +314,10 @@ static gptq_status load_tokenizer(const gptqd_engine_model *em, gptq_tokenizer *
     return gptq_tokenizer_load_json(text, len, label, out);
 }
 
-gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job,
+gptq_status gptqd_engine_load(const gptqd_place *place, const char *name, gptqd_job *job,
                               gptqd_engine_model **out, gptqd_model_info *info)
 {
+    const char *path = place->path;
     gptq_status st = GPTQ_OK;
     gptq_model *host = NULL;
     gptq_model_source *src = NULL;
@@ -326,7 +327,7 @@ gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job
     pthread_mutex_init(&em->lock, NULL);
     snprintf(em->name, sizeof em->name, "%s", name);
     snprintf(em->dir, sizeof em->dir, "%s", path);
-    if ((st = gptq_source_open(path, &src)))
+    if ((st = gptq_source_open_in(place->root, place->rel, path, &src)))
         goto fail;
     if (gptq_source_is_gguf(src))
         snprintf(em->tokenizer_path, sizeof em->tokenizer_path, "%s", path);
@@ -434,13 +435,16 @@ gptq_status gptqd_engine_eval(gptqd_engine_model *em, gptqd_engine_model *base,
                               const gptqd_eval_params *p, gptqd_job *job)
 {
     char path[PATH_MAX];
-    if (p->text_path)
-        snprintf(path, sizeof path, "%s", p->text_path);
-    else
-        bundled_text("eval-default.txt", path);
     char *text = NULL;
     size_t len = 0;
-    gptq_status st = gptq_file_read(path, TEXT_FILE_MAX, &text, &len);
+    gptq_status st;
+    if (p->text) {
+        snprintf(path, sizeof path, "%s", p->text->path);
+        st = gptqd_place_read(p->text, TEXT_FILE_MAX, &text, &len);
+    } else {
+        bundled_text("eval-default.txt", path);
+        st = gptq_file_read(path, TEXT_FILE_MAX, &text, &len);
+    }
     if (st)
         return st;
     int32_t *ids = NULL;
@@ -559,11 +563,14 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     }
 
     char path[PATH_MAX];
-    if (p->calib_path)
-        snprintf(path, sizeof path, "%s", p->calib_path);
-    else
+    if (p->calib) {
+        snprintf(path, sizeof path, "%s", p->calib->path);
+        st = gptqd_place_read(p->calib, TEXT_FILE_MAX, &text, &len);
+    } else {
         bundled_text("calib-default.txt", path);
-    if ((st = gptq_file_read(path, TEXT_FILE_MAX, &text, &len)))
+        st = gptq_file_read(path, TEXT_FILE_MAX, &text, &len);
+    }
+    if (st)
         goto fail;
     /* Calibration text tokenized whole, without special tokens (the library
      * path, tests/test_calib.c, does the same). */
@@ -617,9 +624,10 @@ fail:
     return st;
 }
 
-gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, const char *dtype,
-                              gptqd_job *job)
+gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
+                              const char *dtype, gptqd_job *job)
 {
+    const char *dir = place->path;
     gptq_dtype dt = GPTQ_DT_COUNT; /* the model's own */
     if (dtype && dtype[0]) {
         if (!strcmp(dtype, "f16") || !strcmp(dtype, "float16")) dt = GPTQ_DT_F16;
@@ -631,10 +639,16 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const char *dir, const cha
     gptqd_job_progress(job, 0.0, 0, "writing %s", dir);
     gptq_model *host = NULL;
     void *buffer = NULL;
-    gptq_status st = host_acquire(em, &host, &buffer);
+    int parent = -1;
+    gptq_status st = gptqd_place_open(place, 1, &parent);
     if (!st)
-        st = gptq_checkpoint_save(host, &em->files, em->quantized ? &em->meta : NULL, dt, dir);
+        st = host_acquire(em, &host, &buffer);
+    if (!st)
+        st = gptq_checkpoint_save_at(host, &em->files, em->quantized ? &em->meta : NULL, dt,
+                                     parent, place->name, dir);
     host_release(em, host, buffer);
+    if (parent >= 0)
+        close(parent);
     if (st)
         return gptq_fail_context(st, "save %s", em->name);
     gptqd_job_progress(job, 1.0, 0, "saved %s", dir);

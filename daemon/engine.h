@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "daemon/jobs.h"
+#include "daemon/paths.h"
 #include "gptq/error.h"
 #include "model/config.h"
 
@@ -42,7 +43,7 @@ typedef struct gptqd_generate_params {
 } gptqd_generate_params;
 
 typedef struct gptqd_eval_params {
-    const char *text_path; /* resolved, allowed path; NULL: the bundled text */
+    const gptqd_place *text; /* the text (a checked place); NULL: the bundled text */
     uint32_t seqlen;
     uint32_t max_windows;
 } gptqd_eval_params;
@@ -52,7 +53,7 @@ typedef struct gptqd_quantize_params {
     int32_t group_size;
     int act_order, sym, static_groups, true_sequential, mse;
     float damp;
-    const char *calib_path; /* resolved; NULL: the bundled text */
+    const gptqd_place *calib; /* a checked place; NULL: the bundled text */
     uint32_t nsamples, seqlen, block_size;
     uint64_t seed;
     char **skip_modules;
@@ -100,14 +101,14 @@ void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size
                            char *note, size_t note_len, uint64_t *bytes_total,
                            uint64_t *bytes_free);
 
-/* Bytes a load of `path` will take (sum of the weight files); fast, for the
- * memory limit check before the load job starts. */
-gptq_status gptqd_engine_estimate(const char *path, uint64_t *bytes);
+/* Bytes a load of `src` will take (weights and KV cache); fast (config and
+ * file sizes), for the memory limit check before the load job starts. */
+gptq_status gptqd_engine_estimate(const gptqd_place *src, uint64_t *bytes);
 
-/* Load a Hugging Face folder or GPTQ checkpoint at `path` (already checked
- * against the model directories). On success *out is owned by the caller
- * (gptqd_engine_free) and *info describes it. */
-gptq_status gptqd_engine_load(const char *path, const char *name, gptqd_job *job,
+/* Load the Hugging Face folder, GPTQ checkpoint or GGUF file at `src`
+ * (every file opened beneath its model directory). On success *out is
+ * owned by the caller (gptqd_engine_free) and *info describes it. */
+gptq_status gptqd_engine_load(const gptqd_place *src, const char *name, gptqd_job *job,
                               gptqd_engine_model **out, gptqd_model_info *info);
 void gptqd_engine_free(gptqd_engine_model *model);
 
@@ -133,12 +134,12 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantiz
                                   const char *new_name, gptqd_job *job,
                                   gptqd_engine_model **out, gptqd_model_info *info);
 
-/* The model into folder `dir` atomically (temp dir + rename): a GPTQ
- * checkpoint when it is quantized, else an HF folder of float weights.
- * dtype: "f16", "bf16", "f32" for the float tensors, or NULL/"" for the
- * model's own (config.json torch_dtype). */
-gptq_status gptqd_engine_save(gptqd_engine_model *model, const char *dir, const char *dtype,
-                              gptqd_job *job);
+/* The model into the new folder `dir` (a place for writing) atomically
+ * (temp dir + rename): a GPTQ checkpoint when it is quantized, else an HF
+ * folder of float weights. dtype: "f16", "bf16", "f32" for the float
+ * tensors, or NULL/"" for the model's own (config.json torch_dtype). */
+gptq_status gptqd_engine_save(gptqd_engine_model *model, const gptqd_place *dir,
+                              const char *dtype, gptqd_job *job);
 
 /* The export of a resident model's arena for Map: kind "cuda-ipc" (device
  * arena) or "shm". Errors: GPTQ_ERR_UNSUPPORTED when the weights are not in

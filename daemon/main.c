@@ -62,13 +62,11 @@ static void preload(gptqd_ctx *ctx, uint64_t watchdog_us)
     const gptqd_conf *conf = ctx->conf;
     for (int i = 0; i < conf->n_preloads; i++) {
         const gptqd_preload *p = &conf->preloads[i];
-        char resolved[PATH_MAX];
+        gptqd_place place;
         uint64_t id = 0;
-        gptq_status st;
-        if (!realpath(p->path, resolved))
-            st = gptq_fail(GPTQ_ERR_NOTFOUND, "%s: %s", p->path, strerror(errno));
-        else
-            st = gptqd_task_load(ctx, "preload", p->name, resolved, &id);
+        gptq_status st = gptqd_place_trusted(p->path, &place);
+        if (!st)
+            st = gptqd_task_load(ctx, "preload", p->name, &place, &id);
         gptqd_poll poll = {0};
         for (uint64_t since = 0; !st && !stop_signal;) {
             st = gptqd_jobs_poll(ctx->jobs, id, since, TICK_MS, 64, &poll);

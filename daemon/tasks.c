@@ -11,8 +11,8 @@
 typedef struct task {
     gptqd_ctx *ctx;
     char name[80], new_name[80];
-    char *path;                     /* load path, save dir, text path */
-    char *save_dir;                 /* quantize --save */
+    gptqd_place *place;             /* load source, save folder, eval text (owned) */
+    gptqd_place *calib, *save_dir;  /* quantize's calibration text, --save folder (owned) */
     char dtype[8];                  /* save --dtype ("" = the model's) */
     char *prompt;
     gptqd_resident *model, *base;   /* references held */
@@ -29,10 +29,12 @@ static void task_free(void *arg)
         gptqd_registry_abandon(t->ctx->registry, t->new_name); /* no-op once published */
     gptqd_registry_release(t->ctx->registry, t->model);
     gptqd_registry_release(t->ctx->registry, t->base);
-    free(t->path);
-    free(t->save_dir);
+    gptqd_place *places[3] = {t->place, t->calib, t->save_dir};
+    for (int i = 0; i < 3; i++) {
+        gptqd_place_close(places[i]);
+        free(places[i]);
+    }
     free(t->prompt);
-    free((char *)t->quant.calib_path);
     for (size_t i = 0; i < t->quant.n_skip_modules; i++)
         free(t->quant.skip_modules[i]);
     free(t->quant.skip_modules);
@@ -49,13 +51,19 @@ static task *task_new(gptqd_ctx *ctx)
     return t;
 }
 
-static char *dup_opt(const char *s, int *failed)
+/* A heap copy of *p that owns its root (p gives it up), or NULL for NULL;
+ * sets *failed when memory runs out (then p keeps its root). */
+static gptqd_place *take_place(gptqd_place *p, int *failed)
 {
-    if (!s || !s[0])
+    if (!p)
         return NULL;
-    char *c = strdup(s);
-    if (!c)
+    gptqd_place *c = malloc(sizeof *c);
+    if (!c) {
         *failed = 1;
+        return NULL;
+    }
+    *c = *p;
+    p->root = -1;
     return c;
 }
 
@@ -67,8 +75,8 @@ static gptq_status run_load(gptqd_job *job, void *arg)
     gptqd_engine_model *model = NULL;
     gptqd_model_info info;
     memset(&info, 0, sizeof info);
-    gptqd_job_progress(job, 0.0, 0, "loading %s", t->path);
-    gptq_status st = gptqd_engine_load(t->path, t->new_name, job, &model, &info);
+    gptqd_job_progress(job, 0.0, 0, "loading %s", t->place->path);
+    gptq_status st = gptqd_engine_load(t->place, t->new_name, job, &model, &info);
     if (st)
         return st;
     if (gptqd_job_canceled(job)) {
@@ -85,18 +93,19 @@ static gptq_status run_load(gptqd_job *job, void *arg)
 }
 
 gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name,
-                            const char *path, uint64_t *job)
+                            gptqd_place *src, uint64_t *job)
 {
     uint64_t bytes = 0;
-    gptq_status st = gptqd_engine_estimate(path, &bytes);
+    gptq_status st = gptqd_engine_estimate(src, &bytes);
     if (st)
         return st;
     task *t = task_new(ctx);
     if (!t)
         return GPTQ_ERR_NOMEM;
     snprintf(t->new_name, sizeof t->new_name, "%s", name);
-    t->path = strdup(path);
-    if (!t->path) {
+    int failed = 0;
+    t->place = take_place(src, &failed);
+    if (failed) {
         task_free(t);
         return gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
     }
@@ -128,7 +137,7 @@ static gptq_status run_quantize(gptqd_job *job, void *arg)
             gptqd_engine_free(out);
             return st;
         }
-        r->saved_dir = strdup(t->save_dir);
+        r->saved_dir = strdup(t->save_dir->path);
     }
     snprintf(info.source, sizeof info.source, "quantized from %s", t->name);
     st = gptqd_registry_publish(t->ctx->registry, t->new_name, out, &info);
@@ -140,7 +149,7 @@ static gptq_status run_quantize(gptqd_job *job, void *arg)
 
 gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *name,
                                 const char *new_name, const gptqd_quantize_params *p,
-                                const char *save_dir, uint64_t *job)
+                                gptqd_place *calib, gptqd_place *save_dir, uint64_t *job)
 {
     task *t = task_new(ctx);
     if (!t)
@@ -148,12 +157,12 @@ gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *
     snprintf(t->name, sizeof t->name, "%s", name);
     snprintf(t->new_name, sizeof t->new_name, "%s", new_name);
     t->quant = *p;
-    t->quant.calib_path = NULL;
     t->quant.skip_modules = NULL;
     t->quant.n_skip_modules = 0;
     int failed = 0;
-    t->quant.calib_path = dup_opt(p->calib_path, &failed);
-    t->save_dir = dup_opt(save_dir, &failed);
+    t->calib = take_place(calib, &failed);
+    t->save_dir = take_place(save_dir, &failed);
+    t->quant.calib = t->calib;
     if (p->n_skip_modules) {
         t->quant.skip_modules = calloc(p->n_skip_modules, sizeof *t->quant.skip_modules);
         failed |= !t->quant.skip_modules;
@@ -242,8 +251,8 @@ gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name
     snprintf(t->name, sizeof t->name, "%s", name);
     t->eval = *p;
     int failed = 0;
-    t->path = dup_opt(p->text_path, &failed);
-    t->eval.text_path = t->path;
+    t->place = take_place((gptqd_place *)p->text, &failed);
+    t->eval.text = t->place;
     gptq_status st = failed ? gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory") : GPTQ_OK;
     if (!st)
         st = gptqd_registry_acquire(ctx->registry, name, &t->model);
@@ -261,25 +270,26 @@ gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name
 static gptq_status run_save(gptqd_job *job, void *arg)
 {
     task *t = arg;
-    gptq_status st = gptqd_engine_save(gptqd_resident_model(t->model), t->path, t->dtype, job);
+    gptq_status st = gptqd_engine_save(gptqd_resident_model(t->model), t->place, t->dtype, job);
     if (!st) {
         gptqd_job_result *r = gptqd_job_result_of(job);
         snprintf(r->model, sizeof r->model, "%s", t->name);
-        r->saved_dir = strdup(t->path);
+        r->saved_dir = strdup(t->place->path);
     }
     return st;
 }
 
 gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
-                            const char *dir, const char *dtype, uint64_t *job)
+                            gptqd_place *dir, const char *dtype, uint64_t *job)
 {
     task *t = task_new(ctx);
     if (!t)
         return GPTQ_ERR_NOMEM;
     snprintf(t->name, sizeof t->name, "%s", name);
     snprintf(t->dtype, sizeof t->dtype, "%s", dtype ? dtype : "");
-    t->path = strdup(dir);
-    gptq_status st = t->path ? GPTQ_OK : gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
+    int failed = 0;
+    t->place = take_place(dir, &failed);
+    gptq_status st = failed ? gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory") : GPTQ_OK;
     if (!st)
         st = gptqd_registry_acquire(ctx->registry, name, &t->model);
     if (st) {

@@ -2,7 +2,9 @@
  * Each start function takes what the job needs (model references, name
  * reservations, resolved paths) before the job exists, so that unknown
  * models or taken names fail at once in the reply; the job releases them
- * when it ends. Paths must already be checked (daemon/paths.h). */
+ * when it ends. Paths come as places already checked (daemon/paths.h); a
+ * task takes over their roots (the caller's place is left closed), also
+ * when it fails to start. */
 #ifndef GPTQD_TASKS_H
 #define GPTQD_TASKS_H
 
@@ -13,12 +15,13 @@
 #include "gptq/error.h"
 
 gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name,
-                            const char *path, uint64_t *job);
+                            gptqd_place *src, uint64_t *job);
 
-/* p's strings are copied. */
+/* p's strings are copied; calib and save_dir may be NULL (p->calib is
+ * ignored: calib is the text). */
 gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *name,
                                 const char *new_name, const gptqd_quantize_params *p,
-                                const char *save_dir, uint64_t *job);
+                                gptqd_place *calib, gptqd_place *save_dir, uint64_t *job);
 
 gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *name,
                                 const gptqd_generate_params *p, uint64_t *job);
@@ -28,6 +31,6 @@ gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name
 
 /* dtype: "f16", "bf16", "f32" or "" (validated with the request). */
 gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
-                            const char *dir, const char *dtype, uint64_t *job);
+                            gptqd_place *dir, const char *dtype, uint64_t *job);
 
 #endif

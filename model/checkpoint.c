@@ -115,30 +115,42 @@ static json_t *quant_json(const gptq_checkpoint_meta *meta)
                      "checkpoint_format", "gptq", "model_file_base_name", "model", "mse", q->mse);
 }
 
-static gptq_status write_json(const char *dir, const char *file, json_t *j)
+static gptq_status write_json(int dirfd, const char *dir, const char *file, json_t *j)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    if (json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
-        return gptq_fail(GPTQ_ERR_IO, "%s: cannot write", path);
-    return GPTQ_OK;
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s/%s: out of memory", dir, file);
+    gptq_hf_files one = {0};
+    gptq_status st = gptq_hf_files_set(&one, file, text, strlen(text));
+    free(text);
+    if (!st)
+        st = gptq_hf_files_write(&one, dirfd, dir, NULL);
+    gptq_hf_files_free(&one);
+    return st;
 }
 
-static void remove_tree(const char *dir)
+/* The marker that says a *.tmp.PID folder is a save of ours in progress:
+ * gptqd removes such folders left by a crash when it starts. */
+#define SAVE_MARKER ".gptqd-save"
+
+/* Everything in the folder `name` of parentfd, then the folder (files
+ * only: we made it, flat). */
+static void remove_tree_at(int parentfd, const char *name)
 {
-    DIR *d = opendir(dir);
-    if (!d)
+    int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        unlinkat(parentfd, name, AT_REMOVEDIR);
         return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
     }
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlinkat(dirfd(d), e->d_name, 0);
     closedir(d);
-    rmdir(dir);
+    unlinkat(parentfd, name, AT_REMOVEDIR);
 }
 
 static const char *dtype_json(gptq_dtype dt)
@@ -150,14 +162,41 @@ gptq_status gptq_checkpoint_save(const gptq_model *m, const gptq_hf_files *files
                                  const gptq_checkpoint_meta *meta, gptq_dtype float_dtype,
                                  const char *dir)
 {
-    char tmp[4096], path[4096];
+    char parent[4096];
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    const char *slash = memrchr(dir, '/', len);
+    if (len >= sizeof parent)
+        return gptq_fail(GPTQ_ERR_ARG, "checkpoint folder path is too long");
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash == dir ? 1 : slash - dir) : 1,
+             slash ? dir : ".");
+    char name[4096];
+    snprintf(name, sizeof name, "%.*s", (int)(len - (size_t)(slash ? slash + 1 - dir : 0)),
+             slash ? slash + 1 : dir);
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return gptq_fail(errno == ENOENT ? GPTQ_ERR_NOTFOUND : GPTQ_ERR_IO, "%s: %s", parent,
+                         strerror(errno));
+    gptq_status st = gptq_checkpoint_save_at(m, files, meta, float_dtype, pfd, name, dir);
+    close(pfd);
+    return st;
+}
+
+gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *files,
+                                    const gptq_checkpoint_meta *meta, gptq_dtype float_dtype,
+                                    int parentfd, const char *name, const char *dir)
+{
+    char tmp[4096];
     struct stat sb;
     save_ctx c = {.bits = meta ? meta->quant.bits : 0};
     json_t *config = NULL, *qc = NULL;
     gptq_status st = GPTQ_OK;
-    if (strlen(dir) > 3000)
-        return gptq_fail(GPTQ_ERR_ARG, "checkpoint folder path is too long");
-    if (stat(dir, &sb) == 0)
+    int tfd = -1;
+    if (strlen(name) > 3000 || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
+        !strcmp(name, ".."))
+        return gptq_fail(GPTQ_ERR_ARG, "%s: not a folder name to create", dir);
+    if (fstatat(parentfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
         return gptq_fail(GPTQ_ERR_EXISTS, "%s already exists: choose a new folder or remove it",
                          dir);
     const gptq_dtype src_dt = gptq_model_get_config(m)->torch_dtype;
@@ -176,11 +215,20 @@ gptq_status gptq_checkpoint_save(const gptq_model *m, const gptq_hf_files *files
         return gptq_fail(GPTQ_ERR_FORMAT, "save: the model's config.json is %s",
                          config_text ? "not a JSON object" : "missing");
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
-    if (mkdir(tmp, 0755) != 0) {
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", name, (int)getpid());
+    if (mkdirat(parentfd, tmp, 0755) != 0) {
         json_decref(config);
-        return gptq_fail(GPTQ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        return gptq_fail(GPTQ_ERR_IO, "%s.tmp.%d: cannot create: %s", dir, (int)getpid(),
+                         strerror(errno));
     }
+    tfd = openat(parentfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int marker = tfd >= 0 ? openat(tfd, SAVE_MARKER, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)
+                          : -1;
+    if (marker < 0) {
+        st = gptq_fail(GPTQ_ERR_IO, "%s.tmp.%d: %s", dir, (int)getpid(), strerror(errno));
+        goto fail;
+    }
+    close(marker);
 
     /* config.json: the model's, with quantization_config (or without any) */
     if (meta) {
@@ -194,25 +242,31 @@ gptq_status gptq_checkpoint_save(const gptq_model *m, const gptq_hf_files *files
     }
     json_object_set_new(config, "torch_dtype", json_string(dtype_json(c.dtype)));
     const char *const ours[] = {"config.json", "quantize_config.json", NULL};
-    if ((st = write_json(tmp, "config.json", config)) ||
-        (qc && (st = write_json(tmp, "quantize_config.json", qc))) ||
-        (st = gptq_hf_files_write(files, tmp, ours)))
+    char label[4200], path[4300];
+    snprintf(label, sizeof label, "%s.tmp.%d", dir, (int)getpid());
+    if ((st = write_json(tfd, label, "config.json", config)) ||
+        (qc && (st = write_json(tfd, label, "quantize_config.json", qc))) ||
+        (st = gptq_hf_files_write(files, tfd, label, ours)))
         goto fail;
 
     if ((st = gptq_st_writer_create(&c.w)) || (st = gptq_model_foreach_tensor(m, visit, &c)) ||
         (st = gptq_st_writer_set_metadata(c.w, "format", "pt")))
         goto fail;
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    if ((st = gptq_st_writer_write(c.w, path)))
+    snprintf(path, sizeof path, "%s/model.safetensors", label);
+    if ((st = gptq_st_writer_write_at(c.w, tfd, "model.safetensors", path)))
         goto fail;
-    if (rename(tmp, dir) != 0) {
-        st = gptq_fail(GPTQ_ERR_IO, "rename %s -> %s: %s", tmp, dir, strerror(errno));
+    if (fsync(tfd) != 0 || renameat(parentfd, tmp, parentfd, name) != 0) {
+        st = gptq_fail(GPTQ_ERR_IO, "rename %s -> %s: %s", label, dir, strerror(errno));
         goto fail;
     }
+    unlinkat(tfd, SAVE_MARKER, 0); /* the folder is final now */
+    fsync(parentfd);
     goto done;
 fail:
-    remove_tree(tmp);
+    remove_tree_at(parentfd, tmp);
 done:
+    if (tfd >= 0)
+        close(tfd);
     gptq_st_writer_destroy(c.w);
     for (size_t i = 0; i < c.n_owned; i++)
         free(c.owned[i]);

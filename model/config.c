@@ -6,6 +6,8 @@
  * checkpoint writes; their absence means the file is not what it claims. */
 #include "model/config.h"
 
+#include "model/json_error.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -386,9 +388,10 @@ gptq_status gptq_config_parse(const char *json, size_t len, const char *what,
 {
     json_error_t jerr;
     json_t *root = json_loadb(json, len, 0, &jerr);
+    char why[160];
     if (!root)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: line %d column %d: %s", what, jerr.line, jerr.column,
-                         jerr.text);
+                         gptq_json_error_text(&jerr, why, sizeof why));
     gptq_status st = parse_root(root, what, cfg);
     json_decref(root);
     return st;
@@ -402,8 +405,9 @@ gptq_status gptq_config_load(const char *path, gptq_model_config *cfg)
         struct stat sb;
         if (stat(path, &sb) != 0)
             return gptq_fail(GPTQ_ERR_IO, "%s: cannot read (no such file)", path);
+        char why[160];
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: line %d column %d: %s", path, jerr.line, jerr.column,
-                         jerr.text);
+                         gptq_json_error_text(&jerr, why, sizeof why));
     }
     gptq_status st = parse_root(root, path, cfg);
     json_decref(root);

@@ -25,13 +25,14 @@ static int plain_name(const char *name)
            strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
-gptq_status gptq_hf_files_read_at(int dirfd, const char *label, gptq_hf_files *files)
+gptq_status gptq_hf_files_read_in(int rootfd, const char *dir, const char *label,
+                                  gptq_hf_files *files)
 {
     memset(files, 0, sizeof *files);
     for (int i = 0; i < gptq_hf_file_count; i++) {
         const char *name = gptq_hf_file_names[i];
         int fd;
-        gptq_status st = gptq_file_open_at(dirfd, name, &fd);
+        gptq_status st = gptq_file_open_in(rootfd, dir, name, &fd);
         if (st == GPTQ_ERR_NOTFOUND && i > 0) {
             gptq_clear_error();
             continue;
@@ -60,14 +61,7 @@ gptq_status gptq_hf_files_read_at(int dirfd, const char *label, gptq_hf_files *f
 
 gptq_status gptq_hf_files_read(const char *dir, gptq_hf_files *files)
 {
-    memset(files, 0, sizeof *files);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return gptq_fail(errno == ENOENT || errno == ENOTDIR ? GPTQ_ERR_NOTFOUND : GPTQ_ERR_IO,
-                         "%s: %s", dir, strerror(errno));
-    gptq_status st = gptq_hf_files_read_at(fd, dir, files);
-    close(fd);
-    return st;
+    return gptq_hf_files_read_in(AT_FDCWD, dir, dir, files);
 }
 
 const char *gptq_hf_files_get(const gptq_hf_files *files, const char *name, size_t *len)
@@ -134,7 +128,7 @@ static int skipped(const char *name, const char *const *skip)
     return 0;
 }
 
-gptq_status gptq_hf_files_write(const gptq_hf_files *files, const char *dir,
+gptq_status gptq_hf_files_write(const gptq_hf_files *files, int dirfd, const char *dir,
                                 const char *const *skip)
 {
     char path[4096];
@@ -143,7 +137,7 @@ gptq_status gptq_hf_files_write(const gptq_hf_files *files, const char *dir,
         if (skipped(f->name, skip))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, f->name);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int fd = openat(dirfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)
             return gptq_fail(GPTQ_ERR_IO, "%s: %s", path, strerror(errno));
         size_t done = 0;

@@ -36,12 +36,14 @@ extern const int gptq_hf_file_count;
 /* Largest such file read (tokenizer.json of a 256k vocabulary is ~20 MB). */
 #define GPTQ_HF_FILE_MAX_BYTES ((size_t)256 << 20)
 
-/* Read every name of gptq_hf_file_names present in the folder open at
- * dirfd (regular files only, relative to it; `label` names the folder in
- * messages). Absent files are skipped; config.json must exist.
+/* Read every name of gptq_hf_file_names present in folder `dir` (regular
+ * files only, opened with gptq_file_open_in: beneath rootfd unless it is
+ * AT_FDCWD; `label` names the folder in messages). Absent files are
+ * skipped; config.json must exist.
  * Errors: GPTQ_ERR_NOTFOUND (no config.json), common/file.h's.
  * *files is zeroed first; free with gptq_hf_files_free. */
-gptq_status gptq_hf_files_read_at(int dirfd, const char *label, gptq_hf_files *files);
+gptq_status gptq_hf_files_read_in(int rootfd, const char *dir, const char *label,
+                                  gptq_hf_files *files);
 
 /* The same for the folder at `dir`. */
 gptq_status gptq_hf_files_read(const char *dir, gptq_hf_files *files);
@@ -58,10 +60,10 @@ gptq_status gptq_hf_files_set(gptq_hf_files *files, const char *name, const char
 /* Deep copy. Errors: GPTQ_ERR_NOMEM (dst left empty). */
 gptq_status gptq_hf_files_copy(const gptq_hf_files *src, gptq_hf_files *dst);
 
-/* Write every file into folder `dir` (which exists), each fsync'ed; files
- * named in `skip` (NULL-terminated list, or NULL) are left out.
- * Errors: GPTQ_ERR_IO naming the file. */
-gptq_status gptq_hf_files_write(const gptq_hf_files *files, const char *dir,
+/* Write every file into the folder open at dirfd (new files; `dir` names
+ * it in messages), each fsync'ed; files named in `skip` (NULL-terminated
+ * list, or NULL) are left out. Errors: GPTQ_ERR_IO naming the file. */
+gptq_status gptq_hf_files_write(const gptq_hf_files *files, int dirfd, const char *dir,
                                 const char *const *skip);
 
 void gptq_hf_files_free(gptq_hf_files *files);

@@ -283,14 +283,14 @@ static gptq_status load_raw(const loader *ld, const char *name, gptq_dtype dtype
         *out = (void *)t.data;
         return GPTQ_OK;
     }
-    if (!t.data)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is not stored as %s", ld->dir, name,
-                         gptq_dtype_name(dtype));
     void *data = malloc(t.bytes ? t.bytes : 1);
     if (!data)
         return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
                          name);
-    memcpy(data, t.data, t.bytes);
+    if ((st = gptq_source_read_raw(ld->src, &t, data)) != GPTQ_OK) {
+        free(data);
+        return st;
+    }
     *out = data;
     return GPTQ_OK;
 }

@@ -6,6 +6,10 @@
  * hostile file yields GPTQ_ERR_FORMAT and a message, never a fault. */
 #include "model/safetensors.h"
 
+#include "common/file.h"
+#include "common/sigbus.h"
+#include "model/json_error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -292,16 +296,11 @@ static gptq_status build_index(gptq_safetensors *st)
     return GPTQ_OK;
 }
 
-/* Map the file and check the length prefix; sets st->data / data_bytes and
- * returns the header bytes in *header, *header_bytes. */
-static gptq_status map_file(gptq_safetensors *st, const char **header, size_t *header_bytes)
+/* Map the open file fd and check the length prefix; sets st->data /
+ * data_bytes and returns the header bytes in *header, *header_bytes. */
+static gptq_status map_file(gptq_safetensors *st, int fd, const char **header, size_t *header_bytes)
 {
     gptq_status status;
-    int fd = open(st->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        return gptq_fail(errno_status(err), "%s: cannot open: %s", st->path, strerror(err));
-    }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int err = errno;
@@ -330,15 +329,19 @@ static gptq_status map_file(gptq_safetensors *st, const char **header, size_t *h
                            (long long)sb.st_size, strerror(err));
         goto fail;
     }
-    close(fd);
-    fd = -1;
     st->map = map;
     st->map_bytes = (size_t)sb.st_size;
 
+    /* The length and the header are read with pread, not through the
+     * mapping: the file may be truncated under us at any time, and only
+     * guarded copies (common/sigbus.h) may touch mapped pages. */
     const unsigned char *base = map;
+    unsigned char prefix[8];
     uint64_t length = 0;
+    if (pread(fd, prefix, 8, 0) != 8)
+        return gptq_fail(GPTQ_ERR_IO, "%s: cannot read the header length", st->path);
     for (int i = 0; i < 8; i++)
-        length |= (uint64_t)base[i] << (8 * i);
+        length |= (uint64_t)prefix[i] << (8 * i);
     uint64_t after = (uint64_t)st->map_bytes - 8;
     if (length == 0)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: header length is 0, expected a JSON header", st->path);
@@ -348,25 +351,53 @@ static gptq_status map_file(gptq_safetensors *st, const char **header, size_t *h
     if (length > after)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%llu bytes follow it)",
                          st->path, (unsigned long long)length, (unsigned long long)after);
-    *header = (const char *)base + 8;
+    char *copy = malloc((size_t)length + 1);
+    if (!copy)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: no memory for a %llu-byte header", st->path,
+                         (unsigned long long)length);
+    size_t got = 0;
+    while (got < length) {
+        ssize_t n = pread(fd, copy + got, (size_t)length - got, (off_t)(8 + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            free(copy);
+            return gptq_fail(GPTQ_ERR_IO, "%s: the header ends early (file truncated?)", st->path);
+        }
+        got += (size_t)n;
+    }
+    *header = copy;
     *header_bytes = (size_t)length;
     st->data = base + 8 + length;
     st->data_bytes = after - length;
     return GPTQ_OK;
 
 fail:
-    if (fd >= 0)
-        close(fd);
     return status;
 }
 
 gptq_status gptq_safetensors_open(const char *path, gptq_safetensors **out)
 {
+    if (!out || !path)
+        return gptq_fail(GPTQ_ERR_ARG, "gptq_safetensors_open: path and out must not be NULL");
+    *out = NULL;
+    int fd;
+    gptq_status st = gptq_file_open(path, &fd);
+    if (st)
+        return st;
+    st = gptq_safetensors_open_fd(fd, path, out);
+    close(fd);
+    return st;
+}
+
+gptq_status gptq_safetensors_open_fd(int fd, const char *path, gptq_safetensors **out)
+{
     gptq_status status;
     json_t *root = NULL;
     gptq_safetensors *st = NULL;
+    const char *header = NULL;
     if (!out || !path)
-        return gptq_fail(GPTQ_ERR_ARG, "gptq_safetensors_open: path and out must not be NULL");
+        return gptq_fail(GPTQ_ERR_ARG, "gptq_safetensors_open_fd: path and out must not be NULL");
     *out = NULL;
 
     st = calloc(1, sizeof *st);
@@ -374,16 +405,18 @@ gptq_status gptq_safetensors_open(const char *path, gptq_safetensors **out)
         status = gptq_fail(GPTQ_ERR_NOMEM, "%s: no memory", path);
         goto fail;
     }
-    const char *header = NULL;
     size_t header_bytes = 0;
-    if ((status = map_file(st, &header, &header_bytes)) != GPTQ_OK)
+    if ((status = map_file(st, fd, &header, &header_bytes)) != GPTQ_OK)
         goto fail;
 
     json_error_t jerr;
     root = json_loadb(header, header_bytes, JSON_REJECT_DUPLICATES, &jerr);
+    free((char *)header);
+    header = NULL;
     if (!root) {
+        char why[160];
         status = gptq_fail(GPTQ_ERR_FORMAT, "%s: header is not valid JSON: %s (header byte %d)", path,
-                           jerr.text, jerr.position);
+                           gptq_json_error_text(&jerr, why, sizeof why), jerr.position);
         goto fail;
     }
     if (!json_is_object(root)) {
@@ -420,6 +453,7 @@ gptq_status gptq_safetensors_open(const char *path, gptq_safetensors **out)
     return GPTQ_OK;
 
 fail:
+    free((char *)header);
     json_decref(root);
     gptq_safetensors_close(st);
     return status;
@@ -484,10 +518,37 @@ gptq_status gptq_st_tensor_to_f32(const gptq_st_tensor *t, float *out, size_t n)
     if ((uint64_t)t->numel != (uint64_t)n)
         return gptq_fail(GPTQ_ERR_ARG, "tensor '" NAME_FMT "': has %lld elements, output buffer holds %zu",
                          t->name, (long long)t->numel, n);
-    if (gptq_dtype_to_f32(t->dtype, t->data, out, n) != 0)
+    if (t->dtype != GPTQ_DT_F32 && t->dtype != GPTQ_DT_F16 && t->dtype != GPTQ_DT_BF16 &&
+        t->dtype != GPTQ_DT_I32)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "tensor '" NAME_FMT "': dtype %s does not convert to float32 (F32, F16, BF16, I32 do)",
                          t->name, gptq_dtype_name(t->dtype));
-    return GPTQ_OK;
+    return gptq_st_tensor_convert(t, out);
+}
+
+typedef struct convert_args {
+    const gptq_st_tensor *t;
+    float *out;
+} convert_args;
+
+static void convert(void *ctx)
+{
+    convert_args *a = ctx;
+    gptq_dtype_to_f32(a->t->dtype, a->t->data, a->out, (size_t)a->t->numel);
+}
+
+gptq_status gptq_st_tensor_convert(const gptq_st_tensor *t, float *out)
+{
+    char what[256];
+    snprintf(what, sizeof what, "tensor '" NAME_FMT "'", t->name);
+    convert_args a = {t, out};
+    return gptq_guarded_call(convert, &a, what);
+}
+
+gptq_status gptq_st_tensor_copy(const gptq_st_tensor *t, void *out)
+{
+    char what[256];
+    snprintf(what, sizeof what, "tensor '" NAME_FMT "'", t->name);
+    return gptq_guarded_copy(out, t->data, t->bytes, what);
 }
 
 /* ---- writer -------------------------------------------------------------- */
@@ -720,11 +781,17 @@ static int fsync_parent(const char *path)
 
 gptq_status gptq_st_writer_write(gptq_st_writer *w, const char *path)
 {
+    return gptq_st_writer_write_at(w, AT_FDCWD, path, path);
+}
+
+gptq_status gptq_st_writer_write_at(gptq_st_writer *w, int dirfd, const char *name,
+                                    const char *path)
+{
     gptq_status status;
     writer_tensor **order = NULL;
     char *header = NULL, *tmp = NULL;
     int fd = -1;
-    if (!w || !path || !*path)
+    if (!w || !name || !*name || !path)
         return gptq_fail(GPTQ_ERR_ARG, "gptq_st_writer_write: writer and path must not be NULL or empty");
 
     order = malloc((w->n_tensors ? w->n_tensors : 1) * sizeof *order);
@@ -742,12 +809,12 @@ gptq_status gptq_st_writer_write(gptq_st_writer *w, const char *path)
         goto fail;
     }
 
-    if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0) {
+    if (asprintf(&tmp, "%s.tmp.%ld", name, (long)getpid()) < 0) {
         tmp = NULL;
         status = gptq_fail(GPTQ_ERR_NOMEM, "%s: no memory", path);
         goto fail;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
         int err = errno;
         status = gptq_fail(errno_status(err), "%s: cannot create temporary file %s: %s%s", path, tmp,
@@ -779,14 +846,14 @@ gptq_status gptq_st_writer_write(gptq_st_writer *w, const char *path)
         status = gptq_fail(GPTQ_ERR_IO, "%s: closing %s failed: %s", path, tmp, strerror(err));
         goto fail;
     }
-    if (rename(tmp, path) != 0) {
+    if (renameat(dirfd, tmp, dirfd, name) != 0) {
         int err = errno;
         status = gptq_fail(errno_status(err), "%s: rename from %s failed: %s", path, tmp, strerror(err));
         goto fail;
     }
     free(tmp);
     tmp = NULL; /* renamed: nothing left to remove */
-    if (fsync_parent(path) != 0) {
+    if (dirfd == AT_FDCWD ? fsync_parent(path) != 0 : fsync(dirfd) != 0) {
         int err = errno;
         status = gptq_fail(GPTQ_ERR_IO, "%s: written, but fsync of its directory failed: %s", path, strerror(err));
         goto fail;
@@ -799,7 +866,7 @@ fail:
     if (fd >= 0)
         close(fd);
     if (tmp)
-        unlink(tmp);
+        unlinkat(dirfd, tmp, 0);
     free(tmp);
     free(order);
     free(header);

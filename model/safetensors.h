@@ -47,14 +47,19 @@ typedef struct gptq_safetensors gptq_safetensors;
 
 /* Open and validate `path`. On success *out owns the mapping, the names and
  * the metadata; free it with gptq_safetensors_close(). Every pointer handed
- * out by the accessors below stays valid until then.
+ * out by the accessors below stays valid until then. Tensor data is in a
+ * mapping of the file: read it only with gptq_st_tensor_convert / _copy.
  * Errors: GPTQ_ERR_NOTFOUND / GPTQ_ERR_PERMISSION / GPTQ_ERR_IO when the file
- * cannot be opened or mapped, GPTQ_ERR_FORMAT (message names the file, the
+ * cannot be opened (regular files only: common/file.h) or mapped, GPTQ_ERR_FORMAT (message names the file, the
  * tensor or field, and what is wrong) when the header is not a valid
  * safetensors header for this file, GPTQ_ERR_NOMEM. *out is NULL on error.
- * The file must not be truncated while open (that would fault, as with any
- * mmap). */
+ * The header is read with pread; a file truncated while open makes the
+ * readers below fail with GPTQ_ERR_IO, never SIGBUS. */
 gptq_status gptq_safetensors_open(const char *path, gptq_safetensors **out);
+
+/* The same on an open file (the caller keeps fd; the mapping outlives it).
+ * `path` labels messages. */
+gptq_status gptq_safetensors_open_fd(int fd, const char *path, gptq_safetensors **out);
 
 /* Unmap and free everything; NULL is a no-op. */
 void gptq_safetensors_close(gptq_safetensors *st);
@@ -78,6 +83,14 @@ const char *gptq_safetensors_path(const gptq_safetensors *st);
  * Errors: GPTQ_ERR_ARG if n != t->numel, GPTQ_ERR_UNSUPPORTED if the dtype
  * is not F32, F16, BF16 or I32. */
 gptq_status gptq_st_tensor_to_f32(const gptq_st_tensor *t, float *out, size_t n);
+
+/* t's data converted to float32 out[t->numel] (F32/F16/BF16/I32), or its
+ * bytes copied to out[t->bytes], reading the mapping under a SIGBUS guard
+ * (common/sigbus.h): a file truncated while open gives GPTQ_ERR_IO naming
+ * the tensor instead of killing the process. The one safe way to read
+ * t->data. */
+gptq_status gptq_st_tensor_convert(const gptq_st_tensor *t, float *out);
+gptq_status gptq_st_tensor_copy(const gptq_st_tensor *t, void *out);
 
 /* Tell the kernel the pages of t's data (those wholly inside it) are not
  * needed now (madvise MADV_DONTNEED on the read-only mapping): they leave
@@ -117,6 +130,11 @@ gptq_status gptq_st_writer_set_metadata(gptq_st_writer *w, const char *key, cons
  * Errors: GPTQ_ERR_IO / GPTQ_ERR_PERMISSION (message names the path and the
  * call that failed), GPTQ_ERR_NOMEM. */
 gptq_status gptq_st_writer_write(gptq_st_writer *w, const char *path);
+
+/* The same for file `name` in the folder open at dirfd (AT_FDCWD: name is
+ * a path); `path` names it in messages. */
+gptq_status gptq_st_writer_write_at(gptq_st_writer *w, int dirfd, const char *name,
+                                    const char *path);
 
 #ifdef __cplusplus
 }

@@ -33,23 +33,38 @@ static gptq_status errno_status(int err)
                                            : GPTQ_ERR_IO;
 }
 
+/* One safetensors file of the folder. */
+static gptq_status open_st(gptq_model_source *s, int rootfd, const char *dir, const char *name,
+                           gptq_safetensors **out)
+{
+    char path[8192];
+    int fd;
+    snprintf(path, sizeof path, "%s/%s", s->label, name);
+    gptq_status st = gptq_file_open_in(rootfd, dir, name, &fd);
+    if (st)
+        return st;
+    st = gptq_safetensors_open_fd(fd, path, out);
+    close(fd);
+    return st;
+}
+
 /* The weight files of a folder: model.safetensors, or the distinct shards
  * named by model.safetensors.index.json's weight_map (plain file names in
  * the folder only). */
-static gptq_status open_weights(gptq_model_source *s, int dirfd)
+static gptq_status open_weights(gptq_model_source *s, int rootfd, const char *dir)
 {
     gptq_status st;
     char path[4096], *index = NULL;
     size_t len;
     json_t *root = NULL;
     int fd;
-    if ((st = gptq_file_open_at(dirfd, "model.safetensors.index.json", &fd)) == GPTQ_ERR_NOTFOUND) {
+    st = gptq_file_open_in(rootfd, dir, "model.safetensors.index.json", &fd);
+    if (st == GPTQ_ERR_NOTFOUND) {
         gptq_clear_error();
         s->st = calloc(1, sizeof *s->st);
         if (!s->st)
             return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", s->label);
-        snprintf(path, sizeof path, "%s/model.safetensors", s->label);
-        if ((st = gptq_safetensors_open(path, &s->st[0])))
+        if ((st = open_st(s, rootfd, dir, "model.safetensors", &s->st[0])))
             return st == GPTQ_ERR_NOTFOUND
                        ? gptq_fail(st, "%s: no model.safetensors or model.safetensors.index.json",
                                    s->label)
@@ -95,9 +110,7 @@ static gptq_status open_weights(gptq_model_source *s, int dirfd)
         }
         if (seen)
             continue;
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", s->label, name);
-        if ((st = gptq_safetensors_open(shard, &s->st[s->n_st])))
+        if ((st = open_st(s, rootfd, dir, name, &s->st[s->n_st])))
             break;
         s->n_st++;
     }
@@ -127,33 +140,62 @@ static int is_gguf(int fd)
     return pread(fd, magic, 4, 0) == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
-gptq_status gptq_source_open(const char *path, gptq_model_source **out)
+/* The model at rel: a folder or a regular file (opened beneath rootfd
+ * unless it is AT_FDCWD). */
+static gptq_status open_top(int rootfd, const char *rel, int *fd, struct stat *sb)
+{
+    gptq_status st;
+    *fd = -1;
+    if (rootfd == AT_FDCWD) {
+        *fd = open(rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (*fd < 0) {
+            int err = errno;
+            return gptq_fail(errno_status(err), "%s: %s", rel, strerror(err));
+        }
+    } else if ((st = gptq_open_beneath(rootfd, rel, -1, fd))) {
+        return st;
+    }
+    if (fstat(*fd, sb) != 0) {
+        int err = errno;
+        close(*fd);
+        *fd = -1;
+        return gptq_fail(GPTQ_ERR_IO, "%s: %s", rel, strerror(err));
+    }
+    if (!S_ISDIR(sb->st_mode) && !S_ISREG(sb->st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return gptq_fail(GPTQ_ERR_IO, "%s: neither a model folder nor a GGUF file", rel);
+    }
+    int fl = fcntl(*fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(*fd, F_SETFL, fl & ~O_NONBLOCK);
+    return GPTQ_OK;
+}
+
+gptq_status gptq_source_open_in(int rootfd, const char *rel, const char *label,
+                                gptq_model_source **out)
 {
     gptq_status st;
     *out = NULL;
     gptq_model_source *s = calloc(1, sizeof *s);
-    if (!s || !(s->label = strdup(path))) {
+    if (!s || !(s->label = strdup(label))) {
         free(s);
-        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", path);
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", label);
     }
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int fd;
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        int err = errno;
-        st = gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
+    if ((st = open_top(rootfd, rel, &fd, &sb)))
         goto fail;
-    }
     if (S_ISDIR(sb.st_mode)) {
-        if ((st = gptq_hf_files_read_at(fd, path, &s->files)) || (st = parse_config(s)) ||
-            (st = open_weights(s, fd)))
+        if ((st = gptq_hf_files_read_in(rootfd, rel, label, &s->files)) ||
+            (st = parse_config(s)) || (st = open_weights(s, rootfd, rel)))
             goto fail;
-    } else if (S_ISREG(sb.st_mode) && is_gguf(fd)) {
-        if ((st = gptq_gguf_open_fd(fd, path, &s->gguf)) ||
+    } else if (is_gguf(fd)) {
+        if ((st = gptq_gguf_open_fd(fd, label, &s->gguf)) ||
             (st = gptq_gguf_hf_files(s->gguf, &s->files)) || (st = parse_config(s)))
             goto fail;
     } else {
-        st = gptq_fail(S_ISREG(sb.st_mode) ? GPTQ_ERR_FORMAT : GPTQ_ERR_IO,
-                       "%s: neither a model folder nor a GGUF file", path);
+        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: neither a model folder nor a GGUF file", label);
         goto fail;
     }
     close(fd);
@@ -164,6 +206,11 @@ fail:
         close(fd);
     gptq_source_free(s);
     return st;
+}
+
+gptq_status gptq_source_open(const char *path, gptq_model_source **out)
+{
+    return gptq_source_open_in(AT_FDCWD, path, path, out);
 }
 
 /* The sizes of the folder's *.safetensors files, as the runtime will hold
@@ -183,7 +230,7 @@ static uint64_t folder_estimate(int dirfd, const gptq_model_config *cfg)
         size_t n = strlen(e->d_name);
         struct stat sb;
         if (n > 12 && !strcmp(e->d_name + n - 12, ".safetensors") &&
-            fstatat(dirfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            fstatat(dirfd, e->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode))
             total += (uint64_t)sb.st_size;
     }
     closedir(d);
@@ -191,22 +238,20 @@ static uint64_t folder_estimate(int dirfd, const gptq_model_config *cfg)
     return widen ? 2 * total : total;
 }
 
-gptq_status gptq_source_estimate(const char *path, gptq_model_config *cfg, uint64_t *bytes)
+gptq_status gptq_source_estimate_in(int rootfd, const char *rel, const char *label,
+                                    gptq_model_config *cfg, uint64_t *bytes)
 {
     gptq_status st;
     char *text = NULL, what[4200];
     size_t len = 0;
-    *bytes = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), cfd = -1;
+    int fd, cfd = -1;
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        int err = errno;
-        st = gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
-        goto done;
-    }
+    *bytes = 0;
+    if ((st = open_top(rootfd, rel, &fd, &sb)))
+        return st;
     if (S_ISDIR(sb.st_mode)) {
-        snprintf(what, sizeof what, "%s/config.json", path);
-        if ((st = gptq_file_open_at(fd, "config.json", &cfd)) ||
+        snprintf(what, sizeof what, "%s/config.json", label);
+        if ((st = gptq_file_open_in(rootfd, rel, "config.json", &cfd)) ||
             (st = gptq_file_read_fd(cfd, what, GPTQ_HF_FILE_MAX_BYTES, &text, &len)) ||
             (st = gptq_config_parse(text, len, what, cfg)))
             goto done;
@@ -214,29 +259,32 @@ gptq_status gptq_source_estimate(const char *path, gptq_model_config *cfg, uint6
         if (fstatat(fd, "model.safetensors", &ws, 0) != 0 &&
             fstatat(fd, "model.safetensors.index.json", &ws, 0) != 0) {
             st = gptq_fail(GPTQ_ERR_NOTFOUND, "%s: no model.safetensors or "
-                           "model.safetensors.index.json", path);
+                           "model.safetensors.index.json", label);
             goto done;
         }
         *bytes = folder_estimate(fd, cfg);
-    } else if (S_ISREG(sb.st_mode) && is_gguf(fd)) {
+    } else if (is_gguf(fd)) {
         gptq_gguf *g = NULL;
-        snprintf(what, sizeof what, "%s (config)", path);
-        if (!(st = gptq_gguf_open_fd(fd, path, &g)) && !(st = gptq_gguf_hf_config(g, &text, &len)))
+        snprintf(what, sizeof what, "%s (config)", label);
+        if (!(st = gptq_gguf_open_fd(fd, label, &g)) && !(st = gptq_gguf_hf_config(g, &text, &len)))
             st = gptq_config_parse(text, len, what, cfg);
         for (size_t i = 0; !st && i < gptq_gguf_tensor_count(g); i++)
             *bytes += (uint64_t)gptq_gguf_tensor_at(g, i)->numel * sizeof(float);
         gptq_gguf_close(g);
     } else {
-        st = gptq_fail(S_ISREG(sb.st_mode) ? GPTQ_ERR_FORMAT : GPTQ_ERR_IO,
-                       "%s: neither a model folder nor a GGUF file", path);
+        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: neither a model folder nor a GGUF file", label);
     }
 done:
     free(text);
     if (cfd >= 0)
         close(cfd);
-    if (fd >= 0)
-        close(fd);
+    close(fd);
     return st;
+}
+
+gptq_status gptq_source_estimate(const char *path, gptq_model_config *cfg, uint64_t *bytes)
+{
+    return gptq_source_estimate_in(AT_FDCWD, path, path, cfg, bytes);
 }
 
 void gptq_source_free(gptq_model_source *s)
@@ -322,8 +370,18 @@ gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_t
     if (t->dtype != GPTQ_DT_F32 && t->dtype != GPTQ_DT_F16 && t->dtype != GPTQ_DT_BF16)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%.96s' has dtype %s; weights must be F16, "
                          "BF16 or F32", s->label, t->name, gptq_dtype_name(t->dtype));
-    gptq_dtype_to_f32(t->dtype, t->data, out, (size_t)t->numel);
-    return GPTQ_OK;
+    gptq_status st = gptq_st_tensor_convert(t->impl_, out);
+    return st ? gptq_fail_context(st, "%s", s->label) : GPTQ_OK;
+}
+
+gptq_status gptq_source_read_raw(const gptq_model_source *s, const gptq_source_tensor *t,
+                                 void *out)
+{
+    if (!t->data)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%.96s' is not stored as %s", s->label,
+                         t->name, gptq_dtype_name(t->dtype));
+    gptq_status st = gptq_st_tensor_copy(t->impl_, out);
+    return st ? gptq_fail_context(st, "%s", s->label) : GPTQ_OK;
 }
 
 void gptq_source_release(const gptq_model_source *s, const gptq_source_tensor *t)

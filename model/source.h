@@ -26,7 +26,8 @@ typedef struct gptq_source_tensor {
     int ndim;           /* 1..4 */
     int64_t shape[4];   /* HF order ([rows, cols] for a matrix) */
     int64_t numel;
-    const void *data;   /* safetensors: the stored bytes; GGUF: NULL (use read_f32) */
+    const void *data;   /* safetensors: the stored bytes, in a mapping of the file: read
+                           them only with read_f32/read_raw (SIGBUS guard); GGUF: NULL */
     size_t bytes;       /* numel * element size of dtype */
     const void *impl_;  /* the source's own handle */
     int permute_heads_; /* GGUF: rows to un-permute */
@@ -41,6 +42,13 @@ typedef struct gptq_source_tensor {
  * GPTQ_ERR_FORMAT / GPTQ_ERR_UNSUPPORTED (from the readers, naming the file
  * and field), GPTQ_ERR_IO, GPTQ_ERR_NOMEM. */
 gptq_status gptq_source_open(const char *path, gptq_model_source **out);
+
+/* The same for `rel` confined beneath the directory rootfd (every file it
+ * opens is opened with gptq_open_beneath, common/file.h: symbolic links
+ * only while they stay beneath); rootfd AT_FDCWD: unconfined. `label`
+ * names it in messages. */
+gptq_status gptq_source_open_in(int rootfd, const char *rel, const char *label,
+                                gptq_model_source **out);
 void gptq_source_free(gptq_model_source *s);
 
 /* What a load of `path` will cost, cheaply (config.json and file sizes, or
@@ -48,6 +56,8 @@ void gptq_source_free(gptq_model_source *s);
  * resident weights. For a memory check before a load starts.
  * Errors: gptq_source_open's for the files it reads. */
 gptq_status gptq_source_estimate(const char *path, gptq_model_config *cfg, uint64_t *bytes);
+gptq_status gptq_source_estimate_in(int rootfd, const char *rel, const char *label,
+                                    gptq_model_config *cfg, uint64_t *bytes);
 
 /* 1 for a GGUF file. */
 int gptq_source_is_gguf(const gptq_model_source *s);
@@ -68,6 +78,12 @@ int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_t
  * not a float), the GGUF reader's. */
 gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_tensor *t,
                                  float *out);
+
+/* t's stored bytes copied to out[t->bytes] (integer tensors of a packed
+ * linear, fp16 scales). Errors: GPTQ_ERR_FORMAT (a GGUF tensor: it has no
+ * stored form here), GPTQ_ERR_IO (the file shrank while read). */
+gptq_status gptq_source_read_raw(const gptq_model_source *s, const gptq_source_tensor *t,
+                                 void *out);
 
 /* The pages of t are not needed now (a streamed layer is done with them). */
 void gptq_source_release(const gptq_model_source *s, const gptq_source_tensor *t);

@@ -6,6 +6,7 @@
 #include "model/tokenizer/internal.h"
 
 #include "common/file.h"
+#include "model/json_error.h"
 #include "model/gguf.h"
 #include "model/gguf_hf.h"
 
@@ -396,15 +397,6 @@ void gptq_tokenizer_free(gptq_tokenizer *tok)
     free(tok);
 }
 
-/* jansson's message without its "near '...'" quote of the text. */
-static const char *json_error_text(const json_error_t *e, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s", e->text);
-    char *near = strstr(buf, " near '");
-    if (near) *near = '\0';
-    return buf;
-}
-
 static gptq_status load_root(json_t *root, const char *path, gptq_tokenizer **out)
 {
     gptq_tokenizer *tok = NULL;
@@ -474,7 +466,7 @@ gptq_status gptq_tokenizer_load_json(const char *json, size_t len, const char *n
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: not valid JSON: line %d column %d: %s", name,
-                         jerr.line, jerr.column, json_error_text(&jerr, why, sizeof why));
+                         jerr.line, jerr.column, gptq_json_error_text(&jerr, why, sizeof why));
     gptq_status st = load_root(root, name, out);
     json_decref(root);
     return st;
