@@ -320,6 +320,8 @@ void gptq_client_jobs_free(gptq_client_jobs *list)
         free(list->jobs[i].kind);
         free(list->jobs[i].model);
         free(list->jobs[i].client);
+        free(list->jobs[i].result_message);
+        gptq_client_result_free(list->jobs[i].result);
     }
     free(list->jobs);
     free(list);
@@ -355,10 +357,15 @@ gptq_status gptq_client_jobs_list(gptq_client *c, gptq_client_jobs **out)
         MEM_TRY(j->kind = gptq_client_strdup_(wj->kind), "job list");
         MEM_TRY(j->model = gptq_client_strdup_(wj->model), "job list");
         MEM_TRY(j->client = gptq_client_strdup_(wj->client), "job list");
+        MEM_TRY(j->result_message = gptq_client_strdup_(wj->result_message), "job list");
         j->id = wj->id;
         j->state = gptq_client_state_from_wire_(wj->state);
         j->fraction = wj->fraction;
         j->seconds = wj->seconds;
+        j->uid = wj->uid;
+        j->result_status = (gptq_status)wj->result_status;
+        if (wj->result)
+            MEM_TRY(j->result = gptq_client_result_from_wire_(wj->result), "job list");
     }
     *out = list;
     list = NULL;

@@ -70,6 +70,34 @@ static gptq_status probe_socket(const char *path)
     }
 }
 
+/* The session token from <socket>.auth: the daemon reads this connection's
+ * kernel credentials (SO_PEERCRED) and answers with a token bound to them.
+ * Without one (a daemon that does not offer it) the client goes on
+ * anonymous: requests that need an identity then say so. */
+static void authenticate(gptq_client *c)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if ((size_t)snprintf(addr.sun_path, sizeof addr.sun_path, "%s%s", c->path,
+                         GPTQD_AUTH_SUFFIX) >= sizeof addr.sun_path)
+        return;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t got = 0;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0)
+        while (got < sizeof c->session) {
+            ssize_t n = recv(fd, c->session + got, sizeof c->session - got, 0);
+            if (n <= 0 && !(n < 0 && errno == EINTR))
+                break;
+            if (n > 0)
+                got += (size_t)n;
+        }
+    close(fd);
+    c->has_session = got == sizeof c->session;
+}
+
 gptq_status gptq_client_connect(const char *socket_path, gptq_client **out)
 {
     gptq_status st = GPTQ_OK;
@@ -92,6 +120,7 @@ gptq_status gptq_client_connect(const char *socket_path, gptq_client **out)
     }
     MEM_TRY(c->name = strdup(program_invocation_short_name), "client name");
     TRY(probe_socket(c->path));
+    authenticate(c);
 
     int resend = CLIENT_RESEND_IVL_MS, maxsize = CLIENT_RCVMAXSIZE, linger = 0;
     NN_TRY(c->sock = nn_socket(AF_SP, NN_REQ), "nn_socket(NN_REQ)");
@@ -206,6 +235,10 @@ gptq_status gptq_client_rpc_(gptq_client *c, Gptqd__Request *req, Gptqd__Respons
     req->version = GPTQD__VERSION__PROTOCOL_VERSION;
     req->client = c->name;
     req->client_pid = (uint32_t)getpid();
+    if (c->has_session) {
+        req->session.data = c->session;
+        req->session.len = sizeof c->session;
+    }
     size_t bytes = gptqd__request__get_packed_size(req);
     if (bytes > (size_t)CLIENT_RCVMAXSIZE) {
         st = gptq_fail(GPTQ_ERR_LIMIT, "request of %zu bytes: larger than %d bytes", bytes,

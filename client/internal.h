@@ -5,6 +5,7 @@
 
 #include "gptq/client.h"
 #include "gptqd.pb-c.h"
+#include "proto/auth.h"
 
 /* Internal to the library: not exported (see libgptqclient.map). */
 #define CLIENT_INTERNAL __attribute__((visibility("hidden")))
@@ -28,6 +29,8 @@ struct gptq_client {
     int timeout_ms;
     char path[CLIENT_SOCKET_PATH_MAX + 1];
     char *name;
+    uint8_t session[GPTQD_TOKEN_BYTES]; /* from <socket>.auth (proto/auth.h) */
+    int has_session;
     char errmsg[CLIENT_ERRMSG_BYTES];
 };
 

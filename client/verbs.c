@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -625,6 +626,54 @@ out:
 
 /* ---- jobs / cancel ---------------------------------------------------------------------- */
 
+/* What a finished job left, in a few words (the jobs table's last column). */
+static void outcome_text(const gptq_client_job *j, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (j->state == GPTQ_JOB_FAILED || j->state == GPTQ_JOB_CANCELED)
+        snprintf(buf, n, "%.70s", j->result_message);
+    else if (j->state == GPTQ_JOB_DONE && j->result) {
+        const gptq_client_result *r = j->result;
+        if (!strcmp(j->kind, "eval") && r->has_kl)
+            snprintf(buf, n, "perplexity %.4f, KL %.6f", r->perplexity, r->kl);
+        else if (!strcmp(j->kind, "eval"))
+            snprintf(buf, n, "perplexity %.4f", r->perplexity);
+        else if (!strcmp(j->kind, "generate"))
+            snprintf(buf, n, "%u tokens", r->generated);
+        else if (r->saved_dir && r->saved_dir[0])
+            snprintf(buf, n, "saved to %.60s", r->saved_dir);
+    }
+}
+
+static json_t *job_json(const gptq_client_job *j)
+{
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:f, s:f, s:s, s:i}", "id", (json_int_t)j->id,
+                          "kind", j->kind, "model", j->model, "state",
+                          gptq_job_state_name(j->state), "fraction", j->fraction, "seconds",
+                          j->seconds, "client", j->client, "uid", (int)j->uid);
+    if (o && (j->state == GPTQ_JOB_FAILED || j->state == GPTQ_JOB_CANCELED)) {
+        json_object_set_new(o, "status", json_string(gptq_status_name(j->result_status)));
+        json_object_set_new(o, "message", json_string(j->result_message));
+    }
+    if (o && j->result) {
+        const gptq_client_result *r = j->result;
+        json_t *res = json_object();
+        if (!strcmp(j->kind, "eval")) {
+            json_object_set_new(res, "perplexity", json_real(r->perplexity));
+            json_object_set_new(res, "tokens", json_integer((json_int_t)r->tokens));
+            json_object_set_new(res, "seqlen", json_integer(r->seqlen));
+            if (r->has_kl)
+                json_object_set_new(res, "kl", json_real(r->kl));
+        }
+        if (!strcmp(j->kind, "generate"))
+            json_object_set_new(res, "tokens", json_integer(r->generated));
+        if (r->saved_dir && r->saved_dir[0])
+            json_object_set_new(res, "saved_dir", json_string(r->saved_dir));
+        json_object_set_new(o, "result", res);
+    }
+    return o;
+}
+
 static int verb_jobs(const ctl_globals *g, int argc, char **argv)
 {
     static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
@@ -644,15 +693,8 @@ static int verb_jobs(const ctl_globals *g, int argc, char **argv)
     }
     if (g->json) {
         json_t *jobs = json_array();
-        for (size_t i = 0; jobs && i < list->n; i++) {
-            const gptq_client_job *j = &list->jobs[i];
-            json_array_append_new(jobs, json_pack("{s:I, s:s, s:s, s:s, s:f, s:f, s:s}", "id",
-                                                  (json_int_t)j->id, "kind", j->kind, "model",
-                                                  j->model, "state",
-                                                  gptq_job_state_name(j->state), "fraction",
-                                                  j->fraction, "seconds", j->seconds, "client",
-                                                  j->client));
-        }
+        for (size_t i = 0; jobs && i < list->n; i++)
+            json_array_append_new(jobs, job_json(&list->jobs[i]));
         rc = emit_json(jobs ? json_pack("{s:o}", "jobs", jobs) : NULL);
         goto out;
     }
@@ -660,14 +702,83 @@ static int verb_jobs(const ctl_globals *g, int argc, char **argv)
         printf("no jobs\n");
         goto out;
     }
-    printf("%6s  %-9s %-20s %-9s %5s %9s  %s\n", "ID", "KIND", "MODEL", "STATE", "DONE",
-           "SECONDS", "CLIENT");
+    printf("%6s  %-9s %-20s %-9s %5s %9s  %-12s %6s  %s\n", "ID", "KIND", "MODEL", "STATE",
+           "DONE", "SECONDS", "CLIENT", "UID", "OUTCOME");
     for (size_t i = 0; i < list->n; i++) {
         const gptq_client_job *j = &list->jobs[i];
-        printf("%6" PRIu64 "  %-9s %-20s %-9s %4.0f%% %9.1f  %s\n", j->id, j->kind, j->model,
-               gptq_job_state_name(j->state), j->fraction * 100.0, j->seconds, j->client);
+        char outcome[128];
+        outcome_text(j, outcome, sizeof outcome);
+        printf("%6" PRIu64 "  %-9s %-20s %-9s %4.0f%% %9.1f  %-12s %6u  %s\n", j->id, j->kind,
+               j->model, gptq_job_state_name(j->state), j->fraction * 100.0, j->seconds,
+               j->client, j->uid, outcome);
     }
 out:
+    gptq_client_jobs_free(list);
+    gptq_client_close(c);
+    return rc;
+}
+
+/* Reattach to a job started elsewhere (a closed terminal, a dropped ssh):
+ * its progress from the start, its streamed text, its result, or the error
+ * it ended with; done jobs stay findable for the daemon's job-keep-seconds. */
+static int verb_wait(const ctl_globals *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
+    PARSE_BEGIN("wait", longopts)
+    PARSE_END("wait")
+    if (argc - optind < 1)
+        return ctl_usage_error("wait", "needs JOB");
+    int rc = extra_arg("wait", argc, argv, 1);
+    if (rc)
+        return rc;
+    long id = 0;
+    if ((rc = ctl_parse_long("wait", "JOB", argv[optind], 1, LONG_MAX, &id)))
+        return rc;
+    gptq_client *c = NULL;
+    gptq_client_jobs *list = NULL;
+    gptq_client_result *res = NULL;
+    if ((rc = ctl_connect(g, &c)))
+        return rc;
+    gptq_status st = gptq_client_jobs_list(c, &list);
+    const gptq_client_job *j = NULL;
+    for (size_t i = 0; !st && i < list->n; i++)
+        if (list->jobs[i].id == (gptq_job_id)id)
+            j = &list->jobs[i];
+    if (st) {
+        rc = ctl_fail(g, "wait", c, st);
+        goto out;
+    }
+    if (!j) {
+        fprintf(stderr, "gptqctl wait: job %ld: no such job (finished jobs are kept for "
+                "gptqd's job-keep-seconds)\n", id);
+        rc = CTL_EXIT_FAILED;
+        goto out;
+    }
+    const int gen = !strcmp(j->kind, "generate");
+    /* Ctrl-C leaves this wait, not the job (which the other verbs cancel):
+     * the job was started elsewhere and goes on */
+    signal(SIGINT, SIG_DFL);
+    rc = follow_job(g, c, j->kind, j->model, GPTQ_OK, (gptq_job_id)id, gen && !g->json, &res);
+    if (rc || !res)
+        goto out;
+    gptq_client_job done = *j;
+    done.state = GPTQ_JOB_DONE;
+    done.result = res;
+    if (g->json) {
+        json_t *o = job_json(&done);
+        if (o && gen)
+            json_object_set_new(json_object_get(o, "result"), "text", json_string(res->text));
+        rc = emit_json(o);
+    } else {
+        char outcome[128];
+        outcome_text(&done, outcome, sizeof outcome);
+        if (gen)
+            printf("\n");
+        printf("job %ld (%s %s): done in %.1f s%s%s\n", id, j->kind, j->model, res->seconds,
+               outcome[0] ? ": " : "", outcome);
+    }
+out:
+    gptq_client_result_free(res);
     gptq_client_jobs_free(list);
     gptq_client_close(c);
     return rc;
@@ -760,8 +871,13 @@ const ctl_verb ctl_verbs[] = {
      "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
      "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n",
      verb_save},
-    {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client.\n",
+    {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client, uid, and\n"
+     "for finished ones their outcome (figures or error); they are kept for the\n"
+     "daemon's job-keep-seconds, also when their client went away.\n",
      verb_jobs},
+    {"wait", "JOB", "Reattach to job JOB (started by any gptqctl, perhaps in a closed terminal):\n"
+     "its progress bar and streamed text from the start, then its result or error.\n",
+     verb_wait},
     {"cancel", "JOB", "Ask the daemon to stop job JOB (an id from `gptqctl jobs`).\n",
      verb_cancel},
 };

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/interrupt.h"
 #include "common/utf8.h"
 #include "daemon/log.h"
 #include "model/sample.h"
@@ -131,6 +132,11 @@ static void stream_flush(sequence *seq)
 
 /* ---- the loop ---------------------------------------------------------------- */
 
+static int job_canceled(void *job)
+{
+    return gptqd_job_canceled(job);
+}
+
 /* Ends a sequence (loop thread, lock not held) and wakes its job thread. */
 static void finish(gptqd_batcher *b, sequence *seq, gptq_status st)
 {
@@ -222,9 +228,13 @@ static void *loop(void *arg)
                 /* A new sequence: its prompt alone, into its slot. */
                 gptq_kv_truncate(b->kv, s, 0);
                 float *logits = b->logits + (size_t)s * (size_t)b->vocab;
+                /* a long prompt is many layers of work: its job's cancel
+                 * (or the daemon's stop) ends it between layers */
+                gptq_interrupt_set(job_canceled, seq->job);
                 gptq_status st = gptq_model_forward(b->model, b->kv, seq->prompt, 1,
                                                     seq->n_prompt, &s, NULL, GPTQ_FWD_LAST_ONLY,
                                                     logits);
+                gptq_interrupt_set(NULL, NULL);
                 if (st) {
                     finish(b, seq, st);
                     continue;

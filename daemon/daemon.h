@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/auth.h"
 #include "daemon/conf.h"
 #include "daemon/jobs.h"
 #include "daemon/registry.h"
@@ -14,6 +15,7 @@ typedef struct gptqd_ctx {
     const gptqd_conf *conf;
     gptqd_jobs *jobs;
     gptqd_registry *registry;
+    gptqd_auth *auth;  /* verified identities behind request sessions */
     double t_start; /* monotonic seconds */
 } gptqd_ctx;
 

@@ -20,6 +20,7 @@
 #include "daemon/validate.h"
 #include "common/utf8.h"
 #include "gptqd.pb-c.h"
+#include "proto/auth.h"
 #include "proto/wire_strings.h"
 
 enum { MAX_POLL_EVENTS = 1024 };
@@ -103,6 +104,7 @@ typedef struct request_ctx {
     gptqd_export export_data;  /* freed after packing */
     int has_poll, has_export;
     gptqd_resident *held;      /* released after packing */
+    gptqd_caller caller;       /* who sent it (daemon/auth.h) */
 } request_ctx;
 
 static gptq_status reply_job(request_ctx *r, uint64_t id)
@@ -125,6 +127,22 @@ static gptq_status reply_done(request_ctx *r)
 static const char *client_of(const Gptqd__Request *req)
 {
     return req->client && req->client[0] ? req->client : "client";
+}
+
+/* Requests that act on the daemon (start work, change what is resident or
+ * mapped) need a verified identity: a session from <socket>.auth. */
+static int needs_identity(Gptqd__Request__BodyCase body)
+{
+    switch (body) {
+    case GPTQD__REQUEST__BODY_PING:
+    case GPTQD__REQUEST__BODY_STATUS_REQUEST:
+    case GPTQD__REQUEST__BODY_LIST:
+    case GPTQD__REQUEST__BODY_POLL:
+    case GPTQD__REQUEST__BODY_JOBS:
+        return 0;
+    default:
+        return 1;
+    }
 }
 
 static gptq_status handle_ping(request_ctx *r)
@@ -201,6 +219,8 @@ static gptq_status handle_list(request_ctx *r)
         m->host_bytes = infos[i].host_bytes;
         m->device_bytes = infos[i].device_bytes;
         m->kv_bytes = infos[i].kv_bytes;
+        m->owner_uid = (uint32_t)infos[i].owner_uid;
+        m->context = infos[i].context;
         ptrs[i] = m;
     }
     r->list.n_models = n;
@@ -221,15 +241,27 @@ static gptq_status handle_load(request_ctx *r)
     if (st)
         return st;
     uint64_t id;
-    st = gptqd_task_load(r->ctx, client_of(r->req), l->name, &src, &id);
+    st = gptqd_task_load(r->ctx, &r->caller, l->name, &src, &id);
     gptqd_place_close(&src);
     return st ? st : reply_job(r, id);
 }
 
+/* A forced unload also cancels the jobs that use the model and waits (a
+ * little) for them to let it go: their loops stop within a layer. */
+enum { FORCED_UNLOAD_WAIT_MS = 3000 };
+
 static gptq_status handle_unload(request_ctx *r)
 {
-    gptq_status st = gptqd_registry_unload(r->ctx->registry, r->req->unload->name,
-                                           r->req->unload->force);
+    const Gptqd__UnloadRequest *u = r->req->unload;
+    gptq_status st = gptqd_registry_unload(r->ctx->registry, u->name, u->force, &r->caller);
+    if (st == GPTQ_ERR_BUSY && u->force &&
+        gptqd_jobs_cancel_model(r->ctx->jobs, u->name) > 0) {
+        for (int waited = 0; st == GPTQ_ERR_BUSY && waited < FORCED_UNLOAD_WAIT_MS; waited += 20) {
+            struct timespec pause = {0, 20 * 1000000L};
+            nanosleep(&pause, NULL);
+            st = gptqd_registry_unload(r->ctx->registry, u->name, u->force, &r->caller);
+        }
+    }
     return st ? st : reply_done(r);
 }
 
@@ -263,7 +295,7 @@ static gptq_status handle_quantize(request_ctx *r)
         .n_skip_modules = q->n_skip_modules,
     };
     uint64_t id;
-    st = gptqd_task_quantize(r->ctx, client_of(r->req), q->name, q->new_name, &p,
+    st = gptqd_task_quantize(r->ctx, &r->caller, q->name, q->new_name, &p,
                              q->calib_path[0] ? &calib : NULL, q->save_dir[0] ? &save : NULL,
                              &id);
     gptqd_place_close(&calib);
@@ -283,7 +315,7 @@ static gptq_status handle_generate(request_ctx *r)
         .seed = g->seed,
     };
     uint64_t id;
-    gptq_status st = gptqd_task_generate(r->ctx, client_of(r->req), g->name, &p, &id);
+    gptq_status st = gptqd_task_generate(r->ctx, &r->caller, g->name, &p, &id);
     return st ? st : reply_job(r, id);
 }
 
@@ -301,7 +333,7 @@ static gptq_status handle_eval(request_ctx *r)
         .max_windows = e->max_windows,
     };
     uint64_t id;
-    st = gptqd_task_eval(r->ctx, client_of(r->req), e->name, e->kl_base, &p, &id);
+    st = gptqd_task_eval(r->ctx, &r->caller, e->name, e->kl_base, &p, &id);
     gptqd_place_close(&text);
     return st ? st : reply_job(r, id);
 }
@@ -313,7 +345,7 @@ static gptq_status handle_save(request_ctx *r)
     if (st)
         return st;
     uint64_t id;
-    st = gptqd_task_save(r->ctx, client_of(r->req), r->req->save->name, &dir,
+    st = gptqd_task_save(r->ctx, &r->caller, r->req->save->name, &dir,
                          r->req->save->dtype, &id);
     gptqd_place_close(&dir);
     return st ? st : reply_job(r, id);
@@ -383,7 +415,7 @@ static gptq_status handle_poll(request_ctx *r)
 
 static gptq_status handle_cancel(request_ctx *r)
 {
-    gptq_status st = gptqd_jobs_cancel(r->ctx->jobs, r->req->cancel->job);
+    gptq_status st = gptqd_jobs_cancel(r->ctx->jobs, r->req->cancel->job, &r->caller);
     return st ? st : reply_done(r);
 }
 
@@ -415,6 +447,37 @@ static gptq_status handle_jobs(request_ctx *r)
         j->state = (Gptqd__JobState)infos[i].state;
         j->fraction = infos[i].fraction;
         j->seconds = infos[i].seconds;
+        j->uid = (uint32_t)infos[i].uid;
+        j->result_status = infos[i].result_status;
+        j->result_message = scratch_text(r->scratch, infos[i].result_message);
+        if (!j->result_message) {
+            st = nomem();
+            goto done;
+        }
+        if (infos[i].state == GPTQD_JOB_DONE) {
+            Gptqd__JobResult *res = scratch_alloc(r->scratch, sizeof *res);
+            const gptqd_job_result *g = &infos[i].result;
+            if (!res) {
+                st = nomem();
+                goto done;
+            }
+            gptqd__job_result__init(res);
+            res->model = scratch_text(r->scratch, g->model);
+            res->saved_dir = scratch_text(r->scratch, infos[i].saved_dir);
+            res->text = "";
+            if (!res->model || !res->saved_dir) {
+                st = nomem();
+                goto done;
+            }
+            res->perplexity = g->perplexity;
+            res->tokens = g->tokens;
+            res->seqlen = g->seqlen;
+            res->kl = g->kl;
+            res->has_kl = g->has_kl;
+            res->generated = g->generated;
+            res->seconds = g->seconds;
+            j->result = res;
+        }
         ptrs[i] = j;
     }
     r->jobs.n_jobs = n;
@@ -435,8 +498,7 @@ static gptq_status handle_map(request_ctx *r)
     gptq_status st = gptqd_registry_acquire(r->ctx->registry, r->req->map->name, &r->held);
     if (st)
         return st;
-    st = gptqd_registry_lease(r->ctx->registry, r->req->map->name, (pid_t)r->req->client_pid,
-                              &lease, e);
+    st = gptqd_registry_lease(r->ctx->registry, r->req->map->name, &r->caller, &lease, e);
     if (st)
         return st;
     r->has_export = 1;
@@ -454,13 +516,13 @@ static gptq_status handle_map(request_ctx *r)
     m->config_json = (char *)(e->config_json ? e->config_json : "");
     m->tokenizer_path = scratch_text(r->scratch, e->tokenizer_path);
     if (!m->tokenizer_path) {
-        gptqd_registry_unlease(r->ctx->registry, lease);
+        gptqd_registry_unlease(r->ctx->registry, lease, &r->caller);
         return nomem();
     }
     Gptqd__TensorEntry *t = scratch_alloc(r->scratch, (e->n_tensors + 1) * sizeof *t);
     Gptqd__TensorEntry **ptrs = scratch_alloc(r->scratch, (e->n_tensors + 1) * sizeof *ptrs);
     if (!t || !ptrs) {
-        gptqd_registry_unlease(r->ctx->registry, lease);
+        gptqd_registry_unlease(r->ctx->registry, lease, &r->caller);
         return nomem();
     }
     for (size_t i = 0; i < e->n_tensors; i++) {
@@ -482,7 +544,7 @@ static gptq_status handle_map(request_ctx *r)
 
 static gptq_status handle_unmap(request_ctx *r)
 {
-    gptq_status st = gptqd_registry_unlease(r->ctx->registry, r->req->unmap->lease);
+    gptq_status st = gptqd_registry_unlease(r->ctx->registry, r->req->unmap->lease, &r->caller);
     return st ? st : reply_done(r);
 }
 
@@ -549,6 +611,15 @@ void *gptqd_dispatch(gptqd_ctx *ctx, const void *msg, size_t len, size_t *reply_
         st = gptq_wire_check_strings(&gptqd__request__descriptor, msg, len, "request");
         if (!st)
             st = gptqd_validate_request(req);
+        if (!st) {
+            gptqd_auth_caller(ctx->auth, req->session.data, req->session.len, req->client,
+                              &r.caller);
+            if (!r.caller.known && needs_identity(req->body_case))
+                st = gptq_fail(GPTQ_ERR_PERMISSION,
+                               "request without a valid session: a client proves who it is "
+                               "through %s%s first (the gptqd client library does)",
+                               ctx->conf->socket, GPTQD_AUTH_SUFFIX);
+        }
         if (!st)
             st = handle(&r);
     }

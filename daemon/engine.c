@@ -208,6 +208,7 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
     info->layers = (uint32_t)cfg->num_hidden_layers;
     info->hidden = (uint32_t)cfg->hidden_size;
     info->vocab = (uint32_t)cfg->vocab_size;
+    info->context = (uint32_t)cfg->max_position_embeddings;
     if (cfg->quant.present) {
         info->bits = (uint32_t)cfg->quant.bits;
         info->group_size = cfg->quant.group_size;
@@ -655,6 +656,11 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
     gptqd_log(LOG_INFO, "model %s saved to %s (%s)", em->name, dir,
               em->quantized ? "GPTQ checkpoint" : "float model folder");
     return GPTQ_OK;
+}
+
+int gptqd_engine_clean_stale_saves(const char *dir)
+{
+    return gptq_checkpoint_clean_stale(dir, 4);
 }
 
 /* ---- export (Map) -------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "daemon/jobs.h"
 #include "daemon/paths.h"
@@ -32,6 +33,8 @@ typedef struct gptqd_model_info {
     uint32_t bits;
     int32_t group_size;
     uint32_t layers, hidden, vocab;
+    uint32_t context;     /* positions the model was trained for (0: unknown) */
+    uid_t owner_uid;      /* who loaded or quantized it (registry: unload is theirs) */
 } gptqd_model_info;
 
 typedef struct gptqd_generate_params {
@@ -91,6 +94,11 @@ void gptqd_engine_set_kv(int slots, int context);
 /* Bytes of the KV cache a model of this config gets. */
 uint64_t gptqd_engine_kv_bytes(const gptq_model_config *cfg);
 void gptqd_engine_shutdown(void);
+
+/* Removes unfinished save folders ("NAME.tmp.PID" with gptqd's marker, of a
+ * process that no longer runs, owned by this user) up to a few levels below
+ * `dir`: what a kill during a save leaves. Returns how many. Start-up. */
+int gptqd_engine_clean_stale_saves(const char *dir);
 
 /* "device" when resident weights live in device memory (CUDA), else
  * "host": the memory that memory-limit and ModelInfo.bytes count. */

@@ -2,6 +2,8 @@
  * polls that wait on a condition variable for at most a second. */
 #include "daemon/jobs.h"
 
+#include "common/interrupt.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proto/wire_check.h"
 #include "daemon/log.h"
@@ -21,6 +24,7 @@ struct gptqd_job {
     char kind[16];
     char model[80];
     char client[64];
+    uid_t uid;         /* who started it (gptqd_caller); cancel is theirs */
     int heavy;
     gptqd_job_fn fn;
     void *arg;
@@ -190,6 +194,13 @@ void gptqd_job_token(gptqd_job *job, int32_t token, const char *bytes, size_t le
     append_event(job, GPTQD_EVENT_TOKEN, bytes, len, token, 0, 0);
 }
 
+/* The libraries' long loops ask this (common/interrupt.h) on the job's
+ * thread: a cancel or a daemon stop ends them within one layer or block. */
+static int job_interrupted(void *p)
+{
+    return atomic_load(&((gptqd_job *)p)->cancel);
+}
+
 static void *job_thread(void *p)
 {
     gptqd_job *job = p;
@@ -212,7 +223,9 @@ static void *job_thread(void *p)
     pthread_mutex_unlock(&jobs->lock);
 
     gptq_clear_error();
+    gptq_interrupt_set(job_interrupted, job);
     gptq_status st = canceled_early ? GPTQ_ERR_CANCELED : job->fn(job, job->arg);
+    gptq_interrupt_set(NULL, NULL);
     char *message = NULL;
     if (st != GPTQ_OK) {
         const char *msg = gptq_errmsg();
@@ -289,7 +302,7 @@ static void join_and_free(gptqd_job **dead, size_t n)
 }
 
 gptq_status gptqd_jobs_start(gptqd_jobs *jobs, const char *kind, const char *model,
-                             const char *client, int heavy, gptqd_job_fn fn, void *arg,
+                             const gptqd_caller *caller, int heavy, gptqd_job_fn fn, void *arg,
                              gptqd_job_free_fn free_arg, uint64_t *id)
 {
     gptq_status st = GPTQ_OK;
@@ -308,7 +321,8 @@ gptq_status gptqd_jobs_start(gptqd_jobs *jobs, const char *kind, const char *mod
     job->state = GPTQD_JOB_QUEUED;
     snprintf(job->kind, sizeof job->kind, "%s", kind);
     snprintf(job->model, sizeof job->model, "%s", model ? model : "");
-    snprintf(job->client, sizeof job->client, "%s", client ? client : "");
+    snprintf(job->client, sizeof job->client, "%s", caller->name);
+    job->uid = caller->known ? caller->uid : geteuid(); /* the daemon's own work */
     job->ring = calloc((size_t)jobs->max_events, sizeof *job->ring);
     if (!job->ring || cond_init_monotonic(&job->changed) != 0) {
         free(job->ring);
@@ -357,7 +371,7 @@ gptq_status gptqd_jobs_start(gptqd_jobs *jobs, const char *kind, const char *mod
     pthread_mutex_unlock(&jobs->lock);
     join_and_free(dead, n_dead);
     gptqd_log(LOG_INFO, "job %llu: %s %s for %s", (unsigned long long)*id, kind,
-              model ? model : "", client && client[0] ? client : "?");
+              model ? model : "", caller->name);
     return GPTQ_OK;
 }
 
@@ -460,13 +474,17 @@ void gptqd_poll_free(gptqd_poll *poll)
     memset(poll, 0, sizeof *poll);
 }
 
-gptq_status gptqd_jobs_cancel(gptqd_jobs *jobs, uint64_t id)
+gptq_status gptqd_jobs_cancel(gptqd_jobs *jobs, uint64_t id, const gptqd_caller *caller)
 {
     gptq_status st = GPTQ_OK;
     pthread_mutex_lock(&jobs->lock);
     gptqd_job *job = find_locked(jobs, id);
     if (!job)
         st = gptq_fail(GPTQ_ERR_NOTFOUND, "job %llu: no such job", (unsigned long long)id);
+    else if (!gptqd_auth_may_act_for(caller, job->uid))
+        st = gptq_fail(GPTQ_ERR_PERMISSION, "job %llu belongs to uid %u: only it, root or "
+                       "gptqd's own user may cancel it", (unsigned long long)id,
+                       (unsigned)job->uid);
     else if (is_final(job->state))
         st = gptq_fail(GPTQ_ERR_ARG, "job %llu already finished (%s): nothing to cancel",
                        (unsigned long long)id, gptqd_job_state_name(job->state));
@@ -501,7 +519,20 @@ gptq_status gptqd_jobs_list(gptqd_jobs *jobs, gptqd_job_info **infos, size_t *n)
         memcpy(info->kind, job->kind, sizeof info->kind);
         memcpy(info->model, job->model, sizeof info->model);
         memcpy(info->client, job->client, sizeof info->client);
+        info->uid = job->uid;
         info->state = job->state;
+        if (is_final(job->state)) {
+            info->result_status = job->result_status;
+            snprintf(info->result_message, sizeof info->result_message, "%s",
+                     job->result_message ? job->result_message : "");
+            if (job->state == GPTQD_JOB_DONE) {
+                info->result = job->result;
+                info->result.text = NULL; /* the list shows figures, not whole texts */
+                info->result.saved_dir = NULL;
+                snprintf(info->saved_dir, sizeof info->saved_dir, "%s",
+                         job->result.saved_dir ? job->result.saved_dir : "");
+            }
+        }
         info->fraction = job->state == GPTQD_JOB_DONE ? 1.0 : job->fraction;
         info->seconds = job->t_start == 0 ? 0 : (is_final(job->state) ? job->t_end : t) -
                                                     job->t_start;
@@ -553,6 +584,38 @@ void gptqd_jobs_cancel_all(gptqd_jobs *jobs)
             atomic_store(&jobs->slots[i]->cancel, 1);
     pthread_cond_broadcast(&jobs->heavy_free);
     pthread_mutex_unlock(&jobs->lock);
+}
+
+int gptqd_jobs_cancel_model(gptqd_jobs *jobs, const char *model)
+{
+    int n = 0;
+    pthread_mutex_lock(&jobs->lock);
+    for (int i = 0; i < jobs->max_jobs; i++) {
+        gptqd_job *job = jobs->slots[i];
+        if (job && (job->state == GPTQD_JOB_QUEUED || job->state == GPTQD_JOB_RUNNING) &&
+            strcmp(job->model, model) == 0) {
+            atomic_store(&job->cancel, 1);
+            n++;
+        }
+    }
+    pthread_cond_broadcast(&jobs->heavy_free);
+    pthread_mutex_unlock(&jobs->lock);
+    return n;
+}
+
+int gptqd_jobs_wait_idle(gptqd_jobs *jobs, double seconds)
+{
+    double end = now_s() + seconds;
+    for (;;) {
+        unsigned running, queued;
+        gptqd_jobs_counts(jobs, &running, &queued);
+        if (running + queued == 0)
+            return 1;
+        if (now_s() >= end)
+            return 0;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
 }
 
 void gptqd_jobs_destroy(gptqd_jobs *jobs)

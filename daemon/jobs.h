@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/auth.h"
 #include "gptq/error.h"
 
 /* Same numbers as gptqd.proto's JobState and EventKind. */
@@ -73,7 +74,7 @@ void gptqd_jobs_destroy(gptqd_jobs *jobs);
  * at a time and wait QUEUED for their turn. On failure `free_arg(arg)` has
  * been called. Errors: GPTQ_ERR_LIMIT (table full). */
 gptq_status gptqd_jobs_start(gptqd_jobs *jobs, const char *kind, const char *model,
-                             const char *client, int heavy, gptqd_job_fn fn, void *arg,
+                             const gptqd_caller *caller, int heavy, gptqd_job_fn fn, void *arg,
                              gptqd_job_free_fn free_arg, uint64_t *id);
 
 /* For work functions. */
@@ -104,16 +105,23 @@ gptq_status gptqd_jobs_poll(gptqd_jobs *jobs, uint64_t id, uint64_t since, uint3
                             size_t max_reply, gptqd_poll *out);
 void gptqd_poll_free(gptqd_poll *poll);
 
-/* Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_ARG (already finished). */
-gptq_status gptqd_jobs_cancel(gptqd_jobs *jobs, uint64_t id);
+/* Errors: GPTQ_ERR_NOTFOUND, GPTQ_ERR_ARG (already finished),
+ * GPTQ_ERR_PERMISSION (the job is another uid's: gptqd_auth_may_act_for). */
+gptq_status gptqd_jobs_cancel(gptqd_jobs *jobs, uint64_t id, const gptqd_caller *caller);
 
 typedef struct gptqd_job_info {
     uint64_t id;
     char kind[16];
     char model[80];
     char client[64];
+    uid_t uid;
     gptqd_job_state state;
     double fraction, seconds;
+    /* once it ended: */
+    int32_t result_status;
+    char result_message[512];
+    gptqd_job_result result; /* DONE: the figures (text and saved_dir NULL) */
+    char saved_dir[512];
 } gptqd_job_info;
 
 /* A malloc'ed snapshot of the table, oldest first; free() it. */
@@ -125,6 +133,12 @@ void gptqd_jobs_reap(gptqd_jobs *jobs);
 
 /* Asks every job to stop (shutdown). */
 void gptqd_jobs_cancel_all(gptqd_jobs *jobs);
+
+/* Asks every queued or running job on `model` to stop; returns how many. */
+int gptqd_jobs_cancel_model(gptqd_jobs *jobs, const char *model);
+
+/* Waits up to `seconds` for no job to be queued or running; 1 if so. */
+int gptqd_jobs_wait_idle(gptqd_jobs *jobs, double seconds);
 
 const char *gptqd_job_state_name(gptqd_job_state state);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/conf.h"
 #include "daemon/daemon.h"
@@ -22,6 +23,9 @@
 #include "daemon/tasks.h"
 
 enum { TICK_MS = 1000, MAX_EVENTS_PER_JOB = 16384 };
+/* A stop waits this long for canceled jobs (systemd's TimeoutStopSec is
+ * longer: the unit asks for 10 s). */
+#define STOP_WAIT_S 4.0
 
 /* Set by the signal handler: which thread takes a signal is the kernel's
  * choice (OpenBLAS starts its threads before main, with nothing blocked),
@@ -59,6 +63,9 @@ static void status_line(gptqd_ctx *ctx, char *line, size_t len)
  * fed. A failed preload is logged and skipped: the daemon still serves. */
 static void preload(gptqd_ctx *ctx, uint64_t watchdog_us)
 {
+    /* the daemon's own: its user owns what it preloads */
+    const gptqd_caller preload_caller = {.known = 1, .uid = geteuid(), .pid = getpid(),
+                                         .name = "preload"};
     const gptqd_conf *conf = ctx->conf;
     for (int i = 0; i < conf->n_preloads; i++) {
         const gptqd_preload *p = &conf->preloads[i];
@@ -66,7 +73,7 @@ static void preload(gptqd_ctx *ctx, uint64_t watchdog_us)
         uint64_t id = 0;
         gptq_status st = gptqd_place_trusted(p->path, &place);
         if (!st)
-            st = gptqd_task_load(ctx, "preload", p->name, &place, &id);
+            st = gptqd_task_load(ctx, &preload_caller, p->name, &place, &id);
         gptqd_poll poll = {0};
         for (uint64_t since = 0; !st && !stop_signal;) {
             st = gptqd_jobs_poll(ctx->jobs, id, since, TICK_MS, 64, &poll);
@@ -130,12 +137,20 @@ int main(int argc, char **argv)
 
     uint64_t watchdog_us = gptqd_notify_init();
     gptqd_share_reap_stale();
+    for (int i = 0; i < conf.n_model_dirs; i++) {
+        int removed = gptqd_engine_clean_stale_saves(conf.model_dirs[i]);
+        if (removed > 0)
+            gptqd_log(LOG_NOTICE, "removed %d unfinished save folder%s (*.tmp.PID) left in %s by "
+                      "a gptqd that no longer runs", removed, removed == 1 ? "" : "s",
+                      conf.model_dirs[i]);
+    }
     gptqd_engine_set_kv(conf.kv_slots, conf.kv_context);
     if (gptqd_engine_init(conf.device, conf.socket_group) != GPTQ_OK ||
         gptqd_jobs_create(conf.max_jobs, conf.job_keep_seconds, MAX_EVENTS_PER_JOB,
                           conf.workers > 2 ? conf.workers - 2 : 1, &ctx.jobs) != GPTQ_OK ||
         gptqd_registry_create(conf.memory_limit, &ctx.registry) != GPTQ_OK ||
-        gptqd_server_start(&ctx, &server) != GPTQ_OK) {
+        gptqd_server_start(&ctx, &server) != GPTQ_OK ||
+        gptqd_auth_start(&conf, &ctx.auth) != GPTQ_OK) {
         gptqd_log(LOG_ERR, "%s", gptq_errmsg());
         goto done;
     }
@@ -182,11 +197,28 @@ int main(int argc, char **argv)
     gptqd_notify_stopping();
     exit_code = 0;
 done:
-    gptqd_server_stop(server); /* no new requests; waiting polls end within a tick */
-    gptqd_jobs_destroy(ctx.jobs); /* cancels and joins every job */
+    /* A stop must end within the unit's TimeoutStopSec (5 s is the goal):
+     * the jobs are canceled first (their long loops look every layer or
+     * GPTQ block), then the requests, then whatever is left. */
+    double t_stop = now_s();
+    if (ctx.jobs)
+        gptqd_jobs_cancel_all(ctx.jobs);
+    gptqd_server_stop(server); /* no new requests; waiting polls end within a tick; the
+                                  socket file goes with it */
+    gptqd_auth_stop(ctx.auth);
+    if (ctx.jobs && !gptqd_jobs_wait_idle(ctx.jobs, STOP_WAIT_S - (now_s() - t_stop))) {
+        /* A job that does not stop in time: leave no shared memory or
+         * socket behind and go, without waiting for it. */
+        gptqd_share_unlink_own();
+        gptqd_log(LOG_WARNING, "jobs still running %.1f s after the stop: exiting without "
+                  "them", now_s() - t_stop);
+        gptqd_conf_free(&conf);
+        _exit(exit_code);
+    }
+    gptqd_jobs_destroy(ctx.jobs); /* joins every job */
     gptqd_registry_destroy(ctx.registry);
     gptqd_engine_shutdown();
-    gptqd_log(LOG_INFO, "stopped");
+    gptqd_log(LOG_INFO, "stopped in %.2f s", now_s() - t_stop);
     gptqd_conf_free(&conf);
     return exit_code;
 }

@@ -20,7 +20,8 @@ enum { MAX_MODELS = 256 };
 
 typedef struct lease {
     uint64_t id;
-    pid_t pid;
+    pid_t pid; /* the verified pid of the process that mapped (gptqd_caller) */
+    uid_t uid;
 } lease;
 
 struct gptqd_resident {
@@ -100,7 +101,8 @@ static gptqd_engine_model *collect_retired_locked(gptqd_registry *reg, gptqd_res
 
 static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
-gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64_t bytes)
+gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64_t bytes,
+                                   uid_t owner)
 {
     gptq_status st = GPTQ_OK;
     pthread_mutex_lock(&reg->lock);
@@ -126,6 +128,7 @@ gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64
         free_slot->loading = 1;
         snprintf(free_slot->info.name, sizeof free_slot->info.name, "%s", name);
         free_slot->info.bytes = bytes;
+        free_slot->info.owner_uid = owner;
         reg->bytes += bytes;
     }
     pthread_mutex_unlock(&reg->lock);
@@ -152,7 +155,9 @@ gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
             reg->bytes = others;
             memset(res, 0, sizeof *res);
         } else {
+            uid_t owner = res->info.owner_uid;
             res->info = *info;
+            res->info.owner_uid = owner;
             snprintf(res->info.name, sizeof res->info.name, "%s", name);
             res->model = model;
             res->loading = 0;
@@ -209,7 +214,8 @@ void gptqd_registry_release(gptqd_registry *reg, gptqd_resident *res)
 gptqd_engine_model *gptqd_resident_model(const gptqd_resident *res) { return res->model; }
 const gptqd_model_info *gptqd_resident_info(const gptqd_resident *res) { return &res->info; }
 
-gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int force)
+gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int force,
+                                  const gptqd_caller *caller)
 {
     gptq_status st = GPTQ_OK;
     gptqd_engine_model *model = NULL;
@@ -218,11 +224,16 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
     gptqd_resident *res = find_locked(reg, name);
     if (!res)
         st = gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident", name);
+    else if (!gptqd_auth_may_act_for(caller, res->info.owner_uid))
+        st = gptq_fail(GPTQ_ERR_PERMISSION, "model '%s' was loaded by uid %u: only it, root or "
+                       "gptqd's own user may unload it", name, (unsigned)res->info.owner_uid);
     else if (res->loading)
         st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: cancel its job first", name);
     else if (res->refs > 0)
-        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is used by %d running job%s: cancel them or "
-                       "wait", name, res->refs, res->refs == 1 ? "" : "s");
+        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is used by %d running job%s: cancel %s, wait, "
+                       "or unload --force (which cancels %s)", name, res->refs,
+                       res->refs == 1 ? "" : "s", res->refs == 1 ? "it" : "them",
+                       res->refs == 1 ? "it" : "them");
     else if (res->n_leases > 0 && !force) {
         char pids[160] = "";
         size_t len = 0;
@@ -316,9 +327,11 @@ void gptqd_registry_totals(gptqd_registry *reg, uint32_t *models, uint64_t *byte
     pthread_mutex_unlock(&reg->lock);
 }
 
-gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name, pid_t pid,
-                                 uint64_t *lease_id, gptqd_export *export)
+gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name,
+                                 const gptqd_caller *caller, uint64_t *lease_id,
+                                 gptqd_export *export)
 {
+    const pid_t pid = caller->pid;
     gptq_status st = GPTQ_OK;
     pthread_mutex_lock(&reg->lock);
     gptqd_resident *res = find_locked(reg, name);
@@ -333,7 +346,7 @@ gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name, pid_t pi
         st = gptqd_engine_export(res->model, export);
     if (!st) {
         uint64_t id = reg->next_lease++;
-        res->leases[res->n_leases++] = (lease){.id = id, .pid = pid};
+        res->leases[res->n_leases++] = (lease){.id = id, .pid = pid, .uid = caller->uid};
         *lease_id = id;
     }
     pthread_mutex_unlock(&reg->lock);
@@ -349,7 +362,8 @@ static void drop_lease(gptqd_resident *res, int i)
     res->leases[i] = res->leases[--res->n_leases];
 }
 
-gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease_id)
+gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease_id,
+                                   const gptqd_caller *caller)
 {
     pthread_mutex_lock(&reg->lock);
     for (int m = 0; m < MAX_MODELS; m++) {
@@ -358,6 +372,13 @@ gptq_status gptqd_registry_unlease(gptqd_registry *reg, uint64_t lease_id)
             continue;
         for (int i = 0; i < res->n_leases; i++)
             if (res->leases[i].id == lease_id) {
+                if (caller->pid != res->leases[i].pid &&
+                    !gptqd_auth_may_act_for(caller, res->leases[i].uid)) {
+                    pthread_mutex_unlock(&reg->lock);
+                    return gptq_fail(GPTQ_ERR_PERMISSION, "lease %llu belongs to pid %d of "
+                                     "another user", (unsigned long long)lease_id,
+                                     (int)res->leases[i].pid);
+                }
                 drop_lease(res, i);
                 gptqd_engine_model *gone = collect_retired_locked(reg, res);
                 pthread_mutex_unlock(&reg->lock);

@@ -177,7 +177,8 @@ gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model
     return GPTQ_OK;
 }
 
-void gptqd_share_reap_stale(void)
+/* shm_unlink the arenas in /dev/shm of daemons `keep` says no to. */
+static void unlink_arenas(int (*drop)(int pid), const char *why)
 {
     DIR *dir = opendir("/dev/shm");
     if (!dir)
@@ -185,20 +186,38 @@ void gptqd_share_reap_stale(void)
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
         int pid = 0, n = 0;
-        if (sscanf(e->d_name, "gptqd-%d-%n", &pid, &n) != 1 || n == 0 || pid <= 0 ||
-            pid == (int)getpid())
+        if (sscanf(e->d_name, "gptqd-%d-%n", &pid, &n) != 1 || n == 0 || pid <= 0)
             continue;
         char path[300];
         struct stat sb;
         snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
-        if (stat(path, &sb) < 0 || sb.st_uid != geteuid())
+        if (stat(path, &sb) < 0 || sb.st_uid != geteuid() || !drop(pid))
             continue;
-        if (kill(pid, 0) == 0 || errno != ESRCH)
-            continue; /* its daemon still runs (or is not ours to judge) */
         char name[300];
         snprintf(name, sizeof name, "/%s", e->d_name);
-        if (shm_unlink(name) == 0)
-            gptqd_log(LOG_NOTICE, "removed %s, left by gptqd %d which no longer runs", name, pid);
+        if (shm_unlink(name) == 0 && why)
+            gptqd_log(LOG_NOTICE, "removed %s, %s %d", name, why, pid);
     }
     closedir(dir);
+}
+
+/* Another daemon's, and it no longer runs (or not ours to judge). */
+static int stale(int pid)
+{
+    return pid != (int)getpid() && kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+static int own(int pid)
+{
+    return pid == (int)getpid();
+}
+
+void gptqd_share_reap_stale(void)
+{
+    unlink_arenas(stale, "left by gptqd which no longer runs:");
+}
+
+void gptqd_share_unlink_own(void)
+{
+    unlink_arenas(own, NULL);
 }

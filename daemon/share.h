@@ -37,6 +37,10 @@ gptq_status gptqd_share_model(gptq_model **model, const char *name, const char *
  * run (left by a crash: shm objects outlive their creator). Start-up. */
 void gptqd_share_reap_stale(void);
 
+/* Unlinks this process's arenas (their memory stays mapped): a stop that
+ * cannot wait for its jobs leaves nothing in /dev/shm. */
+void gptqd_share_unlink_own(void);
+
 /* The tensor table of `model` (which must live in `arena`) for a Map reply;
  * out->tensors is malloc'ed (gptqd_engine_export_free). */
 gptq_status gptqd_arena_export(const gptqd_arena *arena, const gptq_model *model,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
 
@@ -92,7 +93,7 @@ static gptq_status run_load(gptqd_job *job, void *arg)
     return GPTQ_OK;
 }
 
-gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_load(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             gptqd_place *src, uint64_t *job)
 {
     uint64_t bytes = 0;
@@ -109,13 +110,14 @@ gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name
         task_free(t);
         return gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory");
     }
-    st = gptqd_registry_reserve(ctx->registry, name, bytes);
+    st = gptqd_registry_reserve(ctx->registry, name, bytes,
+                                caller->known ? caller->uid : geteuid());
     if (st) {
         task_free(t);
         return st;
     }
     t->reserved = 1;
-    return gptqd_jobs_start(ctx->jobs, "load", name, client, 0, run_load, t, task_free, job);
+    return gptqd_jobs_start(ctx->jobs, "load", name, caller, 0, run_load, t, task_free, job);
 }
 
 /* ---- quantize -------------------------------------------------------------- */
@@ -147,7 +149,7 @@ static gptq_status run_quantize(gptqd_job *job, void *arg)
     return GPTQ_OK;
 }
 
-gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                                 const char *new_name, const gptqd_quantize_params *p,
                                 gptqd_place *calib, gptqd_place *save_dir, uint64_t *job)
 {
@@ -188,14 +190,15 @@ gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *
          * and a KV cache like the source's. */
         const gptqd_model_info *info = gptqd_resident_info(t->model);
         uint64_t estimate = info->bytes / 4 + info->kv_bytes;
-        st = gptqd_registry_reserve(ctx->registry, new_name, estimate);
+        st = gptqd_registry_reserve(ctx->registry, new_name, estimate,
+                                    caller->known ? caller->uid : geteuid());
     }
     if (st) {
         task_free(t);
         return st;
     }
     t->reserved = 1;
-    return gptqd_jobs_start(ctx->jobs, "quantize", name, client, 1, run_quantize, t, task_free,
+    return gptqd_jobs_start(ctx->jobs, "quantize", name, caller, 1, run_quantize, t, task_free,
                             job);
 }
 
@@ -207,7 +210,7 @@ static gptq_status run_generate(gptqd_job *job, void *arg)
     return gptqd_engine_generate(gptqd_resident_model(t->model), &t->gen, job);
 }
 
-gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_generate(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                                 const gptqd_generate_params *p, uint64_t *job)
 {
     task *t = task_new(ctx);
@@ -224,7 +227,7 @@ gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *
         task_free(t);
         return st;
     }
-    return gptqd_jobs_start(ctx->jobs, "generate", name, client, 0, run_generate, t, task_free,
+    return gptqd_jobs_start(ctx->jobs, "generate", name, caller, 0, run_generate, t, task_free,
                             job);
 }
 
@@ -242,7 +245,7 @@ static gptq_status run_eval(gptqd_job *job, void *arg)
     return st;
 }
 
-gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_eval(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             const char *kl_base, const gptqd_eval_params *p, uint64_t *job)
 {
     task *t = task_new(ctx);
@@ -258,11 +261,17 @@ gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name
         st = gptqd_registry_acquire(ctx->registry, name, &t->model);
     if (!st && kl_base && kl_base[0])
         st = gptqd_registry_acquire(ctx->registry, kl_base, &t->base);
+    /* windows longer than the model's positions are no evaluation (and cost
+     * quadratic time): refused before any work */
+    const gptqd_model_info *info = st ? NULL : gptqd_resident_info(t->model);
+    if (info && info->context && p->seqlen > info->context)
+        st = gptq_fail(GPTQ_ERR_ARG, "eval.seqlen %u exceeds the %u positions of model '%s': use "
+                       "--seqlen %u or less", p->seqlen, info->context, name, info->context);
     if (st) {
         task_free(t);
         return st;
     }
-    return gptqd_jobs_start(ctx->jobs, "eval", name, client, 0, run_eval, t, task_free, job);
+    return gptqd_jobs_start(ctx->jobs, "eval", name, caller, 0, run_eval, t, task_free, job);
 }
 
 /* ---- save ------------------------------------------------------------------ */
@@ -279,7 +288,7 @@ static gptq_status run_save(gptqd_job *job, void *arg)
     return st;
 }
 
-gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_save(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             gptqd_place *dir, const char *dtype, uint64_t *job)
 {
     task *t = task_new(ctx);
@@ -296,5 +305,5 @@ gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name
         task_free(t);
         return st;
     }
-    return gptqd_jobs_start(ctx->jobs, "save", name, client, 0, run_save, t, task_free, job);
+    return gptqd_jobs_start(ctx->jobs, "save", name, caller, 0, run_save, t, task_free, job);
 }

@@ -14,23 +14,23 @@
 #include "daemon/engine.h"
 #include "gptq/error.h"
 
-gptq_status gptqd_task_load(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_load(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             gptqd_place *src, uint64_t *job);
 
 /* p's strings are copied; calib and save_dir may be NULL (p->calib is
  * ignored: calib is the text). */
-gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                                 const char *new_name, const gptqd_quantize_params *p,
                                 gptqd_place *calib, gptqd_place *save_dir, uint64_t *job);
 
-gptq_status gptqd_task_generate(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_generate(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                                 const gptqd_generate_params *p, uint64_t *job);
 
-gptq_status gptqd_task_eval(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_eval(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             const char *kl_base, const gptqd_eval_params *p, uint64_t *job);
 
 /* dtype: "f16", "bf16", "f32" or "" (validated with the request). */
-gptq_status gptqd_task_save(gptqd_ctx *ctx, const char *client, const char *name,
+gptq_status gptqd_task_save(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             gptqd_place *dir, const char *dtype, uint64_t *job);
 
 #endif

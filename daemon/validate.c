@@ -154,9 +154,6 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
         return GPTQ_OK;
     case GPTQD__REQUEST__BODY_MAP:
         TRY(gptqd_validate_name("map.name", req->map->name));
-        if (req->client_pid == 0)
-            return gptq_fail(GPTQ_ERR_ARG, "client_pid: missing; a Map lease belongs to a "
-                             "process: send getpid()");
         return GPTQ_OK;
     case GPTQD__REQUEST__BODY_UNMAP:
         if (req->unmap->lease == 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -277,4 +278,72 @@ done:
     json_decref(config);
     json_decref(qc);
     return st;
+}
+
+/* A folder "<anything>.tmp.<pid>" holding the marker, of a process that no
+ * longer runs and owned by us. */
+static int stale_save(int dirfd, const char *name)
+{
+    const char *dot = strstr(name, ".tmp.");
+    if (!dot)
+        return 0;
+    char *end;
+    const char *digits;
+    while ((digits = strstr(dot + 1, ".tmp.")))
+        dot = digits;
+    long pid = strtol(dot + 5, &end, 10);
+    struct stat sb;
+    if (*end || pid <= 0 || end == dot + 5)
+        return 0;
+    if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode) ||
+        sb.st_uid != geteuid())
+        return 0;
+    if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return 0;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int marked = faccessat(fd, SAVE_MARKER, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    close(fd);
+    return marked;
+}
+
+static int clean_in(int dirfd, int depth)
+{
+    int fd = dup(dirfd), removed = 0;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (stale_save(dirfd, e->d_name)) {
+            remove_tree_at(dirfd, e->d_name);
+            removed++;
+            continue;
+        }
+        if (depth > 0 && e->d_type == DT_DIR) {
+            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                removed += clean_in(sub, depth - 1);
+                close(sub);
+            }
+        }
+    }
+    closedir(d);
+    return removed;
+}
+
+int gptq_checkpoint_clean_stale(const char *root, int depth)
+{
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int removed = clean_in(fd, depth);
+    close(fd);
+    return removed;
 }

@@ -49,11 +49,17 @@ gptq_status gptq_checkpoint_save(const gptq_model *m, const gptq_hf_files *files
 /* The same for the new folder `name` in the folder open at parentfd (every
  * file made with *at calls beneath it, nothing resolved by path again);
  * `dir` names it in messages. While writing, the folder is
- * "<name>.tmp.<pid>" holding a marker file, GPTQ_SAVE_MARKER, that
- * gptq_checkpoint_clean_stale recognizes. */
+ * "<name>.tmp.<pid>" holding a marker file that gptq_checkpoint_clean_stale
+ * recognizes. */
 gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *files,
                                     const gptq_checkpoint_meta *meta, gptq_dtype float_dtype,
                                     int parentfd, const char *name, const char *dir);
+
+/* Removes the unfinished save folders a killed process left: folders
+ * "<name>.tmp.<pid>" with the marker, owned by this user, whose process no
+ * longer runs, in `root` and up to `depth` levels below it (symbolic links
+ * not followed). Returns how many. */
+int gptq_checkpoint_clean_stale(const char *root, int depth);
 
 #ifdef __cplusplus
 }

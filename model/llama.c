@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "common/interrupt.h"
 #include "kernels/backend.h"
 #include "model/source.h"
 
@@ -441,6 +442,8 @@ static gptq_status load_weights(const loader *ld, gptq_model *m, int linears)
         return st;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         layer *Ly = &m->layers[l];
+        if ((st = gptq_interrupt_check("load")) != GPTQ_OK)
+            return st;
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
         if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->attn_norm)) != GPTQ_OK)
             return st;
@@ -1533,7 +1536,7 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
     const int q_dim = c->num_attention_heads * c->head_dim;
     const float eps = (float)c->rms_norm_eps;
 
-    if ((st = check_loaded(m, l)) != GPTQ_OK)
+    if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
     /* attention block */
     be->rmsnorm(h, Ly->attn_norm, s->x, T, hidden, eps);
@@ -1544,6 +1547,8 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
         return st;
 
     /* MLP block */
+    if ((st = gptq_interrupt_check("forward")) != GPTQ_OK)
+        return st;
     be->rmsnorm(h, Ly->mlp_norm, s->x, T, hidden, eps);
     if ((st = call_hook(hooks, l, GPTQ_LIN_GATE, s->x, T, hidden)) != GPTQ_OK ||
         (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
@@ -1564,7 +1569,7 @@ gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part pa
     if (n_seq < 1 || len < 1 || (int64_t)n_seq * len > MAX_CALL_TOKENS)
         return gptq_fail(GPTQ_ERR_ARG, "layer part: n_seq %d x len %d tokens: use 1 to %d",
                          n_seq, len, MAX_CALL_TOKENS);
-    if ((st = check_loaded(m, l)) != GPTQ_OK)
+    if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("layer")) != GPTQ_OK)
         return st;
     const layer *Ly = &m->layers[l];
     const int T = n_seq * len, hidden = c->hidden_size;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/interrupt.h"
 #include "quantizer.h"
 #include "result.h"
 
@@ -173,7 +174,7 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     float damp = (float)(cfg->damp * mean_diag);
     for (int c = 0; c < cols; c++)
         H[(size_t)c * cols + c] += damp;
-    if ((st = hinv_upper_cholesky(H, cols, cfg->damp)))
+    if ((st = gptq_interrupt_check("GPTQ")) || (st = hinv_upper_cholesky(H, cols, cfg->damp)))
         goto fail;
     const float *Hinv = H;
     out->seconds_cholesky = now_seconds() - t_chol;
@@ -187,6 +188,8 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     double t_blocks = now_seconds();
     for (int i1 = 0; i1 < cols; i1 += B) {
         const int i2 = i1 + B < cols ? i1 + B : cols, count = i2 - i1;
+        if ((st = gptq_interrupt_check("GPTQ block")))
+            goto fail;
 
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < rows; r++) {

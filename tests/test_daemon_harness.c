@@ -1,6 +1,8 @@
 /* tests/test_daemon_harness.c: start/stop gptqd, raw nanomsg calls. */
 #include "test_daemon_harness.h"
 
+#include "proto/auth.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +11,8 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nanomsg/nn.h>
@@ -48,16 +52,52 @@ static void remember(td_daemon *d, int add)
     }
 }
 
+/* This process's session with the daemon last connected to (proto/auth.h);
+ * every request carries it. */
+static uint8_t session[GPTQD_TOKEN_BYTES];
+static int has_session;
+
 void td_request_init(Gptqd__Request *req)
 {
     gptqd__request__init(req);
     req->version = GPTQD__VERSION__PROTOCOL_VERSION;
     req->client = "test";
     req->client_pid = (uint32_t)getpid();
+    if (has_session) {
+        req->session.data = session;
+        req->session.len = sizeof session;
+    }
+}
+
+int td_authenticate(const td_daemon *d)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    const char *path = d->sock[0] ? d->sock
+                       : strncmp(d->url, "ipc://", 6) == 0 ? d->url + 6 : d->url;
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s%s", path, GPTQD_AUTH_SUFFIX);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    size_t got = 0;
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0)
+        while (got < sizeof session) {
+            ssize_t n = recv(fd, session + got, sizeof session - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+    if (fd >= 0)
+        close(fd);
+    has_session = got == sizeof session;
+    return has_session ? 0 : -1;
+}
+
+void td_forget_session(void)
+{
+    has_session = 0;
 }
 
 int td_connect(const td_daemon *d, int timeout_ms)
 {
+    td_authenticate(d); /* this process, this daemon */
     int s = nn_socket(AF_SP, NN_REQ);
     if (s < 0)
         return -1;

@@ -27,7 +27,14 @@ int td_stop(td_daemon *d);
 /* A REQ socket connected to d, with send/receive timeouts in ms; -1 on error. */
 int td_connect(const td_daemon *d, int timeout_ms);
 
-/* A Request with version and client set, body to be filled by the caller. */
+/* Get this process a session token from d's <socket>.auth (td_connect does
+ * it each time); 0 or -1. td_forget_session drops it (requests go
+ * anonymous). */
+int td_authenticate(const td_daemon *d);
+void td_forget_session(void);
+
+/* A Request with version, client and session set, body to be filled by the
+ * caller. */
 void td_request_init(Gptqd__Request *req);
 /* Send `req`, return the unpacked Response (free with
  * gptqd__response__free_unpacked(r, NULL)) or NULL on a transport error. */

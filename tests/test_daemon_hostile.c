@@ -196,9 +196,9 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
         body.name = "aXb"; /* X becomes a NUL byte on the wire */
         unsigned char buf[512];
         size_t n = gptqd__request__pack(&req, buf);
-        unsigned char *x = memchr(buf, 'X', n);
+        unsigned char *x = memmem(buf, n, "aXb", 3); /* not some 'X' of the session token */
         if (x)
-            *x = 0;
+            x[1] = 0;
         expect("name with NUL", td_call_raw(s, buf, n), GPTQ_ERR_ARG,
                "request.load.name: holds a NUL byte at byte 1");
     }
@@ -228,8 +228,11 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
         req.body_case = GPTQD__REQUEST__BODY_MAP;
         req.map = &body;
         expect("map unknown", call(s, &req), GPTQ_ERR_NOTFOUND, "no-such-model");
-        req.client_pid = 0;
-        expect("map without pid", call(s, &req), GPTQ_ERR_ARG, "client_pid");
+        req.session.data = (uint8_t *)"not a token at all";
+        req.session.len = 16;
+        expect("map with a forged session", call(s, &req), GPTQ_ERR_PERMISSION, "session");
+        req.session.len = 0;
+        expect("map without a session", call(s, &req), GPTQ_ERR_PERMISSION, ".auth");
         Gptqd__UnmapRequest un = GPTQD__UNMAP_REQUEST__INIT;
         td_request_init(&req);
         un.lease = 424242;

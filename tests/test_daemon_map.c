@@ -42,6 +42,9 @@ static Gptqd__Response *map_model(int s, const char *name)
     Gptqd__Request req;
     Gptqd__MapRequest body = GPTQD__MAP_REQUEST__INIT;
     td_request_init(&req);
+    /* claims the parent's pid: a lease is the verified caller's all the same
+     * (the killed-client check below fails if the daemon believed this) */
+    req.client_pid = (uint32_t)getppid();
     body.name = (char *)name;
     req.body_case = GPTQD__REQUEST__BODY_MAP;
     req.map = &body;

@@ -15,6 +15,7 @@ temporary directory and load back / unload / jobs / cancel and Ctrl-C of a
 running job; exit statuses 1 (daemon refusals) and 3 (daemon gone); the
 real model (SmolLM2 GGUF, when cached): load, a greedy chat answer that
 stops at <|im_end|>, save as an HF folder and load back alike; the
+`wait` on the eval of a killed gptqctl (its result kept); the
 concurrency checks of issue 5: 8 clients generating at once give the serial
 greedy outputs, status/list answer within 50 ms while a long job runs, and
 3 processes mapping one model share its pages (smaps) and a killed one's
@@ -416,6 +417,32 @@ def test_cancel(ctl, tmp):
         check(state == "canceled", "Ctrl-C cancelled the job on the daemon", str(state))
 
 
+def test_wait_after_client_killed(ctl):
+    """An eval whose gptqctl was killed (a closed terminal) runs on; `gptqctl
+    wait` finds it and shows its result, `jobs` keeps its figures."""
+    bg = subprocess.Popen([GPTQCTL, "--socket", ctl.sock, "eval", "tiny"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    j = wait_for_job(ctl, "eval", "tiny")
+    bg.kill()
+    bg.communicate()
+    check(j is not None, "the eval of a killed gptqctl shows in jobs")
+    if not j:
+        return
+    w = ctl.ok("wait", str(j["id"]), json_out=True, timeout=300)
+    res = (w.obj or {}).get("result", {})
+    check((w.obj or {}).get("state") == "done" and res.get("perplexity", 0) > 1,
+          "gptqctl wait: the killed client's eval finished with a perplexity", str(w.obj))
+    t = ctl.ok("wait", str(j["id"]))
+    check("perplexity" in t.stdout and "done" in t.stdout, "gptqctl wait text", t.stdout[-300:])
+    p = ctl.ok("jobs", json_out=True)
+    mine = next((x for x in (p.obj or {}).get("jobs", []) if x["id"] == j["id"]), {})
+    check(mine.get("result", {}).get("perplexity") == res.get("perplexity"),
+          "jobs keeps the finished eval's figures", str(mine))
+    p = ctl.run("wait", "987654")
+    check(p.returncode == 1 and "987654" in p.stderr, "wait on an unknown job: exit 1",
+          f"{p.returncode} {p.stderr!r}")
+
+
 def test_latency_during_job(ctl, have_quantize):
     """status and list answer within 50 ms while a long job runs."""
     if have_quantize:
@@ -633,6 +660,7 @@ def main():
         short_ppl = test_eval(ctl, tmp, short_text)
         have_quantize = test_quantize(ctl, tmp, short_text, short_ppl)
         test_cancel(ctl, tmp)
+        test_wait_after_client_killed(ctl)
         test_latency_during_job(ctl, have_quantize)
         test_concurrent_generate(ctl)
         test_map(ctl, greedy)

@@ -224,6 +224,8 @@ typedef enum gptq_job_state {
 /* "queued", "running", "done", "failed", "canceled". */
 const char *gptq_job_state_name(gptq_job_state state);
 
+typedef struct gptq_client_result gptq_client_result;
+
 typedef struct gptq_client_job {
     gptq_job_id id;
     char *kind;  /* load, quantize, generate, eval, save */
@@ -232,6 +234,11 @@ typedef struct gptq_client_job {
     double fraction; /* 0..1 */
     double seconds;
     char *client;
+    unsigned uid;    /* who started it (only that user, root or gptqd's may cancel it) */
+    /* once it ended (kept by the daemon for a while, also when its client went away): */
+    gptq_status result_status; /* FAILED / CANCELED: why */
+    char *result_message;      /* "" when none */
+    gptq_client_result *result; /* DONE: its figures (no generated text), else NULL */
 } gptq_client_job;
 
 typedef struct gptq_client_jobs {
@@ -261,7 +268,7 @@ typedef struct gptq_client_event {
 } gptq_client_event;
 
 /* What a finished job produced; fields that do not apply are 0 / NULL. */
-typedef struct gptq_client_result {
+struct gptq_client_result {
     char *model;
     double perplexity;  /* eval */
     uint64_t tokens;    /* eval: tokens scored */
@@ -272,7 +279,7 @@ typedef struct gptq_client_result {
     uint32_t generated; /* generate: tokens produced */
     double seconds;
     char *saved_dir;    /* save, quantize --save */
-} gptq_client_result;
+};
 
 void gptq_client_result_free(gptq_client_result *r);
 

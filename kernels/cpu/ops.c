@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/interrupt.h"
 #include "gptq/error.h"
 
 /* Largest head_dim the rotary kernel handles with its stack tables; model
@@ -166,6 +167,12 @@ static gptq_status attention_gemm(const gptq_attention_args *a)
                          a->start + a->len);
     for (int h = 0; h < a->n_heads; h++) {
         const int kvh = h / group;
+        /* a head of a long prompt is seconds of work: stop when asked */
+        gptq_status st = gptq_interrupt_check("attention");
+        if (st) {
+            free(S);
+            return st;
+        }
         for (int r0 = 0; r0 < a->len; r0 += ATTN_BLOCK) {
             const int rows = a->len - r0 < ATTN_BLOCK ? a->len - r0 : ATTN_BLOCK;
             const int k0 = first_key(a, a->start + r0); /* first key any row sees */
