@@ -14,24 +14,31 @@
 #ifndef GPTQ_CUDA_MODULE_INSTALL_PATH
 #define GPTQ_CUDA_MODULE_INSTALL_PATH ""
 #endif
+#ifndef GPTQ_CUDA_EMU_MODULE_BUILD_PATH
+#define GPTQ_CUDA_EMU_MODULE_BUILD_PATH ""
+#endif
 
 typedef int (*init_fn)(char *why, size_t why_len, int device, const gptq_backend **out);
 typedef const gptq_cuda_ops *(*ops_fn)(void);
 typedef void (*set_fail_fn)(gptq_status (*fail)(gptq_status, const char *, ...));
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static void *module;                     /* the loaded module, kept for the process */
+static void *real_module, *emu_module;   /* loaded modules, kept for the process */
+static void *module;                     /* the one whose device answered */
 static const gptq_backend *cuda_backend; /* set once a device answered */
 static const gptq_cuda_ops *cuda_ops;
 
-/* dlopen the first module path that loads; why lists what was tried. */
-static void *open_module(char *why, size_t why_len)
+/* dlopen the first module path that loads (the emulated module's when
+ * `emulated`); why lists what was tried. */
+static void *open_module(int emulated, char *why, size_t why_len)
 {
-    const char *env = getenv("GPTQ_CUDA_MODULE");
-    const char *paths[3] = {env && *env ? env : NULL, GPTQ_CUDA_MODULE_BUILD_PATH,
-                            GPTQ_CUDA_MODULE_INSTALL_PATH};
+    const char *env = getenv(emulated ? "GPTQ_CUDA_EMU_MODULE" : "GPTQ_CUDA_MODULE");
+    const char *paths[3] = {env && *env ? env : NULL,
+                            emulated ? GPTQ_CUDA_EMU_MODULE_BUILD_PATH : GPTQ_CUDA_MODULE_BUILD_PATH,
+                            emulated ? "" : GPTQ_CUDA_MODULE_INSTALL_PATH};
     size_t used = 0;
-    used += (size_t)snprintf(why, why_len, "CUDA module not loaded:");
+    used += (size_t)snprintf(why, why_len, "%s not loaded:",
+                             emulated ? "emulated CUDA module" : "CUDA module");
     for (int i = 0; i < 3; i++) {
         if (!paths[i] || !*paths[i])
             continue;
@@ -45,9 +52,23 @@ static void *open_module(char *why, size_t why_len)
     }
     if (used < why_len)
         snprintf(why + used, why_len - used,
-                 " build with -Dcuda=enabled or set GPTQ_CUDA_MODULE to libgptq_cuda.so");
+                 emulated ? " build with -Dgpu_emulation=enabled or set GPTQ_CUDA_EMU_MODULE"
+                          : " build with -Dcuda=enabled or set GPTQ_CUDA_MODULE to libgptq_cuda.so");
     return NULL;
 }
+
+/* GPTQ_CUDA_EMULATE: unset or "0" never emulate; "1" the emulated module
+ * only; "fallback" a real device when one answers, else the emulated one. */
+enum { EMU_NEVER, EMU_ONLY, EMU_FALLBACK };
+static int emulate_mode(void)
+{
+    const char *e = getenv("GPTQ_CUDA_EMULATE");
+    if (!e || !*e || strcmp(e, "0") == 0)
+        return EMU_NEVER;
+    return strcmp(e, "fallback") == 0 ? EMU_FALLBACK : EMU_ONLY;
+}
+
+static int open_table(void *mod, int device, const gptq_backend **out, char *why, size_t why_len);
 
 /* Try CUDA device `device`; 0 with *out set, or -1 with why filled. Called
  * with the lock held. */
@@ -57,20 +78,37 @@ static int try_cuda(int device, const gptq_backend **out, char *why, size_t why_
         init_fn init = (init_fn)dlsym(module, "gptq_cuda_backend_init");
         return init && init(why, why_len, device, out) == 0 ? 0 : -1;
     }
-    /* Cheap check first: without the driver there is no point loading
-     * cuBLAS (0.4 s and 260 MB, TOOLCHAIN.md §4). */
-    void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
-    if (!driver) {
-        const char *err = dlerror();
-        snprintf(why, why_len, "no CUDA driver (%s)", err ? err : "libcuda.so.1 not found");
-        return -1;
+    const int mode = emulate_mode();
+    if (mode != EMU_ONLY) {
+        if (!real_module) {
+            /* Cheap check first: without the driver there is no point
+             * loading cuBLAS (0.4 s and 260 MB, TOOLCHAIN.md §4). */
+            void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+            if (!driver) {
+                const char *err = dlerror();
+                snprintf(why, why_len, "no CUDA driver (%s)", err ? err : "libcuda.so.1 not found");
+            } else {
+                dlclose(driver);
+                real_module = open_module(0, why, why_len);
+            }
+        }
+        if (real_module && open_table(real_module, device, out, why, why_len) == 0)
+            return 0;
+        if (mode == EMU_NEVER)
+            return -1;
     }
-    dlclose(driver);
-    if (!module && !(module = open_module(why, why_len)))
+    /* the emulated module, beside a real one that found no device */
+    if (!emu_module && !(emu_module = open_module(1, why, why_len)))
         return -1;
-    init_fn init = (init_fn)dlsym(module, "gptq_cuda_backend_init");
-    ops_fn ops = (ops_fn)dlsym(module, "gptq_cuda_backend_ops");
-    set_fail_fn set_fail = (set_fail_fn)dlsym(module, "gptq_cuda_set_fail");
+    return open_table(emu_module, device, out, why, why_len);
+}
+
+/* Initialise `device` through a loaded module's entry points. */
+static int open_table(void *mod, int device, const gptq_backend **out, char *why, size_t why_len)
+{
+    init_fn init = (init_fn)dlsym(mod, "gptq_cuda_backend_init");
+    ops_fn ops = (ops_fn)dlsym(mod, "gptq_cuda_backend_ops");
+    set_fail_fn set_fail = (set_fail_fn)dlsym(mod, "gptq_cuda_set_fail");
     if (!init || !ops || !set_fail) {
         snprintf(why, why_len, "CUDA module lacks its entry points (a stale build?)");
         return -1;
@@ -78,6 +116,7 @@ static int try_cuda(int device, const gptq_backend **out, char *why, size_t why_
     set_fail(gptq_fail);
     if (init(why, why_len, device, out) != 0)
         return -1; /* the module stays loaded: a later call may name another device */
+    module = mod;
     cuda_backend = *out;
     cuda_ops = ops();
     return 0;

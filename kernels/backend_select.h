@@ -29,6 +29,10 @@ extern "C" {
  * found at $GPTQ_CUDA_MODULE, else beside the build tree (baked in at
  * build), else the install libdir (<libdir>/gptqd/libgptq_cuda.so). It stays
  * loaded for the life of the process; one CUDA device per process.
+ * GPTQ_CUDA_EMULATE selects the emulated module (libgptq_cuda_emu.so, the
+ * same CUDA sources run on the CPU; $GPTQ_CUDA_EMU_MODULE, else the build
+ * tree's; never installed): "1" it only, "fallback" when no real device
+ * answers, unset or "0" never. Its device calls itself "gptq-emu".
  * Thread-safe. */
 gptq_status gptq_backend_select(const char *device, const gptq_backend **out, char *why,
                                 size_t why_len);

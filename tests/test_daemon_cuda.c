@@ -1,7 +1,7 @@
 /* tests/test_daemon_cuda.c: gptqd on a GPU, end to end (DESIGN.md §2, §5).
  * gptqd --device cuda:0 with the fixture model preloaded: Status names the
  * GPU and its memory; List says the weights are in device memory; a greedy
- * infer gives text; two client processes Map the model (kind "cuda-ipc"),
+ * infer gives the CPU backend's greedy text; two client processes Map the model (kind "cuda-ipc"),
  * build it on the daemon's device memory and generate the same greedy text
  * in their own processes; the device holds the weights once; unmap and exit
  * give the leases back.
@@ -20,6 +20,7 @@
  *
  * Skips (77) without the fixtures or a CUDA device.
  * Usage: test_daemon_cuda PATH/TO/gptqd */
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,12 +38,21 @@
 #include "testgen.h"
 
 enum { MAX_TOKENS = 24, N_CLIENTS = 2 };
-static const char *PROMPT = "The Python interpreter";
+static const char *PROMPT = "In Python, a function";
 
 /* Greedy decoding as gptqd does it (testgen.h). *text malloc'ed. */
 static gptq_status greedy(const gptq_model *model, const char *tokenizer_path, char **text)
 {
     return test_greedy_text(model, tokenizer_path, PROMPT, MAX_TOKENS, text);
+}
+
+/* text with its newlines as \x1f, so that it travels as one report line. */
+static char *one_line(char *text)
+{
+    for (char *p = text; *p; p++)
+        if (*p == '\n')
+            *p = '\x1f';
+    return text;
 }
 
 /* Write a line to fd (the parent reads lines). */
@@ -87,7 +97,7 @@ static int client_main(const char *sock, const char *model_dir, int report)
     }
     if (gptq_mapping_model(m, &model) || greedy(model, gptq_mapping_tokenizer_path(m), &text))
         goto fail;
-    say(report, "text %s\n", text);
+    say(report, "text %s\n", one_line(text));
     free(text);
     while (read(0, &byte, 1) == 1)
         ;
@@ -109,8 +119,10 @@ typedef struct child {
 
 static int spawn(child *ch, const char *self, const char *sock, const char *model_dir)
 {
+    /* The parent's ends close on exec: a later client holding an earlier
+     * one's stdin would keep it from ever seeing EOF. */
     int in[2], out[2];
-    if (pipe(in) < 0 || pipe(out) < 0)
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe(out) < 0 || fcntl(out[0], F_SETFD, FD_CLOEXEC) < 0)
         return -1;
     ch->pid = fork();
     if (ch->pid < 0)
@@ -239,6 +251,20 @@ int main(int argc, char **argv)
     gptq_client_result_free(res);
     printf("daemon: '%s'\n", daemon_text);
     CHECK(daemon_text[0] != 0, "the daemon generated no text");
+    one_line(daemon_text);
+    /* The reference: the same greedy decoding on the CPU backend. */
+    gptq_model *host = NULL;
+    char *host_text = NULL, tokenizer[PATH_MAX + 32];
+    snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", model);
+    CHECK_OK(gptq_model_load(model, &host));
+    if (host)
+        CHECK_OK(greedy(host, tokenizer, &host_text));
+    printf("cpu:    '%s'\n", host_text ? host_text : "(none)");
+    CHECK(host_text && strcmp(one_line(host_text), daemon_text) == 0,
+          "the daemon's device generated '%s', the CPU '%s'", daemon_text,
+          host_text ? host_text : "(none)");
+    free(host_text);
+    gptq_model_free(host);
 
     /* Two clients: warm up, then map together. */
     for (; n_kids < N_CLIENTS; n_kids++)

@@ -128,6 +128,11 @@ static gptq_cuda_ops cuda_ops = {
     .cc_major = 0,
     .cc_minor = 0,
     .total_memory = 0,
+#ifdef GPTQ_CUDA_EMULATED
+    .emulated = 1,
+#else
+    .emulated = 0,
+#endif
     .sync = B(cuda_sync),
     .copy = B(cuda_copy),
     .time_calls = B(cuda_time_calls),

@@ -59,6 +59,10 @@ typedef struct gptq_cuda_ops {
     int sm_count;
     int cc_major, cc_minor;
     size_t total_memory;
+    /* 1 when this is the emulated module (the CUDA code running on the CPU,
+     * kernels/cuda/emu/): results as the device's, speed nothing like it.
+     * Tests use smaller shapes there. */
+    int emulated;
 
     /* Wait for all queued work; GPTQ_ERR_DEVICE naming the first failed
      * entry (asynchronous launch or execution error) since the last sync. */

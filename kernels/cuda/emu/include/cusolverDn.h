@@ -1,0 +1,3 @@
+// cusolverDn.h for the emulated module: see kernels/cuda/emu/emu.h.
+#pragma once
+#include "kernels/cuda/emu/emu.h"
