@@ -12,7 +12,7 @@
 #include "daemon/jobs.h"
 #include "gptq/error.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 typedef struct gptqd_batcher gptqd_batcher;
 

@@ -42,7 +42,7 @@
 #include "model/hf_files.h"
 #include "model/llama.h"
 #include "model/source.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 /* The texts used when a request names none (DESIGN.md §2): $GPTQD_DATA_DIR,
  * else the installed copy, else the source tree's (an uninstalled build). */

@@ -16,7 +16,7 @@
 
 #include "gptq/error.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1062,6 +1062,24 @@ const gptq_model_config *gptq_model_get_config(const gptq_model *m)
     return &m->cfg;
 }
 
+int gptq_model_vocab_size(const gptq_model *m)
+{
+    return m->cfg.vocab_size;
+}
+
+int gptq_model_context_length(const gptq_model *m)
+{
+    return m->cfg.max_position_embeddings;
+}
+
+int gptq_model_is_eos(const gptq_model *m, int32_t id)
+{
+    for (int i = 0; i < m->cfg.n_eos; i++)
+        if (m->cfg.eos_token_ids[i] == id)
+            return 1;
+    return 0;
+}
+
 static size_t packed_bytes(const gptq_packed *P)
 {
     return (size_t)P->cols * P->bits / 32 * P->rows * 4 +

@@ -23,6 +23,7 @@
 
 #include "common/dtype.h"
 #include "gptq/error.h"
+#include "gptq/model.h"
 #include "gptq/quant.h"
 #include "model/config.h"
 
@@ -30,8 +31,6 @@
 extern "C" {
 #endif
 
-typedef struct gptq_model gptq_model;
-typedef struct gptq_kv gptq_kv;
 
 /* The linears of a decoder layer, in the order the layer applies them. */
 typedef enum gptq_linear_id {
@@ -242,41 +241,8 @@ typedef gptq_status (*gptq_tensor_visit)(void *user, const char *name, const flo
                                          const gptq_packed *packed);
 gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit visit, void *user);
 
-/* ---- whole-model forward with a KV cache ------------------------------------------- */
+/* The KV cache and gptq_model_forward: gptq/model.h. */
 
-/* A KV cache of `n_seq` slots of `max_tokens` positions each, for model m
- * (it must only be used with m or its clones). *out is owned
- * (gptq_kv_free). Errors: GPTQ_ERR_ARG, GPTQ_ERR_NOMEM. */
-gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_kv **out);
-void gptq_kv_free(gptq_kv *kv);
-/* Tokens cached in a slot; forget a slot's tokens beyond `len` (0 empties it;
- * len above the current length is clamped). */
-int gptq_kv_len(const gptq_kv *kv, int slot);
-void gptq_kv_truncate(gptq_kv *kv, int slot, int len);
-int gptq_kv_slots(const gptq_kv *kv);
-int gptq_kv_capacity(const gptq_kv *kv);
-
-/* Only the last position of each sequence gets logits. */
-#define GPTQ_FWD_LAST_ONLY 1
-
-/* Forward n_seq sequences of `len` new tokens each: ids [n_seq, len].
- * Sequence s uses cache slot slots[s] (NULL: slot s) and its tokens sit at
- * positions start[s] .. start[s]+len-1 (start NULL: the slot's current
- * length), attending to the slot's cached positions 0..start[s]-1 and
- * causally to each other. The cache's entries from start[s] on are
- * overwritten and the slot's length becomes start[s]+len.
- * kv NULL: no cache, every sequence starts at position 0 (start must be
- * NULL).
- * logits: [n_seq*len, vocab] (row s*len+t), or [n_seq, vocab] with
- * GPTQ_FWD_LAST_ONLY; caller memory.
- * Errors: GPTQ_ERR_ARG (an id outside the vocabulary, a bad slot, a start
- * past the slot's length; the message names which), GPTQ_ERR_LIMIT (more
- * than 2^24 tokens in one call, or start +
- * len exceeds the cache's max_tokens), GPTQ_ERR_NOMEM. On error the cache
- * slots used are left with undefined contents beyond their old lengths. */
-gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *ids, int n_seq,
-                               int len, const int *slots, const int32_t *start, int flags,
-                               float *logits);
 
 /* ---- per-layer entry points (the calibration pipeline) --------------------------- */
 

@@ -17,8 +17,8 @@
 #include <jansson.h>
 
 #include "gptq/client.h"
-#include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/model.h"
+#include "gptq/tokenizer.h"
 #include "testgen.h"
 
 static gptq_status generate(gptq_mapping *m, const char *prompt, int max_tokens, char **text)

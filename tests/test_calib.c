@@ -18,7 +18,7 @@
 #include "common/dtype.h"
 #include "model/calib.h"
 #include "model/eval.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "testutil.h"
 #include "testtok.h"
 

@@ -30,7 +30,7 @@
 #include "kernels/backend_select.h"
 #include "model/calib.h"
 #include "model/eval.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "testutil.h"
 #include "testtok.h"
 

@@ -16,7 +16,7 @@
 #include "model/hf_files.h"
 #include "model/eval.h"
 #include "model/safetensors.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "testutil.h"
 #include "testtok.h"
 

@@ -32,7 +32,7 @@
 #include "gptq/client.h"
 #include "kernels/backend_select.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "test_daemon_harness.h"
 #include "testutil.h"
 #include "testgen.h"

@@ -21,7 +21,7 @@
 #include "model/calib.h"
 #include "model/eval.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "test_daemon_harness.h"
 
 static int failures;

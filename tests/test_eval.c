@@ -9,7 +9,7 @@
 #include "gptq/error.h"
 #include "model/eval.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "testutil.h"
 
 #define REF_PPL 114.4855970707711 /* reference_logits.json eval_perplexity_fp32 */

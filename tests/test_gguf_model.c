@@ -16,7 +16,7 @@
 #include "model/config.h"
 #include "model/llama.h"
 #include "model/source.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "testutil.h"
 
 static void check_config(const gptq_model_config *a, const gptq_model_config *b)

@@ -17,7 +17,7 @@
 #include "model/calib.h"
 #include "model/eval.h"
 #include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 #include "testutil.h"
 
 static json_t *ref;

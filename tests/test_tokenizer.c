@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 static int failures;
 

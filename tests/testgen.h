@@ -1,7 +1,9 @@
 /* tests/testgen.h: greedy generation the way gptqd does it, for the test
  * programs that run a (mapped) model themselves and compare its text with
  * the daemon's: the prompt encoded with special tokens, argmax (first index
- * on ties), stop at EOS or after max_tokens. Header-only. */
+ * on ties), stop at EOS or after max_tokens. Only the installed API
+ * (gptq/model.h, gptq/tokenizer.h), as a program outside the tree would
+ * write it. Header-only. */
 #ifndef GPTQ_TESTS_TESTGEN_H
 #define GPTQ_TESTS_TESTGEN_H
 
@@ -9,8 +11,8 @@
 #include <string.h>
 
 #include "gptq/error.h"
-#include "model/llama.h"
-#include "model/tokenizer.h"
+#include "gptq/model.h"
+#include "gptq/tokenizer.h"
 
 /* The completion of `prompt` by `model` as text (*text malloc'ed). */
 static inline gptq_status test_greedy_text(const gptq_model *model, const char *tokenizer_path,
@@ -23,13 +25,13 @@ static inline gptq_status test_greedy_text(const gptq_model *model, const char *
     float *logits = NULL;
     size_t n_ids = 0, len = 0;
     int generated = 0;
-    const gptq_model_config *cfg = gptq_model_get_config(model);
+    const int vocab = gptq_model_vocab_size(model);
     *text = NULL;
     if ((st = gptq_tokenizer_load(tokenizer_path, &tok)) ||
         (st = gptq_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n_ids)))
         goto done;
     out = malloc(((size_t)max_tokens + 1) * sizeof *out);
-    logits = malloc((size_t)cfg->vocab_size * sizeof *logits);
+    logits = malloc((size_t)vocab * sizeof *logits);
     if (!out || !logits) {
         st = gptq_fail(GPTQ_ERR_NOMEM, "greedy generation: out of memory");
         goto done;
@@ -40,13 +42,10 @@ static inline gptq_status test_greedy_text(const gptq_model *model, const char *
                             logits);
     while (!st && generated < max_tokens) {
         int32_t best = 0;
-        for (int i = 1; i < cfg->vocab_size; i++)
+        for (int i = 1; i < vocab; i++)
             if (logits[i] > logits[best])
                 best = i;
-        int eos = 0;
-        for (int i = 0; i < cfg->n_eos; i++)
-            eos |= cfg->eos_token_ids[i] == best;
-        if (eos)
+        if (gptq_model_is_eos(model, best))
             break;
         out[generated++] = best;
         if (generated < max_tokens)

@@ -3,7 +3,7 @@
 #ifndef GPTQ_TESTS_TESTTOK_H
 #define GPTQ_TESTS_TESTTOK_H
 
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 /* The ids of the file at `path` (no BOS), malloc'ed, their count in *n;
  * ends the program on failure (the test cannot go on without its text). */

@@ -17,7 +17,7 @@
 
 #include "model/gguf.h"
 #include "model/gguf_hf.h"
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 static int export_json(const char *gguf, const char *out)
 {

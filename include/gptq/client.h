@@ -368,8 +368,8 @@ size_t gptq_mapping_bytes(const gptq_mapping *m);
 const char *gptq_mapping_kind(const gptq_mapping *m);
 int gptq_mapping_cuda_device(const gptq_mapping *m);
 
-/* A model (model/llama.h) that runs in this process directly on the mapped
- * weights, built on first call. Owned by m: valid until gptq_unmap.
+/* A model (gptq/model.h: forward, KV cache) that runs in this process
+ * directly on the mapped weights, built on first call. Owned by m: valid until gptq_unmap.
  * Not thread-safe on one mapping (it builds lazily): call it once before
  * sharing the model between threads, which the model itself allows.
  * Errors: the model library's (e.g. a tensor missing from the table), or

@@ -11,25 +11,28 @@
 extern "C" {
 #endif
 
+/* The numbers travel on the wire (gptqd's replies and job results) and in
+ * gptqctl --json, so each is fixed: never renumber or reuse one; a new
+ * status takes the next number. tests/test_error.c pins them. */
 typedef enum gptq_status {
     GPTQ_OK = 0,
-    GPTQ_ERR_ARG,         /* a bad argument or option value */
-    GPTQ_ERR_IO,          /* open/read/write/mmap/rename failed */
-    GPTQ_ERR_FORMAT,      /* a file or message is corrupt or not what it claims */
-    GPTQ_ERR_NOMEM,       /* allocation failed or a configured memory limit was hit */
-    GPTQ_ERR_NUMERIC,     /* e.g. Cholesky of the Hessian failed */
-    GPTQ_ERR_NOTFOUND,    /* unknown model, tensor, job, file */
-    GPTQ_ERR_EXISTS,      /* the name is taken */
-    GPTQ_ERR_BUSY,        /* in use (leased model, running job) */
-    GPTQ_ERR_UNSUPPORTED, /* valid, but not something we implement */
-    GPTQ_ERR_CANCELED,    /* a job was cancelled */
-    GPTQ_ERR_PROTOCOL,    /* malformed request or reply, wrong version */
-    GPTQ_ERR_PERMISSION,  /* outside the configured model directories, EACCES */
-    GPTQ_ERR_LIMIT,       /* a configured limit (message size, jobs, tokens) */
-    GPTQ_ERR_DEVICE,      /* CUDA / accelerator failure */
-    GPTQ_ERR_UNREACHABLE, /* the daemon cannot be reached */
-    GPTQ_ERR_INTERNAL,    /* a bug: an invariant of ours did not hold */
-    GPTQ_STATUS_COUNT
+    GPTQ_ERR_ARG = 1,             /* a bad argument or option value */
+    GPTQ_ERR_IO = 2,              /* open/read/write/mmap/rename failed */
+    GPTQ_ERR_FORMAT = 3,          /* a file or message is corrupt or not what it claims */
+    GPTQ_ERR_NOMEM = 4,           /* allocation failed or a configured memory limit was hit */
+    GPTQ_ERR_NUMERIC = 5,         /* e.g. Cholesky of the Hessian failed */
+    GPTQ_ERR_NOTFOUND = 6,        /* unknown model, tensor, job, file */
+    GPTQ_ERR_EXISTS = 7,          /* the name is taken */
+    GPTQ_ERR_BUSY = 8,            /* in use (leased model, running job) */
+    GPTQ_ERR_UNSUPPORTED = 9,     /* valid, but not something we implement */
+    GPTQ_ERR_CANCELED = 10,       /* a job was cancelled */
+    GPTQ_ERR_PROTOCOL = 11,       /* malformed request or reply, wrong version */
+    GPTQ_ERR_PERMISSION = 12,     /* outside the configured model directories, EACCES */
+    GPTQ_ERR_LIMIT = 13,          /* a configured limit (message size, jobs, tokens) */
+    GPTQ_ERR_DEVICE = 14,         /* CUDA / accelerator failure */
+    GPTQ_ERR_UNREACHABLE = 15,    /* the daemon cannot be reached */
+    GPTQ_ERR_INTERNAL = 16,       /* a bug: an invariant of ours did not hold */
+    GPTQ_STATUS_COUNT = 17 /* one past the last */
 } gptq_status;
 
 /* Short stable name of a status ("ok", "bad argument", ...). Never NULL. */

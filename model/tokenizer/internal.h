@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/tokenizer.h"
+#include "gptq/tokenizer.h"
 
 #pragma GCC visibility push(hidden)
 

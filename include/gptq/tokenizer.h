@@ -1,4 +1,4 @@
-/* model/tokenizer.h: Hugging Face tokenizer.json (BPE model) in C.
+/* gptq/tokenizer.h: Hugging Face tokenizer.json (BPE model) in C.
  *
  * Covers the two BPE families in use: byte-level BPE (GPT-2, Llama 3, Qwen2,
  * SmolLM: ByteLevel / Split / Digits + ByteLevel pre-tokenizers,
@@ -12,8 +12,8 @@
  *
  * A loaded tokenizer is immutable: any number of threads may call encode,
  * decode and the lookups on one handle at once. */
-#ifndef GPTQ_MODEL_TOKENIZER_H
-#define GPTQ_MODEL_TOKENIZER_H
+#ifndef GPTQ_TOKENIZER_H
+#define GPTQ_TOKENIZER_H
 
 #include <stddef.h>
 #include <stdint.h>
