@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""bench/gptq_torch.py: the GPTQ algorithm of DESIGN.md section 3 in plain
-PyTorch, float32, as the yardstick bench/quantize compares its per-layer time
-against ("at least 2x faster than the torch version of the same algorithm on
-the same GPU").
+"""bench/gptq_torch.py: the GPTQ algorithm (Frantar et al., 2023, as its
+reference implementation runs it) in plain PyTorch, float32, as the yardstick
+bench/quantize compares its per-layer time against ("at least 2x faster than
+the torch version of the same algorithm on the same GPU").
 
 It builds one decoder layer of the given shape with random weights (the seven
 linears of a Llama layer), accumulates the four input Hessians (q/k/v share

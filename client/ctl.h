@@ -8,7 +8,7 @@
 
 #include "gptq/client.h"
 
-/* Exit status (DESIGN.md §9). */
+/* Exit status (docs/ARCHITECTURE.md "The command line"). */
 enum {
     CTL_EXIT_OK = 0,
     CTL_EXIT_FAILED = 1,      /* the request failed: the daemon's message on stderr */
@@ -28,7 +28,7 @@ extern volatile sig_atomic_t ctl_interrupted;
 /* A verb: argv[0] is the verb's name; returns the exit status. */
 typedef struct ctl_verb {
     const char *name;
-    const char *synopsis; /* the options, as in DESIGN.md §9 */
+    const char *synopsis; /* the options, as in docs/ARCHITECTURE.md "The command line" */
     const char *help;     /* what it does and each option, for `VERB --help` */
     int (*run)(const ctl_globals *g, int argc, char **argv);
 } ctl_verb;

@@ -1,4 +1,4 @@
-/* client/gptqctl.c: the command line of gptqd (DESIGN.md §9): global
+/* client/gptqctl.c: the command line of gptqd (docs/ARCHITECTURE.md "The command line"): global
  * options, help, dispatch to a verb, and the exit status that tells usage
  * errors, failed requests and an unreachable daemon apart. */
 #include <errno.h>

@@ -1,4 +1,5 @@
-/* client/verbs.c: gptqctl's verbs (DESIGN.md §9): each parses its options
+/* client/verbs.c: gptqctl's verbs (docs/ARCHITECTURE.md, "The command
+ * line"): each parses its options
  * (usage errors before any connection, so they exit 2 without a daemon),
  * makes its request, follows the job if there is one, and prints either
  * lines for people or, with --json, exactly one JSON object on stdout. */

@@ -1,7 +1,8 @@
-/* common/check.h: the goto-fail macros of STYLE.md for libc, pthreads and
- * allocations: each turns a failed call into a gptq_status with a message
- * naming what failed ("what: reason") and jumps to the function's single
- * cleanup label. Each expects `gptq_status st` and a `fail:` label in scope.
+/* common/check.h: the goto-fail macros (docs/ARCHITECTURE.md, "Conventions")
+ * for libc, pthreads and allocations: each turns a failed call into a
+ * gptq_status with a message naming what failed ("what: reason") and jumps
+ * to the function's single cleanup label. Each expects `gptq_status st`
+ * and a `fail:` label in scope.
  * The wire libraries (nanomsg, protobuf-c) have theirs in proto/wire_check.h. */
 #ifndef GPTQ_COMMON_CHECK_H
 #define GPTQ_COMMON_CHECK_H

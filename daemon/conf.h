@@ -38,7 +38,7 @@ typedef struct gptqd_conf {
 } gptqd_conf;
 
 /* Defaults; the socket path from GPTQD_SOCKET, else $XDG_RUNTIME_DIR/gptqd.sock
- * for a user, /run/gptqd/gptqd.sock for root (DESIGN.md §9). */
+ * for a user, /run/gptqd/gptqd.sock for root (docs/ARCHITECTURE.md "The command line"). */
 gptq_status gptqd_conf_init(gptqd_conf *conf);
 
 /* Set one key (file or flag spelling, without "--"). Repeatable keys append.

@@ -1,5 +1,6 @@
 /* daemon/engine.c: gptqd's thin layer over model/: load, generate, eval,
- * quantize, save, export. The only daemon file that includes model/.
+ * quantize, save, export (the decode loop is batch.c; the arenas share.c
+ * and share_cuda.c).
  *
  * Where a resident model's weights live (one place, counted once):
  * - CPU backend: a host model whose weights are in a POSIX shm arena
@@ -44,7 +45,7 @@
 #include "model/source.h"
 #include "gptq/tokenizer.h"
 
-/* The texts used when a request names none (DESIGN.md §2): $GPTQD_DATA_DIR,
+/* The texts used when a request names none (docs/ARCHITECTURE.md "The main path"): $GPTQD_DATA_DIR,
  * else the installed copy, else the source tree's (an uninstalled build). */
 #ifndef GPTQD_DATA_DIR
 #define GPTQD_DATA_DIR "/usr/share/gptqd"
@@ -123,7 +124,7 @@ gptq_status gptqd_engine_init(const char *device, const char *shm_group)
         snprintf(engine.note, sizeof engine.note, "--device cpu");
     } else {
         /* cuda:N that does not answer: serve on the CPU rather than not at
-         * all (DESIGN.md §5), and say so where an operator looks. */
+         * all (docs/ARCHITECTURE.md "Backend selection"), and say so where an operator looks. */
         snprintf(engine.note, sizeof engine.note, "--device %s: %s; using the CPU", device, why);
         gptqd_log(st ? LOG_WARNING : LOG_INFO, "%s", engine.note);
     }

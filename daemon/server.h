@@ -1,7 +1,7 @@
 /* daemon/server.h: the nanomsg side: a raw REP socket (AF_SP_RAW, NN_REP) on
  * ipc://PATH, created 0660, with NN_RCVMAXSIZE at the configured maximum,
  * served by a few worker threads so that a slow request never holds up the
- * others (TOOLCHAIN.md §5). */
+ * others (docs/ARCHITECTURE.md "Protocol and jobs"). */
 #ifndef GPTQD_SERVER_H
 #define GPTQD_SERVER_H
 

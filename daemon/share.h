@@ -1,4 +1,4 @@
-/* daemon/share.h: shared weights on the CPU (DESIGN.md §2 step 5). Each
+/* daemon/share.h: shared weights on the CPU (docs/ARCHITECTURE.md "The main path", map). Each
  * resident model's weights live in one POSIX shared-memory arena
  * ("/gptqd-<pid>-<model>-<n>", mode 0640, group of the socket when one is
  * configured) filled by a 64-byte-aligned bump allocator; Map hands clients

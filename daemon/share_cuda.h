@@ -1,4 +1,5 @@
-/* daemon/share_cuda.h: shared weights on a GPU (DESIGN.md §2 steps 1 and 5).
+/* daemon/share_cuda.h: shared weights on a GPU (docs/ARCHITECTURE.md,
+ * "The main path", load and map).
  * With the CUDA backend each resident model's serving copy lives in ONE
  * device allocation of its own (ops->ipc_alloc), filled by a 256-byte-
  * aligned bump allocator through gptq_model_to_backend. One allocation per

@@ -1,6 +1,6 @@
 /* daemon/validate.h: every field of a Request checked against its limits
- * before the daemon allocates or starts anything for it (STYLE.md, after
- * redis's networking.c). A failure names the field and the allowed range. */
+ * before the daemon allocates or starts anything for it (docs/ARCHITECTURE.md
+ * "Conventions"; after redis's networking.c). A failure names the field and the allowed range. */
 #ifndef GPTQD_VALIDATE_H
 #define GPTQD_VALIDATE_H
 

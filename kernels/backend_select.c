@@ -1,5 +1,5 @@
 /* kernels/backend_select.c: run-time choice between the CPU backend and the
- * dlopen()ed CUDA module (TOOLCHAIN.md §4's recipe). */
+ * dlopen()ed CUDA module (docs/ARCHITECTURE.md "Backend selection"). */
 #include "kernels/backend_select.h"
 
 #include <dlfcn.h>
@@ -82,7 +82,7 @@ static int try_cuda(int device, const gptq_backend **out, char *why, size_t why_
     if (mode != EMU_ONLY) {
         if (!real_module) {
             /* Cheap check first: without the driver there is no point
-             * loading cuBLAS (0.4 s and 260 MB, TOOLCHAIN.md §4). */
+             * loading cuBLAS (0.4 s and 260 MB of it). */
             void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
             if (!driver) {
                 const char *err = dlerror();

@@ -1,8 +1,8 @@
 /* kernels/backend_select.h: choose the compute backend at run time.
  *
  * The CUDA backend is a module (libgptq_cuda.so) that this library
- * dlopen()s, so one binary runs with or without CUDA (DESIGN.md §5,
- * TOOLCHAIN.md §4). Only the module links CUDA. */
+ * dlopen()s, so one binary runs with or without CUDA (docs/ARCHITECTURE.md
+ * "Backend selection"). Only the module links CUDA. */
 #ifndef GPTQ_KERNELS_BACKEND_SELECT_H
 #define GPTQ_KERNELS_BACKEND_SELECT_H
 

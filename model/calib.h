@@ -1,5 +1,5 @@
 /* model/calib.h: the calibration pipeline: a whole model quantized with
- * GPTQ layer by layer (DESIGN.md §2 step 2), and RTN for the baseline.
+ * GPTQ layer by layer (docs/ARCHITECTURE.md "The main path", quantize), and RTN for the baseline.
  *
  * Calibration windows of seqlen tokens are embedded and walked through the
  * decoder layers in order. For each layer, and each group of linears that

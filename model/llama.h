@@ -1,5 +1,6 @@
-/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2) on the
- * CPU backend, with Hugging Face semantics, in float32.
+/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2) on any
+ * backend (kernels/backend.h), with Hugging Face semantics, in float32.
+ * What a mapping client may call is declared in gptq/model.h.
  *
  * A gptq_model holds float32 copies of the weights of an HF folder; each of
  * a layer's seven linears is either float32 [out, in] or a GPTQ v1 packed

@@ -3,7 +3,7 @@
 
 The unit's ExecStart must exist for verify to pass, so a copy is verified
 with ExecStart pointing at the built gptqd. verify returns 0 even for
-warnings (TOOLCHAIN.md section 6), so its output must be empty.
+warnings, so its output must be empty.
 Usage: daemon_unit.py BUILD/systemd/gptqd.service BUILD/daemon/gptqd
 Exit 77 (skip) without systemd-analyze."""
 import os

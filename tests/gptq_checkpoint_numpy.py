@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/gptq_checkpoint_numpy.py: an independent reader of GPTQ checkpoints.
 
-Written from the format description alone (DESIGN.md §4, the ecosystem's
+Written from the format description alone (docs/ARCHITECTURE.md "Formats", the ecosystem's
 checkpoint_format "gptq"), not from our C code: parse safetensors with the
 standard library + numpy, unpack qweight/qzeros as little-endian bit streams
 of int32 words, add 1 to the stored zeros, and dequantize

@@ -1,7 +1,7 @@
 /* tests/test_checkpoint.c: GPTQ checkpoints we write.
  * - The folder has config.json with quantization_config, quantize_config.json,
  *   the tokenizer files, and model.safetensors whose tensor names, dtypes and
- *   shapes are those of the format (DESIGN.md §4), checked here from the
+ *   shapes are those of the format (docs/ARCHITECTURE.md "Formats"), checked here from the
  *   description, not from our writer.
  * - It reloads through gptq_model_load and gives the same perplexity as the
  *   in-memory quantized model.

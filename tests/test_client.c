@@ -881,7 +881,7 @@ static void test_ctl(void)
     CHECK(strstr(r.out, "tiny-w4: quantized from tiny"), "quantize text '%s'", r.out);
     CHECK(chdir(cwd) == 0, "chdir back");
 
-    /* eval --json: exactly the object of DESIGN.md §9. */
+    /* eval --json: exactly the object of docs/ARCHITECTURE.md "The command line". */
     RUN(&r, "--socket", S, "--json", "eval", "tiny-w4", "--kl-base", "tiny");
     o = only_json(&r);
     CHECK(o && r.status == 0, "eval: %d", r.status);

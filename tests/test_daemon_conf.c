@@ -1,5 +1,6 @@
 /* tests/test_daemon_conf.c: gptqd's settings: the config file's keys, flags
- * over the file, repeatable keys, the socket default of DESIGN.md §9, and
+ * over the file, repeatable keys, the socket default (docs/ARCHITECTURE.md,
+ * "The command line"), and
  * errors that name the file, line and key. */
 #include <stdio.h>
 #include <stdlib.h>

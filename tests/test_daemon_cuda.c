@@ -1,4 +1,4 @@
-/* tests/test_daemon_cuda.c: gptqd on a GPU, end to end (DESIGN.md §2, §5).
+/* tests/test_daemon_cuda.c: gptqd on a GPU, end to end (docs/ARCHITECTURE.md).
  * gptqd --device cuda:0 with the fixture model preloaded: Status names the
  * GPU and its memory; List says the weights are in device memory; a greedy
  * infer gives the CPU backend's greedy text; two client processes Map the model (kind "cuda-ipc"),

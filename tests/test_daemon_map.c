@@ -1,4 +1,4 @@
-/* tests/test_daemon_map.c: shared weights through gptqd (DESIGN.md §2 step
+/* tests/test_daemon_map.c: shared weights through gptqd (docs/ARCHITECTURE.md "The main path" step
  * 5): three processes Map one model and read its arena; /proc/PID/smaps
  * shows the mapping shared, not private; a mapped tensor equals the
  * fixture's weights; leases are counted, block a plain unload, and a

@@ -1,4 +1,5 @@
-/* gptq/client.h: libgptqclient, the client side of gptqd (DESIGN.md §6).
+/* gptq/client.h: libgptqclient, the client side of gptqd
+ * (docs/ARCHITECTURE.md, "Protocol and jobs").
  *
  * A gptq_client is one connection to a gptqd over nanomsg REQ on ipc://.
  * Every call is one request and one reply; anything slow (load, quantize,
