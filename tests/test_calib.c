@@ -164,11 +164,14 @@ int main(int argc, char **argv)
          * 16, 8), a spread of 0.087 = 0.076% of fp16. The CPU matters too
          * (OpenBLAS picks its kernels per CPU, so the sums differ): on an
          * AVX-512 EPYC, 4-bit per-channel came out +0.040% (0.046) while
-         * it matched to 0.005% on the AVX2 machine before. So: 0.08% of
-         * fp16 plus 25% of the reference's increase — still a fraction of
-         * what any real mistake costs (RTN is +0.24% to +0.47%). RTN has no
-         * feedback and must match to 0.002%. */
-        double tol = s->gptq ? 8e-4 * fp16 + 0.25 * fabs(ref_inc) : 2e-5 * s->ref_ppl;
+         * it matched to 0.005% on the AVX2 machine before; on an AVX-512
+         * Xeon, 4-bit g128 came out +0.0176% with OpenBLAS's Haswell
+         * kernels and +0.0936% with its SkylakeX ones (OPENBLAS_CORETYPE,
+         * nothing else changed). So: 0.1% of fp16 plus 25% of the
+         * reference's increase, still under half of what any real mistake
+         * costs (RTN is +0.24% to +0.47%). RTN has no feedback and must
+         * match to 0.002%. */
+        double tol = s->gptq ? 1e-3 * fp16 + 0.25 * fabs(ref_inc) : 2e-5 * s->ref_ppl;
         CHECK(fabs(ppl - s->ref_ppl) <= tol,
               "%s: perplexity %.4f vs reference %.4f (%.4f%%, tolerance %.4f)", s->name, ppl,
               s->ref_ppl, 100 * diff, tol);
@@ -179,11 +182,11 @@ int main(int argc, char **argv)
         if (s->gptq) {
             /* The reference's numbers are for dequantized weights rounded
              * to fp16 one by one; against those, the same storage of ours
-             * must stay within 1.25x the reference's increase (+ the 0.08%
+             * must stay within 1.25x the reference's increase (+ the 0.1%
              * of fp16 that summation order alone moves it, see above). */
             double own_inc = ppl - fp16;
-            CHECK(own_inc <= 1.25 * fabs(ref_inc) + 8e-4 * fp16,
-                  "%s: increase %.4f vs reference %.4f (bound 1.25x + 0.08%% of fp16)", s->name,
+            CHECK(own_inc <= 1.25 * fabs(ref_inc) + 1e-3 * fp16,
+                  "%s: increase %.4f vs reference %.4f (bound 1.25x + 0.1%% of fp16)", s->name,
                   own_inc, ref_inc);
             /* A GPTQ checkpoint stores one fp16 scale per group and row, so
              * its rounding error is shared by the whole group (coherent),
