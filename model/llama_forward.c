@@ -1,0 +1,533 @@
+/* model/llama_forward.c: the forward pass, following transformers'
+ * LlamaModel step for step: embed; per layer RMSNorm -> q, k, v (+bias) ->
+ * RoPE (rotate_half) -> causal GQA attention -> o -> residual add ->
+ * RMSNorm -> gate, up -> silu(gate)*up -> down -> residual add; final
+ * RMSNorm; lm_head. All compute goes through the backend table
+ * (kernels/backend.h). Also the per-layer entry points the calibration
+ * pipeline drives (embed, layer forward with hooks, layer parts, head). */
+#include "model/llama_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/interrupt.h"
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* Activations of one layer for T = n_seq*len tokens, allocated once per call. */
+typedef struct scratch {
+    const gptq_backend *be; /* every buffer but pos_host is its memory */
+    float *x;         /* [T, hidden] normed input / linear output */
+    float *q;         /* [T, q_dim] */
+    float *k, *v;     /* [T, kv_dim] */
+    float *att;       /* [T, q_dim] */
+    float *gate, *up; /* [T, intermediate] */
+    int32_t *pos;     /* [T] */
+    int32_t *pos_host;/* [T] host staging of pos */
+} scratch;
+
+static void scratch_free(scratch *s)
+{
+    if (s->be) {
+        const gptq_backend *be = s->be;
+        be->free(s->x), be->free(s->q), be->free(s->k), be->free(s->v), be->free(s->att);
+        be->free(s->gate), be->free(s->up), be->free(s->pos);
+    }
+    free(s->pos_host);
+    memset(s, 0, sizeof *s);
+}
+
+/* Which scratch buffers a call needs (a layer part needs few of them). */
+enum {
+    SCR_X = 1,    /* x */
+    SCR_QKV = 2,  /* q, k, v, pos */
+    SCR_ATT = 4,  /* att */
+    SCR_GATE = 8, /* gate */
+    SCR_UP = 16,  /* up */
+    SCR_ALL = 31
+};
+
+static void *scratch_buf(const gptq_backend *be, unsigned want, unsigned bit, size_t bytes,
+                         int *failed)
+{
+    if (!(want & bit))
+        return NULL;
+    void *p = be->alloc(bytes);
+    *failed |= !p;
+    return p;
+}
+
+static gptq_status scratch_alloc(const gptq_model *m, size_t T, unsigned want, scratch *s)
+{
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    size_t q_dim = (size_t)c->num_attention_heads * c->head_dim;
+    size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
+    size_t inter = (size_t)c->intermediate_size;
+    int failed = 0;
+    memset(s, 0, sizeof *s);
+    s->be = be;
+    s->x = scratch_buf(be, want, SCR_X, T * c->hidden_size * sizeof(float), &failed);
+    s->q = scratch_buf(be, want, SCR_QKV, T * q_dim * sizeof(float), &failed);
+    s->k = scratch_buf(be, want, SCR_QKV, T * kv_dim * sizeof(float), &failed);
+    s->v = scratch_buf(be, want, SCR_QKV, T * kv_dim * sizeof(float), &failed);
+    s->pos = scratch_buf(be, want, SCR_QKV, T * sizeof(int32_t), &failed);
+    s->att = scratch_buf(be, want, SCR_ATT, T * q_dim * sizeof(float), &failed);
+    s->gate = scratch_buf(be, want, SCR_GATE, T * inter * sizeof(float), &failed);
+    s->up = scratch_buf(be, want, SCR_UP, T * inter * sizeof(float), &failed);
+    if (want & SCR_QKV)
+        failed |= !(s->pos_host = malloc(T * sizeof(int32_t)));
+    if (failed) {
+        scratch_free(s);
+        return gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate %s activations for %zu tokens",
+                         be->name, T);
+    }
+    return GPTQ_OK;
+}
+
+static gptq_status linear_apply(const gptq_backend *be, const linear *L, const float *x, float *y,
+                                int n)
+{
+    if (L->packed)
+        return be->qgemm(&L->P, x, L->bias, y, n);
+    if (!L->W)
+        return gptq_fail(GPTQ_ERR_ARG, "a linear of this streaming model is not loaded: call "
+                         "gptq_model_layer_ensure first");
+    be->gemm_f32(x, L->W, L->bias, y, n, L->cols, L->rows);
+    return GPTQ_OK;
+}
+
+static gptq_status call_hook(const gptq_layer_hooks *hooks, int l, gptq_linear_id which,
+                             const float *X, int rows, int cols)
+{
+    if (!hooks || !hooks->before_linear)
+        return GPTQ_OK;
+    return hooks->before_linear(hooks->user, l, which, X, rows, cols);
+}
+
+/* Where a layer's keys and values go: sequence s writes rows start[s].. of
+ * k_base + slot[s]*slot_stride (each row kv_dim floats). */
+typedef struct kv_view {
+    float *k, *v;         /* this layer's [slots][cap][kv_dim] */
+    size_t slot_stride;   /* cap * kv_dim */
+    const int *slot;      /* [n_seq] or NULL: identity */
+    const int32_t *start; /* [n_seq] */
+} kv_view;
+
+/* Token positions of a call into s->pos, once per call (the same for every
+ * layer; an upload to a GPU waits for the device). */
+static gptq_status scratch_positions(scratch *s, const int32_t *start, int n_seq, int len)
+{
+    for (int i = 0; i < n_seq; i++)
+        for (int t = 0; t < len; t++)
+            s->pos_host[i * len + t] = start[i] + t;
+    return s->be->upload(s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
+}
+
+/* q/k/v of x [T, hidden] (a layer's normed input), RoPE, the keys and
+ * values into the cache view, causal attention into att [T, q_dim]. */
+static gptq_status attention_block(const gptq_model *m, int l, const float *x, float *att,
+                                   int n_seq, int len, const kv_view *kvv, scratch *s)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    const layer *Ly = &m->layers[l];
+    const int T = n_seq * len, hd = c->head_dim;
+    const int nh = c->num_attention_heads, nkv = c->num_key_value_heads;
+    const size_t q_dim = (size_t)nh * hd, kv_dim = (size_t)nkv * hd;
+    if ((st = linear_apply(be, &Ly->lin[GPTQ_LIN_Q], x, s->q, T)) != GPTQ_OK ||
+        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_K], x, s->k, T)) != GPTQ_OK ||
+        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
+        return st;
+    be->rope(s->q, T, nh, hd, s->pos, m->rope_freq);
+    be->rope(s->k, T, nkv, hd, s->pos, m->rope_freq);
+    for (int i = 0; i < n_seq; i++) {
+        size_t base = (size_t)(kvv->slot ? kvv->slot[i] : i) * kvv->slot_stride;
+        float *kc = kvv->k + base, *vc = kvv->v + base;
+        size_t rows = (size_t)len * kv_dim * sizeof(float);
+        if ((st = be->copy(kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim,
+                           rows)) != GPTQ_OK ||
+            (st = be->copy(vc + (size_t)kvv->start[i] * kv_dim, s->v + (size_t)i * len * kv_dim,
+                           rows)) != GPTQ_OK)
+            return st;
+        gptq_attention_args a = {
+            .q = s->q + (size_t)i * len * q_dim,
+            .k = kc,
+            .v = vc,
+            .out = att + (size_t)i * len * q_dim,
+            .len = len,
+            .start = kvv->start[i],
+            .n_heads = nh,
+            .n_kv_heads = nkv,
+            .head_dim = hd,
+            .window = c->sliding_window,
+            .scale = 1.0f / sqrtf((float)hd),
+        };
+        if ((st = be->attention(&a)) != GPTQ_OK)
+            return st;
+    }
+    return GPTQ_OK;
+}
+
+/* act [T, intermediate] = silu(gate_proj(x)) * up_proj(x); s->up is scratch. */
+static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *act, int T,
+                           scratch *s)
+{
+    gptq_status st;
+    const layer *Ly = &m->layers[l];
+    if ((st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
+        (st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
+        return st;
+    m->be->silu_mul(act, s->up, act, (size_t)T * m->cfg.intermediate_size);
+    return GPTQ_OK;
+}
+
+/* h += the linear `which` of x, computed into tmp [T, hidden]. */
+static gptq_status residual_add(const gptq_model *m, int l, gptq_linear_id which, const float *x,
+                                float *h, float *tmp, int T)
+{
+    gptq_status st = linear_apply(m->be, &m->layers[l].lin[which], x, tmp, T);
+    if (st == GPTQ_OK)
+        m->be->add(h, tmp, (size_t)T * m->cfg.hidden_size);
+    return st;
+}
+
+static gptq_status check_loaded(const gptq_model *m, int l)
+{
+    const layer *Ly = &m->layers[l];
+    if (!Ly->attn_norm || !Ly->mlp_norm)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d is not loaded on %s (gptq_model_layer_upload)",
+                         l, m->be->name);
+    return GPTQ_OK;
+}
+
+/* One decoder layer in place on h [n_seq*len, hidden]; s->pos holds the
+ * positions (scratch_positions). */
+static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
+                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    const layer *Ly = &m->layers[l];
+    const int T = n_seq * len, hidden = c->hidden_size;
+    const int q_dim = c->num_attention_heads * c->head_dim;
+    const float eps = (float)c->rms_norm_eps;
+
+    if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("forward")) != GPTQ_OK)
+        return st;
+    /* attention block */
+    be->rmsnorm(h, Ly->attn_norm, s->x, T, hidden, eps);
+    if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
+        (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, q_dim)) != GPTQ_OK ||
+        (st = residual_add(m, l, GPTQ_LIN_O, s->att, h, s->x, T)) != GPTQ_OK)
+        return st;
+
+    /* MLP block */
+    if ((st = gptq_interrupt_check("forward")) != GPTQ_OK)
+        return st;
+    be->rmsnorm(h, Ly->mlp_norm, s->x, T, hidden, eps);
+    if ((st = call_hook(hooks, l, GPTQ_LIN_GATE, s->x, T, hidden)) != GPTQ_OK ||
+        (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK)
+        return st;
+    return residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, T);
+}
+
+gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part part, float *h,
+                                  const float *in, float *out, int n_seq, int len)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    if (l < 0 || l >= c->num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d is out of range [0, %d)", l,
+                         c->num_hidden_layers);
+    if (n_seq < 1 || len < 1 || (int64_t)n_seq * len > MAX_CALL_TOKENS)
+        return gptq_fail(GPTQ_ERR_ARG, "layer part: n_seq %d x len %d tokens: use 1 to %d",
+                         n_seq, len, MAX_CALL_TOKENS);
+    if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("layer")) != GPTQ_OK)
+        return st;
+    const layer *Ly = &m->layers[l];
+    const int T = n_seq * len, hidden = c->hidden_size;
+    const float eps = (float)c->rms_norm_eps;
+    switch (part) {
+    case GPTQ_PART_ATTN_NORM:
+        be->rmsnorm(h, Ly->attn_norm, out, T, hidden, eps);
+        return GPTQ_OK;
+    case GPTQ_PART_MLP_NORM:
+        be->rmsnorm(h, Ly->mlp_norm, out, T, hidden, eps);
+        return GPTQ_OK;
+    case GPTQ_PART_ATTENTION:
+    case GPTQ_PART_ATTN_OUT:
+    case GPTQ_PART_MLP_ACT:
+    case GPTQ_PART_MLP_OUT:
+        break;
+    default:
+        return gptq_fail(GPTQ_ERR_ARG, "layer part %d is not a gptq_layer_part", (int)part);
+    }
+    /* the parts with linears: one call's scratch */
+    size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
+    scratch s;
+    float *k = NULL, *v = NULL;
+    int32_t *start = NULL;
+    static const unsigned needs[] = {[GPTQ_PART_ATTENTION] = SCR_X | SCR_QKV,
+                                     [GPTQ_PART_ATTN_OUT] = SCR_X,
+                                     [GPTQ_PART_MLP_ACT] = SCR_UP,
+                                     [GPTQ_PART_MLP_OUT] = SCR_X};
+    if ((st = scratch_alloc(m, (size_t)T, needs[part], &s)) != GPTQ_OK)
+        return st;
+    switch (part) {
+    case GPTQ_PART_ATTENTION:
+        k = be->alloc((size_t)T * kv_dim * sizeof *k);
+        v = be->alloc((size_t)T * kv_dim * sizeof *v);
+        start = calloc((size_t)n_seq, sizeof *start);
+        if (!k || !v || !start) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "layer part: cannot allocate keys for %d tokens", T);
+            break;
+        }
+        kv_view kvv = {.k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .start = start};
+        be->rmsnorm(h, Ly->attn_norm, s.x, T, hidden, eps);
+        if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
+            st = attention_block(m, l, s.x, out, n_seq, len, &kvv, &s);
+        break;
+    case GPTQ_PART_ATTN_OUT:
+        if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) == GPTQ_OK && out)
+            be->rmsnorm(h, Ly->mlp_norm, out, T, hidden, eps);
+        break;
+    case GPTQ_PART_MLP_ACT:
+        st = mlp_act(m, l, in, out, T, &s);
+        break;
+    default: /* GPTQ_PART_MLP_OUT */
+        st = residual_add(m, l, GPTQ_LIN_DOWN, in, h, s.x, T);
+        break;
+    }
+    be->free(k), be->free(v), free(start);
+    scratch_free(&s);
+    return st;
+}
+
+static gptq_status check_ids(const gptq_model *m, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return gptq_fail(GPTQ_ERR_ARG,
+                             "token id %d at index %zu is outside the vocabulary [0, %d)", ids[i],
+                             i, m->cfg.vocab_size);
+    return GPTQ_OK;
+}
+
+/* ids [n] (host) into backend memory: the caller's pointer on the CPU, else
+ * a new buffer (*owned) the caller frees with be->free. */
+static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_t n,
+                                  const int32_t **out, int32_t **owned)
+{
+    *owned = NULL;
+    *out = ids;
+    if (!m->device)
+        return GPTQ_OK;
+    int32_t *d = m->be->alloc(n * sizeof *d);
+    if (!d)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu token ids", m->be->name, n);
+    gptq_status st = m->be->upload(d, ids, n * sizeof *d);
+    if (st != GPTQ_OK) {
+        m->be->free(d);
+        return st;
+    }
+    *owned = d;
+    *out = d;
+    return GPTQ_OK;
+}
+
+gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, float *h)
+{
+    const int32_t *d_ids;
+    int32_t *owned;
+    gptq_status st = check_ids(m, ids, (size_t)n);
+    if (st != GPTQ_OK || (st = ids_to_backend(m, ids, (size_t)n, &d_ids, &owned)) != GPTQ_OK)
+        return st;
+    m->be->embed(m->embed, d_ids, n, m->cfg.hidden_size, h);
+    if (owned)
+        m->be->free(owned); /* frees after the queued embedding (cudaFree synchronizes) */
+    return GPTQ_OK;
+}
+
+gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *logits)
+{
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    gptq_status st = GPTQ_OK;
+    size_t out_bytes = (size_t)n * c->vocab_size * sizeof(float);
+    if (!m->lm_head || !m->norm)
+        return gptq_fail(GPTQ_ERR_ARG, "head: this copy of the model was made without its head "
+                         "(GPTQ_TO_BACKEND_NO_HEAD)");
+    float *x = be->alloc((size_t)n * c->hidden_size * sizeof *x);
+    float *y = m->device ? be->alloc(out_bytes) : logits;
+    if (!x || !y) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "head: cannot allocate %d x %d logits of %s memory", n,
+                       c->vocab_size, be->name);
+        goto done;
+    }
+    be->rmsnorm(h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
+    be->gemm_f32(x, m->lm_head, NULL, y, n, c->hidden_size, c->vocab_size);
+    if (m->device)
+        st = be->download(logits, y, out_bytes);
+done:
+    be->free(x);
+    if (m->device)
+        be->free(y);
+    return st;
+}
+
+gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, int n_seq, int len,
+                                     const gptq_layer_hooks *hooks)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    if (layer < 0 || layer >= c->num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d is out of range [0, %d)", layer,
+                         c->num_hidden_layers);
+    if (n_seq < 1 || len < 1)
+        return gptq_fail(GPTQ_ERR_ARG, "layer forward: n_seq %d and len %d must be >= 1", n_seq,
+                         len);
+    if ((int64_t)n_seq * len > MAX_CALL_TOKENS)
+        return gptq_fail(GPTQ_ERR_LIMIT, "layer forward: %d x %d tokens in one call; at most %d",
+                         n_seq, len, MAX_CALL_TOKENS);
+    size_t T = (size_t)n_seq * len, kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
+    scratch s;
+    if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK)
+        return st;
+    float *k = be->alloc(T * kv_dim * sizeof *k), *v = be->alloc(T * kv_dim * sizeof *v);
+    int32_t *start = calloc((size_t)n_seq, sizeof *start);
+    if (!k || !v || !start) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "layer forward: cannot allocate keys for %zu tokens", T);
+        goto done;
+    }
+    kv_view kvv = {
+        .k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .slot = NULL, .start = start};
+    if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
+        st = run_layer(m, layer, h, n_seq, len, &kvv, hooks, &s);
+done:
+    be->free(k), be->free(v), free(start);
+    scratch_free(&s);
+    return st;
+}
+
+gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *ids, int n_seq,
+                               int len, const int *slots, const int32_t *start, int flags,
+                               float *logits)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    scratch s = {0};
+    float *h = NULL, *last = NULL, *tmp_k = NULL, *tmp_v = NULL;
+    int32_t *starts = NULL, *ids_owned = NULL;
+    const int32_t *d_ids = NULL;
+    if (n_seq < 1 || len < 1)
+        return gptq_fail(GPTQ_ERR_ARG, "forward: n_seq %d and len %d must be >= 1", n_seq, len);
+    if ((int64_t)n_seq * len > MAX_CALL_TOKENS)
+        return gptq_fail(GPTQ_ERR_LIMIT, "forward: %d x %d tokens in one call; at most %d", n_seq,
+                         len, MAX_CALL_TOKENS);
+    size_t T = (size_t)n_seq * len, hidden = (size_t)c->hidden_size;
+    size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
+    if ((st = check_ids(m, ids, T)) != GPTQ_OK)
+        return st;
+    if (!kv && start)
+        return gptq_fail(GPTQ_ERR_ARG, "forward: start positions need a kv cache");
+    if (!(starts = calloc((size_t)n_seq, sizeof *starts)))
+        return gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
+
+    kv_view kvv = {.start = starts};
+    size_t layer_stride;
+    if (kv) {
+        if (kv->n_layers != c->num_hidden_layers || kv->kv_dim != (int)kv_dim || kv->be != be) {
+            st = gptq_fail(GPTQ_ERR_ARG, "forward: the kv cache was made for another model");
+            goto done;
+        }
+        for (int i = 0; i < n_seq; i++) {
+            int slot = slots ? slots[i] : i;
+            if (slot < 0 || slot >= kv->slots) {
+                st = gptq_fail(GPTQ_ERR_ARG,
+                               "forward: sequence %d: slot %d is outside the cache's %d slots", i,
+                               slot, kv->slots);
+                goto done;
+            }
+            for (int j = 0; j < i; j++)
+                if ((slots ? slots[j] : j) == slot) {
+                    st = gptq_fail(GPTQ_ERR_ARG, "forward: sequences %d and %d share slot %d", j, i,
+                                   slot);
+                    goto done;
+                }
+            starts[i] = start ? start[i] : kv->len[slot];
+            if (starts[i] < 0 || starts[i] > kv->len[slot]) {
+                st = gptq_fail(
+                    GPTQ_ERR_ARG,
+                    "forward: sequence %d starts at position %d but slot %d holds %d tokens", i,
+                    starts[i], slot, kv->len[slot]);
+                goto done;
+            }
+            if ((int64_t)starts[i] + len > kv->cap) {
+                st = gptq_fail(GPTQ_ERR_LIMIT,
+                               "forward: sequence %d needs %lld positions, the kv cache holds %d "
+                               "(raise max_tokens)",
+                               i, (long long)starts[i] + len, kv->cap);
+                goto done;
+            }
+        }
+        kvv.slot = slots;
+        kvv.slot_stride = (size_t)kv->cap * kv_dim;
+        layer_stride = (size_t)kv->slots * kvv.slot_stride;
+    } else {
+        tmp_k = be->alloc(T * kv_dim * sizeof *tmp_k);
+        tmp_v = be->alloc(T * kv_dim * sizeof *tmp_v);
+        if (!tmp_k || !tmp_v) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate keys for %zu tokens", T);
+            goto done;
+        }
+        kvv.slot_stride = (size_t)len * kv_dim;
+        layer_stride = 0; /* one layer at a time reuses the same buffer */
+    }
+
+    if (!(h = be->alloc(T * hidden * sizeof *h))) {
+        st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate hidden states for %zu tokens", T);
+        goto done;
+    }
+    if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK ||
+        (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
+        goto done;
+    be->embed(m->embed, d_ids, (int)T, (int)hidden, h);
+    if ((st = scratch_positions(&s, starts, n_seq, len)) != GPTQ_OK)
+        goto done;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        kvv.k = kv ? kv->k + (size_t)l * layer_stride : tmp_k;
+        kvv.v = kv ? kv->v + (size_t)l * layer_stride : tmp_v;
+        if ((st = run_layer(m, l, h, n_seq, len, &kvv, NULL, &s)) != GPTQ_OK)
+            goto done;
+    }
+    if (flags & GPTQ_FWD_LAST_ONLY) {
+        if (!(last = be->alloc((size_t)n_seq * hidden * sizeof *last))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n_seq && st == GPTQ_OK; i++)
+            st = be->copy(last + i * hidden, h + ((size_t)i * len + len - 1) * hidden,
+                          hidden * sizeof *h);
+        if (st == GPTQ_OK)
+            st = gptq_model_head(m, last, n_seq, logits);
+    } else {
+        st = gptq_model_head(m, h, (int)T, logits);
+    }
+    if (st == GPTQ_OK && kv)
+        for (int i = 0; i < n_seq; i++)
+            kv->len[slots ? slots[i] : i] = starts[i] + len;
+done:
+    scratch_free(&s);
+    be->free(h), be->free(last), be->free(tmp_k), be->free(tmp_v), be->free(ids_owned);
+    free(starts);
+    return st;
+}

@@ -1,0 +1,86 @@
+/* model/llama_internal.h: what the files of the Llama runtime share and
+ * nothing else includes: the model's and the KV cache's layout, and the few
+ * helpers one file defines for another. The runtime's rooms:
+ *   llama.c          what a model is: linear names and shapes, freeing,
+ *                    introspection, reading and replacing linears
+ *   llama_load.c     building a model from a source or a caller's tensors
+ *   llama_weights.c  where the weights live: the tensor table, copies,
+ *                    other backends
+ *   llama_kv.c       the KV cache
+ *   llama_forward.c  the forward pass and the per-layer entry points */
+#ifndef GPTQ_MODEL_LLAMA_INTERNAL_H
+#define GPTQ_MODEL_LLAMA_INTERNAL_H
+
+#include "kernels/backend.h"
+#include "model/llama.h"
+#include "model/source.h"
+
+typedef struct linear {
+    int rows, cols; /* out, in */
+    float *W;       /* [rows, cols], NULL when packed */
+    gptq_packed P;  /* valid when packed */
+    int packed;
+    float *bias; /* [rows] or NULL */
+} linear;
+
+typedef struct layer {
+    float *attn_norm; /* input_layernorm [hidden] */
+    float *mlp_norm;  /* post_attention_layernorm [hidden] */
+    linear lin[GPTQ_LIN_COUNT];
+} layer;
+
+struct gptq_model {
+    gptq_model_config cfg;
+    const gptq_backend *be;   /* holds every weight buffer and runs the forward */
+    int device;               /* be is not the CPU backend: weights are be memory,
+                                 freed with be->free; packed arrays are never
+                                 `owned` (gptq_packed_free would free() them) */
+    float *rope_freq;         /* inv_freq in be memory (== inv_freq on the CPU) */
+    float *embed;             /* [vocab, hidden] */
+    float *norm;              /* [hidden] */
+    float *lm_head;           /* [vocab, hidden]; == embed when tied */
+    float *inv_freq;          /* [head_dim / 2] */
+    layer *layers;            /* [num_hidden_layers] */
+    int views;                /* weights are borrowed (copy_with, from_tensors): never freed
+                                 or replaced here */
+    gptq_model_tensor *table; /* every stored tensor (gptq_model_tensor_at) */
+    size_t n_table;
+    /* streaming (gptq_model_open_streaming): the open source that linears
+     * not yet loaded come from (owned); NULL otherwise */
+    gptq_model_source *src;
+};
+
+/* Tokens one forward call may carry (n_seq * len): keeps every int index
+ * of the layer code far from overflow. */
+#define MAX_CALL_TOKENS (1 << 24)
+
+struct gptq_kv {
+    const gptq_backend *be; /* the model's: k and v are its memory */
+    int n_layers, slots, cap, kv_dim;
+    float *k, *v; /* [layers][slots][cap][kv_dim] */
+    int *len;     /* [slots] */
+};
+
+/* llama.c */
+int llama_linear_has_bias(const gptq_model_config *c, gptq_linear_id which);
+/* Free a buffer of m's weights (owned models only). */
+void llama_buf_free(const gptq_model *m, void *p);
+/* Free a linear's weights (owned models only; a view's P has owned = 0). */
+void llama_linear_clear(const gptq_model *m, linear *L);
+/* Free a layer's buffers (owned models only) and leave it empty. */
+void llama_layer_clear(const gptq_model *m, layer *Ly);
+
+/* llama_load.c */
+gptq_model *llama_model_new(const gptq_model_config *cfg);
+gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be);
+void llama_table_free(gptq_model *m);
+
+/* llama_weights.c */
+gptq_status llama_table_build(gptq_model *m);
+gptq_status llama_refuse_device(const gptq_model *m, const char *what);
+gptq_status llama_packed_upload(const gptq_backend *be, gptq_model_alloc alloc, void *ctx,
+                                const gptq_packed *src, gptq_packed *dst);
+gptq_status llama_packed_download(const gptq_backend *be, const gptq_packed *src,
+                                  gptq_packed *dst);
+
+#endif

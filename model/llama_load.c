@@ -1,0 +1,528 @@
+/* model/llama_load.c: building a model from a source (an HF folder's
+ * safetensors or a GGUF file, copied into float32 or packed linears) or
+ * from a caller's tensor table (borrowed: the mapped-model path), and
+ * loading a streaming model's layers on demand. */
+#include "model/llama_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/dtype.h"
+#include "common/interrupt.h"
+
+/* ---- loading ------------------------------------------------------------------ */
+
+/* Where tensors come from: a model source (an HF folder's safetensors or a
+ * GGUF file: copied and converted to float32), or a caller's table
+ * (from_tensors: borrowed as they are, so they must already be float32 /
+ * I32 / F16 and aligned). */
+typedef struct loader {
+    const char *dir; /* names the source in messages */
+    const gptq_model_source *src;
+    const gptq_model_tensor *table;
+    size_t n_table;
+    const gptq_backend *dev; /* the table is in this (non-CPU) backend's memory, or NULL */
+} loader;
+
+typedef gptq_source_tensor src_tensor;
+
+/* 1 and *t filled if tensor `name` exists, else 0. */
+static int find_tensor(const loader *ld, const char *name, src_tensor *t)
+{
+    if (ld->src)
+        return gptq_source_find(ld->src, name, t);
+    for (size_t i = 0; i < ld->n_table; i++) {
+        const gptq_model_tensor *mt = &ld->table[i];
+        if (!mt->name || strcmp(mt->name, name) != 0 || mt->ndim < 0 || mt->ndim > 4)
+            continue;
+        int64_t numel = 1;
+        for (int d = 0; d < mt->ndim; d++)
+            numel *= mt->shape[d];
+        *t = (src_tensor){.name = mt->name, .dtype = mt->dtype, .ndim = mt->ndim, .numel = numel,
+                          .data = mt->data, .bytes = mt->bytes};
+        memcpy(t->shape, mt->shape, sizeof t->shape);
+        return 1;
+    }
+    return 0;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t used = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && used < n; i++)
+        used +=
+            (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (used < n)
+        snprintf(buf + used, n - used, "]");
+}
+
+/* Find `name` and check its shape (and that its bytes match it). */
+static gptq_status find_checked(const loader *ld, const char *name, int ndim, const int64_t *shape,
+                                const char *why, src_tensor *t)
+{
+    if (!find_tensor(ld, name, t))
+        return gptq_fail(GPTQ_ERR_NOTFOUND, "%s: tensor '%s' is missing", ld->dir, name);
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char got[128], want[128];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        shape_str(want, sizeof want, ndim, shape);
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: tensor '%s' has shape %s, config.json (%s) implies %s", ld->dir, name,
+                         got, why, want);
+    }
+    if (t->bytes != (size_t)t->numel * gptq_dtype_size(t->dtype) ||
+        (t->bytes && !t->data && !ld->src))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' holds %zu bytes, its shape needs %zu",
+                         ld->dir, name, t->bytes, (size_t)t->numel * gptq_dtype_size(t->dtype));
+    return GPTQ_OK;
+}
+
+/* A borrowed tensor must be of `dtype` and aligned for it. */
+static gptq_status check_view(const loader *ld, const src_tensor *t, gptq_dtype dtype)
+{
+    if (t->dtype != dtype)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: tensor '%s' has dtype %s; borrowed weights must be %s", ld->dir,
+                         t->name, gptq_dtype_name(t->dtype), gptq_dtype_name(dtype));
+    if ((uintptr_t)t->data % gptq_dtype_size(dtype) != 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is not aligned to %zu bytes", ld->dir,
+                         t->name, gptq_dtype_size(dtype));
+    return GPTQ_OK;
+}
+
+/* Float tensor `name` of the given shape as float32: a new array (files) or
+ * the caller's (table). */
+static gptq_status load_f32(const loader *ld, const char *name, int ndim, const int64_t *shape,
+                            const char *why, float **out)
+{
+    gptq_status st;
+    src_tensor t;
+    *out = NULL;
+    if ((st = find_checked(ld, name, ndim, shape, why, &t)) != GPTQ_OK)
+        return st;
+    if (ld->table) {
+        if ((st = check_view(ld, &t, GPTQ_DT_F32)) != GPTQ_OK)
+            return st;
+        *out = (float *)t.data; /* never written: a view model refuses set_linear */
+        return GPTQ_OK;
+    }
+    if (t.dtype != GPTQ_DT_F32 && t.dtype != GPTQ_DT_F16 && t.dtype != GPTQ_DT_BF16)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: tensor '%s' has dtype %s; weights must be F16, BF16 or F32", ld->dir,
+                         name, gptq_dtype_name(t.dtype));
+    float *data = malloc((size_t)t.numel * sizeof *data + 1);
+    if (!data)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", ld->dir,
+                         (long long)t.numel, name);
+    if ((st = gptq_source_read_f32(ld->src, &t, data)) != GPTQ_OK) {
+        free(data);
+        return st;
+    }
+    *out = data;
+    return GPTQ_OK;
+}
+
+/* A raw integer/fp16 tensor of the expected dtype and shape: copied (files;
+ * the mmap may not be aligned for int32) or borrowed (table). */
+static gptq_status load_raw(const loader *ld, const char *name, gptq_dtype dtype, int ndim,
+                            const int64_t *shape, const char *why, void **out)
+{
+    gptq_status st;
+    src_tensor t;
+    *out = NULL;
+    if ((st = find_checked(ld, name, ndim, shape, why, &t)) != GPTQ_OK)
+        return st;
+    if (t.dtype != dtype)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected %s", ld->dir,
+                         name, gptq_dtype_name(t.dtype), gptq_dtype_name(dtype));
+    if (ld->table) {
+        if ((st = check_view(ld, &t, dtype)) != GPTQ_OK)
+            return st;
+        *out = (void *)t.data;
+        return GPTQ_OK;
+    }
+    void *data = malloc(t.bytes ? t.bytes : 1);
+    if (!data)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
+                         name);
+    if ((st = gptq_source_read_raw(ld->src, &t, data)) != GPTQ_OK) {
+        free(data);
+        return st;
+    }
+    *out = data;
+    return GPTQ_OK;
+}
+
+/* A GPTQ v1 linear (used where "<path>.weight" is absent and
+ * "<path>.qweight" present): qweight [cols*bits/32, rows] I32, qzeros
+ * [groups, rows*bits/32] I32, scales [groups, rows] F16, g_idx [cols] I32
+ * (optional in files: c / group_size when absent, as old AutoGPTQ
+ * checkpoints without act-order imply). */
+static gptq_status load_packed(const loader *ld, const gptq_model_config *c, const char *prefix,
+                               int rows, int cols, gptq_packed *P)
+{
+    gptq_status st;
+    char name[256];
+    src_tensor qw, sc;
+    memset(P, 0, sizeof *P);
+    /* bits and group size: quantization_config's, else what the shapes say
+     * (a model quantized in this process and shared keeps its HF config) */
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    if (!find_tensor(ld, name, &qw) || qw.ndim != 2 || qw.shape[0] < 1 ||
+        (qw.shape[0] * 32) % cols != 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is missing or not [%d*bits/32, %d]",
+                         ld->dir, name, cols, rows);
+    const int bits = c->quant.present ? c->quant.bits : (int)(qw.shape[0] * 32 / cols);
+    if ((st = gptq_pack_check(rows, cols, bits)) != GPTQ_OK)
+        return gptq_fail_context(st, "%s: %s", ld->dir, prefix);
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    if (!find_tensor(ld, name, &sc) || sc.ndim != 2 || sc.shape[0] < 1 || sc.shape[0] > cols)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is missing or not [groups, %d]", ld->dir,
+                         name, rows);
+    const int groups = (int)sc.shape[0];
+    const int gs = c->quant.present ? c->quant.group_size
+                   : groups == 1    ? -1
+                                    : (cols + groups - 1) / groups;
+    int want_groups = gs > 0 ? (cols + gs - 1) / gs : 1;
+    if (groups != want_groups)
+        return gptq_fail(GPTQ_ERR_FORMAT,
+                         "%s: tensor '%s' has %d groups, quantization_config.group_size %d with "
+                         "%d inputs implies %d",
+                         ld->dir, name, groups, gs, cols, want_groups);
+    P->bits = bits, P->rows = rows, P->cols = cols, P->groups = groups, P->group_size = gs;
+    P->owned = !ld->table;
+    const char *why = "quantization_config.bits";
+    int64_t qw_shape[2] = {(int64_t)cols * bits / 32, rows};
+    int64_t qz_shape[2] = {groups, (int64_t)rows * bits / 32};
+    int64_t sc_shape[2] = {groups, rows};
+    int64_t gi_shape[1] = {cols};
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    if ((st = load_raw(ld, name, GPTQ_DT_I32, 2, qw_shape, why, (void **)&P->qweight)) != GPTQ_OK)
+        goto fail;
+    snprintf(name, sizeof name, "%s.qzeros", prefix);
+    if ((st = load_raw(ld, name, GPTQ_DT_I32, 2, qz_shape, why, (void **)&P->qzeros)) != GPTQ_OK)
+        goto fail;
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    if ((st = load_raw(ld, name, GPTQ_DT_F16, 2, sc_shape, why, (void **)&P->scales)) != GPTQ_OK)
+        goto fail;
+    snprintf(name, sizeof name, "%s.g_idx", prefix);
+    src_tensor gi;
+    if (find_tensor(ld, name, &gi) || ld->table) {
+        if ((st = load_raw(ld, name, GPTQ_DT_I32, 1, gi_shape, why, (void **)&P->g_idx)) != GPTQ_OK)
+            goto fail;
+        const int32_t *g_idx = P->g_idx;
+        int32_t *host = NULL;
+        if (ld->dev) { /* the kernels index scales with g_idx: check it here */
+            if (!(host = malloc((size_t)cols * sizeof *host))) {
+                st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
+                goto fail;
+            }
+            if ((st = ld->dev->download(host, P->g_idx, (size_t)cols * sizeof *host)) != GPTQ_OK) {
+                free(host);
+                goto fail;
+            }
+            g_idx = host;
+        }
+        int bad = -1;
+        for (int i = 0; i < cols && bad < 0; i++)
+            if (g_idx[i] < 0 || g_idx[i] >= groups)
+                bad = i;
+        int32_t bad_value = bad >= 0 ? g_idx[bad] : 0;
+        free(host);
+        if (bad >= 0) {
+            st = gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s'[%d] = %d is not a group in [0, %d)",
+                           ld->dir, name, bad, bad_value, groups);
+            goto fail;
+        }
+    } else {
+        if (!(P->g_idx = malloc((size_t)cols * sizeof *P->g_idx))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
+            goto fail;
+        }
+        for (int i = 0; i < cols; i++)
+            P->g_idx[i] = gs > 0 ? i / gs : 0;
+    }
+    return GPTQ_OK;
+fail:
+    gptq_packed_free(P);
+    memset(P, 0, sizeof *P);
+    return st;
+}
+
+static gptq_status load_linear(const loader *ld, gptq_model *m, int l, gptq_linear_id which)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    linear *L = &m->layers[l].lin[which];
+    char prefix[192], name[256], why[96];
+    gptq_model_linear_shape(m, which, &L->rows, &L->cols);
+    snprintf(prefix, sizeof prefix, "model.layers.%d.%s", l, gptq_linear_path(which));
+    snprintf(why, sizeof why, "%s",
+             which <= GPTQ_LIN_O ? "hidden_size, heads, head_dim"
+                                 : "hidden_size, intermediate_size");
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    int64_t shape[2] = {L->rows, L->cols};
+    src_tensor t;
+    char qname[256];
+    snprintf(qname, sizeof qname, "%s.qweight", prefix);
+    if (find_tensor(ld, name, &t) || !find_tensor(ld, qname, &t)) {
+        if ((st = load_f32(ld, name, 2, shape, why, &L->W)) != GPTQ_OK)
+            return st;
+    } else {
+        if ((st = load_packed(ld, c, prefix, L->rows, L->cols, &L->P)) != GPTQ_OK)
+            return st;
+        L->packed = 1;
+    }
+    /* GPTQ exporters write a (zero) bias for every quantized linear, so a
+     * present bias is always used; a bias the config requires must exist. */
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    int64_t bshape[1] = {L->rows};
+    if (llama_linear_has_bias(c, which) || find_tensor(ld, name, &t)) {
+        const char *bwhy = which == GPTQ_LIN_O ? "attention_bias"
+                           : which <= GPTQ_LIN_V
+                               ? (c->arch == GPTQ_ARCH_QWEN2 ? "Qwen2" : "attention_bias")
+                               : "mlp_bias";
+        if ((st = load_f32(ld, name, 1, bshape, bwhy, &L->bias)) != GPTQ_OK)
+            return st;
+    }
+    return GPTQ_OK;
+}
+
+gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    char name[192];
+    int64_t emb_shape[2] = {c->vocab_size, c->hidden_size}, vec_shape[1] = {c->hidden_size};
+    if ((st = load_f32(ld, "model.embed_tokens.weight", 2, emb_shape, "vocab_size, hidden_size",
+                       &m->embed)) != GPTQ_OK)
+        return st;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        layer *Ly = &m->layers[l];
+        if ((st = gptq_interrupt_check("load")) != GPTQ_OK)
+            return st;
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->attn_norm)) != GPTQ_OK)
+            return st;
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->mlp_norm)) != GPTQ_OK)
+            return st;
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            linear *L = &Ly->lin[w];
+            gptq_model_linear_shape(m, (gptq_linear_id)w, &L->rows, &L->cols);
+            if (linears && (st = load_linear(ld, m, l, (gptq_linear_id)w)) != GPTQ_OK)
+                return st;
+        }
+    }
+    if ((st = load_f32(ld, "model.norm.weight", 1, vec_shape, "hidden_size", &m->norm)) != GPTQ_OK)
+        return st;
+    if (c->tie_word_embeddings) {
+        m->lm_head = m->embed;
+        return GPTQ_OK;
+    }
+    src_tensor t;
+    if (!find_tensor(ld, "lm_head.weight", &t))
+        return gptq_fail(GPTQ_ERR_NOTFOUND,
+                         "%s: tensor 'lm_head.weight' is missing and config.json has "
+                         "tie_word_embeddings false",
+                         ld->dir);
+    return load_f32(ld, "lm_head.weight", 2, emb_shape, "vocab_size, hidden_size", &m->lm_head);
+}
+
+gptq_model *llama_model_new(const gptq_model_config *cfg)
+{
+    gptq_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->cfg = *cfg;
+    m->be = gptq_backend_cpu();
+    m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
+    m->inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof *m->inv_freq);
+    if (!m->layers || !m->inv_freq) {
+        gptq_model_free(m);
+        return NULL;
+    }
+    gptq_config_rope_inv_freq(cfg, m->inv_freq);
+    m->rope_freq = m->inv_freq;
+    return m;
+}
+
+/* Move a new, still empty model n onto backend be: its weights will be be
+ * memory and its rotary frequencies are uploaded now. */
+gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be)
+{
+    if (be == gptq_backend_cpu())
+        return GPTQ_OK;
+    size_t bytes = (size_t)(n->cfg.head_dim / 2) * sizeof(float);
+    n->be = be;
+    n->device = 1;
+    if (!(n->rope_freq = be->alloc(bytes))) {
+        n->rope_freq = n->inv_freq;
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes", be->name, bytes);
+    }
+    return be->upload(n->rope_freq, n->inv_freq, bytes);
+}
+
+/* Load config and weights of folder `dir`; with `streaming`, the decoder
+ * linears stay in the files (kept open in the model) until
+ * gptq_model_layer_ensure loads them. */
+/* Load the config and weights of source `src`; with `streaming`, the
+ * decoder linears stay in the source (which the model then owns: *srcp is
+ * NULLed) until gptq_model_layer_ensure loads them. */
+static gptq_status model_open(gptq_model_source **srcp, int streaming, gptq_model **out)
+{
+    gptq_status st;
+    gptq_model_source *src = *srcp;
+    loader ld = {.dir = gptq_source_label(src), .src = src};
+    *out = NULL;
+    gptq_model *m = llama_model_new(gptq_source_config(src));
+    if (!m)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld.dir);
+    if ((st = llama_load_weights(&ld, m, !streaming)) != GPTQ_OK)
+        goto fail;
+    if (streaming) {
+        m->src = src;
+        *srcp = NULL;
+    } else if ((st = llama_table_build(m)) != GPTQ_OK) {
+        goto fail;
+    }
+    *out = m;
+    return GPTQ_OK;
+fail:
+    gptq_model_free(m);
+    return st;
+}
+
+gptq_status gptq_model_load_source(const gptq_model_source *src, gptq_model **out)
+{
+    gptq_model_source *s = (gptq_model_source *)src; /* not streaming: only read */
+    return model_open(&s, 0, out);
+}
+
+gptq_status gptq_model_load(const char *path, gptq_model **out)
+{
+    gptq_model_source *src = NULL;
+    *out = NULL;
+    gptq_status st = gptq_source_open(path, &src);
+    if (!st)
+        st = model_open(&src, 0, out);
+    gptq_source_free(src);
+    return st;
+}
+
+gptq_status gptq_model_open_streaming(const char *path, gptq_model **out)
+{
+    gptq_model_source *src = NULL;
+    *out = NULL;
+    gptq_status st = gptq_source_open(path, &src);
+    if (!st)
+        st = model_open(&src, 1, out);
+    gptq_source_free(src);
+    return st;
+}
+
+int gptq_model_is_streaming(const gptq_model *m)
+{
+    return m->src != NULL;
+}
+
+gptq_status gptq_model_layer_ensure(gptq_model *m, int layer)
+{
+    if (!m->src)
+        return GPTQ_OK;
+    if (layer < 0 || layer >= m->cfg.num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d: the model has %d layers", layer,
+                         m->cfg.num_hidden_layers);
+    loader ld = {.dir = gptq_source_label(m->src), .src = m->src};
+    char name[256];
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+        linear *L = &m->layers[layer].lin[w];
+        if (L->W || L->packed)
+            continue;
+        gptq_status st = load_linear(&ld, m, layer, (gptq_linear_id)w);
+        if (st != GPTQ_OK)
+            return st;
+        /* Done with these file pages: drop them so that streaming a model
+         * keeps only the current layer resident. */
+        const char *suffix[] = {".weight", ".qweight", ".qzeros", ".scales", ".g_idx", ".bias"};
+        for (int k = 0; k < 6; k++) {
+            src_tensor t;
+            snprintf(name, sizeof name, "model.layers.%d.%s%s", layer, gptq_linear_path(w), suffix[k]);
+            if (gptq_source_find(m->src, name, &t))
+                gptq_source_release(m->src, &t);
+        }
+    }
+    return GPTQ_OK;
+}
+
+void llama_table_free(gptq_model *m)
+{
+    for (size_t i = 0; i < m->n_table; i++)
+        free((char *)m->table[i].name);
+    free(m->table);
+    m->table = NULL;
+    m->n_table = 0;
+}
+
+void gptq_model_free(gptq_model *m)
+{
+    if (!m)
+        return;
+    if (m->layers && !m->views)
+        for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+            llama_layer_clear(m, &m->layers[l]);
+    if (!m->views) {
+        if (m->lm_head != m->embed)
+            llama_buf_free(m, m->lm_head);
+        llama_buf_free(m, m->embed);
+        llama_buf_free(m, m->norm);
+    }
+    if (m->rope_freq != m->inv_freq)
+        m->be->free(m->rope_freq); /* always the model's own, views or not */
+    llama_table_free(m);
+    gptq_source_free(m->src);
+    free(m->inv_freq);
+    free(m->layers);
+    free(m);
+}
+
+
+gptq_status gptq_model_from_tensors(const char *config_json, const gptq_model_tensor *table,
+                                    size_t n, gptq_model **out)
+{
+    return gptq_model_from_tensors_on(gptq_backend_cpu(), config_json, table, n, out);
+}
+
+gptq_status gptq_model_from_tensors_on(const gptq_backend *be, const char *config_json,
+                                       const gptq_model_tensor *table, size_t n,
+                                       gptq_model **out)
+{
+    gptq_status st;
+    gptq_model_config cfg;
+    gptq_model *m = NULL;
+    *out = NULL;
+    if (!config_json)
+        return gptq_fail(GPTQ_ERR_ARG, "from_tensors: config_json is NULL");
+    if ((st = gptq_config_parse(config_json, strlen(config_json), "mapped config.json", &cfg)) !=
+        GPTQ_OK)
+        return st;
+    if (!(m = llama_model_new(&cfg)))
+        return gptq_fail(GPTQ_ERR_NOMEM, "from_tensors: out of memory");
+    m->views = 1;
+    loader ld = {.dir = "mapped model", .table = table, .n_table = n};
+    if (be && be != gptq_backend_cpu())
+        ld.dev = be;
+    if (!be || (st = llama_model_set_backend(m, be)) != GPTQ_OK || (st = llama_load_weights(&ld, m, 1)) != GPTQ_OK ||
+        (st = llama_table_build(m)) != GPTQ_OK) {
+        if (!be)
+            st = gptq_fail(GPTQ_ERR_ARG, "from_tensors_on: backend is NULL");
+        gptq_model_free(m);
+        return st;
+    }
+    *out = m;
+    return GPTQ_OK;
+}

@@ -1,0 +1,400 @@
+/* model/llama_weights.c: where a model's weights live: the table of every
+ * stored tensor, copies (clone, copy_with a caller's allocator), and
+ * models on another backend (to_backend, layer upload and drop). */
+#include "model/llama_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/dtype.h"
+
+/* ---- the tensor table --------------------------------------------------------------- */
+
+typedef struct table_builder {
+    gptq_model_tensor *t;
+    size_t n, cap;
+} table_builder;
+
+static gptq_status table_add(table_builder *b, const char *name, const char *suffix,
+                             gptq_dtype dtype, int ndim, int64_t d0, int64_t d1, const void *data)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 64;
+        gptq_model_tensor *t = realloc(b->t, cap * sizeof *t);
+        if (!t)
+            return gptq_fail(GPTQ_ERR_NOMEM, "tensor table: out of memory");
+        b->t = t, b->cap = cap;
+    }
+    size_t len = strlen(name) + strlen(suffix) + 1;
+    char *copy = malloc(len);
+    if (!copy)
+        return gptq_fail(GPTQ_ERR_NOMEM, "tensor table: out of memory");
+    snprintf(copy, len, "%s%s", name, suffix);
+    gptq_model_tensor *e = &b->t[b->n++];
+    memset(e, 0, sizeof *e);
+    e->name = copy, e->dtype = dtype, e->ndim = ndim, e->shape[0] = d0, e->shape[1] = d1;
+    e->data = data;
+    e->bytes = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * gptq_dtype_size(dtype);
+    return GPTQ_OK;
+}
+
+static gptq_status table_visit(void *user, const char *name, const float *data, int ndim,
+                               const int64_t *shape, const gptq_packed *P)
+{
+    table_builder *b = user;
+    gptq_status st;
+    if (!P)
+        return table_add(b, name, "", GPTQ_DT_F32, ndim, shape[0], ndim > 1 ? shape[1] : 0, data);
+    if ((st = table_add(b, name, ".qweight", GPTQ_DT_I32, 2, (int64_t)P->cols * P->bits / 32,
+                        P->rows, P->qweight)) != GPTQ_OK ||
+        (st = table_add(b, name, ".qzeros", GPTQ_DT_I32, 2, P->groups,
+                        (int64_t)P->rows * P->bits / 32, P->qzeros)) != GPTQ_OK ||
+        (st = table_add(b, name, ".scales", GPTQ_DT_F16, 2, P->groups, P->rows, P->scales)) !=
+            GPTQ_OK)
+        return st;
+    return table_add(b, name, ".g_idx", GPTQ_DT_I32, 1, P->cols, 0, P->g_idx);
+}
+
+/* (Re)build m->table from the current weights; empty on failure. */
+gptq_status llama_table_build(gptq_model *m)
+{
+    if (m->src) /* streaming: linears come and go; no shareable table */
+        return GPTQ_OK;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            if (!m->layers[l].lin[w].W && !m->layers[l].lin[w].packed) {
+                llama_table_free(m); /* layers still to upload (to_backend NO_LAYERS) */
+                return GPTQ_OK;
+            }
+    table_builder b = {0};
+    gptq_status st = gptq_model_foreach_tensor(m, table_visit, &b);
+    if (st != GPTQ_OK) {
+        for (size_t i = 0; i < b.n; i++)
+            free((char *)b.t[i].name);
+        free(b.t);
+        llama_table_free(m); /* never leave entries pointing at replaced weights */
+        return st;
+    }
+    llama_table_free(m);
+    m->table = b.t;
+    m->n_table = b.n;
+    return GPTQ_OK;
+}
+
+size_t gptq_model_tensor_count(const gptq_model *m)
+{
+    return m->n_table;
+}
+
+const gptq_model_tensor *gptq_model_tensor_at(const gptq_model *m, size_t i)
+{
+    return i < m->n_table ? &m->table[i] : NULL;
+}
+
+/* ---- copies -------------------------------------------------------------------------- */
+
+typedef struct copier {
+    gptq_model_alloc alloc; /* NULL: malloc */
+    void *ctx;
+    int failed;
+} copier;
+
+static void *copy_bytes(copier *c, const void *src, size_t bytes)
+{
+    if (!src || c->failed)
+        return NULL;
+    void *p = c->alloc ? c->alloc(c->ctx, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+    if (!p) {
+        c->failed = 1;
+        return NULL;
+    }
+    memcpy(p, src, bytes);
+    return p;
+}
+
+static void copy_packed(copier *c, const gptq_packed *src, gptq_packed *dst)
+{
+    *dst = *src;
+    dst->owned = !c->alloc;
+    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
+    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
+    dst->qweight = copy_bytes(c, src->qweight, words * sizeof(int32_t));
+    dst->qzeros = copy_bytes(c, src->qzeros, zwords * sizeof(int32_t));
+    dst->scales = copy_bytes(c, src->scales, (size_t)src->groups * src->rows * sizeof(uint16_t));
+    dst->g_idx = copy_bytes(c, src->g_idx, (size_t)src->cols * sizeof(int32_t));
+}
+
+static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
+{
+    const gptq_model_config *c = &m->cfg;
+    size_t hidden = (size_t)c->hidden_size, emb = (size_t)c->vocab_size * hidden * sizeof(float);
+    gptq_model *n = llama_model_new(c);
+    *out = NULL;
+    if (!n)
+        return gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a copy of the model");
+    n->views = cp->alloc != NULL;
+    n->embed = copy_bytes(cp, m->embed, emb);
+    n->norm = copy_bytes(cp, m->norm, hidden * sizeof(float));
+    n->lm_head = m->lm_head == m->embed ? n->embed : copy_bytes(cp, m->lm_head, emb);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const layer *src = &m->layers[l];
+        layer *dst = &n->layers[l];
+        dst->attn_norm = copy_bytes(cp, src->attn_norm, hidden * sizeof(float));
+        dst->mlp_norm = copy_bytes(cp, src->mlp_norm, hidden * sizeof(float));
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            const linear *sl = &src->lin[w];
+            linear *dl = &dst->lin[w];
+            dl->rows = sl->rows, dl->cols = sl->cols, dl->packed = sl->packed;
+            dl->bias = copy_bytes(cp, sl->bias, (size_t)sl->rows * sizeof(float));
+            if (sl->packed)
+                copy_packed(cp, &sl->P, &dl->P);
+            else
+                dl->W = copy_bytes(cp, sl->W, (size_t)sl->rows * sl->cols * sizeof(float));
+        }
+    }
+    gptq_status st = cp->failed ? gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a copy of the model")
+                                : llama_table_build(n);
+    if (st != GPTQ_OK) {
+        gptq_model_free(n); /* a view model frees none of the allocator's buffers */
+        return st;
+    }
+    *out = n;
+    return GPTQ_OK;
+}
+
+gptq_status llama_refuse_device(const gptq_model *m, const char *what)
+{
+    if (!m->device)
+        return GPTQ_OK;
+    return gptq_fail(GPTQ_ERR_ARG, "%s: the model's weights are in %s memory; copy its host "
+                     "model instead", what, m->be->name);
+}
+
+gptq_status gptq_model_clone(const gptq_model *m, gptq_model **out)
+{
+    copier cp = {0};
+    *out = NULL;
+    gptq_status st = llama_refuse_device(m, "clone");
+    return st != GPTQ_OK ? st : model_copy(m, &cp, out);
+}
+
+gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, void *ctx,
+                                 gptq_model **out)
+{
+    *out = NULL;
+    if (!alloc)
+        return gptq_fail(GPTQ_ERR_ARG, "copy_with: alloc must not be NULL");
+    gptq_status st = llama_refuse_device(m, "copy_with");
+    if (st != GPTQ_OK)
+        return st;
+    copier cp = {.alloc = alloc, .ctx = ctx};
+    return model_copy(m, &cp, out);
+}
+
+/* ---- backends ------------------------------------------------------------------------------ */
+
+/* Where uploaded buffers come from: alloc(ctx) (borrowed) or be->alloc. The
+ * first failure sticks and later calls return NULL. */
+typedef struct uploader {
+    const gptq_backend *be;
+    gptq_model_alloc alloc;
+    void *ctx;
+    gptq_status st;
+} uploader;
+
+static void *up_bytes(uploader *u, const void *src, size_t bytes, const char *what)
+{
+    if (!src || u->st != GPTQ_OK)
+        return NULL;
+    size_t n = bytes ? bytes : 1;
+    void *p = u->alloc ? u->alloc(u->ctx, n) : u->be->alloc(n);
+    if (!p) {
+        u->st = gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes of %s memory for %s",
+                          u->be->name, bytes, u->be->name, what);
+        return NULL;
+    }
+    if ((u->st = u->be->upload(p, src, bytes)) != GPTQ_OK) {
+        gptq_fail_context(u->st, "%s", what);
+        if (!u->alloc)
+            u->be->free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Upload the host packed linear src into be memory as *dst (never `owned`:
+ * the model frees the arrays with be->free). alloc NULL: be->alloc. */
+gptq_status llama_packed_upload(const gptq_backend *be, gptq_model_alloc alloc, void *ctx,
+                                 const gptq_packed *src, gptq_packed *dst)
+{
+    uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
+    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
+    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
+    *dst = *src;
+    /* the CPU backend's memory is malloc's: gptq_packed_free may free it */
+    dst->owned = !alloc && be == gptq_backend_cpu();
+    dst->qweight = up_bytes(&u, src->qweight, words * sizeof(int32_t), "qweight");
+    dst->qzeros = up_bytes(&u, src->qzeros, zwords * sizeof(int32_t), "qzeros");
+    dst->scales = up_bytes(&u, src->scales, (size_t)src->groups * src->rows * sizeof(uint16_t),
+                           "scales");
+    dst->g_idx = up_bytes(&u, src->g_idx, (size_t)src->cols * sizeof(int32_t), "g_idx");
+    if (u.st != GPTQ_OK && !alloc) {
+        be->free(dst->qweight), be->free(dst->qzeros), be->free(dst->scales), be->free(dst->g_idx);
+        memset(dst, 0, sizeof *dst);
+    }
+    return u.st;
+}
+
+/* A host copy (owned) of the be-resident packed linear src. */
+gptq_status llama_packed_download(const gptq_backend *be, const gptq_packed *src,
+                                   gptq_packed *dst)
+{
+    gptq_status st = GPTQ_OK;
+    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
+    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
+    size_t sbytes = (size_t)src->groups * src->rows * sizeof(uint16_t);
+    *dst = *src;
+    dst->owned = 1;
+    dst->qweight = malloc(words * sizeof(int32_t) + 1);
+    dst->qzeros = malloc(zwords * sizeof(int32_t) + 1);
+    dst->scales = malloc(sbytes + 1);
+    dst->g_idx = malloc((size_t)src->cols * sizeof(int32_t) + 1);
+    if (!dst->qweight || !dst->qzeros || !dst->scales || !dst->g_idx)
+        st = gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a host copy of a packed linear");
+    if (st == GPTQ_OK)
+        st = be->download(dst->qweight, src->qweight, words * sizeof(int32_t));
+    if (st == GPTQ_OK)
+        st = be->download(dst->qzeros, src->qzeros, zwords * sizeof(int32_t));
+    if (st == GPTQ_OK)
+        st = be->download(dst->scales, src->scales, sbytes);
+    if (st == GPTQ_OK)
+        st = be->download(dst->g_idx, src->g_idx, (size_t)src->cols * sizeof(int32_t));
+    if (st != GPTQ_OK)
+        gptq_packed_free(dst);
+    return st;
+}
+
+/* Upload the host layer src into dst (empty) through u. */
+static void upload_layer(uploader *u, const gptq_model_config *c, const layer *src, layer *dst,
+                         int l)
+{
+    size_t hidden = (size_t)c->hidden_size;
+    char what[96];
+    snprintf(what, sizeof what, "layer %d norms", l);
+    dst->attn_norm = up_bytes(u, src->attn_norm, hidden * sizeof(float), what);
+    dst->mlp_norm = up_bytes(u, src->mlp_norm, hidden * sizeof(float), what);
+    for (int w = 0; w < GPTQ_LIN_COUNT && u->st == GPTQ_OK; w++) {
+        const linear *sl = &src->lin[w];
+        linear *dl = &dst->lin[w];
+        snprintf(what, sizeof what, "layer %d %s", l, gptq_linear_name(w));
+        dl->rows = sl->rows, dl->cols = sl->cols;
+        if (!sl->packed && !sl->W) {
+            u->st = gptq_fail(GPTQ_ERR_ARG, "%s is not loaded (streaming model): call "
+                              "gptq_model_layer_ensure first", what);
+            break;
+        }
+        dl->bias = up_bytes(u, sl->bias, (size_t)sl->rows * sizeof(float), what);
+        if (sl->packed) {
+            if (u->st == GPTQ_OK &&
+                (u->st = llama_packed_upload(u->be, u->alloc, u->ctx, &sl->P, &dl->P)) == GPTQ_OK)
+                dl->packed = 1;
+            else if (u->st != GPTQ_OK)
+                gptq_fail_context(u->st, "%s", what);
+        } else {
+            dl->W = up_bytes(u, sl->W, (size_t)sl->rows * sl->cols * sizeof(float), what);
+        }
+    }
+}
+
+const gptq_backend *gptq_model_backend(const gptq_model *m)
+{
+    return m->be;
+}
+
+gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
+                                  gptq_model_alloc alloc, void *ctx, int flags, gptq_model **out)
+{
+    gptq_status st;
+    const gptq_model_config *c = &m->cfg;
+    *out = NULL;
+    if (!be)
+        return gptq_fail(GPTQ_ERR_ARG, "to_backend: backend is NULL");
+    if ((st = llama_refuse_device(m, "to_backend")) != GPTQ_OK)
+        return st;
+    gptq_model *n = llama_model_new(c);
+    if (!n)
+        return gptq_fail(GPTQ_ERR_NOMEM, "to_backend: out of memory");
+    if ((st = llama_model_set_backend(n, be)) != GPTQ_OK) {
+        gptq_model_free(n);
+        return st;
+    }
+    n->views = alloc != NULL;
+    size_t emb = (size_t)c->vocab_size * c->hidden_size * sizeof(float);
+    uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
+    n->embed = up_bytes(&u, m->embed, emb, "embed_tokens");
+    if (!(flags & GPTQ_TO_BACKEND_NO_HEAD)) {
+        n->norm = up_bytes(&u, m->norm, (size_t)c->hidden_size * sizeof(float), "norm");
+        n->lm_head = m->lm_head == m->embed ? n->embed : up_bytes(&u, m->lm_head, emb, "lm_head");
+    }
+    for (int l = 0; l < c->num_hidden_layers && u.st == GPTQ_OK; l++) {
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            n->layers[l].lin[w].rows = m->layers[l].lin[w].rows;
+            n->layers[l].lin[w].cols = m->layers[l].lin[w].cols;
+        }
+        if (!(flags & GPTQ_TO_BACKEND_NO_LAYERS))
+            upload_layer(&u, c, &m->layers[l], &n->layers[l], l);
+    }
+    st = u.st;
+    if (st == GPTQ_OK && !(flags & (GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD)))
+        st = llama_table_build(n);
+    if (st == GPTQ_OK && be->copy == NULL)
+        st = gptq_fail(GPTQ_ERR_ARG, "to_backend: backend %s has no copy entry", be->name);
+    if (st != GPTQ_OK) {
+        gptq_model_free(n);
+        return st;
+    }
+    *out = n;
+    return GPTQ_OK;
+}
+
+gptq_status gptq_model_layer_upload(gptq_model *dev, const gptq_model *src, int layer)
+{
+    const gptq_model_config *c = &dev->cfg;
+    if (layer < 0 || layer >= c->num_hidden_layers || layer >= src->cfg.num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_ARG, "layer_upload: layer %d is out of range [0, %d)", layer,
+                         c->num_hidden_layers);
+    if (src->cfg.hidden_size != c->hidden_size ||
+        src->cfg.intermediate_size != c->intermediate_size)
+        return gptq_fail(GPTQ_ERR_ARG, "layer_upload: the models have different shapes");
+    if (dev->views)
+        return gptq_fail(GPTQ_ERR_BUSY, "layer_upload: the model's weights are borrowed");
+    gptq_status st = llama_refuse_device(src, "layer_upload source");
+    if (st != GPTQ_OK)
+        return st;
+    llama_layer_clear(dev, &dev->layers[layer]);
+    uploader u = {.be = dev->be};
+    upload_layer(&u, c, &src->layers[layer], &dev->layers[layer], layer);
+    if (u.st != GPTQ_OK) {
+        llama_layer_clear(dev, &dev->layers[layer]);
+        llama_table_free(dev);
+        return u.st;
+    }
+    return llama_table_build(dev);
+}
+
+void gptq_model_layer_drop(gptq_model *dev, int layer)
+{
+    if (dev->views || layer < 0 || layer >= dev->cfg.num_hidden_layers)
+        return;
+    llama_layer_clear(dev, &dev->layers[layer]);
+    llama_table_free(dev); /* a model with an empty layer has no shareable table */
+}
+
+const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linear_id which)
+{
+    if (layer < 0 || layer >= m->cfg.num_hidden_layers || (unsigned)which >= GPTQ_LIN_COUNT)
+        return NULL;
+    const linear *L = &m->layers[layer].lin[which];
+    return L->packed ? NULL : L->W;
+}
