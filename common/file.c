@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static gptq_status errno_status(int err)
+gptq_status gptq_errno_status(int err)
 {
     switch (err) {
     case ENOENT:
@@ -53,7 +53,7 @@ gptq_status gptq_file_open_at(int dirfd, const char *path, int *fd)
     int f = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (f < 0) {
         int err = errno;
-        return gptq_fail(errno_status(err), "%s: %s", path, strerror(err));
+        return gptq_fail(gptq_errno_status(err), "%s: %s", path, strerror(err));
     }
     gptq_status st = check_type(f, path, 0);
     if (st) {
@@ -125,7 +125,7 @@ gptq_status gptq_open_beneath(int rootfd, const char *rel, int want_dir, int *fd
         if (err == ELOOP)
             return gptq_fail(GPTQ_ERR_PERMISSION, "%s: a symbolic link this system cannot "
                              "follow safely (no openat2)", rel);
-        return gptq_fail(errno_status(err), "%s: %s", rel, strerror(err));
+        return gptq_fail(gptq_errno_status(err), "%s: %s", rel, strerror(err));
     }
     gptq_status st = check_type(f, rel, want_dir);
     if (st) {

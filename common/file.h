@@ -14,6 +14,11 @@
 extern "C" {
 #endif
 
+/* The status of a failed system call's errno: ENOENT, ENOTDIR ->
+ * GPTQ_ERR_NOTFOUND; EACCES, EPERM -> GPTQ_ERR_PERMISSION; ENOMEM ->
+ * GPTQ_ERR_NOMEM; anything else GPTQ_ERR_IO. */
+gptq_status gptq_errno_status(int err);
+
 /* Open `path` read-only (O_RDONLY|O_NONBLOCK|O_CLOEXEC, relative to dirfd
  * when it is not AT_FDCWD and path is relative), make sure it is a regular
  * file, and clear O_NONBLOCK. *fd is the caller's to close.

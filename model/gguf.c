@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/check.h"
+#include "common/file.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "GGUF is little-endian and this reader hands tensor bytes out as they are"
@@ -153,18 +154,6 @@ static const void *index_find(const name_index *ix, const void *items, size_t st
             return (const char *)items + i * stride;
     }
     return NULL;
-}
-
-static gptq_status errno_status(int err)
-{
-    switch (err) {
-    case ENOENT:
-    case ENOTDIR: return GPTQ_ERR_NOTFOUND;
-    case EACCES:
-    case EPERM: return GPTQ_ERR_PERMISSION;
-    case ENOMEM: return GPTQ_ERR_NOMEM;
-    default: return GPTQ_ERR_IO;
-    }
 }
 
 /* pread() until n bytes or end of file; the bytes read, or -1 with errno. */
@@ -682,7 +671,7 @@ gptq_status gptq_gguf_open(const char *path, gptq_gguf **out)
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int err = errno;
-        return gptq_fail(errno_status(err), "%s: cannot open: %s", path, strerror(err));
+        return gptq_fail(gptq_errno_status(err), "%s: cannot open: %s", path, strerror(err));
     }
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {

@@ -1,5 +1,5 @@
-/* model/safetensors.c: the safetensors file format, read (mmap + strict
- * header validation) and written (atomically, in the reference layout).
+/* model/safetensors.c: reading the safetensors file format (mmap + strict
+ * header validation); the writer is model/safetensors_write.c.
  *
  * Reading trusts nothing in the file: every length and offset is checked
  * against the mapping, with overflow checks, before a pointer is formed, so a
@@ -26,9 +26,6 @@
 #error "safetensors data is little-endian; this reader hands out the bytes as they are"
 #endif
 
-/* Tensor names in messages are cut to this many bytes: a hostile name may be
- * long, and the message buffer is 1 KiB. */
-#define NAME_FMT "%.160s"
 
 static const char *json_type_name(const json_t *v)
 {
@@ -45,18 +42,6 @@ static const char *json_type_name(const json_t *v)
     return "value";
 }
 
-static gptq_status errno_status(int err)
-{
-    switch (err) {
-    case ENOENT:
-    case ENOTDIR: return GPTQ_ERR_NOTFOUND;
-    case EACCES:
-    case EPERM: return GPTQ_ERR_PERMISSION;
-    case ENOMEM: return GPTQ_ERR_NOMEM;
-    default: return GPTQ_ERR_IO;
-    }
-}
-
 /* 64-bit FNV-1a: the name index only needs a cheap, well-spread hash. */
 static uint64_t name_hash(const char *s)
 {
@@ -65,8 +50,6 @@ static uint64_t name_hash(const char *s)
         h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
     return h;
 }
-
-/* ---- reader -------------------------------------------------------------- */
 
 typedef struct st_entry {
     gptq_st_tensor t; /* first, so &entry->t is what callers see */
@@ -89,11 +72,6 @@ struct gptq_safetensors {
     size_t n_meta;
 };
 
-static int is_metadata_key(const char *key, size_t key_len)
-{
-    return key_len == 12 && memcmp(key, "__metadata__", 12) == 0;
-}
-
 static gptq_status read_metadata(gptq_safetensors *st, json_t *meta)
 {
     if (!json_is_object(meta))
@@ -110,11 +88,11 @@ static gptq_status read_metadata(gptq_safetensors *st, json_t *meta)
     json_object_keylen_foreach(meta, key, key_len, value)
     {
         if (strlen(key) != key_len)
-            return gptq_fail(GPTQ_ERR_FORMAT, "%s: __metadata__ key '" NAME_FMT "' contains a NUL byte",
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: __metadata__ key '" GPTQ_ST_NAME_FMT "' contains a NUL byte",
                              st->path, key);
         if (!json_is_string(value))
             return gptq_fail(GPTQ_ERR_FORMAT,
-                             "%s: __metadata__ value of '" NAME_FMT "' is a JSON %s, expected a string",
+                             "%s: __metadata__ value of '" GPTQ_ST_NAME_FMT "' is a JSON %s, expected a string",
                              st->path, key, json_type_name(value));
         if (st->n_meta >= n)
             return gptq_fail(GPTQ_ERR_INTERNAL, "%s: __metadata__ grew while being read", st->path);
@@ -132,11 +110,11 @@ static gptq_status read_count(const gptq_safetensors *st, const char *name, cons
                               size_t i, json_t *v, int64_t *out)
 {
     if (!json_is_integer(v))
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': %s[%zu] is a JSON %s, expected a non-negative integer",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': %s[%zu] is a JSON %s, expected a non-negative integer",
                          st->path, name, field, i, json_type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < 0)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': %s[%zu] is %lld, must not be negative",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': %s[%zu] is %lld, must not be negative",
                          st->path, name, field, i, (long long)x);
     *out = (int64_t)x;
     return GPTQ_OK;
@@ -150,13 +128,13 @@ static gptq_status read_tensor(const gptq_safetensors *st, const char *name, siz
     if (name_len == 0)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: a tensor has an empty name", st->path);
     if (strlen(name) != name_len)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor name '" NAME_FMT "' contains a NUL byte", st->path, name);
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor name '" GPTQ_ST_NAME_FMT "' contains a NUL byte", st->path, name);
     if (name_len > GPTQ_ST_MAX_NAME_BYTES)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor name '" NAME_FMT "...' is %zu bytes, at most %d allowed",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor name '" GPTQ_ST_NAME_FMT "...' is %zu bytes, at most %d allowed",
                          st->path, name, name_len, GPTQ_ST_MAX_NAME_BYTES);
     if (!json_is_object(obj))
         return gptq_fail(GPTQ_ERR_FORMAT,
-                         "%s: tensor '" NAME_FMT "' is a JSON %s, expected an object with dtype, shape and data_offsets",
+                         "%s: tensor '" GPTQ_ST_NAME_FMT "' is a JSON %s, expected an object with dtype, shape and data_offsets",
                          st->path, name, json_type_name(obj));
 
     const char *field;
@@ -168,7 +146,7 @@ static gptq_status read_tensor(const gptq_safetensors *st, const char *name, siz
                     (!strcmp(field, "dtype") || !strcmp(field, "shape") || !strcmp(field, "data_offsets"));
         if (!known)
             return gptq_fail(GPTQ_ERR_FORMAT,
-                             "%s: tensor '" NAME_FMT "': unexpected field '%.64s' (expected exactly dtype, shape, data_offsets)",
+                             "%s: tensor '" GPTQ_ST_NAME_FMT "': unexpected field '%.64s' (expected exactly dtype, shape, data_offsets)",
                              st->path, name, field);
     }
     json_t *jdtype = json_object_get(obj, "dtype");
@@ -176,24 +154,24 @@ static gptq_status read_tensor(const gptq_safetensors *st, const char *name, siz
     json_t *joffsets = json_object_get(obj, "data_offsets");
     const char *missing = !jdtype ? "dtype" : !jshape ? "shape" : !joffsets ? "data_offsets" : NULL;
     if (missing)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': missing field '%s'", st->path, name, missing);
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': missing field '%s'", st->path, name, missing);
 
     /* dtype */
     if (!json_is_string(jdtype))
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': dtype is a JSON %s, expected a string like \"F16\"",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': dtype is a JSON %s, expected a string like \"F16\"",
                          st->path, name, json_type_name(jdtype));
     if (gptq_dtype_parse(json_string_value(jdtype), &e->t.dtype) != 0)
         return gptq_fail(GPTQ_ERR_FORMAT,
-                         "%s: tensor '" NAME_FMT "': unknown dtype '%.32s' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
+                         "%s: tensor '" GPTQ_ST_NAME_FMT "': unknown dtype '%.32s' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
                          st->path, name, json_string_value(jdtype));
 
     /* shape and element count */
     if (!json_is_array(jshape))
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': shape is a JSON %s, expected an array",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': shape is a JSON %s, expected an array",
                          st->path, name, json_type_name(jshape));
     size_t ndim = json_array_size(jshape);
     if (ndim > GPTQ_ST_MAX_NDIM)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': shape has %zu dimensions, at most %d supported",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': shape has %zu dimensions, at most %d supported",
                          st->path, name, ndim, GPTQ_ST_MAX_NDIM);
     e->t.ndim = (int)ndim;
     int64_t numel = 1;
@@ -202,32 +180,32 @@ static gptq_status read_tensor(const gptq_safetensors *st, const char *name, siz
         if (status != GPTQ_OK)
             return status;
         if (__builtin_mul_overflow(numel, e->t.shape[i], &numel))
-            return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': element count of shape overflows int64 at dimension %zu",
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': element count of shape overflows int64 at dimension %zu",
                              st->path, name, i);
     }
     e->t.numel = numel;
     uint64_t need;
     if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)gptq_dtype_size(e->t.dtype), &need))
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': %lld elements of %s overflow a 64-bit byte count",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': %lld elements of %s overflow a 64-bit byte count",
                          st->path, name, (long long)numel, gptq_dtype_name(e->t.dtype));
 
     /* data_offsets */
     if (!json_is_array(joffsets) || json_array_size(joffsets) != 2)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': data_offsets must be an array [begin, end]",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': data_offsets must be an array [begin, end]",
                          st->path, name);
     int64_t begin, end;
     if ((status = read_count(st, name, "data_offsets", 0, json_array_get(joffsets, 0), &begin)) != GPTQ_OK ||
         (status = read_count(st, name, "data_offsets", 1, json_array_get(joffsets, 1), &end)) != GPTQ_OK)
         return status;
     if (begin > end)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "': data_offsets [%lld, %lld] begin after end",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "': data_offsets [%lld, %lld] begin after end",
                          st->path, name, (long long)begin, (long long)end);
     if ((uint64_t)end > st->data_bytes)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "' ends at byte %lld, data section has %llu bytes",
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "' ends at byte %lld, data section has %llu bytes",
                          st->path, name, (long long)end, (unsigned long long)st->data_bytes);
     if ((uint64_t)(end - begin) != need)
         return gptq_fail(GPTQ_ERR_FORMAT,
-                         "%s: tensor '" NAME_FMT "': %lld element(s) of %s need %llu bytes, data_offsets [%lld, %lld] span %lld",
+                         "%s: tensor '" GPTQ_ST_NAME_FMT "': %lld element(s) of %s need %llu bytes, data_offsets [%lld, %lld] span %lld",
                          st->path, name, (long long)numel, gptq_dtype_name(e->t.dtype), (unsigned long long)need,
                          (long long)begin, (long long)end, (long long)(end - begin));
 
@@ -262,7 +240,7 @@ static gptq_status check_overlaps(gptq_safetensors *st)
         const st_entry *e = &st->tensors[i];
         if (furthest && e->begin < furthest->end)
             return gptq_fail(GPTQ_ERR_FORMAT,
-                             "%s: tensor '" NAME_FMT "' [%llu, %llu) overlaps tensor '" NAME_FMT "' [%llu, %llu)",
+                             "%s: tensor '" GPTQ_ST_NAME_FMT "' [%llu, %llu) overlaps tensor '" GPTQ_ST_NAME_FMT "' [%llu, %llu)",
                              st->path, e->t.name, (unsigned long long)e->begin, (unsigned long long)e->end,
                              furthest->t.name, (unsigned long long)furthest->begin,
                              (unsigned long long)furthest->end);
@@ -287,7 +265,7 @@ static gptq_status build_index(gptq_safetensors *st)
         size_t slot = (size_t)name_hash(st->tensors[i].t.name) & (slots - 1);
         while (st->index[slot]) {
             if (!strcmp(st->tensors[st->index[slot] - 1].t.name, st->tensors[i].t.name))
-                return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "' appears twice", st->path,
+                return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" GPTQ_ST_NAME_FMT "' appears twice", st->path,
                                  st->tensors[i].t.name);
             slot = (slot + 1) & (slots - 1);
         }
@@ -325,7 +303,7 @@ static gptq_status map_file(gptq_safetensors *st, int fd, const char **header, s
     void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
         int err = errno;
-        status = gptq_fail(errno_status(err), "%s: mmap of %lld bytes failed: %s", st->path,
+        status = gptq_fail(gptq_errno_status(err), "%s: mmap of %lld bytes failed: %s", st->path,
                            (long long)sb.st_size, strerror(err));
         goto fail;
     }
@@ -436,7 +414,7 @@ gptq_status gptq_safetensors_open_fd(int fd, const char *path, gptq_safetensors 
     json_t *value;
     json_object_keylen_foreach(root, key, key_len, value)
     {
-        if (is_metadata_key(key, key_len))
+        if (gptq_st_is_metadata_key(key, key_len))
             status = read_metadata(st, value);
         else if (st->n_tensors >= n)
             status = gptq_fail(GPTQ_ERR_INTERNAL, "%s: header grew while being read", path);
@@ -516,11 +494,11 @@ gptq_status gptq_st_tensor_to_f32(const gptq_st_tensor *t, float *out, size_t n)
     if (!t || (!out && n))
         return gptq_fail(GPTQ_ERR_ARG, "gptq_st_tensor_to_f32: tensor and output must not be NULL");
     if ((uint64_t)t->numel != (uint64_t)n)
-        return gptq_fail(GPTQ_ERR_ARG, "tensor '" NAME_FMT "': has %lld elements, output buffer holds %zu",
+        return gptq_fail(GPTQ_ERR_ARG, "tensor '" GPTQ_ST_NAME_FMT "': has %lld elements, output buffer holds %zu",
                          t->name, (long long)t->numel, n);
     if (t->dtype != GPTQ_DT_F32 && t->dtype != GPTQ_DT_F16 && t->dtype != GPTQ_DT_BF16 &&
         t->dtype != GPTQ_DT_I32)
-        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "tensor '" NAME_FMT "': dtype %s does not convert to float32 (F32, F16, BF16, I32 do)",
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "tensor '" GPTQ_ST_NAME_FMT "': dtype %s does not convert to float32 (F32, F16, BF16, I32 do)",
                          t->name, gptq_dtype_name(t->dtype));
     return gptq_st_tensor_convert(t, out);
 }
@@ -539,7 +517,7 @@ static void convert(void *ctx)
 gptq_status gptq_st_tensor_convert(const gptq_st_tensor *t, float *out)
 {
     char what[256];
-    snprintf(what, sizeof what, "tensor '" NAME_FMT "'", t->name);
+    snprintf(what, sizeof what, "tensor '" GPTQ_ST_NAME_FMT "'", t->name);
     convert_args a = {t, out};
     return gptq_guarded_call(convert, &a, what);
 }
@@ -547,330 +525,8 @@ gptq_status gptq_st_tensor_convert(const gptq_st_tensor *t, float *out)
 gptq_status gptq_st_tensor_copy(const gptq_st_tensor *t, void *out)
 {
     char what[256];
-    snprintf(what, sizeof what, "tensor '" NAME_FMT "'", t->name);
+    snprintf(what, sizeof what, "tensor '" GPTQ_ST_NAME_FMT "'", t->name);
     return gptq_guarded_copy(out, t->data, t->bytes, what);
-}
-
-/* ---- writer -------------------------------------------------------------- */
-
-typedef struct writer_tensor {
-    char *name;
-    gptq_dtype dtype;
-    int ndim;
-    int64_t shape[GPTQ_ST_MAX_NDIM];
-    const void *data; /* borrowed */
-    size_t bytes;
-} writer_tensor;
-
-struct gptq_st_writer {
-    writer_tensor *tensors;
-    size_t n_tensors, cap_tensors;
-    json_t *names;    /* set of added names (O(1) duplicate check) */
-    json_t *metadata; /* object of string -> string */
-};
-
-gptq_status gptq_st_writer_create(gptq_st_writer **out)
-{
-    if (!out)
-        return gptq_fail(GPTQ_ERR_ARG, "gptq_st_writer_create: out must not be NULL");
-    gptq_st_writer *w = calloc(1, sizeof *w);
-    if (!w || !(w->names = json_object()) || !(w->metadata = json_object())) {
-        gptq_st_writer_destroy(w);
-        *out = NULL;
-        return gptq_fail(GPTQ_ERR_NOMEM, "safetensors writer: no memory");
-    }
-    *out = w;
-    return GPTQ_OK;
-}
-
-void gptq_st_writer_destroy(gptq_st_writer *w)
-{
-    if (!w)
-        return;
-    for (size_t i = 0; i < w->n_tensors; i++)
-        free(w->tensors[i].name);
-    free(w->tensors);
-    json_decref(w->names);
-    json_decref(w->metadata);
-    free(w);
-}
-
-gptq_status gptq_st_writer_add(gptq_st_writer *w, const char *name, gptq_dtype dtype, int ndim,
-                               const int64_t *shape, const void *data)
-{
-    if (!w || !name)
-        return gptq_fail(GPTQ_ERR_ARG, "gptq_st_writer_add: writer and name must not be NULL");
-    size_t name_len = strlen(name);
-    if (name_len == 0 || name_len > GPTQ_ST_MAX_NAME_BYTES)
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor name '" NAME_FMT "' is %zu bytes, must be 1..%d",
-                         name, name_len, GPTQ_ST_MAX_NAME_BYTES);
-    if (is_metadata_key(name, name_len))
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: '__metadata__' is reserved, not a tensor name");
-    if ((unsigned)dtype >= GPTQ_DT_COUNT)
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor '" NAME_FMT "': dtype %d is not a gptq_dtype",
-                         name, (int)dtype);
-    if (ndim < 0 || ndim > GPTQ_ST_MAX_NDIM || (ndim > 0 && !shape))
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor '" NAME_FMT "': ndim %d, must be 0..%d with a shape",
-                         name, ndim, GPTQ_ST_MAX_NDIM);
-    uint64_t numel = 1, bytes;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0)
-            return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor '" NAME_FMT "': shape[%d] = %lld is negative",
-                             name, i, (long long)shape[i]);
-        if (__builtin_mul_overflow(numel, (uint64_t)shape[i], &numel))
-            return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor '" NAME_FMT "': element count overflows", name);
-    }
-    if (__builtin_mul_overflow(numel, (uint64_t)gptq_dtype_size(dtype), &bytes) || bytes > INT64_MAX ||
-        bytes > SIZE_MAX)
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor '" NAME_FMT "': byte count overflows", name);
-    if (bytes > 0 && !data)
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor '" NAME_FMT "': data is NULL", name);
-    if (json_object_get(w->names, name))
-        return gptq_fail(GPTQ_ERR_EXISTS, "safetensors writer: tensor '" NAME_FMT "' was already added", name);
-
-    if (w->n_tensors == w->cap_tensors) {
-        size_t cap = w->cap_tensors ? 2 * w->cap_tensors : 64;
-        writer_tensor *grown = realloc(w->tensors, cap * sizeof *grown);
-        if (!grown)
-            return gptq_fail(GPTQ_ERR_NOMEM, "safetensors writer: no memory for %zu tensors", cap);
-        w->tensors = grown;
-        w->cap_tensors = cap;
-    }
-    writer_tensor *t = &w->tensors[w->n_tensors];
-    memset(t, 0, sizeof *t);
-    if (!(t->name = strdup(name)))
-        return gptq_fail(GPTQ_ERR_NOMEM, "safetensors writer: no memory");
-    /* jansson refuses keys that are not UTF-8; finding out now names the
-     * caller that added the tensor, not the later write. */
-    if (json_object_set_new(w->names, name, json_true()) != 0) {
-        free(t->name);
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: tensor name '" NAME_FMT "' is not valid UTF-8", name);
-    }
-    t->dtype = dtype;
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        t->shape[i] = shape[i];
-    t->data = data;
-    t->bytes = (size_t)bytes;
-    w->n_tensors++;
-    return GPTQ_OK;
-}
-
-gptq_status gptq_st_writer_set_metadata(gptq_st_writer *w, const char *key, const char *value)
-{
-    if (!w || !key || !value)
-        return gptq_fail(GPTQ_ERR_ARG, "gptq_st_writer_set_metadata: writer, key and value must not be NULL");
-    json_t *s = json_string(value);
-    if (!s)
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: metadata value of '" NAME_FMT "' is not valid UTF-8", key);
-    if (json_object_set_new(w->metadata, key, s) != 0)
-        return gptq_fail(GPTQ_ERR_ARG, "safetensors writer: metadata key '" NAME_FMT "' is not valid UTF-8", key);
-    return GPTQ_OK;
-}
-
-/* The reference writer's order: largest element size first, then by name,
- * so that packing without gaps keeps every tensor aligned to its element
- * size once the data section is 8-byte aligned. */
-static int writer_order_cmp(const void *a, const void *b)
-{
-    const writer_tensor *x = *(const writer_tensor *const *)a, *y = *(const writer_tensor *const *)b;
-    size_t sx = gptq_dtype_size(x->dtype), sy = gptq_dtype_size(y->dtype);
-    if (sx != sy)
-        return sx > sy ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
-/* The header JSON, padded with spaces so that 8 + *bytes is a multiple of 8,
- * in *out (malloc'd, not NUL-terminated; the caller frees it). */
-static gptq_status build_header(const gptq_st_writer *w, writer_tensor *const *order, char **out,
-                                size_t *bytes)
-{
-    char *text = NULL, *padded = NULL;
-    json_t *root = json_object();
-    if (!root)
-        goto nomem;
-    if (json_object_size(w->metadata) > 0 && json_object_set(root, "__metadata__", w->metadata) != 0)
-        goto nomem;
-    uint64_t offset = 0;
-    for (size_t i = 0; i < w->n_tensors; i++) {
-        const writer_tensor *t = order[i];
-        uint64_t end;
-        if (__builtin_add_overflow(offset, (uint64_t)t->bytes, &end) || end > INT64_MAX) {
-            json_decref(root);
-            return gptq_fail(GPTQ_ERR_LIMIT, "data section exceeds 2^63 bytes at tensor '" NAME_FMT "'", t->name);
-        }
-        /* Each container is attached before it is filled, so that root owns
-         * everything and one json_decref(root) frees it on any failure
-         * (the *_new setters drop their value when they fail). */
-        json_t *obj = json_object();
-        if (json_object_set_new(root, t->name, obj) != 0 ||
-            json_object_set_new(obj, "dtype", json_string(gptq_dtype_name(t->dtype))) != 0)
-            goto nomem;
-        json_t *shape = json_array();
-        if (json_object_set_new(obj, "shape", shape) != 0)
-            goto nomem;
-        for (int d = 0; d < t->ndim; d++)
-            if (json_array_append_new(shape, json_integer(t->shape[d])) != 0)
-                goto nomem;
-        json_t *offsets = json_array();
-        if (json_object_set_new(obj, "data_offsets", offsets) != 0 ||
-            json_array_append_new(offsets, json_integer((json_int_t)offset)) != 0 ||
-            json_array_append_new(offsets, json_integer((json_int_t)end)) != 0)
-            goto nomem;
-        offset = end;
-    }
-    text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!text)
-        goto nomem;
-    size_t len = strlen(text), padded_len = (len + 7) & ~(size_t)7;
-    padded = malloc(padded_len);
-    if (!padded)
-        goto nomem;
-    memcpy(padded, text, len);
-    memset(padded + len, ' ', padded_len - len);
-    free(text);
-    json_decref(root);
-    *out = padded;
-    *bytes = padded_len;
-    return GPTQ_OK;
-
-nomem:
-    free(text);
-    json_decref(root);
-    return gptq_fail(GPTQ_ERR_NOMEM, "no memory for the header");
-}
-
-static int write_all(int fd, const void *buf, size_t bytes)
-{
-    const char *p = buf;
-    while (bytes > 0) {
-        size_t chunk = bytes < ((size_t)1 << 30) ? bytes : (size_t)1 << 30;
-        ssize_t n = write(fd, p, chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        bytes -= (size_t)n;
-    }
-    return 0;
-}
-
-/* fsync the directory holding `path`, so that the rename itself is durable. */
-static int fsync_parent(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    errno = err;
-    return rc;
-}
-
-gptq_status gptq_st_writer_write(gptq_st_writer *w, const char *path)
-{
-    return gptq_st_writer_write_at(w, AT_FDCWD, path, path);
-}
-
-gptq_status gptq_st_writer_write_at(gptq_st_writer *w, int dirfd, const char *name,
-                                    const char *path)
-{
-    gptq_status status;
-    writer_tensor **order = NULL;
-    char *header = NULL, *tmp = NULL;
-    int fd = -1;
-    if (!w || !name || !*name || !path)
-        return gptq_fail(GPTQ_ERR_ARG, "gptq_st_writer_write: writer and path must not be NULL or empty");
-
-    order = malloc((w->n_tensors ? w->n_tensors : 1) * sizeof *order);
-    if (!order) {
-        status = gptq_fail(GPTQ_ERR_NOMEM, "%s: no memory", path);
-        goto fail;
-    }
-    for (size_t i = 0; i < w->n_tensors; i++)
-        order[i] = &w->tensors[i];
-    if (w->n_tensors > 1)
-        qsort(order, w->n_tensors, sizeof *order, writer_order_cmp);
-    size_t header_bytes = 0;
-    if ((status = build_header(w, order, &header, &header_bytes)) != GPTQ_OK) {
-        gptq_fail_context(status, "%s", path);
-        goto fail;
-    }
-
-    if (asprintf(&tmp, "%s.tmp.%ld", name, (long)getpid()) < 0) {
-        tmp = NULL;
-        status = gptq_fail(GPTQ_ERR_NOMEM, "%s: no memory", path);
-        goto fail;
-    }
-    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        int err = errno;
-        status = gptq_fail(errno_status(err), "%s: cannot create temporary file %s: %s%s", path, tmp,
-                           strerror(err), err == EEXIST ? " (another writer, or left by a crash: remove it)" : "");
-        free(tmp);
-        tmp = NULL; /* not ours to remove */
-        goto fail;
-    }
-    unsigned char length[8];
-    for (int i = 0; i < 8; i++)
-        length[i] = (unsigned char)((uint64_t)header_bytes >> (8 * i));
-    int rc = write_all(fd, length, 8) || write_all(fd, header, header_bytes);
-    for (size_t i = 0; rc == 0 && i < w->n_tensors; i++)
-        rc = order[i]->bytes ? write_all(fd, order[i]->data, order[i]->bytes) : 0;
-    if (rc != 0) {
-        int err = errno;
-        status = gptq_fail(GPTQ_ERR_IO, "%s: writing %s failed: %s", path, tmp, strerror(err));
-        goto fail;
-    }
-    if (fsync(fd) != 0) {
-        int err = errno;
-        status = gptq_fail(GPTQ_ERR_IO, "%s: fsync of %s failed: %s", path, tmp, strerror(err));
-        goto fail;
-    }
-    rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        int err = errno;
-        status = gptq_fail(GPTQ_ERR_IO, "%s: closing %s failed: %s", path, tmp, strerror(err));
-        goto fail;
-    }
-    if (renameat(dirfd, tmp, dirfd, name) != 0) {
-        int err = errno;
-        status = gptq_fail(errno_status(err), "%s: rename from %s failed: %s", path, tmp, strerror(err));
-        goto fail;
-    }
-    free(tmp);
-    tmp = NULL; /* renamed: nothing left to remove */
-    if (dirfd == AT_FDCWD ? fsync_parent(path) != 0 : fsync(dirfd) != 0) {
-        int err = errno;
-        status = gptq_fail(GPTQ_ERR_IO, "%s: written, but fsync of its directory failed: %s", path, strerror(err));
-        goto fail;
-    }
-    free(order);
-    free(header);
-    return GPTQ_OK;
-
-fail:
-    if (fd >= 0)
-        close(fd);
-    if (tmp)
-        unlinkat(dirfd, tmp, 0);
-    free(tmp);
-    free(order);
-    free(header);
-    return status;
 }
 
 void gptq_st_tensor_release(const gptq_st_tensor *t)

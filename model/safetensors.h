@@ -17,9 +17,20 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/dtype.h"
 #include "gptq/error.h"
+
+/* Tensor names in messages are cut to this many bytes: a hostile name may be
+ * long, and the message buffer is 1 KiB. */
+#define GPTQ_ST_NAME_FMT "%.160s"
+
+/* 1 when the header key[key_len] is the reserved "__metadata__". */
+static inline int gptq_st_is_metadata_key(const char *key, size_t key_len)
+{
+    return key_len == 12 && memcmp(key, "__metadata__", 12) == 0;
+}
 
 #ifdef __cplusplus
 extern "C" {
