@@ -10,19 +10,29 @@ Exits 77 (skip) when gptqd or the fixtures are absent.
 Checked: load / list / status / infer (greedy, deterministic, streamed text
 equal to the --json text) / eval --json (the keys of docs/ARCHITECTURE.md,
 "The command line"; the fp16 perplexity of eval.txt against
-reference_results.md) / quantize --nsamples 16 --seqlen 256 / eval of the
-quantized model with --kl-base / save to a temporary directory and load back /
-unload / jobs / cancel and Ctrl-C of a running job; exit statuses 1 (daemon
-refusals) and 3 (daemon gone); the real model (SmolLM2 GGUF, when cached):
-load, a greedy chat answer that stops at <|im_end|>, save as an HF folder and
-load back alike; the `wait` on the eval of a killed gptqctl (its result kept);
-the concurrency checks of issue 5: 8 clients generating at once give the
-serial greedy outputs, status/list answer within 50 ms while a long job runs,
-and 3 processes mapping one model share its pages (smaps) and a killed one's
+reference_results.md) / quantize --nsamples 16 --seqlen 256 / eval of the quantized model with --kl-base / save to a
+temporary directory and load back / unload / jobs / cancel and Ctrl-C of a
+running job; exit statuses 1 (daemon refusals) and 3 (daemon gone); the
+real model (SmolLM2 GGUF, when cached): load, a greedy chat answer that
+stops at <|im_end|>, save as an HF folder and load back alike; the
+`wait` on the eval of a killed gptqctl (its result kept); the
+concurrency checks of issue 5: 8 clients generating at once give the serial
+greedy outputs, status/list answer within 50 ms while a long job runs, and
+3 processes mapping one model share its pages (smaps) and a killed one's
 lease is reclaimed. Steps the daemon cannot do yet in this build (its reply
 says "not available" / "unsupported") are reported as SKIP lines, not
-failures. """ import json import math import os import shutil import signal
-import statistics import subprocess import sys import tempfile import time
+failures.
+"""
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 
 GPTQD = os.environ.get("GPTQD", "")
 GPTQCTL = os.environ.get("GPTQCTL", "")
