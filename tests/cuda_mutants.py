@@ -42,7 +42,7 @@ MUTANTS = [
     for (int i = threadIdx.x; i < BT * nch; i += PK_THREADS) {""",
        """    for (int i = threadIdx.x; i < BT * nch; i += PK_THREADS) {""")], True),
     ("fit-shuffle-lane", "wrong shuffle lane",
-     "quant/gptq_cuda.cu",
+     "kernels/cuda/gptq.cu",
      [("const float a = __shfl_xor_sync(0xffffffffu, xmin, o);",
        "const float a = __shfl_xor_sync(0xffffffffu, xmin, o ^ 1);")], True),
     ("argmax-shuffle-mask", "wrong shuffle mask",
@@ -60,7 +60,7 @@ MUTANTS = [
      [("cublasGemmEx(g_cuda.cublas, CUBLAS_OP_T, CUBLAS_OP_N,",
        "cublasGemmEx(g_cuda.cublas, CUBLAS_OP_N, CUBLAS_OP_N,")], True),
     ("gptq-update-transpose", "swapped transpose flag (GPTQ lazy update)",
-     "quant/gptq_cuda.cu",
+     "kernels/cuda/gptq.cu",
      [("g_cuda.cublas, CUBLAS_OP_N, CUBLAS_OP_T, cols - i2, rows, count,",
        "g_cuda.cublas, CUBLAS_OP_T, CUBLAS_OP_T, cols - i2, rows, count,")], True),
     ("qgemm-v1-tail", "missing bounds check on the tail",
@@ -90,7 +90,7 @@ MUTANTS = [
                 dot[i][b] = 0.0f;
         for (int c = warp; c < nch; c += PK_WARPS) {""")], True),
     ("gptq-walk-no-barrier", "removed __syncthreads (GPTQ column walk)",
-     "quant/gptq_cuda.cu",
+     "kernels/cuda/gptq.cu",
      [("""        __syncthreads();
         hs = hsm;""", """        hs = hsm;""")], True),
     # Blocks run one at a time on the CPU, so a read-modify-write between

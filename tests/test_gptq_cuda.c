@@ -1,4 +1,4 @@
-/* tests/test_gptq_cuda.c: GPTQ on the device (quant/gptq_cuda.cu) against
+/* tests/test_gptq_cuda.c: GPTQ on the device (kernels/cuda/gptq.cu) against
  * the host library (quant/hessian.c, quant/gptq.c, itself checked against
  * the reference's vectors) on the same inputs, and against the fixture's
  * single-layer vectors. Skips (77) when no CUDA device answers.

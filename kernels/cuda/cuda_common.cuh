@@ -169,7 +169,7 @@ void cuda_softmax(float *x, int n, int cols);
 void cuda_log_softmax(float *x, int n, int cols);
 gptq_status cuda_sample(const float *logits, int n, int vocab, float temperature, uint64_t seed,
                         int32_t *ids);
-// quant/gptq_cuda.cu (owns the module's cuSOLVER handle, created on first use)
+// kernels/cuda/gptq.cu (owns the module's cuSOLVER handle, created on first use)
 gptq_status cuda_hessian_create(int cols, gptq_cuda_hessian **out);
 void cuda_hessian_destroy(gptq_cuda_hessian *h);
 gptq_status cuda_hessian_add(gptq_cuda_hessian *h, const float *d_X, int64_t tokens,

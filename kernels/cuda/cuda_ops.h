@@ -121,7 +121,7 @@ typedef struct gptq_cuda_ops {
     gptq_status (*sample)(const float *d_logits, int n, int vocab, float temperature,
                           uint64_t seed, int32_t *d_ids);
 
-    /* ---- GPTQ on the device (quant/gptq_cuda.cu) --------------------------
+    /* ---- GPTQ on the device (kernels/cuda/gptq.cu) --------------------------
      * The same algorithm and results as gptq/quant.h's host functions
      * (gptq_hessian_*, gptq_quantize_layer): integer codes mostly identical,
      * losses within 1e-4 relative. */

@@ -1,4 +1,4 @@
-// quant/gptq_cuda.cu: GPTQ on the device, the twin of quant/hessian.c,
+// kernels/cuda/gptq.cu: GPTQ on the device, the twin of quant/hessian.c,
 // quant/quantizer.c and quant/gptq.c (same steps, same arithmetic, same
 // results up to summation order; tests/test_gptq_cuda.c holds it to them).
 //
