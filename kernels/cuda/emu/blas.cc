@@ -158,8 +158,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
     if (sticky_error())
         return CUBLAS_STATUS_EXECUTION_FAILED;
     const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
-    if ((transa != CUBLAS_OP_N && transa != CUBLAS_OP_T) ||
-        (transb != CUBLAS_OP_N && transb != CUBLAS_OP_T) || m < 0 || n < 0 || k < 0 ||
+    // CUBLAS_OP_C is the transpose for real types
+    if ((transa != CUBLAS_OP_N && transa != CUBLAS_OP_T && transa != CUBLAS_OP_C) ||
+        (transb != CUBLAS_OP_N && transb != CUBLAS_OP_T && transb != CUBLAS_OP_C) || m < 0 ||
+        n < 0 || k < 0 ||
         lda < (ta ? (k > 1 ? k : 1) : (m > 1 ? m : 1)) ||
         ldb < (tb ? (n > 1 ? n : 1) : (k > 1 ? k : 1)) || ldc < (m > 1 ? m : 1)) {
         note("%s: invalid value: op(A) %c op(B) %c, m=%d n=%d k=%d, lda=%d ldb=%d ldc=%d", call,
@@ -177,6 +179,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
     }
     if (m == 0 || n == 0)
         return CUBLAS_STATUS_SUCCESS;
+    if (!alpha || !beta || (k > 0 && (!A || !B)) || !C) {
+        note("%s: invalid value: a NULL scalar or matrix", call);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
     const size_t eb = type_bytes(Atype);
     if (!host_scalar_ok(call, "alpha", alpha) || !host_scalar_ok(call, "beta", beta) ||
         !matrix_ok(call, "A", A, ta ? k : m, ta ? m : k, lda, eb) ||
@@ -225,7 +231,7 @@ cublasStatus_t cublasSsyrk(cublasHandle_t handle, cublasFillMode_t uplo, cublasO
         return CUBLAS_STATUS_EXECUTION_FAILED;
     const bool t = trans != CUBLAS_OP_N;
     if ((uplo != CUBLAS_FILL_MODE_LOWER && uplo != CUBLAS_FILL_MODE_UPPER) ||
-        (trans != CUBLAS_OP_N && trans != CUBLAS_OP_T) || n < 0 || k < 0 ||
+        (trans != CUBLAS_OP_N && trans != CUBLAS_OP_T && trans != CUBLAS_OP_C) || n < 0 || k < 0 ||
         lda < (t ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (n > 1 ? n : 1)) {
         note("%s: invalid value: uplo %d trans %c n=%d k=%d lda=%d ldc=%d", call, (int)uplo,
              t ? 'T' : 'N', n, k, lda, ldc);
@@ -233,6 +239,10 @@ cublasStatus_t cublasSsyrk(cublasHandle_t handle, cublasFillMode_t uplo, cublasO
     }
     if (n == 0)
         return CUBLAS_STATUS_SUCCESS;
+    if (!alpha || !beta || (k > 0 && !A) || !C) {
+        note("%s: invalid value: a NULL scalar or matrix", call);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
     if (!host_scalar_ok(call, "alpha", alpha) || !host_scalar_ok(call, "beta", beta) ||
         (k > 0 && !matrix_ok(call, "A", A, t ? k : n, t ? n : k, lda, 4)) ||
         !matrix_ok(call, "C", C, n, n, ldc, 4))
@@ -334,6 +344,10 @@ static cusolverStatus_t factor(const char *call, bool inverse, cusolverDnHandle_
              work_floats(n));
         return CUSOLVER_STATUS_INVALID_VALUE;
     }
+    if ((n > 0 && (!A || !work)) || !dev_info) {
+        note("%s: invalid value: a NULL matrix, workspace or devInfo", call);
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    }
     if (!matrix_ok(call, "A", A, n, n, lda, 4) || !matrix_ok(call, "work", work, lwork, 1, lwork, 4) ||
         check_device_range(dev_info, sizeof(int), call, "devInfo") != cudaSuccess) {
         device_fault(call);
@@ -343,8 +357,10 @@ static cusolverStatus_t factor(const char *call, bool inverse, cusolverDnHandle_
     memset(work, 0xff, (size_t)lwork * sizeof(float)); // what it held is gone
     const char u = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
     lapack_int info = n == 0 ? 0
-                      : inverse ? LAPACKE_spotri(LAPACK_COL_MAJOR, u, n, A, lda)
-                                : LAPACKE_spotrf(LAPACK_COL_MAJOR, u, n, A, lda);
+                      // the _work forms skip LAPACKE's NaN scan, whose -4 would read as
+                      // "lda rejected": a NaN must fail the factorization (info > 0)
+                      : inverse ? LAPACKE_spotri_work(LAPACK_COL_MAJOR, u, n, A, lda)
+                                : LAPACKE_spotrf_work(LAPACK_COL_MAJOR, u, n, A, lda);
     *dev_info = (int)info;
     return CUSOLVER_STATUS_SUCCESS;
 }

@@ -11,9 +11,10 @@
 // only at __syncthreads and at warp collectives (shuffles, votes,
 // __syncwarp), in an order that changes from block to block (forward,
 // reverse, seeded random), so a missing barrier or a race between threads
-// changes the result. Barriers that not every thread reaches, collectives
-// whose mask names a lane that exited or waits elsewhere, and shuffles from
-// lanes outside the mask are reported as kernel faults. Shared memory is
+// changes the result. Barriers that not every thread reaches (or that
+// threads reach at different __syncthreads), lanes of one collective that
+// wait at different collectives, and shuffles from lanes outside the mask
+// or that exited are reported as kernel faults. Shared memory is
 // filled with 0xff bytes (NaN, -1) before use; global memory comes from
 // guard-paged allocations (runtime.cc). Under AddressSanitizer every access
 // to global, static shared and dynamic shared memory is checked against its
@@ -99,7 +100,9 @@ enum collective {
     COLL_ALL,
     COLL_SYNCWARP,
 };
-void syncthreads(void);
+void syncthreads(const char *file, int line);
+// The lanes of the calling thread's warp that the block has.
+unsigned active_mask(void);
 // The lane's result of a warp collective: the shuffled value's bits, or the
 // vote. The calling fiber waits until every lane of `mask` has arrived.
 uint64_t warp_collective(collective kind, unsigned mask, uint64_t value, int param, int width);
@@ -179,7 +182,9 @@ launcher<P...> launch(void (*fn)(P...), const char *name, const char *file, int 
 #define warpSize 32
 
 // ---- synchronization and warp collectives ------------------------------------------------
-static inline void __syncthreads(void) { ::gptq_emu::syncthreads(); }
+// A macro, so that the barrier knows its site: threads waiting at different
+// __syncthreads are a fault.
+#define __syncthreads() ::gptq_emu::syncthreads(__FILE__, __LINE__)
 static inline void __syncwarp(unsigned mask = 0xffffffffu)
 {
     ::gptq_emu::warp_collective(::gptq_emu::COLL_SYNCWARP, mask, 0, 0, 32);
@@ -212,7 +217,7 @@ static inline int __all_sync(unsigned mask, int pred)
 {
     return (int)::gptq_emu::warp_collective(::gptq_emu::COLL_ALL, mask, pred != 0, 0, 32);
 }
-static inline unsigned __activemask(void) { return 0xffffffffu; }
+static inline unsigned __activemask(void) { return ::gptq_emu::active_mask(); }
 
 // ---- atomics (blocks and threads run one at a time: plain read-modify-write) -----------
 template <typename T> T atomicAdd(T *p, T v)
@@ -317,6 +322,9 @@ GPTQ_EMU_MINMAX(long)
 GPTQ_EMU_MINMAX(unsigned long)
 GPTQ_EMU_MINMAX(long long)
 GPTQ_EMU_MINMAX(unsigned long long)
-GPTQ_EMU_MINMAX(float)
-GPTQ_EMU_MINMAX(double)
 #undef GPTQ_EMU_MINMAX
+// Floating point: fminf/fmaxf, as CUDA's min/max (a NaN operand loses).
+static inline float min(float a, float b) { return fminf(a, b); }
+static inline float max(float a, float b) { return fmaxf(a, b); }
+static inline double min(double a, double b) { return fmin(a, b); }
+static inline double max(double a, double b) { return fmax(a, b); }

@@ -14,8 +14,8 @@ static inline uint16_t f32_to_f16_bits(float f)
     memcpy(&x, &f, sizeof x);
     const uint32_t sign = (x >> 16) & 0x8000u, mant = x & 0x7fffffu;
     const int exp = (int)((x >> 23) & 0xff);
-    if (exp == 255) // inf, or NaN kept quiet
-        return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0));
+    if (exp == 255) // inf keeps its sign; every NaN becomes CUDA's canonical 0x7fff
+        return mant ? (uint16_t)0x7fffu : (uint16_t)(sign | 0x7c00u);
     const int e = exp - 127 + 15;
     if (e >= 31)
         return (uint16_t)(sign | 0x7c00u);
@@ -54,8 +54,8 @@ static inline float f16_bits_to_f32(uint16_t h)
             } while (!(m & 0x400u));
             x = sign | ((uint32_t)(127 - 15 - e) << 23) | ((m & 0x3ffu) << 13);
         }
-    } else if (exp == 31) {
-        x = sign | 0x7f800000u | (mant << 13);
+    } else if (exp == 31) { // inf keeps its sign; NaN is CUDA's canonical 0x7fffffff
+        x = mant ? 0x7fffffffu : sign | 0x7f800000u;
     } else {
         x = sign | ((exp + 127 - 15) << 23) | (mant << 13);
     }

@@ -57,6 +57,9 @@ struct fiber_thread {
     unsigned mask;
     uint64_t value, result;
     int param, width;
+    // the __syncthreads it waits at
+    const char *bar_file;
+    int bar_line;
     // the fiber
     void *sp;
     char *stack;
@@ -106,6 +109,7 @@ struct launch_state {
     std::vector<fiber_thread> threads;
     std::vector<fiber_thread *> order;
     std::vector<int> in_collective; // per warp: lanes waiting in a collective
+    std::vector<unsigned> live;     // per warp: lanes that exist and have not exited
     fiber_thread *cur;
     char *dyn_smem;
     size_t dyn_bytes;
@@ -257,9 +261,11 @@ const char *state_name(tstate s)
 // the mask arrives: the warp counts its lanes in collectives.
 void try_complete(fiber_thread *t, bool force = false)
 {
-    const int base = t->warp * 32, n = (int)L.threads.size();
-    const unsigned M = t->mask;
-    if (!force && L.in_collective[t->warp] < __builtin_popcount(M))
+    const int base = t->warp * 32;
+    const unsigned M = t->mask, live = L.live[t->warp], A = M & live;
+    // Lanes of the mask that exited (or that a partial warp lacks) take no
+    // part, as on the device ("all non-exited threads named in mask").
+    if (!force && L.in_collective[t->warp] < __builtin_popcount(A))
         return;
     if (!(M >> t->lane & 1u)) {
         sched_fault(t, "%s with mask 0x%08x, which leaves out the calling lane %d",
@@ -272,13 +278,8 @@ void try_complete(fiber_thread *t, bool force = false)
         return;
     }
     for (int l = 0; l < 32; l++) {
-        if (!(M >> l & 1u))
+        if (!(A >> l & 1u))
             continue;
-        if (base + l >= n) {
-            sched_fault(t, "%s mask 0x%08x names lane %d, which this block (%d threads) does not "
-                           "have", coll_name(t->kind), M, l, n);
-            return;
-        }
         fiber_thread *u = &L.threads[base + l];
         if (u->state == T_READY)
             return; // not there yet
@@ -297,44 +298,40 @@ void try_complete(fiber_thread *t, bool force = false)
     }
     uint64_t vote = 0;
     for (int l = 0; l < 32; l++)
-        if ((M >> l & 1u) && L.threads[base + l].value)
+        if ((A >> l & 1u) && L.threads[base + l].value)
             vote |= 1ull << l;
     for (int l = 0; l < 32; l++) {
-        if (!(M >> l & 1u))
+        if (!(A >> l & 1u))
             continue;
         fiber_thread *u = &L.threads[base + l];
-        const int w = u->width, seg = l & ~(w - 1);
+        // PTX shfl.sync: b is taken mod 32; a segment of `width` lanes is
+        // [lo, hi]; up reads within the segment, down and bfly up to its
+        // end (bfly may reach an earlier segment), idx within it; a source
+        // out of range reads the lane's own value.
+        const int w = u->width, b = u->param & 31;
+        const int lo = l & (32 - w), hi = lo | (w - 1);
         int src = l;
         switch (u->kind) {
-        case COLL_SHFL_IDX:
-            src = seg + (int)((unsigned)u->param % (unsigned)w);
-            break;
-        case COLL_SHFL_XOR:
-            src = l ^ u->param;
-            if (src < seg || src >= seg + w)
-                src = l;
-            break;
-        case COLL_SHFL_UP:
-            src = l - u->param;
-            if (src < seg)
-                src = l;
-            break;
-        case COLL_SHFL_DOWN:
-            src = l + u->param;
-            if (src >= seg + w)
-                src = l;
-            break;
-        default:
-            break;
+        case COLL_SHFL_IDX: src = lo | (b & (w - 1)); break;
+        case COLL_SHFL_XOR: src = (l ^ b) <= hi ? l ^ b : l; break;
+        case COLL_SHFL_UP: src = l - b >= lo ? l - b : l; break;
+        case COLL_SHFL_DOWN: src = l + b <= hi ? l + b : l; break;
+        default: break;
         }
         switch (u->kind) {
         case COLL_SHFL_IDX:
         case COLL_SHFL_XOR:
         case COLL_SHFL_UP:
         case COLL_SHFL_DOWN:
-            if (src < 0 || src > 31 || !(M >> src & 1u)) {
+            if (!(M >> src & 1u)) {
                 sched_fault(u, "%s reads lane %d, outside mask 0x%08x (undefined on the device)",
                             coll_name(u->kind), src, M);
+                return;
+            }
+            if (!(live >> src & 1u)) {
+                sched_fault(u, "%s reads lane %d, which %s (undefined on the device)",
+                            coll_name(u->kind), src,
+                            base + src < (int)L.threads.size() ? "exited" : "this block lacks");
                 return;
             }
             u->result = L.threads[base + src].value;
@@ -346,7 +343,7 @@ void try_complete(fiber_thread *t, bool force = false)
             u->result = vote != 0;
             break;
         case COLL_ALL:
-            u->result = vote == (uint64_t)M;
+            u->result = vote == (uint64_t)A;
             break;
         case COLL_SYNCWARP:
             u->result = 0;
@@ -354,9 +351,9 @@ void try_complete(fiber_thread *t, bool force = false)
         }
     }
     for (int l = 0; l < 32; l++)
-        if (M >> l & 1u)
+        if (A >> l & 1u)
             L.threads[base + l].state = T_READY;
-    L.in_collective[t->warp] -= __builtin_popcount(M);
+    L.in_collective[t->warp] -= __builtin_popcount(A);
 }
 
 // ---- blocks ---------------------------------------------------------------------------------
@@ -468,6 +465,9 @@ bool run_block(uint3 bidx, uint64_t block_linear)
         t->started = false;
     }
     L.in_collective.assign((size_t)(n + 31) / 32, 0);
+    L.live.assign((size_t)(n + 31) / 32, 0xffffffffu);
+    if (n & 31)
+        L.live.back() = (1u << (n & 31)) - 1;
     poison_shared();
     make_order(block_linear);
     for (;;) {
@@ -481,10 +481,20 @@ bool run_block(uint3 bidx, uint64_t block_linear)
             resume(t);
             if (L.faulted)
                 return false;
-            if (t->state == T_DONE)
+            if (t->state == T_DONE) {
                 t->started = false; // returned cleanly: its stack is clean
-            else if (t->state == T_WARP)
+                L.live[t->warp] &= ~(1u << t->lane);
+                // lanes waiting for it in a collective may now be complete
+                for (int l = 0; l < 32 && L.in_collective[t->warp] && !L.faulted; l++) {
+                    fiber_thread *u = &L.threads[(size_t)t->warp * 32 + (size_t)l];
+                    if (L.live[t->warp] >> l & 1u && u->state == T_WARP) {
+                        try_complete(u);
+                        break;
+                    }
+                }
+            } else if (t->state == T_WARP) {
                 try_complete(t);
+            }
             if (L.faulted)
                 return false;
         }
@@ -516,6 +526,18 @@ bool run_block(uint3 bidx, uint64_t block_linear)
                         exited->ctx.idx.z);
             return false;
         }
+        // Every thread waits at the same __syncthreads: one in divergent
+        // code (if ... __syncthreads(); else ... __syncthreads();) is
+        // undefined on the device even when all threads reach one.
+        for (int i = 1; i < n; i++) {
+            const fiber_thread *a = &L.threads[0], *b = &L.threads[i];
+            if (a->bar_line != b->bar_line || strcmp(a->bar_file, b->bar_file) != 0) {
+                sched_fault(b, "__syncthreads at %s:%d while thread (%u,%u,%u) waits at %s:%d: "
+                            "a barrier in divergent code", b->bar_file, b->bar_line,
+                            a->ctx.idx.x, a->ctx.idx.y, a->ctx.idx.z, a->bar_file, a->bar_line);
+                return false;
+            }
+        }
         for (int i = 0; i < n; i++)
             L.threads[i].state = T_READY; // the barrier opens
     }
@@ -527,9 +549,11 @@ std::unordered_map<const void *, int> g_func_smem; // cudaFuncSetAttribute
 
 // ---- what kernels call -------------------------------------------------------------------
 
-void syncthreads(void)
+void syncthreads(const char *file, int line)
 {
     fiber_thread *t = L.cur;
+    t->bar_file = file;
+    t->bar_line = line;
     t->state = T_BARRIER;
     to_scheduler(t, false);
 }
@@ -558,6 +582,15 @@ void fault(const char *fmt, ...)
     t->state = T_DONE;
     to_scheduler(t, true);
     __builtin_unreachable();
+}
+
+unsigned active_mask(void)
+{
+    // The warp's lanes that the block has. Fibers run one after another, so
+    // which lanes have exited by now says nothing about convergence on a
+    // device, where lanes of one warp run together.
+    const int n = (int)L.threads.size(), first = L.cur->warp * 32;
+    return n - first >= 32 ? 0xffffffffu : (1u << (n - first)) - 1;
 }
 
 void *dynamic_shared_base(void)
@@ -610,9 +643,12 @@ void run_kernel(const launch_config &cfg, void (*body)(void *), void *arg,
         return;
     }
     std::lock_guard<std::recursive_mutex> lock(device_lock());
+    // the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize when set (it
+    // may also lower the limit), else the default 48 KiB; static __shared__
+    // arrays are not counted (one section holds every kernel's)
     size_t smem_limit = prop.sharedMemPerBlock;
     auto it = g_func_smem.find(cfg.fn);
-    if (it != g_func_smem.end() && (size_t)it->second > smem_limit)
+    if (it != g_func_smem.end())
         smem_limit = (size_t)it->second;
     if (cfg.smem > smem_limit) {
         note("launch of %s (%s:%d): %zu bytes of dynamic shared memory, above the %zu allowed "
