@@ -46,7 +46,8 @@ typedef struct gptq_backend {
     const char *name; /* "cpu", "cuda:0", ... */
 
     /* ---- memory ------------------------------------------------------------ */
-    /* `bytes` of backend memory, 64-byte aligned, or NULL (no message set). */
+    /* `bytes` of backend memory, 64-byte aligned, or NULL (no message set:
+     * report it with gptq_backend_alloc_fail). */
     void *(*alloc)(size_t bytes);
     void (*free)(void *ptr); /* NULL is fine */
     /* Copies between host and backend memory (either may be either for the
@@ -90,12 +91,26 @@ typedef struct gptq_backend {
      * log-softmax sums exp in double). */
     void (*softmax)(float *x, int n, int cols);
     void (*log_softmax)(float *x, int n, int cols);
+
+    /* ---- errors -------------------------------------------------------------- */
+    /* Wait for the work queued so far: GPTQ_OK, or the first failure of
+     * asynchronous work since the last call, with its message (a device
+     * fault is sticky: every later call fails too). NULL where every entry
+     * reports its errors when called (the CPU). */
+    gptq_status (*sync)(void);
 } gptq_backend;
 
 /* The CPU backend: OpenBLAS sgemm (its threads are the only ones the dense
  * ops use; see kernels/cpu/ops.c), the hand-written packed kernels of
  * kernels/cpu/qgemm.c. A static table; never NULL. */
 const gptq_backend *gptq_backend_cpu(void);
+
+/* The failure of be->alloc, for `what` (printf-style, e.g. "forward: hidden
+ * states for 12 tokens"): the backend's own error when it has one (a device
+ * fault leaves allocations failing, and "out of memory" would hide the
+ * cause), else GPTQ_ERR_NOMEM naming the backend's memory. */
+gptq_status gptq_backend_alloc_fail(const gptq_backend *be, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #ifdef __cplusplus
 }

@@ -80,8 +80,7 @@ static gptq_status scratch_alloc(const gptq_model *m, size_t T, unsigned want, s
         failed |= !(s->pos_host = malloc(T * sizeof(int32_t)));
     if (failed) {
         scratch_free(s);
-        return gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate %s activations for %zu tokens",
-                         be->name, T);
+        return gptq_backend_alloc_fail(be, "forward: activations for %zu tokens", T);
     }
     return GPTQ_OK;
 }
@@ -286,7 +285,7 @@ gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part pa
         v = be->alloc((size_t)T * kv_dim * sizeof *v);
         start = calloc((size_t)n_seq, sizeof *start);
         if (!k || !v || !start) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "layer part: cannot allocate keys for %d tokens", T);
+            st = gptq_backend_alloc_fail(be, "layer part: keys for %d tokens", T);
             break;
         }
         kv_view kvv = {.k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .start = start};
@@ -331,7 +330,7 @@ static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_
         return GPTQ_OK;
     int32_t *d = m->be->alloc(n * sizeof *d);
     if (!d)
-        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu token ids", m->be->name, n);
+        return gptq_backend_alloc_fail(m->be, "%zu token ids", n);
     gptq_status st = m->be->upload(d, ids, n * sizeof *d);
     if (st != GPTQ_OK) {
         m->be->free(d);
@@ -367,8 +366,7 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
     float *x = be->alloc((size_t)n * c->hidden_size * sizeof *x);
     float *y = m->device ? be->alloc(out_bytes) : logits;
     if (!x || !y) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "head: cannot allocate %d x %d logits of %s memory", n,
-                       c->vocab_size, be->name);
+        st = gptq_backend_alloc_fail(be, "head: %d x %d logits", n, c->vocab_size);
         goto done;
     }
     be->rmsnorm(h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
@@ -404,7 +402,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
     float *k = be->alloc(T * kv_dim * sizeof *k), *v = be->alloc(T * kv_dim * sizeof *v);
     int32_t *start = calloc((size_t)n_seq, sizeof *start);
     if (!k || !v || !start) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "layer forward: cannot allocate keys for %zu tokens", T);
+        st = gptq_backend_alloc_fail(be, "layer forward: keys for %zu tokens", T);
         goto done;
     }
     kv_view kvv = {
@@ -486,7 +484,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         tmp_k = be->alloc(T * kv_dim * sizeof *tmp_k);
         tmp_v = be->alloc(T * kv_dim * sizeof *tmp_v);
         if (!tmp_k || !tmp_v) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate keys for %zu tokens", T);
+            st = gptq_backend_alloc_fail(be, "forward: keys for %zu tokens", T);
             goto done;
         }
         kvv.slot_stride = (size_t)len * kv_dim;
@@ -494,7 +492,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     }
 
     if (!(h = be->alloc(T * hidden * sizeof *h))) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "forward: cannot allocate hidden states for %zu tokens", T);
+        st = gptq_backend_alloc_fail(be, "forward: hidden states for %zu tokens", T);
         goto done;
     }
     if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK ||
@@ -511,7 +509,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     }
     if (flags & GPTQ_FWD_LAST_ONLY) {
         if (!(last = be->alloc((size_t)n_seq * hidden * sizeof *last))) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
+            st = gptq_backend_alloc_fail(be, "forward: last hidden states of %d sequences", n_seq);
             goto done;
         }
         for (int i = 0; i < n_seq && st == GPTQ_OK; i++)

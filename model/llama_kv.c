@@ -27,9 +27,8 @@ gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_
     kv->len = calloc((size_t)n_seq, sizeof *kv->len);
     if (!kv->k || !kv->v || !kv->len) {
         gptq_kv_free(kv);
-        return gptq_fail(GPTQ_ERR_NOMEM,
-                         "kv cache: cannot allocate 2 x %zu MiB of %s memory for %d x %d tokens",
-                         n * sizeof(float) >> 20, m->be->name, n_seq, max_tokens);
+        return gptq_backend_alloc_fail(m->be, "kv cache: 2 x %zu MiB for %d x %d tokens",
+                                       n * sizeof(float) >> 20, n_seq, max_tokens);
     }
     *out = kv;
     return GPTQ_OK;

@@ -669,6 +669,27 @@ static void test_arena(void)
     CHECK_OK(ops->sync());
 }
 
+/* A device fault (a kernel reading an unmapped address) leaves every later
+ * allocation failing; the failure must then be reported as the device's
+ * error, not as "out of memory" (the emulated GEMM-transpose mutant made
+ * the daemon answer "forward: out of memory"). */
+static void test_fault_reported(void)
+{
+    float *y = be->alloc(64 * sizeof *y), *w = be->alloc(64 * sizeof *w);
+    CHECK(y && w, "alloc");
+    if (!y || !w)
+        return;
+    be->rmsnorm((const float *)(uintptr_t)0x10, w, y, 1, 64, 1e-5f);
+    void *p = NULL;
+    for (int i = 0; i < 8 && (p = be->alloc((size_t)1 << 20)) != NULL; i++)
+        be->free(p); /* a real device may report the fault a little later */
+    gptq_status st = gptq_backend_alloc_fail(be, "after a fault");
+    printf("after a device fault: alloc %s, reported as %s: %s\n", p ? "worked" : "failed",
+           gptq_status_name(st), gptq_errmsg());
+    CHECK(st == GPTQ_ERR_DEVICE, "a device fault reported as '%s' (%s), want a device error",
+          gptq_status_name(st), gptq_errmsg());
+}
+
 int main(void)
 {
     int rc = cudatest_open();
@@ -702,5 +723,6 @@ int main(void)
     test_sample(4, 32000);
     test_sample(3, 50);
     CHECK_OK(ops->sync());
+    test_fault_reported(); /* last: the fault is sticky */
     return test_result();
 }

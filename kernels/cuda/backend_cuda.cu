@@ -120,6 +120,7 @@ static const gptq_backend cuda_backend = {
     .embed = B(cuda_embed),
     .softmax = B(cuda_softmax),
     .log_softmax = B(cuda_log_softmax),
+    .sync = B(cuda_sync),
 };
 
 static gptq_cuda_ops cuda_ops = {
