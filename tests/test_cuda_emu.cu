@@ -18,16 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-            failures++;                                                                           \
-        }                                                                                         \
-    } while (0)
+#include "testutil.h"
+
 
 enum { LANES = 32 };
 
@@ -239,10 +231,8 @@ int main(void)
     test_shared_attribute();
     test_blas();
     test_divergent_barrier();
-    if (failures)
-        fprintf(stderr, "%d check(s) failed\n", failures);
-    else
+    if (!test_failures)
         printf("emulator semantics: shuffles, votes, activemask, NaN, half, shared memory "
                "attribute, cuBLAS/cuSOLVER arguments, divergent barrier: as CUDA specifies\n");
-    return failures ? 1 : 0;
+    return test_result();
 }
