@@ -200,7 +200,8 @@ static gptq_status quantize_linear(const engine *e, const models *ms, int layer,
         host = malloc(bytes);
         tmp = e->cuda ? e->be->alloc(bytes) : host;
         if (!host || !tmp) {
-            st = gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", rows, cols);
+            st = host ? gptq_backend_alloc_fail(e->be, "weights [%d, %d]", rows, cols)
+                      : gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", rows, cols);
             goto done;
         }
         if ((st = gptq_model_get_linear_f32(ms->m, layer, which, host)) ||
@@ -332,8 +333,7 @@ static gptq_status hess_end(pipeline *p, int g)
     gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
     p->Hs[g] = p->eng.be->alloc((size_t)cols * cols * sizeof(float));
     if (!p->Hs[g])
-        return gptq_fail(GPTQ_ERR_NOMEM, "Hessian [%d, %d] in %s memory: out of memory", cols,
-                         cols, p->eng.be->name);
+        return gptq_backend_alloc_fail(p->eng.be, "Hessian [%d, %d]", cols, cols);
     st = eng_hessian_get(&p->eng, p->hess, p->Hs[g]);
     eng_hessian_destroy(&p->eng, p->hess);
     p->hess = NULL;
@@ -515,9 +515,11 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
         p.act = be->alloc((size_t)p.batch * p.len * p.inter * sizeof(float));
     }
     if (!offsets || !p.inps || !p.x || (o->true_sequential && (!p.att || !p.act))) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "calibration activations (%d x %d x (%zu + %zu) floats "
-                       "of %s memory): out of memory; lower --nsamples or --seqlen", p.ns, p.len,
-                       p.hidden, o->true_sequential ? p.q_dim : 0, be->name);
+        st = offsets ? gptq_backend_alloc_fail(be, "calibration activations (%d x %d x (%zu + "
+                                               "%zu) floats; lower --nsamples or --seqlen)",
+                                               p.ns, p.len, p.hidden,
+                                               o->true_sequential ? p.q_dim : 0)
+                     : gptq_fail(GPTQ_ERR_NOMEM, "calibration: out of memory");
         goto done;
     }
     if (o->offsets) {

@@ -82,7 +82,9 @@ gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int
         lseb = malloc(EVAL_HEAD_ROWS * sizeof *lseb);
     }
     if (!h || !lp || !lse || (cb && (!hb || !lpb || !lseb))) {
-        st = gptq_fail(GPTQ_ERR_NOMEM, "eval: cannot allocate activations for %zu tokens", T);
+        st = !h ? gptq_backend_alloc_fail(be, "eval: activations for %zu tokens", T)
+           : cb && !hb ? gptq_backend_alloc_fail(beb, "eval: base activations for %zu tokens", T)
+                       : gptq_fail(GPTQ_ERR_NOMEM, "eval: cannot allocate log-probabilities");
         goto done;
     }
 

@@ -236,8 +236,8 @@ gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id w
             m->be->free(d);
             free(copy);
             return d ? st
-                     : gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d] on %s",
-                                 layer, gptq_linear_name(which), L->rows, L->cols, m->be->name);
+                     : gptq_backend_alloc_fail(m->be, "layer %d %s: [%d, %d]", layer,
+                                               gptq_linear_name(which), L->rows, L->cols);
         }
         free(copy);
         copy = d;

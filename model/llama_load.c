@@ -362,7 +362,7 @@ gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be)
     n->device = 1;
     if (!(n->rope_freq = be->alloc(bytes))) {
         n->rope_freq = n->inv_freq;
-        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes", be->name, bytes);
+        return gptq_backend_alloc_fail(be, "rope frequencies (%zu bytes)", bytes);
     }
     return be->upload(n->rope_freq, n->inv_freq, bytes);
 }

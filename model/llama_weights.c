@@ -210,8 +210,9 @@ static void *up_bytes(uploader *u, const void *src, size_t bytes, const char *wh
     size_t n = bytes ? bytes : 1;
     void *p = u->alloc ? u->alloc(u->ctx, n) : u->be->alloc(n);
     if (!p) {
-        u->st = gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes of %s memory for %s",
-                          u->be->name, bytes, u->be->name, what);
+        u->st = u->alloc ? gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for %s",
+                                     u->be->name, bytes, what)
+                         : gptq_backend_alloc_fail(u->be, "%zu bytes for %s", bytes, what);
         return NULL;
     }
     if ((u->st = u->be->upload(p, src, bytes)) != GPTQ_OK) {
