@@ -39,18 +39,7 @@
 
 #include "gptq/error.h"
 #include "test_daemon_harness.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-            failures++;                                                                           \
-        }                                                                                         \
-    } while (0)
+#include "testutil.h"
 
 static char models[PATH_MAX], outside[PATH_MAX];
 static const char *fixtures;
@@ -99,18 +88,6 @@ static void copy_model(const char *dir, const char *name)
     }
 }
 
-static Gptqd__Response *load(int s, const char *name, const char *path)
-{
-    Gptqd__Request req;
-    Gptqd__LoadRequest body = GPTQD__LOAD_REQUEST__INIT;
-    td_request_init(&req);
-    body.name = (char *)name;
-    body.path = (char *)path;
-    req.body_case = GPTQD__REQUEST__BODY_LOAD;
-    req.load = &body;
-    return td_call(s, &req);
-}
-
 /* Starts a job request; returns its id (0 on failure, message printed). */
 static uint64_t start(int s, Gptqd__Request *req, const char *what)
 {
@@ -141,7 +118,7 @@ static void expect_load(int s, const char *what, const char *path, int want, con
 {
     char msg[1024] = "";
     int st;
-    Gptqd__Response *r = load(s, "probe", path);
+    Gptqd__Response *r = td_load(s, "probe", path);
     if (r && r->status == 0 && r->body_case == GPTQD__RESPONSE__BODY_JOB) {
         uint64_t job = r->job->job;
         gptqd__response__free_unpacked(r, NULL);
@@ -254,7 +231,7 @@ static void test_race(int s)
     pthread_create(&t, NULL, swapper, NULL);
     int escaped = 0, answered = 0, n = 1000;
     for (int i = 0; i < n; i++) {
-        Gptqd__Response *r = load(s, "race", x);
+        Gptqd__Response *r = td_load(s, "race", x);
         if (!r)
             continue;
         answered++;
@@ -340,7 +317,7 @@ static void test_truncate(int s, const td_daemon *d)
         copy_model(models, "trunc");
         path_of(folder, models, "trunc");
         path_of(weights, folder, "model.safetensors");
-        Gptqd__Response *r = load(s, "trunc", folder);
+        Gptqd__Response *r = td_load(s, "trunc", folder);
         uint64_t job = r && r->status == 0 && r->job ? r->job->job : 0;
         if (r)
             gptqd__response__free_unpacked(r, NULL);
@@ -431,12 +408,7 @@ static void test_cancel_and_stop(const char *gptqd, const char *text)
     int s = td_connect(&d, 20000);
     char folder[PATH_MAX];
     path_of(folder, models, "tiny");
-    Gptqd__Response *r = load(s, "tiny", folder);
-    uint64_t lj = r && r->job ? r->job->job : 0;
-    if (r)
-        gptqd__response__free_unpacked(r, NULL);
-    if (lj && (r = td_wait_job(s, lj, 60)))
-        gptqd__response__free_unpacked(r, NULL);
+    td_load_wait(s, "tiny", folder, 60);
     uint64_t job = long_eval(s, "tiny", text);
     while (job && job_state(s, job) != GPTQD__JOB_STATE__JOB_RUNNING)
         usleep(1000);
@@ -504,12 +476,7 @@ static void test_kill_during_save(const char *gptqd)
             return;
         }
         int s = td_connect(&d, 20000);
-        Gptqd__Response *r = load(s, "tiny", folder);
-        uint64_t job = r && r->job ? r->job->job : 0;
-        if (r)
-            gptqd__response__free_unpacked(r, NULL);
-        if (job && (r = td_wait_job(s, job, 60)))
-            gptqd__response__free_unpacked(r, NULL);
+        td_load_wait(s, "tiny", folder, 60);
         char out[PATH_MAX + 32];
         snprintf(out, sizeof out, "%s/float-%d", saves, round);
         Gptqd__Request req;
@@ -521,7 +488,7 @@ static void test_kill_during_save(const char *gptqd)
         req.body_case = GPTQD__REQUEST__BODY_SAVE;
         req.save = &sv;
         int tmp_before = count_tmp(saves);
-        job = start(s, &req, "save");
+        start(s, &req, "save");
         /* kill it while it writes: as soon as its temporary folder exists */
         for (double end = td_now() + 5; td_now() < end && !count_tmp(saves);)
             usleep(200);
@@ -571,12 +538,7 @@ static void test_other_uid(const char *gptqd, const char *text)
     int s = td_connect(&d, 20000);
     char folder[PATH_MAX];
     path_of(folder, models, "tiny");
-    Gptqd__Response *r = load(s, "tiny", folder);
-    uint64_t job = r && r->job ? r->job->job : 0;
-    if (r)
-        gptqd__response__free_unpacked(r, NULL);
-    if (job && (r = td_wait_job(s, job, 60)))
-        gptqd__response__free_unpacked(r, NULL);
+    td_load_wait(s, "tiny", folder, 60);
     uint64_t roots = long_eval(s, "tiny", text);
     int pipefd[2];
     if (pipe(pipefd) != 0)
@@ -685,7 +647,5 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", models, outside);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", models);
-    if (failures)
-        fprintf(stderr, "%d check(s) failed\n", failures);
-    return failures ? 1 : 0;
+    return test_result();
 }

@@ -335,3 +335,29 @@ int td_vanish_poll(const char *self, const td_daemon *d, uint64_t job)
     waitpid(pid, &status, 0);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
+
+Gptqd__Response *td_load(int sock, const char *name, const char *path)
+{
+    Gptqd__Request req;
+    Gptqd__LoadRequest body = GPTQD__LOAD_REQUEST__INIT;
+    td_request_init(&req);
+    body.name = (char *)name;
+    body.path = (char *)path;
+    req.body_case = GPTQD__REQUEST__BODY_LOAD;
+    req.load = &body;
+    return td_call(sock, &req);
+}
+
+uint64_t td_load_wait(int sock, const char *name, const char *path, double timeout_s)
+{
+    Gptqd__Response *r = td_load(sock, name, path);
+    uint64_t job = r && r->job ? r->job->job : 0;
+    if (r && !job)
+        fprintf(stderr, "load %s from %s refused: %s\n", name, path,
+                r->message ? r->message : "");
+    if (r)
+        gptqd__response__free_unpacked(r, NULL);
+    if (job && (r = td_wait_job(sock, job, timeout_s)))
+        gptqd__response__free_unpacked(r, NULL);
+    return job;
+}

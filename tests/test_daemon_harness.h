@@ -46,6 +46,12 @@ Gptqd__Response *td_call_raw(int sock, const void *bytes, size_t len);
  * Response (the caller frees it) or NULL. */
 Gptqd__Response *td_wait_job(int sock, uint64_t job, double timeout_s);
 
+/* Send Load of `path` as `name`; the Response (the caller frees it) or NULL. */
+Gptqd__Response *td_load(int sock, const char *name, const char *path);
+/* Load and wait up to timeout_s for the load job; the job's id, 0 if none
+ * started (a refused load, whose message is then printed). */
+uint64_t td_load_wait(int sock, const char *name, const char *path, double timeout_s);
+
 /* A client in another process (a fresh exec of this test program) sends a
  * Poll that waits on `job` and exits before the reply. Returns 0 if it got
  * its request out. The test's main must begin with td_child_main. */

@@ -16,19 +16,9 @@
 
 #include "gptq/error.h"
 #include "test_daemon_harness.h"
+#include "testutil.h"
 
-static int failures;
 static int requests; /* answered hostile requests */
-
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-            failures++;                                                                           \
-        }                                                                                         \
-    } while (0)
 
 /* Checks a reply: `status`, and a message containing `needle`. */
 static void expect(const char *what, Gptqd__Response *resp, int status, const char *needle)
@@ -52,18 +42,6 @@ static void expect(const char *what, Gptqd__Response *resp, int status, const ch
 }
 
 static Gptqd__Response *call(int s, Gptqd__Request *req) { return td_call(s, req); }
-
-static Gptqd__Response *load(int s, const char *name, const char *path)
-{
-    Gptqd__Request req;
-    Gptqd__LoadRequest body = GPTQD__LOAD_REQUEST__INIT;
-    td_request_init(&req);
-    body.name = (char *)name;
-    body.path = (char *)path;
-    req.body_case = GPTQD__REQUEST__BODY_LOAD;
-    req.load = &body;
-    return call(s, &req);
-}
 
 static Gptqd__Response *generate(int s, const char *name, uint32_t max_tokens, float temp,
                                  float top_p)
@@ -241,13 +219,14 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
         expect("unmap unknown", call(s, &req), GPTQ_ERR_NOTFOUND, "424242");
     }
     /* Invalid names and values. */
-    expect("name with slash", load(s, "../etc", "/x"), GPTQ_ERR_ARG, "load.name");
-    expect("name with space", load(s, "a b", "/x"), GPTQ_ERR_ARG, "load.name");
-    expect("empty name", load(s, "", "/x"), GPTQ_ERR_ARG, "load.name");
-    expect("long name", load(s, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "/x"),
+    expect("name with slash", td_load(s, "../etc", "/x"), GPTQ_ERR_ARG, "load.name");
+    expect("name with space", td_load(s, "a b", "/x"), GPTQ_ERR_ARG, "load.name");
+    expect("empty name", td_load(s, "", "/x"), GPTQ_ERR_ARG, "load.name");
+    expect("long name",
+           td_load(s, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "/x"),
            GPTQ_ERR_ARG, "at most 64");
-    expect("dot-dot name", load(s, "..", "/x"), GPTQ_ERR_ARG, "load.name");
-    expect("empty path", load(s, "m", ""), GPTQ_ERR_ARG, "load.path");
+    expect("dot-dot name", td_load(s, "..", "/x"), GPTQ_ERR_ARG, "load.name");
+    expect("empty path", td_load(s, "m", ""), GPTQ_ERR_ARG, "load.path");
     expect("bits 5", quantize(s, 5, 128), GPTQ_ERR_ARG, "bits");
     expect("group_size 0", quantize(s, 4, 0), GPTQ_ERR_ARG, "group_size");
     expect("group_size -7", quantize(s, 4, -7), GPTQ_ERR_ARG, "group_size");
@@ -256,18 +235,18 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
     expect("max_tokens huge", generate(s, "m", 1000000, 0, 0), GPTQ_ERR_ARG, "max_tokens");
     expect("poll wait huge", poll_job(s, 1, 4000000000u), GPTQ_ERR_ARG, "wait_ms");
     /* Paths. */
-    expect("outside model dir", load(s, "m", "/etc"), GPTQ_ERR_PERMISSION, "outside");
-    expect("relative path", load(s, "m", "etc"), GPTQ_ERR_ARG, "absolute");
+    expect("outside model dir", td_load(s, "m", "/etc"), GPTQ_ERR_PERMISSION, "outside");
+    expect("relative path", td_load(s, "m", "etc"), GPTQ_ERR_ARG, "absolute");
     snprintf(path, sizeof path, "%s/../../etc", models);
-    expect("dot-dot path", load(s, "m", path), GPTQ_ERR_PERMISSION, "outside");
+    expect("dot-dot path", td_load(s, "m", path), GPTQ_ERR_PERMISSION, "outside");
     snprintf(path, sizeof path, "%s/escape", models);
-    expect("symlink out", load(s, "m", path), GPTQ_ERR_PERMISSION, "outside");
+    expect("symlink out", td_load(s, "m", path), GPTQ_ERR_PERMISSION, "outside");
     snprintf(path, sizeof path, "%s/missing", models);
-    expect("missing folder", load(s, "m", path), GPTQ_ERR_NOTFOUND, "missing");
+    expect("missing folder", td_load(s, "m", path), GPTQ_ERR_NOTFOUND, "missing");
     snprintf(path, sizeof path, "%s/bad-json", models);
-    expect("corrupt config", load(s, "m", path), GPTQ_ERR_FORMAT, "config.json");
+    expect("corrupt config", td_load(s, "m", path), GPTQ_ERR_FORMAT, "config.json");
     snprintf(path, sizeof path, "%s/no-weights", models);
-    expect("no weights", load(s, "m", path), GPTQ_ERR_NOTFOUND, "safetensors");
+    expect("no weights", td_load(s, "m", path), GPTQ_ERR_NOTFOUND, "safetensors");
 }
 
 int main(int argc, char **argv)
@@ -331,7 +310,7 @@ int main(int argc, char **argv)
     /* A load that gets as far as a job and fails there: a FAILED job with
      * the reader's message, which is also our finished job to cancel. */
     snprintf(path, sizeof path, "%s/bad-weights", models);
-    Gptqd__Response *resp = load(s, "broken", path);
+    Gptqd__Response *resp = td_load(s, "broken", path);
     uint64_t finished_job = 0;
     CHECK(resp && resp->status == 0 && resp->body_case == GPTQD__RESPONSE__BODY_JOB,
           "load of a corrupt folder should start a job: status %d '%s'", resp ? resp->status : -1,
@@ -411,12 +390,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < 20; i++)
         hostile_round(s, models, finished_job);
     long rss_before = td_rss_kb(d.pid);
-    int before_failures = failures;
+    int before_failures = test_failures;
     int start_requests = requests, sent = 0;
     while (sent < 10000) {
         hostile_round(s, models, finished_job);
         sent = requests - start_requests;
-        if (failures > before_failures + 20)
+        if (test_failures > before_failures + 20)
             break; /* do not print thousands of lines */
     }
     long rss_after = td_rss_kb(d.pid);
@@ -438,7 +417,5 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", models);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", models);
-    if (failures)
-        fprintf(stderr, "%d checks failed\n", failures);
-    return failures ? 1 : 0;
+    return test_result();
 }

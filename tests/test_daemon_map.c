@@ -24,18 +24,7 @@
 #include "gptq/error.h"
 #include "model/safetensors.h"
 #include "test_daemon_harness.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-            failures++;                                                                           \
-        }                                                                                         \
-    } while (0)
+#include "testutil.h"
 
 static Gptqd__Response *map_model(int s, const char *name)
 {
@@ -290,7 +279,5 @@ int main(int argc, char **argv)
     nn_close(s);
     int code = td_stop(&d);
     CHECK(code == 0, "gptqd exit status %d", code);
-    if (failures)
-        fprintf(stderr, "%d checks failed\n", failures);
-    return failures ? 1 : 0;
+    return test_result();
 }

@@ -23,18 +23,7 @@
 #include "model/llama.h"
 #include "gptq/tokenizer.h"
 #include "test_daemon_harness.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-            failures++;                                                                           \
-        }                                                                                         \
-    } while (0)
+#include "testutil.h"
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -743,7 +732,5 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", outdir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", outdir);
-    if (failures)
-        fprintf(stderr, "%d checks failed\n", failures);
-    return failures ? 1 : 0;
+    return test_result();
 }
