@@ -194,3 +194,11 @@ gptq_status gptq_file_read(const char *path, size_t max_bytes, char **data, size
     close(fd);
     return st;
 }
+
+DIR *gptq_dir_stream(int fd)
+{
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0)
+        close(fd);
+    return d;
+}

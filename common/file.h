@@ -6,6 +6,7 @@
 #ifndef GPTQ_COMMON_FILE_H
 #define GPTQ_COMMON_FILE_H
 
+#include <dirent.h>
 #include <stddef.h>
 
 #include "gptq/error.h"
@@ -18,6 +19,11 @@ extern "C" {
  * GPTQ_ERR_NOTFOUND; EACCES, EPERM -> GPTQ_ERR_PERMISSION; ENOMEM ->
  * GPTQ_ERR_NOMEM; anything else GPTQ_ERR_IO. */
 gptq_status gptq_errno_status(int err);
+
+/* A stream over the entries of the folder open as `fd`, which it takes over
+ * (closedir closes it; closed here on failure). NULL when fd < 0 or fd is
+ * not a folder. Pass dup(dirfd) to keep dirfd. */
+DIR *gptq_dir_stream(int fd);
 
 /* Open `path` read-only (O_RDONLY|O_NONBLOCK|O_CLOEXEC, relative to dirfd
  * when it is not AT_FDCWD and path is relative), make sure it is a regular

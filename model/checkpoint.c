@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/dtype.h"
+#include "common/file.h"
 #include "model/safetensors.h"
 
 typedef struct save_ctx {
@@ -138,11 +139,9 @@ static gptq_status write_json(int dirfd, const char *dir, const char *file, json
  * only: we made it, flat). */
 static void remove_tree_at(int parentfd, const char *name)
 {
-    int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    DIR *d =
+        gptq_dir_stream(openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!d) {
-        if (fd >= 0)
-            close(fd);
         unlinkat(parentfd, name, AT_REMOVEDIR);
         return;
     }
@@ -310,13 +309,10 @@ static int stale_save(int dirfd, const char *name)
 
 static int clean_in(int dirfd, int depth)
 {
-    int fd = dup(dirfd), removed = 0;
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    int removed = 0;
+    DIR *d = gptq_dir_stream(dup(dirfd));
+    if (!d)
         return 0;
-    }
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))

@@ -217,14 +217,10 @@ gptq_status gptq_source_open(const char *path, gptq_model_source **out)
  * them: float weights widen to float32 (x2 for F16/BF16 files). */
 static uint64_t folder_estimate(int dirfd, const gptq_model_config *cfg)
 {
-    int fd = dup(dirfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    DIR *d = gptq_dir_stream(dup(dirfd));
     uint64_t total = 0;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    if (!d)
         return 0;
-    }
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);

@@ -531,7 +531,8 @@ bool run_block(uint3 bidx, uint64_t block_linear)
         // undefined on the device even when all threads reach one.
         for (int i = 1; i < n; i++) {
             const fiber_thread *a = &L.threads[0], *b = &L.threads[i];
-            if (a->bar_line != b->bar_line || strcmp(a->bar_file, b->bar_file) != 0) {
+            if (a->bar_line != b->bar_line ||
+                (a->bar_file != b->bar_file && strcmp(a->bar_file, b->bar_file) != 0)) {
                 sched_fault(b, "__syncthreads at %s:%d while thread (%u,%u,%u) waits at %s:%d: "
                             "a barrier in divergent code", b->bar_file, b->bar_line,
                             a->ctx.idx.x, a->ctx.idx.y, a->ctx.idx.z, a->bar_file, a->bar_line);
