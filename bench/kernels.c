@@ -5,24 +5,27 @@
  * (4096×4096 q/k/v/o, 11008×4096 gate/up, 4096×11008 down) and 70B
  * (8192×28672 down), batch 1, 4, 16, 64. Each figure is the median of RUNS
  * calls timed with CUDA events after WARMUP untimed ones. GB/s counts the
- * bytes a call must read: fp16 W; our repacked weights + group params +
- * permutation (qlinear_bytes); activations are negligible and left out. The
- * yardstick is a measured device-to-device cudaMemcpy, counted as read +
+ * bytes a call must read: fp16 W; our packed weights + group params +
+ * permutation (gptq_linear_bytes); activations are negligible and left out.
+ * The yardstick is a measured device-to-device copy, counted as read +
  * write bytes. The layers use act-order (g_idx a random permutation, group
- * 128): the repacked layout makes that free, and the table shows it.
- * Exit 77 (skip) without a CUDA device. Usage: kernels [runs]. */
+ * 128), in the kernels' layout that every resident model holds (columns
+ * sorted by group): act-order is then free, and the table shows it. The
+ * packed kernel takes batches up to 64; 65 shows the dequantize + SGEMM
+ * path it hands over to. Exit 77 (skip) without a CUDA device. Usage:
+ * kernels [runs]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/dtype.h"
 #include "kernels/backend_select.h"
+#include "kernels/linear.h"
 
 static int RUNS = 50;
 #define WARMUP 10
 
 static const gptq_backend *be;
-static const gptq_cuda_ops *ops;
 static uint64_t rng = 42;
 
 static uint64_t rand_u64(void)
@@ -45,22 +48,36 @@ static void die(const char *what)
     exit(1);
 }
 
-static void *device_random_f16(size_t n)
+static void *device_random_f32(size_t n)
 {
-    uint16_t *h = malloc(n * sizeof *h);
-    void *d = be->alloc(n * sizeof *h);
+    float *h = malloc(n * sizeof *h);
+    void *d = be->alloc(be, n * sizeof *h);
     if (!h || !d)
-        die("allocating fp16 data");
+        die("allocating float data");
     for (size_t i = 0; i < n; i++)
-        h[i] = gptq_f32_to_f16(rand_float());
-    if (be->upload(d, h, n * sizeof *h) != GPTQ_OK)
+        h[i] = rand_float();
+    if (be->upload(be, d, h, n * sizeof *h) != GPTQ_OK)
         die("upload");
     free(h);
     return d;
 }
 
-/* A random act-order layer, group 128, repacked on the device. */
-static gptq_cuda_qlinear *random_qlinear(int bits, int rows, int cols)
+static void *device_random_f16(size_t n)
+{
+    uint16_t *h = malloc(n * sizeof *h);
+    void *d = be->alloc(be, n * sizeof *h);
+    if (!h || !d)
+        die("allocating fp16 data");
+    for (size_t i = 0; i < n; i++)
+        h[i] = gptq_f32_to_f16(rand_float());
+    if (be->upload(be, d, h, n * sizeof *h) != GPTQ_OK)
+        die("upload");
+    free(h);
+    return d;
+}
+
+/* A random act-order layer, group 128, in the kernels' layout on the device. */
+static gptq_linear random_qlinear(int bits, int rows, int cols)
 {
     const int gs = 128, groups = cols / gs;
     gptq_quant_result r = {.rows = rows, .cols = cols, .groups = groups, .bits = bits};
@@ -87,12 +104,13 @@ static gptq_cuda_qlinear *random_qlinear(int bits, int rows, int cols)
     for (int i = 0; i < cols; i++)
         r.g_idx[perm[i]] = i / gs;
     gptq_packed P;
-    gptq_cuda_qlinear *L = NULL;
-    if (gptq_pack(&r, &P) != GPTQ_OK)
+    gptq_linear host, L;
+    gptq_uploader u = {.be = be};
+    if (gptq_pack(&r, &P) != GPTQ_OK || gptq_linear_from_v1(&P, &host) != GPTQ_OK)
         die("gptq_pack");
-    if (ops->qlinear_create(&P, &L) != GPTQ_OK)
-        die("qlinear_create");
-    gptq_packed_free(&P);
+    if (gptq_linear_upload(&u, &host, &L) != GPTQ_OK)
+        die("uploading a layer");
+    gptq_linear_free(&host);
     free(r.codes);
     free(r.scales);
     free(r.zeros);
@@ -104,14 +122,14 @@ static gptq_cuda_qlinear *random_qlinear(int bits, int rows, int cols)
 /* ---- what is timed ---------------------------------------------------------- */
 
 typedef struct call {
-    const gptq_cuda_qlinear *L;
+    const gptq_linear *L;
+    const float *x;
     const uint16_t *x16, *W16;
     float *y;
     void *dst;
     const void *src;
     size_t bytes;
     int n, rows, cols;
-    gptq_cuda_qpath path;
     gptq_status st;
 } call;
 
@@ -119,21 +137,21 @@ static void run_fp16(void *arg)
 {
     call *c = arg;
     if (c->st == GPTQ_OK)
-        c->st = ops->gemm_f16(c->x16, c->W16, c->y, c->n, c->cols, c->rows);
+        c->st = be->gemm_f16(be, c->x16, c->W16, c->y, c->n, c->cols, c->rows);
 }
 
 static void run_packed(void *arg)
 {
     call *c = arg;
     if (c->st == GPTQ_OK)
-        c->st = ops->qlinear_gemm(c->L, c->x16, NULL, NULL, c->y, c->n, c->path);
+        c->st = be->qgemm(be, c->L, c->x, NULL, c->y, c->n);
 }
 
 static void run_copy(void *arg)
 {
     call *c = arg;
     if (c->st == GPTQ_OK)
-        c->st = ops->copy(c->dst, c->src, c->bytes);
+        c->st = be->copy(be, c->dst, c->src, c->bytes);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -149,7 +167,7 @@ static double median_us(void (*fn)(void *), call *c)
     if (!ms)
         die("allocating timings");
     c->st = GPTQ_OK;
-    if (ops->time_calls(fn, c, RUNS + WARMUP, ms) != GPTQ_OK || c->st != GPTQ_OK)
+    if (be->time_calls(be, fn, c, RUNS + WARMUP, ms) != GPTQ_OK || c->st != GPTQ_OK)
         die("timed call");
     qsort(ms + WARMUP, (size_t)RUNS, sizeof *ms, cmp_float);
     double us = 1000.0 * ms[WARMUP + RUNS / 2];
@@ -162,26 +180,26 @@ int main(int argc, char **argv)
     if (argc > 1)
         RUNS = atoi(argv[1]) > 0 ? atoi(argv[1]) : RUNS;
     char why[1024];
-    if (gptq_backend_select("cuda:0", &be, why, sizeof why) != GPTQ_OK ||
-        !(ops = gptq_backend_cuda_ops(be))) {
+    if (gptq_backend_select("cuda:0", &be, why, sizeof why) != GPTQ_OK || !be->time_calls ||
+        !be->gemm_f16) {
         printf("SKIP: no CUDA device: %s\n", why);
         return 77;
     }
-    printf("device: %s (sm_%d%d, %d SMs, %.1f GiB)\n", ops->device_name, ops->cc_major,
-           ops->cc_minor, ops->sm_count, (double)ops->total_memory / (1 << 30));
+    printf("device: %s (sm_%d%d, %d SMs, %.1f GiB)\n", be->device, be->cc_major, be->cc_minor,
+           be->sm_count, (double)be->total_memory / (1 << 30));
 
     /* the yardstick: device-to-device copy of 1 GiB */
     call cp = {.bytes = (size_t)1 << 30};
-    cp.src = be->alloc(cp.bytes);
-    cp.dst = be->alloc(cp.bytes);
+    cp.src = be->alloc(be, cp.bytes);
+    cp.dst = be->alloc(be, cp.bytes);
     if (!cp.src || !cp.dst)
         die("allocating the copy buffers");
     const double copy_us = median_us(run_copy, &cp);
     const double copy_gbs = 2.0 * (double)cp.bytes / (copy_us * 1e3);
     printf("device-to-device copy: %.1f GB/s (read + write of %zu MiB in %.1f us)\n\n", copy_gbs,
            cp.bytes >> 20, copy_us);
-    be->free((void *)cp.src);
-    be->free(cp.dst);
+    be->free(be, (void *)cp.src);
+    be->free(be, cp.dst);
 
     static const int shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {8192, 28672}};
     static const int batches[] = {1, 4, 16, 64};
@@ -189,41 +207,42 @@ int main(int argc, char **argv)
            "int4 us", "x fp16", "GB/s", "%copy", "int3 us", "x fp16", "GB/s", "%copy");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         const int rows = shapes[s][0], cols = shapes[s][1];
-        call c = {.rows = rows, .cols = cols, .path = GPTQ_CUDA_QPATH_AUTO};
+        call c = {.rows = rows, .cols = cols};
         c.W16 = device_random_f16((size_t)rows * cols);
-        c.x16 = device_random_f16((size_t)64 * cols);
-        c.y = be->alloc((size_t)64 * rows * sizeof(float));
-        gptq_cuda_qlinear *L4 = random_qlinear(4, rows, cols), *L3 = random_qlinear(3, rows, cols);
+        c.x16 = device_random_f16((size_t)65 * cols);
+        c.x = device_random_f32((size_t)65 * cols);
+        c.y = be->alloc(be, (size_t)65 * rows * sizeof(float));
+        gptq_linear L4 = random_qlinear(4, rows, cols), L3 = random_qlinear(3, rows, cols);
         if (!c.y)
             die("allocating y");
         for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
             c.n = batches[b];
             const double fp16_us = median_us(run_fp16, &c);
-            c.L = L4;
+            c.L = &L4;
             const double q4_us = median_us(run_packed, &c);
-            c.L = L3;
+            c.L = &L3;
             const double q3_us = median_us(run_packed, &c);
-            const double q4_gbs = (double)ops->qlinear_bytes(L4) / (q4_us * 1e3);
-            const double q3_gbs = (double)ops->qlinear_bytes(L3) / (q3_us * 1e3);
+            const double q4_gbs = (double)gptq_linear_bytes(&L4) / (q4_us * 1e3);
+            const double q3_gbs = (double)gptq_linear_bytes(&L3) / (q3_us * 1e3);
             printf("%5dx%-6d %3d | %9.1f | %9.1f %6.2f %7.1f %5.1f | %9.1f %6.2f %7.1f %5.1f\n",
                    rows, cols, c.n, fp16_us, q4_us, fp16_us / q4_us, q4_gbs,
                    100.0 * q4_gbs / copy_gbs, q3_us, fp16_us / q3_us, q3_gbs,
                    100.0 * q3_gbs / copy_gbs);
         }
         /* where the packed kernel hands over to dequantize + cuBLAS */
-        c.L = L4;
+        c.L = &L4;
         c.n = 64;
-        c.path = GPTQ_CUDA_QPATH_DEQUANT;
-        const double dq_us = median_us(run_packed, &c);
-        c.path = GPTQ_CUDA_QPATH_PACKED;
         const double pk_us = median_us(run_packed, &c);
-        printf("%5dx%-6d  64 | int4 packed %.1f us, dequantize + cuBLAS %.1f us\n", rows, cols,
-               pk_us, dq_us);
-        ops->qlinear_destroy(L4);
-        ops->qlinear_destroy(L3);
-        be->free((void *)c.W16);
-        be->free((void *)c.x16);
-        be->free(c.y);
+        c.n = 65;
+        const double dq_us = median_us(run_packed, &c);
+        printf("%5dx%-6d    | int4 packed kernel at n=64 %.1f us, dequantize + SGEMM at n=65 "
+               "%.1f us\n", rows, cols, pk_us, dq_us);
+        gptq_linear_free_on(be, &L4);
+        gptq_linear_free_on(be, &L3);
+        be->free(be, (void *)c.W16);
+        be->free(be, (void *)c.x16);
+        be->free(be, (void *)c.x);
+        be->free(be, c.y);
     }
-    return ops->sync() == GPTQ_OK ? 0 : 1;
+    return be->sync(be) == GPTQ_OK ? 0 : 1;
 }

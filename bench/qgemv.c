@@ -1,13 +1,17 @@
-/* bench/qgemv.c: packed GPTQ linears (kernels/cpu/qgemm.c) against fp32 BLAS
- * on the same weights dequantized, from the same run.
+/* bench/qgemv.c: packed GPTQ linears on the CPU backend (its qgemm entry on
+ * the kernels' layout, as a resident model runs them) against fp32 BLAS on
+ * the same weights dequantized, from the same run.
  *
  * Shapes of a 7B Llama's linears (rows = out, cols = in): 4096×4096 (q/k/v/o),
  * 11008×4096 (gate/up), 4096×11008 (down). Batch 1 compares with
  * cblas_sgemv, batch 8 with cblas_sgemm. Each figure is the median of RUNS
  * timed calls after warm-up; GB/s counts the weight bytes each side reads
- * (fp32 W; qweight + qzeros + scales + g_idx). A last table times the
- * packed GEMV kernel against dequantize+sgemm over batch sizes, which is
- * where GPTQ_QGEMM_SGEMM_MIN_N comes from. Usage: qgemv [runs [cpu]]. */
+ * (fp32 W; qweight + qzeros + scales + g_idx + perm). Per shape, a line
+ * times the act-order layer against the same shape without act-order,
+ * call for call (the kernels' layout is meant to make act-order free: the
+ * ratio should be ~1). A last table times the packed GEMV kernel against
+ * dequantize+sgemm over batch sizes, which is where GPTQ_QGEMM_SGEMM_MIN_N
+ * comes from. Usage: qgemv [runs [cpu]]. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -18,6 +22,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/qgemm.h"
+#include "kernels/linear.h"
 
 static int RUNS = 21;
 /* CLOCK_MONOTONIC, or with `qgemv RUNS cpu` the process's CPU time: on a
@@ -48,7 +53,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 typedef struct bench_case {
-    const gptq_packed *P;
+    const gptq_linear *L;
     const float *W, *x;
     float *y;
     int n;
@@ -58,10 +63,11 @@ enum { RUN_BLAS, RUN_QGEMM };
 
 static void run_once(const bench_case *b, int which)
 {
-    const int rows = b->P->rows, cols = b->P->cols;
+    const int rows = b->L->P.rows, cols = b->L->P.cols;
+    const gptq_backend *be = gptq_backend_cpu();
     if (which == RUN_QGEMM) {
-        if (gptq_cpu_qgemm(b->P, b->x, b->y, b->n) != GPTQ_OK) {
-            fprintf(stderr, "qgemv: gptq_cpu_qgemm: %s\n", gptq_errmsg());
+        if (be->qgemm(be, b->L, b->x, NULL, b->y, b->n) != GPTQ_OK) {
+            fprintf(stderr, "qgemv: qgemm: %s\n", gptq_errmsg());
             exit(1);
         }
     } else if (b->n == 1) {
@@ -138,12 +144,6 @@ static void make_packed(gptq_packed *P, int rows, int cols, int bits, int group_
     free(perm);
 }
 
-static double packed_bytes(const gptq_packed *P)
-{
-    return (double)P->cols * P->bits / 32 * P->rows * 4 + (double)P->groups * P->rows * P->bits / 8 +
-           (double)P->groups * P->rows * 2 + (double)P->cols * 4;
-}
-
 static double max_rel_diff(const float *a, const float *b, size_t len)
 {
     double num = 0, den = 0;
@@ -184,10 +184,12 @@ int main(int argc, char **argv)
         }
         for (size_t k = 0; k < (size_t)64 * cols; k++)
             x[k] = (float)((double)(rng_next(&rng) >> 11) * 0x1p-53 * 2 - 1);
+        gptq_linear L[3];
         for (int kind = 0; kind < 3; kind++) {
             gptq_packed P;
             make_packed(&P, rows, cols, kinds[kind].bits, 128, kinds[kind].act_order, &rng);
-            if (gptq_packed_dequantize(&P, W) != GPTQ_OK) {
+            if (gptq_packed_dequantize(&P, W) != GPTQ_OK ||
+                gptq_linear_from_v1(&P, &L[kind]) != GPTQ_OK) {
                 fprintf(stderr, "qgemv: dequantize: %s\n", gptq_errmsg());
                 return 1;
             }
@@ -195,13 +197,13 @@ int main(int argc, char **argv)
             snprintf(label, sizeof label, "%db g128%s", P.bits, kinds[kind].act_order ? " act" : "");
             for (int bi = 0; bi < 2; bi++) {
                 const int n = batch[bi];
-                bench_case blas = {&P, W, x, y_blas, n}, ours = {&P, W, x, y_ours, n};
+                bench_case blas = {&L[kind], W, x, y_blas, n}, ours = {&L[kind], W, x, y_ours, n};
                 double t_blas, t_ours;
                 time_pair_ms(&blas, RUN_BLAS, &ours, RUN_QGEMM, &t_blas, &t_ours);
                 double fp32_bytes = (double)rows * cols * 4;
                 printf("%5d x %-5d %5d %-10s %9.3f %8.1f %9.3f %8.1f %6.2fx %9.1e\n", rows, cols, n,
                        label, t_blas, fp32_bytes / t_blas * 1e-6, t_ours,
-                       packed_bytes(&P) / t_ours * 1e-6, t_blas / t_ours,
+                       (double)gptq_linear_bytes(&L[kind]) / t_ours * 1e-6, t_blas / t_ours,
                        max_rel_diff(y_ours, y_blas, (size_t)n * rows));
             }
             if (s == 1 && kind == 0) { /* where the sgemm path starts to win */
@@ -209,7 +211,7 @@ int main(int argc, char **argv)
                        "dequantize+sgemm\n", rows, cols);
                 static const int ns[] = {8, 16, 24, 32, 64};
                 for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
-                    bench_case c = {&P, W, x, y_ours, ns[k]};
+                    bench_case c = {&L[kind], W, x, y_ours, ns[k]};
                     /* the path is process-wide; time each on its own */
                     double t_avx2, t_sgemm, unused;
                     gptq_cpu_qgemm_set_path(GPTQ_QGEMM_AVX2);
@@ -220,8 +222,18 @@ int main(int argc, char **argv)
                     printf("    n %2d: %8.3f / %8.3f\n", ns[k], t_avx2, t_sgemm);
                 }
             }
-            gptq_packed_free(&P);
         }
+        /* act-order against the same shape in order, call for call */
+        for (int bi = 0; bi < 2; bi++) {
+            bench_case in_order = {&L[0], W, x, y_blas, batch[bi]};
+            bench_case act = {&L[2], W, x, y_ours, batch[bi]};
+            double t_order, t_act;
+            time_pair_ms(&in_order, RUN_QGEMM, &act, RUN_QGEMM, &t_order, &t_act);
+            printf("%5d x %-5d %5d 4b g128: act-order runs at %.2fx the speed of in order "
+                   "(%.3f / %.3f ms)\n", rows, cols, batch[bi], t_order / t_act, t_act, t_order);
+        }
+        for (int kind = 0; kind < 3; kind++)
+            gptq_linear_free(&L[kind]);
         free(W);
         free(x);
         free(y_blas);

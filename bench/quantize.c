@@ -83,7 +83,7 @@ typedef struct run_log {
     double *layer_gptq;                    /* [layers] GPTQ seconds of its linears */
     double gptq_by_linear[GPTQ_LIN_COUNT]; /* summed over layers */
     int count_by_linear[GPTQ_LIN_COUNT];
-    const gptq_cuda_ops *cuda;             /* NULL on the CPU */
+    const gptq_backend *cuda;              /* a device backend, NULL on the CPU */
     size_t min_free;                       /* least free device memory seen */
 } run_log;
 
@@ -95,7 +95,7 @@ static gptq_status on_progress(void *user, const gptq_calib_progress *p)
     log->gptq_by_linear[p->which] += p->seconds;
     log->count_by_linear[p->which]++;
     size_t free_bytes, total_bytes;
-    if (log->cuda && log->cuda->mem_info(&free_bytes, &total_bytes) == GPTQ_OK &&
+    if (log->cuda && log->cuda->mem_info(log->cuda, &free_bytes, &total_bytes) == GPTQ_OK &&
         free_bytes < log->min_free)
         log->min_free = free_bytes;
     int per_layer = p->total / p->layers;
@@ -263,10 +263,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "quantize: --device %s: %s\n", device, gptq_errmsg());
         return 2;
     }
-    const gptq_cuda_ops *cuda = gptq_backend_cuda_ops(be);
+    const gptq_backend *cuda = be != gptq_backend_cpu() ? be : NULL;
     o.backend = be;
     if (cuda)
-        printf("device: %s = %s, %d SMs, %.1f GiB\n", be->name, cuda->device_name, cuda->sm_count,
+        printf("device: %s = %s, %d SMs, %.1f GiB\n", be->name, cuda->device, cuda->sm_count,
                cuda->total_memory / 1073741824.0);
     else
         printf("device: %s (%s)\n", be->name, why);

@@ -33,7 +33,6 @@ struct gptq_mapping {
     size_t bytes;
 #ifdef GPTQ_CLIENT_HAVE_MODEL
     const gptq_backend *backend;      /* cuda-ipc: this process's backend on cuda_device */
-    const gptq_cuda_ops *cuda_ops;    /* cuda-ipc: its ipc_close */
 #endif
     size_t n_tensors;
     gptq_mapped_tensor *tensors;
@@ -48,10 +47,10 @@ static void mapping_free(gptq_mapping *m)
         return;
 #ifdef GPTQ_CLIENT_HAVE_MODEL
     gptq_model_free(m->model); /* before the weights it runs on go */
-    if (m->cuda_ops && m->base) {
+    if (m->backend && m->backend->ipc_close && m->base) {
         /* A failed close leaves nothing to do here: the mapping ends with
          * this process at the latest. */
-        (void)m->cuda_ops->ipc_close(m->base);
+        (void)m->backend->ipc_close(m->backend, m->base);
         m->base = NULL;
     }
 #endif
@@ -162,7 +161,7 @@ fail:
 }
 
 /* Open a "cuda-ipc" arena: this process's CUDA backend on the daemon's
- * device, then the handle. Fills m->backend, m->cuda_ops, m->base. */
+ * device, then the handle. Fills m->backend, m->base. */
 static gptq_status open_cuda_arena(gptq_mapping *m, const Gptqd__MapReply *w, const char *name)
 {
 #ifdef GPTQ_CLIENT_HAVE_MODEL
@@ -172,18 +171,16 @@ static gptq_status open_cuda_arena(gptq_mapping *m, const Gptqd__MapReply *w, co
     if (gptq_backend_select(device, &be, why, sizeof why) != GPTQ_OK)
         return gptq_fail(GPTQ_ERR_DEVICE, "model '%s' is shared in GPU memory of %s (CUDA IPC), "
                          "and this process cannot use that device: %s", name, device, why);
-    const gptq_cuda_ops *ops = gptq_backend_cuda_ops(be);
-    if (!ops)
-        return gptq_fail(GPTQ_ERR_DEVICE, "model '%s': %s selected but its CUDA table is "
-                         "missing", name, device);
+    if (!be->ipc_open || !be->ipc_close)
+        return gptq_fail(GPTQ_ERR_DEVICE, "model '%s': backend %s cannot open IPC memory", name,
+                         be->name);
     void *base = NULL;
-    gptq_status st = ops->ipc_open(w->cuda_ipc_handle.data, &base);
+    gptq_status st = be->ipc_open(be, w->cuda_ipc_handle.data, &base);
     if (st)
         return gptq_fail_context(st, "model '%s': opening its CUDA IPC arena on %s (the daemon "
                                  "must run on this machine and device, as another process)",
                                  name, device);
     m->backend = be;
-    m->cuda_ops = ops;
     m->base = base;
     return GPTQ_OK;
 #else

@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysinfo.h>
 
 #include <jansson.h>
 #include <unistd.h>
@@ -75,7 +74,6 @@ struct gptqd_engine_model {
 
 static struct {
     const gptq_backend *be;  /* runs every resident model */
-    const gptq_cuda_ops *ops; /* be's CUDA extras, NULL on the CPU */
     char backend[16];        /* "cpu" or "cuda" (StatusReply.backend) */
     char note[512];
     const char *shm_group;
@@ -113,13 +111,14 @@ gptq_status gptqd_engine_init(const char *device, const char *shm_group)
     gptq_status st = gptq_backend_select(device, &engine.be, why, sizeof why);
     if (st == GPTQ_ERR_ARG)
         return gptq_fail_context(st, "--device");
-    engine.ops = gptq_backend_cuda_ops(engine.be);
-    snprintf(engine.backend, sizeof engine.backend, "%s", engine.ops ? "cuda" : "cpu");
-    if (engine.ops) {
+    const gptq_backend *be = engine.be;
+    const int on_device = be != gptq_backend_cpu();
+    snprintf(engine.backend, sizeof engine.backend, "%s", on_device ? "cuda" : "cpu");
+    if (on_device) {
         snprintf(engine.note, sizeof engine.note, "--device %s: %s", device, why);
         gptqd_log(LOG_INFO, "device %s: %s (%d SMs, compute %d.%d, %.1f GiB)", device, why,
-                  engine.ops->sm_count, engine.ops->cc_major, engine.ops->cc_minor,
-                  (double)engine.ops->total_memory / (1024.0 * 1024.0 * 1024.0));
+                  be->sm_count, be->cc_major, be->cc_minor,
+                  (double)be->total_memory / (1024.0 * 1024.0 * 1024.0));
     } else if (strcmp(device, "cpu") == 0) {
         snprintf(engine.note, sizeof engine.note, "--device cpu");
     } else {
@@ -140,26 +139,21 @@ void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size
     snprintf(backend, backend_len, "%s", engine.backend);
     snprintf(note, note_len, "%s", engine.note);
     *bytes_total = *bytes_free = 0;
-    if (engine.ops) {
-        snprintf(device, device_len, "%s (%s)", engine.ops->device_name, engine.be->name);
-        size_t free_b = 0, total_b = 0;
-        if (engine.ops->mem_info(&free_b, &total_b) == GPTQ_OK) {
-            *bytes_total = total_b;
-            *bytes_free = free_b;
-        } else {
-            *bytes_total = engine.ops->total_memory;
-        }
-        return;
-    }
-    snprintf(device, device_len, "cpu (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
-    struct sysinfo si;
-    if (sysinfo(&si) == 0) {
-        *bytes_total = (uint64_t)si.totalram * si.mem_unit;
-        *bytes_free = (uint64_t)(si.freeram + si.bufferram) * si.mem_unit;
+    const gptq_backend *be = engine.be;
+    if (be != gptq_backend_cpu())
+        snprintf(device, device_len, "%s (%s)", be->device, be->name);
+    else
+        snprintf(device, device_len, "cpu (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
+    size_t free_b = 0, total_b = 0;
+    if (be->mem_info(be, &free_b, &total_b) == GPTQ_OK) {
+        *bytes_total = total_b;
+        *bytes_free = free_b;
+    } else {
+        *bytes_total = be->total_memory;
     }
 }
 
-const char *gptqd_engine_memory_kind(void) { return engine.ops ? "device" : "host"; }
+const char *gptqd_engine_memory_kind(void) { return engine.be != gptq_backend_cpu() ? "device" : "host"; }
 
 gptq_status gptqd_engine_estimate(const gptqd_place *src, uint64_t *bytes)
 {
@@ -232,7 +226,7 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
  * private memory and Map is refused, which the log says. */
 static gptq_status place_weights(gptqd_engine_model *em, gptq_model **host)
 {
-    if (engine.ops) {
+    if (engine.be != gptq_backend_cpu()) {
         gptq_status st = gptqd_device_share_model(*host, engine.be, em->name, &em->model,
                                                   &em->device_arena);
         if (st)
@@ -544,7 +538,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     o.true_sequential = p->true_sequential;
     /* On CUDA each layer is uploaded, calibrated and quantized on the GPU;
      * the model handed over stays on the host and gets the packed linears. */
-    o.backend = engine.ops ? engine.be : NULL; /* on the CPU: in place, no layer copy */
+    o.backend = engine.be != gptq_backend_cpu() ? engine.be : NULL; /* on the CPU: in place, no layer copy */
     if (cfg->max_position_embeddings > 0 && o.seqlen > cfg->max_position_embeddings) {
         gptqd_job_log(job, "seqlen %d lowered to the model's %d positions", o.seqlen,
                       cfg->max_position_embeddings);

@@ -1,6 +1,6 @@
 /* daemon/share_cuda.c: CUDA IPC arenas holding resident weights on the GPU.
- * Only the backend tables are called (kernels/backend_select.h): no CUDA
- * header here, and the file builds without CUDA. */
+ * Only the backend table is called (kernels/backend.h): no CUDA header
+ * here, and the file builds without CUDA. */
 #include "daemon/share_cuda.h"
 
 #include <stdio.h>
@@ -9,7 +9,7 @@
 
 #include "daemon/log.h"
 #include "daemon/share.h"
-#include "kernels/backend_select.h"
+#include "kernels/backend.h"
 
 /* What the arena's bump allocator hands out; cudaMalloc's own alignment,
  * enough for 128-bit loads and for every dtype of the table. */
@@ -20,9 +20,9 @@ enum { DEVICE_ALIGN = 256 };
 enum { SLACK_FIXED = 1 << 20, SLACK_PER_TENSOR = 4096 };
 
 struct gptqd_device_arena {
-    const gptq_cuda_ops *ops;
+    const gptq_backend *be;    /* whose ipc_alloc made it */
     int device;                /* N of "cuda:N" */
-    unsigned char handle[GPTQ_CUDA_IPC_HANDLE_BYTES];
+    unsigned char handle[GPTQ_IPC_HANDLE_BYTES];
     unsigned char *base;       /* device pointer: compared and offset, never read here */
     size_t bytes, used;
     size_t refused;            /* bytes of the first allocation that did not fit */
@@ -38,17 +38,17 @@ static int device_of(const gptq_backend *be)
     return be->name && sscanf(be->name, "cuda:%d", &n) == 1 && n >= 0 ? n : 0;
 }
 
-static gptq_status arena_create(const gptq_cuda_ops *ops, int device, size_t bytes,
+static gptq_status arena_create(const gptq_backend *be, int device, size_t bytes,
                                 const char *name, gptqd_device_arena **out)
 {
     gptqd_device_arena *a = calloc(1, sizeof *a);
     if (!a)
         return gptq_fail(GPTQ_ERR_NOMEM, "device arena for %s: out of host memory", name);
-    a->ops = ops;
+    a->be = be;
     a->device = device;
     snprintf(a->label, sizeof a->label, "cuda:%d arena of model %s", device, name);
     void *base = NULL;
-    gptq_status st = ops->ipc_alloc(bytes, &base, a->handle);
+    gptq_status st = be->ipc_alloc(be, bytes, &base, a->handle);
     if (st) {
         free(a);
         return gptq_fail_context(st, "model %s: %zu bytes of device memory for its weights "
@@ -64,7 +64,7 @@ void gptqd_device_arena_destroy(gptqd_device_arena *a)
 {
     if (!a)
         return;
-    a->ops->ipc_free(a->base);
+    a->be->ipc_free(a->be, a->base);
     free(a);
 }
 
@@ -108,15 +108,14 @@ gptq_status gptqd_device_share_model(const gptq_model *host, const gptq_backend 
 {
     *dev = NULL;
     *out = NULL;
-    const gptq_cuda_ops *ops = gptq_backend_cuda_ops(be);
-    if (!ops)
+    if (!be->ipc_alloc || !be->ipc_free)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "model %s: backend %s has no IPC memory", name,
                          be->name);
     size_t bytes = arena_size_for(host);
     gptq_status st = GPTQ_OK;
     for (int attempt = 0; attempt < 2; attempt++) {
         gptqd_device_arena *a = NULL;
-        if ((st = arena_create(ops, device_of(be), bytes, name, &a)))
+        if ((st = arena_create(be, device_of(be), bytes, name, &a)))
             return st;
         st = gptq_model_to_backend(host, be, arena_alloc_cb, a, 0, dev);
         if (!st) {
@@ -173,7 +172,7 @@ gptq_status gptqd_device_model_to_host(const gptqd_device_arena *a, const gptq_m
     /* One download of the arena keeps each tensor's offset, hence its
      * alignment. */
     const gptq_backend *be = gptq_model_backend(dev);
-    if ((st = be->download(buf, a->base, a->used))) {
+    if ((st = be->download(be, buf, a->base, a->used))) {
         st = gptq_fail_context(st, "%s: download of %zu bytes", a->label, a->used);
         goto fail;
     }

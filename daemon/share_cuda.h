@@ -1,7 +1,7 @@
 /* daemon/share_cuda.h: shared weights on a GPU (docs/ARCHITECTURE.md,
  * "The main path", load and map).
  * With the CUDA backend each resident model's serving copy lives in ONE
- * device allocation of its own (ops->ipc_alloc), filled by a 256-byte-
+ * device allocation of its own (be->ipc_alloc), filled by a 256-byte-
  * aligned bump allocator through gptq_model_to_backend. One allocation per
  * model because a CUDA IPC handle names a whole allocation: Map hands
  * clients that handle plus the tensor table as offsets into it, and they

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backend_module.h"
+#include "quant/result.h"
+
 #ifndef GPTQ_CUDA_MODULE_BUILD_PATH
 #define GPTQ_CUDA_MODULE_BUILD_PATH ""
 #endif
@@ -18,15 +21,19 @@
 #define GPTQ_CUDA_EMU_MODULE_BUILD_PATH ""
 #endif
 
-typedef int (*init_fn)(char *why, size_t why_len, int device, const gptq_backend **out);
-typedef const gptq_cuda_ops *(*ops_fn)(void);
-typedef void (*set_fail_fn)(gptq_status (*fail)(gptq_status, const char *, ...));
+/* What the program lends a module (kernels/backend_module.h). */
+static const gptq_backend_host host = {
+    .abi = GPTQ_BACKEND_MODULE_ABI,
+    .fail = gptq_fail,
+    .quant_config_check = gptq_quant_config_check,
+    .quant_result_alloc = gptq_quant_result_alloc,
+    .quant_result_free = gptq_quant_result_free,
+};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static void *real_module, *emu_module;   /* loaded modules, kept for the process */
 static void *module;                     /* the one whose device answered */
 static const gptq_backend *cuda_backend; /* set once a device answered */
-static const gptq_cuda_ops *cuda_ops;
 
 /* dlopen the first module path that loads (the emulated module's when
  * `emulated`); why lists what was tried. */
@@ -75,8 +82,9 @@ static int open_table(void *mod, int device, const gptq_backend **out, char *why
 static int try_cuda(int device, const gptq_backend **out, char *why, size_t why_len)
 {
     if (cuda_backend) {
-        init_fn init = (init_fn)dlsym(module, "gptq_cuda_backend_init");
-        return init && init(why, why_len, device, out) == 0 ? 0 : -1;
+        gptq_backend_module_init_fn init =
+            (gptq_backend_module_init_fn)dlsym(module, GPTQ_BACKEND_MODULE_INIT);
+        return init && init(&host, device, out, why, why_len) == 0 ? 0 : -1;
     }
     const int mode = emulate_mode();
     if (mode != EMU_ONLY) {
@@ -106,19 +114,17 @@ static int try_cuda(int device, const gptq_backend **out, char *why, size_t why_
 /* Initialise `device` through a loaded module's entry points. */
 static int open_table(void *mod, int device, const gptq_backend **out, char *why, size_t why_len)
 {
-    init_fn init = (init_fn)dlsym(mod, "gptq_cuda_backend_init");
-    ops_fn ops = (ops_fn)dlsym(mod, "gptq_cuda_backend_ops");
-    set_fail_fn set_fail = (set_fail_fn)dlsym(mod, "gptq_cuda_set_fail");
-    if (!init || !ops || !set_fail) {
-        snprintf(why, why_len, "CUDA module lacks its entry points (a stale build?)");
+    gptq_backend_module_init_fn init =
+        (gptq_backend_module_init_fn)dlsym(mod, GPTQ_BACKEND_MODULE_INIT);
+    if (!init) {
+        snprintf(why, why_len, "CUDA module lacks %s (built for another version: rebuild it)",
+                 GPTQ_BACKEND_MODULE_INIT);
         return -1;
     }
-    set_fail(gptq_fail);
-    if (init(why, why_len, device, out) != 0)
+    if (init(&host, device, out, why, why_len) != 0)
         return -1; /* the module stays loaded: a later call may name another device */
     module = mod;
     cuda_backend = *out;
-    cuda_ops = ops();
     return 0;
 }
 
@@ -154,7 +160,7 @@ gptq_status gptq_backend_select(const char *device, const gptq_backend **out, ch
     if (rc == 0) {
         *out = be;
         if (why && why_len)
-            snprintf(why, why_len, "%s: %s", be->name, cuda_ops ? cuda_ops->device_name : "");
+            snprintf(why, why_len, "%s: %s", be->name, be->device);
         return GPTQ_OK;
     }
     if (why && why_len)
@@ -162,12 +168,4 @@ gptq_status gptq_backend_select(const char *device, const gptq_backend **out, ch
     if (strcmp(device, "auto") == 0)
         return GPTQ_OK;
     return gptq_fail(GPTQ_ERR_DEVICE, "device %s unavailable: %s", device, reason);
-}
-
-const gptq_cuda_ops *gptq_backend_cuda_ops(const gptq_backend *be)
-{
-    pthread_mutex_lock(&lock);
-    const gptq_cuda_ops *ops = be && be == cuda_backend ? cuda_ops : NULL;
-    pthread_mutex_unlock(&lock);
-    return ops;
 }

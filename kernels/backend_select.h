@@ -9,7 +9,6 @@
 #include <stddef.h>
 
 #include "kernels/backend.h"
-#include "kernels/cuda/cuda_ops.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,10 +35,6 @@ extern "C" {
  * Thread-safe. */
 gptq_status gptq_backend_select(const char *device, const gptq_backend **out, char *why,
                                 size_t why_len);
-
-/* The CUDA extension table (kernels/cuda/cuda_ops.h) when `be` is the CUDA
- * backend, else NULL. */
-const gptq_cuda_ops *gptq_backend_cuda_ops(const gptq_backend *be);
 
 #ifdef __cplusplus
 }

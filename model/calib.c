@@ -10,7 +10,6 @@
 
 #include "common/dtype.h"
 #include "kernels/backend.h"
-#include "kernels/backend_select.h"
 #include "model/pyrandom.h"
 
 /* The groups of linears that read one input, in the order a layer applies them. */
@@ -54,57 +53,18 @@ gptq_status gptq_calib_windows(size_t n_tokens, int nsamples, int seqlen, uint64
     return GPTQ_OK;
 }
 
-/* Where the pipeline runs: the host, or a backend's device. The host
- * functions of gptq/quant.h and the device's (gptq_cuda_ops) behind one
- * face; H and W are in the backend's memory. */
+/* Where the pipeline runs: a backend (the CPU's, or a device whose memory
+ * holds H, W and the activations). Everything goes through its table. */
 typedef struct engine {
     const gptq_backend *be;
-    const gptq_cuda_ops *cuda; /* NULL on the host */
+    int device; /* be's memory is not host memory */
 } engine;
-
-static gptq_status eng_hessian_create(const engine *e, int cols, void **h)
-{
-    if (e->cuda)
-        return e->cuda->hessian_create(cols, (gptq_cuda_hessian **)h);
-    return gptq_hessian_create(cols, (gptq_hessian **)h);
-}
-
-static void eng_hessian_destroy(const engine *e, void *h)
-{
-    if (e->cuda)
-        e->cuda->hessian_destroy(h);
-    else
-        gptq_hessian_destroy(h);
-}
-
-static gptq_status eng_hessian_add(const engine *e, void *h, const float *X, int rows, int n_seq)
-{
-    if (e->cuda)
-        return e->cuda->hessian_add(h, X, rows, n_seq);
-    return gptq_hessian_add(h, X, rows, n_seq);
-}
-
-static gptq_status eng_hessian_get(const engine *e, void *h, float *H)
-{
-    if (e->cuda)
-        return e->cuda->hessian_get(h, H);
-    gptq_hessian_get(h, H);
-    return GPTQ_OK;
-}
-
-static gptq_status eng_quantize(const engine *e, const float *W, const float *H, int rows,
-                                int cols, const gptq_quant_config *qc, gptq_quant_result *res)
-{
-    if (e->cuda)
-        return e->cuda->quantize_layer(W, H, rows, cols, qc, res, NULL);
-    return gptq_quantize_layer(W, H, rows, cols, qc, res);
-}
 
 /* Capture state of one pass: which input group is being collected. */
 typedef struct capture {
     const engine *eng;
     gptq_linear_id want;     /* first linear of the group */
-    void *hessian;
+    gptq_backend_hessian *hessian;
     int n_seq;               /* sequences in the current batch */
 } capture;
 
@@ -115,7 +75,8 @@ static gptq_status capture_hook(void *user, int layer, gptq_linear_id which, con
     (void)layer, (void)cols;
     if (which != c->want)
         return GPTQ_OK;
-    gptq_status st = eng_hessian_add(c->eng, c->hessian, X, rows, c->n_seq);
+    const gptq_backend *be = c->eng->be;
+    gptq_status st = be->hessian_add(be, c->hessian, X, rows, c->n_seq);
     if (st)
         return st;
     /* The rest of the layer is not needed for this pass. */
@@ -198,23 +159,23 @@ static gptq_status quantize_linear(const engine *e, const models *ms, int layer,
     memset(res, 0, sizeof *res);
     if (!W) { /* a packed linear (re-quantizing a quantized model): its dequantized weights */
         host = malloc(bytes);
-        tmp = e->cuda ? e->be->alloc(bytes) : host;
+        tmp = e->device ? e->be->alloc(e->be, bytes) : host;
         if (!host || !tmp) {
             st = host ? gptq_backend_alloc_fail(e->be, "weights [%d, %d]", rows, cols)
                       : gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", rows, cols);
             goto done;
         }
         if ((st = gptq_model_get_linear_f32(ms->m, layer, which, host)) ||
-            (e->cuda && (st = e->be->upload(tmp, host, bytes))))
+            (e->device && (st = e->be->upload(e->be, tmp, host, bytes))))
             goto done;
         W = tmp;
     }
-    if ((st = eng_quantize(e, W, H, rows, cols, qc, res)))
+    if ((st = e->be->quantize_layer(e->be, W, H, rows, cols, qc, res, NULL)))
         goto done;
     st = store_linear(ms, layer, which, res, reference_storage);
 done:
-    if (e->cuda)
-        e->be->free(tmp);
+    if (e->device)
+        e->be->free(e->be, tmp);
     free(host);
     if (st)
         gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
@@ -263,16 +224,18 @@ static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engin
         return GPTQ_OK; /* in place */
     /* A backend, the CPU's included: a copy on it holds the current layer
      * (on the CPU that is the GPU's code path in host memory, for tests). */
-    if (e->be != gptq_backend_cpu() && !(e->cuda = gptq_backend_cuda_ops(e->be)))
-        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on backend %s: not supported (cpu "
-                         "or cuda)", e->be->name);
-    for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+    e->device = e->be != gptq_backend_cpu();
+    if (!e->be->hessian_create || !e->be->quantize_layer)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on backend %s: it has no GPTQ "
+                         "entries; quantize on the CPU", e->be->name);
+    /* the quantized linears run on it next (the following layer's inputs):
+     * ask before hours of work whether it can */
+    for (int w = 0; w < GPTQ_LIN_COUNT && e->be->qgemm_check; w++) {
         int rows, cols;
         gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
-        if (cols % 32) /* the device's v1 kernel reads 32 input columns at a time */
-            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on %s: %s has %d inputs, not a "
-                             "multiple of 32; quantize this model on the CPU", e->be->name,
-                             gptq_linear_name((gptq_linear_id)w), cols);
+        gptq_status st = e->be->qgemm_check(e->be, rows, cols, o->quant.bits);
+        if (st != GPTQ_OK)
+            return gptq_fail_context(st, "calibration: %s", gptq_linear_name((gptq_linear_id)w));
     }
     return gptq_model_to_backend(m, e->be, NULL, NULL,
                                  GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD, &ms->run);
@@ -290,7 +253,7 @@ typedef struct pipeline {
     float *att;           /* [ns, len, q_dim] attention outputs (true-sequential) */
     float *x;             /* [batch, len, hidden] a group's input, per call */
     float *act;           /* [batch, len, inter] down_proj's input (true-sequential) */
-    void *hess;           /* the Hessian being accumulated */
+    gptq_backend_hessian *hess; /* the Hessian being accumulated */
     float *Hs[N_GROUPS];  /* each group's Hessian */
     double t0;
     int done_count, total;
@@ -313,14 +276,14 @@ static gptq_status hess_begin(pipeline *p, int g)
     if (!group_active(p->o, g))
         return GPTQ_OK;
     gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
-    return eng_hessian_create(&p->eng, cols, &p->hess);
+    return p->eng.be->hessian_create(p->eng.be, cols, &p->hess);
 }
 
 static gptq_status hess_add(pipeline *p, const float *X, int nb)
 {
     if (!p->hess)
         return GPTQ_OK;
-    return eng_hessian_add(&p->eng, p->hess, X, nb * p->len, nb);
+    return p->eng.be->hessian_add(p->eng.be, p->hess, X, (int64_t)nb * p->len, nb);
 }
 
 /* Finish group g's Hessian into p->Hs[g] (engine memory). */
@@ -331,11 +294,11 @@ static gptq_status hess_end(pipeline *p, int g)
     if (!p->hess)
         return GPTQ_OK;
     gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
-    p->Hs[g] = p->eng.be->alloc((size_t)cols * cols * sizeof(float));
+    p->Hs[g] = p->eng.be->alloc(p->eng.be, (size_t)cols * cols * sizeof(float));
     if (!p->Hs[g])
         return gptq_backend_alloc_fail(p->eng.be, "Hessian [%d, %d]", cols, cols);
-    st = eng_hessian_get(&p->eng, p->hess, p->Hs[g]);
-    eng_hessian_destroy(&p->eng, p->hess);
+    st = p->eng.be->hessian_get(p->eng.be, p->hess, p->Hs[g]);
+    p->eng.be->hessian_free(p->eng.be, p->hess);
     p->hess = NULL;
     return st;
 }
@@ -351,10 +314,10 @@ static gptq_status quantize_hessian_group(pipeline *p, int layer, int g)
 static void hess_free_all(pipeline *p)
 {
     if (p->hess)
-        eng_hessian_destroy(&p->eng, p->hess);
+        p->eng.be->hessian_free(p->eng.be, p->hess);
     p->hess = NULL;
     for (int g = 0; g < N_GROUPS; g++) {
-        p->eng.be->free(p->Hs[g]);
+        p->eng.be->free(p->eng.be, p->Hs[g]);
         p->Hs[g] = NULL;
     }
 }
@@ -460,7 +423,7 @@ static gptq_status layer_at_once(pipeline *p, int layer)
         gptq_layer_hooks hooks = {.before_linear = capture_hook, .user = &cap};
         for (int b0 = 0; b0 < p->ns; b0 += p->batch) {
             int nb = b0 + p->batch < p->ns ? p->batch : p->ns - b0;
-            if ((st = p->eng.be->copy(p->x, p->inps + (size_t)b0 * window_floats,
+            if ((st = p->eng.be->copy(p->eng.be, p->x, p->inps + (size_t)b0 * window_floats,
                                       nb * window_floats * sizeof(float))))
                 return st;
             cap.n_seq = nb;
@@ -508,11 +471,11 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
     int cur_layer = -1; /* the layer uploaded to p.ms.run, when it is a device copy */
 
     int64_t *offsets = malloc((size_t)p.ns * sizeof *offsets);
-    p.inps = be->alloc(tokens_all * p.hidden * sizeof(float));
-    p.x = be->alloc((size_t)p.batch * window_floats * sizeof(float));
+    p.inps = be->alloc(be, tokens_all * p.hidden * sizeof(float));
+    p.x = be->alloc(be, (size_t)p.batch * window_floats * sizeof(float));
     if (o->true_sequential) {
-        p.att = be->alloc(tokens_all * p.q_dim * sizeof(float));
-        p.act = be->alloc((size_t)p.batch * p.len * p.inter * sizeof(float));
+        p.att = be->alloc(be, tokens_all * p.q_dim * sizeof(float));
+        p.act = be->alloc(be, (size_t)p.batch * p.len * p.inter * sizeof(float));
     }
     if (!offsets || !p.inps || !p.x || (o->true_sequential && (!p.att || !p.act))) {
         st = offsets ? gptq_backend_alloc_fail(be, "calibration activations (%d x %d x (%zu + "
@@ -566,10 +529,10 @@ done:
     if (p.ms.run != m)
         gptq_model_free(p.ms.run);
     free(offsets);
-    be->free(p.inps);
-    be->free(p.x);
-    be->free(p.att);
-    be->free(p.act);
+    be->free(be, p.inps);
+    be->free(be, p.x);
+    be->free(be, p.att);
+    be->free(be, p.act);
     return st;
 }
 

@@ -15,6 +15,7 @@
 
 #include "common/dtype.h"
 #include "common/file.h"
+#include "kernels/linear.h"
 #include "model/safetensors.h"
 
 typedef struct save_ctx {
@@ -65,10 +66,10 @@ static gptq_status add_tensor(save_ctx *c, const char *base, const char *suffix,
 }
 
 static gptq_status visit(void *user, const char *name, const float *data, int ndim,
-                         const int64_t *shape, const gptq_packed *P)
+                         const int64_t *shape, const gptq_linear *L)
 {
     save_ctx *c = user;
-    if (!P) {
+    if (!L) {
         if (c->bits && strstr(name, "_proj.weight"))
             return gptq_fail(GPTQ_ERR_ARG, "checkpoint: linear '%s' is not quantized; a GPTQ "
                              "checkpoint needs every decoder linear packed", name);
@@ -91,9 +92,26 @@ static gptq_status visit(void *user, const char *name, const float *data, int nd
     if (!c->bits)
         return gptq_fail(GPTQ_ERR_ARG, "save: '%s' is packed; a float model folder needs every "
                          "linear dense", name);
-    if (P->bits != c->bits)
+    if (L->P.bits != c->bits)
         return gptq_fail(GPTQ_ERR_ARG, "checkpoint: '%s' is packed with %d bits, the checkpoint "
-                         "has %d", name, P->bits, c->bits);
+                         "has %d", name, L->P.bits, c->bits);
+    /* On disk always v1, in the checkpoint's column order: an act-order
+     * linear is converted back (its arrays live until the file is written). */
+    gptq_packed v1 = L->P;
+    const gptq_packed *P = &L->P;
+    if (L->perm) {
+        gptq_status st = gptq_linear_to_v1(L, &v1);
+        if (st != GPTQ_OK)
+            return gptq_fail_context(st, "checkpoint: '%s'", name);
+        void *arrays[4] = {v1.qweight, v1.qzeros, v1.scales, v1.g_idx};
+        for (int i = 0; i < 4; i++)
+            if (keep(&c->owned, &c->n_owned, &c->cap_owned, arrays[i])) {
+                for (int k = i; k < 4; k++) /* keep() owns only what it took */
+                    free(arrays[k]);
+                return gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
+            }
+        P = &v1;
+    }
     const int64_t qw[2] = {(int64_t)P->cols * P->bits / 32, P->rows};
     const int64_t qz[2] = {P->groups, (int64_t)P->rows * P->bits / 32};
     const int64_t sc[2] = {P->groups, P->rows};

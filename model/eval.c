@@ -73,11 +73,11 @@ gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int
     /* hidden states live with each model's weights (GPU memory for a model
      * on the CUDA backend); logits come back to the host */
     const gptq_backend *be = gptq_model_backend(m), *beb = base ? gptq_model_backend(base) : NULL;
-    h = be->alloc(T * c->hidden_size * sizeof *h);
+    h = be->alloc(be, T * c->hidden_size * sizeof *h);
     lp = malloc((size_t)EVAL_HEAD_ROWS * vocab * sizeof *lp);
     lse = malloc(EVAL_HEAD_ROWS * sizeof *lse);
     if (cb) {
-        hb = beb->alloc(T * cb->hidden_size * sizeof *hb);
+        hb = beb->alloc(beb, T * cb->hidden_size * sizeof *hb);
         lpb = malloc((size_t)EVAL_HEAD_ROWS * vocab * sizeof *lpb);
         lseb = malloc(EVAL_HEAD_ROWS * sizeof *lseb);
     }
@@ -134,9 +134,9 @@ gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int
     out->perplexity = exp(out->mean_nll);
 done:
     if (h)
-        be->free(h);
+        be->free(be, h);
     if (hb)
-        beb->free(hb);
+        beb->free(beb, hb);
     free(lp), free(lpb), free(lse), free(lseb);
     return st;
 }

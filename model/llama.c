@@ -58,7 +58,7 @@ int llama_linear_has_bias(const gptq_model_config *c, gptq_linear_id which)
 void llama_buf_free(const gptq_model *m, void *p)
 {
     if (m->device)
-        m->be->free(p);
+        m->be->free(m->be, p);
     else
         free(p);
 }
@@ -69,12 +69,11 @@ void llama_linear_clear(const gptq_model *m, linear *L)
     llama_buf_free(m, L->W);
     L->W = NULL;
     if (L->packed && m->device) {
-        m->be->free(L->P.qweight), m->be->free(L->P.qzeros);
-        m->be->free(L->P.scales), m->be->free(L->P.g_idx);
+        gptq_linear_free_on(m->be, &L->Q);
     } else if (L->packed) {
-        gptq_packed_free(&L->P);
+        gptq_linear_free(&L->Q);
     }
-    memset(&L->P, 0, sizeof L->P);
+    memset(&L->Q, 0, sizeof L->Q);
     L->packed = 0;
 }
 
@@ -117,13 +116,6 @@ int gptq_model_is_eos(const gptq_model *m, int32_t id)
     return 0;
 }
 
-static size_t packed_bytes(const gptq_packed *P)
-{
-    return (size_t)P->cols * P->bits / 32 * P->rows * 4 +
-           (size_t)P->groups * P->rows * P->bits / 32 * 4 + (size_t)P->groups * P->rows * 2 +
-           (size_t)P->cols * 4;
-}
-
 int64_t gptq_model_params(const gptq_model *m)
 {
     const gptq_model_config *c = &m->cfg;
@@ -151,7 +143,7 @@ size_t gptq_model_bytes(const gptq_model *m)
             const linear *L = &m->layers[l].lin[w];
             floats += L->bias ? (size_t)L->rows : 0;
             if (L->packed)
-                bytes += packed_bytes(&L->P);
+                bytes += gptq_linear_bytes(&L->Q);
             else
                 floats += (size_t)L->rows * L->cols;
         }
@@ -169,12 +161,12 @@ static gptq_status check_linear_arg(const gptq_model *m, int layer, gptq_linear_
     return GPTQ_OK;
 }
 
-const gptq_packed *gptq_model_linear_packed(const gptq_model *m, int layer, gptq_linear_id which)
+const gptq_linear *gptq_model_linear_packed(const gptq_model *m, int layer, gptq_linear_id which)
 {
     if (check_linear_arg(m, layer, which) != GPTQ_OK)
         return NULL;
     const linear *L = &m->layers[layer].lin[which];
-    return L->packed ? &L->P : NULL;
+    return L->packed ? &L->Q : NULL;
 }
 
 const float *gptq_model_linear_bias(const gptq_model *m, int layer, gptq_linear_id which)
@@ -192,24 +184,24 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
         return st;
     const linear *L = &m->layers[layer].lin[which];
     if (L->packed && m->device) {
-        gptq_packed h;
-        if ((st = llama_packed_download(m->be, &L->P, &h)) != GPTQ_OK)
+        gptq_linear h;
+        if ((st = gptq_linear_download(m->be, &L->Q, &h)) != GPTQ_OK)
             return gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
-        st = gptq_packed_dequantize(&h, W);
-        gptq_packed_free(&h);
+        st = gptq_linear_dequantize(&h, W);
+        gptq_linear_free(&h);
         if (st != GPTQ_OK)
             return gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
         return GPTQ_OK;
     }
     if (L->packed) {
-        if ((st = gptq_packed_dequantize(&L->P, W)) != GPTQ_OK)
+        if ((st = gptq_linear_dequantize(&L->Q, W)) != GPTQ_OK)
             return gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
         return GPTQ_OK;
     }
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model): call "
                          "gptq_model_layer_ensure first", layer, gptq_linear_name(which));
-    return m->be->download(W, L->W, (size_t)L->rows * L->cols * sizeof *W);
+    return m->be->download(m->be, W, L->W, (size_t)L->rows * L->cols * sizeof *W);
 }
 
 gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
@@ -231,9 +223,9 @@ gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id w
                          gptq_linear_name(which), L->rows, L->cols);
     memcpy(copy, W, n * sizeof *copy);
     if (m->device) {
-        float *d = m->be->alloc(n * sizeof *d);
-        if (!d || (st = m->be->upload(d, copy, n * sizeof *d)) != GPTQ_OK) {
-            m->be->free(d);
+        float *d = m->be->alloc(m->be, n * sizeof *d);
+        if (!d || (st = m->be->upload(m->be, d, copy, n * sizeof *d)) != GPTQ_OK) {
+            m->be->free(m->be, d);
             free(copy);
             return d ? st
                      : gptq_backend_alloc_fail(m->be, "layer %d %s: [%d, %d]", layer,
@@ -265,19 +257,26 @@ gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_i
     if (!P->qweight || !P->qzeros || !P->scales || !P->g_idx || P->groups < 1)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s: packed linear has missing arrays", layer,
                          gptq_linear_name(which));
-    if ((st = gptq_pack_check(P->rows, P->cols, P->bits)) != GPTQ_OK)
+    if ((st = gptq_pack_check(P->rows, P->cols, P->bits)) != GPTQ_OK ||
+        (m->be->qgemm_check && (st = m->be->qgemm_check(m->be, P->rows, P->cols, P->bits))))
         return gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
-    if (m->device) { /* upload, then the model's copy replaces the caller's */
-        gptq_packed d;
-        if ((st = llama_packed_upload(m->be, NULL, NULL, P, &d)) != GPTQ_OK)
+    /* into the kernels' layout; on failure *P is left as it was */
+    gptq_linear Q;
+    if ((st = gptq_linear_from_v1(P, &Q)) != GPTQ_OK)
+        return gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
+    if (m->device) { /* upload, then the model's copy replaces the host one */
+        gptq_linear d;
+        gptq_uploader u = {.be = m->be};
+        if ((st = gptq_linear_upload(&u, &Q, &d)) != GPTQ_OK) {
+            gptq_linear_free(&Q); /* *P was consumed: the caller sees it emptied */
             return gptq_fail_context(st, "layer %d %s", layer, gptq_linear_name(which));
-        gptq_packed_free(P);
-        *P = d;
+        }
+        gptq_linear_free(&Q);
+        Q = d;
     }
     llama_linear_clear(m, L);
-    L->P = *P;
+    L->Q = Q;
     L->packed = 1;
-    memset(P, 0, sizeof *P);
     return llama_table_build(m);
 }
 
@@ -302,7 +301,7 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
             int64_t shape[2] = {L->rows, L->cols}, bshape[1] = {L->rows};
             if (L->packed) {
                 snprintf(name, sizeof name, "model.layers.%d.%s", l, gptq_linear_path(w));
-                st = visit(user, name, NULL, 2, shape, &L->P);
+                st = visit(user, name, NULL, 2, shape, &L->Q);
             } else if (!L->W) {
                 st = gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model)", l,
                                gptq_linear_name(w));

@@ -26,6 +26,7 @@
 #include "gptq/error.h"
 #include "gptq/model.h"
 #include "gptq/quant.h"
+#include "kernels/backend.h"
 #include "model/config.h"
 
 #ifdef __cplusplus
@@ -201,9 +202,11 @@ size_t gptq_model_bytes(const gptq_model *m);
  * gptq_model_linear_bias below give pointers into that backend's memory.) */
 void gptq_model_linear_shape(const gptq_model *m, gptq_linear_id which, int *rows, int *cols);
 
-/* The packed form of a linear, or NULL if it is float32. Owned by the model;
- * valid until the linear is replaced or the model freed. */
-const gptq_packed *gptq_model_linear_packed(const gptq_model *m, int layer, gptq_linear_id which);
+/* The packed form of a linear in the kernels' layout (kernels/linear.h:
+ * columns sorted by group, the permutation kept), or NULL if it is float32.
+ * Owned by the model; valid until the linear is replaced or the model
+ * freed. */
+const gptq_linear *gptq_model_linear_packed(const gptq_model *m, int layer, gptq_linear_id which);
 
 /* Bias [rows] of a linear, or NULL if it has none. Owned by the model. */
 const float *gptq_model_linear_bias(const gptq_model *m, int layer, gptq_linear_id which);
@@ -222,10 +225,13 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
 gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
                                       const float *W);
 
-/* Replace a linear by the packed layer *P, which must have the linear's
- * shape (P->rows = out, P->cols = in). Ownership moves: the model takes *P
- * (and frees its arrays when P->owned) and *P is zeroed. On failure before
- * the move (GPTQ_ERR_ARG, GPTQ_ERR_BUSY) *P is left untouched. The bias is
+/* Replace a linear by the packed v1 layer *P, which must have the linear's
+ * shape (P->rows = out, P->cols = in) and a shape the model's backend runs
+ * (qgemm_check). Ownership moves: the model converts *P into the kernels'
+ * layout (gptq_linear_from_v1, reusing its arrays where it can; they are
+ * freed with the model when P->owned) and *P is zeroed. On failure before
+ * the move (GPTQ_ERR_ARG, GPTQ_ERR_BUSY, GPTQ_ERR_UNSUPPORTED) *P is left
+ * untouched; a failed upload to a device leaves it zeroed. The bias is
  * kept; the tensor table is rebuilt (GPTQ_ERR_NOMEM after the move leaves
  * the table empty). */
 gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_id which,
@@ -234,12 +240,13 @@ gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_i
 /* Every stored tensor under its HF name, in checkpoint order (embeddings,
  * then each layer's norms, linears and biases, final norm, lm_head unless
  * tied). For a dense tensor `data` is float32 with `ndim` dims `shape`, and
- * `packed` is NULL; for a packed linear `data` is NULL, `packed` is set and
- * `name` is the module path ("model.layers.0.self_attn.q_proj"). A nonzero
+ * `packed` is NULL; for a packed linear `data` is NULL, `packed` is set (the
+ * kernels' layout, in the model's backend memory) and `name` is the module
+ * path ("model.layers.0.self_attn.q_proj"). A nonzero
  * status from `visit` stops the walk and is returned. */
 typedef gptq_status (*gptq_tensor_visit)(void *user, const char *name, const float *data,
                                          int ndim, const int64_t *shape,
-                                         const gptq_packed *packed);
+                                         const gptq_linear *packed);
 gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit visit, void *user);
 
 /* The KV cache and gptq_model_forward: gptq/model.h. */

@@ -31,8 +31,8 @@ static void scratch_free(scratch *s)
 {
     if (s->be) {
         const gptq_backend *be = s->be;
-        be->free(s->x), be->free(s->q), be->free(s->k), be->free(s->v), be->free(s->att);
-        be->free(s->gate), be->free(s->up), be->free(s->pos);
+        be->free(be, s->x), be->free(be, s->q), be->free(be, s->k), be->free(be, s->v), be->free(be, s->att);
+        be->free(be, s->gate), be->free(be, s->up), be->free(be, s->pos);
     }
     free(s->pos_host);
     memset(s, 0, sizeof *s);
@@ -53,7 +53,7 @@ static void *scratch_buf(const gptq_backend *be, unsigned want, unsigned bit, si
 {
     if (!(want & bit))
         return NULL;
-    void *p = be->alloc(bytes);
+    void *p = be->alloc(be, bytes);
     *failed |= !p;
     return p;
 }
@@ -89,11 +89,11 @@ static gptq_status linear_apply(const gptq_backend *be, const linear *L, const f
                                 int n)
 {
     if (L->packed)
-        return be->qgemm(&L->P, x, L->bias, y, n);
+        return be->qgemm(be, &L->Q, x, L->bias, y, n);
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "a linear of this streaming model is not loaded: call "
                          "gptq_model_layer_ensure first");
-    be->gemm_f32(x, L->W, L->bias, y, n, L->cols, L->rows);
+    be->gemm_f32(be, x, L->W, L->bias, y, n, L->cols, L->rows);
     return GPTQ_OK;
 }
 
@@ -121,7 +121,7 @@ static gptq_status scratch_positions(scratch *s, const int32_t *start, int n_seq
     for (int i = 0; i < n_seq; i++)
         for (int t = 0; t < len; t++)
             s->pos_host[i * len + t] = start[i] + t;
-    return s->be->upload(s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
+    return s->be->upload(s->be, s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
 }
 
 /* q/k/v of x [T, hidden] (a layer's normed input), RoPE, the keys and
@@ -140,15 +140,15 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
         (st = linear_apply(be, &Ly->lin[GPTQ_LIN_K], x, s->k, T)) != GPTQ_OK ||
         (st = linear_apply(be, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
         return st;
-    be->rope(s->q, T, nh, hd, s->pos, m->rope_freq);
-    be->rope(s->k, T, nkv, hd, s->pos, m->rope_freq);
+    be->rope(be, s->q, T, nh, hd, s->pos, m->rope_freq);
+    be->rope(be, s->k, T, nkv, hd, s->pos, m->rope_freq);
     for (int i = 0; i < n_seq; i++) {
         size_t base = (size_t)(kvv->slot ? kvv->slot[i] : i) * kvv->slot_stride;
         float *kc = kvv->k + base, *vc = kvv->v + base;
         size_t rows = (size_t)len * kv_dim * sizeof(float);
-        if ((st = be->copy(kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim,
+        if ((st = be->copy(be, kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim,
                            rows)) != GPTQ_OK ||
-            (st = be->copy(vc + (size_t)kvv->start[i] * kv_dim, s->v + (size_t)i * len * kv_dim,
+            (st = be->copy(be, vc + (size_t)kvv->start[i] * kv_dim, s->v + (size_t)i * len * kv_dim,
                            rows)) != GPTQ_OK)
             return st;
         gptq_attention_args a = {
@@ -164,7 +164,7 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
             .window = c->sliding_window,
             .scale = 1.0f / sqrtf((float)hd),
         };
-        if ((st = be->attention(&a)) != GPTQ_OK)
+        if ((st = be->attention(be, &a)) != GPTQ_OK)
             return st;
     }
     return GPTQ_OK;
@@ -179,7 +179,7 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
     if ((st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
         (st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
         return st;
-    m->be->silu_mul(act, s->up, act, (size_t)T * m->cfg.intermediate_size);
+    m->be->silu_mul(m->be, act, s->up, act, (size_t)T * m->cfg.intermediate_size);
     return GPTQ_OK;
 }
 
@@ -189,7 +189,7 @@ static gptq_status residual_add(const gptq_model *m, int l, gptq_linear_id which
 {
     gptq_status st = linear_apply(m->be, &m->layers[l].lin[which], x, tmp, T);
     if (st == GPTQ_OK)
-        m->be->add(h, tmp, (size_t)T * m->cfg.hidden_size);
+        m->be->add(m->be, h, tmp, (size_t)T * m->cfg.hidden_size);
     return st;
 }
 
@@ -218,7 +218,7 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
     if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
     /* attention block */
-    be->rmsnorm(h, Ly->attn_norm, s->x, T, hidden, eps);
+    be->rmsnorm(be, h, Ly->attn_norm, s->x, T, hidden, eps);
     if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
         (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s)) != GPTQ_OK ||
         (st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, q_dim)) != GPTQ_OK ||
@@ -228,7 +228,7 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
     /* MLP block */
     if ((st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
-    be->rmsnorm(h, Ly->mlp_norm, s->x, T, hidden, eps);
+    be->rmsnorm(be, h, Ly->mlp_norm, s->x, T, hidden, eps);
     if ((st = call_hook(hooks, l, GPTQ_LIN_GATE, s->x, T, hidden)) != GPTQ_OK ||
         (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
         (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK)
@@ -255,10 +255,10 @@ gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part pa
     const float eps = (float)c->rms_norm_eps;
     switch (part) {
     case GPTQ_PART_ATTN_NORM:
-        be->rmsnorm(h, Ly->attn_norm, out, T, hidden, eps);
+        be->rmsnorm(be, h, Ly->attn_norm, out, T, hidden, eps);
         return GPTQ_OK;
     case GPTQ_PART_MLP_NORM:
-        be->rmsnorm(h, Ly->mlp_norm, out, T, hidden, eps);
+        be->rmsnorm(be, h, Ly->mlp_norm, out, T, hidden, eps);
         return GPTQ_OK;
     case GPTQ_PART_ATTENTION:
     case GPTQ_PART_ATTN_OUT:
@@ -281,21 +281,21 @@ gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part pa
         return st;
     switch (part) {
     case GPTQ_PART_ATTENTION:
-        k = be->alloc((size_t)T * kv_dim * sizeof *k);
-        v = be->alloc((size_t)T * kv_dim * sizeof *v);
+        k = be->alloc(be, (size_t)T * kv_dim * sizeof *k);
+        v = be->alloc(be, (size_t)T * kv_dim * sizeof *v);
         start = calloc((size_t)n_seq, sizeof *start);
         if (!k || !v || !start) {
             st = gptq_backend_alloc_fail(be, "layer part: keys for %d tokens", T);
             break;
         }
         kv_view kvv = {.k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .start = start};
-        be->rmsnorm(h, Ly->attn_norm, s.x, T, hidden, eps);
+        be->rmsnorm(be, h, Ly->attn_norm, s.x, T, hidden, eps);
         if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
             st = attention_block(m, l, s.x, out, n_seq, len, &kvv, &s);
         break;
     case GPTQ_PART_ATTN_OUT:
         if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) == GPTQ_OK && out)
-            be->rmsnorm(h, Ly->mlp_norm, out, T, hidden, eps);
+            be->rmsnorm(be, h, Ly->mlp_norm, out, T, hidden, eps);
         break;
     case GPTQ_PART_MLP_ACT:
         st = mlp_act(m, l, in, out, T, &s);
@@ -304,7 +304,7 @@ gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part pa
         st = residual_add(m, l, GPTQ_LIN_DOWN, in, h, s.x, T);
         break;
     }
-    be->free(k), be->free(v), free(start);
+    be->free(be, k), be->free(be, v), free(start);
     scratch_free(&s);
     return st;
 }
@@ -328,12 +328,12 @@ static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_
     *out = ids;
     if (!m->device)
         return GPTQ_OK;
-    int32_t *d = m->be->alloc(n * sizeof *d);
+    int32_t *d = m->be->alloc(m->be, n * sizeof *d);
     if (!d)
         return gptq_backend_alloc_fail(m->be, "%zu token ids", n);
-    gptq_status st = m->be->upload(d, ids, n * sizeof *d);
+    gptq_status st = m->be->upload(m->be, d, ids, n * sizeof *d);
     if (st != GPTQ_OK) {
-        m->be->free(d);
+        m->be->free(m->be, d);
         return st;
     }
     *owned = d;
@@ -348,9 +348,9 @@ gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, flo
     gptq_status st = check_ids(m, ids, (size_t)n);
     if (st != GPTQ_OK || (st = ids_to_backend(m, ids, (size_t)n, &d_ids, &owned)) != GPTQ_OK)
         return st;
-    m->be->embed(m->embed, d_ids, n, m->cfg.hidden_size, h);
+    m->be->embed(m->be, m->embed, d_ids, n, m->cfg.hidden_size, h);
     if (owned)
-        m->be->free(owned); /* frees after the queued embedding (cudaFree synchronizes) */
+        m->be->free(m->be, owned); /* frees after the queued embedding (cudaFree synchronizes) */
     return GPTQ_OK;
 }
 
@@ -363,20 +363,20 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
     if (!m->lm_head || !m->norm)
         return gptq_fail(GPTQ_ERR_ARG, "head: this copy of the model was made without its head "
                          "(GPTQ_TO_BACKEND_NO_HEAD)");
-    float *x = be->alloc((size_t)n * c->hidden_size * sizeof *x);
-    float *y = m->device ? be->alloc(out_bytes) : logits;
+    float *x = be->alloc(be, (size_t)n * c->hidden_size * sizeof *x);
+    float *y = m->device ? be->alloc(be, out_bytes) : logits;
     if (!x || !y) {
         st = gptq_backend_alloc_fail(be, "head: %d x %d logits", n, c->vocab_size);
         goto done;
     }
-    be->rmsnorm(h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
-    be->gemm_f32(x, m->lm_head, NULL, y, n, c->hidden_size, c->vocab_size);
+    be->rmsnorm(be, h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
+    be->gemm_f32(be, x, m->lm_head, NULL, y, n, c->hidden_size, c->vocab_size);
     if (m->device)
-        st = be->download(logits, y, out_bytes);
+        st = be->download(be, logits, y, out_bytes);
 done:
-    be->free(x);
+    be->free(be, x);
     if (m->device)
-        be->free(y);
+        be->free(be, y);
     return st;
 }
 
@@ -399,7 +399,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
     scratch s;
     if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK)
         return st;
-    float *k = be->alloc(T * kv_dim * sizeof *k), *v = be->alloc(T * kv_dim * sizeof *v);
+    float *k = be->alloc(be, T * kv_dim * sizeof *k), *v = be->alloc(be, T * kv_dim * sizeof *v);
     int32_t *start = calloc((size_t)n_seq, sizeof *start);
     if (!k || !v || !start) {
         st = gptq_backend_alloc_fail(be, "layer forward: keys for %zu tokens", T);
@@ -410,7 +410,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
     if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
         st = run_layer(m, layer, h, n_seq, len, &kvv, hooks, &s);
 done:
-    be->free(k), be->free(v), free(start);
+    be->free(be, k), be->free(be, v), free(start);
     scratch_free(&s);
     return st;
 }
@@ -481,8 +481,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         kvv.slot_stride = (size_t)kv->cap * kv_dim;
         layer_stride = (size_t)kv->slots * kvv.slot_stride;
     } else {
-        tmp_k = be->alloc(T * kv_dim * sizeof *tmp_k);
-        tmp_v = be->alloc(T * kv_dim * sizeof *tmp_v);
+        tmp_k = be->alloc(be, T * kv_dim * sizeof *tmp_k);
+        tmp_v = be->alloc(be, T * kv_dim * sizeof *tmp_v);
         if (!tmp_k || !tmp_v) {
             st = gptq_backend_alloc_fail(be, "forward: keys for %zu tokens", T);
             goto done;
@@ -491,14 +491,14 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         layer_stride = 0; /* one layer at a time reuses the same buffer */
     }
 
-    if (!(h = be->alloc(T * hidden * sizeof *h))) {
+    if (!(h = be->alloc(be, T * hidden * sizeof *h))) {
         st = gptq_backend_alloc_fail(be, "forward: hidden states for %zu tokens", T);
         goto done;
     }
     if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK ||
         (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
-    be->embed(m->embed, d_ids, (int)T, (int)hidden, h);
+    be->embed(be, m->embed, d_ids, (int)T, (int)hidden, h);
     if ((st = scratch_positions(&s, starts, n_seq, len)) != GPTQ_OK)
         goto done;
     for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -508,12 +508,12 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             goto done;
     }
     if (flags & GPTQ_FWD_LAST_ONLY) {
-        if (!(last = be->alloc((size_t)n_seq * hidden * sizeof *last))) {
+        if (!(last = be->alloc(be, (size_t)n_seq * hidden * sizeof *last))) {
             st = gptq_backend_alloc_fail(be, "forward: last hidden states of %d sequences", n_seq);
             goto done;
         }
         for (int i = 0; i < n_seq && st == GPTQ_OK; i++)
-            st = be->copy(last + i * hidden, h + ((size_t)i * len + len - 1) * hidden,
+            st = be->copy(be, last + i * hidden, h + ((size_t)i * len + len - 1) * hidden,
                           hidden * sizeof *h);
         if (st == GPTQ_OK)
             st = gptq_model_head(m, last, n_seq, logits);
@@ -525,7 +525,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             kv->len[slots ? slots[i] : i] = starts[i] + len;
 done:
     scratch_free(&s);
-    be->free(h), be->free(last), be->free(tmp_k), be->free(tmp_v), be->free(ids_owned);
+    be->free(be, h), be->free(be, last), be->free(be, tmp_k), be->free(be, tmp_v), be->free(be, ids_owned);
     free(starts);
     return st;
 }

@@ -12,13 +12,14 @@
 #define GPTQ_MODEL_LLAMA_INTERNAL_H
 
 #include "kernels/backend.h"
+#include "kernels/linear.h"
 #include "model/llama.h"
 #include "model/source.h"
 
 typedef struct linear {
     int rows, cols; /* out, in */
     float *W;       /* [rows, cols], NULL when packed */
-    gptq_packed P;  /* valid when packed */
+    gptq_linear Q;  /* valid when packed: the kernels' layout (kernels/linear.h) */
     int packed;
     float *bias; /* [rows] or NULL */
 } linear;
@@ -78,9 +79,5 @@ void llama_table_free(gptq_model *m);
 /* llama_weights.c */
 gptq_status llama_table_build(gptq_model *m);
 gptq_status llama_refuse_device(const gptq_model *m, const char *what);
-gptq_status llama_packed_upload(const gptq_backend *be, gptq_model_alloc alloc, void *ctx,
-                                const gptq_packed *src, gptq_packed *dst);
-gptq_status llama_packed_download(const gptq_backend *be, const gptq_packed *src,
-                                  gptq_packed *dst);
 
 #endif

@@ -22,8 +22,8 @@ gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_
     kv->cap = max_tokens;
     kv->kv_dim = c->num_key_value_heads * c->head_dim;
     size_t n = (size_t)kv->n_layers * n_seq * max_tokens * kv->kv_dim;
-    kv->k = m->be->alloc(n * sizeof *kv->k);
-    kv->v = m->be->alloc(n * sizeof *kv->v);
+    kv->k = m->be->alloc(m->be, n * sizeof *kv->k);
+    kv->v = m->be->alloc(m->be, n * sizeof *kv->v);
     kv->len = calloc((size_t)n_seq, sizeof *kv->len);
     if (!kv->k || !kv->v || !kv->len) {
         gptq_kv_free(kv);
@@ -38,8 +38,8 @@ void gptq_kv_free(gptq_kv *kv)
 {
     if (!kv)
         return;
-    kv->be->free(kv->k);
-    kv->be->free(kv->v);
+    kv->be->free(kv->be, kv->k);
+    kv->be->free(kv->be, kv->v);
     free(kv->len);
     free(kv);
 }

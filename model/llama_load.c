@@ -161,14 +161,15 @@ static gptq_status load_raw(const loader *ld, const char *name, gptq_dtype dtype
  * "<path>.qweight" present): qweight [cols*bits/32, rows] I32, qzeros
  * [groups, rows*bits/32] I32, scales [groups, rows] F16, g_idx [cols] I32
  * (optional in files: c / group_size when absent, as old AutoGPTQ
- * checkpoints without act-order imply). */
+ * checkpoints without act-order imply), into the kernels' layout. */
 static gptq_status load_packed(const loader *ld, const gptq_model_config *c, const char *prefix,
-                               int rows, int cols, gptq_packed *P)
+                               int rows, int cols, gptq_linear *Q)
 {
     gptq_status st;
     char name[256];
     src_tensor qw, sc;
-    memset(P, 0, sizeof *P);
+    gptq_packed v1 = {0}, *P = &v1;
+    memset(Q, 0, sizeof *Q);
     /* bits and group size: quantization_config's, else what the shapes say
      * (a model quantized in this process and shared keeps its HF config) */
     snprintf(name, sizeof name, "%s.qweight", prefix);
@@ -214,30 +215,6 @@ static gptq_status load_packed(const loader *ld, const gptq_model_config *c, con
     if (find_tensor(ld, name, &gi) || ld->table) {
         if ((st = load_raw(ld, name, GPTQ_DT_I32, 1, gi_shape, why, (void **)&P->g_idx)) != GPTQ_OK)
             goto fail;
-        const int32_t *g_idx = P->g_idx;
-        int32_t *host = NULL;
-        if (ld->dev) { /* the kernels index scales with g_idx: check it here */
-            if (!(host = malloc((size_t)cols * sizeof *host))) {
-                st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
-                goto fail;
-            }
-            if ((st = ld->dev->download(host, P->g_idx, (size_t)cols * sizeof *host)) != GPTQ_OK) {
-                free(host);
-                goto fail;
-            }
-            g_idx = host;
-        }
-        int bad = -1;
-        for (int i = 0; i < cols && bad < 0; i++)
-            if (g_idx[i] < 0 || g_idx[i] >= groups)
-                bad = i;
-        int32_t bad_value = bad >= 0 ? g_idx[bad] : 0;
-        free(host);
-        if (bad >= 0) {
-            st = gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s'[%d] = %d is not a group in [0, %d)",
-                           ld->dir, name, bad, bad_value, groups);
-            goto fail;
-        }
     } else {
         if (!(P->g_idx = malloc((size_t)cols * sizeof *P->g_idx))) {
             st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
@@ -246,7 +223,47 @@ static gptq_status load_packed(const loader *ld, const gptq_model_config *c, con
         for (int i = 0; i < cols; i++)
             P->g_idx[i] = gs > 0 ? i / gs : 0;
     }
+    if (!ld->table) { /* a checkpoint: v1 into the kernels' layout (checks g_idx) */
+        if ((st = gptq_linear_from_v1(P, Q)) != GPTQ_OK)
+            goto fail;
+        return GPTQ_OK;
+    }
+    /* A table (a shared or mapped model) holds the kernels' layout already:
+     * g_idx sorted and, for act-order, "<prefix>.perm". The kernels index
+     * scales with g_idx and x with perm, so both are checked here, on a host
+     * copy when they are device memory. */
+    snprintf(name, sizeof name, "%s.perm", prefix);
+    int32_t *perm = NULL, *host = NULL;
+    if (find_tensor(ld, name, &gi) &&
+        (st = load_raw(ld, name, GPTQ_DT_I32, 1, gi_shape, why, (void **)&perm)) != GPTQ_OK)
+        goto fail;
+    Q->P = *P;
+    Q->perm = perm;
+    if (ld->dev) {
+        if (!(host = malloc((size_t)cols * sizeof *host * 2))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory", ld->dir);
+            goto fail;
+        }
+        gptq_linear h = *Q;
+        h.P.g_idx = host;
+        h.perm = perm ? host + cols : NULL;
+        if ((st = ld->dev->download(ld->dev, host, P->g_idx, (size_t)cols * sizeof *host)) ||
+            (perm && (st = ld->dev->download(ld->dev, host + cols, perm,
+                                             (size_t)cols * sizeof *host))) ||
+            (st = gptq_linear_check(&h)) != GPTQ_OK) {
+            free(host);
+            goto fail_table;
+        }
+        Q->chunked = h.chunked;
+        free(host);
+    } else if ((st = gptq_linear_check(Q)) != GPTQ_OK) {
+        goto fail_table;
+    }
+    memset(P, 0, sizeof *P);
     return GPTQ_OK;
+fail_table:
+    memset(Q, 0, sizeof *Q);
+    gptq_fail_context(st, "%s: %s", ld->dir, prefix);
 fail:
     gptq_packed_free(P);
     memset(P, 0, sizeof *P);
@@ -273,7 +290,7 @@ static gptq_status load_linear(const loader *ld, gptq_model *m, int l, gptq_line
         if ((st = load_f32(ld, name, 2, shape, why, &L->W)) != GPTQ_OK)
             return st;
     } else {
-        if ((st = load_packed(ld, c, prefix, L->rows, L->cols, &L->P)) != GPTQ_OK)
+        if ((st = load_packed(ld, c, prefix, L->rows, L->cols, &L->Q)) != GPTQ_OK)
             return st;
         L->packed = 1;
     }
@@ -360,11 +377,11 @@ gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be)
     size_t bytes = (size_t)(n->cfg.head_dim / 2) * sizeof(float);
     n->be = be;
     n->device = 1;
-    if (!(n->rope_freq = be->alloc(bytes))) {
+    if (!(n->rope_freq = be->alloc(be, bytes))) {
         n->rope_freq = n->inv_freq;
         return gptq_backend_alloc_fail(be, "rope frequencies (%zu bytes)", bytes);
     }
-    return be->upload(n->rope_freq, n->inv_freq, bytes);
+    return be->upload(be, n->rope_freq, n->inv_freq, bytes);
 }
 
 /* Load config and weights of folder `dir`; with `streaming`, the decoder
@@ -482,7 +499,7 @@ void gptq_model_free(gptq_model *m)
         llama_buf_free(m, m->norm);
     }
     if (m->rope_freq != m->inv_freq)
-        m->be->free(m->rope_freq); /* always the model's own, views or not */
+        m->be->free(m->be, m->rope_freq); /* always the model's own, views or not */
     llama_table_free(m);
     gptq_source_free(m->src);
     free(m->inv_freq);

@@ -40,12 +40,13 @@ static gptq_status table_add(table_builder *b, const char *name, const char *suf
 }
 
 static gptq_status table_visit(void *user, const char *name, const float *data, int ndim,
-                               const int64_t *shape, const gptq_packed *P)
+                               const int64_t *shape, const gptq_linear *L)
 {
     table_builder *b = user;
     gptq_status st;
-    if (!P)
+    if (!L)
         return table_add(b, name, "", GPTQ_DT_F32, ndim, shape[0], ndim > 1 ? shape[1] : 0, data);
+    const gptq_packed *P = &L->P;
     if ((st = table_add(b, name, ".qweight", GPTQ_DT_I32, 2, (int64_t)P->cols * P->bits / 32,
                         P->rows, P->qweight)) != GPTQ_OK ||
         (st = table_add(b, name, ".qzeros", GPTQ_DT_I32, 2, P->groups,
@@ -53,7 +54,10 @@ static gptq_status table_visit(void *user, const char *name, const float *data, 
         (st = table_add(b, name, ".scales", GPTQ_DT_F16, 2, P->groups, P->rows, P->scales)) !=
             GPTQ_OK)
         return st;
-    return table_add(b, name, ".g_idx", GPTQ_DT_I32, 1, P->cols, 0, P->g_idx);
+    if ((st = table_add(b, name, ".g_idx", GPTQ_DT_I32, 1, P->cols, 0, P->g_idx)) != GPTQ_OK)
+        return st;
+    /* the kernels' layout: g_idx sorted; ".perm" present for act-order */
+    return L->perm ? table_add(b, name, ".perm", GPTQ_DT_I32, 1, P->cols, 0, L->perm) : GPTQ_OK;
 }
 
 /* (Re)build m->table from the current weights; empty on failure. */
@@ -113,10 +117,13 @@ static void *copy_bytes(copier *c, const void *src, size_t bytes)
     return p;
 }
 
-static void copy_packed(copier *c, const gptq_packed *src, gptq_packed *dst)
+static void copy_packed(copier *c, const gptq_linear *lsrc, gptq_linear *ldst)
 {
-    *dst = *src;
+    const gptq_packed *src = &lsrc->P;
+    gptq_packed *dst = &ldst->P;
+    *ldst = *lsrc;
     dst->owned = !c->alloc;
+    ldst->perm = copy_bytes(c, lsrc->perm, (size_t)src->cols * sizeof(int32_t));
     size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
     size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
     dst->qweight = copy_bytes(c, src->qweight, words * sizeof(int32_t));
@@ -148,7 +155,7 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
             dl->rows = sl->rows, dl->cols = sl->cols, dl->packed = sl->packed;
             dl->bias = copy_bytes(cp, sl->bias, (size_t)sl->rows * sizeof(float));
             if (sl->packed)
-                copy_packed(cp, &sl->P, &dl->P);
+                copy_packed(cp, &sl->Q, &dl->Q);
             else
                 dl->W = copy_bytes(cp, sl->W, (size_t)sl->rows * sl->cols * sizeof(float));
         }
@@ -194,97 +201,15 @@ gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, vo
 
 /* ---- backends ------------------------------------------------------------------------------ */
 
-/* Where uploaded buffers come from: alloc(ctx) (borrowed) or be->alloc. The
- * first failure sticks and later calls return NULL. */
-typedef struct uploader {
-    const gptq_backend *be;
-    gptq_model_alloc alloc;
-    void *ctx;
-    gptq_status st;
-} uploader;
-
-static void *up_bytes(uploader *u, const void *src, size_t bytes, const char *what)
-{
-    if (!src || u->st != GPTQ_OK)
-        return NULL;
-    size_t n = bytes ? bytes : 1;
-    void *p = u->alloc ? u->alloc(u->ctx, n) : u->be->alloc(n);
-    if (!p) {
-        u->st = u->alloc ? gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for %s",
-                                     u->be->name, bytes, what)
-                         : gptq_backend_alloc_fail(u->be, "%zu bytes for %s", bytes, what);
-        return NULL;
-    }
-    if ((u->st = u->be->upload(p, src, bytes)) != GPTQ_OK) {
-        gptq_fail_context(u->st, "%s", what);
-        if (!u->alloc)
-            u->be->free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* Upload the host packed linear src into be memory as *dst (never `owned`:
- * the model frees the arrays with be->free). alloc NULL: be->alloc. */
-gptq_status llama_packed_upload(const gptq_backend *be, gptq_model_alloc alloc, void *ctx,
-                                 const gptq_packed *src, gptq_packed *dst)
-{
-    uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
-    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
-    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
-    *dst = *src;
-    /* the CPU backend's memory is malloc's: gptq_packed_free may free it */
-    dst->owned = !alloc && be == gptq_backend_cpu();
-    dst->qweight = up_bytes(&u, src->qweight, words * sizeof(int32_t), "qweight");
-    dst->qzeros = up_bytes(&u, src->qzeros, zwords * sizeof(int32_t), "qzeros");
-    dst->scales = up_bytes(&u, src->scales, (size_t)src->groups * src->rows * sizeof(uint16_t),
-                           "scales");
-    dst->g_idx = up_bytes(&u, src->g_idx, (size_t)src->cols * sizeof(int32_t), "g_idx");
-    if (u.st != GPTQ_OK && !alloc) {
-        be->free(dst->qweight), be->free(dst->qzeros), be->free(dst->scales), be->free(dst->g_idx);
-        memset(dst, 0, sizeof *dst);
-    }
-    return u.st;
-}
-
-/* A host copy (owned) of the be-resident packed linear src. */
-gptq_status llama_packed_download(const gptq_backend *be, const gptq_packed *src,
-                                   gptq_packed *dst)
-{
-    gptq_status st = GPTQ_OK;
-    size_t words = (size_t)src->cols * src->bits / 32 * src->rows;
-    size_t zwords = (size_t)src->groups * src->rows * src->bits / 32;
-    size_t sbytes = (size_t)src->groups * src->rows * sizeof(uint16_t);
-    *dst = *src;
-    dst->owned = 1;
-    dst->qweight = malloc(words * sizeof(int32_t) + 1);
-    dst->qzeros = malloc(zwords * sizeof(int32_t) + 1);
-    dst->scales = malloc(sbytes + 1);
-    dst->g_idx = malloc((size_t)src->cols * sizeof(int32_t) + 1);
-    if (!dst->qweight || !dst->qzeros || !dst->scales || !dst->g_idx)
-        st = gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a host copy of a packed linear");
-    if (st == GPTQ_OK)
-        st = be->download(dst->qweight, src->qweight, words * sizeof(int32_t));
-    if (st == GPTQ_OK)
-        st = be->download(dst->qzeros, src->qzeros, zwords * sizeof(int32_t));
-    if (st == GPTQ_OK)
-        st = be->download(dst->scales, src->scales, sbytes);
-    if (st == GPTQ_OK)
-        st = be->download(dst->g_idx, src->g_idx, (size_t)src->cols * sizeof(int32_t));
-    if (st != GPTQ_OK)
-        gptq_packed_free(dst);
-    return st;
-}
-
 /* Upload the host layer src into dst (empty) through u. */
-static void upload_layer(uploader *u, const gptq_model_config *c, const layer *src, layer *dst,
+static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const layer *src, layer *dst,
                          int l)
 {
     size_t hidden = (size_t)c->hidden_size;
     char what[96];
     snprintf(what, sizeof what, "layer %d norms", l);
-    dst->attn_norm = up_bytes(u, src->attn_norm, hidden * sizeof(float), what);
-    dst->mlp_norm = up_bytes(u, src->mlp_norm, hidden * sizeof(float), what);
+    dst->attn_norm = gptq_upload_bytes(u, src->attn_norm, hidden * sizeof(float), what);
+    dst->mlp_norm = gptq_upload_bytes(u, src->mlp_norm, hidden * sizeof(float), what);
     for (int w = 0; w < GPTQ_LIN_COUNT && u->st == GPTQ_OK; w++) {
         const linear *sl = &src->lin[w];
         linear *dl = &dst->lin[w];
@@ -295,15 +220,20 @@ static void upload_layer(uploader *u, const gptq_model_config *c, const layer *s
                               "gptq_model_layer_ensure first", what);
             break;
         }
-        dl->bias = up_bytes(u, sl->bias, (size_t)sl->rows * sizeof(float), what);
+        if (sl->packed && u->be->qgemm_check &&
+            (u->st = u->be->qgemm_check(u->be, sl->rows, sl->cols, sl->Q.P.bits)) != GPTQ_OK) {
+            gptq_fail_context(u->st, "%s", what);
+            break;
+        }
+        dl->bias = gptq_upload_bytes(u, sl->bias, (size_t)sl->rows * sizeof(float), what);
         if (sl->packed) {
             if (u->st == GPTQ_OK &&
-                (u->st = llama_packed_upload(u->be, u->alloc, u->ctx, &sl->P, &dl->P)) == GPTQ_OK)
+                (u->st = gptq_linear_upload(u, &sl->Q, &dl->Q)) == GPTQ_OK)
                 dl->packed = 1;
             else if (u->st != GPTQ_OK)
                 gptq_fail_context(u->st, "%s", what);
         } else {
-            dl->W = up_bytes(u, sl->W, (size_t)sl->rows * sl->cols * sizeof(float), what);
+            dl->W = gptq_upload_bytes(u, sl->W, (size_t)sl->rows * sl->cols * sizeof(float), what);
         }
     }
 }
@@ -332,11 +262,11 @@ gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
     }
     n->views = alloc != NULL;
     size_t emb = (size_t)c->vocab_size * c->hidden_size * sizeof(float);
-    uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
-    n->embed = up_bytes(&u, m->embed, emb, "embed_tokens");
+    gptq_uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
+    n->embed = gptq_upload_bytes(&u, m->embed, emb, "embed_tokens");
     if (!(flags & GPTQ_TO_BACKEND_NO_HEAD)) {
-        n->norm = up_bytes(&u, m->norm, (size_t)c->hidden_size * sizeof(float), "norm");
-        n->lm_head = m->lm_head == m->embed ? n->embed : up_bytes(&u, m->lm_head, emb, "lm_head");
+        n->norm = gptq_upload_bytes(&u, m->norm, (size_t)c->hidden_size * sizeof(float), "norm");
+        n->lm_head = m->lm_head == m->embed ? n->embed : gptq_upload_bytes(&u, m->lm_head, emb, "lm_head");
     }
     for (int l = 0; l < c->num_hidden_layers && u.st == GPTQ_OK; l++) {
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
@@ -374,7 +304,7 @@ gptq_status gptq_model_layer_upload(gptq_model *dev, const gptq_model *src, int 
     if (st != GPTQ_OK)
         return st;
     llama_layer_clear(dev, &dev->layers[layer]);
-    uploader u = {.be = dev->be};
+    gptq_uploader u = {.be = dev->be};
     upload_layer(&u, c, &src->layers[layer], &dev->layers[layer], layer);
     if (u.st != GPTQ_OK) {
         llama_layer_clear(dev, &dev->layers[layer]);

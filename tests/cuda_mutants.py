@@ -45,16 +45,17 @@ MUTANTS = [
      "kernels/cuda/gptq.cu",
      [("const float a = __shfl_xor_sync(0xffffffffu, xmin, o);",
        "const float a = __shfl_xor_sync(0xffffffffu, xmin, o ^ 1);")], True),
-    ("argmax-shuffle-mask", "wrong shuffle mask",
-     "kernels/cuda/sample.cu",
-     [("const float ov = __shfl_xor_sync(0xffffffffu, bv, o);",
-       "const float ov = __shfl_xor_sync(0x7fffffffu, bv, o);")], True),
+    ("mse-shuffle-mask", "wrong shuffle mask",
+     "kernels/cuda/gptq.cu",
+     [("const int bi = __shfl_xor_sync(0xffffffffu, best_i, o);",
+       "const int bi = __shfl_xor_sync(0x7fffffffu, best_i, o);")], True),
     ("rmsnorm-shared-short", "shared array one element short",
      "kernels/cuda/rmsnorm.cu",
      [("__shared__ float scratch[32];", "__shared__ float scratch[31];")], True),
-    ("qgemm-v1-group", "wrong group index",
+    ("qgemm-dequant-group", "wrong group index",
      "kernels/cuda/qgemm.cu",
-     [("const int g = gs[c + k];", "const int g = gs[c];")], True),
+     [("const int c = chunk * QCHUNK + k, g = g_idx[c];",
+       "const int c = chunk * QCHUNK + k, g = g_idx[chunk * QCHUNK];")], True),
     ("gemm-transpose", "swapped transpose flag (cuBLAS GEMM)",
      "kernels/cuda/gemm.cu",
      [("cublasGemmEx(g_cuda.cublas, CUBLAS_OP_T, CUBLAS_OP_N,",
@@ -63,14 +64,16 @@ MUTANTS = [
      "kernels/cuda/gptq.cu",
      [("g_cuda.cublas, CUBLAS_OP_N, CUBLAS_OP_T, cols - i2, rows, count,",
        "g_cuda.cublas, CUBLAS_OP_T, CUBLAS_OP_T, cols - i2, rows, count,")], True),
-    ("qgemm-v1-tail", "missing bounds check on the tail",
+    ("qgemm-dequant-tail", "missing bounds check on the tail",
      "kernels/cuda/qgemm.cu",
-     [("""    __syncthreads();
+     [("""    const int r = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
     if (r >= rows)
         return;
-    float acc[V1_MAX_N] = {};""",
-       """    __syncthreads();
-    float acc[V1_MAX_N] = {};""")], True),
+    uint32_t w[BITS];
+    chunk_words<BITS>(reinterpret_cast<const uint32_t *>(qweight), rows, chunk, r, w);""",
+       """    const int r = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
+    uint32_t w[BITS];
+    chunk_words<BITS>(reinterpret_cast<const uint32_t *>(qweight), rows, chunk, r, w);""")], True),
     ("qgemm-stale-dot", "stale accumulator",
      "kernels/cuda/qgemm.cu",
      [("""            float dot[4][BT];

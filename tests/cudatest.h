@@ -12,11 +12,10 @@
 #include "kernels/backend_select.h"
 
 static const gptq_backend *be;
-static const gptq_cuda_ops *ops;
 
-/* Select cuda:0 into be/ops and print the device. Returns 0, 77 (no CUDA
- * device: the caller returns it, a skip) or 1 (the module has no extension
- * table: a failure). */
+/* Select cuda:0 into be and print the device. Returns 0, 77 (no CUDA
+ * device: the caller returns it, a skip) or 1 (the table lacks the device
+ * entries: a failure). */
 static int cudatest_open(void)
 {
     char why[1024];
@@ -24,12 +23,12 @@ static int cudatest_open(void)
         printf("SKIP: no CUDA device: %s\n", why);
         return 77;
     }
-    if (!(ops = gptq_backend_cuda_ops(be))) {
-        fprintf(stderr, "FAIL: %s has no CUDA extension table\n", be->name);
+    if (!be->sync || !be->hessian_create || !be->ipc_alloc || !be->gemm_f16) {
+        fprintf(stderr, "FAIL: %s lacks device entries of its table\n", be->name);
         return 1;
     }
-    printf("%s: %s, sm_%d%d, %d SMs\n", be->name, ops->device_name, ops->cc_major, ops->cc_minor,
-           ops->sm_count);
+    printf("%s: %s, sm_%d%d, %d SMs\n", be->name, be->device, be->cc_major, be->cc_minor,
+           be->sm_count);
     return 0;
 }
 
@@ -46,8 +45,8 @@ static void *xmalloc(size_t bytes)
 /* Device copy of host data. */
 static void *to_device(const void *host, size_t bytes)
 {
-    void *d = be->alloc(bytes);
-    if (!d || be->upload(d, host, bytes) != GPTQ_OK) {
+    void *d = be->alloc(be, bytes);
+    if (!d || be->upload(be, d, host, bytes) != GPTQ_OK) {
         fprintf(stderr, "FAIL: device copy of %zu bytes: %s\n", bytes, gptq_errmsg());
         exit(1);
     }
@@ -56,7 +55,7 @@ static void *to_device(const void *host, size_t bytes)
 
 static void from_device(void *host, const void *d, size_t bytes)
 {
-    if (be->download(host, d, bytes) != GPTQ_OK) {
+    if (be->download(be, host, d, bytes) != GPTQ_OK) {
         fprintf(stderr, "FAIL: download: %s\n", gptq_errmsg());
         exit(1);
     }

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "kernels/backend_select.h"
+#include "kernels/linear.h"
 #include "model/calib.h"
 #include "model/eval.h"
 #include "gptq/tokenizer.h"
@@ -96,19 +97,27 @@ static double compare_codes(const gptq_model *ref, const gptq_model *dev)
         printf("%-6d", l);
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const char *name = gptq_linear_name((gptq_linear_id)w);
-            const gptq_packed *a = gptq_model_linear_packed(ref, l, (gptq_linear_id)w);
-            const gptq_packed *b = gptq_model_linear_packed(dev, l, (gptq_linear_id)w);
-            CHECK(a && b, "layer %d %s: not packed (host %s, device %s)", l, name,
-                  a ? "packed" : "float", b ? "packed" : "float");
-            if (!a || !b)
+            const gptq_linear *la = gptq_model_linear_packed(ref, l, (gptq_linear_id)w);
+            const gptq_linear *lb = gptq_model_linear_packed(dev, l, (gptq_linear_id)w);
+            CHECK(la && lb, "layer %d %s: not packed (host %s, device %s)", l, name,
+                  la ? "packed" : "float", lb ? "packed" : "float");
+            if (!la || !lb)
                 continue;
+            /* codes in the checkpoint's column order: each side sorted its
+             * columns by its own g_idx */
+            gptq_packed va, vb;
+            CHECK_OK(gptq_linear_to_v1(la, &va));
+            CHECK_OK(gptq_linear_to_v1(lb, &vb));
+            const gptq_packed *a = &va, *b = &vb;
             CHECK(a->rows == b->rows && a->cols == b->cols && a->bits == b->bits &&
                       a->groups == b->groups,
                   "layer %d %s: host [%d, %d] %d-bit %d groups, device [%d, %d] %d-bit %d groups",
                   l, name, a->rows, a->cols, a->bits, a->groups, b->rows, b->cols, b->bits,
                   b->groups);
-            if (a->rows != b->rows || a->cols != b->cols || a->groups != b->groups)
+            if (a->rows != b->rows || a->cols != b->cols || a->groups != b->groups) {
+                gptq_packed_free(&va), gptq_packed_free(&vb);
                 continue;
+            }
             size_t n = (size_t)a->rows * a->cols, n_zeros = (size_t)a->groups * a->rows;
             uint8_t *ca = malloc(n), *cb = malloc(n);
             int32_t *za = malloc(n_zeros * sizeof *za), *zb = malloc(n_zeros * sizeof *zb);
@@ -120,6 +129,7 @@ static double compare_codes(const gptq_model *ref, const gptq_model *dev)
                     eq += ca[i] == cb[i];
             }
             free(ca), free(cb), free(za), free(zb);
+            gptq_packed_free(&va), gptq_packed_free(&vb);
             printf(" %8.2f%%", 100.0 * (double)eq / (double)n);
             same += eq;
             all += n;
@@ -148,8 +158,7 @@ int main(void)
     if (st)
         return test_result();
     printf("device: %s (%s)\n", be->name, why);
-    const gptq_cuda_ops *ops = gptq_backend_cuda_ops(be);
-    if (ops && ops->emulated) {
+    if (be->emulated) {
         g_nsamples = 32;
         g_seqlen = 64;
     }

@@ -24,7 +24,8 @@ int main(void)
     const int have_gpu = be && be != gptq_backend_cpu();
 
     if (!have_gpu) {
-        CHECK(gptq_backend_cuda_ops(be) == NULL, "the CPU backend has no CUDA ops");
+        CHECK(!be->ipc_alloc && !be->sync && be->hessian_create && be->qgemm,
+              "the CPU backend: no IPC or sync entries, GPTQ and qgemm present");
         st = gptq_backend_select("cuda:0", &be, why, sizeof why);
         CHECK(st == GPTQ_ERR_DEVICE, "cuda:0 without a GPU: got %s", gptq_status_name(st));
         CHECK(be == gptq_backend_cpu(), "cuda:0 failure must leave the CPU backend in *out");
@@ -33,7 +34,8 @@ int main(void)
               gptq_errmsg(), why);
         printf("cuda:0 -> %s: %s\n", gptq_status_name(st), gptq_errmsg());
     } else {
-        CHECK(gptq_backend_cuda_ops(be) != NULL, "%s has no CUDA ops", be->name);
+        CHECK(be->ipc_alloc && be->sync && be->hessian_create && be->device && be->sm_count > 0,
+              "%s lacks device entries", be->name);
         CHECK(strcmp(be->name, "cuda:0") == 0, "auto picked %s, want cuda:0", be->name);
         const gptq_backend *again = NULL;
         CHECK_OK(gptq_backend_select("cuda:0", &again, why, sizeof why));

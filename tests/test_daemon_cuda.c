@@ -6,7 +6,7 @@
  * in their own processes; the device holds the weights once; unmap and exit
  * give the leases back.
  *
- * "Once" is measured with cudaMemGetInfo (ops->mem_info): each client
+ * "Once" is measured with cudaMemGetInfo (be->mem_info): each client
  * first warms up with a private device copy of the model (CUDA context,
  * cuBLAS workspace, lazily loaded kernels, one generation), frees that
  * copy and reports; the free memory F0 is read; then both clients map,
@@ -183,7 +183,6 @@ int main(int argc, char **argv)
         printf("no CUDA device (%s): skipped\n", why);
         return 77;
     }
-    const gptq_cuda_ops *ops = gptq_backend_cuda_ops(be);
     snprintf(model, sizeof model, "%s/tiny-llama", fixdir);
     snprintf(preload, sizeof preload, "tiny=%s", model);
     const char *args[] = {"--device", "cuda:0", "--model-dir", fixdir, "--preload", preload,
@@ -211,13 +210,13 @@ int main(int argc, char **argv)
                s->backend, s->device, (unsigned long long)s->device_bytes_free,
                (unsigned long long)s->device_bytes_total, s->backend_note);
         CHECK(strcmp(s->backend, "cuda") == 0, "backend '%s', expected cuda", s->backend);
-        CHECK(strstr(s->device, ops->device_name) != NULL, "device '%s' lacks '%s'", s->device,
-              ops->device_name);
-        CHECK(s->device_bytes_total == ops->total_memory && s->device_bytes_free > 0 &&
+        CHECK(strstr(s->device, be->device) != NULL, "device '%s' lacks '%s'", s->device,
+              be->device);
+        CHECK(s->device_bytes_total == be->total_memory && s->device_bytes_free > 0 &&
                   s->device_bytes_free <= s->device_bytes_total,
               "device memory %llu free of %llu, the device has %zu",
               (unsigned long long)s->device_bytes_free,
-              (unsigned long long)s->device_bytes_total, ops->total_memory);
+              (unsigned long long)s->device_bytes_total, be->total_memory);
         CHECK(s->resident_device_bytes > 0 && s->resident_host_bytes == 0,
               "resident bytes: device %llu, host %llu",
               (unsigned long long)s->resident_device_bytes,
@@ -276,7 +275,7 @@ int main(int argc, char **argv)
         CHECK(report_of(&kids[i], line, sizeof line) == 0 && strcmp(line, "warm") == 0,
               "client %d warm-up: '%s'", i, line);
     size_t free0 = 0, free1 = 0, total = 0;
-    CHECK_OK(ops->mem_info(&free0, &total));
+    CHECK_OK(be->mem_info(be, &free0, &total));
     for (int i = 0; i < n_kids; i++)
         CHECK(write(kids[i].to, "m", 1) == 1, "go to client %d", i);
     for (int i = 0; i < n_kids; i++) {
@@ -285,7 +284,7 @@ int main(int argc, char **argv)
               "client %d: '%s', the daemon said '%s'", i, got ? "(no report)" : line,
               daemon_text);
     }
-    CHECK_OK(ops->mem_info(&free1, &total));
+    CHECK_OK(be->mem_info(be, &free1, &total));
     long long drop = (long long)free0 - (long long)free1;
     printf("device free before mapping %zu, after %zu: %lld bytes for %d clients; arena %llu\n",
            free0, free1, drop, n_kids, (unsigned long long)arena_bytes);

@@ -82,24 +82,24 @@ static void test_hessian(int cols, int n_batches)
 {
     uint64_t rng = 1000 + (uint64_t)cols;
     gptq_hessian *h;
-    gptq_cuda_hessian *dh;
+    gptq_backend_hessian *dh;
     CHECK_OK(gptq_hessian_create(cols, &h));
-    CHECK_OK(ops->hessian_create(cols, &dh));
+    CHECK_OK(be->hessian_create(be, cols, &dh));
     for (int b = 0; b < n_batches; b++) {
         const int tokens = 37 + 50 * b, samples = 1 + b % 3;
         float *X = make_inputs(tokens, cols, &rng, NULL, 0);
         float *d_X = to_device(X, (size_t)tokens * cols * sizeof *X);
         CHECK_OK(gptq_hessian_add(h, X, tokens, samples));
-        CHECK_OK(ops->hessian_add(dh, d_X, tokens, samples));
-        CHECK_OK(ops->sync());
-        be->free(d_X);
+        CHECK_OK(be->hessian_add(be, dh, d_X, tokens, samples));
+        CHECK_OK(be->sync(be));
+        be->free(be, d_X);
         free(X);
     }
     const size_t n = (size_t)cols * cols;
     float *H = xmalloc(n * sizeof *H), *Hd = xmalloc(n * sizeof *Hd);
-    float *d_H = be->alloc(n * sizeof *d_H);
+    float *d_H = be->alloc(be, n * sizeof *d_H);
     gptq_hessian_get(h, H);
-    CHECK_OK(ops->hessian_get(dh, d_H));
+    CHECK_OK(be->hessian_get(be, dh, d_H));
     from_device(Hd, d_H, n * sizeof *Hd);
     double maxerr = 0, maxref = 0;
     size_t at = 0;
@@ -113,12 +113,12 @@ static void test_hessian(int cols, int n_batches)
            maxerr / maxref);
     CHECK(maxerr <= 1e-5 * maxref, "Hessian differs at (%zu, %zu): device %.8g host %.8g (max %g)",
           at / cols, at % cols, (double)Hd[at], (double)H[at], maxref);
-    CHECK(ops->hessian_samples(dh) == gptq_hessian_samples(h), "samples: device %lld host %lld",
-          (long long)ops->hessian_samples(dh), (long long)gptq_hessian_samples(h));
+    CHECK(be->hessian_samples(be, dh) == gptq_hessian_samples(h), "samples: device %lld host %lld",
+          (long long)be->hessian_samples(be, dh), (long long)gptq_hessian_samples(h));
     /* arguments the host refuses, the device refuses */
-    CHECK(ops->hessian_add(dh, d_H, 0, 1) == GPTQ_ERR_ARG, "0 tokens must be refused");
-    be->free(d_H);
-    ops->hessian_destroy(dh);
+    CHECK(be->hessian_add(be, dh, d_H, 0, 1) == GPTQ_ERR_ARG, "0 tokens must be refused");
+    be->free(be, d_H);
+    be->hessian_free(be, dh);
     gptq_hessian_destroy(h);
     free(H), free(Hd);
 }
@@ -166,10 +166,10 @@ static void compare_layer(const char *what, int rows, int cols, const gptq_quant
     float *W = xmalloc(n_w * sizeof *W), *H = xmalloc(n_h * sizeof *H);
     make_problem(rows, cols, seed, dead, n_dead, W, H);
     float *d_W = to_device(W, n_w * sizeof *W), *d_H = to_device(H, n_h * sizeof *H);
-    float *d_Q = be->alloc(n_w * sizeof *d_Q);
+    float *d_Q = be->alloc(be, n_w * sizeof *d_Q);
     gptq_quant_result h, d;
     gptq_status st_h = gptq_quantize_layer(W, H, rows, cols, cfg, &h);
-    gptq_status st_d = ops->quantize_layer(d_W, d_H, rows, cols, cfg, &d, d_Q);
+    gptq_status st_d = be->quantize_layer(be, d_W, d_H, rows, cols, cfg, &d, d_Q);
     CHECK(st_h == GPTQ_OK && st_d == GPTQ_OK, "%s: host %s, device %s: %s", what,
           gptq_status_name(st_h), gptq_status_name(st_d), gptq_errmsg());
     if (st_h != GPTQ_OK || st_d != GPTQ_OK)
@@ -238,7 +238,7 @@ static void compare_layer(const char *what, int rows, int cols, const gptq_quant
     gptq_quant_result_free(&h);
     gptq_quant_result_free(&d);
 out:
-    be->free(d_W), be->free(d_H), be->free(d_Q);
+    be->free(be, d_W), be->free(be, d_H), be->free(be, d_Q);
     free(W), free(H);
 }
 
@@ -255,7 +255,7 @@ static void test_errors(void)
         H[i * cols + i] = i == 3 ? -1.0f : 1.0f;
     cfg.damp = 0;
     float *d_W = to_device(W, rows * cols * sizeof *W), *d_H = to_device(H, cols * cols * sizeof *H);
-    gptq_status st = ops->quantize_layer(d_W, d_H, rows, cols, &cfg, &r, NULL);
+    gptq_status st = be->quantize_layer(be, d_W, d_H, rows, cols, &cfg, &r, NULL);
     CHECK(st == GPTQ_ERR_NUMERIC && strstr(gptq_errmsg(), "damp"), "indefinite H: %s: %s",
           gptq_status_name(st), gptq_errmsg());
     /* positive diagonal but indefinite ([[1, 2], [2, 1]] block): the
@@ -265,8 +265,8 @@ static void test_errors(void)
         H[i * cols + i] = 1.0f;
     H[1] = H[cols] = 2.0f;
     cfg.damp = 0.01f;
-    be->upload(d_H, H, cols * cols * sizeof *H);
-    st = ops->quantize_layer(d_W, d_H, rows, cols, &cfg, &r, NULL);
+    be->upload(be, d_H, H, cols * cols * sizeof *H);
+    st = be->quantize_layer(be, d_W, d_H, rows, cols, &cfg, &r, NULL);
     CHECK(st == GPTQ_ERR_NUMERIC && strstr(gptq_errmsg(), "column 2") &&
               strstr(gptq_errmsg(), "raise damp (now 0.01)"),
           "indefinite H, damp 0.01: %s: %s", gptq_status_name(st), gptq_errmsg());
@@ -277,21 +277,21 @@ static void test_errors(void)
     /* a NaN in W; a bad config */
     cfg.damp = 0.01f;
     W[5] = NAN;
-    be->upload(d_W, W, rows * cols * sizeof *W);
-    st = ops->quantize_layer(d_W, d_H, rows, cols, &cfg, &r, NULL);
+    be->upload(be, d_W, W, rows * cols * sizeof *W);
+    st = be->quantize_layer(be, d_W, d_H, rows, cols, &cfg, &r, NULL);
     CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "(0, 5)"), "NaN W: %s: %s",
           gptq_status_name(st), gptq_errmsg());
     W[5] = 0;
-    be->upload(d_W, W, rows * cols * sizeof *W);
+    be->upload(be, d_W, W, rows * cols * sizeof *W);
     cfg.bits = 5;
-    st = ops->quantize_layer(d_W, d_H, rows, cols, &cfg, &r, NULL);
+    st = be->quantize_layer(be, d_W, d_H, rows, cols, &cfg, &r, NULL);
     CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "bits"), "bits 5: %s", gptq_errmsg());
     cfg.bits = 4;
     cfg.static_groups = 1;
-    st = ops->quantize_layer(d_W, d_H, rows, cols, &cfg, &r, NULL);
+    st = be->quantize_layer(be, d_W, d_H, rows, cols, &cfg, &r, NULL);
     CHECK(st == GPTQ_ERR_ARG, "static groups per channel must be refused: %s", gptq_errmsg());
-    CHECK_OK(ops->sync()); /* a failed layer leaves nothing behind for the next sync */
-    be->free(d_W), be->free(d_H);
+    CHECK_OK(be->sync(be)); /* a failed layer leaves nothing behind for the next sync */
+    be->free(be, d_W), be->free(be, d_H);
     free(W), free(H);
 }
 
@@ -311,12 +311,12 @@ static void vectors_hessian(gptq_safetensors *st)
     float *X = load(st, "hessian.X", 8 * 64 * 64), *Href = load(st, "hessian.H", 64 * 64);
     if (!X || !Href)
         goto out;
-    gptq_cuda_hessian *dh;
-    CHECK_OK(ops->hessian_create(64, &dh));
-    float *d_X = to_device(X, 8 * 64 * 64 * sizeof *X), *d_H = be->alloc(64 * 64 * sizeof *d_H);
+    gptq_backend_hessian *dh;
+    CHECK_OK(be->hessian_create(be, 64, &dh));
+    float *d_X = to_device(X, 8 * 64 * 64 * sizeof *X), *d_H = be->alloc(be, 64 * 64 * sizeof *d_H);
     for (int b = 0; b < 4; b++)
-        CHECK_OK(ops->hessian_add(dh, d_X + (size_t)b * 2 * 64 * 64, 2 * 64, 2));
-    CHECK_OK(ops->hessian_get(dh, d_H));
+        CHECK_OK(be->hessian_add(be, dh, d_X + (size_t)b * 2 * 64 * 64, 2 * 64, 2));
+    CHECK_OK(be->hessian_get(be, dh, d_H));
     float H[64 * 64];
     from_device(H, d_H, sizeof H);
     double maxerr = 0, maxref = 0;
@@ -327,9 +327,9 @@ static void vectors_hessian(gptq_safetensors *st)
     printf("vectors: hessian running mean: max |H - H_ref| / max |H_ref| = %.2e\n",
            maxerr / maxref);
     CHECK(maxerr / maxref < 1e-5, "vectors: device Hessian differs: %.3g", maxerr / maxref);
-    CHECK(ops->hessian_samples(dh) == 8, "8 samples, got %lld", (long long)ops->hessian_samples(dh));
-    ops->hessian_destroy(dh);
-    be->free(d_X), be->free(d_H);
+    CHECK(be->hessian_samples(be, dh) == 8, "8 samples, got %lld", (long long)be->hessian_samples(be, dh));
+    be->hessian_free(be, dh);
+    be->free(be, d_X), be->free(be, d_H);
 out:
     free(X), free(Href);
 }
@@ -352,7 +352,7 @@ static void vectors_layer(gptq_safetensors *st, const char *layer, int rows, int
         if (!Qref)
             continue;
         gptq_quant_result d, h;
-        gptq_status st_d = ops->quantize_layer(d_W, d_H, rows, cols, &vc->cfg, &d, NULL);
+        gptq_status st_d = be->quantize_layer(be, d_W, d_H, rows, cols, &vc->cfg, &d, NULL);
         gptq_status st_h = gptq_quantize_layer(W, H, rows, cols, &vc->cfg, &h);
         CHECK(st_d == GPTQ_OK && st_h == GPTQ_OK, "vectors %s %s: %s", layer, vc->tag,
               gptq_errmsg());
@@ -383,7 +383,7 @@ static void vectors_layer(gptq_safetensors *st, const char *layer, int rows, int
             gptq_quant_result_free(&h);
         free(Qref);
     }
-    be->free(d_W), be->free(d_H);
+    be->free(be, d_W), be->free(be, d_H);
 out:
     free(W), free(H);
 }
@@ -473,13 +473,13 @@ int main(void)
     cfg.static_groups = 1;
     compare_layer("4-bit g32 mse act-order static", 100, 256, &cfg, 14, NULL, 0);
     cfg = base;
-    if (ops->emulated) /* a 7B layer takes minutes on the CPU */
+    if (be->emulated) /* a 7B layer takes minutes on the CPU */
         compare_layer("4-bit g128 (16 blocks)", 384, 2048, &cfg, 15, NULL, 0);
     else
         compare_layer("4-bit g128 (7B shape)", 4096, 4096, &cfg, 15, NULL, 0);
 
     test_errors();
     test_vectors();
-    CHECK_OK(ops->sync());
+    CHECK_OK(be->sync(be));
     return test_result();
 }

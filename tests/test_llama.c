@@ -16,6 +16,7 @@
 #include "gptq/error.h"
 #include "gptq/quant.h"
 #include "kernels/backend.h"
+#include "kernels/linear.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
 #include "testutil.h"
@@ -395,7 +396,7 @@ static void test_attention(void)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         gptq_attention_args a = {
             q, k, v, out, cases[c].len, cases[c].start, NH, NKV, HD, cases[c].window, 0.25f};
-        CHECK_OK(be->attention(&a));
+        CHECK_OK(be->attention(be, &a));
         attention_twin(&a, want);
         double maxd = 0;
         for (int i = 0; i < a.len * NH * HD; i++)
@@ -415,13 +416,27 @@ typedef struct writer_ctx {
 } writer_ctx;
 
 static gptq_status write_tensor(void *user, const char *name, const float *data, int ndim,
-                                const int64_t *shape, const gptq_packed *P)
+                                const int64_t *shape, const gptq_linear *L)
 {
     writer_ctx *ctx = user;
     char key[256];
     gptq_status st;
-    if (!P)
+    if (!L)
         return gptq_st_writer_add(ctx->w, name, GPTQ_DT_F32, ndim, shape, data);
+    /* a checkpoint holds v1: act-order columns back in their order */
+    const gptq_packed *P = &L->P;
+    gptq_packed v1;
+    if (L->perm) {
+        if ((st = gptq_linear_to_v1(L, &v1)) != GPTQ_OK)
+            return st;
+        void *arrays[4] = {v1.qweight, v1.qzeros, v1.scales, v1.g_idx};
+        for (int i = 0; i < 4; i++) {
+            if (ctx->n_keep == sizeof ctx->keep / sizeof *ctx->keep)
+                return gptq_fail(GPTQ_ERR_NOMEM, "write_tensor: keep[] is full");
+            ctx->keep[ctx->n_keep++] = arrays[i];
+        }
+        P = &v1;
+    }
     int64_t qw[2] = {(int64_t)P->cols * P->bits / 32, P->rows};
     int64_t qz[2] = {P->groups, (int64_t)P->rows * P->bits / 32};
     int64_t sc[2] = {P->groups, P->rows}, gi[1] = {P->cols};
@@ -674,9 +689,9 @@ static void test_sharing(const gptq_model *q, const float *want)
     CHECK_OK(gptq_model_from_tensors(config, table, gptq_model_tensor_count(c), &v));
     if (v) {
         CHECK(gptq_model_linear_packed(v, 1, GPTQ_LIN_UP) &&
-                  gptq_model_linear_packed(v, 1, GPTQ_LIN_UP)->bits == 4 &&
-                  gptq_model_linear_packed(v, 1, GPTQ_LIN_UP)->qweight ==
-                      gptq_model_linear_packed(c, 1, GPTQ_LIN_UP)->qweight,
+                  gptq_model_linear_packed(v, 1, GPTQ_LIN_UP)->P.bits == 4 &&
+                  gptq_model_linear_packed(v, 1, GPTQ_LIN_UP)->P.qweight ==
+                      gptq_model_linear_packed(c, 1, GPTQ_LIN_UP)->P.qweight,
               "from_tensors: layer 1 up_proj should be a 4-bit view of c's");
         CHECK_OK(gptq_model_forward(v, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
         CHECK(max_abs_diff(logits, want, (size_t)N_TOK * VOCAB) == 0,

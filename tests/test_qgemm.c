@@ -1,7 +1,9 @@
 /* tests/test_qgemm.c: gptq_cpu_qgemm (kernels/cpu/qgemm.c) against a float64
  * reference, on every path: the portable and AVX2 GEMV kernels, dequantize
  * + sgemm with AVX2 and with portable dequantization (AVX2 paths only where
- * the CPU has AVX2+FMA+F16C).
+ * the CPU has AVX2+FMA+F16C); and the kernels' layout (kernels/linear.c):
+ * the CPU backend's qgemm on the sorted layer against the same reference,
+ * the way back to v1 bit for bit, and its checks.
  *
  * The packed layers are made here with a bit-by-bit packer written from the
  * layout description in gptq/quant.h (independent of quant/pack.c), then
@@ -9,6 +11,7 @@
  * float64. quant/pack.c's gptq_packed_dequantize is checked against the same
  * W on the way. */
 #include "kernels/cpu/qgemm.h"
+#include "kernels/linear.h"
 
 #include "common/dtype.h"
 #include "testutil.h"
@@ -231,6 +234,108 @@ static void test_products(void)
         printf("note: this CPU has no AVX2+FMA+F16C; the AVX2 path ran as scalar\n");
 }
 
+static gptq_packed packed_copy(const gptq_packed *P)
+{
+    gptq_packed c = *P;
+    const size_t qw = (size_t)P->cols * P->bits / 32 * P->rows * 4;
+    const size_t qz = (size_t)P->groups * P->rows * P->bits / 32 * 4;
+    c.owned = 1;
+    c.qweight = malloc(qw), c.qzeros = malloc(qz);
+    c.scales = malloc((size_t)P->groups * P->rows * 2), c.g_idx = malloc((size_t)P->cols * 4);
+    if (!c.qweight || !c.qzeros || !c.scales || !c.g_idx)
+        abort();
+    memcpy(c.qweight, P->qweight, qw), memcpy(c.qzeros, P->qzeros, qz);
+    memcpy(c.scales, P->scales, (size_t)P->groups * P->rows * 2);
+    memcpy(c.g_idx, P->g_idx, (size_t)P->cols * 4);
+    return c;
+}
+
+/* The kernels' layout of every kind of layer: the CPU backend's qgemm on it
+ * against the float64 reference of the v1 layer, and back to v1 bit for bit. */
+static void test_linear_layout(void)
+{
+    static const int bits_list[] = {2, 3, 4, 8}, group_sizes[] = {32, 128, -1, 48};
+    const gptq_backend *be = gptq_backend_cpu();
+    uint64_t rng = 77;
+    int cases = 0, sorted = 0;
+    double worst_all = 0;
+    for (int b = 0; b < 4; b++)
+        for (int gi = 0; gi < 4; gi++)
+            for (int act = 0; act < 2; act++) {
+                const int bits = bits_list[b], rows = 64, cols = 192, gs = group_sizes[gi];
+                test_layer L;
+                make_layer(&L, rows, cols, bits, gs, act, &rng);
+                gptq_packed v1 = packed_copy(&L.P), back;
+                gptq_linear Q;
+                CHECK_OK(gptq_linear_from_v1(&v1, &Q));
+                CHECK(!v1.qweight && !v1.g_idx, "from_v1 left the v1 arrays with the caller");
+                sorted += Q.perm != NULL;
+                for (int c = 1; c < cols; c++)
+                    if (Q.P.g_idx[c] < Q.P.g_idx[c - 1]) {
+                        CHECK(0, "bits %d group %d act %d: g_idx not sorted at %d", bits, gs, act,
+                              c);
+                        break;
+                    }
+                CHECK(Q.chunked == (gs == 32 || gs == 128 || gs == -1),
+                      "group %d: chunked %d", gs, Q.chunked);
+                CHECK_OK(gptq_linear_to_v1(&Q, &back));
+                CHECK(memcmp(back.qweight, L.P.qweight, (size_t)cols * bits / 32 * rows * 4) == 0 &&
+                          memcmp(back.g_idx, L.P.g_idx, (size_t)cols * 4) == 0 &&
+                          memcmp(back.qzeros, L.P.qzeros,
+                                 (size_t)L.P.groups * rows * bits / 32 * 4) == 0 &&
+                          memcmp(back.scales, L.P.scales, (size_t)L.P.groups * rows * 2) == 0,
+                      "bits %d group %d act %d: back to v1 is not the layer", bits, gs, act);
+                gptq_packed_free(&back);
+                float *Wd = malloc((size_t)rows * cols * sizeof *Wd);
+                CHECK_OK(gptq_linear_dequantize(&Q, Wd));
+                double wd = 0;
+                for (size_t k = 0; k < (size_t)rows * cols; k++)
+                    wd = fmax(wd, fabs(Wd[k] - L.W[k]));
+                CHECK(wd < 1e-5, "dequantized sorted layer differs by %g", wd);
+                free(Wd);
+                const int n = 3;
+                float *x = malloc((size_t)n * cols * sizeof *x);
+                float *y = malloc((size_t)n * rows * sizeof *y);
+                double *y_ref = malloc((size_t)n * rows * sizeof *y_ref);
+                double *mag = malloc((size_t)n * rows * sizeof *mag);
+                for (size_t k = 0; k < (size_t)n * cols; k++)
+                    x[k] = (float)test_rand_normal(&rng);
+                reference(&L, x, n, y_ref, mag);
+                CHECK_OK(be->qgemm(be, &Q, x, NULL, y, n));
+                double rel, worst = compare(y_ref, mag, y, (size_t)n * rows, &rel);
+                CHECK(worst <= 1.0, "kernels' layout bits %d group %d act %d: error %.3g × the "
+                      "allowed", bits, gs, act, worst);
+                worst_all = fmax(worst_all, worst);
+                cases++;
+                free(x), free(y), free(y_ref), free(mag);
+                gptq_linear_free(&Q);
+                layer_free(&L);
+            }
+    printf("kernels' layout: %d layers (%d re-sorted), worst error %.3f of the allowed, every "
+           "one back to v1 bit for bit\n", cases, sorted, worst_all);
+
+    /* what a mapped table must satisfy */
+    test_layer L;
+    make_layer(&L, 64, 64, 4, 32, 0, &rng);
+    gptq_linear Q = {.P = L.P};
+    int32_t perm[64];
+    for (int c = 0; c < 64; c++)
+        perm[c] = c;
+    Q.perm = perm;
+    CHECK_OK(gptq_linear_check(&Q));
+    perm[5] = 7;
+    CHECK(gptq_linear_check(&Q) == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "perm[7]"),
+          "a repeated perm entry: %s", gptq_errmsg());
+    perm[5] = 64;
+    CHECK(gptq_linear_check(&Q) == GPTQ_ERR_FORMAT, "perm out of range accepted");
+    perm[5] = 5;
+    Q.P.g_idx[0] = 1;
+    CHECK(gptq_linear_check(&Q) == GPTQ_ERR_FORMAT && strstr(gptq_errmsg(), "g_idx[1]"),
+          "unsorted g_idx: %s", gptq_errmsg());
+    Q.P.g_idx[0] = 0;
+    layer_free(&L);
+}
+
 static void test_errors(void)
 {
     uint64_t rng = 7;
@@ -258,6 +363,7 @@ static void test_errors(void)
 int main(void)
 {
     test_products();
+    test_linear_layout();
     test_errors();
     return test_result();
 }

@@ -1,22 +1,20 @@
-// kernels/cuda/backend_cuda.cu: the module's entry points: device bring-up,
-// the gptq_backend table and the gptq_cuda_ops extension, error plumbing.
+// kernels/cuda/backend_cuda.cu: the module's one entry point (device
+// bring-up, kernels/backend_module.h), its gptq_backend table, error
+// plumbing.
 //
-// The program dlopen()s this module (kernels/backend_select.c), hands over
-// its gptq_fail with gptq_cuda_set_fail, then calls gptq_cuda_backend_init.
+// The program dlopen()s this module (kernels/backend_select.c) and calls
+// GPTQ_BACKEND_MODULE_INIT with what it lends (g_host).
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 
-cuda_state g_cuda = {-1, nullptr, nullptr, PTHREAD_MUTEX_INITIALIZER, {}};
-
-typedef gptq_status (*fail_fn)(gptq_status, const char *, ...);
-static fail_fn g_fail;                 // the program's gptq_fail, or NULL
+cuda_state g_cuda = {-1, "", nullptr, nullptr, PTHREAD_MUTEX_INITIALIZER, {}};
+const gptq_backend_host *g_host;
 static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_note_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_noted[1280];             // first asynchronous failure since sync
-static char g_name[64];                // "cuda:N"
 static __thread char t_last[1024];     // this thread's last cuda_fail message
 
 // ---- error plumbing -------------------------------------------------------
@@ -29,8 +27,8 @@ gptq_status cuda_fail(gptq_status status, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     memcpy(t_last, msg, sizeof t_last);
-    if (g_fail)
-        return g_fail(status, "%s", msg);
+    if (g_host)
+        return g_host->fail(status, "%s", msg);
     fprintf(stderr, "gptq_cuda: %s\n", msg); // no program hook: do not lose it
     return status;
 }
@@ -64,9 +62,9 @@ gptq_status cuda_sync(void)
     pthread_mutex_unlock(&g_note_lock);
     if (noted[0])
         return cuda_fail(GPTQ_ERR_DEVICE, "%s: an earlier asynchronous operation failed: %s",
-                         g_name, noted);
+                         g_cuda.name, noted);
     if (err != cudaSuccess)
-        return cuda_fail(GPTQ_ERR_DEVICE, "%s: queued work failed: %s (%s)", g_name,
+        return cuda_fail(GPTQ_ERR_DEVICE, "%s: queued work failed: %s (%s)", g_cuda.name,
                          cudaGetErrorString(err), cudaGetErrorName(err));
     return GPTQ_OK;
 }
@@ -74,7 +72,7 @@ gptq_status cuda_sync(void)
 // ---- the tables -------------------------------------------------------------
 
 // The CUDA runtime's current device belongs to each host thread, and only
-// the thread that ran gptq_cuda_backend_init has it set: every entry of the
+// the thread that ran the init entry has it set: every entry of the
 // tables first makes the module's device current in the calling thread
 // (once per thread), so daemon workers and client threads on cuda:N, N > 0,
 // allocate, launch and open IPC handles on the right device.
@@ -87,9 +85,11 @@ static inline void bind_thread()
         t_bound = d;
 }
 
+// Each table entry takes the table first; the module has one device, so
+// the entry drops it and calls the function of the same name.
 template <auto F> struct bound;
 template <typename R, typename... A, R (*F)(A...)> struct bound<F> {
-    static R call(A... a)
+    static R call(const gptq_backend *, A... a)
     {
         bind_thread();
         return F(a...);
@@ -97,34 +97,10 @@ template <typename R, typename... A, R (*F)(A...)> struct bound<F> {
 };
 #define B(fn) bound<fn>::call
 
-static gptq_status table_qgemm(const gptq_packed *P, const float *x, const float *bias, float *y,
-                               int n)
-{
-    return cuda_qgemm_v1(P, x, bias, y, n);
-}
-
-static const gptq_backend cuda_backend = {
-    .name = g_name,
-    .alloc = B(cuda_alloc),
-    .free = B(cuda_free),
-    .upload = B(cuda_upload),
-    .download = B(cuda_download),
-    .copy = B(cuda_copy),
-    .gemm_f32 = B(cuda_gemm_f32),
-    .qgemm = B(table_qgemm),
-    .rmsnorm = B(cuda_rmsnorm),
-    .rope = B(cuda_rope),
-    .attention = B(cuda_attention),
-    .silu_mul = B(cuda_silu_mul),
-    .add = B(cuda_add),
-    .embed = B(cuda_embed),
-    .softmax = B(cuda_softmax),
-    .log_softmax = B(cuda_log_softmax),
-    .sync = B(cuda_sync),
-};
-
-static gptq_cuda_ops cuda_ops = {
-    .device_name = nullptr,
+static gptq_backend cuda_backend = {
+    .name = g_cuda.name,
+    .ctx = &g_cuda,
+    .device = nullptr, // filled at init, with the properties below
     .sm_count = 0,
     .cc_major = 0,
     .cc_minor = 0,
@@ -134,24 +110,27 @@ static gptq_cuda_ops cuda_ops = {
 #else
     .emulated = 0,
 #endif
-    .sync = B(cuda_sync),
+    .alloc = B(cuda_alloc),
+    .free = B(cuda_free),
+    .upload = B(cuda_upload),
+    .download = B(cuda_download),
     .copy = B(cuda_copy),
-    .time_calls = B(cuda_time_calls),
-    .arena_create = B(cuda_arena_create),
-    .arena_alloc = B(cuda_arena_alloc),
-    .arena_reset = B(cuda_arena_reset),
-    .arena_used = B(cuda_arena_used),
-    .arena_destroy = B(cuda_arena_destroy),
-    .f32_to_f16 = B(cuda_f32_to_f16),
-    .f16_to_f32 = B(cuda_f16_to_f32),
+    .mem_info = B(cuda_mem_info),
+    .gemm_f32 = B(cuda_gemm_f32),
     .gemm_f16 = B(cuda_gemm_f16),
-    .qlinear_create = B(cuda_qlinear_create),
-    .qlinear_destroy = B(cuda_qlinear_destroy),
-    .qlinear_bytes = B(cuda_qlinear_bytes),
-    .qlinear_gemm = B(cuda_qlinear_gemm),
-    .sample = B(cuda_sample),
+    .f32_to_f16 = B(cuda_f32_to_f16),
+    .qgemm_check = B(cuda_qgemm_check),
+    .qgemm = B(cuda_qgemm),
+    .rmsnorm = B(cuda_rmsnorm),
+    .rope = B(cuda_rope),
+    .attention = B(cuda_attention),
+    .silu_mul = B(cuda_silu_mul),
+    .add = B(cuda_add),
+    .embed = B(cuda_embed),
+    .softmax = B(cuda_softmax),
+    .log_softmax = B(cuda_log_softmax),
     .hessian_create = B(cuda_hessian_create),
-    .hessian_destroy = B(cuda_hessian_destroy),
+    .hessian_free = B(cuda_hessian_free),
     .hessian_add = B(cuda_hessian_add),
     .hessian_get = B(cuda_hessian_get),
     .hessian_samples = B(cuda_hessian_samples),
@@ -160,18 +139,13 @@ static gptq_cuda_ops cuda_ops = {
     .ipc_free = B(cuda_ipc_free),
     .ipc_open = B(cuda_ipc_open),
     .ipc_close = B(cuda_ipc_close),
-    .mem_info = B(cuda_mem_info),
+    .time_calls = B(cuda_time_calls),
+    .sync = B(cuda_sync),
 };
 
 // ---- exported entry points -------------------------------------------------
 
 static __global__ void probe_kernel() {}
-
-// Route the module's failure messages into the program's gptq_errmsg().
-GPTQ_CUDA_EXPORT void gptq_cuda_set_fail(fail_fn fail)
-{
-    g_fail = fail;
-}
 
 static int init_fail(char *why, size_t why_len, const char *what, cudaError_t err)
 {
@@ -179,16 +153,24 @@ static int init_fail(char *why, size_t why_len, const char *what, cudaError_t er
     return 1;
 }
 
-// Bring up `device` and give the backend table. 0 on success; else nonzero
-// with the reason in why ("no CUDA device", "driver too old", ...). Idempotent
-// for the same device; a second device is refused (one per process).
-GPTQ_CUDA_EXPORT int gptq_cuda_backend_init(char *why, size_t why_len, int device,
-                                            const gptq_backend **out)
+// The module's one exported symbol (kernels/backend_module.h): bring up
+// `device` and give the backend table. A second device is refused (one per
+// process).
+GPTQ_CUDA_EXPORT int
+gptq_backend_module_init_v2(const gptq_backend_host *host, int device, const gptq_backend **out,
+                            char *why, size_t why_len)
 {
+    static_assert(GPTQ_BACKEND_MODULE_ABI == 2, "rename the entry point with the ABI version");
     int rc = 1, count = 0;
     cudaError_t err;
     cublasStatus_t cst;
+    if (!host || host->abi != GPTQ_BACKEND_MODULE_ABI) {
+        snprintf(why, why_len, "the program speaks backend module ABI %d, this module %d",
+                 host ? host->abi : -1, GPTQ_BACKEND_MODULE_ABI);
+        return 1;
+    }
     pthread_mutex_lock(&g_init_lock);
+    g_host = host;
     if (g_cuda.device >= 0) {
         if (g_cuda.device == device) {
             *out = &cuda_backend;
@@ -259,21 +241,15 @@ GPTQ_CUDA_EXPORT int gptq_cuda_backend_init(char *why, size_t why_len, int devic
     }
     g_cuda.device = device;
     t_bound = device;
-    snprintf(g_name, sizeof g_name, "cuda:%d", device);
-    cuda_ops.device_name = g_cuda.prop.name;
-    cuda_ops.sm_count = g_cuda.prop.multiProcessorCount;
-    cuda_ops.cc_major = g_cuda.prop.major;
-    cuda_ops.cc_minor = g_cuda.prop.minor;
-    cuda_ops.total_memory = g_cuda.prop.totalGlobalMem;
+    snprintf(g_cuda.name, sizeof g_cuda.name, "cuda:%d", device);
+    cuda_backend.device = g_cuda.prop.name;
+    cuda_backend.sm_count = g_cuda.prop.multiProcessorCount;
+    cuda_backend.cc_major = g_cuda.prop.major;
+    cuda_backend.cc_minor = g_cuda.prop.minor;
+    cuda_backend.total_memory = g_cuda.prop.totalGlobalMem;
     *out = &cuda_backend;
     rc = 0;
 done:
     pthread_mutex_unlock(&g_init_lock);
     return rc;
-}
-
-// The extension table of an initialised module, or NULL before init.
-GPTQ_CUDA_EXPORT const gptq_cuda_ops *gptq_cuda_backend_ops(void)
-{
-    return g_cuda.device >= 0 ? &cuda_ops : nullptr;
 }

@@ -12,24 +12,27 @@
 
 #include "gptq/error.h"
 #include "kernels/backend.h"
-#include "kernels/cuda/cuda_ops.h"
+#include "kernels/backend_module.h"
 
 // Symbols the dlopen()ing program looks up; everything else stays hidden.
 #define GPTQ_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
 
-// The one device this module drives (see cuda_ops.h: one per process).
+// The one device this module drives (one per process: the table and the
+// functions below have no context of their own).
 struct cuda_state {
     int device;
+    char name[16];            // "cuda:N"
     cudaStream_t stream;
     cublasHandle_t cublas;
     pthread_mutex_t cublas_lock; // a cuBLAS handle is not for concurrent calls
     cudaDeviceProp prop;
 };
 extern cuda_state g_cuda;
+// What the program lent at init (kernels/backend_module.h).
+extern const gptq_backend_host *g_host;
 
-// Failure reporting. The module does not link libgptqcommon (a second copy
-// would have its own thread-local message that the program never reads);
-// the program hands over its gptq_fail at init (backend_cuda.cu).
+// Failure reporting through the program's gptq_fail (g_host->fail), and
+// kept for the next sync when an asynchronous entry fails.
 gptq_status cuda_fail(gptq_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // Record the first failure of a void (asynchronous) entry for the next sync:
 // a CUDA error code, or (note_failure) the message of the calling thread's
@@ -124,7 +127,7 @@ static inline unsigned stride_blocks(size_t n)
 }
 
 // ---- launchers other files call --------------------------------------------
-// (the backend table and gptq_cuda_ops are filled in backend_cuda.cu)
+// (the backend table is filled in backend_cuda.cu)
 
 // memory.cu
 void *cuda_alloc(size_t bytes);
@@ -135,29 +138,18 @@ gptq_status cuda_download(void *host_dst, const void *src, size_t bytes);
 gptq_status cuda_sync(void);
 gptq_status cuda_copy(void *dst, const void *src, size_t bytes);
 gptq_status cuda_time_calls(void (*fn)(void *arg), void *arg, int runs, float *ms);
-gptq_status cuda_arena_create(size_t bytes, gptq_cuda_arena **out);
-void *cuda_arena_alloc(gptq_cuda_arena *a, size_t bytes);
-void cuda_arena_reset(gptq_cuda_arena *a);
-size_t cuda_arena_used(const gptq_cuda_arena *a);
-void cuda_arena_destroy(gptq_cuda_arena *a);
 // gemm.cu
 void cuda_gemm_f32(const float *x, const float *W, const float *bias, float *y, int n, int in,
                    int out);
 gptq_status cuda_gemm_f16(const uint16_t *x, const uint16_t *W, float *y, int n, int in, int out);
-gptq_status cuda_gemm_f16_raw(const __half *x, const __half *W, float *y, int n, int in, int out);
 // y [n, out] = bias row by row (add = 0) or y += bias (add = 1); bias NULL
 // fills zeros. Queued; returns the launch status.
 gptq_status cuda_bias_rows(const float *bias, float *y, int n, int out, int add);
 void cuda_f32_to_f16(const float *x, uint16_t *y, size_t n);
-void cuda_f16_to_f32(const uint16_t *x, float *y, size_t n);
-// qgemm.cu / qgemm_repack.cu
-gptq_status cuda_qgemm_v1(const gptq_packed *P, const float *x, const float *bias, float *y, int n);
-gptq_status cuda_qlinear_create(const gptq_packed *P, gptq_cuda_qlinear **out);
-void cuda_qlinear_destroy(gptq_cuda_qlinear *L);
-size_t cuda_qlinear_bytes(const gptq_cuda_qlinear *L);
-gptq_status cuda_qlinear_gemm(const gptq_cuda_qlinear *L, const uint16_t *x16, const float *x32,
-                              const float *bias, float *y, int n, gptq_cuda_qpath path);
-// rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, softmax.cu, sample.cu
+// qgemm.cu
+gptq_status cuda_qgemm_check(int rows, int cols, int bits);
+gptq_status cuda_qgemm(const gptq_linear *L, const float *x, const float *bias, float *y, int n);
+// rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, softmax.cu
 void cuda_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
 void cuda_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
                const float *inv_freq);
@@ -167,15 +159,13 @@ void cuda_add(float *y, const float *x, size_t n);
 void cuda_embed(const float *table, const int32_t *ids, int n, int dim, float *out);
 void cuda_softmax(float *x, int n, int cols);
 void cuda_log_softmax(float *x, int n, int cols);
-gptq_status cuda_sample(const float *logits, int n, int vocab, float temperature, uint64_t seed,
-                        int32_t *ids);
-// kernels/cuda/gptq.cu (owns the module's cuSOLVER handle, created on first use)
-gptq_status cuda_hessian_create(int cols, gptq_cuda_hessian **out);
-void cuda_hessian_destroy(gptq_cuda_hessian *h);
-gptq_status cuda_hessian_add(gptq_cuda_hessian *h, const float *d_X, int64_t tokens,
+// gptq.cu (owns the module's cuSOLVER handle, created on first use)
+gptq_status cuda_hessian_create(int cols, gptq_backend_hessian **out);
+void cuda_hessian_free(gptq_backend_hessian *h);
+gptq_status cuda_hessian_add(gptq_backend_hessian *h, const float *d_X, int64_t tokens,
                              int n_samples);
-gptq_status cuda_hessian_get(const gptq_cuda_hessian *h, float *d_H);
-int64_t cuda_hessian_samples(const gptq_cuda_hessian *h);
+gptq_status cuda_hessian_get(const gptq_backend_hessian *h, float *d_H);
+int64_t cuda_hessian_samples(const gptq_backend_hessian *h);
 gptq_status cuda_gptq_quantize_layer(const float *d_W, const float *d_H, int rows, int cols,
                                      const gptq_quant_config *cfg, gptq_quant_result *out,
                                      float *d_Q);

@@ -1,5 +1,5 @@
 // kernels/cuda/gemm.cu: dense linears through cuBLAS (float32 table entry,
-// fp16 tensor-core GEMM) and the fp16 <-> float32 conversions.
+// fp16 tensor-core GEMM, the benchmarks' yardstick) and float32 -> fp16.
 #include "kernels/cuda/cuda_common.cuh"
 
 // ---- CUDA kernels -------------------------------------------------------------
@@ -9,13 +9,6 @@ __global__ void f32_to_f16_kernel(const float *__restrict__ x, __half *__restric
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         y[i] = __float2half_rn(x[i]);
-}
-
-__global__ void f16_to_f32_kernel(const __half *__restrict__ x, float *__restrict__ y, size_t n)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        y[i] = __half2float(x[i]);
 }
 
 // y [n, out] = bias (add = 0) or y += bias (add = 1), row by row; bias NULL
@@ -38,12 +31,6 @@ void cuda_f32_to_f16(const float *x, uint16_t *y, size_t n)
 {
     f32_to_f16_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(x, (__half *)y, n);
     CUDA_NOTE_LAUNCH("f32_to_f16");
-}
-
-void cuda_f16_to_f32(const uint16_t *x, float *y, size_t n)
-{
-    f16_to_f32_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>((const __half *)x, y, n);
-    CUDA_NOTE_LAUNCH("f16_to_f32");
 }
 
 gptq_status cuda_bias_rows(const float *bias, float *y, int n, int out, int add)
@@ -89,15 +76,10 @@ void cuda_gemm_f32(const float *x, const float *W, const float *bias, float *y, 
         cuda_note_failure("gemm_f32");
 }
 
-gptq_status cuda_gemm_f16_raw(const __half *x, const __half *W, float *y, int n, int in, int out)
-{
-    return cublas_gemm(x, W, CUDA_R_16F, y, 0.0f, n, in, out);
-}
-
 gptq_status cuda_gemm_f16(const uint16_t *x, const uint16_t *W, float *y, int n, int in, int out)
 {
     if (n < 1 || in < 1 || out < 1)
         return cuda_fail(GPTQ_ERR_ARG, "gemm_f16: shape n=%d in=%d out=%d must be positive", n, in,
                          out);
-    return cuda_gemm_f16_raw((const __half *)x, (const __half *)W, y, n, in, out);
+    return cublas_gemm(x, W, CUDA_R_16F, y, 0.0f, n, in, out);
 }

@@ -466,19 +466,19 @@ fail:
 
 // ---- Hessian ------------------------------------------------------------------
 
-struct gptq_cuda_hessian {
+struct gptq_backend_hessian {
     int cols;
     int64_t n_samples;
     double *H;    // [cols, cols], upper triangle (row-major) maintained
     float *batch; // [cols, cols] one SYRK's XᵀX
 };
 
-gptq_status cuda_hessian_create(int cols, gptq_cuda_hessian **out)
+gptq_status cuda_hessian_create(int cols, gptq_backend_hessian **out)
 {
     *out = nullptr;
     if (cols <= 0 || cols > 1 << 17)
         return cuda_fail(GPTQ_ERR_ARG, "Hessian of %d columns: use 1 to 131072", cols);
-    gptq_cuda_hessian *h = (gptq_cuda_hessian *)calloc(1, sizeof *h);
+    gptq_backend_hessian *h = (gptq_backend_hessian *)calloc(1, sizeof *h);
     const size_t n = (size_t)cols * cols;
     gptq_status st = GPTQ_OK;
     if (!h)
@@ -495,11 +495,11 @@ gptq_status cuda_hessian_create(int cols, gptq_cuda_hessian **out)
     *out = h;
     return GPTQ_OK;
 fail:
-    cuda_hessian_destroy(h);
+    cuda_hessian_free(h);
     return st;
 }
 
-void cuda_hessian_destroy(gptq_cuda_hessian *h)
+void cuda_hessian_free(gptq_backend_hessian *h)
 {
     if (!h)
         return;
@@ -508,7 +508,7 @@ void cuda_hessian_destroy(gptq_cuda_hessian *h)
     free(h);
 }
 
-gptq_status cuda_hessian_add(gptq_cuda_hessian *h, const float *d_X, int64_t tokens,
+gptq_status cuda_hessian_add(gptq_backend_hessian *h, const float *d_X, int64_t tokens,
                              int n_samples)
 {
     if (tokens <= 0 || n_samples <= 0 || tokens > INT32_MAX)
@@ -533,7 +533,7 @@ gptq_status cuda_hessian_add(gptq_cuda_hessian *h, const float *d_X, int64_t tok
     return GPTQ_OK;
 }
 
-gptq_status cuda_hessian_get(const gptq_cuda_hessian *h, float *d_H)
+gptq_status cuda_hessian_get(const gptq_backend_hessian *h, float *d_H)
 {
     hessian_get_kernel<<<stride_blocks((size_t)h->cols * h->cols), 256, 0, g_cuda.stream>>>(
         h->H, d_H, h->cols);
@@ -541,7 +541,7 @@ gptq_status cuda_hessian_get(const gptq_cuda_hessian *h, float *d_H)
     return GPTQ_OK;
 }
 
-int64_t cuda_hessian_samples(const gptq_cuda_hessian *h)
+int64_t cuda_hessian_samples(const gptq_backend_hessian *h)
 {
     return h->n_samples;
 }
@@ -890,64 +890,12 @@ fail:
     return st;
 }
 
-// The result arrays exactly as quant/result.c's gptq_quant_result_alloc
-// makes them (gptq_quant_result_free frees them).
-static gptq_status result_alloc(gptq_quant_result *r, int rows, int cols, int groups, int bits)
-{
-    memset(r, 0, sizeof *r);
-    r->rows = rows;
-    r->cols = cols;
-    r->groups = groups;
-    r->bits = bits;
-    const size_t n = (size_t)rows * cols, ng = (size_t)groups * rows;
-    r->codes = (uint8_t *)malloc(n);
-    r->Q = (float *)malloc(n * sizeof *r->Q);
-    r->scales = (float *)malloc(ng * sizeof *r->scales);
-    r->zeros = (int32_t *)malloc(ng * sizeof *r->zeros);
-    r->g_idx = (int32_t *)malloc((size_t)cols * sizeof *r->g_idx);
-    if (!r->codes || !r->Q || !r->scales || !r->zeros || !r->g_idx)
-        return cuda_fail(GPTQ_ERR_NOMEM, "quantized layer [%d, %d]: out of memory", rows, cols);
-    return GPTQ_OK;
-}
-
-static void result_free(gptq_quant_result *r)
-{
-    free(r->codes);
-    free(r->Q);
-    free(r->scales);
-    free(r->zeros);
-    free(r->g_idx);
-    memset(r, 0, sizeof *r);
-}
-
-// gptq_quant_config_check (quant/config.c) with the same messages: this
-// module does not link the quant library.
-static gptq_status config_check(const gptq_quant_config *cfg, int cols)
-{
-    if (cfg->bits != 2 && cfg->bits != 3 && cfg->bits != 4 && cfg->bits != 8)
-        return cuda_fail(GPTQ_ERR_ARG, "bits %d: use 2, 3, 4 or 8", cfg->bits);
-    if (cfg->group_size != -1 && cfg->group_size <= 0)
-        return cuda_fail(GPTQ_ERR_ARG, "group size %d: use -1 (per channel) or a positive size",
-                         cfg->group_size);
-    if (cols <= 0)
-        return cuda_fail(GPTQ_ERR_ARG, "layer has %d input columns", cols);
-    if (!(cfg->damp >= 0.0f && cfg->damp < 1e6f))
-        return cuda_fail(GPTQ_ERR_ARG, "damp %g: use a value >= 0 (0.01 is usual)",
-                         (double)cfg->damp);
-    if (cfg->block_size <= 0 || cfg->block_size > 4096)
-        return cuda_fail(GPTQ_ERR_ARG, "block size %d: use 1 to 4096 (128 is usual)",
-                         cfg->block_size);
-    if (cfg->static_groups && cfg->group_size == -1)
-        return cuda_fail(GPTQ_ERR_ARG, "static groups need a group size (got per channel)");
-    return GPTQ_OK;
-}
-
 gptq_status cuda_gptq_quantize_layer(const float *d_W, const float *d_H, int rows, int cols,
                                      const gptq_quant_config *cfg, gptq_quant_result *out,
                                      float *d_Q)
 {
     const double t_start = now_seconds();
-    gptq_status st = config_check(cfg, cols);
+    gptq_status st = g_host->quant_config_check(cfg, cols);
     if (st)
         return st;
     if (rows <= 0)
@@ -970,7 +918,7 @@ gptq_status cuda_gptq_quantize_layer(const float *d_W, const float *d_H, int row
     if ((st = check_finite("W", d_W, rows, cols)) || (st = check_finite("H", d_H, cols, cols)))
         return st; // like the host: *out untouched on bad input
 
-    TRY(result_alloc(out, rows, cols, job.groups, cfg->bits));
+    TRY(g_host->quant_result_alloc(out, rows, cols, job.groups, cfg->bits));
     TRY(layer_alloc(&job, d_Q));
     TRY(layer_prepare(&job, d_W, d_H, out));
     t_chol = now_seconds();
@@ -988,6 +936,6 @@ fail:
     // failed step stays the message (cuda_sync would replace it)
     cudaStreamSynchronize(g_cuda.stream);
     layer_free(&job);
-    result_free(out);
+    g_host->quant_result_free(out);
     return st;
 }

@@ -6,8 +6,8 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 
-static_assert(sizeof(cudaIpcMemHandle_t) == GPTQ_CUDA_IPC_HANDLE_BYTES,
-              "cuda_ops.h's GPTQ_CUDA_IPC_HANDLE_BYTES must be the size of cudaIpcMemHandle_t");
+static_assert(sizeof(cudaIpcMemHandle_t) == GPTQ_IPC_HANDLE_BYTES,
+              "kernels/backend.h's GPTQ_IPC_HANDLE_BYTES must be the size of cudaIpcMemHandle_t");
 
 // ---- Kernel launchers (no kernels here: allocations and mappings) ----------
 

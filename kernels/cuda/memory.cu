@@ -1,5 +1,5 @@
 // kernels/cuda/memory.cu: device memory: the table's alloc/free/upload/
-// download on the backend's stream, and bump arenas for per-forward scratch.
+// download on the backend's stream, device-to-device copies, event timing.
 #include <stdlib.h>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -98,60 +98,4 @@ out:
     if (stop)
         cudaEventDestroy(stop);
     return st;
-}
-
-// ---- arenas -------------------------------------------------------------------
-
-#define ARENA_ALIGN 256 // what cudaMalloc gives; enough for 128-bit loads
-
-struct gptq_cuda_arena {
-    char *base;
-    size_t size, used;
-};
-
-gptq_status cuda_arena_create(size_t bytes, gptq_cuda_arena **out)
-{
-    gptq_cuda_arena *a = (gptq_cuda_arena *)calloc(1, sizeof *a);
-    if (!a)
-        return cuda_fail(GPTQ_ERR_NOMEM, "cuda arena: cannot allocate its descriptor");
-    cudaError_t err = cudaMalloc((void **)&a->base, bytes ? bytes : 1);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        free(a);
-        size_t free_b = 0, total_b = 0;
-        cudaMemGetInfo(&free_b, &total_b);
-        return cuda_fail(GPTQ_ERR_NOMEM,
-                         "cuda arena: cannot allocate %zu bytes on cuda:%d (%zu of %zu free): %s",
-                         bytes, g_cuda.device, free_b, total_b, cudaGetErrorString(err));
-    }
-    a->size = bytes;
-    *out = a;
-    return GPTQ_OK;
-}
-
-void *cuda_arena_alloc(gptq_cuda_arena *a, size_t bytes)
-{
-    size_t start = (a->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (start > a->size || bytes > a->size - start)
-        return nullptr;
-    a->used = start + bytes;
-    return a->base + start;
-}
-
-void cuda_arena_reset(gptq_cuda_arena *a)
-{
-    a->used = 0;
-}
-
-size_t cuda_arena_used(const gptq_cuda_arena *a)
-{
-    return a->used;
-}
-
-void cuda_arena_destroy(gptq_cuda_arena *a)
-{
-    if (!a)
-        return;
-    cuda_free_sync(a->base); // a cudaMalloc allocation, not the pool's
-    free(a);
 }

@@ -1,8 +1,30 @@
-// kernels/cuda/qgemm.cu: linears on packed GPTQ weights: the fused
-// dequantize-dot kernel on the repacked layout (batch 1..64, memory-bound at
-// batch 1), the dequantize + cuBLAS fp16 path for larger batches, and the
-// table entry's kernel on the v1 checkpoint layout as uploaded.
-#include "kernels/cuda/qgemm.cuh"
+// kernels/cuda/qgemm.cu: the table's qgemm on a packed linear in the
+// kernels' layout (gptq_linear, kernels/backend.h): v1 words with the input
+// columns sorted by group and the permutation kept.
+//
+//   batch 1..64, every group whole 32-column chunks (every GPTQ checkpoint):
+//     the fused dequantize-dot kernel on the packed words (memory-bound at
+//     batch 1); x is gathered through perm while it is staged in shared
+//     memory (as ExLlama does), so act-order costs one indexed load per
+//     activation and nothing per weight;
+//   otherwise: dequantize to float32 in the checkpoint's column order, then
+//     cuBLAS SGEMM.
+//
+// The words: qweight [cols*bits/32, rows], chunk c (32 sorted columns) of
+// output row r is the `bits` words qweight[(c*bits + i)*rows + r]: one
+// little-endian bit stream of 32 codes. Rows are the fast dimension, so a
+// thread that owns four consecutive rows reads each word row with one
+// 128-bit load and a warp reads 512 contiguous bytes. rows is a multiple of
+// 4 (the v1 word rules imply it). Scale and zero are fixed per chunk and
+// fold out of the inner loop: Σ_k s·(q_k − z)·x_k = s·(Σ_k q_k·x_k − z·Σ_k x_k).
+#include "kernels/cuda/cuda_common.cuh"
+
+#define QCHUNK 32 // input columns per chunk
+
+// Largest batch the packed kernel takes. Above it every row of the batch
+// re-reads the weights from L2 once per 8 batch rows and the CUDA cores
+// become the limit; dequantize + SGEMM wins. Tune with bench/kernels.
+#define GPTQ_CUDA_PACKED_MAX_N 64
 
 // ---- CUDA kernels -------------------------------------------------------------
 
@@ -37,8 +59,8 @@ __device__ __forceinline__ float chunk_code(const uint32_t (&w)[BITS], int k)
     return __uint_as_float(0x4B000000u | v) - 8388608.0f;
 }
 
-// The BITS words of chunk `chunk` of output row r: the same in v1 and in the
-// repacked layout ([chunks * BITS, rows], rows fastest).
+// The BITS words of chunk `chunk` of output row r ([chunks * BITS, rows],
+// rows fastest).
 template <int BITS>
 __device__ __forceinline__ void chunk_words(const uint32_t *__restrict__ qweight, int rows,
                                             int chunk, int r, uint32_t (&w)[BITS])
@@ -46,6 +68,19 @@ __device__ __forceinline__ void chunk_words(const uint32_t *__restrict__ qweight
 #pragma unroll
     for (int i = 0; i < BITS; i++)
         w[i] = qweight[(size_t)(chunk * BITS + i) * rows + r];
+}
+
+// Zero point (with v1's +1) of group g, output row r, from v1 qzeros
+// [groups, rows*BITS/32]: value r of row g's bit stream.
+template <int BITS>
+__device__ __forceinline__ float v1_zero(const int32_t *__restrict__ qzeros, int rows, int g, int r)
+{
+    const size_t words = (size_t)rows * BITS / 32, bit = (size_t)r * BITS, w = g * words + (bit >> 5);
+    const unsigned off = bit & 31;
+    uint64_t v = (uint32_t)qzeros[w];
+    if (off + BITS > 32)
+        v |= (uint64_t)(uint32_t)qzeros[w + 1] << 32;
+    return (float)(((uint32_t)(v >> off) & ((1u << BITS) - 1)) + 1);
 }
 
 // y [n, rows] (+)= x [n, cols] · dequant(L)ᵀ for one block: rows
@@ -56,8 +91,9 @@ __device__ __forceinline__ void chunk_words(const uint32_t *__restrict__ qweight
 // atomicAdd (y pre-filled with bias or 0 by the launcher).
 template <int BITS, int BT, typename XT>
 __global__ void __launch_bounds__(PK_THREADS)
-    qgemm_packed_kernel(const uint32_t *__restrict__ qweight, const __half2 *__restrict__ sz,
-                        const int32_t *__restrict__ chunk_group, const int32_t *__restrict__ perm,
+    qgemm_packed_kernel(const uint32_t *__restrict__ qweight, const __half *__restrict__ scales,
+                        const int32_t *__restrict__ qzeros, const int32_t *__restrict__ g_idx,
+                        const int32_t *__restrict__ perm,
                         const XT *__restrict__ x, const float *__restrict__ bias,
                         float *__restrict__ y, int rows, int cols, int n, int slice_chunks)
 {
@@ -76,8 +112,9 @@ __global__ void __launch_bounds__(PK_THREADS)
     const int ncols = nch * QCHUNK;
     for (int i = threadIdx.x; i < BT * ncols; i += PK_THREADS) {
         const int b = i / ncols, j = i - b * ncols;
+        const int col = c0 * QCHUNK + j;
         xs[b * ncols + j] =
-            b0 + b < n ? to_float(x[(size_t)(b0 + b) * cols + perm[c0 * QCHUNK + j]]) : 0.0f;
+            b0 + b < n ? to_float(x[(size_t)(b0 + b) * cols + (perm ? perm[col] : col)]) : 0.0f;
     }
     __syncthreads();
     for (int i = threadIdx.x; i < BT * nch; i += PK_THREADS) {
@@ -112,15 +149,13 @@ __global__ void __launch_bounds__(PK_THREADS)
                 w[2][i] = v.z;
                 w[3][i] = v.w;
             }
-            const int g = chunk_group[chunk];
+            const int g = __ldg(g_idx + chunk * QCHUNK); // groups are whole chunks
             if (g != group) { // groups span many chunks: reload rarely
                 group = g;
-                const uint4 p = __ldg(reinterpret_cast<const uint4 *>(sz + (size_t)g * rows + r0));
-                const __half2 *h = reinterpret_cast<const __half2 *>(&p);
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    scale[i] = __low2float(h[i]);
-                    zero[i] = __high2float(h[i]);
+                    scale[i] = __half2float(scales[(size_t)g * rows + r0 + i]);
+                    zero[i] = v1_zero<BITS>(qzeros, rows, g, r0 + i);
                 }
             }
             float dot[4][BT];
@@ -180,119 +215,16 @@ __global__ void __launch_bounds__(PK_THREADS)
     }
 }
 
-// W [rows, cols] fp16 in sorted column order, from the repacked layout: one
-// thread per (row, chunk), threads along rows so the word reads coalesce.
+// W [rows, cols] float32 in the checkpoint's column order: sorted column j
+// lands in column perm[j]. One thread per (row, chunk), threads along rows
+// so the word reads coalesce; the group is looked up per column (any g_idx).
 template <int BITS>
-__global__ void dequant_kernel(const uint32_t *__restrict__ qweight, const __half2 *__restrict__ sz,
-                               const int32_t *__restrict__ chunk_group, __half *__restrict__ W,
-                               int rows, int chunks)
-{
-    const int r = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
-    if (r >= rows)
-        return;
-    uint32_t w[BITS];
-    chunk_words<BITS>(qweight, rows, chunk, r, w);
-    const __half2 p = sz[(size_t)chunk_group[chunk] * rows + r];
-    const float scale = __low2float(p), zero = __high2float(p);
-    __half2 *dst = reinterpret_cast<__half2 *>(W + (size_t)r * chunks * QCHUNK + chunk * QCHUNK);
-#pragma unroll
-    for (int k = 0; k < QCHUNK; k += 2)
-        dst[k / 2] = __floats2half2_rn(scale * (chunk_code<BITS>(w, k) - zero),
-                                       scale * (chunk_code<BITS>(w, k + 1) - zero));
-}
-
-// xg [n, cols] fp16 = x [n, perm[j]]: the activations in sorted column order.
-template <typename XT>
-__global__ void gather_kernel(const XT *__restrict__ x, const int32_t *__restrict__ perm,
-                              __half *__restrict__ xg, int n, int cols)
-{
-    const size_t total = (size_t)n * cols;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const size_t b = i / cols, j = i - b * cols;
-        xg[i] = __float2half_rn(to_float(x[b * cols + perm[j]]));
-    }
-}
-
-// Zero point (with v1's +1) of group g, output row r, from v1 qzeros
-// [groups, rows*BITS/32]: value r of row g's bit stream.
-template <int BITS>
-__device__ __forceinline__ float v1_zero(const int32_t *__restrict__ qzeros, int rows, int g, int r)
-{
-    const size_t words = (size_t)rows * BITS / 32, bit = (size_t)r * BITS, w = g * words + (bit >> 5);
-    const unsigned off = bit & 31;
-    uint64_t v = (uint32_t)qzeros[w];
-    if (off + BITS > 32)
-        v |= (uint64_t)(uint32_t)qzeros[w + 1] << 32;
-    return (float)(((uint32_t)(v >> off) & ((1u << BITS) - 1)) + 1);
-}
-
-// Table entry on the v1 layout as uploaded (gptq/quant.h), small batches:
-// one thread per output row (v1's words are row-contiguous, so a warp's
-// loads coalesce), a block slice of V1_COLS input columns, group looked up
-// per column through g_idx (cached while it does not change; act-order
-// layers switch often, which is why the repacked path exists).
-#define V1_COLS 256
-#define V1_THREADS 128
-#define V1_MAX_N 8
-
-template <int BITS>
-__global__ void __launch_bounds__(V1_THREADS)
-    qgemm_v1_kernel(const int32_t *__restrict__ qweight, const int32_t *__restrict__ qzeros,
-                    const __half *__restrict__ scales, const int32_t *__restrict__ g_idx,
-                    const float *__restrict__ x, const float *__restrict__ bias,
-                    float *__restrict__ y, int rows, int cols, int n)
-{
-    __shared__ float xs[V1_MAX_N][V1_COLS];
-    __shared__ int gs[V1_COLS];
-    const int r = blockIdx.x * V1_THREADS + threadIdx.x;
-    const int j0 = blockIdx.y * V1_COLS, ncols = min(V1_COLS, cols - j0);
-    for (int i = threadIdx.x; i < V1_MAX_N * V1_COLS; i += V1_THREADS) {
-        const int b = i / V1_COLS, j = i % V1_COLS;
-        xs[b][j] = b < n && j < ncols ? x[(size_t)b * cols + j0 + j] : 0.0f;
-    }
-    for (int j = threadIdx.x; j < ncols; j += V1_THREADS)
-        gs[j] = g_idx[j0 + j];
-    __syncthreads();
-    if (r >= rows)
-        return;
-    float acc[V1_MAX_N] = {};
-    int group = -1;
-    float scale = 0.0f, zero = 0.0f;
-    for (int c = 0; c < ncols; c += QCHUNK) { // ncols is a multiple of 32 (cols*bits % 32)
-        uint32_t w[BITS];
-        chunk_words<BITS>(reinterpret_cast<const uint32_t *>(qweight), rows, (j0 + c) / QCHUNK, r,
-                          w);
-#pragma unroll // k must be a constant for chunk_code's shifts
-        for (int k = 0; k < QCHUNK; k++) {
-            const int g = gs[c + k];
-            if (g != group) {
-                group = g;
-                scale = __half2float(scales[(size_t)g * rows + r]);
-                zero = v1_zero<BITS>(qzeros, rows, g, r);
-            }
-            const float wv = scale * (chunk_code<BITS>(w, k) - zero);
-#pragma unroll
-            for (int b = 0; b < V1_MAX_N; b++)
-                acc[b] = fmaf(wv, xs[b][c + k], acc[b]);
-        }
-    }
-    for (int b = 0; b < n; b++) {
-        float *dst = y + (size_t)b * rows + r;
-        if (gridDim.y == 1)
-            *dst = bias ? acc[b] + bias[r] : acc[b];
-        else
-            atomicAdd(dst, acc[b]);
-    }
-}
-
-// v1 -> float32 W [rows, cols] for the table entry's large batches.
-template <int BITS>
-__global__ void dequant_v1_kernel(const int32_t *__restrict__ qweight,
-                                  const int32_t *__restrict__ qzeros,
-                                  const __half *__restrict__ scales,
-                                  const int32_t *__restrict__ g_idx, float *__restrict__ W,
-                                  int rows, int cols)
+__global__ void dequant_kernel(const int32_t *__restrict__ qweight,
+                               const int32_t *__restrict__ qzeros,
+                               const __half *__restrict__ scales,
+                               const int32_t *__restrict__ g_idx,
+                               const int32_t *__restrict__ perm, float *__restrict__ W,
+                               int rows, int cols)
 {
     const int r = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
     if (r >= rows)
@@ -302,13 +234,13 @@ __global__ void dequant_v1_kernel(const int32_t *__restrict__ qweight,
 #pragma unroll
     for (int k = 0; k < QCHUNK; k++) {
         const int c = chunk * QCHUNK + k, g = g_idx[c];
-        W[(size_t)r * cols + c] = __half2float(scales[(size_t)g * rows + r]) *
-                                  (chunk_code<BITS>(w, k) - v1_zero<BITS>(qzeros, rows, g, r));
+        W[(size_t)r * cols + (perm ? perm[c] : c)] =
+            __half2float(scales[(size_t)g * rows + r]) *
+            (chunk_code<BITS>(w, k) - v1_zero<BITS>(qzeros, rows, g, r));
     }
 }
 
 // ---- Kernel launchers ---------------------------------------------------------
-
 
 // y = bias or 0 before a kernel that accumulates with atomicAdd.
 static gptq_status prefill_bias(const float *bias, float *y, int n, int rows)
@@ -320,22 +252,24 @@ static gptq_status prefill_bias(const float *bias, float *y, int n, int rows)
     return cuda_bias_rows(bias, y, n, rows, 0);
 }
 
-template <int BITS, int BT, typename XT>
-static gptq_status launch_packed_bt(const gptq_cuda_qlinear *L, const XT *x, const float *bias,
+template <int BITS, int BT>
+static gptq_status launch_packed_bt(const gptq_linear *L, const float *x, const float *bias,
                                     float *y, int n)
 {
-    const unsigned row_blocks = ceil_div(L->rows, PK_ROWS), tiles = ceil_div(n, BT);
+    const gptq_packed *P = &L->P;
+    const int chunks = P->cols / QCHUNK;
+    const unsigned row_blocks = ceil_div(P->rows, PK_ROWS), tiles = ceil_div(n, BT);
     // Enough blocks for ~4 per SM, but each warp keeps >= 2 chunks so the
     // staging of x and the reduction stay small next to the weight reads.
     const unsigned want = (unsigned)g_cuda.prop.multiProcessorCount * 4;
     unsigned slices = ceil_div(want, (size_t)row_blocks * tiles);
-    const unsigned most = ceil_div(L->chunks, 2 * PK_WARPS), least = ceil_div(L->chunks, PK_SLICE_MAX);
+    const unsigned most = ceil_div(chunks, 2 * PK_WARPS), least = ceil_div(chunks, PK_SLICE_MAX);
     slices = slices > most ? most : slices;
     slices = slices < least ? least : slices;
-    const int slice_chunks = (int)ceil_div(L->chunks, slices);
-    slices = ceil_div(L->chunks, slice_chunks);
+    const int slice_chunks = (int)ceil_div(chunks, slices);
+    slices = ceil_div(chunks, slice_chunks);
     if (slices > 1) {
-        gptq_status st = prefill_bias(bias, y, n, L->rows);
+        gptq_status st = prefill_bias(bias, y, n, P->rows);
         if (st != GPTQ_OK)
             return st;
     }
@@ -343,165 +277,101 @@ static gptq_status launch_packed_bt(const gptq_cuda_qlinear *L, const XT *x, con
     const size_t reduce = (size_t)PK_WARPS * 4 * BT * 32 * sizeof(float);
     const size_t shmem = stage > reduce ? stage : reduce;
     dim3 grid(row_blocks, slices, tiles);
-    qgemm_packed_kernel<BITS, BT, XT><<<grid, PK_THREADS, shmem, g_cuda.stream>>>(
-        L->qweight, L->sz, L->chunk_group, L->perm, x, bias, y, L->rows, L->cols, n, slice_chunks);
+    qgemm_packed_kernel<BITS, BT, float><<<grid, PK_THREADS, shmem, g_cuda.stream>>>(
+        reinterpret_cast<const uint32_t *>(P->qweight), reinterpret_cast<const __half *>(P->scales),
+        P->qzeros, P->g_idx, L->perm, x, bias, y, P->rows, P->cols, n, slice_chunks);
     CUDA_CHECK_LAUNCH();
     return GPTQ_OK;
 }
 
 // Batch tile: the smallest power of two >= n, at most 8, so that batch 1
 // carries no idle accumulators.
-template <int BITS, typename XT>
-static gptq_status launch_packed(const gptq_cuda_qlinear *L, const XT *x, const float *bias,
+template <int BITS>
+static gptq_status launch_packed(const gptq_linear *L, const float *x, const float *bias,
                                  float *y, int n)
 {
     if (n == 1)
-        return launch_packed_bt<BITS, 1, XT>(L, x, bias, y, n);
+        return launch_packed_bt<BITS, 1>(L, x, bias, y, n);
     if (n == 2)
-        return launch_packed_bt<BITS, 2, XT>(L, x, bias, y, n);
+        return launch_packed_bt<BITS, 2>(L, x, bias, y, n);
     if (n <= 4)
-        return launch_packed_bt<BITS, 4, XT>(L, x, bias, y, n);
-    return launch_packed_bt<BITS, PK_BATCH_TILE, XT>(L, x, bias, y, n);
+        return launch_packed_bt<BITS, 4>(L, x, bias, y, n);
+    return launch_packed_bt<BITS, PK_BATCH_TILE>(L, x, bias, y, n);
 }
 
-template <typename XT>
-static gptq_status packed_by_bits(const gptq_cuda_qlinear *L, const XT *x, const float *bias,
+static gptq_status packed_by_bits(const gptq_linear *L, const float *x, const float *bias,
                                   float *y, int n)
 {
-    switch (L->bits) {
-    case 2: return launch_packed<2, XT>(L, x, bias, y, n);
-    case 3: return launch_packed<3, XT>(L, x, bias, y, n);
-    case 4: return launch_packed<4, XT>(L, x, bias, y, n);
-    default: return launch_packed<8, XT>(L, x, bias, y, n);
+    switch (L->P.bits) {
+    case 2: return launch_packed<2>(L, x, bias, y, n);
+    case 3: return launch_packed<3>(L, x, bias, y, n);
+    case 4: return launch_packed<4>(L, x, bias, y, n);
+    default: return launch_packed<8>(L, x, bias, y, n);
     }
 }
 
-static gptq_status launch_dequant(const gptq_cuda_qlinear *L, __half *W)
+template <int BITS> static void launch_dequant_bits(const gptq_linear *L, float *W)
 {
-    dim3 grid(ceil_div(L->rows, 128), L->chunks);
-    switch (L->bits) {
-    case 2: dequant_kernel<2><<<grid, 128, 0, g_cuda.stream>>>(L->qweight, L->sz, L->chunk_group, W, L->rows, L->chunks); break;
-    case 3: dequant_kernel<3><<<grid, 128, 0, g_cuda.stream>>>(L->qweight, L->sz, L->chunk_group, W, L->rows, L->chunks); break;
-    case 4: dequant_kernel<4><<<grid, 128, 0, g_cuda.stream>>>(L->qweight, L->sz, L->chunk_group, W, L->rows, L->chunks); break;
-    default: dequant_kernel<8><<<grid, 128, 0, g_cuda.stream>>>(L->qweight, L->sz, L->chunk_group, W, L->rows, L->chunks); break;
-    }
-    CUDA_CHECK_LAUNCH();
-    return GPTQ_OK;
+    const gptq_packed *P = &L->P;
+    dim3 grid(ceil_div(P->rows, 128), P->cols / QCHUNK);
+    dequant_kernel<BITS><<<grid, 128, 0, g_cuda.stream>>>(
+        P->qweight, P->qzeros, reinterpret_cast<const __half *>(P->scales), P->g_idx, L->perm, W,
+        P->rows, P->cols);
 }
 
-// Large batches: W and x to fp16 in sorted column order, then tensor cores.
-// Scratch comes from the stream-ordered pool and is released in order.
-static gptq_status qlinear_dequant_path(const gptq_cuda_qlinear *L, const uint16_t *x16,
-                                        const float *x32, const float *bias, float *y, int n)
+// Large batches (or groups that split chunks): W to float32 in the
+// checkpoint's column order, then SGEMM. The scratch comes from the
+// stream-ordered pool and is released in order.
+static gptq_status dequant_path(const gptq_linear *L, const float *x, const float *bias, float *y,
+                                int n)
 {
-    __half *W = nullptr, *xg = nullptr;
-    const size_t w_bytes = (size_t)L->rows * L->cols * sizeof(__half);
-    const size_t x_bytes = (size_t)n * L->cols * sizeof(__half);
+    const gptq_packed *P = &L->P;
+    float *W = nullptr;
+    CUDA_CHECK(cudaMallocAsync((void **)&W, (size_t)P->rows * P->cols * sizeof *W, g_cuda.stream));
+    switch (P->bits) {
+    case 2: launch_dequant_bits<2>(L, W); break;
+    case 3: launch_dequant_bits<3>(L, W); break;
+    case 4: launch_dequant_bits<4>(L, W); break;
+    default: launch_dequant_bits<8>(L, W); break;
+    }
     gptq_status st = GPTQ_OK;
-    CUDA_CHECK(cudaMallocAsync((void **)&W, w_bytes + x_bytes, g_cuda.stream));
-    xg = W + (size_t)L->rows * L->cols;
-    if ((st = launch_dequant(L, W)) != GPTQ_OK)
-        goto out;
-    if (x16)
-        gather_kernel<__half><<<stride_blocks((size_t)n * L->cols), 256, 0, g_cuda.stream>>>(
-            (const __half *)x16, L->perm, xg, n, L->cols);
+    if (cudaGetLastError() != cudaSuccess)
+        st = cuda_fail(GPTQ_ERR_DEVICE, "qgemm: dequantize launch failed");
     else
-        gather_kernel<float><<<stride_blocks((size_t)n * L->cols), 256, 0, g_cuda.stream>>>(
-            x32, L->perm, xg, n, L->cols);
-    if (cudaGetLastError() != cudaSuccess) {
-        st = cuda_fail(GPTQ_ERR_DEVICE, "qlinear: gather launch failed");
-        goto out;
-    }
-    if ((st = cuda_gemm_f16_raw(xg, W, y, n, L->cols, L->rows)) != GPTQ_OK)
-        goto out;
-    if (bias)
-        st = cuda_bias_rows(bias, y, n, L->rows, 1);
-out:
+        cuda_gemm_f32(x, W, bias, y, n, P->cols, P->rows);
     cudaFreeAsync(W, g_cuda.stream);
     return st;
 }
 
-gptq_status cuda_qlinear_gemm(const gptq_cuda_qlinear *L, const uint16_t *x16, const float *x32,
-                              const float *bias, float *y, int n, gptq_cuda_qpath path)
+gptq_status cuda_qgemm_check(int rows, int cols, int bits)
 {
-    if (n < 1)
-        return cuda_fail(GPTQ_ERR_ARG, "qlinear: batch %d must be at least 1", n);
-    if (!x16 == !x32)
-        return cuda_fail(GPTQ_ERR_ARG, "qlinear: give exactly one of the fp16 and float32 inputs");
-    if (path == GPTQ_CUDA_QPATH_AUTO)
-        path = n <= GPTQ_CUDA_PACKED_MAX_N ? GPTQ_CUDA_QPATH_PACKED : GPTQ_CUDA_QPATH_DEQUANT;
-    if (path == GPTQ_CUDA_QPATH_DEQUANT)
-        return qlinear_dequant_path(L, x16, x32, bias, y, n);
-    return x16 ? packed_by_bits<__half>(L, (const __half *)x16, bias, y, n)
-               : packed_by_bits<float>(L, x32, bias, y, n);
+    (void)rows, (void)bits;
+    if (cols % QCHUNK)
+        return cuda_fail(GPTQ_ERR_UNSUPPORTED, "%s: a packed linear with %d inputs: the CUDA "
+                         "kernels read whole chunks of %d inputs; run this model on the CPU",
+                         g_cuda.name, cols, QCHUNK);
+    return GPTQ_OK;
 }
 
-// ---- the table entry (v1 layout in device memory) ----------------------------
-
-template <int BITS>
-static void launch_v1(const gptq_packed *P, const float *x, const float *bias, float *y, int n,
-                      float *W)
+// The arrays of L are device memory. The kernels cannot see their lengths;
+// like gptq_cpu_qgemm this checks the shape rules (g_idx and perm are in
+// device memory and trusted: the model checks them before upload).
+gptq_status cuda_qgemm(const gptq_linear *L, const float *x, const float *bias, float *y, int n)
 {
-    if (W) {
-        dim3 grid(ceil_div(P->rows, 128), P->cols / QCHUNK);
-        dequant_v1_kernel<BITS><<<grid, 128, 0, g_cuda.stream>>>(
-            P->qweight, P->qzeros, (const __half *)P->scales, P->g_idx, W, P->rows, P->cols);
-        return;
-    }
-    dim3 grid(ceil_div(P->rows, V1_THREADS), ceil_div(P->cols, V1_COLS));
-    qgemm_v1_kernel<BITS><<<grid, V1_THREADS, 0, g_cuda.stream>>>(
-        P->qweight, P->qzeros, (const __half *)P->scales, P->g_idx, x, bias, y, P->rows, P->cols,
-        n);
-}
-
-static void launch_v1_bits(const gptq_packed *P, const float *x, const float *bias, float *y,
-                           int n, float *W)
-{
-    switch (P->bits) {
-    case 2: launch_v1<2>(P, x, bias, y, n, W); break;
-    case 3: launch_v1<3>(P, x, bias, y, n, W); break;
-    case 4: launch_v1<4>(P, x, bias, y, n, W); break;
-    default: launch_v1<8>(P, x, bias, y, n, W); break;
-    }
-}
-
-// The arrays of P are device memory (uploaded v1 tensors). The kernels
-// cannot see their lengths; like gptq_cpu_qgemm this checks the shape rules
-// (g_idx is in device memory and is trusted: validate it before upload).
-gptq_status cuda_qgemm_v1(const gptq_packed *P, const float *x, const float *bias, float *y, int n)
-{
+    const gptq_packed *P = &L->P;
     if (P->bits != 2 && P->bits != 3 && P->bits != 4 && P->bits != 8)
         return cuda_fail(GPTQ_ERR_ARG, "qgemm: bits %d: use 2, 3, 4 or 8", P->bits);
     if (P->rows < 1 || P->cols < 1 || P->groups < 1 || n < 0)
         return cuda_fail(GPTQ_ERR_ARG, "qgemm: shape rows=%d cols=%d groups=%d n=%d", P->rows,
                          P->cols, P->groups, n);
-    if (((int64_t)P->cols * P->bits) % 32 || ((int64_t)P->rows * P->bits) % 32 ||
-        P->cols % QCHUNK)
+    if (((int64_t)P->cols * P->bits) % 32 || ((int64_t)P->rows * P->bits) % 32)
         return cuda_fail(GPTQ_ERR_FORMAT,
-                         "qgemm: rows %d / cols %d break the v1 word rules (cols a multiple of 32, "
-                         "rows*bits of 32)",
-                         P->rows, P->cols);
-    if (n == 0)
-        return GPTQ_OK;
-    if (n > V1_MAX_N) {
-        float *W = nullptr;
-        CUDA_CHECK(cudaMallocAsync((void **)&W, (size_t)P->rows * P->cols * sizeof *W,
-                                   g_cuda.stream));
-        launch_v1_bits(P, x, bias, y, n, W);
-        gptq_status st = GPTQ_OK;
-        if (cudaGetLastError() != cudaSuccess)
-            st = cuda_fail(GPTQ_ERR_DEVICE, "qgemm: dequantize launch failed");
-        else
-            cuda_gemm_f32(x, W, bias, y, n, P->cols, P->rows);
-        cudaFreeAsync(W, g_cuda.stream);
+                         "qgemm: rows %d / cols %d break the v1 word rules (rows*bits and "
+                         "cols*bits multiples of 32)", P->rows, P->cols);
+    gptq_status st = cuda_qgemm_check(P->rows, P->cols, P->bits);
+    if (st != GPTQ_OK || n == 0)
         return st;
-    }
-    if (P->cols > V1_COLS) {
-        gptq_status st = prefill_bias(bias, y, n, P->rows);
-        if (st != GPTQ_OK)
-            return st;
-    }
-    launch_v1_bits(P, x, bias, y, n, nullptr);
-    CUDA_CHECK_LAUNCH();
-    return GPTQ_OK;
+    if (L->chunked && n <= GPTQ_CUDA_PACKED_MAX_N)
+        return packed_by_bits(L, x, bias, y, n);
+    return dequant_path(L, x, bias, y, n);
 }
