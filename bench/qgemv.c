@@ -194,7 +194,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             char label[32];
-            snprintf(label, sizeof label, "%db g128%s", P.bits, kinds[kind].act_order ? " act" : "");
+            snprintf(label, sizeof label, "%db g128%s", kinds[kind].bits, kinds[kind].act_order ? " act" : "");
             for (int bi = 0; bi < 2; bi++) {
                 const int n = batch[bi];
                 bench_case blas = {&L[kind], W, x, y_blas, n}, ours = {&L[kind], W, x, y_ours, n};

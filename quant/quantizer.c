@@ -7,7 +7,6 @@
 
 #include <float.h>
 
-#include "common/dtype.h"
 
 void gptq_quantizer_init(gptq_quantizer *q, const gptq_quant_config *cfg)
 {
@@ -17,46 +16,6 @@ void gptq_quantizer_init(gptq_quantizer *q, const gptq_quant_config *cfg)
     q->mse = cfg->mse;
     q->v1_zeros = cfg->v1_zeros;
     q->fp16_scales = cfg->fp16_scales;
-}
-
-/* fp16 can hold scales in [2^-24, 65504]; outside, clamp (a zero scale would
- * divide by zero, an infinite one would make every weight 0). */
-static float store_scale(const gptq_quantizer *q, float scale)
-{
-    if (!q->fp16_scales)
-        return scale;
-    float s = gptq_round_f16(scale);
-    if (s < 0x1p-24f)
-        s = 0x1p-24f;
-    if (s > 65504.0f)
-        s = 65504.0f;
-    return s;
-}
-
-/* Scale and zero for the range [xmin, xmax] (xmin <= 0 <= xmax). Returns 1
- * when the v1 rule raised the zero. */
-static int params_for_range(const gptq_quantizer *q, float xmin, float xmax, float *scale,
-                            int32_t *zero)
-{
-    float s = store_scale(q, (xmax - xmin) / (float)q->maxq);
-    if (q->sym) {
-        *scale = s;
-        *zero = (q->maxq + 1) / 2;
-        return 0;
-    }
-    float z = rintf(-xmin / s);
-    if (z < 1.0f && q->v1_zeros) {
-        /* zero 0 cannot be written as zero-1. Use zero 1 and widen the scale
-         * so the top of the grid, (maxq-1)*scale, still reaches xmax; the
-         * bottom, -scale, still reaches xmin > -scale/2. */
-        float wide = xmax / (float)(q->maxq - 1);
-        *scale = store_scale(q, wide > s ? wide : s);
-        *zero = 1;
-        return 1;
-    }
-    *scale = s;
-    *zero = (int32_t)z;
-    return 0;
 }
 
 int gptq_quantizer_find(const gptq_quantizer *q, const float *w, int n, float *scale,
@@ -76,7 +35,7 @@ int gptq_quantizer_find(const gptq_quantizer *q, const float *w, int n, float *s
         xmin = -1.0f;
         xmax = 1.0f;
     }
-    int raised = params_for_range(q, xmin, xmax, scale, zero);
+    int raised = gptq_quantizer_params(q, xmin, xmax, scale, zero);
     if (!q->mse)
         return raised;
 
@@ -87,7 +46,7 @@ int gptq_quantizer_find(const gptq_quantizer *q, const float *w, int n, float *s
         float p = 1.0f - (float)i / 100.0f;
         float s1;
         int32_t z1;
-        int r1 = params_for_range(q, p * xmin, p * xmax, &s1, &z1);
+        int r1 = gptq_quantizer_params(q, p * xmin, p * xmax, &s1, &z1);
         if (q->sym)
             z1 = *zero;
         double err = 0.0;

@@ -33,6 +33,15 @@ gptq_status cuda_fail(gptq_status status, const char *fmt, ...)
     return status;
 }
 
+gptq_status cuda_check(cudaError_t err, const char *what, const char *file, int line)
+{
+    if (err == cudaSuccess)
+        return GPTQ_OK;
+    cudaGetLastError();
+    return cuda_fail(GPTQ_ERR_DEVICE, "%s:%d: %s: %s (%s)", file, line, what,
+                     cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
 void cuda_note_error(const char *what, cudaError_t err)
 {
     if (err == cudaSuccess)

@@ -40,14 +40,16 @@ gptq_status cuda_fail(gptq_status status, const char *fmt, ...) __attribute__((f
 void cuda_note_error(const char *what, cudaError_t err);
 void cuda_note_failure(const char *what);
 
+// GPTQ_OK, or GPTQ_ERR_DEVICE naming the call, where it is and the CUDA
+// error (cleared first: a non-sticky error must not reappear at the next
+// launch).
+gptq_status cuda_check(cudaError_t err, const char *what, const char *file, int line);
+
 #define CUDA_CHECK(call)                                                                          \
     do {                                                                                          \
-        cudaError_t err_ = (call);                                                                \
-        if (err_ != cudaSuccess) {                                                                \
-            cudaGetLastError(); /* a non-sticky error must not reappear at the next launch */     \
-            return cuda_fail(GPTQ_ERR_DEVICE, "%s:%d: %s: %s (%s)", __FILE__, __LINE__, #call,     \
-                             cudaGetErrorString(err_), cudaGetErrorName(err_));                   \
-        }                                                                                         \
+        gptq_status st_ = cuda_check((call), #call, __FILE__, __LINE__);                          \
+        if (st_ != GPTQ_OK)                                                                       \
+            return st_;                                                                           \
     } while (0)
 
 #define CUBLAS_CHECK(call)                                                                        \

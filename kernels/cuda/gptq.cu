@@ -1,4 +1,4 @@
-// kernels/cuda/gptq.cu: GPTQ on the device, the twin of quant/hessian.c,
+// kernels/cuda/gptq.cu: GPTQ on the device, following quant/hessian.c,
 // quant/quantizer.c and quant/gptq.c (same steps, same arithmetic, same
 // results up to summation order; tests/test_gptq_cuda.c holds it to them).
 //
@@ -27,6 +27,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_common.cuh"
+#include "quant/quantizer.h"
 
 // Rows per CUDA block of the column walk: one warp, so that a 4096-row
 // layer spreads over 128 blocks and most of the SMs.
@@ -35,10 +36,6 @@
 // cuSOLVER's potrf / potri take int sizes; above this cols² leaves int.
 #define SOLVER_MAX_COLS 46340
 
-// The quantizer's settings (quant/quantizer.h), passed by value to kernels.
-struct dev_quantizer {
-    int maxq, sym, mse, v1_zeros, fp16_scales;
-};
 
 // ---- CUDA kernels -------------------------------------------------------------
 
@@ -134,49 +131,7 @@ __global__ void add_diag_kernel(float *__restrict__ H, int cols, float damp)
         H[(size_t)c * cols + c] += damp;
 }
 
-// ---- the quantizer (quant/quantizer.c, device side) --------------------------
-
-__device__ __forceinline__ float store_scale(const dev_quantizer &q, float scale)
-{
-    if (!q.fp16_scales)
-        return scale;
-    float s = __half2float(__float2half_rn(scale));
-    if (s < 0x1p-24f)
-        s = 0x1p-24f;
-    if (s > 65504.0f)
-        s = 65504.0f;
-    return s;
-}
-
-__device__ __forceinline__ int params_for_range(const dev_quantizer &q, float xmin, float xmax,
-                                                float *scale, int32_t *zero)
-{
-    const float s = store_scale(q, (xmax - xmin) / (float)q.maxq);
-    if (q.sym) {
-        *scale = s;
-        *zero = (q.maxq + 1) / 2;
-        return 0;
-    }
-    const float z = rintf(-xmin / s);
-    if (z < 1.0f && q.v1_zeros) {
-        const float wide = xmax / (float)(q.maxq - 1);
-        *scale = store_scale(q, wide > s ? wide : s);
-        *zero = 1;
-        return 1;
-    }
-    *scale = s;
-    *zero = (int32_t)z;
-    return 0;
-}
-
-__device__ __forceinline__ int quantize_value(float x, float scale, int32_t zero, int maxq,
-                                              float *deq)
-{
-    float q = rintf(x / scale) + (float)zero;
-    q = q < 0.0f ? 0.0f : (q > (float)maxq ? (float)maxq : q);
-    *deq = __fmul_rn(scale, q - (float)zero);
-    return (int)q;
-}
+// ---- the quantizer: quant/quantizer.h's rules, compiled for the device ------
 
 // Sum |w - deq|^2.4 over w[0..n) in index order, as the host sums it.
 __device__ double mse_error(const float *__restrict__ w, int n, float scale, int32_t zero, int maxq)
@@ -184,7 +139,7 @@ __device__ double mse_error(const float *__restrict__ w, int n, float scale, int
     double err = 0.0;
     for (int k = 0; k < n; k++) {
         float deq;
-        quantize_value(w[k], scale, zero, maxq, &deq);
+        gptq_quantize_value(w[k], scale, zero, maxq, &deq);
         err += pow(fabs((double)deq - (double)w[k]), 2.4);
     }
     return err;
@@ -197,7 +152,7 @@ __device__ double mse_error(const float *__restrict__ w, int n, float scale, int
 // every candidate's error is summed in the host's order, and the first
 // candidate with the least error wins as on the host.
 __global__ void fit_groups_kernel(const float *__restrict__ W, int rows, int cols, int gs,
-                                  int g_lo, int n_groups, dev_quantizer q,
+                                  int g_lo, int n_groups, gptq_quantizer q,
                                   float *__restrict__ scales, int32_t *__restrict__ zeros,
                                   int *__restrict__ raised)
 {
@@ -233,7 +188,7 @@ __global__ void fit_groups_kernel(const float *__restrict__ W, int rows, int col
     }
     float scale;
     int32_t zero;
-    int was_raised = params_for_range(q, xmin, xmax, &scale, &zero);
+    int was_raised = gptq_quantizer_params(&q, xmin, xmax, &scale, &zero);
 
     if (q.mse) {
         // The reference's grid: p = 1 - i/100, i < 80; least Σ|w - deq|^2.4.
@@ -243,7 +198,7 @@ __global__ void fit_groups_kernel(const float *__restrict__ W, int rows, int col
             const float p = 1.0f - (float)i / 100.0f;
             float s1;
             int32_t z1;
-            params_for_range(q, __fmul_rn(p, xmin), __fmul_rn(p, xmax), &s1, &z1);
+            gptq_quantizer_params(&q, __fmul_rn(p, xmin), __fmul_rn(p, xmax), &s1, &z1);
             if (q.sym)
                 z1 = zero;
             const double err = mse_error(w, n, s1, z1, q.maxq);
@@ -264,7 +219,7 @@ __global__ void fit_groups_kernel(const float *__restrict__ W, int rows, int col
             const float p = 1.0f - (float)best_i / 100.0f;
             float s1;
             int32_t z1;
-            const int r1 = params_for_range(q, __fmul_rn(p, xmin), __fmul_rn(p, xmax), &s1, &z1);
+            const int r1 = gptq_quantizer_params(&q, __fmul_rn(p, xmin), __fmul_rn(p, xmax), &s1, &z1);
             scale = s1;
             zero = q.sym ? zero : z1;
             was_raised = r1;
@@ -352,7 +307,7 @@ __global__ void __launch_bounds__(WALK_ROWS)
             }
             const float w = wrow[i * ldw], d = hs[i * ldh + i];
             float q;
-            const int code = quantize_value(w, scale, zero, maxq, &q);
+            const int code = gptq_quantize_value(w, scale, zero, maxq, &q);
             wrow[i * ldw] = q; // w_i is spent; the tile now stages Q
             crow[i * ldc] = (uint8_t)code;
             const float diff = w - q, e = diff / d;
@@ -395,15 +350,6 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static gptq_status check_cuda(cudaError_t err, const char *what, int line)
-{
-    if (err == cudaSuccess)
-        return GPTQ_OK;
-    cudaGetLastError(); // a non-sticky error must not reappear at the next launch
-    return cuda_fail(GPTQ_ERR_DEVICE, "%s:%d: %s: %s (%s)", __FILE__, line, what,
-                     cudaGetErrorString(err), cudaGetErrorName(err));
-}
-
 static gptq_status check_solver(cusolverStatus_t s, const char *what, int line)
 {
     if (s == CUSOLVER_STATUS_SUCCESS)
@@ -417,8 +363,8 @@ static gptq_status check_solver(cusolverStatus_t s, const char *what, int line)
         if ((st = (call)) != GPTQ_OK)                                                             \
             goto fail;                                                                            \
     } while (0)
-#define TRY_CUDA(call) TRY(check_cuda((call), #call, __LINE__))
-#define TRY_LAUNCH(what) TRY(check_cuda(cudaGetLastError(), what, __LINE__))
+#define TRY_CUDA(call) TRY(cuda_check((call), #call, __FILE__, __LINE__))
+#define TRY_LAUNCH(what) TRY(cuda_check(cudaGetLastError(), what, __FILE__, __LINE__))
 
 // The module's cuSOLVER handle, created on first use on g_cuda.stream.
 static pthread_mutex_t g_solver_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -552,7 +498,7 @@ int64_t cuda_hessian_samples(const gptq_backend_hessian *h)
 struct layer_job {
     int rows, cols, groups, gs, B;
     const gptq_quant_config *cfg;
-    dev_quantizer quantizer;
+    gptq_quantizer quantizer;
     float damp;                  // cfg->damp · mean(diag H), added to diag H
     int *perm, *gidx_perm;       // host [cols]: permuted position -> column, group
     // device
@@ -634,7 +580,7 @@ static gptq_status fit_groups(layer_job *job, const float *W, int gs, int g_lo, 
     fit_groups_kernel<<<ceil_div(warps, 8), 256, 0, g_cuda.stream>>>(
         W, job->rows, job->cols, gs, g_lo, n_groups, job->quantizer, job->scales, job->zeros,
         job->raised);
-    return check_cuda(cudaGetLastError(), "fit_groups_kernel", __LINE__);
+    return cuda_check(cudaGetLastError(), "fit_groups_kernel", __FILE__, __LINE__);
 }
 
 // *buf [rows, cols] <- its columns (and, with `square`, rows) in the order
@@ -648,7 +594,7 @@ static gptq_status permute_into_new(float **buf, int rows, int cols, const int *
                          cols);
     permute_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(*buf, permuted, rows, cols,
                                                                 d_perm, square);
-    gptq_status st = check_cuda(cudaGetLastError(), "permute_kernel", __LINE__);
+    gptq_status st = cuda_check(cudaGetLastError(), "permute_kernel", __FILE__, __LINE__);
     if (st != GPTQ_OK) {
         cuda_free(permuted);
         return st;
@@ -730,7 +676,7 @@ static gptq_status layer_cholesky(layer_job *job)
     const cublasFillMode_t upper = CUBLAS_FILL_MODE_UPPER, lower = CUBLAS_FILL_MODE_LOWER;
     int lwork_upper = 0, lwork_lower = 0, lwork_potri = 0, info[3] = {0, 0, 0};
     add_diag_kernel<<<ceil_div(cols, 256), 256, 0, g_cuda.stream>>>(job->H, cols, job->damp);
-    if ((st = check_cuda(cudaGetLastError(), "add_diag_kernel", __LINE__)) != GPTQ_OK)
+    if ((st = cuda_check(cudaGetLastError(), "add_diag_kernel", __FILE__, __LINE__)) != GPTQ_OK)
         return st;
     pthread_mutex_lock(&g_solver_lock);
     TRY(solver_locked());
@@ -913,7 +859,8 @@ gptq_status cuda_gptq_quantize_layer(const float *d_W, const float *d_H, int row
     job.B = cfg->block_size;
     job.groups = cfg->group_size == -1 ? 1 : (cols + cfg->group_size - 1) / cfg->group_size;
     job.gs = cfg->group_size == -1 ? cols : cfg->group_size;
-    job.quantizer = {(1 << cfg->bits) - 1, cfg->sym, cfg->mse, cfg->v1_zeros, cfg->fp16_scales};
+    job.quantizer = {cfg->bits, (1 << cfg->bits) - 1, cfg->sym, cfg->mse, cfg->v1_zeros,
+                    cfg->fp16_scales};
     double t_chol, t_blocks;
     if ((st = check_finite("W", d_W, rows, cols)) || (st = check_finite("H", d_H, cols, cols)))
         return st; // like the host: *out untouched on bad input
