@@ -48,29 +48,22 @@ static void die(const char *what)
     exit(1);
 }
 
-static void *device_random_f32(size_t n)
+/* n random values in [-1, 1) on the device, float32 or (f16) fp16. */
+static void *device_random(size_t n, int f16)
 {
-    float *h = malloc(n * sizeof *h);
-    void *d = be->alloc(be, n * sizeof *h);
+    const size_t size = f16 ? sizeof(uint16_t) : sizeof(float);
+    unsigned char *h = malloc(n * size);
+    void *d = be->alloc(be, n * size);
     if (!h || !d)
-        die("allocating float data");
-    for (size_t i = 0; i < n; i++)
-        h[i] = rand_float();
-    if (be->upload(be, d, h, n * sizeof *h) != GPTQ_OK)
-        die("upload");
-    free(h);
-    return d;
-}
-
-static void *device_random_f16(size_t n)
-{
-    uint16_t *h = malloc(n * sizeof *h);
-    void *d = be->alloc(be, n * sizeof *h);
-    if (!h || !d)
-        die("allocating fp16 data");
-    for (size_t i = 0; i < n; i++)
-        h[i] = gptq_f32_to_f16(rand_float());
-    if (be->upload(be, d, h, n * sizeof *h) != GPTQ_OK)
+        die("allocating random data");
+    for (size_t i = 0; i < n; i++) {
+        const float v = rand_float();
+        if (f16)
+            ((uint16_t *)h)[i] = gptq_f32_to_f16(v);
+        else
+            ((float *)h)[i] = v;
+    }
+    if (be->upload(be, d, h, n * size) != GPTQ_OK)
         die("upload");
     free(h);
     return d;
@@ -208,9 +201,9 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         const int rows = shapes[s][0], cols = shapes[s][1];
         call c = {.rows = rows, .cols = cols};
-        c.W16 = device_random_f16((size_t)rows * cols);
-        c.x16 = device_random_f16((size_t)65 * cols);
-        c.x = device_random_f32((size_t)65 * cols);
+        c.W16 = device_random((size_t)rows * cols, 1);
+        c.x16 = device_random((size_t)65 * cols, 1);
+        c.x = device_random((size_t)65 * cols, 0);
         c.y = be->alloc(be, (size_t)65 * rows * sizeof(float));
         gptq_linear L4 = random_qlinear(4, rows, cols), L3 = random_qlinear(3, rows, cols);
         if (!c.y)

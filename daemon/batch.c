@@ -270,6 +270,18 @@ static void *loop(void *arg)
     return NULL;
 }
 
+/* The batcher's buffers and itself (its thread and sync objects are gone). */
+static void batcher_free(gptqd_batcher *b)
+{
+    gptq_kv_free(b->kv);
+    free(b->logits);
+    free(b->step_logits);
+    free(b->step_ids);
+    free(b->step_slots);
+    free(b->active);
+    free(b);
+}
+
 gptq_status gptqd_batcher_create(const gptq_model *m, const gptq_tokenizer *tok, int slots,
                                  int context, gptqd_batcher **out)
 {
@@ -309,13 +321,7 @@ gptq_status gptqd_batcher_create(const gptq_model *m, const gptq_tokenizer *tok,
     *out = b;
     return GPTQ_OK;
 fail:
-    gptq_kv_free(b->kv);
-    free(b->logits);
-    free(b->step_logits);
-    free(b->step_ids);
-    free(b->step_slots);
-    free(b->active);
-    free(b);
+    batcher_free(b);
     return st;
 }
 
@@ -334,13 +340,7 @@ void gptqd_batcher_destroy(gptqd_batcher *b)
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->finished);
-    gptq_kv_free(b->kv);
-    free(b->logits);
-    free(b->step_logits);
-    free(b->step_ids);
-    free(b->step_slots);
-    free(b->active);
-    free(b);
+    batcher_free(b);
 }
 
 gptq_status gptqd_batcher_generate(gptqd_batcher *b, const int32_t *ids, int n_ids,

@@ -78,6 +78,18 @@ static gptqd_resident *find_locked(gptqd_registry *reg, const char *name)
     return NULL;
 }
 
+/* The resident model `name` once it has finished loading. */
+static gptq_status find_ready_locked(gptqd_registry *reg, const char *name, gptqd_resident **out)
+{
+    gptqd_resident *res = find_locked(reg, name);
+    if (!res)
+        return gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident: load it first", name);
+    if (res->loading)
+        return gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: poll its job", name);
+    *out = res;
+    return GPTQ_OK;
+}
+
 /* A retired slot whose last lease just went: empties it and returns its
  * model for the caller to free once the lock is released (freeing device
  * memory synchronizes the device: not under the lock). */
@@ -189,12 +201,8 @@ gptq_status gptqd_registry_acquire(gptqd_registry *reg, const char *name, gptqd_
 {
     gptq_status st = GPTQ_OK;
     pthread_mutex_lock(&reg->lock);
-    gptqd_resident *res = find_locked(reg, name);
-    if (!res)
-        st = gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident: load it first", name);
-    else if (res->loading)
-        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: poll its job", name);
-    else {
+    gptqd_resident *res = NULL;
+    if ((st = find_ready_locked(reg, name, &res)) == GPTQ_OK) {
         res->refs++;
         *out = res;
     }
@@ -334,15 +342,12 @@ gptq_status gptqd_registry_lease(gptqd_registry *reg, const char *name,
     const pid_t pid = caller->pid;
     gptq_status st = GPTQ_OK;
     pthread_mutex_lock(&reg->lock);
-    gptqd_resident *res = find_locked(reg, name);
-    if (!res)
-        st = gptq_fail(GPTQ_ERR_NOTFOUND, "model '%s' is not resident: load it first", name);
-    else if (res->loading)
-        st = gptq_fail(GPTQ_ERR_BUSY, "model '%s' is still loading: poll its job", name);
-    else if (res->n_leases == GPTQD_MAX_LEASES)
+    gptqd_resident *res = NULL;
+    st = find_ready_locked(reg, name, &res);
+    if (!st && res->n_leases == GPTQD_MAX_LEASES)
         st = gptq_fail(GPTQ_ERR_LIMIT, "model '%s' has %d leases: unmap some first", name,
                        GPTQD_MAX_LEASES);
-    else
+    if (!st)
         st = gptqd_engine_export(res->model, export);
     if (!st) {
         uint64_t id = reg->next_lease++;

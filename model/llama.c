@@ -204,17 +204,22 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
     return m->be->download(m->be, W, L->W, (size_t)L->rows * L->cols * sizeof *W);
 }
 
+/* A linear of m that may be replaced: in range, and m's own weights. */
+static gptq_status check_linear_replace(const gptq_model *m, int layer, gptq_linear_id which)
+{
+    gptq_status st = check_linear_arg(m, layer, which);
+    if (st == GPTQ_OK && m->views)
+        st = gptq_fail(GPTQ_ERR_BUSY, "layer %d %s: the model's weights are borrowed (shared "
+                       "or mapped); clone it to change them", layer, gptq_linear_name(which));
+    return st;
+}
+
 gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
                                       const float *W)
 {
-    gptq_status st = check_linear_arg(m, layer, which);
+    gptq_status st = check_linear_replace(m, layer, which);
     if (st != GPTQ_OK)
         return st;
-    if (m->views)
-        return gptq_fail(GPTQ_ERR_BUSY,
-                         "layer %d %s: the model's weights are borrowed "
-                         "(shared or mapped); clone it to change them",
-                         layer, gptq_linear_name(which));
     linear *L = &m->layers[layer].lin[which];
     size_t n = (size_t)L->rows * L->cols;
     float *copy = malloc(n * sizeof *copy);
@@ -242,14 +247,9 @@ gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id w
 gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_id which,
                                          gptq_packed *P)
 {
-    gptq_status st = check_linear_arg(m, layer, which);
+    gptq_status st = check_linear_replace(m, layer, which);
     if (st != GPTQ_OK)
         return st;
-    if (m->views)
-        return gptq_fail(GPTQ_ERR_BUSY,
-                         "layer %d %s: the model's weights are borrowed "
-                         "(shared or mapped); clone it to change them",
-                         layer, gptq_linear_name(which));
     linear *L = &m->layers[layer].lin[which];
     if (P->rows != L->rows || P->cols != L->cols)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s: packed shape [%d, %d], the linear is [%d, %d]",

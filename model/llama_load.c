@@ -420,26 +420,25 @@ gptq_status gptq_model_load_source(const gptq_model_source *src, gptq_model **ou
     return model_open(&s, 0, out);
 }
 
-gptq_status gptq_model_load(const char *path, gptq_model **out)
+static gptq_status open_path(const char *path, int streaming, gptq_model **out)
 {
     gptq_model_source *src = NULL;
     *out = NULL;
     gptq_status st = gptq_source_open(path, &src);
     if (!st)
-        st = model_open(&src, 0, out);
+        st = model_open(&src, streaming, out);
     gptq_source_free(src);
     return st;
 }
 
+gptq_status gptq_model_load(const char *path, gptq_model **out)
+{
+    return open_path(path, 0, out);
+}
+
 gptq_status gptq_model_open_streaming(const char *path, gptq_model **out)
 {
-    gptq_model_source *src = NULL;
-    *out = NULL;
-    gptq_status st = gptq_source_open(path, &src);
-    if (!st)
-        st = model_open(&src, 1, out);
-    gptq_source_free(src);
-    return st;
+    return open_path(path, 1, out);
 }
 
 int gptq_model_is_streaming(const gptq_model *m)

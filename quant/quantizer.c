@@ -26,15 +26,7 @@ int gptq_quantizer_find(const gptq_quantizer *q, const float *w, int n, float *s
         xmin = w[i] < xmin ? w[i] : xmin;
         xmax = w[i] > xmax ? w[i] : xmax;
     }
-    if (q->sym) {
-        xmax = fabsf(xmin) > xmax ? fabsf(xmin) : xmax;
-        if (xmin < 0.0f)
-            xmin = -xmax;
-    }
-    if (xmin == 0.0f && xmax == 0.0f) {
-        xmin = -1.0f;
-        xmax = 1.0f;
-    }
+    gptq_quantizer_range(q, &xmin, &xmax);
     int raised = gptq_quantizer_params(q, xmin, xmax, scale, zero);
     if (!q->mse)
         return raised;

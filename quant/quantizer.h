@@ -49,6 +49,22 @@ GPTQ_QUANT_FN float gptq_quantizer_store_scale(const gptq_quantizer *q, float sc
     return s;
 }
 
+/* The reference's rules for a segment's range [xmin, xmax] (xmin <= 0 <=
+ * xmax): symmetric makes it ±max(|xmin|, xmax); an all-zero segment gets
+ * [-1, 1] (any scale would do; this one is the reference's). */
+GPTQ_QUANT_FN void gptq_quantizer_range(const gptq_quantizer *q, float *xmin, float *xmax)
+{
+    if (q->sym) {
+        *xmax = fabsf(*xmin) > *xmax ? fabsf(*xmin) : *xmax;
+        if (*xmin < 0.0f)
+            *xmin = -*xmax;
+    }
+    if (*xmin == 0.0f && *xmax == 0.0f) {
+        *xmin = -1.0f;
+        *xmax = 1.0f;
+    }
+}
+
 /* Scale and zero for the range [xmin, xmax] (xmin <= 0 <= xmax). Returns 1
  * when the v1 rule raised the zero. */
 GPTQ_QUANT_FN int gptq_quantizer_params(const gptq_quantizer *q, float xmin, float xmax,

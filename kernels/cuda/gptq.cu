@@ -177,15 +177,7 @@ __global__ void fit_groups_kernel(const float *__restrict__ W, int rows, int col
         xmin = a < xmin ? a : xmin;
         xmax = b > xmax ? b : xmax;
     }
-    if (q.sym) {
-        xmax = fabsf(xmin) > xmax ? fabsf(xmin) : xmax;
-        if (xmin < 0.0f)
-            xmin = -xmax;
-    }
-    if (xmin == 0.0f && xmax == 0.0f) {
-        xmin = -1.0f;
-        xmax = 1.0f;
-    }
+    gptq_quantizer_range(&q, &xmin, &xmax);
     float scale;
     int32_t zero;
     int was_raised = gptq_quantizer_params(&q, xmin, xmax, &scale, &zero);

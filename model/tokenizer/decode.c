@@ -15,18 +15,8 @@ gptq_status load_decoder(gptq_tokenizer *tok, const char *path, json_t *d)
     tok->has_decoder = 1;
     const char *type = json_str(d, "type");
     if (!type) return gptq_fail(GPTQ_ERR_FORMAT, "%s: decoder has no \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(d, "decoders");
-        if (!json_is_array(list))
-            return gptq_fail(GPTQ_ERR_FORMAT, "%s: Sequence decoder needs a \"decoders\" list", path);
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item) {
-            gptq_status st = load_decoder(tok, path, item);
-            if (st) return st;
-        }
-        return GPTQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(tok, path, d, "decoders", "decoder", load_decoder);
     dec_step step = {0};
     gptq_status st;
     if (!strcmp(type, "ByteLevel")) {

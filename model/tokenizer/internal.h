@@ -280,6 +280,13 @@ gptq_status parse_pattern(const char *path, const char *what, json_t *obj, const
                           int *is_regex);
 gptq_status parse_scheme(const char *path, json_t *obj, enum prepend_scheme *out);
 
+/* load.c: the entries of a "Sequence" step's list `key` (normalizers,
+ * pretokenizers, decoders), each through `load`; `what` names the step in
+ * messages. */
+typedef gptq_status (*tok_step_loader)(gptq_tokenizer *tok, const char *path, json_t *step);
+gptq_status load_sequence(gptq_tokenizer *tok, const char *path, json_t *step, const char *key,
+                          const char *what, tok_step_loader load);
+
 /* normalize.c */
 gptq_status load_normalizer(gptq_tokenizer *tok, const char *path, json_t *n);
 void norm_step_free(norm_step *step);

@@ -101,6 +101,21 @@ static gptq_status check_id(const gptq_tokenizer *tok, const char *path, const c
     return GPTQ_OK;
 }
 
+gptq_status load_sequence(gptq_tokenizer *tok, const char *path, json_t *step, const char *key,
+                          const char *what, tok_step_loader load)
+{
+    json_t *list = json_object_get(step, key);
+    if (!json_is_array(list))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: Sequence %s needs a \"%s\" list", path, what, key);
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        gptq_status st = load(tok, path, item);
+        if (st) return st;
+    }
+    return GPTQ_OK;
+}
+
 /* The post-processor's single-sequence template as ids, -1 marking where the
  * encoded text goes. ByteLevel post-processing only touches offsets. */
 static gptq_status load_post(gptq_tokenizer *tok, const char *path, json_t *p, int *seen_seq)

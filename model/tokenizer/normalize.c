@@ -36,17 +36,8 @@ gptq_status load_normalizer(gptq_tokenizer *tok, const char *path, json_t *n)
     const char *type = json_str(n, "type");
     gptq_status st;
     if (!type) return gptq_fail(GPTQ_ERR_FORMAT, "%s: normalizer has no \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(n, "normalizers");
-        if (!json_is_array(list))
-            return gptq_fail(GPTQ_ERR_FORMAT, "%s: Sequence normalizer needs a \"normalizers\" list", path);
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item) {
-            if ((st = load_normalizer(tok, path, item))) return st;
-        }
-        return GPTQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(tok, path, n, "normalizers", "normalizer", load_normalizer);
     norm_step step = {0};
     if (!strcmp(type, "NFC")) {
         step.kind = NORM_NFC;

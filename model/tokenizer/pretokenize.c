@@ -66,18 +66,8 @@ gptq_status load_pretokenizer(gptq_tokenizer *tok, const char *path, json_t *p)
     if (json_is_null(p) || !p) return GPTQ_OK;
     const char *type = json_str(p, "type");
     if (!type) return gptq_fail(GPTQ_ERR_FORMAT, "%s: pre_tokenizer has no \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(p, "pretokenizers");
-        if (!json_is_array(list))
-            return gptq_fail(GPTQ_ERR_FORMAT, "%s: Sequence pre_tokenizer needs a \"pretokenizers\" list", path);
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item) {
-            gptq_status st = load_pretokenizer(tok, path, item);
-            if (st) return st;
-        }
-        return GPTQ_OK;
-    }
+    if (!strcmp(type, "Sequence"))
+        return load_sequence(tok, path, p, "pretokenizers", "pre_tokenizer", load_pretokenizer);
     pre_step step = {0};
     gptq_status st = GPTQ_OK;
     enum split_behavior behavior;
