@@ -659,8 +659,9 @@ static void test_sharing(const gptq_model *q, const float *want)
 {
     size_t n = gptq_model_tensor_count(q), need = 0;
     /* 39 dense tensors (embed, 4 x (2 norms + 7 linears), norm, lm_head);
-     * 7 of the linears packed as 4 tensors each */
-    CHECK(n == 39 + 7 * 3, "tensor table of the packed model: %zu entries", n);
+     * 7 of the linears packed as 4 tensors each, and the 4 act-order ones
+     * (test_set_linear) with their permutation */
+    CHECK(n == 39 + 7 * 3 + 4, "tensor table of the packed model: %zu entries", n);
     for (size_t i = 0; i < n; i++)
         need += gptq_model_tensor_at(q, i)->bytes + 64;
     CHECK(gptq_model_tensor_at(q, n) == NULL, "tensor_at past the end");
@@ -801,7 +802,9 @@ done:
 }
 
 /* Replacing linears: dense round trip, then RTN 4-bit packed q/k/v/o/gate/
- * up/down of layer 1 against the same weights dequantized as float32. */
+ * up/down of layer 1 (q, v, gate and down with their columns' groups
+ * scattered as act-order leaves them) against the same weights dequantized
+ * as float32. */
 static void test_set_linear(gptq_model *m, float *logits)
 {
     gptq_model *q = NULL, *d = NULL;
@@ -821,6 +824,12 @@ static void test_set_linear(gptq_model *m, float *logits)
         gptq_packed P;
         CHECK_OK(gptq_rtn_layer(W, rows, cols, &qc, &r));
         CHECK_OK(gptq_pack(&r, &P));
+        if (w % 2 == 0) /* act-order style: each group's columns scattered */
+            for (int c = cols - 1, seed = 12345 + w; c > 0; c--) {
+                seed = seed * 1103515245 + 12345;
+                int j = (int)((unsigned)seed % (unsigned)(c + 1)), t = P.g_idx[c];
+                P.g_idx[c] = P.g_idx[j], P.g_idx[j] = t;
+            }
         CHECK_OK(gptq_packed_dequantize(&P, Q));
         CHECK_OK(gptq_model_set_linear_packed(q, 1, (gptq_linear_id)w, &P));
         CHECK(P.qweight == NULL, "set_linear_packed did not take ownership");
