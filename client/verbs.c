@@ -423,6 +423,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         if ((rc = ctl_parse_long(V, "--seed", optarg, 0, LONG_MAX, &v)))
             return rc;
         o.seed = (uint64_t)v;
+        o.has_seed = 1;
         break;
     case QO_SAVE:
         save = optarg;
@@ -587,6 +588,7 @@ static int verb_infer(const ctl_globals *g, int argc, char **argv)
         if ((rc = ctl_parse_long(V, "--top-k", optarg, 0, 1 << 24, &v)))
             return rc;
         o.top_k = (unsigned)v;
+        o.has_top_k = 1;
         break;
     case IO_TOPP:
         if ((rc = ctl_parse_double(V, "--top-p", optarg, 0.0, 1.0, &d)))
@@ -599,6 +601,7 @@ static int verb_infer(const ctl_globals *g, int argc, char **argv)
         if ((rc = ctl_parse_long(V, "--seed", optarg, 0, LONG_MAX, &v)))
             return rc;
         o.seed = (uint64_t)v;
+        o.has_seed = 1;
         break;
     PARSE_END(V)
     if (argc - optind < 2)
