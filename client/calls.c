@@ -3,6 +3,7 @@
  * reply into the caller-owned structs of gptq/client.h. */
 #include "client/internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -204,12 +205,8 @@ gptq_status gptq_client_load(gptq_client *c, const char *name, const char *path,
 
 void gptq_quantize_options_init(gptq_quantize_options *o)
 {
-    memset(o, 0, sizeof *o);
-    o->bits = 4;
-    o->group_size = 128;
-    o->damp = 0.01f;
-    o->nsamples = 128;
-    o->seqlen = 2048;
+    memset(o, 0, sizeof *o); /* counts and sizes unset, flags off, no seed */
+    o->damp = NAN;
 }
 
 gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *new_name,
@@ -224,16 +221,22 @@ gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *n
     Gptqd__QuantizeRequest body = GPTQD__QUANTIZE_REQUEST__INIT;
     body.name = wire_str(name);
     body.new_name = wire_str(new_name);
-    body.bits = o->bits;
+    body.bits = o->bits; /* 0: unset, here as on the wire */
     body.group_size = o->group_size;
     body.act_order = o->act_order != 0;
     body.sym = o->sym != 0;
     body.static_groups = o->static_groups != 0;
-    body.damp = o->damp;
+    if (!isnan(o->damp)) {
+        body.has_damp_case = GPTQD__QUANTIZE_REQUEST__HAS_DAMP_DAMP;
+        body.damp = o->damp;
+    }
     body.calib_path = wire_str(o->calib_path);
     body.nsamples = o->nsamples;
     body.seqlen = o->seqlen;
-    body.seed = o->seed;
+    if (o->has_seed) {
+        body.has_seed_case = GPTQD__QUANTIZE_REQUEST__HAS_SEED_SEED;
+        body.seed = o->seed;
+    }
     body.save_dir = wire_str(o->save_dir);
     body.no_true_sequential = o->no_true_sequential != 0;
     body.block_size = o->block_size;
@@ -248,9 +251,8 @@ gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *n
 void gptq_generate_options_init(gptq_generate_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->max_tokens = 128;
-    o->temperature = 0.8f;
-    o->top_p = 1.0f;
+    o->temperature = NAN;
+    o->top_p = NAN;
 }
 
 gptq_status gptq_client_generate(gptq_client *c, const char *name, const char *prompt,
@@ -266,10 +268,22 @@ gptq_status gptq_client_generate(gptq_client *c, const char *name, const char *p
     body.name = wire_str(name);
     body.prompt = wire_str(prompt);
     body.max_tokens = o->max_tokens;
-    body.temperature = o->temperature;
-    body.top_k = o->top_k;
-    body.top_p = o->top_p;
-    body.seed = o->seed;
+    if (!isnan(o->temperature)) {
+        body.has_temperature_case = GPTQD__GENERATE_REQUEST__HAS_TEMPERATURE_TEMPERATURE;
+        body.temperature = o->temperature;
+    }
+    if (o->has_top_k) {
+        body.has_top_k_case = GPTQD__GENERATE_REQUEST__HAS_TOP_K_TOP_K;
+        body.top_k = o->top_k;
+    }
+    if (!isnan(o->top_p)) {
+        body.has_top_p_case = GPTQD__GENERATE_REQUEST__HAS_TOP_P_TOP_P;
+        body.top_p = o->top_p;
+    }
+    if (o->has_seed) {
+        body.has_seed_case = GPTQD__GENERATE_REQUEST__HAS_SEED_SEED;
+        body.seed = o->seed;
+    }
     req.body_case = GPTQD__REQUEST__BODY_GENERATE;
     req.generate = &body;
     return call_job(c, &req, job);

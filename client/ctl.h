@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stddef.h>
 
+#include "common/options.h"
 #include "gptq/client.h"
 
 /* Exit status (docs/ARCHITECTURE.md "The command line"). */
@@ -31,6 +32,9 @@ typedef struct ctl_verb {
     const char *synopsis; /* the options, as in docs/ARCHITECTURE.md "The command line" */
     const char *help;     /* what it does and each option, for `VERB --help` */
     int (*run)(const ctl_globals *g, int argc, char **argv);
+    /* The library's option NAME of this verb's job (NULL: none): "{NAME}" in
+     * synopsis and help prints its default, from the library's table. */
+    const gptq_option *(*option)(const char *name);
 } ctl_verb;
 
 extern const ctl_verb ctl_verbs[];
@@ -55,12 +59,10 @@ int ctl_connect(const ctl_globals *g, gptq_client **out);
  * and return its exit status: 3 unreachable, 130 interrupted, else 1. */
 int ctl_fail(const ctl_globals *g, const char *verb, gptq_client *c, gptq_status st);
 
-/* Strict number parsing for option values: 0 on success, else a usage error
- * was printed and the return is CTL_EXIT_USAGE. */
+/* Strict integer parsing (job ids): 0 on success, else a usage error was
+ * printed and the return is CTL_EXIT_USAGE. */
 int ctl_parse_long(const char *verb, const char *opt, const char *text, long lo, long hi,
                    long *out);
-int ctl_parse_double(const char *verb, const char *opt, const char *text, double lo, double hi,
-                     double *out);
 
 /* ---- paths.c ---- */
 

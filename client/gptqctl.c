@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,15 +26,28 @@ static void on_signal(int sig)
     ctl_interrupted = 1;
 }
 
-/* A synopsis's continuation lines indented by `indent` spaces. */
-static void print_synopsis(FILE *f, const char *synopsis, int indent)
+/* A verb's text, its continuation lines indented by `indent` spaces, and
+ * each "{NAME}" replaced by the default of the verb's option NAME as the
+ * library defines it (so help never states a default of its own). */
+static void print_text(FILE *f, const ctl_verb *v, const char *text, int indent)
 {
-    for (const char *s = synopsis; *s; s++) {
+    for (const char *s = text; *s; s++) {
+        const char *close = *s == '{' ? strchr(s, '}') : NULL;
+        if (close && v->option) {
+            char name[32], def[48];
+            snprintf(name, sizeof name, "%.*s", (int)(close - s - 1), s + 1);
+            const gptq_option *opt = v->option(name);
+            if (opt) {
+                gptq_option_default_text(opt, def, sizeof def);
+                fputs(def, f);
+                s = close;
+                continue;
+            }
+        }
         fputc(*s, f);
-        if (*s == '\n')
+        if (*s == '\n' && s[1])
             fprintf(f, "%*s", indent, "");
     }
-    fputc('\n', f);
 }
 
 static void print_main_help(FILE *f)
@@ -48,7 +60,8 @@ static void print_main_help(FILE *f)
             "verbs:\n");
     for (size_t i = 0; i < ctl_n_verbs; i++) {
         fprintf(f, "  %-9s ", ctl_verbs[i].name);
-        print_synopsis(f, ctl_verbs[i].synopsis, 16);
+        print_text(f, &ctl_verbs[i], ctl_verbs[i].synopsis, 16);
+        fputc('\n', f);
     }
     fprintf(f,
             "\n"
@@ -65,8 +78,9 @@ static void print_main_help(FILE *f)
 void ctl_print_verb_help(const ctl_verb *v)
 {
     printf("usage: gptqctl [--socket PATH] [--json] %s ", v->name);
-    print_synopsis(stdout, v->synopsis, 8);
-    printf("\n%s", v->help);
+    print_text(stdout, v, v->synopsis, 8);
+    printf("\n\n");
+    print_text(stdout, v, v->help, 0);
 }
 
 const ctl_verb *ctl_find_verb(const char *name)
@@ -128,19 +142,6 @@ int ctl_parse_long(const char *verb, const char *opt, const char *text, long lo,
     if (errno || end == text || *end || v < lo || v > hi)
         return ctl_usage_error(verb, "%s '%s': expected an integer from %ld to %ld", opt, text,
                                lo, hi);
-    *out = v;
-    return 0;
-}
-
-int ctl_parse_double(const char *verb, const char *opt, const char *text, double lo, double hi,
-                     double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v) || v < lo || v > hi)
-        return ctl_usage_error(verb, "%s '%s': expected a number from %g to %g", opt, text, lo,
-                               hi);
     *out = v;
     return 0;
 }

@@ -3,6 +3,7 @@
  * (usage errors before any connection, so they exit 2 without a daemon),
  * makes its request, follows the job if there is one, and prints either
  * lines for people or, with --json, exactly one JSON object on stdout. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include <jansson.h>
 
 #include "client/ctl.h"
+#include "model/options.h"
 
 /* ---- shared by the verbs ------------------------------------------------------------ */
 
@@ -84,6 +86,49 @@ static int follow_job(const ctl_globals *g, gptq_client *c, const char *verb, co
     if (st != GPTQ_OK)
         return ctl_fail(g, verb, c, st);
     return CTL_EXIT_OK;
+}
+
+/* ---- job options: the library's (docs/ARCHITECTURE.md "Options") ----------------------
+ * --NAME of quantize, eval and infer is the library's option NAME: gptqctl
+ * only reads the number and hands it to the library, which checks it against
+ * its table and refuses it with the message gptqd would send; that refusal
+ * is a usage error here (exit 2), found before connecting. */
+
+/* The number in `text`, given as --NAME: 0, or a usage error when it is none. */
+static int option_number(const char *verb, const char *name, const char *text, double *v)
+{
+    char *end = NULL;
+    *v = strtod(text, &end);
+    if (end == text || *end)
+        return ctl_usage_error(verb, "--%s '%s': not a number", name, text);
+    return 0;
+}
+
+/* The library's refusal of an option's value, as a usage error. */
+static int option_refused(const char *verb)
+{
+    return ctl_usage_error(verb, "%s", gptq_errmsg());
+}
+
+/* A seed: every uint64_t is legal (model/options.c), so a number that does
+ * not fit one (negative, fractional, too large) gets the library's message
+ * for the text as given. */
+static int option_seed(const char *verb, const gptq_option *opt, const char *text, uint64_t *v)
+{
+    char *end = NULL;
+    double d;
+    errno = 0;
+    if (text[0] >= '0' && text[0] <= '9') {
+        *v = strtoull(text, &end, 10);
+        if (!*end && !errno)
+            return 0;
+    }
+    int rc = option_number(verb, opt->name, text, &d);
+    if (!rc) {
+        gptq_option_refuse(opt, text);
+        rc = option_refused(verb);
+    }
+    return rc;
 }
 
 /* Every verb's parse loop starts the same way: options of `longopts`, -h. */
@@ -340,8 +385,18 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
 
 enum {
     QO_AS = 256, QO_BITS, QO_GROUP, QO_ACT, QO_SYM, QO_ASYM, QO_STATIC, QO_DAMP, QO_CALIB,
-    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE,
+    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK,
 };
+
+/* --NAME TEXT of quantize, checked into lib by the library. */
+static int quantize_option(const char *name, const char *text, gptq_calib_options *lib)
+{
+    double v;
+    int rc = option_number("quantize", name, text, &v);
+    if (!rc && gptq_calib_options_set(lib, name, v))
+        rc = option_refused("quantize");
+    return rc;
+}
 
 static int verb_quantize(const ctl_globals *g, int argc, char **argv)
 {
@@ -360,69 +415,70 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         {"seqlen", required_argument, NULL, QO_SEQLEN},
         {"seed", required_argument, NULL, QO_SEED},
         {"save", required_argument, NULL, QO_SAVE},
+        {"block-size", required_argument, NULL, QO_BLOCK},
         {0, 0, 0, 0},
     };
     const char *V = "quantize";
-    gptq_quantize_options o;
+    gptq_quantize_options o; /* what is sent: only what was given */
     gptq_quantize_options_init(&o);
+    gptq_calib_options lib;  /* what the daemon will use: the library's defaults and the flags */
+    gptq_calib_options_default(&lib);
     const char *new_name = NULL, *calib = NULL, *save = NULL;
-    long v;
-    double d;
     int rc;
     PARSE_BEGIN(V, longopts)
     case QO_AS:
         new_name = optarg;
         break;
     case QO_BITS:
-        if ((rc = ctl_parse_long(V, "--bits", optarg, 2, 8, &v)))
+        if ((rc = quantize_option("bits", optarg, &lib)))
             return rc;
-        if (v != 2 && v != 3 && v != 4 && v != 8)
-            return ctl_usage_error(V, "--bits %ld: use 2, 3, 4 or 8", v);
-        o.bits = (unsigned)v;
+        o.bits = (unsigned)lib.quant.bits;
         break;
     case QO_GROUP:
-        if ((rc = ctl_parse_long(V, "--group-size", optarg, -1, 1 << 20, &v)))
+        if ((rc = quantize_option("group-size", optarg, &lib)))
             return rc;
-        if (v == 0)
-            return ctl_usage_error(V, "--group-size 0: use -1 (per channel) or a positive size");
-        o.group_size = (int)v;
+        o.group_size = lib.quant.group_size;
         break;
     case QO_ACT:
-        o.act_order = 1;
+        o.act_order = lib.quant.act_order = 1;
         break;
     case QO_SYM:
-        o.sym = 1;
+        o.sym = lib.quant.sym = 1;
         break;
     case QO_ASYM:
-        o.sym = 0;
+        o.sym = lib.quant.sym = 0;
         break;
     case QO_STATIC:
-        o.static_groups = 1;
+        o.static_groups = lib.quant.static_groups = 1;
         break;
     case QO_DAMP:
-        if ((rc = ctl_parse_double(V, "--damp", optarg, 0.0, 1e6, &d)))
+        if ((rc = quantize_option("damp", optarg, &lib)))
             return rc;
-        if (d <= 0)
-            return ctl_usage_error(V, "--damp %s: must be above 0", optarg);
-        o.damp = (float)d;
+        o.damp = lib.quant.damp;
         break;
     case QO_CALIB:
         calib = optarg;
         break;
     case QO_NSAMPLES:
-        if ((rc = ctl_parse_long(V, "--nsamples", optarg, 1, 1 << 20, &v)))
+        if ((rc = quantize_option("nsamples", optarg, &lib)))
             return rc;
-        o.nsamples = (unsigned)v;
+        o.nsamples = (unsigned)lib.nsamples;
         break;
     case QO_SEQLEN:
-        if ((rc = ctl_parse_long(V, "--seqlen", optarg, 2, 1 << 20, &v)))
+        if ((rc = quantize_option("seqlen", optarg, &lib)))
             return rc;
-        o.seqlen = (unsigned)v;
+        o.seqlen = (unsigned)lib.seqlen;
+        break;
+    case QO_BLOCK:
+        if ((rc = quantize_option("block-size", optarg, &lib)))
+            return rc;
+        o.block_size = (unsigned)lib.quant.block_size;
         break;
     case QO_SEED:
-        if ((rc = ctl_parse_long(V, "--seed", optarg, 0, LONG_MAX, &v)))
+        if ((rc = option_seed(V, gptq_calib_option("seed"), optarg, &lib.seed)))
             return rc;
-        o.seed = (uint64_t)v;
+        o.seed = lib.seed;
+        o.has_seed = 1;
         break;
     case QO_SAVE:
         save = optarg;
@@ -434,6 +490,8 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         return rc;
     if (!new_name || !new_name[0])
         return ctl_usage_error(V, "needs --as NEW (the quantized model's name)");
+    if (gptq_calib_options_check(&lib)) /* what no one flag says: --static-groups, per channel */
+        return option_refused(V);
     const char *name = argv[optind];
     char *calib_abs = NULL, *save_abs = NULL;
     gptq_client *c = NULL;
@@ -457,17 +515,18 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
     const char *model = res->model[0] ? res->model : new_name;
     if (g->json) {
         json_t *out = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:f, s:I, s:I, s:f}",
-                                "model", model, "source", name, "bits", (json_int_t)o.bits,
-                                "group_size", (json_int_t)o.group_size, "act_order",
-                                o.act_order, "sym", o.sym, "static_groups", o.static_groups,
-                                "damp", (double)o.damp, "nsamples", (json_int_t)o.nsamples,
-                                "seqlen", (json_int_t)o.seqlen, "seconds", res->seconds);
+                                "model", model, "source", name, "bits",
+                                (json_int_t)lib.quant.bits, "group_size",
+                                (json_int_t)lib.quant.group_size, "act_order", o.act_order,
+                                "sym", o.sym, "static_groups", o.static_groups, "damp",
+                                (double)lib.quant.damp, "nsamples", (json_int_t)lib.nsamples,
+                                "seqlen", (json_int_t)lib.seqlen, "seconds", res->seconds);
         if (out && res->saved_dir[0])
             json_object_set_new(out, "saved_dir", json_string(res->saved_dir));
         rc = emit_json(out);
     } else {
-        printf("%s: quantized from %s to %u bits (group size %d) in %.1f s\n", model, name,
-               o.bits, o.group_size, res->seconds);
+        printf("%s: quantized from %s to %d bits (group size %d) in %.1f s\n", model, name,
+               lib.quant.bits, lib.quant.group_size, res->seconds);
         if (res->saved_dir[0])
             printf("%s: saved to %s\n", model, res->saved_dir);
     }
@@ -481,7 +540,17 @@ out:
 
 /* ---- eval --------------------------------------------------------------------------- */
 
-enum { EO_TEXT = 256, EO_SEQLEN, EO_KL };
+enum { EO_TEXT = 256, EO_SEQLEN, EO_KL, EO_WINDOWS };
+
+/* --NAME TEXT of eval, checked into lib by the library. */
+static int eval_option(const char *name, const char *text, gptq_eval_params *lib)
+{
+    double v;
+    int rc = option_number("eval", name, text, &v);
+    if (!rc && gptq_eval_params_set(lib, name, v))
+        rc = option_refused("eval");
+    return rc;
+}
 
 static int verb_eval(const ctl_globals *g, int argc, char **argv)
 {
@@ -490,21 +559,28 @@ static int verb_eval(const ctl_globals *g, int argc, char **argv)
         {"text", required_argument, NULL, EO_TEXT},
         {"seqlen", required_argument, NULL, EO_SEQLEN},
         {"kl-base", required_argument, NULL, EO_KL},
+        {"max-windows", required_argument, NULL, EO_WINDOWS},
         {0, 0, 0, 0},
     };
     const char *V = "eval";
-    gptq_eval_options o = {0};
+    gptq_eval_options o = {0}; /* every option unset */
+    gptq_eval_params lib;
+    gptq_eval_params_default(&lib);
     const char *text = NULL;
-    long v;
     int rc;
     PARSE_BEGIN(V, longopts)
     case EO_TEXT:
         text = optarg;
         break;
     case EO_SEQLEN:
-        if ((rc = ctl_parse_long(V, "--seqlen", optarg, 2, 1 << 20, &v)))
+        if ((rc = eval_option("seqlen", optarg, &lib)))
             return rc;
-        o.seqlen = (unsigned)v;
+        o.seqlen = (unsigned)lib.seqlen;
+        break;
+    case EO_WINDOWS:
+        if ((rc = eval_option("max-windows", optarg, &lib)))
+            return rc;
+        o.max_windows = (unsigned)lib.max_windows;
         break;
     case EO_KL:
         o.kl_base = optarg;
@@ -555,6 +631,16 @@ out:
 
 enum { IO_MAX = 256, IO_TEMP, IO_TOPK, IO_TOPP, IO_SEED };
 
+/* --NAME TEXT of infer, checked into lib by the library. */
+static int infer_option(const char *name, const char *text, gptq_generate_params *lib)
+{
+    double v;
+    int rc = option_number("infer", name, text, &v);
+    if (!rc && gptq_generate_params_set(lib, name, v))
+        rc = option_refused("infer");
+    return rc;
+}
+
 static int verb_infer(const ctl_globals *g, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -567,38 +653,38 @@ static int verb_infer(const ctl_globals *g, int argc, char **argv)
         {0, 0, 0, 0},
     };
     const char *V = "infer";
-    gptq_generate_options o;
+    gptq_generate_options o; /* what is sent: only what was given */
     gptq_generate_options_init(&o);
-    long v;
-    double d;
+    gptq_generate_params lib;
+    gptq_generate_params_default(&lib);
     int rc;
     PARSE_BEGIN(V, longopts)
     case IO_MAX:
-        if ((rc = ctl_parse_long(V, "--max-tokens", optarg, 1, 1 << 20, &v)))
+        if ((rc = infer_option("max-tokens", optarg, &lib)))
             return rc;
-        o.max_tokens = (unsigned)v;
+        o.max_tokens = (unsigned)lib.max_tokens;
         break;
     case IO_TEMP:
-        if ((rc = ctl_parse_double(V, "--temperature", optarg, 0.0, 100.0, &d)))
+        if ((rc = infer_option("temperature", optarg, &lib)))
             return rc;
-        o.temperature = (float)d;
+        o.temperature = lib.sample.temperature;
         break;
     case IO_TOPK:
-        if ((rc = ctl_parse_long(V, "--top-k", optarg, 0, 1 << 24, &v)))
+        if ((rc = infer_option("top-k", optarg, &lib)))
             return rc;
-        o.top_k = (unsigned)v;
+        o.top_k = (unsigned)lib.sample.top_k;
+        o.has_top_k = 1;
         break;
     case IO_TOPP:
-        if ((rc = ctl_parse_double(V, "--top-p", optarg, 0.0, 1.0, &d)))
+        if ((rc = infer_option("top-p", optarg, &lib)))
             return rc;
-        if (d <= 0)
-            return ctl_usage_error(V, "--top-p %s: must be above 0 (1 = off)", optarg);
-        o.top_p = (float)d;
+        o.top_p = lib.sample.top_p;
         break;
     case IO_SEED:
-        if ((rc = ctl_parse_long(V, "--seed", optarg, 0, LONG_MAX, &v)))
+        if ((rc = option_seed(V, gptq_generate_option("seed"), optarg, &lib.sample.seed)))
             return rc;
-        o.seed = (uint64_t)v;
+        o.seed = lib.sample.seed;
+        o.has_seed = 1;
         break;
     PARSE_END(V)
     if (argc - optind < 2)
@@ -816,70 +902,72 @@ static int verb_cancel(const ctl_globals *g, int argc, char **argv)
 
 const ctl_verb ctl_verbs[] = {
     {"status", "", "Show the daemon: version, backend and device, memory, models, jobs.\n",
-     verb_status},
+     verb_status, NULL},
     {"list", "", "List resident models: name, arch, format, params, bytes, leases, source.\n",
-     verb_list},
+     verb_list, NULL},
     {"load", "NAME PATH",
      "Load a Hugging Face folder (fp16/bf16/fp32), a GPTQ checkpoint or a GGUF file\n"
      "(llama, mistral, qwen2; any of its quantized types is dequantized) at PATH as\n"
      "the resident model NAME. PATH is made absolute here; it must lie in one of the\n"
      "daemon's --model-dir directories.\n",
-     verb_load},
+     verb_load, NULL},
     {"unload", "NAME [--force]",
      "Drop the resident model NAME.\n"
      "  --force   also when processes map it (their leases are revoked)\n",
-     verb_unload},
+     verb_unload, NULL},
     {"quantize",
-     "NAME --as NEW [--bits 4] [--group-size 128] [--act-order] [--sym|--asym]\n"
-     "[--static-groups] [--damp 0.01] [--calib FILE] [--nsamples 128]\n"
-     "[--seqlen 2048] [--seed 0] [--save DIR]",
+     "NAME --as NEW [--bits {bits}] [--group-size {group-size}] [--act-order] [--sym|--asym]\n"
+     "[--static-groups] [--damp {damp}] [--calib FILE] [--nsamples {nsamples}]\n"
+     "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--save DIR]",
      "Quantize the resident float model NAME with GPTQ into the new resident model\n"
      "NEW, layer by layer on calibration data; progress is shown per linear.\n"
      "  --as NEW           name of the quantized model (required)\n"
-     "  --bits B           2, 3, 4 or 8 (default 4)\n"
-     "  --group-size G     columns per quantization group, -1 per channel (128)\n"
+     "  --bits B           bits per code ({bits})\n"
+     "  --group-size G     columns per quantization group, -1 per channel ({group-size})\n"
      "  --act-order        quantize columns in order of decreasing Hessian diagonal\n"
      "  --sym | --asym     symmetric or asymmetric (default) grid\n"
      "  --static-groups    group parameters computed before the column walk\n"
-     "  --damp L           dampening, fraction of the mean Hessian diagonal (0.01)\n"
+     "  --damp L           dampening, fraction of the mean Hessian diagonal ({damp})\n"
      "  --calib FILE       calibration text (default: the bundled one)\n"
-     "  --nsamples N       calibration windows (128)\n"
-     "  --seqlen N         tokens per window (2048)\n"
-     "  --seed S           seed of the window draw (0)\n"
+     "  --nsamples N       calibration windows ({nsamples})\n"
+     "  --seqlen N         tokens per window ({seqlen})\n"
+     "  --seed S           seed of the window draw ({seed})\n"
+     "  --block-size B     columns per lazy block update ({block-size})\n"
      "  --save DIR         also write a GPTQ checkpoint to DIR, atomically\n",
-     verb_quantize},
-    {"eval", "NAME [--text FILE] [--seqlen N] [--kl-base BASE]",
+     verb_quantize, gptq_calib_option},
+    {"eval", "NAME [--text FILE] [--seqlen {seqlen}] [--max-windows {max-windows}] [--kl-base BASE]",
      "Perplexity of NAME: non-overlapping windows of seqlen tokens, mean NLL, exp.\n"
-     "  --text FILE     evaluation text (default: the bundled one)\n"
-     "  --seqlen N      window length (daemon default 256)\n"
-     "  --kl-base BASE  also mean per-token KL(BASE || NAME), in nats\n"
+     "  --text FILE       evaluation text (default: the bundled one)\n"
+     "  --seqlen N        window length ({seqlen})\n"
+     "  --max-windows N   only the first N windows, 0 = all ({max-windows})\n"
+     "  --kl-base BASE    also mean per-token KL(BASE || NAME), in nats\n"
      "With --json: {\"model\", \"perplexity\", \"tokens\", \"seqlen\"} (+ \"kl\").\n",
-     verb_eval},
+     verb_eval, gptq_eval_option},
     {"infer",
-     "NAME PROMPT [--max-tokens N] [--temperature T] [--top-k K]\n"
-     "[--top-p P] [--seed S]",
+     "NAME PROMPT [--max-tokens {max-tokens}] [--temperature {temperature}] [--top-k {top-k}]\n"
+     "[--top-p {top-p}] [--seed {seed}]",
      "Generate a completion of PROMPT with NAME; tokens are printed as they stream.\n"
-     "  --max-tokens N   at most N new tokens (128)\n"
-     "  --temperature T  0 is greedy and deterministic (0.8)\n"
-     "  --top-k K        sample from the K most likely tokens, 0 = off (0)\n"
-     "  --top-p P        nucleus sampling, 1 = off (1)\n"
-     "  --seed S         sampling seed (0)\n"
+     "  --max-tokens N   at most N new tokens ({max-tokens})\n"
+     "  --temperature T  0 is greedy and deterministic ({temperature})\n"
+     "  --top-k K        sample from the K most likely tokens, 0 = off ({top-k})\n"
+     "  --top-p P        nucleus sampling, 1 = off ({top-p})\n"
+     "  --seed S         sampling seed ({seed})\n"
      "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
-     verb_infer},
+     verb_infer, gptq_generate_option},
     {"save", "NAME DIR [--dtype f16|bf16|f32]",
      "Write NAME into the new folder DIR, atomically: a quantized model as a GPTQ\n"
      "checkpoint (the ecosystem's format), a float model as a Hugging Face folder\n"
      "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
      "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n",
-     verb_save},
+     verb_save, NULL},
     {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client, uid, and\n"
      "for finished ones their outcome (figures or error); they are kept for the\n"
      "daemon's job-keep-seconds, also when their client went away.\n",
-     verb_jobs},
+     verb_jobs, NULL},
     {"wait", "JOB", "Reattach to job JOB (started by any gptqctl, perhaps in a closed terminal):\n"
      "its progress bar and streamed text from the start, then its result or error.\n",
-     verb_wait},
+     verb_wait, NULL},
     {"cancel", "JOB", "Ask the daemon to stop job JOB (an id from `gptqctl jobs`).\n",
-     verb_cancel},
+     verb_cancel, NULL},
 };
 const size_t ctl_n_verbs = sizeof ctl_verbs / sizeof ctl_verbs[0];

@@ -354,7 +354,7 @@ gptq_status gptqd_batcher_generate(gptqd_batcher *b, const int32_t *ids, int n_i
     seq.prompt = ids;
     seq.n_prompt = n_ids;
     seq.params = *p;
-    seq.max_tokens = p->max_tokens;
+    seq.max_tokens = (uint32_t)p->options.max_tokens; /* >= 1, checked by the library */
     if ((int)seq.max_tokens > b->context - n_ids) {
         seq.max_tokens = (uint32_t)(b->context - n_ids);
         gptqd_job_log(job, "max_tokens lowered to %u: a sequence holds %d tokens here",
@@ -362,9 +362,7 @@ gptq_status gptqd_batcher_generate(gptqd_batcher *b, const int32_t *ids, int n_i
     }
     seq.job = job;
     seq.slot = -1;
-    gptq_sample_params sp = {.temperature = p->temperature, .top_k = (int)p->top_k,
-                             .top_p = p->top_p, .seed = p->seed};
-    gptq_status st = gptq_sampler_init(&seq.sampler, &sp);
+    gptq_status st = gptq_sampler_init(&seq.sampler, &p->options.sample);
     if (st)
         return gptq_fail_context(st, "generate");
     seq.out_ids = malloc(((size_t)seq.max_tokens + 1) * sizeof *seq.out_ids);

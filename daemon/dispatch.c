@@ -279,25 +279,15 @@ static gptq_status handle_quantize(request_ctx *r)
         return st;
     }
     gptqd_quantize_params p = {
-        .bits = q->bits,
-        .group_size = q->group_size,
-        .act_order = q->act_order,
-        .sym = q->sym,
-        .static_groups = q->static_groups,
-        .true_sequential = !q->no_true_sequential,
-        .mse = q->mse,
-        .damp = q->damp > 0 ? q->damp : 0.01f,
-        .nsamples = q->nsamples ? q->nsamples : 128,
-        .seqlen = q->seqlen ? q->seqlen : 2048,
-        .block_size = q->block_size ? q->block_size : 128,
-        .seed = q->seed,
         .skip_modules = q->skip_modules,
         .n_skip_modules = q->n_skip_modules,
     };
     uint64_t id;
-    st = gptqd_task_quantize(r->ctx, &r->caller, q->name, q->new_name, &p,
-                             q->calib_path[0] ? &calib : NULL, q->save_dir[0] ? &save : NULL,
-                             &id);
+    st = gptqd_quantize_options(q, &p.options); /* as validation read them */
+    if (!st)
+        st = gptqd_task_quantize(r->ctx, &r->caller, q->name, q->new_name, &p,
+                                 q->calib_path[0] ? &calib : NULL,
+                                 q->save_dir[0] ? &save : NULL, &id);
     gptqd_place_close(&calib);
     gptqd_place_close(&save);
     return st ? st : reply_job(r, id);
@@ -306,16 +296,11 @@ static gptq_status handle_quantize(request_ctx *r)
 static gptq_status handle_generate(request_ctx *r)
 {
     const Gptqd__GenerateRequest *g = r->req->generate;
-    gptqd_generate_params p = {
-        .prompt = g->prompt,
-        .max_tokens = g->max_tokens ? g->max_tokens : GPTQD_DEFAULT_MAX_TOKENS,
-        .temperature = g->temperature,
-        .top_k = g->top_k,
-        .top_p = g->top_p > 0 ? g->top_p : 1.0f,
-        .seed = g->seed,
-    };
+    gptqd_generate_params p = {.prompt = g->prompt};
     uint64_t id;
-    gptq_status st = gptqd_task_generate(r->ctx, &r->caller, g->name, &p, &id);
+    gptq_status st = gptqd_generate_options(g, &p.options);
+    if (!st)
+        st = gptqd_task_generate(r->ctx, &r->caller, g->name, &p, &id);
     return st ? st : reply_job(r, id);
 }
 
@@ -327,13 +312,11 @@ static gptq_status handle_eval(request_ctx *r)
     if (e->text_path[0] &&
         (st = gptqd_place_for_reading(r->ctx->conf, "eval.text_path", e->text_path, 0, &text)))
         return st;
-    gptqd_eval_params p = {
-        .text = e->text_path[0] ? &text : NULL,
-        .seqlen = e->seqlen ? e->seqlen : 256,
-        .max_windows = e->max_windows,
-    };
+    gptqd_eval_params p = {.text = e->text_path[0] ? &text : NULL};
     uint64_t id;
-    st = gptqd_task_eval(r->ctx, &r->caller, e->name, e->kl_base, &p, &id);
+    st = gptqd_eval_options(e, &p.options);
+    if (!st)
+        st = gptqd_task_eval(r->ctx, &r->caller, e->name, e->kl_base, &p, &id);
     gptqd_place_close(&text);
     return st ? st : reply_job(r, id);
 }

@@ -449,10 +449,11 @@ gptq_status gptqd_engine_eval(gptqd_engine_model *em, gptqd_engine_model *base,
     free(text);
     if (st)
         return gptq_fail_context(st, "eval text %s", path);
-    if (p->max_windows && n_ids > (size_t)p->max_windows * p->seqlen)
-        n_ids = (size_t)p->max_windows * p->seqlen;
+    const gptq_eval_params *o = &p->options;
+    if (o->max_windows && n_ids > (size_t)o->max_windows * (size_t)o->seqlen)
+        n_ids = (size_t)o->max_windows * (size_t)o->seqlen;
     gptq_eval_result res;
-    st = gptq_eval_ids(em->model, base ? base->model : NULL, ids, n_ids, (int)p->seqlen,
+    st = gptq_eval_ids(em->model, base ? base->model : NULL, ids, n_ids, o->seqlen,
                        eval_progress, job, &res);
     free(ids);
     if (st)
@@ -481,7 +482,7 @@ static gptq_status calib_progress(void *user, const gptq_calib_progress *p)
 }
 
 /* config.json of a quantized model: the source's with quantization_config. */
-static char *quantized_config(const char *source_json, const gptqd_quantize_params *p)
+static char *quantized_config(const char *source_json, const gptq_calib_options *o)
 {
     json_error_t err;
     json_t *root = json_loads(source_json, 0, &err);
@@ -489,11 +490,12 @@ static char *quantized_config(const char *source_json, const gptqd_quantize_para
         json_decref(root);
         return NULL;
     }
-    json_t *q = json_pack("{s:i, s:i, s:b, s:b, s:b, s:f, s:b, s:s, s:s}", "bits", (int)p->bits,
-                          "group_size", (int)p->group_size, "desc_act", p->act_order, "sym",
-                          p->sym, "static_groups", p->static_groups, "damp_percent",
-                          (double)p->damp, "true_sequential", p->true_sequential,
-                          "quant_method", "gptq", "checkpoint_format", "gptq");
+    json_t *q = json_pack("{s:i, s:i, s:b, s:b, s:b, s:f, s:b, s:s, s:s}", "bits", o->quant.bits,
+                          "group_size", o->quant.group_size, "desc_act", o->quant.act_order,
+                          "sym", o->quant.sym, "static_groups", o->quant.static_groups,
+                          "damp_percent", (double)o->quant.damp, "true_sequential",
+                          o->true_sequential, "quant_method", "gptq", "checkpoint_format",
+                          "gptq");
     char *text = NULL;
     if (q && json_object_set_new(root, "quantization_config", q) == 0)
         text = json_dumps(root, JSON_INDENT(2));
@@ -522,20 +524,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     if ((st = gptq_hf_files_copy(&em->files, &qm->files)))
         goto fail;
 
-    gptq_calib_options o;
-    gptq_calib_options_default(&o);
-    o.quant.bits = (int)p->bits;
-    o.quant.group_size = p->group_size;
-    o.quant.sym = p->sym;
-    o.quant.act_order = p->act_order;
-    o.quant.static_groups = p->static_groups;
-    o.quant.damp = p->damp;
-    o.quant.block_size = (int)p->block_size;
-    o.quant.mse = p->mse;
-    o.nsamples = (int)p->nsamples;
-    o.seqlen = (int)p->seqlen;
-    o.seed = p->seed;
-    o.true_sequential = p->true_sequential;
+    gptq_calib_options o = p->options; /* checked by the library (daemon/validate.c) */
     /* On CUDA each layer is uploaded, calibrated and quantized on the GPU;
      * the model handed over stays on the host and gets the packed linears. */
     o.backend = engine.be != gptq_backend_cpu() ? engine.be : NULL; /* on the CPU: in place, no layer copy */
@@ -592,7 +581,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     qm->quantized = 1;
     qm->meta.quant = o.quant;
     qm->meta.true_sequential = o.true_sequential;
-    char *config = quantized_config(gptq_hf_files_get(&em->files, "config.json", NULL), p);
+    char *config = quantized_config(gptq_hf_files_get(&em->files, "config.json", NULL), &o);
     if (!config) {
         st = gptq_fail(GPTQ_ERR_NOMEM, "quantize: writing config.json");
         goto fail;
@@ -604,10 +593,10 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     if ((st = place_weights(qm, &host)))
         goto fail;
     fill_info(qm, new_name, info);
-    info->bits = p->bits;
-    info->group_size = p->group_size;
-    snprintf(info->format, sizeof info->format, "gptq-w%ug%d%s", p->bits, p->group_size,
-             p->act_order ? "-act" : "");
+    info->bits = (uint32_t)o.quant.bits;
+    info->group_size = o.quant.group_size;
+    snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s", o.quant.bits,
+             o.quant.group_size, o.quant.act_order ? "-act" : "");
     *out = qm;
     free(text);
     free(ids);

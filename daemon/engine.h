@@ -14,6 +14,7 @@
 #include "daemon/paths.h"
 #include "gptq/error.h"
 #include "model/config.h"
+#include "model/options.h"
 
 typedef struct gptqd_engine_model gptqd_engine_model;
 
@@ -37,28 +38,21 @@ typedef struct gptqd_model_info {
     uid_t owner_uid;      /* who loaded or quantized it (registry: unload is theirs) */
 } gptqd_model_info;
 
+/* A job's options are the library's structs (model/options.h), filled
+ * from the request and checked by the library (daemon/validate.h). */
 typedef struct gptqd_generate_params {
     const char *prompt;
-    uint32_t max_tokens;
-    float temperature, top_p;
-    uint32_t top_k;
-    uint64_t seed;
+    gptq_generate_params options;
 } gptqd_generate_params;
 
 typedef struct gptqd_eval_params {
     const gptqd_place *text; /* the text (a checked place); NULL: the bundled text */
-    uint32_t seqlen;
-    uint32_t max_windows;
+    gptq_eval_params options;
 } gptqd_eval_params;
 
 typedef struct gptqd_quantize_params {
-    uint32_t bits;
-    int32_t group_size;
-    int act_order, sym, static_groups, true_sequential, mse;
-    float damp;
+    gptq_calib_options options; /* the engine picks the backend */
     const gptqd_place *calib; /* a checked place; NULL: the bundled text */
-    uint32_t nsamples, seqlen, block_size;
-    uint64_t seed;
     char **skip_modules;
     size_t n_skip_modules;
 } gptqd_quantize_params;

@@ -264,9 +264,10 @@ gptq_status gptqd_task_eval(gptqd_ctx *ctx, const gptqd_caller *caller, const ch
     /* windows longer than the model's positions are no evaluation (and cost
      * quadratic time): refused before any work */
     const gptqd_model_info *info = st ? NULL : gptqd_resident_info(t->model);
-    if (info && info->context && p->seqlen > info->context)
-        st = gptq_fail(GPTQ_ERR_ARG, "eval.seqlen %u exceeds the %u positions of model '%s': use "
-                       "--seqlen %u or less", p->seqlen, info->context, name, info->context);
+    if (info && info->context && (uint32_t)p->options.seqlen > info->context)
+        st = gptq_fail(GPTQ_ERR_ARG, "seqlen %d exceeds the %u positions of model '%s': use "
+                       "--seqlen %u or less", p->options.seqlen, info->context, name,
+                       info->context);
     if (st) {
         task_free(t);
         return st;

@@ -1,7 +1,6 @@
 /* daemon/validate.c: request field checks. */
 #include "daemon/validate.h"
 
-#include <math.h>
 #include <string.h>
 
 gptq_status gptqd_validate_name(const char *field, const char *name)
@@ -43,19 +42,63 @@ static gptq_status check_range_u(const char *field, unsigned long long v, unsign
     return GPTQ_OK;
 }
 
-static gptq_status check_range_f(const char *field, double v, double lo, double hi)
-{
-    if (!isfinite(v) || v < lo || v > hi)
-        return gptq_fail(GPTQ_ERR_ARG, "%s: %g is outside %g..%g", field, v, lo, hi);
-    return GPTQ_OK;
-}
-
 #define TRY(call)                                                                                 \
     do {                                                                                          \
         gptq_status st_ = (call);                                                                 \
         if (st_)                                                                                  \
             return st_;                                                                           \
     } while (0)
+
+gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_options *o)
+{
+    gptq_calib_options_default(o);
+    o->quant.act_order = q->act_order;
+    o->quant.sym = q->sym;
+    o->quant.static_groups = q->static_groups;
+    o->quant.mse = q->mse;
+    o->true_sequential = !q->no_true_sequential;
+    if (q->has_seed_case)
+        o->seed = q->seed; /* every seed is legal */
+    if (q->bits)
+        TRY(gptq_calib_options_set(o, "bits", q->bits));
+    if (q->group_size)
+        TRY(gptq_calib_options_set(o, "group-size", q->group_size));
+    if (q->has_damp_case)
+        TRY(gptq_calib_options_set(o, "damp", q->damp));
+    if (q->nsamples)
+        TRY(gptq_calib_options_set(o, "nsamples", q->nsamples));
+    if (q->seqlen)
+        TRY(gptq_calib_options_set(o, "seqlen", q->seqlen));
+    if (q->block_size)
+        TRY(gptq_calib_options_set(o, "block-size", q->block_size));
+    return gptq_calib_options_check(o);
+}
+
+gptq_status gptqd_generate_options(const Gptqd__GenerateRequest *g, gptq_generate_params *p)
+{
+    gptq_generate_params_default(p);
+    if (g->has_seed_case)
+        p->sample.seed = g->seed;
+    if (g->max_tokens)
+        TRY(gptq_generate_params_set(p, "max-tokens", g->max_tokens));
+    if (g->has_temperature_case)
+        TRY(gptq_generate_params_set(p, "temperature", g->temperature));
+    if (g->has_top_k_case)
+        TRY(gptq_generate_params_set(p, "top-k", g->top_k));
+    if (g->has_top_p_case)
+        TRY(gptq_generate_params_set(p, "top-p", g->top_p));
+    return gptq_generate_params_check(p);
+}
+
+gptq_status gptqd_eval_options(const Gptqd__EvalRequest *e, gptq_eval_params *p)
+{
+    gptq_eval_params_default(p);
+    if (e->seqlen)
+        TRY(gptq_eval_params_set(p, "seqlen", e->seqlen));
+    if (e->max_windows)
+        TRY(gptq_eval_params_set(p, "max-windows", e->max_windows));
+    return gptq_eval_params_check(p);
+}
 
 static gptq_status validate_quantize(const Gptqd__QuantizeRequest *q)
 {
@@ -64,29 +107,21 @@ static gptq_status validate_quantize(const Gptqd__QuantizeRequest *q)
     if (strcmp(q->name, q->new_name) == 0)
         return gptq_fail(GPTQ_ERR_ARG, "quantize.new_name: '%s' is the source model's name; "
                          "pick a new one", q->new_name);
-    if (q->bits != 2 && q->bits != 3 && q->bits != 4 && q->bits != 8)
-        return gptq_fail(GPTQ_ERR_ARG, "quantize.bits: %u; use 2, 3, 4 or 8", q->bits);
-    if (q->group_size != -1 && (q->group_size <= 0 || q->group_size > 65536))
-        return gptq_fail(GPTQ_ERR_ARG, "quantize.group_size: %d; use -1 (per channel) or "
-                         "1..65536 (32, 64, 128 are usual)", q->group_size);
-    TRY(check_range_f("quantize.damp", q->damp, 0.0, 1.0));
     TRY(check_string("quantize.calib_path", q->calib_path, GPTQD_PATH_MAX, 0));
     TRY(check_string("quantize.save_dir", q->save_dir, GPTQD_PATH_MAX, 0));
-    TRY(check_range_u("quantize.nsamples", q->nsamples, 0, GPTQD_MAX_NSAMPLES));
-    TRY(check_range_u("quantize.seqlen", q->seqlen, 0, GPTQD_MAX_SEQLEN));
-    if (q->seqlen != 0 && q->seqlen < 2)
-        return gptq_fail(GPTQ_ERR_ARG, "quantize.seqlen: %u; at least 2", q->seqlen);
-    unsigned long long tokens = (unsigned long long)(q->nsamples ? q->nsamples : 128) *
-                                (q->seqlen ? q->seqlen : 2048);
-    if (tokens > GPTQD_MAX_CALIB_TOKENS)
-        return gptq_fail(GPTQ_ERR_ARG, "quantize.nsamples x seqlen: %llu tokens, at most %d",
-                         tokens, GPTQD_MAX_CALIB_TOKENS);
-    TRY(check_range_u("quantize.block_size", q->block_size, 0, GPTQD_MAX_BLOCK));
     if (q->n_skip_modules > GPTQD_MAX_SKIP)
         return gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: %zu entries, at most %d",
                          q->n_skip_modules, GPTQD_MAX_SKIP);
     for (size_t i = 0; i < q->n_skip_modules; i++)
         TRY(check_string("quantize.skip_modules[]", q->skip_modules[i], 128, 1));
+    gptq_calib_options o;
+    TRY(gptqd_quantize_options(q, &o));
+    /* gptqd's own limit: the calibration activations it will hold */
+    unsigned long long tokens = (unsigned long long)o.nsamples * (unsigned long long)o.seqlen;
+    if (tokens > GPTQD_MAX_CALIB_TOKENS)
+        return gptq_fail(GPTQ_ERR_LIMIT, "nsamples x seqlen: %d x %d = %llu calibration tokens, "
+                         "gptqd holds at most %d: lower nsamples or seqlen", o.nsamples,
+                         o.seqlen, tokens, GPTQD_MAX_CALIB_TOKENS);
     return GPTQ_OK;
 }
 
@@ -118,22 +153,19 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
         return validate_quantize(req->quantize);
     case GPTQD__REQUEST__BODY_GENERATE: {
         const Gptqd__GenerateRequest *g = req->generate;
+        gptq_generate_params p;
         TRY(gptqd_validate_name("generate.name", g->name));
         TRY(check_string("generate.prompt", g->prompt, GPTQD_PROMPT_MAX, 0));
-        TRY(check_range_u("generate.max_tokens", g->max_tokens, 0, GPTQD_MAX_TOKENS));
-        TRY(check_range_f("generate.temperature", g->temperature, 0.0, 100.0));
-        TRY(check_range_u("generate.top_k", g->top_k, 0, GPTQD_MAX_TOP_K));
-        return check_range_f("generate.top_p", g->top_p, 0.0, 1.0);
+        return gptqd_generate_options(g, &p);
     }
     case GPTQD__REQUEST__BODY_EVAL: {
         const Gptqd__EvalRequest *e = req->eval;
+        gptq_eval_params p;
         TRY(gptqd_validate_name("eval.name", e->name));
         TRY(check_string("eval.text_path", e->text_path, GPTQD_PATH_MAX, 0));
-        if (e->seqlen != 0)
-            TRY(check_range_u("eval.seqlen", e->seqlen, 2, GPTQD_MAX_SEQLEN));
         if (e->kl_base && e->kl_base[0])
             TRY(gptqd_validate_name("eval.kl_base", e->kl_base));
-        return GPTQ_OK;
+        return gptqd_eval_options(e, &p);
     }
     case GPTQD__REQUEST__BODY_SAVE: {
         const char *dt = req->save->dtype;

@@ -1,11 +1,17 @@
 /* daemon/validate.h: every field of a Request checked against its limits
  * before the daemon allocates or starts anything for it (docs/ARCHITECTURE.md
- * "Conventions"; after redis's networking.c). A failure names the field and the allowed range. */
+ * "Conventions"; after redis's networking.c). A failure names the field and the allowed range.
+ * The options of quantize, generate and eval jobs are the library's
+ * (docs/ARCHITECTURE.md "Options"): gptqd reads them into the library's
+ * structs and checks them with the library's functions, so a bad value gets
+ * the library's message; here are only the limits that are gptqd's own
+ * (message sizes, string lengths, the calibration tokens it holds). */
 #ifndef GPTQD_VALIDATE_H
 #define GPTQD_VALIDATE_H
 
 #include "gptq/error.h"
 #include "gptqd.pb-c.h"
+#include "model/options.h"
 
 /* Limits on request fields. */
 enum {
@@ -13,13 +19,7 @@ enum {
     GPTQD_PATH_MAX = 4095,
     GPTQD_PROMPT_MAX = 256 * 1024,
     GPTQD_CLIENT_MAX = 63,
-    GPTQD_MAX_TOKENS = 8192,
-    GPTQD_DEFAULT_MAX_TOKENS = 128,
-    GPTQD_MAX_TOP_K = 1 << 20,
-    GPTQD_MAX_NSAMPLES = 8192,
-    GPTQD_MAX_SEQLEN = 32768,
-    GPTQD_MAX_CALIB_TOKENS = 4 << 20, /* nsamples * seqlen */
-    GPTQD_MAX_BLOCK = 4096,
+    GPTQD_MAX_CALIB_TOKENS = 4 << 20, /* nsamples * seqlen: one layer's activations */
     GPTQD_MAX_SKIP = 256,
     GPTQD_MAX_WAIT_MS = 600000,
     GPTQD_MAX_PING = 64 * 1024,
@@ -30,5 +30,11 @@ gptq_status gptqd_validate_name(const char *field, const char *name);
 
 /* Version, body, and the body's fields. */
 gptq_status gptqd_validate_request(const Gptqd__Request *req);
+
+/* A request's job options as the library's struct: its defaults, then each
+ * field the request sets (0 or absent: unset), checked by the library. */
+gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_options *o);
+gptq_status gptqd_generate_options(const Gptqd__GenerateRequest *g, gptq_generate_params *p);
+gptq_status gptqd_eval_options(const Gptqd__EvalRequest *e, gptq_eval_params *p);
 
 #endif

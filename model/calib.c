@@ -24,17 +24,6 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void gptq_calib_options_default(gptq_calib_options *o)
-{
-    memset(o, 0, sizeof *o);
-    gptq_quant_config_default(&o->quant);
-    o->nsamples = 128;
-    o->seqlen = 2048;
-    o->seed = 0;
-    o->true_sequential = 1;
-    o->batch = 8;
-}
-
 gptq_status gptq_calib_windows(size_t n_tokens, int nsamples, int seqlen, uint64_t seed,
                                int64_t *offsets)
 {
@@ -86,19 +75,16 @@ static gptq_status capture_hook(void *user, int layer, gptq_linear_id which, con
 static gptq_status check_options(const gptq_model *m, const gptq_calib_options *o)
 {
     const gptq_model_config *cfg = gptq_model_get_config(m);
-    if (o->nsamples <= 0 || o->nsamples > 1 << 16)
-        return gptq_fail(GPTQ_ERR_ARG, "nsamples %d: use 1 to 65536", o->nsamples);
-    if (o->seqlen < 2 || o->seqlen > 1 << 17)
-        return gptq_fail(GPTQ_ERR_ARG, "seqlen %d: use 2 to 131072", o->seqlen);
+    gptq_status st = gptq_calib_options_check(o); /* the bounds of model/options.c */
+    if (st)
+        return st;
     if (cfg->max_position_embeddings > 0 && o->seqlen > cfg->max_position_embeddings)
         return gptq_fail(GPTQ_ERR_ARG, "seqlen %d exceeds the model's max_position_embeddings %d",
                          o->seqlen, cfg->max_position_embeddings);
-    if (o->batch <= 0)
-        return gptq_fail(GPTQ_ERR_ARG, "batch %d: use a positive number of windows", o->batch);
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         int rows, cols;
         gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
-        gptq_status st = gptq_quant_config_check(&o->quant, cols);
+        st = gptq_quant_config_check(&o->quant, cols);
         if (!st && !(o->skip_mask & (1u << w)))
             st = gptq_pack_check(rows, cols, o->quant.bits);
         if (st)

@@ -28,14 +28,14 @@ extern "C" {
 
 typedef struct gptq_calib_options {
     gptq_quant_config quant; /* bits, group size, act-order, sym, damp, ... */
-    int nsamples;            /* calibration windows; default 128 */
-    int seqlen;              /* tokens per window; default 2048 */
-    uint64_t seed;           /* window sampler seed; default 0 */
+    int nsamples;            /* calibration windows */
+    int seqlen;              /* tokens per window */
+    uint64_t seed;           /* window sampler seed */
     int true_sequential;     /* default 1 */
     unsigned skip_mask;      /* bit (1 << gptq_linear_id) set: leave that linear float */
     const int64_t *offsets;  /* optional: the nsamples window starts to use
                                 instead of drawing them (e.g. a reference's) */
-    int batch;               /* windows per layer-forward call; default 8 */
+    int batch;               /* windows per layer-forward call */
     int reference_storage;   /* 0 (default): pack every linear (what ships).
                                 1: keep the dequantized weights, rounded to
                                 fp16, as dense linears, as the reference
@@ -53,9 +53,13 @@ typedef struct gptq_calib_options {
                                 host memory (same results as NULL; tests) */
 } gptq_calib_options;
 
-/* nsamples 128, seqlen 2048, seed 0, true-sequential, nothing skipped,
- * batch 8, gptq_quant_config_default. */
+/* The defaults of every option (their table is model/options.c's, with
+ * gptq_quant_config_default's), true-sequential, nothing skipped. */
 void gptq_calib_options_default(gptq_calib_options *o);
+/* Every option of o against its bounds, without a model (the message names
+ * the option as gptqctl does: "nsamples 0: use 1 to 65536").
+ * gptq_calib_quantize adds the model's checks. */
+gptq_status gptq_calib_options_check(const gptq_calib_options *o);
 
 /* Progress, once per quantized linear. */
 typedef struct gptq_calib_progress {

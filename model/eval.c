@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "model/options.h"
 
 #define EVAL_BATCH_TOKENS 2048 /* tokens per forward (sgemm efficiency) */
 #define EVAL_HEAD_ROWS 256     /* rows of logits computed at once */
@@ -55,8 +56,8 @@ gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int
     memset(out, 0, sizeof *out);
     out->tokens = (int64_t)n_ids;
     out->seqlen = seqlen;
-    if (seqlen < 2)
-        return gptq_fail(GPTQ_ERR_ARG, "eval: seqlen %d must be at least 2", seqlen);
+    if ((st = gptq_option_check(gptq_eval_option("seqlen"), seqlen))) /* model/options.c */
+        return st;
     if (n_ids / (size_t)seqlen < 1)
         return gptq_fail(GPTQ_ERR_ARG, "eval: the text has %zu tokens, fewer than one window of %d",
                          n_ids, seqlen);

@@ -39,9 +39,9 @@ typedef gptq_status (*gptq_eval_progress)(void *user, int windows_done, int wind
 /* Evaluate model m on ids [n_ids] with windows of seqlen tokens. With base
  * != NULL also KL(base || m) (base must have m's vocabulary). progress may
  * be NULL. Several windows run per forward (about 2048 tokens a batch).
- * Errors: GPTQ_ERR_ARG (seqlen < 2, fewer than seqlen ids, an id outside
- * the vocabulary, base's vocabulary differs), GPTQ_ERR_NOMEM, the
- * callback's status. */
+ * Errors: GPTQ_ERR_ARG (seqlen outside its bounds in model/options.c,
+ * fewer than seqlen ids, an id outside the vocabulary, base's vocabulary
+ * differs), GPTQ_ERR_NOMEM, the callback's status. */
 gptq_status gptq_eval_ids(const gptq_model *m, const gptq_model *base, const int32_t *ids,
                           size_t n_ids, int seqlen, gptq_eval_progress progress, void *user,
                           gptq_eval_result *out);

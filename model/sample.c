@@ -43,31 +43,7 @@ double gptq_sampler_uniform(gptq_sampler *s)
     return (double)(xoshiro_next(s->rng) >> 11) * 0x1p-53;
 }
 
-/* ---- parameters ------------------------------------------------------------ */
-
-void gptq_sample_params_default(gptq_sample_params *p)
-{
-    p->temperature = 1.0f;
-    p->top_k = 0;
-    p->top_p = 1.0f;
-    p->seed = 0;
-}
-
-gptq_status gptq_sample_params_check(const gptq_sample_params *p)
-{
-    if (!p)
-        return gptq_fail(GPTQ_ERR_ARG, "sampler: no parameters given");
-    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
-        return gptq_fail(GPTQ_ERR_ARG, "sampler: temperature %g: use 0 (greedy) or a finite "
-                         "positive value", (double)p->temperature);
-    if (p->top_k < 0)
-        return gptq_fail(GPTQ_ERR_ARG, "sampler: top_k %d: use 0 (off) or a positive count",
-                         p->top_k);
-    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return gptq_fail(GPTQ_ERR_ARG, "sampler: top_p %g: use a value in (0, 1]; 1 is off",
-                         (double)p->top_p);
-    return GPTQ_OK;
-}
+/* ---- parameters: defaults and bounds in model/options.c ---------------------- */
 
 gptq_status gptq_sampler_init(gptq_sampler *s, const gptq_sample_params *p)
 {

@@ -14,17 +14,20 @@
 
 #include "gptq/error.h"
 
+/* Bounds and defaults: model/options.c (gptqctl's --temperature, --top-k,
+ * --top-p, --seed). */
 typedef struct gptq_sample_params {
-    float temperature; /* ≥ 0; 0 is greedy (argmax, lowest index on ties) */
-    int top_k;         /* ≥ 0; 0 is off; 1 is greedy. Ties with the k-th logit are kept, as HF does */
-    float top_p;       /* in (0, 1]; 1 is off. Keeps the smallest set of most probable
-                          tokens whose probability sums to ≥ top_p (always ≥ 1 token) */
+    float temperature; /* 0 is greedy (argmax, lowest index on ties) */
+    int top_k;         /* 0 is off; 1 is greedy. Ties with the k-th logit are kept, as HF does */
+    float top_p;       /* 1 is off. Keeps the smallest set of most probable tokens whose
+                          probability sums to ≥ top_p (always ≥ 1 token) */
     uint64_t seed;
 } gptq_sample_params;
 
-/* temperature 1, top_k 0, top_p 1 (plain sampling from the softmax), seed 0. */
+/* The defaults of model/options.c: greedy (temperature 0), top-k and
+ * top-p off, seed 0. */
 void gptq_sample_params_default(gptq_sample_params *p);
-/* Check ranges; the message names the field and its allowed values. */
+/* Check ranges; the message names the option and its allowed values. */
 gptq_status gptq_sample_params_check(const gptq_sample_params *p);
 
 typedef struct gptq_sampler {

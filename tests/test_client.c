@@ -299,9 +299,10 @@ static void test_library(void)
     go.max_tokens = 3;
     gptq_job_id job = 0;
     CHECK_OK(gptq_client_generate(c, "tiny", "Once", &go, &job));
-    CHECK(fake.last_generate.temperature == 0 && fake.last_generate.max_tokens == 3 &&
-              fake.last_generate.top_p == 1.0f,
-          "generate options on the wire");
+    CHECK(fake.last_generate.has_temperature_case && fake.last_generate.temperature == 0 &&
+              fake.last_generate.max_tokens == 3 && !fake.last_generate.has_top_p_case &&
+              !fake.last_generate.has_top_k_case && !fake.last_generate.has_seed_case,
+          "generate options on the wire: what was set, nothing else");
     collected col = {.order_ok = 1};
     gptq_client_result *res = NULL;
     CHECK_OK(gptq_client_wait(c, job, collect, &col, NULL, &res));
@@ -468,7 +469,8 @@ static void test_ctl(void)
     CHECK(r.status == 0, "quantize: %d '%s'", r.status, r.err);
     Gptqd__QuantizeRequest *q = &fake.last_quantize;
     CHECK(q->bits == 3 && q->group_size == 64 && q->act_order && q->sym && q->static_groups &&
-              q->damp == 0.05f && q->nsamples == 16 && q->seqlen == 256 && q->seed == 9,
+              q->has_damp_case && q->damp == 0.05f && q->nsamples == 16 && q->seqlen == 256 &&
+              q->has_seed_case && q->seed == 9,
           "quantize options: bits %u group %d act %d sym %d static %d damp %g n %u len %u",
           q->bits, q->group_size, q->act_order, q->sym, q->static_groups, q->damp, q->nsamples,
           q->seqlen);
@@ -480,12 +482,14 @@ static void test_ctl(void)
     CHECK(strstr(r.err, "layer 0 q_proj") && strstr(r.err, "layer 1 down_proj") &&
               strstr(r.err, "100%") && strstr(r.err, "calibration: 16 windows"),
           "plain progress lines: '%s'", r.err);
+    /* defaults are the daemon's library's: gptqctl sends every option unset */
     RUN(&r, "--socket", S, "quantize", "tiny", "--as", "tiny-w4");
-    CHECK(r.status == 0 && fake.last_quantize.bits == 4 && fake.last_quantize.group_size == 128 &&
-              !fake.last_quantize.sym && fake.last_quantize.nsamples == 128 &&
-              fake.last_quantize.seqlen == 2048 && fake.last_quantize.damp == 0.01f &&
+    CHECK(r.status == 0 && fake.last_quantize.bits == 0 && fake.last_quantize.group_size == 0 &&
+              !fake.last_quantize.sym && fake.last_quantize.nsamples == 0 &&
+              fake.last_quantize.seqlen == 0 && !fake.last_quantize.has_damp_case &&
+              !fake.last_quantize.has_seed_case && fake.last_quantize.block_size == 0 &&
               fake.last_path[0] == '\0',
-          "quantize defaults");
+          "quantize defaults: all unset");
     CHECK(strstr(r.out, "tiny-w4: quantized from tiny"), "quantize text '%s'", r.out);
     CHECK(chdir(cwd) == 0, "chdir back");
 
@@ -513,7 +517,8 @@ static void test_ctl(void)
     RUN(&r, "--socket", S, "infer", "tiny", "Once", "--temperature", "0");
     CHECK(r.status == 0 && strcmp(r.out, " upon a time\n") == 0, "infer: %d '%s'", r.status,
           r.out);
-    CHECK(fake.last_generate.temperature == 0, "greedy on the wire");
+    CHECK(fake.last_generate.has_temperature_case && fake.last_generate.temperature == 0,
+          "greedy on the wire");
     RUN(&r, "--socket", S, "--json", "infer", "tiny", "Once", "--max-tokens", "3", "--top-k",
         "5", "--top-p", "0.9", "--seed", "4");
     o = only_json(&r);
@@ -521,7 +526,8 @@ static void test_ctl(void)
               json_integer_value(json_object_get(o, "tokens")) == 3,
           "infer json: %s", r.out);
     json_decref(o);
-    CHECK(fake.last_generate.top_k == 5 && fake.last_generate.seed == 4 &&
+    CHECK(fake.last_generate.has_top_k_case && fake.last_generate.top_k == 5 &&
+              fake.last_generate.has_seed_case && fake.last_generate.seed == 4 &&
               fake.last_generate.max_tokens == 3,
           "sampling options on the wire");
 

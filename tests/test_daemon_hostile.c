@@ -52,8 +52,12 @@ static Gptqd__Response *generate(int s, const char *name, uint32_t max_tokens, f
     body.name = (char *)name;
     body.prompt = "hello";
     body.max_tokens = max_tokens;
+    body.has_temperature_case = GPTQD__GENERATE_REQUEST__HAS_TEMPERATURE_TEMPERATURE;
     body.temperature = temp;
-    body.top_p = top_p;
+    if (top_p != 0) { /* 0: left unset */
+        body.has_top_p_case = GPTQD__GENERATE_REQUEST__HAS_TOP_P_TOP_P;
+        body.top_p = top_p;
+    }
     req.body_case = GPTQD__REQUEST__BODY_GENERATE;
     req.generate = &body;
     return call(s, &req);
@@ -228,11 +232,12 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
     expect("dot-dot name", td_load(s, "..", "/x"), GPTQ_ERR_ARG, "load.name");
     expect("empty path", td_load(s, "m", ""), GPTQ_ERR_ARG, "load.path");
     expect("bits 5", quantize(s, 5, 128), GPTQ_ERR_ARG, "bits");
-    expect("group_size 0", quantize(s, 4, 0), GPTQ_ERR_ARG, "group_size");
-    expect("group_size -7", quantize(s, 4, -7), GPTQ_ERR_ARG, "group_size");
-    expect("temperature NaN", generate(s, "m", 4, NAN, 0), GPTQ_ERR_ARG, "temperature");
-    expect("top_p 2", generate(s, "m", 4, 0.5f, 2.0f), GPTQ_ERR_ARG, "top_p");
-    expect("max_tokens huge", generate(s, "m", 1000000, 0, 0), GPTQ_ERR_ARG, "max_tokens");
+    /* the library's bounds and messages (model/options.c, quant/config.c) */
+    expect("group_size 70000", quantize(s, 4, 70000), GPTQ_ERR_ARG, "group-size 70000: use");
+    expect("group_size -7", quantize(s, 4, -7), GPTQ_ERR_ARG, "group-size -7: use");
+    expect("temperature NaN", generate(s, "m", 4, NAN, 0), GPTQ_ERR_ARG, "temperature nan: use");
+    expect("top_p 2", generate(s, "m", 4, 0.5f, 2.0f), GPTQ_ERR_ARG, "top-p 2: use");
+    expect("max_tokens huge", generate(s, "m", 2000000, 0, 0), GPTQ_ERR_ARG, "max-tokens 2000000");
     expect("poll wait huge", poll_job(s, 1, 4000000000u), GPTQ_ERR_ARG, "wait_ms");
     /* Paths. */
     expect("outside model dir", td_load(s, "m", "/etc"), GPTQ_ERR_PERMISSION, "outside");

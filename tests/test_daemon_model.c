@@ -80,7 +80,9 @@ static uint64_t generate_job_t(int s, const char *name, const char *prompt, uint
     g.name = (char *)name;
     g.prompt = (char *)prompt;
     g.max_tokens = max_tokens;
+    g.has_temperature_case = GPTQD__GENERATE_REQUEST__HAS_TEMPERATURE_TEMPERATURE;
     g.temperature = temperature;
+    g.has_seed_case = GPTQD__GENERATE_REQUEST__HAS_SEED_SEED;
     g.seed = seed;
     req.body_case = GPTQD__REQUEST__BODY_GENERATE;
     req.generate = &g;
@@ -356,7 +358,9 @@ int main(int argc, char **argv)
     long_gen.name = "tiny";
     long_gen.prompt = "Once upon a time";
     long_gen.max_tokens = 450;
+    long_gen.has_temperature_case = GPTQD__GENERATE_REQUEST__HAS_TEMPERATURE_TEMPERATURE;
     long_gen.temperature = 1.0f;
+    long_gen.has_seed_case = GPTQD__GENERATE_REQUEST__HAS_SEED_SEED;
     long_gen.seed = 7;
     req.body_case = GPTQD__REQUEST__BODY_GENERATE;
     req.generate = &long_gen;
@@ -460,6 +464,7 @@ int main(int argc, char **argv)
     quant.group_size = 128;
     quant.nsamples = 32;
     quant.seqlen = 256;
+    quant.has_damp_case = GPTQD__QUANTIZE_REQUEST__HAS_DAMP_DAMP;
     quant.damp = 0.01f;
     req.body_case = GPTQD__REQUEST__BODY_QUANTIZE;
     req.quantize = &quant;

@@ -241,13 +241,13 @@ static void test_errors(void)
     gptq_sample_params_default(&p);
     p.top_p = 0.0f;
     CHECK(gptq_sampler_init(&s, &p) == GPTQ_ERR_ARG, "top_p 0 accepted");
-    CHECK(strstr(gptq_errmsg(), "top_p") != NULL, "message: %s", gptq_errmsg());
+    CHECK(strstr(gptq_errmsg(), "top-p") != NULL, "message: %s", gptq_errmsg());
     p.top_p = 1.5f;
     CHECK(gptq_sampler_init(&s, &p) == GPTQ_ERR_ARG, "top_p 1.5 accepted");
     gptq_sample_params_default(&p);
     p.top_k = -1;
     CHECK(gptq_sampler_init(&s, &p) == GPTQ_ERR_ARG, "top_k -1 accepted");
-    CHECK(strstr(gptq_errmsg(), "top_k") != NULL, "message: %s", gptq_errmsg());
+    CHECK(strstr(gptq_errmsg(), "top-k") != NULL, "message: %s", gptq_errmsg());
 
     gptq_sample_params_default(&p);
     CHECK_OK(gptq_sampler_init(&s, &p));

@@ -141,28 +141,40 @@ gptq_status gptq_client_unload(gptq_client *c, const char *name, int force);
 gptq_status gptq_client_load(gptq_client *c, const char *name, const char *path,
                              gptq_job_id *job);
 
+/* Options of quantize, generate and eval jobs. Each numeric option's
+ * meaning, default and bounds are defined once, by the library that runs the
+ * job (docs/ARCHITECTURE.md "Options"; `gptqctl VERB --help` shows the
+ * defaults), and the daemon checks them there: a bad value fails the call
+ * with GPTQ_ERR_ARG and a message that names it ("nsamples 70000: use 1 to
+ * 65536"). An option left unset takes that default; nothing here bakes one
+ * in. Unset is 0 for counts and sizes (0 is never legal for them), NaN for
+ * real numbers, and has_X == 0 for the options every value of which means
+ * something (seed, top_k). The *_init functions, or a zeroed struct for
+ * eval, leave every option unset. */
+
 /* Options of a quantize job, mirroring QuantizeRequest. Start from
- * gptq_quantize_options_init, which sets the defaults listed. Strings are
- * borrowed for the call only. */
+ * gptq_quantize_options_init. Strings are borrowed for the call only. */
 typedef struct gptq_quantize_options {
-    unsigned bits;           /* 4; 2, 3, 4 or 8 */
-    int group_size;          /* 128; -1 = per output channel */
+    unsigned bits;           /* bits per code; 0: unset */
+    int group_size;          /* inputs per group, -1 = per output channel; 0: unset */
     int act_order;           /* 0 */
     int sym;                 /* 0: asymmetric (the reference's default) */
     int static_groups;       /* 0 */
-    float damp;              /* 0.01: λ of H += λ·mean(diag H)·I */
+    float damp;              /* λ of H += λ·mean(diag H)·I; NaN: unset */
     const char *calib_path;  /* NULL: the bundled calibration text */
-    unsigned nsamples;       /* 128 calibration windows */
-    unsigned seqlen;         /* 2048 tokens per window */
-    uint64_t seed;           /* 0 */
+    unsigned nsamples;       /* calibration windows; 0: unset */
+    unsigned seqlen;         /* tokens per window; 0: unset */
+    uint64_t seed;           /* of the window draw, when has_seed */
+    int has_seed;
     const char *save_dir;    /* NULL: do not save */
     int no_true_sequential;  /* 0 */
-    unsigned block_size;     /* 0: 128 */
+    unsigned block_size;     /* lazy-batch block; 0: unset */
     int mse;                 /* 0: min-max range; 1: MSE grid search */
     const char *const *skip_modules; /* NULL or n_skip_modules names */
     size_t n_skip_modules;
 } gptq_quantize_options;
 
+/* Every option unset, every flag off. */
 void gptq_quantize_options_init(gptq_quantize_options *o);
 
 /* Quantize resident float model `name` into a new resident model `new_name`
@@ -171,13 +183,16 @@ gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *n
                                  const gptq_quantize_options *o, gptq_job_id *job);
 
 typedef struct gptq_generate_options {
-    unsigned max_tokens; /* 128 */
-    float temperature;   /* 0.8; 0 = greedy, deterministic */
-    unsigned top_k;      /* 0 = off */
-    float top_p;         /* 1.0 = off */
-    uint64_t seed;       /* 0 */
+    unsigned max_tokens; /* new tokens at most; 0: unset */
+    float temperature;   /* 0 = greedy, deterministic; NaN: unset */
+    unsigned top_k;      /* 0 = off; when has_top_k */
+    int has_top_k;
+    float top_p;         /* 1 = off; NaN: unset */
+    uint64_t seed;       /* when has_seed */
+    int has_seed;
 } gptq_generate_options;
 
+/* Every option unset. */
 void gptq_generate_options_init(gptq_generate_options *o);
 
 /* Generate a completion of `prompt`; tokens stream as GPTQ_EVENT_TOKEN. */
@@ -186,9 +201,9 @@ gptq_status gptq_client_generate(gptq_client *c, const char *name, const char *p
 
 typedef struct gptq_eval_options {
     const char *text_path; /* NULL: the bundled evaluation text */
-    unsigned seqlen;       /* 0: the daemon's default (256) */
+    unsigned seqlen;       /* window length; 0: unset */
     const char *kl_base;   /* NULL, or a model: also mean KL(base || name) */
-    unsigned max_windows;  /* 0: all */
+    unsigned max_windows;  /* at most this many windows; 0: all (the default) */
 } gptq_eval_options;
 
 /* Perplexity of `name` (o NULL: defaults). */

@@ -42,14 +42,17 @@ int64_t gptq_hessian_samples(const gptq_hessian *h);
 
 /* ---- Quantizer configuration --------------------------------------------- */
 
+/* The bounds and defaults of bits, group_size, damp and block_size are in
+ * one table, quant/config.c's, which gptqd and gptqctl check them with too
+ * (as --bits, --group-size, --damp, --block-size). */
 typedef struct gptq_quant_config {
-    int bits;          /* 2, 3, 4 or 8 */
-    int group_size;    /* -1: one group per output row (per channel); else > 0 */
+    int bits;          /* bits per code */
+    int group_size;    /* -1: one group per output row (per channel); else inputs per group */
     int sym;           /* symmetric: zero fixed at 2^(bits-1) */
     int act_order;     /* quantize columns by descending diag(H) ("desc_act") */
     int static_groups; /* group parameters from the un-updated W, up front */
-    float damp;        /* lambda: H += lambda * mean(diag H) * I; default 0.01 */
-    int block_size;    /* lazy-batch block size B; default 128 */
+    float damp;        /* lambda: H += lambda * mean(diag H) * I */
+    int block_size;    /* lazy-batch block size B */
     int mse;           /* grid-search the clipping range (norm 2.4, grid 100) */
     int v1_zeros;      /* asymmetric zero >= 1, so that zero-1 fits in `bits`
                           bits as the v1 checkpoint stores it; default 1 */
@@ -57,10 +60,11 @@ typedef struct gptq_quant_config {
                           feedback sees the values a checkpoint stores; default 1 */
 } gptq_quant_config;
 
-/* bits 4, group 128, asym, no act-order, damp 0.01, block 128, v1 zeros,
- * fp16 scales. */
+/* The table's defaults (the reference's: 4 bits, groups of 128, damp 0.01,
+ * blocks of 128), asym, no act-order, v1 zeros, fp16 scales. */
 void gptq_quant_config_default(gptq_quant_config *cfg);
-/* Check cfg for a layer of `cols` inputs; the message names the bad field. */
+/* Check cfg for a layer of `cols` inputs; the message names the bad option
+ * and its legal values ("group-size 0: use -1 (per channel) or 1 to 65536"). */
 gptq_status gptq_quant_config_check(const gptq_quant_config *cfg, int cols);
 /* Number of groups for `cols` inputs: 1 if per channel, else ceil(cols/gs). */
 int gptq_quant_groups(const gptq_quant_config *cfg, int cols);
