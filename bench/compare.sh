@@ -4,6 +4,7 @@
 # in one run, each benchmark alternating before/after ROUNDS times (default
 # 2) so that a change in machine load hits both. Prints each program's
 # output under a "== NAME before|after, round N" header; compare the lines.
+# BENCHES="decode ipc" runs a subset.
 #   qgemv        one thread, process CPU time (bench/qgemv 11 cpu)
 #   quant_layer  GPTQ and RTN of 7B-sized layers
 #   decode       tokens/s of the fixture model and a 7B-shaped layer
@@ -23,7 +24,7 @@ run() { # name build args...
     ipc) "$build/bench/ipc" "$build/daemon/gptqd" 2 ;;
   esac
 }
-for name in qgemv quant_layer decode ipc; do
+for name in ${BENCHES:-qgemv quant_layer decode ipc}; do
   for ((r = 1; r <= rounds; r++)); do
     for side in before after; do
       build=$before
