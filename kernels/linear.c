@@ -60,17 +60,32 @@ static int chunked(const gptq_packed *P)
 }
 
 /* dst's qweight and g_idx: column j of dst is column from[j] of src (same
- * shape; dst's arrays allocated by the caller). */
+ * shape; dst's arrays allocated by the caller). A column's codes sit at the
+ * same bit offset of one word row (or two, where 3-bit codes straddle
+ * words), rows contiguous: one pass over the rows per column. */
 static void permute_columns(const gptq_packed *src, const int32_t *from, gptq_packed *dst)
 {
-    const int rows = src->rows, cols = src->cols, bits = src->bits;
-    memset(dst->qweight, 0, qweight_words(src) * sizeof(int32_t));
+    const size_t rows = (size_t)src->rows;
+    const int bits = src->bits, cols = src->cols;
+    const uint32_t mask = (1u << bits) - 1u;
+    const uint32_t *sw = (const uint32_t *)src->qweight;
+    uint32_t *dw = (uint32_t *)dst->qweight;
+    memset(dw, 0, qweight_words(src) * sizeof(int32_t));
     for (int j = 0; j < cols; j++) {
-        const size_t c = (size_t)from[j];
-        dst->g_idx[j] = src->g_idx[c];
-        for (int r = 0; r < rows; r++)
-            gptq_bits_put(dst->qweight + r, (size_t)rows, bits, (size_t)j,
-                          gptq_bits_get(src->qweight + r, (size_t)rows, bits, c));
+        const size_t sbit = (size_t)from[j] * bits, dbit = (size_t)j * bits;
+        const unsigned so = (unsigned)(sbit % 32), dof = (unsigned)(dbit % 32);
+        const uint32_t *s0 = sw + sbit / 32 * rows, *s1 = so + bits > 32 ? s0 + rows : NULL;
+        uint32_t *d0 = dw + dbit / 32 * rows, *d1 = dof + bits > 32 ? d0 + rows : NULL;
+        dst->g_idx[j] = src->g_idx[from[j]];
+        for (size_t r = 0; r < rows; r++) {
+            uint32_t v = s0[r] >> so;
+            if (s1)
+                v |= s1[r] << (32 - so);
+            v &= mask;
+            d0[r] |= v << dof;
+            if (d1)
+                d1[r] |= v >> (32 - dof);
+        }
     }
 }
 

@@ -94,8 +94,9 @@ void gptq_model_free(gptq_model *m);
 /* ---- the tensor table (sharing weights between processes) -------------------- */
 
 /* One stored tensor: HF name, little-endian data. Dense tensors are F32;
- * a packed linear appears as its four GPTQ v1 tensors "<path>.qweight"
- * (I32), ".qzeros" (I32), ".scales" (F16), ".g_idx" (I32). */
+ * a packed linear appears in the kernels' layout (kernels/linear.h):
+ * "<path>.qweight" (I32), ".qzeros" (I32), ".scales" (F16), ".g_idx" (I32,
+ * non-decreasing) and, for act-order, ".perm" (I32 [in]). */
 typedef struct gptq_model_tensor {
     const char *name;
     gptq_dtype dtype;
@@ -127,7 +128,8 @@ gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, vo
 /* A model that runs on the caller's tensors without copying them (a
  * process that mapped another's weights): config_json is the text of
  * config.json; table[n] holds the tensors gptq_model_tensor_at lists (dense
- * F32, packed linears as I32/F16 v1 tensors with g_idx), each aligned to its
+ * F32, packed linears in the kernels' layout as listed above: a v1 act-order
+ * table without ".perm" is refused, its g_idx unsorted), each aligned to its
  * element size. The tensors must outlive the model, which only reads them
  * (read-only pages are fine) and refuses set_linear_*. *out is owned.
  * Errors: config.h's, GPTQ_ERR_NOTFOUND (a tensor is missing: named),

@@ -224,8 +224,10 @@ static gptq_status load_packed(const loader *ld, const gptq_model_config *c, con
             P->g_idx[i] = gs > 0 ? i / gs : 0;
     }
     if (!ld->table) { /* a checkpoint: v1 into the kernels' layout (checks g_idx) */
-        if ((st = gptq_linear_from_v1(P, Q)) != GPTQ_OK)
+        if ((st = gptq_linear_from_v1(P, Q)) != GPTQ_OK) {
+            gptq_fail_context(st, "%s: %s", ld->dir, prefix);
             goto fail;
+        }
         return GPTQ_OK;
     }
     /* A table (a shared or mapped model) holds the kernels' layout already:

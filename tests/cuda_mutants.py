@@ -92,6 +92,10 @@ MUTANTS = [
             for (int b = 0; b < BT; b++)
                 dot[i][b] = 0.0f;
         for (int c = warp; c < nch; c += PK_WARPS) {""")], True),
+    ("qgemm-no-perm", "act-order permutation ignored (packed kernel)",
+     "kernels/cuda/qgemm.cu",
+     [("b0 + b < n ? to_float(x[(size_t)(b0 + b) * cols + (perm ? perm[col] : col)]) : 0.0f;",
+       "b0 + b < n ? to_float(x[(size_t)(b0 + b) * cols + col]) : 0.0f;")], True),
     ("gptq-walk-no-barrier", "removed __syncthreads (GPTQ column walk)",
      "kernels/cuda/gptq.cu",
      [("""        __syncthreads();

@@ -176,7 +176,7 @@ static void *fake_main(void *arg)
                 r.status = GPTQ_ERR_BUSY;
                 r.message = "model 'leased' is mapped by 1 process: unload --force";
             } else if (strcmp(q->unload->name, "version") == 0) {
-                r.version = 2; /* a newer daemon */
+                r.version = GPTQD__VERSION__PROTOCOL_VERSION + 1; /* a newer daemon */
                 r.body_case = GPTQD__RESPONSE__BODY_DONE;
                 r.done = &done;
             } else if (strcmp(q->unload->name, "wrongbody") == 0) {

@@ -30,7 +30,8 @@ static void expect(const char *what, Gptqd__Response *resp, int status, const ch
     CHECK(resp->status == status, "%s: status %d (%s), expected %d (%s); message '%s'", what,
           resp->status, gptq_status_name(resp->status), status, gptq_status_name(status),
           resp->message);
-    CHECK(resp->version == 1, "%s: reply version %u", what, resp->version);
+    CHECK(resp->version == GPTQD__VERSION__PROTOCOL_VERSION, "%s: reply version %u", what,
+          resp->version);
     if (status != 0) {
         CHECK(resp->message && resp->message[0], "%s: empty message", what);
         CHECK(resp->body_case == GPTQD__RESPONSE__BODY__NOT_SET, "%s: error with a body", what);
@@ -151,7 +152,7 @@ static void hostile_round(int s, const char *models, uint64_t finished_job)
         Gptqd__Request req;
         Gptqd__Ping body = GPTQD__PING__INIT;
         td_request_init(&req);
-        req.version = 2;
+        req.version = GPTQD__VERSION__PROTOCOL_VERSION + 1;
         req.body_case = GPTQD__REQUEST__BODY_PING;
         req.ping = &body;
         expect("wrong version", call(s, &req), GPTQ_ERR_PROTOCOL, "version");

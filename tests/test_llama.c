@@ -825,9 +825,9 @@ static void test_set_linear(gptq_model *m, float *logits)
         CHECK_OK(gptq_rtn_layer(W, rows, cols, &qc, &r));
         CHECK_OK(gptq_pack(&r, &P));
         if (w % 2 == 0) /* act-order style: each group's columns scattered */
-            for (int c = cols - 1, seed = 12345 + w; c > 0; c--) {
-                seed = seed * 1103515245 + 12345;
-                int j = (int)((unsigned)seed % (unsigned)(c + 1)), t = P.g_idx[c];
+            for (unsigned c = (unsigned)cols - 1, seed = 12345u + (unsigned)w; c > 0; c--) {
+                seed = seed * 1103515245u + 12345u;
+                int j = (int)(seed % (c + 1)), t = P.g_idx[c];
                 P.g_idx[c] = P.g_idx[j], P.g_idx[j] = t;
             }
         CHECK_OK(gptq_packed_dequantize(&P, Q));

@@ -343,8 +343,14 @@ gptq_status gptq_client_wait(gptq_client *c, gptq_job_id job, gptq_client_event_
  * backend (gptq_model_forward still takes host ids and gives host logits). */
 typedef struct gptq_mapping gptq_mapping;
 
+/* The table lists dense tensors under their HF names and each packed
+ * linear in the kernels' layout, not the checkpoint's: "<path>.qweight",
+ * ".qzeros", ".scales" as in a GPTQ v1 checkpoint but with the input
+ * columns sorted by group (".g_idx" non-decreasing), and for an act-order
+ * linear "<path>.perm" (I32 [in]): sorted column j is input feature
+ * perm[j]. gptq_mapping_model runs it as it is. */
 typedef struct gptq_mapped_tensor {
-    const char *name;   /* HF tensor name */
+    const char *name;   /* HF tensor name (with the suffixes above) */
     const char *dtype;  /* safetensors dtype name: "F32", "F16", "I32" */
     int ndim;           /* 1..4 */
     int64_t shape[4];

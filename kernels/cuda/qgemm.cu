@@ -371,7 +371,10 @@ gptq_status cuda_qgemm(const gptq_linear *L, const float *x, const float *bias, 
     gptq_status st = cuda_qgemm_check(P->rows, P->cols, P->bits);
     if (st != GPTQ_OK || n == 0)
         return st;
-    if (L->chunked && n <= GPTQ_CUDA_PACKED_MAX_N)
+    // The packed kernel reads four rows of words with one 128-bit load:
+    // everything this project allocates is 256-byte aligned, a caller's
+    // borrowed table need only be 4-byte aligned.
+    if (L->chunked && n <= GPTQ_CUDA_PACKED_MAX_N && (uintptr_t)P->qweight % 16 == 0)
         return packed_by_bits(L, x, bias, y, n);
     return dequant_path(L, x, bias, y, n);
 }
