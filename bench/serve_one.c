@@ -14,9 +14,12 @@
  * Prints one JSON object on stdout (numbers only, for the script):
  *   {"layers", "hidden", "vocab", "packed_linears", "weights_bytes",
  *    "load_s", "prefill_tokens", "prefill_tok_s", "decode_tokens",
- *    "decode_tok_s", "peak_rss_kb"}
+ *    "decode_tok_s", "load_peak_rss_kb", "rss_after_load_kb", "rss_end_kb",
+ *    "peak_rss_kb"}
  * peak_rss_kb is this process's VmHWM at the end (bench/peer reads the same
- * figure from /usr/bin/time -v, for both sides).
+ * figure from /usr/bin/time -v, for both sides); load_peak_rss_kb (VmHWM
+ * once loaded), rss_after_load_kb and rss_end_kb (VmRSS) tell a peak
+ * reached while loading from one reached while serving.
  * Threads: the CPU backend's, i.e. OpenBLAS's (OPENBLAS_NUM_THREADS) and
  * OpenMP's (OMP_NUM_THREADS); set OMP_WAIT_POLICY=passive (README).
  *
@@ -28,6 +31,20 @@
 
 #include "model/llama.h"
 #include "benchutil.h"
+
+/* This process's resident memory now (VmRSS) in kB, or -1. */
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
 
 /* Greedy: the id of the largest logit. */
 static int32_t argmax(const float *row, int n)
@@ -95,6 +112,7 @@ int main(int argc, char **argv)
     if (gptq_model_load(path, &m))
         goto fail;
     double load_s = now() - t0;
+    long load_peak = peak_rss_kb(), rss_after_load = rss_kb();
     const gptq_model_config *c = gptq_model_get_config(m);
     int vocab = gptq_model_vocab_size(m);
     int packed = 0;
@@ -125,9 +143,11 @@ int main(int argc, char **argv)
     printf("{\"layers\": %d, \"hidden\": %d, \"vocab\": %d, "
            "\"packed_linears\": %d, \"weights_bytes\": %zu, \"load_s\": %.3f, "
            "\"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"decode_tokens\": %d, "
-           "\"decode_tok_s\": %.3f, \"peak_rss_kb\": %ld}\n",
+           "\"decode_tok_s\": %.3f, \"load_peak_rss_kb\": %ld, \"rss_after_load_kb\": %ld, \"rss_end_kb\": %ld, "
+           "\"peak_rss_kb\": %ld}\n",
            c->num_hidden_layers, c->hidden_size, vocab, packed, gptq_model_bytes(m), load_s,
-           n_prompt, n_prompt / prefill_s, n_gen, n_gen / decode_s, peak_rss_kb());
+           n_prompt, n_prompt / prefill_s, n_gen, n_gen / decode_s, load_peak, rss_after_load, rss_kb(),
+           peak_rss_kb());
     rc = 0;
     goto done;
 fail:
