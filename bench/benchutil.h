@@ -4,6 +4,7 @@
 #define GPTQ_BENCH_BENCHUTIL_H
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 /* Seconds on the monotonic clock. */
@@ -14,18 +15,27 @@ static inline double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* This process's peak resident memory (VmHWM) in kB, or -1. */
-static inline long peak_rss_kb(void)
+/* A "KEY: N kB" line of /proc/self/status (key "VmHWM": peak resident
+ * memory, "VmRSS": resident now), in kB, or -1. */
+static inline long proc_status_kb(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
+    const size_t len = strlen(key);
     long kb = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+        if (strncmp(line, key, len) == 0 && line[len] == ':' &&
+            sscanf(line + len + 1, "%ld kB", &kb) == 1)
             break;
     if (f)
         fclose(f);
     return kb;
+}
+
+/* This process's peak resident memory (VmHWM) in kB, or -1. */
+static inline long peak_rss_kb(void)
+{
+    return proc_status_kb("VmHWM");
 }
 
 #endif

@@ -35,15 +35,7 @@
 /* This process's resident memory now (VmRSS) in kB, or -1. */
 static long rss_kb(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
+    return proc_status_kb("VmRSS");
 }
 
 /* Greedy: the id of the largest logit. */
