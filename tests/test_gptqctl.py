@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import gptqd_proc
+
 GPTQD = os.environ.get("GPTQD", "")
 GPTQCTL = os.environ.get("GPTQCTL", "")
 MAP_CLIENT = os.environ.get("MAP_CLIENT", "")
@@ -110,33 +112,8 @@ def real_model():
 
 
 def start_daemon(tmp, sock):
-    log = open(os.path.join(tmp, "gptqd.log"), "w")
-    env = dict(os.environ)
-    env.pop("GPTQD_SOCKET", None)
-    extra = ["--model-dir", os.path.dirname(real_model())] if real_model() else []
-    d = subprocess.Popen([GPTQD, "--socket", sock, "--device", "cpu",
-                          "--model-dir", FIXTURES, "--model-dir", tmp] + extra,
-                         stdout=log, stderr=subprocess.STDOUT, env=env, cwd="/")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if d.poll() is not None:
-            break
-        if os.path.exists(sock):
-            p = subprocess.run([GPTQCTL, "--socket", sock, "status"], capture_output=True)
-            if p.returncode == 0:
-                return d
-        time.sleep(0.05)
-    return d
-
-
-def stop_daemon(d):
-    if d.poll() is None:
-        d.send_signal(signal.SIGTERM)
-        try:
-            d.wait(10)
-        except subprocess.TimeoutExpired:
-            d.kill()
-            d.wait()
+    extra = [os.path.dirname(real_model())] if real_model() else []
+    return gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [FIXTURES, tmp] + extra, wait_s=20)
 
 
 def find_job(ctl, kind, model, states=("running", "queued")):
@@ -642,7 +619,7 @@ def main():
     daemon = start_daemon(tmp, sock)
 
     def on_signal(signum, frame):
-        stop_daemon(daemon)
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
         sys.exit(1)
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -676,12 +653,12 @@ def main():
         p = ctl.ok("jobs")
         check("generate" in p.stdout, "jobs text", p.stdout[:300])
         ctl.ok("unload", "tiny")
-        stop_daemon(daemon)
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
         p = ctl.run("status")
         check(p.returncode == 3 and sock in p.stderr, "status after the daemon stopped: exit 3",
               f"{p.returncode} {p.stderr!r}")
     finally:
-        stop_daemon(daemon)
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
         if failures:
             try:
                 with open(os.path.join(tmp, "gptqd.log")) as f:

@@ -26,11 +26,12 @@ probe.
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+import gptqd_proc
 
 GPTQD = os.environ.get("GPTQD", "")
 GPTQCTL = os.environ.get("GPTQCTL", "")
@@ -215,29 +216,8 @@ def help_defaults():
 
 
 def start_daemon(tmp, sock):
-    dirs = ["--model-dir", tmp] + (["--model-dir", FIXTURES] if os.path.isdir(FIXTURES) else [])
-    log = open(os.path.join(tmp, "gptqd.log"), "w")
-    env = dict(os.environ)
-    env.pop("GPTQD_SOCKET", None)
-    d = subprocess.Popen([GPTQD, "--socket", sock, "--device", "cpu"] + dirs, stdout=log,
-                         stderr=subprocess.STDOUT, env=env, cwd="/")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and d.poll() is None:
-        if os.path.exists(sock) and subprocess.run([GPTQCTL, "--socket", sock, "status"],
-                                                   capture_output=True).returncode == 0:
-            return d
-        time.sleep(0.05)
-    return d
-
-
-def stop_daemon(d):
-    if d.poll() is None:
-        d.send_signal(signal.SIGTERM)
-        try:
-            d.wait(15)
-        except subprocess.TimeoutExpired:
-            d.kill()
-            d.wait()
+    dirs = [tmp] + ([FIXTURES] if os.path.isdir(FIXTURES) else [])
+    return gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, dirs)
 
 
 def ctl(sock, *args):
@@ -306,7 +286,7 @@ def main():
         real_jobs(sock)
         check(d.poll() is None, "gptqd still serves")
     finally:
-        stop_daemon(d)
+        gptqd_proc.stop_daemon(d)
         for f in os.listdir(tmp):
             if f.endswith(".log") and failures:
                 print(open(os.path.join(tmp, f)).read()[-3000:], file=sys.stderr)
