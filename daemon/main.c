@@ -21,6 +21,7 @@
 #include "daemon/server.h"
 #include "daemon/share.h"
 #include "daemon/tasks.h"
+#include "kernels/turns.h"
 
 enum { TICK_MS = 1000, MAX_EVENTS_PER_JOB = 16384 };
 /* A stop waits this long for canceled jobs (systemd's TimeoutStopSec is
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
                       conf.model_dirs[i]);
     }
     gptqd_engine_set_kv(conf.kv_slots, conf.kv_context);
+    gptq_turns_enable(); /* jobs take turns at the compute, a layer at a time */
     if (gptqd_engine_init(conf.device, conf.socket_group) != GPTQ_OK ||
         gptqd_jobs_create(conf.max_jobs, conf.job_keep_seconds, MAX_EVENTS_PER_JOB,
                           conf.workers > 2 ? conf.workers - 2 : 1, &ctx.jobs) != GPTQ_OK ||

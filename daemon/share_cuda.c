@@ -86,18 +86,25 @@ static void *arena_alloc_cb(void *ctx, size_t bytes)
     return a->base + start;
 }
 
-/* Bytes the arena needs for `m`: every tensor of its table padded to the
- * alignment, plus the slack. A model without a table (streaming) falls back
- * on gptq_model_bytes, padded per linear. */
-static size_t arena_size_for(const gptq_model *m)
+/* Bytes the arena needs for `m` on `be`: every tensor of its table padded
+ * to the alignment (a 16-bit weight matrix `be` does not take is widened to
+ * float32 on upload: twice its bytes), plus the slack. A model without a
+ * table (streaming) falls back on gptq_model_bytes, twice over and padded
+ * per linear. */
+static size_t arena_size_for(const gptq_model *m, const gptq_backend *be)
 {
     size_t need = 0, n = gptq_model_tensor_count(m);
-    for (size_t i = 0; i < n; i++)
-        need += align_up(gptq_model_tensor_at(m, i)->bytes);
+    for (size_t i = 0; i < n; i++) {
+        const gptq_model_tensor *t = gptq_model_tensor_at(m, i);
+        size_t len = strlen(t->name);
+        int widened = (t->dtype == GPTQ_DT_F16 || t->dtype == GPTQ_DT_BF16) && len > 7 &&
+                      !strcmp(t->name + len - 7, ".weight") && !(be->weight_dtypes & 1u << t->dtype);
+        need += align_up(t->bytes * (widened ? 2 : 1));
+    }
     if (n == 0) {
         const gptq_model_config *cfg = gptq_model_get_config(m);
         n = (size_t)cfg->num_hidden_layers * (GPTQ_LIN_COUNT * 5 + 2) + 4;
-        need = gptq_model_bytes(m) + n * DEVICE_ALIGN;
+        need = 2 * gptq_model_bytes(m) + n * DEVICE_ALIGN;
     }
     return need + SLACK_FIXED + n * SLACK_PER_TENSOR;
 }
@@ -111,7 +118,7 @@ gptq_status gptqd_device_share_model(const gptq_model *host, const gptq_backend 
     if (!be->ipc_alloc || !be->ipc_free)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "model %s: backend %s has no IPC memory", name,
                          be->name);
-    size_t bytes = arena_size_for(host);
+    size_t bytes = arena_size_for(host, be);
     gptq_status st = GPTQ_OK;
     for (int attempt = 0; attempt < 2; attempt++) {
         gptqd_device_arena *a = NULL;

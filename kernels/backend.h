@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/dtype.h"
 #include "gptq/error.h"
 #include "gptq/quant.h"
 
@@ -98,9 +99,16 @@ struct gptq_backend {
     gptq_status (*mem_info)(const gptq_backend *be, size_t *free_bytes, size_t *total_bytes);
 
     /* ---- dense linear algebra ----------------------------------------------- */
-    /* y [n, out] = x [n, in] · W [out, in]ᵀ (+ bias [out] when not NULL). */
-    void (*gemm_f32)(const gptq_backend *be, const float *x, const float *W, const float *bias,
-                     float *y, int n, int in, int out);
+    /* y [n, out] = x [n, in] · float(W [out, in])ᵀ (+ bias [out] when not
+     * NULL), W of dtype wdt: GPTQ_DT_F32, or another dtype that
+     * weight_dtypes lists (F16/BF16: each weight converts exactly, the
+     * products accumulate in float32). */
+    void (*gemm)(const gptq_backend *be, const float *x, const void *W, gptq_dtype wdt,
+                 const float *bias, float *y, int n, int in, int out);
+    /* Bit (1u << dtype) for each weight dtype gemm and embed take (F32
+     * always): dense weights are resident in their file's precision where
+     * the backend takes it, float32 elsewhere (model/llama_weights.c). */
+    unsigned weight_dtypes;
     /* The same with fp16 x and W (IEEE bits), float32 y, fp32 accumulation
      * (cuBLAS on tensor cores): the yardstick bench/kernels measures the
      * packed kernels against. NULL on the CPU. */
@@ -140,10 +148,10 @@ struct gptq_backend {
                      size_t n);
     /* y [n] += x [n]. */
     void (*add)(const gptq_backend *be, float *y, const float *x, size_t n);
-    /* out [n, dim] = table [vocab, dim] rows ids[i]. The caller has checked
-     * 0 <= ids[i] < vocab. */
-    void (*embed)(const gptq_backend *be, const float *table, const int32_t *ids, int n, int dim,
-                  float *out);
+    /* out [n, dim] = float(table [vocab, dim] rows ids[i]), table of dtype
+     * tdt (as gemm's W). The caller has checked 0 <= ids[i] < vocab. */
+    void (*embed)(const gptq_backend *be, const void *table, gptq_dtype tdt, const int32_t *ids,
+                  int n, int dim, float *out);
     /* Row-wise softmax / log-softmax in place on x [n, cols] (max-subtracted;
      * log-softmax sums exp in double). */
     void (*softmax)(const gptq_backend *be, float *x, int n, int cols);

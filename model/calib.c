@@ -10,6 +10,7 @@
 
 #include "common/dtype.h"
 #include "kernels/backend.h"
+#include "kernels/turns.h"
 #include "model/pyrandom.h"
 
 /* The groups of linears that read one input, in the order a layer applies them. */
@@ -156,7 +157,10 @@ static gptq_status quantize_linear(const engine *e, const models *ms, int layer,
             goto done;
         W = tmp;
     }
-    if ((st = e->be->quantize_layer(e->be, W, H, rows, cols, qc, res, NULL)))
+    gptq_turn_begin(); /* one linear's GPTQ is one slice (kernels/turns.h) */
+    st = e->be->quantize_layer(e->be, W, H, rows, cols, qc, res, NULL);
+    gptq_turn_end();
+    if (st)
         goto done;
     st = store_linear(ms, layer, which, res, reference_storage);
 done:

@@ -65,7 +65,7 @@ static gptq_status add_tensor(save_ctx *c, const char *base, const char *suffix,
     return gptq_st_writer_add(c->w, name, dt, ndim, shape, data);
 }
 
-static gptq_status visit(void *user, const char *name, const float *data, int ndim,
+static gptq_status visit(void *user, const char *name, const void *data, gptq_dtype dt, int ndim,
                          const int64_t *shape, const gptq_linear *L)
 {
     save_ctx *c = user;
@@ -76,18 +76,25 @@ static gptq_status visit(void *user, const char *name, const float *data, int nd
         size_t n = 1;
         for (int i = 0; i < ndim; i++)
             n *= (size_t)shape[i];
-        const void *out = data;
-        if (c->dtype != GPTQ_DT_F32) {
-            uint16_t *h = malloc(n * sizeof *h);
-            if (!h || keep(&c->owned, &c->n_owned, &c->cap_owned, h)) {
-                free(h);
-                return gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
-            }
-            for (size_t i = 0; i < n; i++)
-                h[i] = c->dtype == GPTQ_DT_BF16 ? gptq_f32_to_bf16(data[i]) : gptq_f32_to_f16(data[i]);
-            out = h;
+        if (dt == c->dtype) /* stored as resident: no conversion */
+            return add_tensor(c, name, "", dt, ndim, shape, data);
+        /* through float32 (exact from 16 bits); rounded to nearest even when
+         * narrowed */
+        void *buf = malloc(n * (sizeof(float) + (c->dtype != GPTQ_DT_F32 ? sizeof(uint16_t) : 0)));
+        if (!buf || keep(&c->owned, &c->n_owned, &c->cap_owned, buf)) {
+            free(buf);
+            return gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
         }
-        return add_tensor(c, name, "", c->dtype, ndim, shape, out);
+        float *f = buf;
+        if (gptq_dtype_to_f32(dt, data, f, n) != 0)
+            return gptq_fail(GPTQ_ERR_ARG, "checkpoint: '%s' has dtype %s", name,
+                             gptq_dtype_name(dt));
+        if (c->dtype == GPTQ_DT_F32)
+            return add_tensor(c, name, "", c->dtype, ndim, shape, f);
+        uint16_t *h = (uint16_t *)(f + n);
+        for (size_t i = 0; i < n; i++)
+            h[i] = c->dtype == GPTQ_DT_BF16 ? gptq_f32_to_bf16(f[i]) : gptq_f32_to_f16(f[i]);
+        return add_tensor(c, name, "", c->dtype, ndim, shape, h);
     }
     if (!c->bits)
         return gptq_fail(GPTQ_ERR_ARG, "save: '%s' is packed; a float model folder needs every "

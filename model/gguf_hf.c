@@ -163,21 +163,24 @@ const gptq_gguf_tensor *gptq_gguf_hf_tensor(const gptq_gguf *g, const gptq_model
     return t;
 }
 
-gptq_status gptq_gguf_hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int permute_heads,
-                              float *out)
+/* Read t (float32 when f32, else its stored bytes) into out with the
+ * converter's head permutation undone. */
+static gptq_status hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int permute_heads,
+                           int f32, void *out)
 {
     const int64_t cols = t->ne[0], rows = t->numel / (t->ne[0] ? t->ne[0] : 1);
     if (permute_heads <= 0)
-        return gptq_gguf_read_f32(g, t, out);
+        return f32 ? gptq_gguf_read_f32(g, t, out) : gptq_gguf_read(g, t, out);
     if (rows % (2 * (int64_t)permute_heads) != 0)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '" NAME_FMT "' has %lld rows, not a "
                          "multiple of 2 x %d heads", gptq_gguf_name(g), t->name, (long long)rows,
                          permute_heads);
-    float *tmp = malloc((size_t)t->numel * sizeof *tmp);
+    const size_t row_bytes = f32 ? (size_t)cols * sizeof(float) : (size_t)(t->bytes / rows);
+    char *tmp = malloc((size_t)rows * row_bytes);
     if (!tmp)
         return gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory for '" NAME_FMT "'",
                          gptq_gguf_name(g), t->name);
-    gptq_status st = gptq_gguf_read_f32(g, t, tmp);
+    gptq_status st = f32 ? gptq_gguf_read_f32(g, t, (float *)tmp) : gptq_gguf_read(g, t, tmp);
     if (!st) {
         /* The converter's permute: rows (h, j, i) of HF's rotate_half layout
          * (j: which half of the head, i < half) were stored as (h, i, j). */
@@ -185,11 +188,23 @@ gptq_status gptq_gguf_hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int
         for (int64_t h = 0; h < permute_heads; h++)
             for (int64_t j = 0; j < 2; j++)
                 for (int64_t i = 0; i < half; i++)
-                    memcpy(out + (h * head + j * half + i) * cols,
-                           tmp + (h * head + 2 * i + j) * cols, (size_t)cols * sizeof *out);
+                    memcpy((char *)out + (size_t)(h * head + j * half + i) * row_bytes,
+                           tmp + (size_t)(h * head + 2 * i + j) * row_bytes, row_bytes);
     }
     free(tmp);
     return st;
+}
+
+gptq_status gptq_gguf_hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int permute_heads,
+                              float *out)
+{
+    return hf_read(g, t, permute_heads, 1, out);
+}
+
+gptq_status gptq_gguf_hf_read_raw(const gptq_gguf *g, const gptq_gguf_tensor *t,
+                                  int permute_heads, void *out)
+{
+    return hf_read(g, t, permute_heads, 0, out);
 }
 
 /* Every tensor of the file is one we map (a tensor we would ignore could

@@ -59,6 +59,10 @@ const gptq_gguf_tensor *gptq_gguf_hf_tensor(const gptq_gguf *g, const gptq_model
  * (rows not a multiple of 2 * permute_heads). */
 gptq_status gptq_gguf_hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int permute_heads,
                               float *out);
+/* The same with t's stored bytes (F16/BF16 weights kept as they are) into
+ * out[t->bytes]. Errors: gptq_gguf_read's, GPTQ_ERR_FORMAT. */
+gptq_status gptq_gguf_hf_read_raw(const gptq_gguf *g, const gptq_gguf_tensor *t,
+                                  int permute_heads, void *out);
 
 #ifdef __cplusplus
 }

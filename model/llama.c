@@ -134,9 +134,10 @@ int64_t gptq_model_params(const gptq_model *m)
 size_t gptq_model_bytes(const gptq_model *m)
 {
     const gptq_model_config *c = &m->cfg;
-    size_t emb = (size_t)c->vocab_size * c->hidden_size;
-    size_t floats = emb + (size_t)c->hidden_size + (m->lm_head != m->embed ? emb : 0);
-    size_t bytes = 0;
+    size_t bytes = llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->embed_dt);
+    if (m->lm_head != m->embed)
+        bytes += llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->head_dt);
+    size_t floats = (size_t)c->hidden_size;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         floats += 2 * (size_t)c->hidden_size;
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
@@ -145,7 +146,7 @@ size_t gptq_model_bytes(const gptq_model *m)
             if (L->packed)
                 bytes += gptq_linear_bytes(&L->Q);
             else
-                floats += (size_t)L->rows * L->cols;
+                bytes += llama_dense_bytes((size_t)L->rows, (size_t)L->cols, L->wt);
         }
     }
     return bytes + floats * sizeof(float);
@@ -201,7 +202,17 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model): call "
                          "gptq_model_layer_ensure first", layer, gptq_linear_name(which));
-    return m->be->download(m->be, W, L->W, (size_t)L->rows * L->cols * sizeof *W);
+    size_t n = (size_t)L->rows * L->cols;
+    if (L->wt == GPTQ_DT_F32)
+        return m->be->download(m->be, W, L->W, n * sizeof *W);
+    uint16_t *h = malloc(n * sizeof *h); /* 16-bit weights, widened */
+    if (!h)
+        return gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
+                         gptq_linear_name(which), L->rows, L->cols);
+    if ((st = m->be->download(m->be, h, L->W, n * sizeof *h)) == GPTQ_OK)
+        gptq_dtype_to_f32(L->wt, h, W, n);
+    free(h);
+    return st;
 }
 
 /* A linear of m that may be replaced: in range, and m's own weights. */
@@ -241,6 +252,7 @@ gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id w
     }
     llama_linear_clear(m, L);
     L->W = copy;
+    L->wt = GPTQ_DT_F32;
     return llama_table_build(m);
 }
 
@@ -286,41 +298,43 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
     const gptq_model_config *c = &m->cfg;
     char name[192];
     int64_t emb_shape[2] = {c->vocab_size, c->hidden_size}, vec_shape[1] = {c->hidden_size};
-    if ((st = visit(user, "model.embed_tokens.weight", m->embed, 2, emb_shape, NULL)) != GPTQ_OK)
+    if ((st = visit(user, "model.embed_tokens.weight", m->embed, m->embed_dt, 2, emb_shape,
+                    NULL)) != GPTQ_OK)
         return st;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const layer *Ly = &m->layers[l];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        if ((st = visit(user, name, Ly->attn_norm, 1, vec_shape, NULL)) != GPTQ_OK)
+        if ((st = visit(user, name, Ly->attn_norm, GPTQ_DT_F32, 1, vec_shape, NULL)) != GPTQ_OK)
             return st;
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        if ((st = visit(user, name, Ly->mlp_norm, 1, vec_shape, NULL)) != GPTQ_OK)
+        if ((st = visit(user, name, Ly->mlp_norm, GPTQ_DT_F32, 1, vec_shape, NULL)) != GPTQ_OK)
             return st;
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *L = &Ly->lin[w];
             int64_t shape[2] = {L->rows, L->cols}, bshape[1] = {L->rows};
             if (L->packed) {
                 snprintf(name, sizeof name, "model.layers.%d.%s", l, gptq_linear_path(w));
-                st = visit(user, name, NULL, 2, shape, &L->Q);
+                st = visit(user, name, NULL, GPTQ_DT_I32, 2, shape, &L->Q);
             } else if (!L->W) {
                 st = gptq_fail(GPTQ_ERR_ARG, "layer %d %s is not loaded (streaming model)", l,
                                gptq_linear_name(w));
             } else {
                 snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, gptq_linear_path(w));
-                st = visit(user, name, L->W, 2, shape, NULL);
+                st = visit(user, name, L->W, L->wt, 2, shape, NULL);
             }
             if (st != GPTQ_OK)
                 return st;
             if (L->bias) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, gptq_linear_path(w));
-                if ((st = visit(user, name, L->bias, 1, bshape, NULL)) != GPTQ_OK)
+                if ((st = visit(user, name, L->bias, GPTQ_DT_F32, 1, bshape, NULL)) != GPTQ_OK)
                     return st;
             }
         }
     }
-    if ((st = visit(user, "model.norm.weight", m->norm, 1, vec_shape, NULL)) != GPTQ_OK)
+    if ((st = visit(user, "model.norm.weight", m->norm, GPTQ_DT_F32, 1, vec_shape, NULL)) !=
+        GPTQ_OK)
         return st;
     if (m->lm_head != m->embed)
-        return visit(user, "lm_head.weight", m->lm_head, 2, emb_shape, NULL);
+        return visit(user, "lm_head.weight", m->lm_head, m->head_dt, 2, emb_shape, NULL);
     return GPTQ_OK;
 }

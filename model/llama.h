@@ -187,8 +187,9 @@ gptq_status gptq_model_from_tensors_on(const gptq_backend *be, const char *confi
                                        gptq_model **out);
 
 /* The float32 weight [rows, cols] of a dense linear in the model's backend
- * memory, or NULL when it is packed, not loaded, or the arguments are out of
- * range. Valid until the linear is replaced. */
+ * memory, or NULL when it is packed, kept in 16 bits, not loaded, or the
+ * arguments are out of range (gptq_model_get_linear_f32 copies any of them
+ * as float32). Valid until the linear is replaced. */
 const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linear_id which);
 
 /* The parsed config (owned by the model). */
@@ -241,13 +242,14 @@ gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_i
 
 /* Every stored tensor under its HF name, in checkpoint order (embeddings,
  * then each layer's norms, linears and biases, final norm, lm_head unless
- * tied). For a dense tensor `data` is float32 with `ndim` dims `shape`, and
- * `packed` is NULL; for a packed linear `data` is NULL, `packed` is set (the
+ * tied). For a dense tensor `data` is of dtype `dt` (float32; F16/BF16 for
+ * the weight matrices a model keeps in 16 bits) with `ndim` dims `shape`,
+ * and `packed` is NULL; for a packed linear `data` is NULL, `packed` is set (the
  * kernels' layout, in the model's backend memory) and `name` is the module
  * path ("model.layers.0.self_attn.q_proj"). A nonzero
  * status from `visit` stops the walk and is returned. */
-typedef gptq_status (*gptq_tensor_visit)(void *user, const char *name, const float *data,
-                                         int ndim, const int64_t *shape,
+typedef gptq_status (*gptq_tensor_visit)(void *user, const char *name, const void *data,
+                                         gptq_dtype dt, int ndim, const int64_t *shape,
                                          const gptq_linear *packed);
 gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit visit, void *user);
 

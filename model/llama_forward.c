@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/interrupt.h"
+#include "kernels/turns.h"
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
@@ -93,7 +94,7 @@ static gptq_status linear_apply(const gptq_backend *be, const linear *L, const f
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "a linear of this streaming model is not loaded: call "
                          "gptq_model_layer_ensure first");
-    be->gemm_f32(be, x, L->W, L->bias, y, n, L->cols, L->rows);
+    be->gemm(be, x, L->W, L->wt, L->bias, y, n, L->cols, L->rows);
     return GPTQ_OK;
 }
 
@@ -204,7 +205,7 @@ static gptq_status check_loaded(const gptq_model *m, int l)
 
 /* One decoder layer in place on h [n_seq*len, hidden]; s->pos holds the
  * positions (scratch_positions). */
-static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
+static gptq_status layer_body(const gptq_model *m, int l, float *h, int n_seq, int len,
                              const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
 {
     gptq_status st;
@@ -236,8 +237,30 @@ static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, in
     return residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, T);
 }
 
+/* A layer is one slice of compute: jobs take turns at it (kernels/turns.h). */
+static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
+                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
+{
+    gptq_turn_begin();
+    gptq_status st = layer_body(m, l, h, n_seq, len, kvv, hooks, s);
+    gptq_turn_end();
+    return st;
+}
+
+static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, float *h,
+                              const float *in, float *out, int n_seq, int len);
+
 gptq_status gptq_model_layer_part(const gptq_model *m, int l, gptq_layer_part part, float *h,
                                   const float *in, float *out, int n_seq, int len)
+{
+    gptq_turn_begin();
+    gptq_status st = layer_part(m, l, part, h, in, out, n_seq, len);
+    gptq_turn_end();
+    return st;
+}
+
+static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, float *h,
+                              const float *in, float *out, int n_seq, int len)
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
@@ -348,7 +371,7 @@ gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, flo
     gptq_status st = check_ids(m, ids, (size_t)n);
     if (st != GPTQ_OK || (st = ids_to_backend(m, ids, (size_t)n, &d_ids, &owned)) != GPTQ_OK)
         return st;
-    m->be->embed(m->be, m->embed, d_ids, n, m->cfg.hidden_size, h);
+    m->be->embed(m->be, m->embed, m->embed_dt, d_ids, n, m->cfg.hidden_size, h);
     if (owned)
         m->be->free(m->be, owned); /* frees after the queued embedding (cudaFree synchronizes) */
     return GPTQ_OK;
@@ -369,8 +392,10 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
         st = gptq_backend_alloc_fail(be, "head: %d x %d logits", n, c->vocab_size);
         goto done;
     }
+    gptq_turn_begin(); /* the head is a slice of its own */
     be->rmsnorm(be, h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
-    be->gemm_f32(be, x, m->lm_head, NULL, y, n, c->hidden_size, c->vocab_size);
+    be->gemm(be, x, m->lm_head, m->head_dt, NULL, y, n, c->hidden_size, c->vocab_size);
+    gptq_turn_end();
     if (m->device)
         st = be->download(be, logits, y, out_bytes);
 done:
@@ -498,7 +523,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK ||
         (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
-    be->embed(be, m->embed, d_ids, (int)T, (int)hidden, h);
+    be->embed(be, m->embed, m->embed_dt, d_ids, (int)T, (int)hidden, h);
     if ((st = scratch_positions(&s, starts, n_seq, len)) != GPTQ_OK)
         goto done;
     for (int l = 0; l < c->num_hidden_layers; l++) {

@@ -16,9 +16,14 @@
 #include "model/llama.h"
 #include "model/source.h"
 
+/* Dense weight matrices (linears, embeddings, lm_head) stay in their
+ * file's precision: float32, or F16/BF16 where the backend's gemm takes it
+ * (be->weight_dtypes; the kernels convert per tile); norms and biases are
+ * float32. */
 typedef struct linear {
     int rows, cols; /* out, in */
-    float *W;       /* [rows, cols], NULL when packed */
+    void *W;        /* [rows, cols] of dtype wt, NULL when packed */
+    gptq_dtype wt;
     gptq_linear Q;  /* valid when packed: the kernels' layout (kernels/linear.h) */
     int packed;
     float *bias; /* [rows] or NULL */
@@ -37,9 +42,10 @@ struct gptq_model {
                                  freed with be->free; packed arrays are never
                                  `owned` (gptq_packed_free would free() them) */
     float *rope_freq;         /* inv_freq in be memory (== inv_freq on the CPU) */
-    float *embed;             /* [vocab, hidden] */
+    void *embed;              /* [vocab, hidden] of embed_dt */
     float *norm;              /* [hidden] */
-    float *lm_head;           /* [vocab, hidden]; == embed when tied */
+    void *lm_head;            /* [vocab, hidden] of head_dt; == embed when tied */
+    gptq_dtype embed_dt, head_dt;
     float *inv_freq;          /* [head_dim / 2] */
     layer *layers;            /* [num_hidden_layers] */
     int views;                /* weights are borrowed (copy_with, from_tensors): never freed
@@ -75,6 +81,12 @@ void llama_layer_clear(const gptq_model *m, layer *Ly);
 gptq_model *llama_model_new(const gptq_model_config *cfg);
 gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be);
 void llama_table_free(gptq_model *m);
+
+/* Bytes of a dense [rows, cols] matrix of dtype dt. */
+static inline size_t llama_dense_bytes(size_t rows, size_t cols, gptq_dtype dt)
+{
+    return rows * cols * gptq_dtype_size(dt);
+}
 
 /* llama_weights.c */
 gptq_status llama_table_build(gptq_model *m);

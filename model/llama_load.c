@@ -1,5 +1,6 @@
 /* model/llama_load.c: building a model from a source (an HF folder's
- * safetensors or a GGUF file, copied into float32 or packed linears) or
+ * safetensors or a GGUF file, copied: weight matrices in their F16/BF16 or
+ * float32, or packed linears) or
  * from a caller's tensor table (borrowed: the mapped-model path), and
  * loading a streaming model's layers on demand. */
 #include "model/llama_internal.h"
@@ -14,9 +15,9 @@
 /* ---- loading ------------------------------------------------------------------ */
 
 /* Where tensors come from: a model source (an HF folder's safetensors or a
- * GGUF file: copied and converted to float32), or a caller's table
- * (from_tensors: borrowed as they are, so they must already be float32 /
- * I32 / F16 and aligned). */
+ * GGUF file: copied, weight matrices in their stored F16/BF16 or else
+ * converted to float32), or a caller's table (from_tensors: borrowed as
+ * they are, so they must already be in the resident dtypes and aligned). */
 typedef struct loader {
     const char *dir; /* names the source in messages */
     const gptq_model_source *src;
@@ -118,11 +119,53 @@ static gptq_status load_f32(const loader *ld, const char *name, int ndim, const 
     if (!data)
         return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %lld floats for '%s'", ld->dir,
                          (long long)t.numel, name);
-    if ((st = gptq_source_read_f32(ld->src, &t, data)) != GPTQ_OK) {
+    st = gptq_source_read_f32(ld->src, &t, data);
+    gptq_source_release(ld->src, &t); /* copied: the file's pages leave this process's RSS */
+    if (st != GPTQ_OK) {
         free(data);
         return st;
     }
     *out = data;
+    return GPTQ_OK;
+}
+
+/* A weight matrix `name` of the given shape in its stored precision: F16
+ * and BF16 kept (copied from files, borrowed from a table), anything else
+ * as float32 (load_f32). *dt says which. */
+static gptq_status load_dense(const loader *ld, const char *name, const int64_t *shape,
+                              const char *why, void **out, gptq_dtype *dt)
+{
+    gptq_status st;
+    src_tensor t;
+    *out = NULL;
+    *dt = GPTQ_DT_F32;
+    if ((st = find_checked(ld, name, 2, shape, why, &t)) != GPTQ_OK)
+        return st;
+    if (t.dtype != GPTQ_DT_F16 && t.dtype != GPTQ_DT_BF16)
+        return load_f32(ld, name, 2, shape, why, (float **)out);
+    if (ld->table) {
+        if ((st = check_view(ld, &t, t.dtype)) != GPTQ_OK)
+            return st;
+        if (ld->dev && !(ld->dev->weight_dtypes & 1u << t.dtype))
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%s' is %s; backend %s takes float32 "
+                             "weights only", ld->dir, name, gptq_dtype_name(t.dtype),
+                             ld->dev->name);
+        *out = (void *)t.data; /* never written: a view model refuses set_linear */
+        *dt = t.dtype;
+        return GPTQ_OK;
+    }
+    void *data = malloc(t.bytes ? t.bytes : 1);
+    if (!data)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
+                         name);
+    st = gptq_source_read_raw(ld->src, &t, data);
+    gptq_source_release(ld->src, &t);
+    if (st != GPTQ_OK) {
+        free(data);
+        return st;
+    }
+    *out = data;
+    *dt = t.dtype;
     return GPTQ_OK;
 }
 
@@ -149,7 +192,9 @@ static gptq_status load_raw(const loader *ld, const char *name, gptq_dtype dtype
     if (!data)
         return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
                          name);
-    if ((st = gptq_source_read_raw(ld->src, &t, data)) != GPTQ_OK) {
+    st = gptq_source_read_raw(ld->src, &t, data);
+    gptq_source_release(ld->src, &t);
+    if (st != GPTQ_OK) {
         free(data);
         return st;
     }
@@ -289,7 +334,7 @@ static gptq_status load_linear(const loader *ld, gptq_model *m, int l, gptq_line
     char qname[256];
     snprintf(qname, sizeof qname, "%s.qweight", prefix);
     if (find_tensor(ld, name, &t) || !find_tensor(ld, qname, &t)) {
-        if ((st = load_f32(ld, name, 2, shape, why, &L->W)) != GPTQ_OK)
+        if ((st = load_dense(ld, name, shape, why, &L->W, &L->wt)) != GPTQ_OK)
             return st;
     } else {
         if ((st = load_packed(ld, c, prefix, L->rows, L->cols, &L->Q)) != GPTQ_OK)
@@ -317,8 +362,8 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
     const gptq_model_config *c = &m->cfg;
     char name[192];
     int64_t emb_shape[2] = {c->vocab_size, c->hidden_size}, vec_shape[1] = {c->hidden_size};
-    if ((st = load_f32(ld, "model.embed_tokens.weight", 2, emb_shape, "vocab_size, hidden_size",
-                       &m->embed)) != GPTQ_OK)
+    if ((st = load_dense(ld, "model.embed_tokens.weight", emb_shape, "vocab_size, hidden_size",
+                         &m->embed, &m->embed_dt)) != GPTQ_OK)
         return st;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         layer *Ly = &m->layers[l];
@@ -341,6 +386,7 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
         return st;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
+        m->head_dt = m->embed_dt;
         return GPTQ_OK;
     }
     src_tensor t;
@@ -349,7 +395,8 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
                          "%s: tensor 'lm_head.weight' is missing and config.json has "
                          "tie_word_embeddings false",
                          ld->dir);
-    return load_f32(ld, "lm_head.weight", 2, emb_shape, "vocab_size, hidden_size", &m->lm_head);
+    return load_dense(ld, "lm_head.weight", emb_shape, "vocab_size, hidden_size", &m->lm_head,
+                      &m->head_dt);
 }
 
 gptq_model *llama_model_new(const gptq_model_config *cfg)

@@ -39,13 +39,13 @@ static gptq_status table_add(table_builder *b, const char *name, const char *suf
     return GPTQ_OK;
 }
 
-static gptq_status table_visit(void *user, const char *name, const float *data, int ndim,
-                               const int64_t *shape, const gptq_linear *L)
+static gptq_status table_visit(void *user, const char *name, const void *data, gptq_dtype dt,
+                               int ndim, const int64_t *shape, const gptq_linear *L)
 {
     table_builder *b = user;
     gptq_status st;
     if (!L)
-        return table_add(b, name, "", GPTQ_DT_F32, ndim, shape[0], ndim > 1 ? shape[1] : 0, data);
+        return table_add(b, name, "", dt, ndim, shape[0], ndim > 1 ? shape[1] : 0, data);
     const gptq_packed *P = &L->P;
     if ((st = table_add(b, name, ".qweight", GPTQ_DT_I32, 2, (int64_t)P->cols * P->bits / 32,
                         P->rows, P->qweight)) != GPTQ_OK ||
@@ -135,15 +135,19 @@ static void copy_packed(copier *c, const gptq_linear *lsrc, gptq_linear *ldst)
 static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
 {
     const gptq_model_config *c = &m->cfg;
-    size_t hidden = (size_t)c->hidden_size, emb = (size_t)c->vocab_size * hidden * sizeof(float);
+    size_t hidden = (size_t)c->hidden_size;
     gptq_model *n = llama_model_new(c);
     *out = NULL;
     if (!n)
         return gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a copy of the model");
     n->views = cp->alloc != NULL;
-    n->embed = copy_bytes(cp, m->embed, emb);
+    n->embed = copy_bytes(cp, m->embed, llama_dense_bytes((size_t)c->vocab_size, hidden, m->embed_dt));
     n->norm = copy_bytes(cp, m->norm, hidden * sizeof(float));
-    n->lm_head = m->lm_head == m->embed ? n->embed : copy_bytes(cp, m->lm_head, emb);
+    n->lm_head = m->lm_head == m->embed
+                     ? n->embed
+                     : copy_bytes(cp, m->lm_head,
+                                  llama_dense_bytes((size_t)c->vocab_size, hidden, m->head_dt));
+    n->embed_dt = m->embed_dt, n->head_dt = m->head_dt;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const layer *src = &m->layers[l];
         layer *dst = &n->layers[l];
@@ -152,12 +156,13 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *sl = &src->lin[w];
             linear *dl = &dst->lin[w];
-            dl->rows = sl->rows, dl->cols = sl->cols, dl->packed = sl->packed;
+            dl->rows = sl->rows, dl->cols = sl->cols, dl->packed = sl->packed, dl->wt = sl->wt;
             dl->bias = copy_bytes(cp, sl->bias, (size_t)sl->rows * sizeof(float));
             if (sl->packed)
                 copy_packed(cp, &sl->Q, &dl->Q);
             else
-                dl->W = copy_bytes(cp, sl->W, (size_t)sl->rows * sl->cols * sizeof(float));
+                dl->W = copy_bytes(cp, sl->W, llama_dense_bytes((size_t)sl->rows, (size_t)sl->cols,
+                                                                sl->wt));
         }
     }
     gptq_status st = cp->failed ? gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a copy of the model")
@@ -201,6 +206,29 @@ gptq_status gptq_model_copy_with(const gptq_model *m, gptq_model_alloc alloc, vo
 
 /* ---- backends ------------------------------------------------------------------------------ */
 
+/* A dense matrix [rows, cols] of dtype dt into u's memory: as it is when
+ * u's backend takes dt, else widened to float32 (*out_dt says which). */
+static void *upload_dense(gptq_uploader *u, const void *src, gptq_dtype dt, size_t rows,
+                          size_t cols, gptq_dtype *out_dt, const char *what)
+{
+    *out_dt = dt;
+    if (!src || dt == GPTQ_DT_F32 || (u->be->weight_dtypes & 1u << dt))
+        return gptq_upload_bytes(u, src, llama_dense_bytes(rows, cols, dt), what);
+    if (u->st != GPTQ_OK)
+        return NULL;
+    float *wide = malloc(rows * cols * sizeof *wide);
+    if (!wide) {
+        u->st = gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot widen [%zu, %zu] to float32", what, rows,
+                          cols);
+        return NULL;
+    }
+    gptq_dtype_to_f32(dt, src, wide, rows * cols);
+    void *p = gptq_upload_bytes(u, wide, rows * cols * sizeof *wide, what);
+    free(wide);
+    *out_dt = GPTQ_DT_F32;
+    return p;
+}
+
 /* Upload the host layer src into dst (empty) through u. */
 static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const layer *src, layer *dst,
                          int l)
@@ -233,7 +261,7 @@ static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const lay
             else if (u->st != GPTQ_OK)
                 gptq_fail_context(u->st, "%s", what);
         } else {
-            dl->W = gptq_upload_bytes(u, sl->W, (size_t)sl->rows * sl->cols * sizeof(float), what);
+            dl->W = upload_dense(u, sl->W, sl->wt, (size_t)sl->rows, (size_t)sl->cols, &dl->wt, what);
         }
     }
 }
@@ -261,12 +289,16 @@ gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
         return st;
     }
     n->views = alloc != NULL;
-    size_t emb = (size_t)c->vocab_size * c->hidden_size * sizeof(float);
+    const size_t vocab = (size_t)c->vocab_size, hidden = (size_t)c->hidden_size;
     gptq_uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
-    n->embed = gptq_upload_bytes(&u, m->embed, emb, "embed_tokens");
+    n->embed = upload_dense(&u, m->embed, m->embed_dt, vocab, hidden, &n->embed_dt, "embed_tokens");
     if (!(flags & GPTQ_TO_BACKEND_NO_HEAD)) {
-        n->norm = gptq_upload_bytes(&u, m->norm, (size_t)c->hidden_size * sizeof(float), "norm");
-        n->lm_head = m->lm_head == m->embed ? n->embed : gptq_upload_bytes(&u, m->lm_head, emb, "lm_head");
+        n->norm = gptq_upload_bytes(&u, m->norm, hidden * sizeof(float), "norm");
+        if (m->lm_head == m->embed)
+            n->lm_head = n->embed, n->head_dt = n->embed_dt;
+        else
+            n->lm_head = upload_dense(&u, m->lm_head, m->head_dt, vocab, hidden, &n->head_dt,
+                                      "lm_head");
     }
     for (int l = 0; l < c->num_hidden_layers && u.st == GPTQ_OK; l++) {
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
@@ -327,5 +359,5 @@ const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linea
     if (layer < 0 || layer >= m->cfg.num_hidden_layers || (unsigned)which >= GPTQ_LIN_COUNT)
         return NULL;
     const linear *L = &m->layers[layer].lin[which];
-    return L->packed ? NULL : L->W;
+    return L->packed || L->wt != GPTQ_DT_F32 ? NULL : L->W;
 }

@@ -301,13 +301,16 @@ const char *gptq_source_label(const gptq_model_source *s) { return s->label; }
 const gptq_hf_files *gptq_source_files(const gptq_model_source *s) { return &s->files; }
 const gptq_model_config *gptq_source_config(const gptq_model_source *s) { return &s->cfg; }
 
-/* Bytes the runtime holds for one stored tensor: float weights as float32,
- * a packed linear's integer tensors and fp16 scales as stored. */
-static uint64_t resident(const char *name, gptq_dtype dt, int64_t numel, uint64_t bytes)
+/* Bytes the runtime holds for one stored tensor: a packed linear's integer
+ * tensors and fp16 scales as stored; matrices (ndim 2) of 16-bit floats as
+ * stored (model/llama_load.c keeps them); other floats as float32. */
+static uint64_t resident(const char *name, gptq_dtype dt, int ndim, int64_t numel, uint64_t bytes)
 {
     size_t n = strlen(name);
     if (dt == GPTQ_DT_I32 || (n > 7 && !strcmp(name + n - 7, ".scales")))
         return bytes;
+    if (ndim == 2 && (dt == GPTQ_DT_F16 || dt == GPTQ_DT_BF16))
+        return (uint64_t)numel * 2;
     return (uint64_t)numel * sizeof(float);
 }
 
@@ -315,12 +318,15 @@ uint64_t gptq_source_resident_bytes(const gptq_model_source *s)
 {
     uint64_t total = 0;
     if (s->gguf)
-        for (size_t i = 0; i < gptq_gguf_tensor_count(s->gguf); i++)
-            total += (uint64_t)gptq_gguf_tensor_at(s->gguf, i)->numel * sizeof(float);
+        for (size_t i = 0; i < gptq_gguf_tensor_count(s->gguf); i++) {
+            const gptq_gguf_tensor *g = gptq_gguf_tensor_at(s->gguf, i);
+            int half = g->n_dims == 2 && (g->type == GPTQ_GGML_F16 || g->type == GPTQ_GGML_BF16);
+            total += (uint64_t)g->numel * (half ? 2 : sizeof(float));
+        }
     for (int i = 0; i < s->n_st; i++)
         for (size_t k = 0; k < gptq_safetensors_count(s->st[i]); k++) {
             const gptq_st_tensor *t = gptq_safetensors_at(s->st[i], k);
-            total += resident(t->name, t->dtype, t->numel, t->bytes);
+            total += resident(t->name, t->dtype, t->ndim, t->numel, t->bytes);
         }
     return total;
 }
@@ -347,12 +353,16 @@ int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_t
     if (!g)
         return 0;
     t->name = g->name;
-    t->dtype = GPTQ_DT_F32;
+    /* 16-bit floats keep their type (gptq_source_read_raw copies them);
+     * every other type reads as float32 (dequantized) */
+    t->dtype = g->type == GPTQ_GGML_F16    ? GPTQ_DT_F16
+               : g->type == GPTQ_GGML_BF16 ? GPTQ_DT_BF16
+                                           : GPTQ_DT_F32;
     t->ndim = g->n_dims;
     for (int d = 0; d < g->n_dims; d++)
         t->shape[d] = g->ne[g->n_dims - 1 - d]; /* ne[0] is the fastest: HF's last */
     t->numel = g->numel;
-    t->bytes = (size_t)g->numel * sizeof(float);
+    t->bytes = (size_t)g->numel * gptq_dtype_size(t->dtype);
     t->impl_ = g;
     t->permute_heads_ = permute;
     return 1;
@@ -373,6 +383,8 @@ gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_t
 gptq_status gptq_source_read_raw(const gptq_model_source *s, const gptq_source_tensor *t,
                                  void *out)
 {
+    if (s->gguf && !t->data && (t->dtype == GPTQ_DT_F16 || t->dtype == GPTQ_DT_BF16))
+        return gptq_gguf_hf_read_raw(s->gguf, t->impl_, t->permute_heads_, out);
     if (!t->data)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: tensor '%.96s' is not stored as %s", s->label,
                          t->name, gptq_dtype_name(t->dtype));

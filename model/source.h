@@ -22,7 +22,8 @@ typedef struct gptq_model_source gptq_model_source;
 
 typedef struct gptq_source_tensor {
     const char *name;   /* HF name */
-    gptq_dtype dtype;   /* as stored (safetensors); F32 for a GGUF tensor (read_f32 converts) */
+    gptq_dtype dtype;   /* as stored (safetensors); a GGUF tensor: F16/BF16 as stored,
+                           any other type F32 (read_f32 dequantizes) */
     int ndim;           /* 1..4 */
     int64_t shape[4];   /* HF order ([rows, cols] for a matrix) */
     int64_t numel;
@@ -66,8 +67,8 @@ const char *gptq_source_label(const gptq_model_source *s);
 /* config.json and the other small files (owned by s). */
 const gptq_hf_files *gptq_source_files(const gptq_model_source *s);
 const gptq_model_config *gptq_source_config(const gptq_model_source *s);
-/* Bytes the loaded model will hold: float weights as float32, packed GPTQ
- * linears as stored. */
+/* Bytes the loaded model will hold: F16/BF16 matrices and packed GPTQ
+ * linears as stored, other float tensors as float32. */
 uint64_t gptq_source_resident_bytes(const gptq_model_source *s);
 
 /* 1 and *t filled when the HF tensor `name` exists, else 0. */
@@ -80,8 +81,9 @@ gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_t
                                  float *out);
 
 /* t's stored bytes copied to out[t->bytes] (integer tensors of a packed
- * linear, fp16 scales). Errors: GPTQ_ERR_FORMAT (a GGUF tensor: it has no
- * stored form here), GPTQ_ERR_IO (the file shrank while read). */
+ * linear, fp16 scales, F16/BF16 weights; a GGUF's F16/BF16 tensors in the
+ * HF layout). Errors: GPTQ_ERR_FORMAT (a GGUF tensor of another type: it
+ * has no stored form here), GPTQ_ERR_IO (the file shrank while read). */
 gptq_status gptq_source_read_raw(const gptq_model_source *s, const gptq_source_tensor *t,
                                  void *out);
 

@@ -286,7 +286,7 @@ static void test_gemm(int n, int in, int out)
 
     reference_linear(W, x, bias, n, out, in, ref, mag);
     scale_bound(bound, mag, (size_t)n * out, 2e-5);
-    be->gemm_f32(be, d_x, d_W, d_bias, d_y, n, in, out);
+    be->gemm(be, d_x, d_W, GPTQ_DT_F32, d_bias, d_y, n, in, out);
     from_device(y, d_y, (size_t)n * out * 4);
     snprintf(what, sizeof what, "gemm_f32+bias n=%d %dx%d", n, out, in);
     expect_close(what, y, ref, bound, (size_t)n * out);
@@ -490,7 +490,7 @@ static void test_embed(int vocab, int dim, int n)
         ids[i] = (int32_t)(test_rand_u64(&rng) % (uint64_t)vocab);
     float *d_t = to_device(table, (size_t)vocab * dim * 4), *d_y = be->alloc(be, (size_t)n * dim * 4);
     int32_t *d_ids = to_device(ids, (size_t)n * 4);
-    be->embed(be, d_t, d_ids, n, dim, d_y);
+    be->embed(be, d_t, GPTQ_DT_F32, d_ids, n, dim, d_y);
     from_device(y, d_y, (size_t)n * dim * 4);
     int bad = 0;
     for (int i = 0; i < n && !bad; i++)

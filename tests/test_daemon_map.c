@@ -134,16 +134,15 @@ static void client(const td_daemon *d, const char *fixture_weights, int report)
         const Gptqd__TensorEntry *t = m->tensors[i];
         if (t->offset % 64 || t->offset + t->bytes > m->arena_bytes)
             table_ok = 0;
-        if (strcmp(t->name, "model.embed_tokens.weight") == 0 && strcmp(t->dtype, "F32") == 0) {
-            /* The fixture's F16 weights, converted independently. */
+        if (strcmp(t->name, "model.embed_tokens.weight") == 0 && strcmp(t->dtype, "F16") == 0) {
+            /* The fixture's F16 weights, resident as they are in the file. */
             gptq_safetensors *st = NULL;
             if (gptq_safetensors_open(fixture_weights, &st) == GPTQ_OK) {
                 const gptq_st_tensor *ref = gptq_safetensors_find(st, t->name);
-                const float *mapped = (const float *)(base + t->offset);
-                embed_ok = ref && (uint64_t)ref->numel * 4 == t->bytes;
+                const uint16_t *mapped = (const uint16_t *)(base + t->offset);
+                embed_ok = ref && (uint64_t)ref->numel * 2 == t->bytes;
                 for (int64_t k = 0; embed_ok && k < ref->numel; k += 97)
-                    embed_ok = mapped[k] ==
-                               gptq_f16_to_f32(((const uint16_t *)ref->data)[k]);
+                    embed_ok = mapped[k] == ((const uint16_t *)ref->data)[k];
                 gptq_safetensors_close(st);
             }
         }

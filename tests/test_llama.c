@@ -415,14 +415,14 @@ typedef struct writer_ctx {
     int n_keep;
 } writer_ctx;
 
-static gptq_status write_tensor(void *user, const char *name, const float *data, int ndim,
-                                const int64_t *shape, const gptq_linear *L)
+static gptq_status write_tensor(void *user, const char *name, const void *data, gptq_dtype dt,
+                                int ndim, const int64_t *shape, const gptq_linear *L)
 {
     writer_ctx *ctx = user;
     char key[256];
     gptq_status st;
     if (!L)
-        return gptq_st_writer_add(ctx->w, name, GPTQ_DT_F32, ndim, shape, data);
+        return gptq_st_writer_add(ctx->w, name, dt, ndim, shape, data);
     /* a checkpoint holds v1: act-order columns back in their order */
     const gptq_packed *P = &L->P;
     gptq_packed v1;
@@ -744,9 +744,15 @@ static void test_backend_copies(const gptq_model *q, const float *want)
               "to_backend changed the logits");
         CHECK(gptq_model_tensor_count(a) == gptq_model_tensor_count(q),
               "to_backend: tensor table of %zu entries", gptq_model_tensor_count(a));
+        /* layer 0 stays in the fixture file's F16: no float32 pointer */
+        const gptq_model_tensor *t0 = NULL;
+        for (size_t i = 0; i < gptq_model_tensor_count(a); i++)
+            if (!strcmp(gptq_model_tensor_at(a, i)->name, "model.layers.0.self_attn.q_proj.weight"))
+                t0 = gptq_model_tensor_at(a, i);
+        CHECK(t0 && t0->dtype == GPTQ_DT_F16, "to_backend: layer 0 q_proj is not resident in F16");
         CHECK(gptq_model_linear_weight(a, 1, GPTQ_LIN_Q) == NULL &&
-                  gptq_model_linear_weight(a, 0, GPTQ_LIN_Q) != NULL,
-              "linear_weight: NULL for the packed layer 1, set for layer 0");
+                  gptq_model_linear_weight(a, 0, GPTQ_LIN_Q) == NULL,
+              "linear_weight: NULL for the packed layer 1 and the F16 layer 0");
     }
     CHECK_OK(gptq_model_to_backend(q, cpu, bump_alloc, &arena, 0, &b));
     if (b) {
@@ -895,12 +901,29 @@ done:
     gptq_model_free(d);
 }
 
+/* Weight matrices stay in the file's 16 bits: the resident bytes are the
+ * config's matrices at 2 bytes and its norms at 4 (no biases in Llama). */
+static void check_resident_16bit(const gptq_model *m, const char *what)
+{
+    const gptq_model_config *c = gptq_model_get_config(m);
+    size_t h = (size_t)c->hidden_size, q = (size_t)c->num_attention_heads * c->head_dim;
+    size_t kv = (size_t)c->num_key_value_heads * c->head_dim, f = (size_t)c->intermediate_size;
+    size_t per_layer = h * q + 2 * h * kv + q * h + 3 * h * f;
+    size_t matrices = (size_t)c->vocab_size * h * (c->tie_word_embeddings ? 1 : 2) +
+                      (size_t)c->num_hidden_layers * per_layer;
+    size_t norms = h * (2 * (size_t)c->num_hidden_layers + 1);
+    CHECK(gptq_model_bytes(m) == matrices * 2 + norms * 4,
+          "%s: %zu resident bytes, 16-bit matrices and float32 norms make %zu", what,
+          gptq_model_bytes(m), matrices * 2 + norms * 4);
+}
+
 static void test_bf16(float *logits)
 {
     gptq_model *m = NULL;
     CHECK_OK(gptq_model_load(fixture_path("tiny-llama-bf16"), &m));
     if (!m)
         return;
+    check_resident_16bit(m, "BF16 model");
     CHECK_OK(gptq_model_forward(m, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
     report("BF16 weights vs F16 reference", rel_err(logits, 0, N_TOK), TOL_BF16);
     gptq_model_free(m);
@@ -916,6 +939,7 @@ int main(void)
     if (!m || !logits)
         return test_result() ? 1 : 1;
     test_attention();
+    check_resident_16bit(m, "F16 model");
     CHECK(gptq_model_tensor_count(m) == 39, "tensor table: %zu entries",
           gptq_model_tensor_count(m));
     test_full(m, logits);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/gemm_half.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/qgemm.h"
 
@@ -76,11 +77,14 @@ static gptq_status cpu_mem_info(const gptq_backend *be, size_t *free_bytes, size
     return GPTQ_OK;
 }
 
-static void cpu_gemm_f32(const gptq_backend *be, const float *x, const float *W, const float *bias,
-                         float *y, int n, int in, int out)
+static void cpu_gemm(const gptq_backend *be, const float *x, const void *W, gptq_dtype wdt,
+                     const float *bias, float *y, int n, int in, int out)
 {
     (void)be;
-    gptq_cpu_gemm_f32(x, W, bias, y, n, in, out);
+    if (wdt == GPTQ_DT_F32)
+        gptq_cpu_gemm_f32(x, W, bias, y, n, in, out);
+    else
+        gptq_cpu_gemm_half(x, W, wdt == GPTQ_DT_BF16, bias, y, n, in, out);
 }
 
 /* The kernels run on the sorted columns: x is gathered through perm first
@@ -144,11 +148,14 @@ static void cpu_add(const gptq_backend *be, float *y, const float *x, size_t n)
     gptq_cpu_add(y, x, n);
 }
 
-static void cpu_embed(const gptq_backend *be, const float *table, const int32_t *ids, int n,
-                      int dim, float *out)
+static void cpu_embed(const gptq_backend *be, const void *table, gptq_dtype tdt,
+                      const int32_t *ids, int n, int dim, float *out)
 {
     (void)be;
-    gptq_cpu_embed(table, ids, n, dim, out);
+    if (tdt == GPTQ_DT_F32)
+        gptq_cpu_embed(table, ids, n, dim, out);
+    else
+        gptq_cpu_embed_half(table, tdt == GPTQ_DT_BF16, ids, n, dim, out);
 }
 
 static void cpu_softmax(const gptq_backend *be, float *x, int n, int cols)
@@ -217,7 +224,8 @@ static const gptq_backend cpu_backend = {
     .download = cpu_copy,
     .copy = cpu_copy,
     .mem_info = cpu_mem_info,
-    .gemm_f32 = cpu_gemm_f32,
+    .gemm = cpu_gemm,
+    .weight_dtypes = 1u << GPTQ_DT_F32 | 1u << GPTQ_DT_F16 | 1u << GPTQ_DT_BF16,
     .qgemm = cpu_qgemm,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,

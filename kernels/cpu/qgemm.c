@@ -15,7 +15,8 @@
  *  - when every unit lies in one group (no act-order, group size a multiple
  *    of the unit, the usual case) the scale multiplies a partial sum every
  *    8 codes; with act-order it multiplies each dequantized column.
- * Threads own contiguous row blocks; the input dimension is walked in chunks
+ * Threads (the pool's, kernels/cpu/pool.h) own contiguous row blocks; the
+ * input dimension is walked in chunks
  * of QG_CHUNK_WORDS word rows so that a thread streams a few word rows of its
  * range sequentially instead of jumping rows*4 bytes between loads.
  *
@@ -31,6 +32,7 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "kernels/cpu/pool.h"
 #include "gptq/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -544,6 +546,39 @@ QG_TARGET static gptq_status qgemm_sgemm_avx2(const gptq_packed *P, const float 
     return GPTQ_OK;
 }
 
+/* One pool part of the GEMV: a contiguous range of 16-row blocks. */
+typedef struct gemv_job {
+    const gptq_packed *P;
+    const qg_job *J;
+    const float *xg;
+    float *y;
+    int n, bi, blocks16, blocks, units, chunk, percol;
+} gemv_job;
+
+QG_TARGET static void gemv_part(void *arg, int part, int parts)
+{
+    const gemv_job *G = arg;
+    long b0, b1;
+    gptq_pool_split(G->blocks, part, parts, 1, &b0, &b1);
+    for (long b = b0; b < b1; b++)
+        qg_zero_term(G->P, (size_t)b * 16, b < G->blocks16 ? 2 : 1, G->xg, G->y, G->n);
+    for (int u0 = 0; u0 < G->units; u0 += G->chunk) {
+        const int u1 = G->units - u0 < G->chunk ? G->units : u0 + G->chunk;
+        for (long b = b0; b < b1; b++) {
+            const int nv = b < G->blocks16 ? 2 : 1;
+            int i = 0;
+            for (; G->n - i >= 4; i += 4)
+                qg_kernels[G->bi][nv - 1][2][G->percol](G->J, (size_t)b * 16, u0, u1, (size_t)i);
+            if (G->n - i >= 2) {
+                qg_kernels[G->bi][nv - 1][1][G->percol](G->J, (size_t)b * 16, u0, u1, (size_t)i);
+                i += 2;
+            }
+            if (G->n - i >= 1)
+                qg_kernels[G->bi][nv - 1][0][G->percol](G->J, (size_t)b * 16, u0, u1, (size_t)i);
+        }
+    }
+}
+
 static gptq_status qgemm_avx2(const gptq_packed *P, const float *x, float *y, int n)
 {
     const int rows = P->rows, cols = P->cols, groups = P->groups, bits = P->bits;
@@ -579,30 +614,9 @@ static gptq_status qgemm_avx2(const gptq_packed *P, const float *x, float *y, in
                       (size_t)cols};
     const int bi = bits == 2 ? 0 : bits == 3 ? 1 : bits == 4 ? 2 : 3;
     const int blocks16 = rows / 16, blocks = blocks16 + (rows % 16 >= 8);
-    const int chunk = QG_CHUNK_WORDS / unit_words(bits);
-    const int parallel = (size_t)rows * cols >= QG_MIN_PARALLEL;
-#pragma omp parallel if (parallel)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        const int b0 = (int)((int64_t)blocks * t / nt), b1 = (int)((int64_t)blocks * (t + 1) / nt);
-        for (int b = b0; b < b1; b++)
-            qg_zero_term(P, (size_t)b * 16, b < blocks16 ? 2 : 1, xg, y, n);
-        for (int u0 = 0; u0 < units; u0 += chunk) {
-            const int u1 = units - u0 < chunk ? units : u0 + chunk;
-            for (int b = b0; b < b1; b++) {
-                const int nv = b < blocks16 ? 2 : 1;
-                int i = 0;
-                for (; n - i >= 4; i += 4)
-                    qg_kernels[bi][nv - 1][2][percol](&J, (size_t)b * 16, u0, u1, (size_t)i);
-                if (n - i >= 2) {
-                    qg_kernels[bi][nv - 1][1][percol](&J, (size_t)b * 16, u0, u1, (size_t)i);
-                    i += 2;
-                }
-                if (n - i >= 1)
-                    qg_kernels[bi][nv - 1][0][percol](&J, (size_t)b * 16, u0, u1, (size_t)i);
-            }
-        }
-    }
+    gemv_job G = {P, &J, xg, y, n, bi, blocks16, blocks, units, QG_CHUNK_WORDS / unit_words(bits),
+                  percol};
+    gptq_pool_run(gemv_part, &G, (size_t)rows * cols >= QG_MIN_PARALLEL);
     free(xs);
     /* rows % 8 == 4 happens only at 8 bits; those last rows go the portable way */
     if (rows % 8)

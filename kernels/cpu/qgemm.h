@@ -23,7 +23,9 @@
  * Paths: small batches run the AVX2+FMA+F16C GEMV kernel on the packed words
  * when the CPU has them (runtime check), else a portable scalar kernel; large
  * batches dequantize tiles of rows to float32 and call cblas_sgemm. Threads:
- * OpenMP over output rows. */
+ * the AVX2 GEMV (decoding) on the kernels' pool (kernels/cpu/pool.h), the
+ * portable kernel and the tile dequantization with OpenMP, over output
+ * rows. */
 gptq_status gptq_cpu_qgemm(const gptq_packed *P, const float *x, float *y, int n);
 
 /* Which implementation gptq_cpu_qgemm uses, for tests and benchmarks. AUTO

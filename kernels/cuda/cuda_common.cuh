@@ -143,6 +143,10 @@ gptq_status cuda_time_calls(void (*fn)(void *arg), void *arg, int runs, float *m
 // gemm.cu
 void cuda_gemm_f32(const float *x, const float *W, const float *bias, float *y, int n, int in,
                    int out);
+// The table's gemm: float32 weights only (weight_dtypes); another dtype is a
+// failure for sync.
+void cuda_gemm(const float *x, const void *W, gptq_dtype wdt, const float *bias, float *y, int n,
+               int in, int out);
 gptq_status cuda_gemm_f16(const uint16_t *x, const uint16_t *W, float *y, int n, int in, int out);
 // y [n, out] = bias row by row (add = 0) or y += bias (add = 1); bias NULL
 // fills zeros. Queued; returns the launch status.
@@ -158,7 +162,8 @@ void cuda_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
 gptq_status cuda_attention(const gptq_attention_args *a);
 void cuda_silu_mul(const float *gate, const float *up, float *out, size_t n);
 void cuda_add(float *y, const float *x, size_t n);
-void cuda_embed(const float *table, const int32_t *ids, int n, int dim, float *out);
+// Float32 tables only (weight_dtypes): another dtype is a failure for sync.
+void cuda_embed(const void *table, gptq_dtype tdt, const int32_t *ids, int n, int dim, float *out);
 void cuda_softmax(float *x, int n, int cols);
 void cuda_log_softmax(float *x, int n, int cols);
 // gptq.cu (owns the module's cuSOLVER handle, created on first use)

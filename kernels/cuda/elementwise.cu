@@ -59,10 +59,16 @@ void cuda_add(float *y, const float *x, size_t n)
 }
 
 // ids are device memory, like every pointer of the table (backend.h).
-void cuda_embed(const float *table, const int32_t *ids, int n, int dim, float *out)
+void cuda_embed(const void *table, gptq_dtype tdt, const int32_t *ids, int n, int dim, float *out)
 {
     if (n < 1)
         return;
-    embed_kernel<<<n, 256, 0, g_cuda.stream>>>(table, ids, dim, out);
+    if (tdt != GPTQ_DT_F32) {
+        gptq_fail(GPTQ_ERR_UNSUPPORTED, "embedding table of dtype %d: this backend takes float32",
+                  (int)tdt);
+        cuda_note_failure("embed");
+        return;
+    }
+    embed_kernel<<<n, 256, 0, g_cuda.stream>>>((const float *)table, ids, dim, out);
     CUDA_NOTE_LAUNCH("embed");
 }

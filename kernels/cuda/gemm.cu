@@ -76,6 +76,18 @@ void cuda_gemm_f32(const float *x, const float *W, const float *bias, float *y, 
         cuda_note_failure("gemm_f32");
 }
 
+void cuda_gemm(const float *x, const void *W, gptq_dtype wdt, const float *bias, float *y, int n,
+               int in, int out)
+{
+    if (wdt != GPTQ_DT_F32) {
+        gptq_fail(GPTQ_ERR_UNSUPPORTED, "weights of dtype %d: this backend takes float32 (widen "
+                  "them when uploading)", (int)wdt);
+        cuda_note_failure("gemm");
+        return;
+    }
+    cuda_gemm_f32(x, (const float *)W, bias, y, n, in, out);
+}
+
 gptq_status cuda_gemm_f16(const uint16_t *x, const uint16_t *W, float *y, int n, int in, int out)
 {
     if (n < 1 || in < 1 || out < 1)
