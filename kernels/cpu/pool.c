@@ -6,7 +6,7 @@
  * (spin, then sleep). Who sleeps is announced before re-checking the
  * counter it waits on, both sequentially consistent, so a wake-up is never
  * lost: either the sleeper sees the new value or the waker sees the
- * sleeper. */
+ * sleeper. Also each thread's scratch buffer (gptq_cpu_scratch). */
 #include "kernels/cpu/pool.h"
 
 #include <pthread.h>
@@ -137,6 +137,32 @@ void gptq_pool_split(long n, int part, int parts, long align, long *lo, long *hi
     *hi = part == parts - 1 ? n : units * (part + 1) / parts * align;
     *lo = *lo < n ? *lo : n;
     *hi = *hi < n ? *hi : n;
+}
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_key_init(void)
+{
+    pthread_key_create(&scratch_key, free);
+}
+
+float *gptq_cpu_scratch(size_t floats)
+{
+    typedef struct scratch {
+        size_t cap;
+        float data[];
+    } scratch;
+    pthread_once(&scratch_once, scratch_key_init);
+    scratch *s = pthread_getspecific(scratch_key);
+    if (s && s->cap >= floats)
+        return s->data;
+    free(s);
+    s = malloc(sizeof *s + floats * sizeof(float));
+    if (s)
+        s->cap = floats;
+    pthread_setspecific(scratch_key, s);
+    return s ? s->data : NULL;
 }
 
 void gptq_pool_run(gptq_pool_fn fn, void *arg, int parallel)

@@ -14,6 +14,8 @@
 #ifndef GPTQ_KERNELS_CPU_POOL_H
 #define GPTQ_KERNELS_CPU_POOL_H
 
+#include <stddef.h>
+
 /* fn(arg, part, parts) for every part in [0, parts), parts =
  * gptq_pool_threads(); returns when all have returned. With `parallel` 0
  * (work too small to share) the caller runs every part itself. */
@@ -26,5 +28,11 @@ int gptq_pool_threads(void);
 /* [*lo, *hi) of n items for `part` of `parts`, in whole multiples of
  * `align` items (the last part takes the remainder). */
 void gptq_pool_split(long n, int part, int parts, long align, long *lo, long *hi);
+
+/* The calling thread's scratch of at least `floats` floats, kept between
+ * calls (a fresh buffer of megabytes would be mapped and faulted in on
+ * every call) and freed when the thread exits; NULL when memory runs out.
+ * Valid until the thread's next call. */
+float *gptq_cpu_scratch(size_t floats);
 
 #endif

@@ -22,7 +22,9 @@
  *
  * Large batches dequantize tiles of rows to float32 (AVX2, transposed, in
  * the packed orientation; or row by row with the portable row_dequant that
- * the scalar GEMV uses) and call cblas_sgemm. */
+ * the scalar GEMV uses) into the thread's scratch (kernels/cpu/pool.h: a
+ * fresh 4 MiB buffer per call was mapped and faulted in every time) and
+ * call cblas_sgemm. */
 #include "kernels/cpu/qgemm.h"
 
 #include <cblas.h>
@@ -236,14 +238,11 @@ static gptq_status qgemm_sgemm(const gptq_packed *P, const float *x, float *y, i
     if (tile > rows)
         tile = rows;
     const int threads = omp_get_max_threads();
-    float *W = malloc((size_t)tile * cols * sizeof *W);
-    float *scratch = malloc((size_t)threads * 2 * groups * sizeof *scratch);
-    if (!W || !scratch) {
-        free(W);
-        free(scratch);
+    float *W = gptq_cpu_scratch((size_t)tile * cols + (size_t)threads * 2 * groups);
+    if (!W)
         return gptq_fail(GPTQ_ERR_NOMEM, "qgemm [%d, %d]: out of memory for a %d-row tile", rows,
                          cols, tile);
-    }
+    float *scratch = W + (size_t)tile * cols;
     for (int r0 = 0; r0 < rows; r0 += tile) {
         const int rt = rows - r0 < tile ? rows - r0 : tile;
 #pragma omp parallel for schedule(static, 16)
@@ -254,8 +253,6 @@ static gptq_status qgemm_sgemm(const gptq_packed *P, const float *x, float *y, i
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rt, cols, 1.0f, x, cols, W, cols,
                     0.0f, y + r0, rows);
     }
-    free(W);
-    free(scratch);
     return GPTQ_OK;
 }
 
@@ -511,15 +508,11 @@ QG_TARGET static gptq_status qgemm_sgemm_avx2(const gptq_packed *P, const float 
     tile = tile < 16 ? 16 : (tile / 16) * 16;
     if (tile > rows8)
         tile = rows8;
-    float *Wt = malloc((size_t)tile * cols * sizeof *Wt);
-    float *scale = malloc((size_t)2 * groups * tile * sizeof *scale);
-    if (!Wt || !scale) {
-        free(Wt);
-        free(scale);
+    float *Wt = gptq_cpu_scratch((size_t)tile * cols + (size_t)2 * groups * tile);
+    if (!Wt)
         return gptq_fail(GPTQ_ERR_NOMEM, "qgemm [%d, %d]: out of memory for a %d-row tile", rows,
                          cols, tile);
-    }
-    float *zero = scale + (size_t)groups * tile;
+    float *scale = Wt + (size_t)tile * cols, *zero = scale + (size_t)groups * tile;
     for (int r0 = 0; r0 < rows8; r0 += tile) {
         const int rt = rows8 - r0 < tile ? rows8 - r0 : tile;
 #pragma omp parallel
@@ -539,8 +532,6 @@ QG_TARGET static gptq_status qgemm_sgemm_avx2(const gptq_packed *P, const float 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, rt, cols, 1.0f, x, cols, Wt, rt,
                     0.0f, y + r0, rows);
     }
-    free(Wt);
-    free(scale);
     if (rows8 < rows)
         return qgemm_rows_scalar(P, x, y, n, rows8, rows);
     return GPTQ_OK;
