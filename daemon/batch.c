@@ -50,6 +50,9 @@ struct gptqd_batcher {
     int n_active, stop;
     pthread_t thread;
     uint64_t steps, tokens;   /* batched steps and the tokens they decoded */
+    gptq_kv_budget_fn charge; /* the owner's budget, or NULL */
+    void *charge_user;
+    uint64_t kv_held;         /* KV bytes held (atomic: read by any thread) */
     int peak;                 /* most sequences in one step */
 };
 
@@ -144,6 +147,7 @@ static void finish(gptqd_batcher *b, sequence *seq, gptq_status st)
     seq->status = st;
     if (st)
         snprintf(seq->message, sizeof seq->message, "%s", gptq_errmsg());
+    gptq_kv_truncate(b->kv, seq->slot, 0); /* its KV memory goes at once */
     pthread_mutex_lock(&b->lock);
     b->active[seq->slot] = NULL;
     b->n_active--;
@@ -270,9 +274,27 @@ static void *loop(void *arg)
     return NULL;
 }
 
+/* The KV cache's budget: the owner's charge, and what the loop holds. */
+static gptq_status kv_budget(void *user, int64_t delta)
+{
+    gptqd_batcher *b = user;
+    gptq_status st = b->charge ? b->charge(b->charge_user, delta) : GPTQ_OK;
+    if (st == GPTQ_OK)
+        __atomic_add_fetch(&b->kv_held, (uint64_t)delta, __ATOMIC_RELAXED);
+    return st;
+}
+
+uint64_t gptqd_batcher_kv_bytes(const gptqd_batcher *b)
+{
+    return __atomic_load_n(&b->kv_held, __ATOMIC_RELAXED);
+}
+
 /* The batcher's buffers and itself (its thread and sync objects are gone). */
 static void batcher_free(gptqd_batcher *b)
 {
+    uint64_t held = __atomic_load_n(&b->kv_held, __ATOMIC_RELAXED);
+    if (held && b->charge)
+        b->charge(b->charge_user, -(int64_t)held);
     gptq_kv_free(b->kv);
     free(b->logits);
     free(b->step_logits);
@@ -283,7 +305,8 @@ static void batcher_free(gptqd_batcher *b)
 }
 
 gptq_status gptqd_batcher_create(const gptq_model *m, const gptq_tokenizer *tok, int slots,
-                                 int context, gptqd_batcher **out)
+                                 int context, gptq_kv_budget_fn charge, void *user,
+                                 gptqd_batcher **out)
 {
     gptq_status st = GPTQ_OK;
     gptqd_batcher *b = calloc(1, sizeof *b);
@@ -307,6 +330,9 @@ gptq_status gptqd_batcher_create(const gptq_model *m, const gptq_tokenizer *tok,
     }
     if ((st = gptq_kv_create(m, slots, context, &b->kv)))
         goto fail;
+    b->charge = charge;
+    b->charge_user = user;
+    gptq_kv_set_budget(b->kv, kv_budget, b);
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->finished, NULL);

@@ -18,11 +18,19 @@ typedef struct gptqd_batcher gptqd_batcher;
 
 /* A decode loop for model m (and its tokenizer) with `slots` sequences of
  * up to `context` tokens each. Both stay owned by the caller and must
- * outlive the batcher. */
+ * outlive the batcher. A sequence's KV cache is allocated as it grows and
+ * freed when it ends; charge(user, delta) is asked before each allocation
+ * (its failure fails that sequence) and told of each release (NULL: no
+ * budget). It runs on the loop's thread and must not block on anything the
+ * batcher's owner holds while destroying it. */
 gptq_status gptqd_batcher_create(const gptq_model *m, const gptq_tokenizer *tok, int slots,
-                                 int context, gptqd_batcher **out);
-/* Stops the loop. No generate call may be in progress. */
+                                 int context, gptq_kv_budget_fn charge, void *user,
+                                 gptqd_batcher **out);
+/* Stops the loop and frees its KV cache, telling the charge. No generate
+ * call may be in progress. */
 void gptqd_batcher_destroy(gptqd_batcher *b);
+/* Bytes of KV cache the loop holds now (any thread). */
+uint64_t gptqd_batcher_kv_bytes(const gptqd_batcher *b);
 
 /* Generate from prompt ids [n_ids] for `job`, streaming token events and
  * filling the job's result; blocks the calling (job) thread until the

@@ -26,9 +26,9 @@ static const char usage[] =
     "their KV caches in the memory that serves them: device memory with a\n"
     "CUDA --device, host memory on the CPU. Each model's decode loop batches\n"
     "--kv-slots sequences (default 8) of up to --kv-context positions\n"
-    "(default 4096, at most the model's); its KV cache, slots x context x\n"
-    "layers x 2 x kv_dim floats, is allocated on the first generation and\n"
-    "counted from the load on.\n";
+    "(default 4096, at most the model's); a sequence's KV cache (context x\n"
+    "layers x 2 x kv_dim floats at most) is allocated as it grows, freed\n"
+    "when it ends, and counted while held: an idle model holds none.\n";
 
 static gptq_status set_string(char **slot, const char *value)
 {

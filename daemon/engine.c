@@ -81,12 +81,24 @@ static struct {
      * positions one sequence's KV cache holds (its memory is slots x context
      * x layers x 2 x kv_heads x head_dim floats). */
     int kv_slots, kv_context;
+    gptq_kv_budget_fn kv_charge; /* the registry's (memory-limit) */
+    void *kv_charge_user;
 } engine = {.kv_slots = 8, .kv_context = 4096};
 
-void gptqd_engine_set_kv(int slots, int context)
+void gptqd_engine_set_kv(int slots, int context, gptq_kv_budget_fn charge, void *user)
 {
     engine.kv_slots = slots;
     engine.kv_context = context;
+    engine.kv_charge = charge;
+    engine.kv_charge_user = user;
+}
+
+uint64_t gptqd_engine_kv_held(gptqd_engine_model *em)
+{
+    pthread_mutex_lock(&em->lock);
+    uint64_t held = em->batcher ? gptqd_batcher_kv_bytes(em->batcher) : 0;
+    pthread_mutex_unlock(&em->lock);
+    return held;
 }
 
 /* Positions per sequence of a model's decode loop. */
@@ -161,8 +173,8 @@ gptq_status gptqd_engine_estimate(const gptqd_place *src, uint64_t *bytes)
     gptq_status st = gptq_source_estimate_in(src->root, src->rel, src->path, &cfg, bytes);
     if (st)
         return gptq_fail_context(st, "load.path '%s'", src->path);
-    /* the weights as the runtime holds them, and the decode loop's KV cache */
-    *bytes += gptqd_engine_kv_bytes(&cfg);
+    /* the weights as the runtime holds them (KV caches are charged as they
+     * grow) */
     return GPTQ_OK;
 }
 
@@ -188,7 +200,7 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
     snprintf(info->name, sizeof info->name, "%s", name);
     snprintf(info->arch, sizeof info->arch, "%s", cfg->architecture);
     info->params = (uint64_t)gptq_model_params(em->model);
-    info->kv_bytes = gptqd_engine_kv_bytes(cfg);
+    info->kv_bytes = 0; /* a new model's decode loop holds none */
     if (em->device_arena) {
         /* The whole allocation: that is what the device gives up for it. */
         info->device_bytes = gptqd_device_arena_bytes(em->device_arena);
@@ -379,15 +391,15 @@ static gptq_status batcher_of(gptqd_engine_model *em, gptqd_batcher **out)
             gptqd_log(LOG_INFO, "model %s: sequences limited to %d of its %d positions "
                       "(kv-context)", em->name, context, cfg->max_position_embeddings);
         double kv_mib = (double)gptqd_engine_kv_bytes(cfg) / 1048576.0;
-        st = gptqd_batcher_create(em->model, em->tok, engine.kv_slots, context, &em->batcher);
+        st = gptqd_batcher_create(em->model, em->tok, engine.kv_slots, context, engine.kv_charge,
+                                  engine.kv_charge_user, &em->batcher);
         if (!st)
-            gptqd_log(LOG_INFO, "model %s: decode loop with %d slots of %d tokens (KV cache "
-                      "%.1f MiB of %s memory)", em->name, engine.kv_slots, context, kv_mib,
-                      engine.backend);
+            gptqd_log(LOG_INFO, "model %s: decode loop with %d slots of up to %d tokens (KV cache "
+                      "allocated as sequences grow, at most %.1f MiB of %s memory)", em->name,
+                      engine.kv_slots, context, kv_mib, engine.backend);
         else
-            gptq_fail_context(st, "model %s: decode loop of %d x %d tokens (KV cache %.1f MiB; "
-                              "lower kv-slots or kv-context): ", em->name, engine.kv_slots,
-                              context, kv_mib);
+            gptq_fail_context(st, "model %s: decode loop of %d x %d tokens: ", em->name,
+                              engine.kv_slots, context);
     }
     *out = em->batcher;
     pthread_mutex_unlock(&em->lock);

@@ -27,9 +27,9 @@ typedef struct gptqd_model_info {
     uint64_t bytes;       /* resident weight bytes in `memory`: what memory-limit counts */
     char memory[8];       /* "host" (CPU backend, shm arena) or "device" (CUDA IPC arena) */
     uint64_t host_bytes, device_bytes; /* bytes held in each (one is 0 today) */
-    uint64_t kv_bytes;    /* the decode loop's KV cache (kv-slots x kv-context), in
-                             `memory`, allocated on the first generation; memory-limit
-                             counts bytes + kv_bytes */
+    uint64_t kv_bytes;    /* the decode loop's KV cache now, in `memory`: allocated
+                             as sequences grow, freed as they end (0 when idle);
+                             memory-limit counts it while held */
     char source[512];
     uint32_t bits;
     int32_t group_size;
@@ -83,10 +83,13 @@ typedef struct gptqd_export {
  * unavailable cuda:N is a warning, not a failure). Errors: GPTQ_ERR_ARG
  * for a device that is none of those. */
 gptq_status gptqd_engine_init(const char *device, const char *shm_group);
-/* The decode loops' batch: slots sequences of up to context positions. */
-void gptqd_engine_set_kv(int slots, int context);
-/* Bytes of the KV cache a model of this config gets. */
+/* The decode loops' batch: slots sequences of up to context positions;
+ * charge(user, delta) budgets their KV caches (gptqd_batcher_create). */
+void gptqd_engine_set_kv(int slots, int context, gptq_kv_budget_fn charge, void *user);
+/* Bytes of KV cache a model of this config holds at most (every slot full). */
 uint64_t gptqd_engine_kv_bytes(const gptq_model_config *cfg);
+/* Bytes of KV cache em's decode loop holds now. */
+uint64_t gptqd_engine_kv_held(gptqd_engine_model *em);
 void gptqd_engine_shutdown(void);
 
 /* Removes unfinished save folders ("NAME.tmp.PID" with gptqd's marker, of a

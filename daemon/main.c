@@ -145,13 +145,17 @@ int main(int argc, char **argv)
                       "a gptqd that no longer runs", removed, removed == 1 ? "" : "s",
                       conf.model_dirs[i]);
     }
-    gptqd_engine_set_kv(conf.kv_slots, conf.kv_context);
     gptq_turns_enable(); /* jobs take turns at the compute, a layer at a time */
     if (gptqd_engine_init(conf.device, conf.socket_group) != GPTQ_OK ||
         gptqd_jobs_create(conf.max_jobs, conf.job_keep_seconds, MAX_EVENTS_PER_JOB,
                           conf.workers > 2 ? conf.workers - 2 : 1, &ctx.jobs) != GPTQ_OK ||
-        gptqd_registry_create(conf.memory_limit, &ctx.registry) != GPTQ_OK ||
-        gptqd_server_start(&ctx, &server) != GPTQ_OK ||
+        gptqd_registry_create(conf.memory_limit, &ctx.registry) != GPTQ_OK) {
+        gptqd_log(LOG_ERR, "%s", gptq_errmsg());
+        goto done;
+    }
+    /* decode loops charge their KV caches to memory-limit as they grow */
+    gptqd_engine_set_kv(conf.kv_slots, conf.kv_context, gptqd_registry_kv_charge, ctx.registry);
+    if (gptqd_server_start(&ctx, &server) != GPTQ_OK ||
         gptqd_auth_start(&conf, &ctx.auth) != GPTQ_OK) {
         gptqd_log(LOG_ERR, "%s", gptq_errmsg());
         goto done;

@@ -38,7 +38,8 @@ struct gptqd_resident {
 struct gptqd_registry {
     pthread_mutex_t lock;
     gptqd_resident slots[MAX_MODELS];
-    uint64_t memory_limit, bytes;
+    uint64_t memory_limit, bytes; /* bytes: weights (written under the lock, read atomically) */
+    uint64_t kv_bytes;            /* KV caches (atomic) */
     uint64_t next_lease;
 };
 
@@ -93,10 +94,38 @@ static gptq_status find_ready_locked(gptqd_registry *reg, const char *name, gptq
 /* A retired slot whose last lease just went: empties it and returns its
  * model for the caller to free once the lock is released (freeing device
  * memory synchronizes the device: not under the lock). */
-/* What memory-limit counts of a model: its weights and its KV cache. */
+/* What memory-limit counts of a model at load: its weights (KV caches are
+ * charged as they grow, gptqd_registry_kv_charge). */
 static uint64_t counted(const gptqd_model_info *info)
 {
-    return info->bytes + info->kv_bytes;
+    return info->bytes;
+}
+
+/* KV cache bytes held by every decode loop (atomic: charged without the
+ * lock, from loops a forced unload may be stopping under it). */
+static uint64_t kv_in_use(const gptqd_registry *reg)
+{
+    return __atomic_load_n(&reg->kv_bytes, __ATOMIC_RELAXED);
+}
+
+gptq_status gptqd_registry_kv_charge(void *user, int64_t delta)
+{
+    gptqd_registry *reg = user;
+    if (delta <= 0) {
+        __atomic_sub_fetch(&reg->kv_bytes, (uint64_t)-delta, __ATOMIC_RELAXED);
+        return GPTQ_OK;
+    }
+    uint64_t weights = __atomic_load_n(&reg->bytes, __ATOMIC_RELAXED);
+    uint64_t kv = __atomic_add_fetch(&reg->kv_bytes, (uint64_t)delta, __ATOMIC_RELAXED);
+    if (reg->memory_limit && weights + kv > reg->memory_limit) {
+        __atomic_sub_fetch(&reg->kv_bytes, (uint64_t)delta, __ATOMIC_RELAXED);
+        return gptq_fail(GPTQ_ERR_NOMEM, "KV cache: %.1f MiB more would exceed the memory-limit "
+                         "%.1f MiB (weights %.1f MiB, KV caches %.1f MiB in use): wait for other "
+                         "generations to end, shorten this one, or raise memory-limit",
+                         (double)delta / 1048576.0, (double)reg->memory_limit / 1048576.0,
+                         (double)weights / 1048576.0, (double)(kv - (uint64_t)delta) / 1048576.0);
+    }
+    return GPTQ_OK;
 }
 
 static gptqd_engine_model *collect_retired_locked(gptqd_registry *reg, gptqd_resident *res)
@@ -106,7 +135,7 @@ static gptqd_engine_model *collect_retired_locked(gptqd_registry *reg, gptqd_res
     gptqd_engine_model *model = res->model;
     gptqd_log(LOG_INFO, "model %s: last lease ended; its arena (%.1f MiB) is freed",
               res->info.name, (double)res->info.bytes / (1024.0 * 1024.0));
-    reg->bytes -= counted(&res->info);
+    __atomic_sub_fetch(&reg->bytes, counted(&res->info), __ATOMIC_RELAXED);
     memset(res, 0, sizeof *res);
     return model;
 }
@@ -128,12 +157,13 @@ gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64
                        old->loading ? "is being loaded" : "is already resident");
     else if (!free_slot)
         st = gptq_fail(GPTQ_ERR_LIMIT, "%d models resident: unload one first", MAX_MODELS);
-    else if (reg->memory_limit && reg->bytes + bytes > reg->memory_limit)
+    else if (reg->memory_limit && reg->bytes + kv_in_use(reg) + bytes > reg->memory_limit)
         st = gptq_fail(GPTQ_ERR_NOMEM,
-                       "model '%s' needs %.1f MiB (weights and KV cache), %.1f MiB of the "
-                       "memory-limit %.1f MiB are in use: unload a model, raise memory-limit "
-                       "or lower kv-slots / kv-context",
-                       name, mib(bytes), mib(reg->bytes), mib(reg->memory_limit));
+                       "model '%s' needs %.1f MiB of weights, %.1f MiB of the memory-limit "
+                       "%.1f MiB are in use (%.1f MiB of it KV caches): unload a model or raise "
+                       "memory-limit",
+                       name, mib(bytes), mib(reg->bytes + kv_in_use(reg)), mib(reg->memory_limit),
+                       mib(kv_in_use(reg)));
     else {
         memset(free_slot, 0, sizeof *free_slot);
         free_slot->used = 1;
@@ -141,7 +171,7 @@ gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64
         snprintf(free_slot->info.name, sizeof free_slot->info.name, "%s", name);
         free_slot->info.bytes = bytes;
         free_slot->info.owner_uid = owner;
-        reg->bytes += bytes;
+        __atomic_add_fetch(&reg->bytes, bytes, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&reg->lock);
     return st;
@@ -157,14 +187,13 @@ gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
         st = gptq_fail(GPTQ_ERR_INTERNAL, "model '%s': published without a reservation", name);
     } else {
         uint64_t others = reg->bytes - counted(&res->info);
-        if (reg->memory_limit && others + counted(info) > reg->memory_limit) {
+        if (reg->memory_limit && others + kv_in_use(reg) + counted(info) > reg->memory_limit) {
             st = gptq_fail(GPTQ_ERR_NOMEM,
-                           "model '%s' takes %.1f MiB (weights %.1f, KV cache %.1f), over the "
-                           "memory-limit %.1f MiB with %.1f MiB in use: unload a model, raise "
-                           "memory-limit or lower kv-slots / kv-context",
-                           name, mib(counted(info)), mib(info->bytes), mib(info->kv_bytes),
-                           mib(reg->memory_limit), mib(others));
-            reg->bytes = others;
+                           "model '%s' takes %.1f MiB of weights, over the memory-limit %.1f MiB "
+                           "with %.1f MiB in use: unload a model or raise memory-limit",
+                           name, mib(counted(info)), mib(reg->memory_limit),
+                           mib(others + kv_in_use(reg)));
+            __atomic_store_n(&reg->bytes, others, __ATOMIC_RELAXED);
             memset(res, 0, sizeof *res);
         } else {
             uid_t owner = res->info.owner_uid;
@@ -173,7 +202,7 @@ gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,
             snprintf(res->info.name, sizeof res->info.name, "%s", name);
             res->model = model;
             res->loading = 0;
-            reg->bytes = others + counted(info);
+            __atomic_store_n(&reg->bytes, others + counted(info), __ATOMIC_RELAXED);
             model = NULL;
         }
     }
@@ -191,7 +220,7 @@ void gptqd_registry_abandon(gptqd_registry *reg, const char *name)
     pthread_mutex_lock(&reg->lock);
     gptqd_resident *res = find_locked(reg, name);
     if (res && res->loading) {
-        reg->bytes -= counted(&res->info);
+        __atomic_sub_fetch(&reg->bytes, counted(&res->info), __ATOMIC_RELAXED);
         memset(res, 0, sizeof *res);
     }
     pthread_mutex_unlock(&reg->lock);
@@ -260,15 +289,13 @@ gptq_status gptqd_registry_unload(gptqd_registry *reg, const char *name, int for
         /* Under the lock, so that an unlease cannot free the model while
          * this takes it apart (it stops the decode loop and frees KV
          * caches: brief, and that thread never takes this lock). */
-        gptqd_engine_retire(res->model);
-        reg->bytes -= res->info.kv_bytes; /* retiring freed the KV cache */
-        res->info.kv_bytes = 0;
+        gptqd_engine_retire(res->model); /* its decode loop un-charges its KV cache */
     } else {
         /* Forced: clients that mapped the arena keep their own mapping of it
          * (shm stays alive while mapped); only the name and our copy go. */
         dropped = res->n_leases;
         model = res->model;
-        reg->bytes -= counted(&res->info);
+        __atomic_sub_fetch(&reg->bytes, counted(&res->info), __ATOMIC_RELAXED);
         memset(res, 0, sizeof *res);
     }
     pthread_mutex_unlock(&reg->lock);
@@ -302,6 +329,7 @@ gptq_status gptqd_registry_list(gptqd_registry *reg, gptqd_model_info **infos, u
         if (!res->used || res->loading || res->retired)
             continue;
         list[count] = res->info;
+        list[count].kv_bytes = gptqd_engine_kv_held(res->model);
         counts[count++] = (uint32_t)res->n_leases;
     }
     pthread_mutex_unlock(&reg->lock);
@@ -326,7 +354,7 @@ void gptqd_registry_totals(gptqd_registry *reg, uint32_t *models, uint64_t *byte
         }
     }
     *models = count;
-    *bytes = reg->bytes;
+    *bytes = reg->bytes + kv_in_use(reg);
     *limit = reg->memory_limit;
     if (host_bytes)
         *host_bytes = host;

@@ -29,6 +29,11 @@ void gptqd_registry_destroy(gptqd_registry *reg);
  * limit; the message gives the figures), GPTQ_ERR_LIMIT (too many models). */
 gptq_status gptqd_registry_reserve(gptqd_registry *reg, const char *name, uint64_t bytes,
                                    uid_t owner);
+/* A gptq_kv_budget_fn (user: the registry) for every decode loop: KV cache
+ * memory counts against memory-limit as it is allocated (GPTQ_ERR_NOMEM
+ * past it, with the figures) and stops counting when freed. Lock-free. */
+gptq_status gptqd_registry_kv_charge(void *user, int64_t delta);
+
 /* Fill a reservation with a loaded model; the registry owns `model` from
  * here on, even on failure (GPTQ_ERR_NOMEM when the real size is over). */
 gptq_status gptqd_registry_publish(gptqd_registry *reg, const char *name,

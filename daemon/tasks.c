@@ -186,10 +186,10 @@ gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const gptqd_caller *caller, cons
                            "quantize a float model", name, src->format);
     }
     if (!st) {
-        /* Packed weights: about bits/32 of the float32 linears, plus the rest;
-         * and a KV cache like the source's. */
+        /* Packed weights: about bits/32 of the float32 linears (bits/16 of
+         * 16-bit ones), plus the rest: a quarter of the source bounds both. */
         const gptqd_model_info *info = gptqd_resident_info(t->model);
-        uint64_t estimate = info->bytes / 4 + info->kv_bytes;
+        uint64_t estimate = info->bytes / 4;
         st = gptqd_registry_reserve(ctx->registry, new_name, estimate,
                                     caller->known ? caller->uid : geteuid());
     }

@@ -106,14 +106,48 @@ static gptq_status call_hook(const gptq_layer_hooks *hooks, int l, gptq_linear_i
     return hooks->before_linear(hooks->user, l, which, X, rows, cols);
 }
 
-/* Where a layer's keys and values go: sequence s writes rows start[s].. of
- * k_base + slot[s]*slot_stride (each row kv_dim floats). */
+/* Where a layer's keys and values go: sequence i writes rows start[i].. of
+ * k[i] and v[i] (each row kv_dim floats), this layer's rows of its slot. */
 typedef struct kv_view {
-    float *k, *v;         /* this layer's [slots][cap][kv_dim] */
-    size_t slot_stride;   /* cap * kv_dim */
-    const int *slot;      /* [n_seq] or NULL: identity */
+    float **k, **v;       /* [n_seq] */
     const int32_t *start; /* [n_seq] */
 } kv_view;
+
+/* Keys and values of a call without a cache: every sequence's rows in one
+ * temporary buffer that each layer reuses; every sequence starts at 0. */
+typedef struct tmp_kv {
+    float *k, *v, **bases;
+    int32_t *start;
+    kv_view view;
+} tmp_kv;
+
+static void tmp_kv_free(const gptq_backend *be, tmp_kv *t)
+{
+    be->free(be, t->k), be->free(be, t->v);
+    free(t->bases), free(t->start);
+    memset(t, 0, sizeof *t);
+}
+
+static gptq_status tmp_kv_alloc(const gptq_backend *be, int n_seq, int len, size_t kv_dim,
+                                tmp_kv *t)
+{
+    size_t T = (size_t)n_seq * len;
+    memset(t, 0, sizeof *t);
+    t->k = be->alloc(be, T * kv_dim * sizeof *t->k);
+    t->v = be->alloc(be, T * kv_dim * sizeof *t->v);
+    t->bases = malloc(2 * (size_t)n_seq * sizeof *t->bases);
+    t->start = calloc((size_t)n_seq, sizeof *t->start);
+    if (!t->k || !t->v || !t->bases || !t->start) {
+        tmp_kv_free(be, t);
+        return gptq_backend_alloc_fail(be, "keys and values for %zu tokens", T);
+    }
+    for (int i = 0; i < n_seq; i++) {
+        t->bases[i] = t->k + (size_t)i * len * kv_dim;
+        t->bases[n_seq + i] = t->v + (size_t)i * len * kv_dim;
+    }
+    t->view = (kv_view){.k = t->bases, .v = t->bases + n_seq, .start = t->start};
+    return GPTQ_OK;
+}
 
 /* Token positions of a call into s->pos, once per call (the same for every
  * layer; an upload to a GPU waits for the device). */
@@ -144,8 +178,7 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
     be->rope(be, s->q, T, nh, hd, s->pos, m->rope_freq);
     be->rope(be, s->k, T, nkv, hd, s->pos, m->rope_freq);
     for (int i = 0; i < n_seq; i++) {
-        size_t base = (size_t)(kvv->slot ? kvv->slot[i] : i) * kvv->slot_stride;
-        float *kc = kvv->k + base, *vc = kvv->v + base;
+        float *kc = kvv->k[i], *vc = kvv->v[i];
         size_t rows = (size_t)len * kv_dim * sizeof(float);
         if ((st = be->copy(be, kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim,
                            rows)) != GPTQ_OK ||
@@ -294,8 +327,7 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
     /* the parts with linears: one call's scratch */
     size_t kv_dim = (size_t)c->num_key_value_heads * c->head_dim;
     scratch s;
-    float *k = NULL, *v = NULL;
-    int32_t *start = NULL;
+    tmp_kv tk = {0};
     static const unsigned needs[] = {[GPTQ_PART_ATTENTION] = SCR_X | SCR_QKV,
                                      [GPTQ_PART_ATTN_OUT] = SCR_X,
                                      [GPTQ_PART_MLP_ACT] = SCR_UP,
@@ -304,17 +336,13 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
         return st;
     switch (part) {
     case GPTQ_PART_ATTENTION:
-        k = be->alloc(be, (size_t)T * kv_dim * sizeof *k);
-        v = be->alloc(be, (size_t)T * kv_dim * sizeof *v);
-        start = calloc((size_t)n_seq, sizeof *start);
-        if (!k || !v || !start) {
-            st = gptq_backend_alloc_fail(be, "layer part: keys for %d tokens", T);
+        if ((st = tmp_kv_alloc(be, n_seq, len, kv_dim, &tk)) != GPTQ_OK) {
+            gptq_fail_context(st, "layer part");
             break;
         }
-        kv_view kvv = {.k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .start = start};
         be->rmsnorm(be, h, Ly->attn_norm, s.x, T, hidden, eps);
-        if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
-            st = attention_block(m, l, s.x, out, n_seq, len, &kvv, &s);
+        if ((st = scratch_positions(&s, tk.start, n_seq, len)) == GPTQ_OK)
+            st = attention_block(m, l, s.x, out, n_seq, len, &tk.view, &s);
         break;
     case GPTQ_PART_ATTN_OUT:
         if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) == GPTQ_OK && out)
@@ -327,7 +355,7 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
         st = residual_add(m, l, GPTQ_LIN_DOWN, in, h, s.x, T);
         break;
     }
-    be->free(be, k), be->free(be, v), free(start);
+    tmp_kv_free(be, &tk);
     scratch_free(&s);
     return st;
 }
@@ -424,18 +452,14 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
     scratch s;
     if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK)
         return st;
-    float *k = be->alloc(be, T * kv_dim * sizeof *k), *v = be->alloc(be, T * kv_dim * sizeof *v);
-    int32_t *start = calloc((size_t)n_seq, sizeof *start);
-    if (!k || !v || !start) {
-        st = gptq_backend_alloc_fail(be, "layer forward: keys for %zu tokens", T);
-        goto done;
+    tmp_kv tk;
+    if ((st = tmp_kv_alloc(be, n_seq, len, kv_dim, &tk)) != GPTQ_OK) {
+        scratch_free(&s);
+        return gptq_fail_context(st, "layer forward");
     }
-    kv_view kvv = {
-        .k = k, .v = v, .slot_stride = (size_t)len * kv_dim, .slot = NULL, .start = start};
-    if ((st = scratch_positions(&s, start, n_seq, len)) == GPTQ_OK)
-        st = run_layer(m, layer, h, n_seq, len, &kvv, hooks, &s);
-done:
-    be->free(be, k), be->free(be, v), free(start);
+    if ((st = scratch_positions(&s, tk.start, n_seq, len)) == GPTQ_OK)
+        st = run_layer(m, layer, h, n_seq, len, &tk.view, hooks, &s);
+    tmp_kv_free(be, &tk);
     scratch_free(&s);
     return st;
 }
@@ -448,7 +472,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     const gptq_model_config *c = &m->cfg;
     const gptq_backend *be = m->be;
     scratch s = {0};
-    float *h = NULL, *last = NULL, *tmp_k = NULL, *tmp_v = NULL;
+    float *h = NULL, *last = NULL, **bases = NULL;
+    tmp_kv tk = {0};
     int32_t *starts = NULL, *ids_owned = NULL;
     const int32_t *d_ids = NULL;
     if (n_seq < 1 || len < 1)
@@ -462,11 +487,14 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         return st;
     if (!kv && start)
         return gptq_fail(GPTQ_ERR_ARG, "forward: start positions need a kv cache");
-    if (!(starts = calloc((size_t)n_seq, sizeof *starts)))
+    starts = calloc((size_t)n_seq, sizeof *starts);
+    bases = malloc(2 * (size_t)n_seq * sizeof *bases);
+    if (!starts || !bases) {
+        free(starts), free(bases);
         return gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
+    }
 
-    kv_view kvv = {.start = starts};
-    size_t layer_stride;
+    kv_view kvv = {.k = bases, .v = bases + n_seq, .start = starts};
     if (kv) {
         if (kv->n_layers != c->num_hidden_layers || kv->kv_dim != (int)kv_dim || kv->be != be) {
             st = gptq_fail(GPTQ_ERR_ARG, "forward: the kv cache was made for another model");
@@ -502,18 +530,17 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
                 goto done;
             }
         }
-        kvv.slot = slots;
-        kvv.slot_stride = (size_t)kv->cap * kv_dim;
-        layer_stride = (size_t)kv->slots * kvv.slot_stride;
+        /* room for the new positions, before anything is computed */
+        for (int i = 0; i < n_seq; i++)
+            if ((st = llama_kv_reserve(kv, slots ? slots[i] : i, starts[i] + len)) != GPTQ_OK)
+                goto done;
     } else {
-        tmp_k = be->alloc(be, T * kv_dim * sizeof *tmp_k);
-        tmp_v = be->alloc(be, T * kv_dim * sizeof *tmp_v);
-        if (!tmp_k || !tmp_v) {
-            st = gptq_backend_alloc_fail(be, "forward: keys for %zu tokens", T);
+        if ((st = tmp_kv_alloc(be, n_seq, len, kv_dim, &tk)) != GPTQ_OK) {
+            gptq_fail_context(st, "forward");
             goto done;
         }
-        kvv.slot_stride = (size_t)len * kv_dim;
-        layer_stride = 0; /* one layer at a time reuses the same buffer */
+        kvv = tk.view; /* starts stay the zeros above */
+        kvv.start = starts;
     }
 
     if (!(h = be->alloc(be, T * hidden * sizeof *h))) {
@@ -527,8 +554,11 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     if ((st = scratch_positions(&s, starts, n_seq, len)) != GPTQ_OK)
         goto done;
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        kvv.k = kv ? kv->k + (size_t)l * layer_stride : tmp_k;
-        kvv.v = kv ? kv->v + (size_t)l * layer_stride : tmp_v;
+        for (int i = 0; kv && i < n_seq; i++) {
+            size_t at = (size_t)(slots ? slots[i] : i) * kv->n_layers + l;
+            kvv.k[i] = kv->k[at];
+            kvv.v[i] = kv->v[at];
+        }
         if ((st = run_layer(m, l, h, n_seq, len, &kvv, NULL, &s)) != GPTQ_OK)
             goto done;
     }
@@ -550,7 +580,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             kv->len[slots ? slots[i] : i] = starts[i] + len;
 done:
     scratch_free(&s);
-    be->free(be, h), be->free(be, last), be->free(be, tmp_k), be->free(be, tmp_v), be->free(be, ids_owned);
-    free(starts);
+    be->free(be, h), be->free(be, last), be->free(be, ids_owned);
+    tmp_kv_free(be, &tk);
+    free(starts), free(bases);
     return st;
 }

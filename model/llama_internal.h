@@ -64,9 +64,18 @@ struct gptq_model {
 struct gptq_kv {
     const gptq_backend *be; /* the model's: k and v are its memory */
     int n_layers, slots, cap, kv_dim;
-    float *k, *v; /* [layers][slots][cap][kv_dim] */
-    int *len;     /* [slots] */
+    float **k, **v; /* [slots * layers]: slot s, layer l at [s * n_layers + l], each
+                       [alloc[s]][kv_dim]; NULL while the slot is empty */
+    int *alloc;     /* [slots]: positions allocated */
+    int *len;       /* [slots] */
+    size_t bytes;   /* allocated now */
+    gptq_kv_budget_fn budget;
+    void *budget_user;
 };
+
+/* llama_kv.c: room for `positions` positions in `slot` (grows, keeping the
+ * cached rows). Errors: the budget's, the backend's allocation failure. */
+gptq_status llama_kv_reserve(gptq_kv *kv, int slot, int positions);
 
 /* llama.c */
 int llama_linear_has_bias(const gptq_model_config *c, gptq_linear_id which);

@@ -214,7 +214,8 @@ gptq_status gptq_source_open(const char *path, gptq_model_source **out)
 }
 
 /* The sizes of the folder's *.safetensors files, as the runtime will hold
- * them: float weights widen to float32 (x2 for F16/BF16 files). */
+ * them: weight matrices keep their dtype (only norms and biases, a few
+ * vectors, widen to float32: left out). */
 static uint64_t folder_estimate(int dirfd, const gptq_model_config *cfg)
 {
     DIR *d = gptq_dir_stream(dup(dirfd));
@@ -230,8 +231,16 @@ static uint64_t folder_estimate(int dirfd, const gptq_model_config *cfg)
             total += (uint64_t)sb.st_size;
     }
     closedir(d);
-    int widen = !cfg->quant.present && cfg->torch_dtype != GPTQ_DT_F32;
-    return widen ? 2 * total : total;
+    (void)cfg;
+    return total;
+}
+
+/* Bytes the runtime holds for a GGUF tensor: 16-bit matrices as stored,
+ * everything else as float32 (dequantized). */
+static uint64_t gguf_resident(const gptq_gguf_tensor *g)
+{
+    int half = g->n_dims == 2 && (g->type == GPTQ_GGML_F16 || g->type == GPTQ_GGML_BF16);
+    return (uint64_t)g->numel * (half ? 2 : sizeof(float));
 }
 
 gptq_status gptq_source_estimate_in(int rootfd, const char *rel, const char *label,
@@ -265,7 +274,7 @@ gptq_status gptq_source_estimate_in(int rootfd, const char *rel, const char *lab
         if (!(st = gptq_gguf_open_fd(fd, label, &g)) && !(st = gptq_gguf_hf_config(g, &text, &len)))
             st = gptq_config_parse(text, len, what, cfg);
         for (size_t i = 0; !st && i < gptq_gguf_tensor_count(g); i++)
-            *bytes += (uint64_t)gptq_gguf_tensor_at(g, i)->numel * sizeof(float);
+            *bytes += gguf_resident(gptq_gguf_tensor_at(g, i));
         gptq_gguf_close(g);
     } else {
         st = gptq_fail(GPTQ_ERR_FORMAT, "%s: neither a model folder nor a GGUF file", label);
@@ -318,11 +327,8 @@ uint64_t gptq_source_resident_bytes(const gptq_model_source *s)
 {
     uint64_t total = 0;
     if (s->gguf)
-        for (size_t i = 0; i < gptq_gguf_tensor_count(s->gguf); i++) {
-            const gptq_gguf_tensor *g = gptq_gguf_tensor_at(s->gguf, i);
-            int half = g->n_dims == 2 && (g->type == GPTQ_GGML_F16 || g->type == GPTQ_GGML_BF16);
-            total += (uint64_t)g->numel * (half ? 2 : sizeof(float));
-        }
+        for (size_t i = 0; i < gptq_gguf_tensor_count(s->gguf); i++)
+            total += gguf_resident(gptq_gguf_tensor_at(s->gguf, i));
     for (int i = 0; i < s->n_st; i++)
         for (size_t k = 0; k < gptq_safetensors_count(s->st[i]); k++) {
             const gptq_st_tensor *t = gptq_safetensors_at(s->st[i], k);

@@ -19,7 +19,9 @@ def declared(headers):
         with open(h, encoding="utf-8") as f:
             text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
         text = re.sub(r"#define[^\n]*", "", text)
-        names.update(m.group(1) for m in re.finditer(r"\b(gptq_\w+)\s*\(", text))
+        # a name followed by "(" declares a function; "gptq_status (*fn)(" is
+        # the return type of a function pointer type, not a function
+        names.update(m.group(1) for m in re.finditer(r"\b(gptq_\w+)\s*\((?!\s*\*)", text))
     return names
 
 

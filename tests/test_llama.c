@@ -93,17 +93,54 @@ static void test_full(const gptq_model *m, float *logits)
     report("last position only", rel_err(last, N_TOK - 1, 1), TOL_F32);
 }
 
+/* A budget that records what the cache asks and refuses past `limit`. */
+typedef struct budget {
+    int64_t held, limit;
+} budget;
+
+static gptq_status budget_fn(void *user, int64_t delta)
+{
+    budget *b = user;
+    if (delta > 0 && b->held + delta > b->limit)
+        return gptq_fail(GPTQ_ERR_NOMEM, "test budget: %lld + %lld bytes", (long long)b->held,
+                         (long long)delta);
+    b->held += delta;
+    return GPTQ_OK;
+}
+
 static void test_incremental(const gptq_model *m, float *logits)
 {
     gptq_kv *kv = NULL;
+    const gptq_model_config *c = gptq_model_get_config(m);
+    /* bytes of n positions of one slot: keys and values of every layer */
+    const size_t per_pos = 2 * (size_t)c->num_hidden_layers * c->num_key_value_heads * c->head_dim *
+                           sizeof(float);
     CHECK_OK(gptq_kv_create(m, 1, N_TOK, &kv));
     if (!kv)
         return;
+    budget b = {0, INT64_MAX};
+    gptq_kv_set_budget(kv, budget_fn, &b);
+    CHECK(gptq_kv_bytes(kv) == 0, "a new cache holds %zu bytes", gptq_kv_bytes(kv));
+    /* token by token: the slot grows past 16, 32 and 64 positions on the way */
     for (int t = 0; t < N_TOK; t++)
         CHECK_OK(
             gptq_model_forward(m, kv, ids + t, 1, 1, NULL, NULL, 0, logits + (size_t)t * VOCAB));
     CHECK(gptq_kv_len(kv, 0) == N_TOK, "kv length %d", gptq_kv_len(kv, 0));
     report("kv cache, token by token", rel_err(logits, 0, N_TOK), TOL_F32);
+    CHECK(gptq_kv_bytes(kv) == N_TOK * per_pos && b.held == (int64_t)gptq_kv_bytes(kv),
+          "after %d positions: %zu bytes held, budget %lld, want %zu", N_TOK, gptq_kv_bytes(kv),
+          (long long)b.held, N_TOK * per_pos);
+    gptq_kv_truncate(kv, 0, 0);
+    CHECK(gptq_kv_bytes(kv) == 0 && b.held == 0, "an emptied slot holds %zu bytes (budget %lld)",
+          gptq_kv_bytes(kv), (long long)b.held);
+    /* a budget that refuses: the forward fails with its status, nothing stored */
+    b.limit = (int64_t)(16 * per_pos);
+    gptq_status bst = gptq_model_forward(m, kv, ids, 1, 17, NULL, NULL, 0, logits);
+    CHECK(bst == GPTQ_ERR_NOMEM && strstr(gptq_errmsg(), "test budget") && gptq_kv_len(kv, 0) == 0 &&
+              gptq_kv_bytes(kv) == 0,
+          "over budget: %s '%s', len %d, %zu bytes", gptq_status_name(bst), gptq_errmsg(),
+          gptq_kv_len(kv, 0), gptq_kv_bytes(kv));
+    b.limit = INT64_MAX;
 
     /* uneven chunks, then rewind to 40 and redo the rest in one chunk */
     gptq_kv_truncate(kv, 0, 0);

@@ -35,13 +35,25 @@ int gptq_model_is_eos(const gptq_model *m, int32_t id);
 
 /* ---- whole-model forward with a KV cache ------------------------------------------- */
 
-/* A KV cache of `n_seq` slots of `max_tokens` positions each, for model m
- * (it must only be used with m or its clones). *out is owned
+/* A KV cache of `n_seq` slots of up to `max_tokens` positions each, for
+ * model m (it must only be used with m or its clones). It allocates as
+ * forwards store positions: a slot's memory grows (16 positions, then
+ * doubling, up to max_tokens) and emptying the slot (gptq_kv_truncate to
+ * 0) frees it, so an idle cache holds nothing. *out is owned
  * (gptq_kv_free). Errors: GPTQ_ERR_ARG, GPTQ_ERR_NOMEM. */
 gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_kv **out);
+/* Frees everything without asking the budget (see gptq_kv_set_budget). */
 void gptq_kv_free(gptq_kv *kv);
-/* Tokens cached in a slot; forget a slot's tokens beyond `len` (0 empties it;
- * len above the current length is clamped). */
+/* Bytes of the model's memory the cache holds now. */
+size_t gptq_kv_bytes(const gptq_kv *kv);
+/* A budget for the cache's memory: before it allocates `delta` more bytes
+ * fn(user, delta) must return GPTQ_OK (else the forward fails with fn's
+ * status and message, nothing stored); after it frees, fn(user, -delta).
+ * Called from the thread running the forward or the truncate. */
+typedef gptq_status (*gptq_kv_budget_fn)(void *user, int64_t delta_bytes);
+void gptq_kv_set_budget(gptq_kv *kv, gptq_kv_budget_fn fn, void *user);
+/* Tokens cached in a slot; forget a slot's tokens beyond `len` (0 empties it
+ * and frees its memory; len above the current length is clamped). */
 int gptq_kv_len(const gptq_kv *kv, int slot);
 void gptq_kv_truncate(gptq_kv *kv, int slot, int len);
 int gptq_kv_slots(const gptq_kv *kv);
