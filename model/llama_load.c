@@ -129,6 +129,24 @@ static gptq_status load_f32(const loader *ld, const char *name, int ndim, const 
     return GPTQ_OK;
 }
 
+/* A copy of t's stored bytes in a new array (*out); the file's pages are
+ * dropped once copied, so a loaded model does not also hold its file. */
+static gptq_status copy_stored(const loader *ld, const src_tensor *t, void **out)
+{
+    void *data = malloc(t->bytes ? t->bytes : 1);
+    if (!data)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir,
+                         t->bytes, t->name);
+    gptq_status st = gptq_source_read_raw(ld->src, t, data);
+    gptq_source_release(ld->src, t);
+    if (st != GPTQ_OK) {
+        free(data);
+        return st;
+    }
+    *out = data;
+    return GPTQ_OK;
+}
+
 /* A weight matrix `name` of the given shape in its stored precision: F16
  * and BF16 kept (copied from files, borrowed from a table), anything else
  * as float32 (load_f32). *dt says which. */
@@ -154,17 +172,8 @@ static gptq_status load_dense(const loader *ld, const char *name, const int64_t 
         *dt = t.dtype;
         return GPTQ_OK;
     }
-    void *data = malloc(t.bytes ? t.bytes : 1);
-    if (!data)
-        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
-                         name);
-    st = gptq_source_read_raw(ld->src, &t, data);
-    gptq_source_release(ld->src, &t);
-    if (st != GPTQ_OK) {
-        free(data);
+    if ((st = copy_stored(ld, &t, out)) != GPTQ_OK)
         return st;
-    }
-    *out = data;
     *dt = t.dtype;
     return GPTQ_OK;
 }
@@ -188,18 +197,7 @@ static gptq_status load_raw(const loader *ld, const char *name, gptq_dtype dtype
         *out = (void *)t.data;
         return GPTQ_OK;
     }
-    void *data = malloc(t.bytes ? t.bytes : 1);
-    if (!data)
-        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", ld->dir, t.bytes,
-                         name);
-    st = gptq_source_read_raw(ld->src, &t, data);
-    gptq_source_release(ld->src, &t);
-    if (st != GPTQ_OK) {
-        free(data);
-        return st;
-    }
-    *out = data;
-    return GPTQ_OK;
+    return copy_stored(ld, &t, out);
 }
 
 /* A GPTQ v1 linear (used where "<path>.weight" is absent and

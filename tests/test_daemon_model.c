@@ -137,6 +137,23 @@ static Gptqd__Response *collect(int s, uint64_t job, char *streamed, size_t cap,
     return NULL;
 }
 
+/* The KV cache bytes List gives for the only resident model, or -1. */
+static long long listed_kv_bytes(int s)
+{
+    Gptqd__Request req;
+    Gptqd__ListRequest list = GPTQD__LIST_REQUEST__INIT;
+    td_request_init(&req);
+    req.body_case = GPTQD__REQUEST__BODY_LIST;
+    req.list = &list;
+    Gptqd__Response *r = td_call(s, &req);
+    long long kv = r && r->list && r->list->n_models == 1
+                       ? (long long)r->list->models[0]->kv_bytes
+                       : -1;
+    if (r)
+        gptqd__response__free_unpacked(r, NULL);
+    return kv;
+}
+
 typedef struct gen_thread {
     const td_daemon *d;
     char text[8192];
@@ -743,12 +760,10 @@ int main(int argc, char **argv)
         CHECK(r && r->list && r->list->n_models == 1 &&
                   strcmp(r->list->models[0]->name, "tiny") == 0,
               "preloaded tiny not listed: %s", status_of(r));
-        CHECK(r && r->list && r->list->n_models == 1 && r->list->models[0]->kv_bytes == 0,
-              "an idle model holds %llu bytes of KV cache",
-              r && r->list && r->list->n_models ? (unsigned long long)r->list->models[0]->kv_bytes
-                                                : 0ull);
         if (r)
             gptqd__response__free_unpacked(r, NULL);
+        long long kv = listed_kv_bytes(s);
+        CHECK(kv == 0, "an idle model holds %lld bytes of KV cache", kv);
         /* a generation allocates its KV cache and frees it when it ends */
         char text[4096];
         int n_tok = 0;
@@ -757,16 +772,8 @@ int main(int argc, char **argv)
               "generate under the memory limit: %s", status_of(r));
         if (r)
             gptqd__response__free_unpacked(r, NULL);
-        td_request_init(&req);
-        req.body_case = GPTQD__REQUEST__BODY_LIST;
-        req.list = &list;
-        r = simple(s, &req);
-        CHECK(r && r->list && r->list->n_models == 1 && r->list->models[0]->kv_bytes == 0,
-              "after its generation ended the model holds %llu bytes of KV cache",
-              r && r->list && r->list->n_models ? (unsigned long long)r->list->models[0]->kv_bytes
-                                                : 0ull);
-        if (r)
-            gptqd__response__free_unpacked(r, NULL);
+        kv = listed_kv_bytes(s);
+        CHECK(kv == 0, "after its generation ended the model holds %lld bytes of KV cache", kv);
         td_request_init(&req);
         load.name = "tiny2";
         load.path = model;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "kernels/cpu/features.h"
 #include "kernels/cpu/pool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,14 +42,8 @@ static gptq_gemm_half_path gh_path_get(void)
     int p = __atomic_load_n(&gh_path_setting, __ATOMIC_RELAXED);
     if (p >= 0)
         return (gptq_gemm_half_path)p;
-    const char *env = getenv("GPTQ_GEMM_HALF_PATH");
-    p = GPTQ_GEMM_HALF_AUTO;
-    if (env && !strcmp(env, "scalar"))
-        p = GPTQ_GEMM_HALF_SCALAR;
-    else if (env && !strcmp(env, "avx2"))
-        p = GPTQ_GEMM_HALF_AVX2;
-    else if (env && !strcmp(env, "sgemm"))
-        p = GPTQ_GEMM_HALF_SGEMM;
+    static const char *const names[] = {"auto", "scalar", "avx2", "sgemm"}; /* enum order */
+    p = gptq_cpu_path_from_env("GPTQ_GEMM_HALF_PATH", names, 4);
     __atomic_store_n(&gh_path_setting, p, __ATOMIC_RELAXED);
     return (gptq_gemm_half_path)p;
 }
@@ -58,29 +53,14 @@ void gptq_cpu_gemm_half_set_path(gptq_gemm_half_path path)
     __atomic_store_n(&gh_path_setting, (int)path, __ATOMIC_RELAXED);
 }
 
-static int gh_have_avx2(void)
-{
-#ifdef GH_X86
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    }
-    return have;
-#else
-    return 0;
-#endif
-}
-
 gptq_gemm_half_path gptq_cpu_gemm_half_path_used(int n)
 {
     gptq_gemm_half_path p = gh_path_get();
     if (p == GPTQ_GEMM_HALF_AUTO)
         p = n >= GPTQ_GEMM_HALF_SGEMM_MIN_N ? GPTQ_GEMM_HALF_SGEMM
-            : gh_have_avx2()                ? GPTQ_GEMM_HALF_AVX2
+            : gptq_cpu_have_avx2()                ? GPTQ_GEMM_HALF_AVX2
                                             : GPTQ_GEMM_HALF_SCALAR;
-    if (p == GPTQ_GEMM_HALF_AVX2 && !gh_have_avx2())
+    if (p == GPTQ_GEMM_HALF_AVX2 && !gptq_cpu_have_avx2())
         p = GPTQ_GEMM_HALF_SCALAR;
     return p;
 }
@@ -180,7 +160,7 @@ GH_TARGET static void rows_avx2(const float *x, const uint16_t *W, int bf16, flo
 static void convert(const uint16_t *src, float *dst, size_t n, int bf16)
 {
 #ifdef GH_X86
-    if (gh_have_avx2()) {
+    if (gptq_cpu_have_avx2()) {
         convert_avx2(src, dst, n, bf16);
         return;
     }
@@ -289,7 +269,7 @@ void gptq_cpu_gemm_half(const float *x, const uint16_t *W, int bf16, const float
     if (p == GPTQ_GEMM_HALF_SGEMM && gemm_tiles(x, W, bf16, bias, y, n, in, out) == 0)
         return;
     /* rows need no memory: also the fallback of a failed tile allocation */
-    gemm_rows(x, W, bf16, y, n, in, out, p != GPTQ_GEMM_HALF_SCALAR && gh_have_avx2());
+    gemm_rows(x, W, bf16, y, n, in, out, p != GPTQ_GEMM_HALF_SCALAR && gptq_cpu_have_avx2());
     if (bias)
         for (int i = 0; i < n; i++)
             for (int r = 0; r < out; r++)

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "kernels/cpu/features.h"
 #include "kernels/cpu/pool.h"
 #include "gptq/error.h"
 
@@ -96,16 +97,9 @@ static gptq_qgemm_path qg_path_get(void)
     int p = __atomic_load_n(&qg_path_setting, __ATOMIC_RELAXED);
     if (p >= 0)
         return (gptq_qgemm_path)p;
-    const char *env = getenv("GPTQ_QGEMM_PATH");
-    p = GPTQ_QGEMM_AUTO;
-    if (env && !strcmp(env, "scalar"))
-        p = GPTQ_QGEMM_SCALAR;
-    else if (env && !strcmp(env, "avx2"))
-        p = GPTQ_QGEMM_AVX2;
-    else if (env && !strcmp(env, "sgemm"))
-        p = GPTQ_QGEMM_SGEMM;
-    else if (env && !strcmp(env, "sgemm-scalar"))
-        p = GPTQ_QGEMM_SGEMM_SCALAR;
+    static const char *const names[] = {"auto", "scalar", "avx2", "sgemm",
+                                        "sgemm-scalar"}; /* enum order */
+    p = gptq_cpu_path_from_env("GPTQ_QGEMM_PATH", names, 5);
     __atomic_store_n(&qg_path_setting, p, __ATOMIC_RELAXED);
     return (gptq_qgemm_path)p;
 }
@@ -115,31 +109,16 @@ void gptq_cpu_qgemm_set_path(gptq_qgemm_path path)
     __atomic_store_n(&qg_path_setting, (int)path, __ATOMIC_RELAXED);
 }
 
-static int qg_have_avx2(void)
-{
-#ifdef QG_X86
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    }
-    return have;
-#else
-    return 0;
-#endif
-}
-
 gptq_qgemm_path gptq_cpu_qgemm_path_used(int n)
 {
     gptq_qgemm_path p = qg_path_get();
     if (p == GPTQ_QGEMM_AUTO)
         p = n >= GPTQ_QGEMM_SGEMM_MIN_N ? GPTQ_QGEMM_SGEMM
-            : qg_have_avx2()            ? GPTQ_QGEMM_AVX2
+            : gptq_cpu_have_avx2()            ? GPTQ_QGEMM_AVX2
                                         : GPTQ_QGEMM_SCALAR;
-    if (p == GPTQ_QGEMM_AVX2 && !qg_have_avx2())
+    if (p == GPTQ_QGEMM_AVX2 && !gptq_cpu_have_avx2())
         p = GPTQ_QGEMM_SCALAR;
-    if (p == GPTQ_QGEMM_SGEMM && !qg_have_avx2())
+    if (p == GPTQ_QGEMM_SGEMM && !gptq_cpu_have_avx2())
         p = GPTQ_QGEMM_SGEMM_SCALAR;
     return p;
 }
