@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/dtype.h"
 #include "kernels/backend.h"
@@ -112,6 +114,24 @@ static void test_backend(uint64_t *rng)
     CHECK(worst < 1e-4, "backend gemm F16 vs the same weights in F32: %g", worst);
 }
 
+/* A child of fork() (the pool's workers stay in the parent) still runs the
+ * kernels, on its own thread, instead of waiting for workers it lacks. */
+static void test_fork(uint64_t *rng)
+{
+    check_case(GPTQ_GEMM_HALF_AVX2, 0, 1, 576, 192, 0, rng); /* starts the pool */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); /* a hang ends as a failure */
+        check_case(GPTQ_GEMM_HALF_AVX2, 0, 2, 576, 192, 1, rng);
+        _exit(test_failures ? 1 : 0);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0,
+          "the kernels in a forked child: status %#x", status);
+}
+
 int main(void)
 {
     uint64_t rng = 12345;
@@ -130,6 +150,7 @@ int main(void)
     check_case(GPTQ_GEMM_HALF_SGEMM, 0, 20, 2048, 300, 1, &rng);
     test_embed(&rng);
     test_backend(&rng);
+    test_fork(&rng);
     printf("gemm_half: %s\n", test_failures ? "FAILED" : "ok");
     return test_result();
 }

@@ -100,6 +100,12 @@ static int env_threads(const char *name)
     return s && *s && !*end && v >= 1 && v <= POOL_MAX_THREADS ? (int)v : 0;
 }
 
+/* A child of fork() has none of the workers: it runs every call itself. */
+static void pool_after_fork(void)
+{
+    pool.threads = 1;
+}
+
 static void pool_init(void)
 {
     int n = env_threads("GPTQ_NUM_THREADS");
@@ -111,6 +117,7 @@ static void pool_init(void)
     }
     n = n < 1 ? 1 : n > POOL_MAX_THREADS ? POOL_MAX_THREADS : n;
     pool.threads = 1;
+    pthread_atfork(NULL, NULL, pool_after_fork);
     for (int i = 1; i < n; i++) { /* fewer threads when the system refuses more */
         pthread_t t;
         pthread_attr_t attr;

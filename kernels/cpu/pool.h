@@ -10,7 +10,7 @@
  * One caller at a time: a call made while another thread's call runs does
  * all parts itself, in order (same results, no waiting, no
  * oversubscription). The daemon runs one job's compute at a time anyway
- * (kernels/turns.h). */
+ * (kernels/turns.h). A child of fork() runs every call on its own thread. */
 #ifndef GPTQ_KERNELS_CPU_POOL_H
 #define GPTQ_KERNELS_CPU_POOL_H
 
