@@ -137,53 +137,120 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
-static gptq_status parse_rope_scaling(json_t *root, const char *what, gptq_model_config *cfg)
+/* The scaling a RoPE object `rs` (config.json's rope_scaling, or
+ * transformers 5's rope_parameters) asks for, into cfg's rope_type and
+ * factors; `key` names the object in messages. A missing rope_type means
+ * "default" in rope_parameters and is an error in rope_scaling. */
+static gptq_status parse_rope_object(json_t *rs, const char *what, const char *key,
+                                     int type_optional, gptq_model_config *cfg)
 {
     cfg->rope_type = GPTQ_ROPE_DEFAULT;
-    json_t *rs = json_object_get(root, "rope_scaling");
-    if (!rs || json_is_null(rs))
-        return GPTQ_OK;
-    if (!json_is_object(rs))
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling must be an object or null", what);
     const char *type = NULL;
     if (get_string(rs, what, "rope_type", &type) < 0)
         return GPTQ_ERR_FORMAT;
     if (!type && get_string(rs, what, "type", &type) < 0)
         return GPTQ_ERR_FORMAT;
-    if (!type)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling has no rope_type (or type)", what);
-    if (strcmp(type, "default") == 0)
+    if (!type && !type_optional)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s has no rope_type (or type)", what, key);
+    double partial = 1.0;
+    if (get_double(rs, what, "partial_rotary_factor", &partial) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (partial != 1.0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: %s.partial_rotary_factor %g is not supported "
+                         "(rotary embedding over the whole head only)", what, key, partial);
+    if (!type || strcmp(type, "default") == 0)
         return GPTQ_OK;
     if (strcmp(type, "linear") != 0 && strcmp(type, "llama3") != 0)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
-                         "%s: rope_scaling.rope_type '%s' is not supported; supported: default, "
-                         "linear, llama3",
-                         what, type);
-    char field[64] = "rope_scaling";
-    if (get_double(rs, field, "factor", &cfg->rope_factor) <= 0)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling.factor is missing or not a number",
-                         what);
+                         "%s: %s.rope_type '%s' is not supported; supported: default, linear, "
+                         "llama3",
+                         what, key, type);
+    if (get_double(rs, key, "factor", &cfg->rope_factor) <= 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s.factor is missing or not a number", what, key);
     if (!(cfg->rope_factor >= 1.0))
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling.factor %g must be >= 1", what,
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s.factor %g must be >= 1", what, key,
                          cfg->rope_factor);
     if (strcmp(type, "linear") == 0) {
         cfg->rope_type = GPTQ_ROPE_LINEAR;
         return GPTQ_OK;
     }
     cfg->rope_type = GPTQ_ROPE_LLAMA3;
-    if (get_double(rs, field, "low_freq_factor", &cfg->rope_low_freq_factor) <= 0 ||
-        get_double(rs, field, "high_freq_factor", &cfg->rope_high_freq_factor) <= 0 ||
-        get_int(rs, field, "original_max_position_embeddings", 1, 1 << 30,
+    if (get_double(rs, key, "low_freq_factor", &cfg->rope_low_freq_factor) <= 0 ||
+        get_double(rs, key, "high_freq_factor", &cfg->rope_high_freq_factor) <= 0 ||
+        get_int(rs, key, "original_max_position_embeddings", 1, 1 << 30,
                 &cfg->rope_original_max_position_embeddings) <= 0)
         return gptq_fail(GPTQ_ERR_FORMAT,
-                         "%s: rope_scaling (llama3) needs numbers low_freq_factor, "
-                         "high_freq_factor and original_max_position_embeddings",
-                         what);
+                         "%s: %s (llama3) needs numbers low_freq_factor, high_freq_factor and "
+                         "original_max_position_embeddings",
+                         what, key);
     if (!(cfg->rope_low_freq_factor > 0) ||
         !(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
         return gptq_fail(GPTQ_ERR_FORMAT,
-                         "%s: rope_scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g)",
-                         what, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor);
+                         "%s: %s needs 0 < low_freq_factor (%g) < high_freq_factor (%g)", what,
+                         key, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor);
+    return GPTQ_OK;
+}
+
+/* RoPE: top-level rope_theta (default 10000) and rope_scaling (transformers
+ * 4), or rope_parameters (transformers 5: rope_theta, rope_type and the
+ * scaling fields in one object). Where both spellings are present they must
+ * agree; a setting that changes the frequencies is never passed over. */
+static gptq_status parse_rope(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    cfg->rope_theta = 10000.0;
+    int top_theta = get_double(root, what, "rope_theta", &cfg->rope_theta);
+    if (top_theta < 0)
+        return GPTQ_ERR_FORMAT;
+    double partial = 1.0;
+    if (get_double(root, what, "partial_rotary_factor", &partial) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (partial != 1.0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported "
+                         "(rotary embedding over the whole head only)", what, partial);
+    json_t *rs = json_object_get(root, "rope_scaling");
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if (rs && !json_is_null(rs) && !json_is_object(rs))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling must be an object or null", what);
+    if (rp && !json_is_null(rp) && !json_is_object(rp))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_parameters must be an object or null", what);
+    gptq_status st;
+    gptq_model_config scaling = *cfg; /* what rope_scaling alone says */
+    scaling.rope_type = GPTQ_ROPE_DEFAULT;
+    if (rs && json_is_object(rs) &&
+        (st = parse_rope_object(rs, what, "rope_scaling", 0, &scaling)) != GPTQ_OK)
+        return st;
+    if (!rp || json_is_null(rp)) {
+        *cfg = scaling;
+        return GPTQ_OK;
+    }
+    /* rope_parameters keyed by layer type (models mixing attention kinds) */
+    const char *k;
+    json_t *v;
+    json_object_foreach(rp, k, v) {
+        if (json_is_object(v))
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: rope_parameters.%s: RoPE settings per "
+                             "layer type are not supported (one set for every layer)", what, k);
+    }
+    double theta = cfg->rope_theta;
+    int rp_theta = get_double(rp, what, "rope_theta", &theta);
+    if (rp_theta < 0)
+        return GPTQ_ERR_FORMAT;
+    if (rp_theta && top_theta && theta != cfg->rope_theta)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_theta %g and rope_parameters.rope_theta %g "
+                         "disagree", what, cfg->rope_theta, theta);
+    cfg->rope_theta = theta;
+    if ((st = parse_rope_object(rp, what, "rope_parameters", 1, cfg)) != GPTQ_OK)
+        return st;
+    if (rs && json_is_object(rs) &&
+        (scaling.rope_type != cfg->rope_type ||
+         (cfg->rope_type != GPTQ_ROPE_DEFAULT && scaling.rope_factor != cfg->rope_factor) ||
+         (cfg->rope_type == GPTQ_ROPE_LLAMA3 &&
+          (scaling.rope_low_freq_factor != cfg->rope_low_freq_factor ||
+           scaling.rope_high_freq_factor != cfg->rope_high_freq_factor ||
+           scaling.rope_original_max_position_embeddings !=
+               cfg->rope_original_max_position_embeddings))))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling and rope_parameters describe "
+                         "different RoPE scaling", what);
     return GPTQ_OK;
 }
 
@@ -332,17 +399,15 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         0)
         return GPTQ_ERR_FORMAT;
     cfg->rms_norm_eps = 1e-6;
-    cfg->rope_theta = 10000.0;
-    if (get_double(root, what, "rms_norm_eps", &cfg->rms_norm_eps) < 0 ||
-        get_double(root, what, "rope_theta", &cfg->rope_theta) < 0)
+    if (get_double(root, what, "rms_norm_eps", &cfg->rms_norm_eps) < 0)
         return GPTQ_ERR_FORMAT;
+    if ((st = parse_rope(root, what, cfg)) != GPTQ_OK)
+        return st;
     if (!(cfg->rms_norm_eps > 0 && cfg->rms_norm_eps < 1))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", what,
                          cfg->rms_norm_eps);
     if (!(cfg->rope_theta > 1))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_theta %g must be > 1", what, cfg->rope_theta);
-    if ((st = parse_rope_scaling(root, what, cfg)) != GPTQ_OK)
-        return st;
 
     const char *act = NULL;
     if (get_string(root, what, "hidden_act", &act) < 0)

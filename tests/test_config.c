@@ -83,6 +83,28 @@ static void test_fixture(void)
     }
 }
 
+/* Llama 3.1 8B's rope: values from transformers' _compute_llama3_parameters
+ * evaluated with numpy in float32 (independent of this code) */
+static void check_llama31_rope(const gptq_model_config *cfg, const char *how)
+{
+    float inv[64];
+    gptq_config_rope_inv_freq(cfg, inv);
+    static const struct {
+        int j;
+        double v;
+    } ref[] = {{0, 1.0},
+               {20, 0.016560440883040428},
+               {29, 0.0021665706299245358},
+               {30, 0.0013718936825171113},
+               {34, 0.0001785077911335975},
+               {40, 3.428102354519069e-05},
+               {63, 3.068925877869333e-07}};
+    for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++)
+        CHECK(fabs(inv[ref[i].j] - ref[i].v) <= 2e-7 * ref[i].v,
+              "llama3 (%s) inv_freq[%d] = %.9g, want %.9g", how, ref[i].j, inv[ref[i].j],
+              ref[i].v);
+}
+
 static void test_variants(void)
 {
     gptq_model_config cfg;
@@ -97,21 +119,27 @@ static void test_variants(void)
     CHECK(cfg.rope_type == GPTQ_ROPE_LLAMA3 && cfg.head_dim == 128, "rope %d hd %d", cfg.rope_type,
           cfg.head_dim);
     CHECK(cfg.n_eos == 3 && cfg.eos_token_ids[2] == 128009, "eos list %d", cfg.n_eos);
-    float inv[64];
-    gptq_config_rope_inv_freq(&cfg, inv);
-    static const struct {
-        int j;
-        double v;
-    } ref[] = {{0, 1.0},
-               {20, 0.016560440883040428},
-               {29, 0.0021665706299245358},
-               {30, 0.0013718936825171113},
-               {34, 0.0001785077911335975},
-               {40, 3.428102354519069e-05},
-               {63, 3.068925877869333e-07}};
-    for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++)
-        CHECK(fabs(inv[ref[i].j] - ref[i].v) <= 2e-7 * ref[i].v,
-              "llama3 inv_freq[%d] = %.9g, want %.9g", ref[i].j, inv[ref[i].j], ref[i].v);
+    check_llama31_rope(&cfg, "rope_scaling");
+    /* the same as transformers 5 writes it: one rope_parameters object */
+    CHECK_OK(parse_with("\"hidden_size\": 4096, \"num_attention_heads\": 32, "
+                        "\"num_key_value_heads\": 8, \"rope_parameters\": {\"rope_theta\": "
+                        "500000.0, \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                        "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192, "
+                        "\"rope_type\": \"llama3\"}, \"vocab_size\": 128256",
+                        &cfg));
+    CHECK(cfg.rope_type == GPTQ_ROPE_LLAMA3 && cfg.rope_theta == 500000.0,
+          "rope_parameters llama3: type %d theta %g", cfg.rope_type, cfg.rope_theta);
+    check_llama31_rope(&cfg, "rope_parameters");
+    CHECK_OK(parse_with("\"rope_parameters\": {\"rope_theta\": 50000.0}", &cfg));
+    CHECK(cfg.rope_type == GPTQ_ROPE_DEFAULT && cfg.rope_theta == 50000.0,
+          "rope_parameters without rope_type: type %d theta %g", cfg.rope_type, cfg.rope_theta);
+    CHECK_OK(parse_with("\"rope_theta\": 50000.0, \"rope_parameters\": {\"rope_type\": "
+                        "\"linear\", \"factor\": 2.0, \"rope_theta\": 50000.0}, "
+                        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}",
+                        &cfg));
+    CHECK(cfg.rope_type == GPTQ_ROPE_LINEAR && cfg.rope_factor == 2.0 && cfg.rope_theta == 50000.0,
+          "both spellings agreeing: type %d factor %g theta %g", cfg.rope_type, cfg.rope_factor,
+          cfg.rope_theta);
 
     const char *qwen = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 896, "
                        "\"intermediate_size\": 4864, \"num_attention_heads\": 14, "
@@ -171,6 +199,24 @@ static void test_errors(void)
                  GPTQ_ERR_UNSUPPORTED, "rope_scaling.rope_type");
     expect_error("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", GPTQ_ERR_FORMAT,
                  "low_freq_factor");
+    /* transformers 5's rope_parameters: understood or refused, never passed over */
+    expect_error("\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+                 GPTQ_ERR_UNSUPPORTED, "rope_parameters.rope_type 'yarn'");
+    expect_error("\"rope_parameters\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}",
+                 GPTQ_ERR_UNSUPPORTED, "'dynamic'");
+    expect_error("\"rope_parameters\": {\"rope_type\": \"longrope\"}", GPTQ_ERR_UNSUPPORTED,
+                 "'longrope'");
+    expect_error("\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 50000.0}",
+                 GPTQ_ERR_FORMAT, "disagree");
+    expect_error("\"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1e6}}",
+                 GPTQ_ERR_UNSUPPORTED, "per layer type");
+    expect_error("\"rope_parameters\": {\"rope_theta\": 1e4, \"partial_rotary_factor\": 0.5}",
+                 GPTQ_ERR_UNSUPPORTED, "partial_rotary_factor");
+    expect_error("\"partial_rotary_factor\": 0.4", GPTQ_ERR_UNSUPPORTED, "partial_rotary_factor");
+    expect_error("\"rope_parameters\": 10000", GPTQ_ERR_FORMAT, "rope_parameters must be");
+    expect_error("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}, \"rope_parameters\": "
+                 "{\"rope_type\": \"linear\", \"factor\": 4.0}",
+                 GPTQ_ERR_FORMAT, "different RoPE scaling");
     expect_error("\"eos_token_id\": 5000", GPTQ_ERR_FORMAT, "eos_token_id");
     expect_error("\"eos_token_id\": [1, \"x\"]", GPTQ_ERR_FORMAT, "eos_token_id[1]");
     expect_error("\"torch_dtype\": \"int8\"", GPTQ_ERR_FORMAT, "torch_dtype");
@@ -250,6 +296,30 @@ static void test_folders(void)
     expect_load_error(GPTQ_ERR_NOTFOUND, "q_proj.bias");
     write_config_edit("\"hidden_act\": \"silu\"", "\"hidden_act\": \"relu\"");
     expect_load_error(GPTQ_ERR_UNSUPPORTED, "hidden_act");
+
+    /* transformers 5's rope_parameters evaluates like its top-level twin,
+     * and unlike the default theta it replaces */
+    float *logits[3] = {NULL, NULL, NULL};
+    const char *edits[3] = {"\"rope_theta\": 10000.0", "\"rope_theta\": 50000.0",
+                            "\"rope_parameters\": {\"rope_theta\": 50000.0, \"rope_type\": "
+                            "\"default\"}"};
+    int32_t twin_ids[6] = {1, 450, 4013, 17, 9, 300};
+    for (int i = 0; i < 3; i++) {
+        write_config_edit("\"rope_theta\": 10000.0", edits[i]);
+        gptq_model *tm = NULL;
+        CHECK_OK(gptq_model_load(tmpdir, &tm));
+        if (tm && (logits[i] = malloc(6 * 4096 * sizeof(float))))
+            CHECK_OK(gptq_model_forward(tm, NULL, twin_ids, 1, 6, NULL, NULL, 0, logits[i]));
+        gptq_model_free(tm);
+    }
+    if (logits[0] && logits[1] && logits[2]) {
+        CHECK(memcmp(logits[1], logits[2], 6 * 4096 * sizeof(float)) == 0,
+              "rope_parameters.rope_theta 50000 gives other logits than rope_theta 50000");
+        CHECK(memcmp(logits[0], logits[1], 6 * 4096 * sizeof(float)) != 0,
+              "rope_theta 50000 gives the logits of 10000");
+    }
+    for (int i = 0; i < 3; i++)
+        free(logits[i]);
 
     /* the unchanged config loads */
     write_config_edit("\"hidden_act\"", "\"hidden_act\"");
