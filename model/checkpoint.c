@@ -132,12 +132,25 @@ static gptq_status visit(void *user, const char *name, const void *data, gptq_dt
     return GPTQ_OK;
 }
 
+/* The shortest decimal that reads back as float f, as a double: JSON then
+ * says 0.01, not 0.0099999997764825821 (float 0.01 widened). */
+static double float_decimal(float f)
+{
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f)
+            break;
+    }
+    return strtod(buf, NULL);
+}
+
 static json_t *quant_json(const gptq_checkpoint_meta *meta)
 {
     const gptq_quant_config *q = &meta->quant;
     return json_pack("{s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s, s:s, s:s, s:b}", "bits", q->bits,
                      "group_size", q->group_size, "desc_act", q->act_order, "sym", q->sym,
-                     "damp_percent", (double)q->damp, "true_sequential", meta->true_sequential,
+                     "damp_percent", float_decimal(q->damp), "true_sequential", meta->true_sequential,
                      "static_groups", q->static_groups, "quant_method", "gptq",
                      "checkpoint_format", "gptq", "model_file_base_name", "model", "mse", q->mse);
 }

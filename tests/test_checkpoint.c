@@ -133,6 +133,18 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
         CHECK(stat(p, &sb) == 0, "%s missing", p);
     }
     check_shapes(dir, gptq_model_get_config(m), bits, group_size);
+    /* numbers as a person (and Python's json) writes them: 0.01, not the
+     * float's widened 0.0099999997764825821 */
+    for (int i = 0; i < 2; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        size_t len = 0;
+        char *text = test_read_file(p, &len);
+        char want[64];
+        snprintf(want, sizeof want, "\"damp_percent\": %g", (double)meta.quant.damp);
+        CHECK(text && strstr(text, want), "%s does not say %s", files[i], want);
+        free(text);
+    }
 
     gptq_model *re;
     CHECK_OK(gptq_model_load(dir, &re));
