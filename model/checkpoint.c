@@ -145,14 +145,21 @@ static double float_decimal(float f)
     return strtod(buf, NULL);
 }
 
+/* quantization_config (and quantize_config.json): the settings loaders
+ * read, and `meta` as current tools write it: who quantized, with what. */
 static json_t *quant_json(const gptq_checkpoint_meta *meta)
 {
     const gptq_quant_config *q = &meta->quant;
-    return json_pack("{s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s, s:s, s:s, s:b}", "bits", q->bits,
-                     "group_size", q->group_size, "desc_act", q->act_order, "sym", q->sym,
-                     "damp_percent", float_decimal(q->damp), "true_sequential", meta->true_sequential,
-                     "static_groups", q->static_groups, "quant_method", "gptq",
-                     "checkpoint_format", "gptq", "model_file_base_name", "model", "mse", q->mse);
+    json_t *m = json_pack("{s:[s], s:f, s:b, s:b, s:b, s:i}", "quantizer", "gptqd:" GPTQ_VERSION,
+                          "damp_percent", float_decimal(q->damp), "static_groups", q->static_groups,
+                          "true_sequential", meta->true_sequential, "mse", q->mse, "block_size",
+                          q->block_size);
+    return json_pack("{s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s, s:s, s:s, s:b, s:o}", "bits",
+                     q->bits, "group_size", q->group_size, "desc_act", q->act_order, "sym", q->sym,
+                     "damp_percent", float_decimal(q->damp), "true_sequential",
+                     meta->true_sequential, "static_groups", q->static_groups, "quant_method",
+                     "gptq", "checkpoint_format", "gptq", "model_file_base_name", "model", "mse",
+                     q->mse, "meta", m);
 }
 
 static gptq_status write_json(int dirfd, const char *dir, const char *file, json_t *j)

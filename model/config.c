@@ -254,6 +254,31 @@ static gptq_status parse_rope(json_t *root, const char *what, gptq_model_config 
     return GPTQ_OK;
 }
 
+/* transformers 5's layer_types (each layer's attention kind): every layer
+ * must attend the way the config's window says all of them do (full, or
+ * the sliding window of a Mistral); a mix is refused, never averaged over. */
+static gptq_status parse_layer_types(json_t *root, const char *what,
+                                     const gptq_model_config *cfg)
+{
+    json_t *lt = json_object_get(root, "layer_types");
+    if (!lt || json_is_null(lt))
+        return GPTQ_OK;
+    if (!json_is_array(lt) || json_array_size(lt) != (size_t)cfg->num_hidden_layers)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: layer_types must be a list of %d strings (one "
+                         "per layer)", what, cfg->num_hidden_layers);
+    const char *want = cfg->sliding_window > 0 ? "sliding_attention" : "full_attention";
+    for (size_t i = 0; i < json_array_size(lt); i++) {
+        const char *t = json_string_value(json_array_get(lt, i));
+        if (!t)
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: layer_types[%zu] must be a string", what, i);
+        if (strcmp(t, want) != 0)
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: layer_types[%zu] is '%s' where the "
+                             "config makes every layer '%s': per-layer attention kinds are not "
+                             "supported", what, i, t, want);
+    }
+    return GPTQ_OK;
+}
+
 static gptq_status parse_token_ids(json_t *root, const char *what, gptq_model_config *cfg)
 {
     cfg->bos_token_id = -1;
@@ -441,7 +466,8 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
                              what);
     }
 
-    if ((st = parse_token_ids(root, what, cfg)) != GPTQ_OK ||
+    if ((st = parse_layer_types(root, what, cfg)) != GPTQ_OK ||
+        (st = parse_token_ids(root, what, cfg)) != GPTQ_OK ||
         (st = parse_dtype(root, what, cfg)) != GPTQ_OK ||
         (st = parse_quant(root, what, cfg)) != GPTQ_OK)
         return st;

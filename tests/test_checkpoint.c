@@ -143,6 +143,8 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
         char want[64];
         snprintf(want, sizeof want, "\"damp_percent\": %g", (double)meta.quant.damp);
         CHECK(text && strstr(text, want), "%s does not say %s", files[i], want);
+        CHECK(text && strstr(text, "\"quantizer\": [") && strstr(text, "\"gptqd:"),
+              "%s has no meta.quantizer naming gptqd", files[i]);
         free(text);
     }
 

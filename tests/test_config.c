@@ -213,6 +213,15 @@ static void test_errors(void)
     expect_error("\"rope_parameters\": {\"rope_theta\": 1e4, \"partial_rotary_factor\": 0.5}",
                  GPTQ_ERR_UNSUPPORTED, "partial_rotary_factor");
     expect_error("\"partial_rotary_factor\": 0.4", GPTQ_ERR_UNSUPPORTED, "partial_rotary_factor");
+    /* transformers 5's layer_types: all full attention is what the template says */
+    gptq_model_config lt_cfg;
+    CHECK_OK(parse_with("\"layer_types\": [\"full_attention\", \"full_attention\", "
+                        "\"full_attention\", \"full_attention\"]",
+                        &lt_cfg));
+    expect_error("\"layer_types\": [\"full_attention\", \"sliding_attention\", "
+                 "\"full_attention\", \"full_attention\"]",
+                 GPTQ_ERR_UNSUPPORTED, "layer_types[1]");
+    expect_error("\"layer_types\": [\"full_attention\"]", GPTQ_ERR_FORMAT, "layer_types");
     expect_error("\"rope_parameters\": 10000", GPTQ_ERR_FORMAT, "rope_parameters must be");
     expect_error("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}, \"rope_parameters\": "
                  "{\"rope_type\": \"linear\", \"factor\": 4.0}",
