@@ -346,21 +346,30 @@ static gptq_status parse_quant(json_t *root, const char *what, gptq_model_config
     if (!json_is_object(q))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: quantization_config must be an object", what);
     const char *qwhat = "config.json quantization_config";
-    const char *method = "gptq", *format = "gptq";
+    const char *method = "gptq", *format = "gptq", *format2 = NULL;
     cfg->quant.present = 1;
     cfg->quant.group_size = -1;
+    /* GPTQModel spells the format "checkpoint_format" in configs and
+     * "format" in its own; where both are given they must agree */
     if (get_string(q, qwhat, "quant_method", &method) < 0 ||
-        get_string(q, qwhat, "checkpoint_format", &format) < 0)
+        get_string(q, qwhat, "checkpoint_format", &format) < 0 ||
+        get_string(q, qwhat, "format", &format2) < 0)
         return GPTQ_ERR_FORMAT;
+    if (format2 && json_object_get(q, "checkpoint_format") && strcmp(format, format2) != 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: quantization_config.checkpoint_format '%s' and "
+                         "format '%s' disagree", what, format, format2);
+    if (format2)
+        format = format2;
     if (strcmp(method, "gptq") != 0)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                          "%s: quantization_config.quant_method '%s' is not supported; only gptq",
                          what, method);
-    if (strcmp(format, "gptq") != 0)
+    if (strcmp(format, "gptq") != 0 && strcmp(format, "gptq_v2") != 0)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
-                         "%s: quantization_config.checkpoint_format '%s' is not supported; only "
-                         "gptq (v1)",
+                         "%s: quantization_config.checkpoint_format '%s' is not supported; gptq "
+                         "(v1) and gptq_v2 are",
                          what, format);
+    cfg->quant.v2 = strcmp(format, "gptq_v2") == 0;
     snprintf(cfg->quant.quant_method, sizeof cfg->quant.quant_method, "%s", method);
     snprintf(cfg->quant.checkpoint_format, sizeof cfg->quant.checkpoint_format, "%s", format);
     if (require_int(q, qwhat, "bits", 2, 8, &cfg->quant.bits) < 0 ||

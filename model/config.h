@@ -64,7 +64,8 @@ typedef struct gptq_model_config {
         int present;
         int bits, group_size, desc_act, sym;
         char quant_method[16];      /* "gptq" */
-        char checkpoint_format[16]; /* "gptq" (v1) when absent */
+        char checkpoint_format[16]; /* "gptq" (v1) when absent, or "gptq_v2" */
+        int v2;                     /* gptq_v2: qzeros hold the zeros, not zero-1 */
     } quant;
 } gptq_model_config;
 

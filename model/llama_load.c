@@ -266,6 +266,11 @@ static gptq_status load_packed(const loader *ld, const gptq_model_config *c, con
         for (int i = 0; i < cols; i++)
             P->g_idx[i] = gs > 0 ? i / gs : 0;
     }
+    if (!ld->table && c->quant.v2 &&
+        (st = gptq_qzeros_v2_to_v1(P->qzeros, groups, rows, bits)) != GPTQ_OK) {
+        gptq_fail_context(st, "%s: %s.qzeros", ld->dir, prefix);
+        goto fail;
+    }
     if (!ld->table) { /* a checkpoint: v1 into the kernels' layout (checks g_idx) */
         if ((st = gptq_linear_from_v1(P, Q)) != GPTQ_OK) {
             gptq_fail_context(st, "%s: %s", ld->dir, prefix);

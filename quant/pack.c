@@ -173,3 +173,41 @@ done:
     free(zeros);
     return st;
 }
+
+/* Add `delta` (+1 or -1) to every packed zero, after checking that none
+ * leaves [0, 2^bits-1]. */
+static gptq_status qzeros_shift(int32_t *qzeros, int groups, int rows, int bits, int delta,
+                                const char *what)
+{
+    gptq_status st = gptq_pack_check(rows, 32, bits);
+    if (st != GPTQ_OK)
+        return st;
+    const size_t words = (size_t)rows * bits / 32;
+    const int32_t maxq = (1 << bits) - 1;
+    for (int g = 0; g < groups; g++)
+        for (int r = 0; r < rows; r++) {
+            int32_t z = (int32_t)gptq_bits_get(qzeros + (size_t)g * words, 1, bits, (size_t)r);
+            if (z + delta < 0 || z + delta > maxq)
+                return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: group %d row %d stores %d, which "
+                                 "the other layout cannot hold", what, g, r, z);
+        }
+    for (int g = 0; g < groups; g++)
+        for (int r = 0; r < rows; r++) {
+            int32_t *w = qzeros + (size_t)g * words;
+            uint32_t z = gptq_bits_get(w, 1, bits, (size_t)r);
+            gptq_bits_put(w, 1, bits, (size_t)r, (uint32_t)((int32_t)z + delta));
+        }
+    return GPTQ_OK;
+}
+
+gptq_status gptq_qzeros_v2_to_v1(int32_t *qzeros, int groups, int rows, int bits)
+{
+    return qzeros_shift(qzeros, groups, rows, bits, -1,
+                        "gptq_v2 zeros to v1 (a zero of 0 has no v1 form)");
+}
+
+gptq_status gptq_qzeros_v1_to_v2(int32_t *qzeros, int groups, int rows, int bits)
+{
+    return qzeros_shift(qzeros, groups, rows, bits, +1,
+                        "v1 zeros to gptq_v2 (a stored zero-1 of 2^bits-1 has no v2 form)");
+}

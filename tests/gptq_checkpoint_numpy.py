@@ -11,6 +11,11 @@ Usage: gptq_checkpoint_numpy.py CHECKPOINT_DIR EXPECTED.safetensors
 EXPECTED holds, for each quantized linear NAME, the float32 tensor
 NAME.weight [out, in] that our runtime dequantizes; exits 0 when every one
 matches exactly, 1 otherwise, 77 when numpy is missing.
+
+       gptq_checkpoint_numpy.py --to-v2 CHECKPOINT_DIR NEW_DIR
+writes NEW_DIR, the same checkpoint in GPTQModel's checkpoint_format
+"gptq_v2": every qzeros value is the zero itself (v1's stored value + 1),
+repacked here, and the quantization configs say gptq_v2.
 """
 import json
 import os
@@ -63,7 +68,61 @@ def unpack_stream(words, bits, count):
     return out
 
 
+def pack_stream(values, bits, n_words):
+    """values: int [count, cols] -> uint32 words [n_words, cols], the
+    inverse of unpack_stream."""
+    words = np.zeros((n_words, values.shape[1]), dtype=np.uint64)
+    for k in range(values.shape[0]):
+        bit = k * bits
+        w, off = divmod(bit, 32)
+        v = values[k].astype(np.uint64)
+        words[w] |= (v << np.uint64(off)) & np.uint64(0xFFFFFFFF)
+        if off + bits > 32:
+            words[w + 1] |= v >> np.uint64(32 - off)
+    return words.astype(np.uint32)
+
+
+def write_safetensors(path, tensors):
+    header, blobs, at = {}, [], 0
+    for name, (dt, arr) in tensors.items():
+        raw = np.ascontiguousarray(arr).tobytes()
+        header[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [at, at + len(raw)]}
+        blobs.append(raw)
+        at += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def to_v2(src, dst):
+    os.mkdir(dst)
+    for fn in sorted(os.listdir(src)):
+        path = os.path.join(src, fn)
+        if fn.endswith(".safetensors"):
+            tensors = read_safetensors(path)
+            cfg = json.load(open(os.path.join(src, "config.json")))
+            bits = int(cfg["quantization_config"]["bits"])
+            for name, (dt, arr) in list(tensors.items()):
+                if name.endswith(".qzeros"):
+                    rows = arr.shape[1] * 32 // bits
+                    z = unpack_stream(arr.view(np.uint32).T, bits, rows) + 1   # [rows, groups]
+                    assert z.max() < (1 << bits), name
+                    tensors[name] = (dt, pack_stream(z, bits, arr.shape[1]).T.view(np.int32))
+            write_safetensors(os.path.join(dst, fn), tensors)
+        elif fn in ("config.json", "quantize_config.json"):
+            j = json.load(open(path))
+            q = j["quantization_config"] if fn == "config.json" else j
+            q["checkpoint_format"] = "gptq_v2"
+            json.dump(j, open(os.path.join(dst, fn), "w"), indent=2)
+        elif os.path.isfile(path):
+            open(os.path.join(dst, fn), "wb").write(open(path, "rb").read())
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--to-v2":
+        to_v2(sys.argv[2], sys.argv[3])
+        return
     ckpt, expected_path = sys.argv[1], sys.argv[2]
     cfg = json.load(open(os.path.join(ckpt, "config.json")))
     q = cfg["quantization_config"]

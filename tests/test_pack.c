@@ -188,6 +188,44 @@ static void test_bad_arguments(void)
     CHECK(gptq_pack_check(32, 32, 5) == GPTQ_ERR_ARG, "5 bits must be refused");
 }
 
+/* qzeros between v1 (zero-1) and gptq_v2 (zero): each value moves by one,
+ * checked value by value against plain integer arithmetic; the values the
+ * other layout cannot hold (a v2 zero of 0, a v1 stored 2^bits-1) are
+ * refused and leave the words as they were. */
+static void test_v2_zeros(int bits)
+{
+    enum { GROUPS = 3, ROWS = 96 };
+    const int words = ROWS * bits / 32, maxq = (1 << bits) - 1;
+    int32_t qz[GROUPS * 24], copy[GROUPS * 24];
+    uint32_t want[GROUPS][ROWS];
+    memset(qz, 0, sizeof qz);
+    for (int g = 0; g < GROUPS; g++)
+        for (int r = 0; r < ROWS; r++) {
+            want[g][r] = (uint32_t)(1 + (g * 7 + r * 5) % maxq); /* v2 zeros in [1, maxq] */
+            gptq_bits_put(qz + g * words, 1, bits, (size_t)r, want[g][r]);
+        }
+    CHECK_OK(gptq_qzeros_v2_to_v1(qz, GROUPS, ROWS, bits));
+    int bad = 0;
+    for (int g = 0; g < GROUPS; g++)
+        for (int r = 0; r < ROWS; r++)
+            bad += gptq_bits_get(qz + g * words, 1, bits, (size_t)r) != want[g][r] - 1;
+    CHECK(bad == 0, "%d-bit v2 -> v1: %d zeros not moved down by one", bits, bad);
+    CHECK_OK(gptq_qzeros_v1_to_v2(qz, GROUPS, ROWS, bits));
+    for (int g = 0; g < GROUPS; g++)
+        for (int r = 0; r < ROWS; r++)
+            bad += gptq_bits_get(qz + g * words, 1, bits, (size_t)r) != want[g][r];
+    CHECK(bad == 0, "%d-bit v1 -> v2: %d zeros not back", bits, bad);
+    gptq_bits_put(qz + 2 * words, 1, bits, 17, 0); /* a zero of 0: no v1 form */
+    memcpy(copy, qz, sizeof qz);
+    gptq_status st = gptq_qzeros_v2_to_v1(qz, GROUPS, ROWS, bits);
+    CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), "group 2 row 17") &&
+              !memcmp(copy, qz, sizeof qz),
+          "%d-bit v2 zero 0: %s '%s'", bits, gptq_status_name(st), gptq_errmsg());
+    gptq_bits_put(qz + 2 * words, 1, bits, 17, (uint32_t)maxq); /* v1 stored maxq: zero 2^bits */
+    st = gptq_qzeros_v1_to_v2(qz, GROUPS, ROWS, bits);
+    CHECK(st == GPTQ_ERR_UNSUPPORTED, "%d-bit v1 stored %d: %s", bits, maxq, gptq_status_name(st));
+}
+
 int main(void)
 {
     const int bits[] = {2, 3, 4, 8};
@@ -198,5 +236,7 @@ int main(void)
     }
     test_known_words();
     test_bad_arguments();
+    for (int b = 0; b < 4; b++)
+        test_v2_zeros(bits[b]);
     return test_result();
 }

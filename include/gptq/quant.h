@@ -137,6 +137,15 @@ gptq_status gptq_packed_dequantize(const gptq_packed *p, float *W);
 gptq_status gptq_packed_unpack(const gptq_packed *p, uint8_t *codes, int32_t *zeros);
 void gptq_packed_free(gptq_packed *p);
 
+/* qzeros [groups, rows*bits/32] between v1 (zero-1, the layout above, what
+ * gptqd runs) and gptq_v2 (the zero itself, what GPTQModel writes for
+ * asymmetric models), in place. Every zero of a GPTQ grid lies in
+ * [0, 2^bits-1]: v1 cannot hold a zero of 0 and v2 cannot hold 2^bits, so
+ * those fail (GPTQ_ERR_UNSUPPORTED, naming group and row) and leave qzeros
+ * unchanged. */
+gptq_status gptq_qzeros_v2_to_v1(int32_t *qzeros, int groups, int rows, int bits);
+gptq_status gptq_qzeros_v1_to_v2(int32_t *qzeros, int groups, int rows, int bits);
+
 /* Bit-stream helpers behind the layout above (exposed for kernels and
  * tests): write/read value k (width `bits`) of a stream of 32-bit words
  * whose consecutive words are `stride` int32s apart. */
