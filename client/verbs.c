@@ -343,12 +343,18 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
 {
     gptq_save_options o = {0};
     static const struct option longopts[] = {
-        VERB_COMMON_OPTIONS, {"dtype", required_argument, NULL, 'd'}, {0, 0, 0, 0}};
+        VERB_COMMON_OPTIONS, {"dtype", required_argument, NULL, 'd'},
+        {"format", required_argument, NULL, 'f'}, {0, 0, 0, 0}};
     PARSE_BEGIN("save", longopts)
     case 'd':
         if (strcmp(optarg, "f16") && strcmp(optarg, "bf16") && strcmp(optarg, "f32"))
             return ctl_usage_error("save", "--dtype %s: use f16, bf16 or f32", optarg);
         o.dtype = optarg;
+        break;
+    case 'f':
+        if (strcmp(optarg, "v1") && strcmp(optarg, "v2"))
+            return ctl_usage_error("save", "--format %s: use v1 or v2", optarg);
+        o.format = optarg;
         break;
     PARSE_END("save")
     if (argc - optind < 2)
@@ -954,11 +960,13 @@ const ctl_verb ctl_verbs[] = {
      "  --seed S         sampling seed ({seed})\n"
      "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
      verb_infer, gptq_generate_option},
-    {"save", "NAME DIR [--dtype f16|bf16|f32]",
+    {"save", "NAME DIR [--dtype f16|bf16|f32] [--format v1|v2]",
      "Write NAME into the new folder DIR, atomically: a quantized model as a GPTQ\n"
      "checkpoint (the ecosystem's format), a float model as a Hugging Face folder\n"
      "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
-     "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n",
+     "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n"
+     "  --format F  a quantized model's checkpoint: v1 (default; every GPTQ loader reads it)\n"
+     "              or v2 (GPTQModel's gptq_v2: zero points stored as they are)\n",
      verb_save, NULL},
     {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client, uid, and\n"
      "for finished ones their outcome (figures or error); they are kept for the\n"

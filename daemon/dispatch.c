@@ -329,7 +329,7 @@ static gptq_status handle_save(request_ctx *r)
         return st;
     uint64_t id;
     st = gptqd_task_save(r->ctx, &r->caller, r->req->save->name, &dir,
-                         r->req->save->dtype, &id);
+                         r->req->save->dtype, r->req->save->format, &id);
     gptqd_place_close(&dir);
     return st ? st : reply_job(r, id);
 }

@@ -622,8 +622,16 @@ fail:
 }
 
 gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
-                              const char *dtype, gptqd_job *job)
+                              const char *dtype, const char *format, gptqd_job *job)
 {
+    const int v2 = format && !strcmp(format, "v2");
+    if (format && format[0] && !v2 && strcmp(format, "v1"))
+        return gptq_fail(GPTQ_ERR_ARG, "save.format '%.32s': use v1 or v2", format);
+    if (v2 && !em->quantized)
+        return gptq_fail(GPTQ_ERR_ARG, "save.format v2: %s is a float model; the format is that "
+                         "of a GPTQ checkpoint", em->name);
+    gptq_checkpoint_meta meta = em->meta;
+    meta.v2 = v2;
     const char *dir = place->path;
     gptq_dtype dt = GPTQ_DT_COUNT; /* the model's own */
     if (dtype && dtype[0]) {
@@ -641,8 +649,8 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
     if (!st)
         st = host_acquire(em, &host, &buffer);
     if (!st)
-        st = gptq_checkpoint_save_at(host, &em->files, em->quantized ? &em->meta : NULL, dt,
-                                     parent, place->name, dir);
+        st = gptq_checkpoint_save_at(host, &em->files, em->quantized ? &meta : NULL, dt, parent,
+                                     place->name, dir);
     host_release(em, host, buffer);
     if (parent >= 0)
         close(parent);
@@ -650,7 +658,9 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
         return gptq_fail_context(st, "save %s", em->name);
     gptqd_job_progress(job, 1.0, 0, "saved %s", dir);
     gptqd_log(LOG_INFO, "model %s saved to %s (%s)", em->name, dir,
-              em->quantized ? "GPTQ checkpoint" : "float model folder");
+              !em->quantized ? "float model folder"
+              : v2           ? "GPTQ checkpoint, gptq_v2"
+                             : "GPTQ checkpoint");
     return GPTQ_OK;
 }
 

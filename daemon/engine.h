@@ -142,9 +142,11 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantiz
 /* The model into the new folder `dir` (a place for writing) atomically
  * (temp dir + rename): a GPTQ checkpoint when it is quantized, else an HF
  * folder of float weights. dtype: "f16", "bf16", "f32" for the float
- * tensors, or NULL/"" for the model's own (config.json torch_dtype). */
+ * tensors, or NULL/"" for the model's own (config.json torch_dtype).
+ * format: a checkpoint's "v1" (NULL/"") or "v2" (gptq_v2; GPTQ_ERR_ARG for a
+ * float model). */
 gptq_status gptqd_engine_save(gptqd_engine_model *model, const gptqd_place *dir,
-                              const char *dtype, gptqd_job *job);
+                              const char *dtype, const char *format, gptqd_job *job);
 
 /* The export of a resident model's arena for Map: kind "cuda-ipc" (device
  * arena) or "shm". Errors: GPTQ_ERR_UNSUPPORTED when the weights are not in

@@ -174,6 +174,11 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
         if (dt[0] && strcmp(dt, "f16") && strcmp(dt, "bf16") && strcmp(dt, "f32"))
             return gptq_fail(GPTQ_ERR_ARG, "save.dtype '%s': use f16, bf16 or f32 (or leave it "
                              "empty for the model's own)", dt);
+        const char *fmt = req->save->format;
+        TRY(check_string("save.format", fmt, 8, 0));
+        if (fmt[0] && strcmp(fmt, "v1") && strcmp(fmt, "v2"))
+            return gptq_fail(GPTQ_ERR_ARG, "save.format '%s': use v1 or v2 (or leave it empty "
+                             "for v1)", fmt);
         return check_string("save.dir", req->save->dir, GPTQD_PATH_MAX, 1);
     }
     case GPTQD__REQUEST__BODY_POLL:

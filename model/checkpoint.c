@@ -22,6 +22,7 @@ typedef struct save_ctx {
     gptq_st_writer *w;
     gptq_dtype dtype;      /* of the float tensors */
     int bits;              /* 0: a float model, every linear dense */
+    int v2;                /* qzeros as gptq_v2 (zeros as they are), not v1 (zero-1) */
     void **owned;          /* converted buffers, freed after the write */
     size_t n_owned, cap_owned;
     char **names;          /* tensor names, alive until the write */
@@ -121,11 +122,25 @@ static gptq_status visit(void *user, const char *name, const void *data, gptq_dt
     }
     const int64_t qw[2] = {(int64_t)P->cols * P->bits / 32, P->rows};
     const int64_t qz[2] = {P->groups, (int64_t)P->rows * P->bits / 32};
+    const int32_t *qzeros = P->qzeros;
+    if (c->v2) { /* a copy moved to v2 (the resident words stay v1) */
+        size_t bytes = (size_t)qz[0] * (size_t)qz[1] * sizeof(int32_t);
+        int32_t *z = malloc(bytes ? bytes : 1);
+        if (!z || keep(&c->owned, &c->n_owned, &c->cap_owned, z)) {
+            free(z);
+            return gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
+        }
+        memcpy(z, P->qzeros, bytes);
+        gptq_status zst = gptq_qzeros_v1_to_v2(z, P->groups, P->rows, P->bits);
+        if (zst != GPTQ_OK)
+            return gptq_fail_context(zst, "checkpoint: '%s'", name);
+        qzeros = z;
+    }
     const int64_t sc[2] = {P->groups, P->rows};
     const int64_t gi[1] = {P->cols};
     gptq_status st;
     if ((st = add_tensor(c, name, ".qweight", GPTQ_DT_I32, 2, qw, P->qweight)) ||
-        (st = add_tensor(c, name, ".qzeros", GPTQ_DT_I32, 2, qz, P->qzeros)) ||
+        (st = add_tensor(c, name, ".qzeros", GPTQ_DT_I32, 2, qz, qzeros)) ||
         (st = add_tensor(c, name, ".scales", GPTQ_DT_F16, 2, sc, P->scales)) ||
         (st = add_tensor(c, name, ".g_idx", GPTQ_DT_I32, 1, gi, P->g_idx)))
         return st;
@@ -158,7 +173,8 @@ static json_t *quant_json(const gptq_checkpoint_meta *meta)
                      q->bits, "group_size", q->group_size, "desc_act", q->act_order, "sym", q->sym,
                      "damp_percent", float_decimal(q->damp), "true_sequential",
                      meta->true_sequential, "static_groups", q->static_groups, "quant_method",
-                     "gptq", "checkpoint_format", "gptq", "model_file_base_name", "model", "mse",
+                     "gptq", "checkpoint_format", meta->v2 ? "gptq_v2" : "gptq",
+                     "model_file_base_name", "model", "mse",
                      q->mse, "meta", m);
 }
 
@@ -234,7 +250,7 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
 {
     char tmp[4096];
     struct stat sb;
-    save_ctx c = {.bits = meta ? meta->quant.bits : 0};
+    save_ctx c = {.bits = meta ? meta->quant.bits : 0, .v2 = meta && meta->v2};
     json_t *config = NULL, *qc = NULL;
     gptq_status st = GPTQ_OK;
     int tfd = -1;

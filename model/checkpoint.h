@@ -27,6 +27,7 @@ extern "C" {
 typedef struct gptq_checkpoint_meta {
     gptq_quant_config quant; /* bits, group_size, sym, act_order, static_groups, damp */
     int true_sequential;
+    int v2;                  /* write checkpoint_format gptq_v2 (zeros as they are), not v1 */
 } gptq_checkpoint_meta;
 
 /* Write m to folder `dir` (which must not exist yet), from the model's

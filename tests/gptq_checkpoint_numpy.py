@@ -2,9 +2,9 @@
 """tests/gptq_checkpoint_numpy.py: an independent reader of GPTQ checkpoints.
 
 Written from the format description alone (docs/ARCHITECTURE.md "Formats", the ecosystem's
-checkpoint_format "gptq"), not from our C code: parse safetensors with the
-standard library + numpy, unpack qweight/qzeros as little-endian bit streams
-of int32 words, add 1 to the stored zeros, and dequantize
+checkpoint_format "gptq", and GPTQModel's "gptq_v2"), not from our C code: parse safetensors
+with the standard library + numpy, unpack qweight/qzeros as little-endian bit streams
+of int32 words, add 1 to the stored zeros (v1; gptq_v2 stores the zeros), and dequantize
     W[o, i] = scales[g_idx[i], o] * (q[i, o] - z[g_idx[i], o]).
 
 Usage: gptq_checkpoint_numpy.py CHECKPOINT_DIR EXPECTED.safetensors
@@ -128,7 +128,9 @@ def main():
     q = cfg["quantization_config"]
     qc = json.load(open(os.path.join(ckpt, "quantize_config.json")))
     assert q["quant_method"] == "gptq" and qc["quant_method"] == "gptq", "quant_method"
-    assert q.get("checkpoint_format", "gptq") == "gptq", "checkpoint_format"
+    fmt = q.get("checkpoint_format", "gptq")
+    assert fmt in ("gptq", "gptq_v2") and qc.get("checkpoint_format", "gptq") == fmt, fmt
+    zero_offset = 1 if fmt == "gptq" else 0  # v1 stores zero-1, gptq_v2 the zero
     bits = int(q["bits"])
     assert bits == qc["bits"]
     tensors = {}
@@ -151,7 +153,7 @@ def main():
         assert qzeros.shape == (groups, out_f * bits // 32), (base, qzeros.shape)
         assert scales.shape == (groups, out_f) and g_idx.shape == (in_f,)
         codes = unpack_stream(qweight.view(np.uint32), bits, in_f)          # [in, out]
-        zeros = unpack_stream(qzeros.view(np.uint32).T, bits, out_f).T + 1  # [groups, out]
+        zeros = unpack_stream(qzeros.view(np.uint32).T, bits, out_f).T + zero_offset  # [groups, out]
         s = scales.astype(np.float32)
         g = g_idx.astype(np.int64)
         W = (s[g] * (codes - zeros[g]).astype(np.float32)).T                # [out, in]

@@ -188,6 +188,36 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
         CHECK(m2 && c2.perplexity == a.perplexity, "%s: the gptq_v2 twin's perplexity %.9g != "
               "%.9g", tag, c2.perplexity, a.perplexity);
         gptq_model_free(m2);
+
+        /* and gptqd writes v2 itself: the numpy reader and gptqd read it back */
+        char v2w[4200];
+        snprintf(v2w, sizeof v2w, "%s-v2w", dir);
+        gptq_checkpoint_meta meta2 = meta;
+        meta2.v2 = 1;
+        gptq_hf_files hf2 = {0};
+        CHECK_OK(gptq_hf_files_read(model_dir, &hf2));
+        CHECK_OK(gptq_checkpoint_save(m, &hf2, &meta2, GPTQ_DT_COUNT, v2w));
+        gptq_hf_files_free(&hf2);
+        snprintf(cmd, sizeof cmd, "python3 %s/tests/gptq_checkpoint_numpy.py '%s' '%s'",
+                 src ? src : "..", v2w, expected);
+        rc = system(cmd);
+        CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s: the numpy reader disagrees with the "
+              "gptq_v2 checkpoint gptqd wrote", tag);
+        size_t cl = 0;
+        char cpath[4300];
+        snprintf(cpath, sizeof cpath, "%s/config.json", v2w);
+        char *ctext = test_read_file(cpath, &cl);
+        CHECK(ctext && strstr(ctext, "\"checkpoint_format\": \"gptq_v2\""),
+              "%s: the v2 config does not say gptq_v2", tag);
+        free(ctext);
+        CHECK_OK(gptq_model_load(v2w, &m2));
+        gptq_eval_result c3 = {0};
+        if (m2)
+            CHECK_OK(gptq_eval_ids(m2, NULL, eval, n_eval < 4096 ? n_eval : 4096, 256, NULL, NULL,
+                                   &c3));
+        CHECK(m2 && c3.perplexity == a.perplexity, "%s: gptqd's own gptq_v2 reloads with "
+              "perplexity %.9g != %.9g", tag, c3.perplexity, a.perplexity);
+        gptq_model_free(m2);
     }
     gptq_model_free(re);
     gptq_model_free(m);

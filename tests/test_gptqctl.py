@@ -342,6 +342,27 @@ def test_quantize(ctl, tmp, short_text, short_ppl):
                   "saved and reloaded model has the same perplexity",
                   f"{a.obj['perplexity']} vs {q.obj['perplexity']}")
         ctl.ok("unload", "tiny-w4b")
+    # --format v2: GPTQModel's gptq_v2, loaded back alike; a float model refuses it
+    out2 = os.path.join(tmp, "saved-w4-v2")
+    s2 = ctl.run("save", "tiny-w4", out2, "--format", "v2", json_out=True)
+    if check(s2.returncode == 0, "gptqctl save --format v2 exits 0", s2.stderr[-300:]):
+        cfg2 = json.load(open(os.path.join(out2, "config.json")))
+        check(cfg2.get("quantization_config", {}).get("checkpoint_format") == "gptq_v2",
+              "the v2 checkpoint's config says gptq_v2", str(cfg2.get("quantization_config")))
+        ld2 = ctl.run("load", "tiny-w4c", out2)
+        if check(ld2.returncode == 0, "the v2 checkpoint loads", ld2.stderr[-300:]):
+            a2 = ctl.ok("eval", "tiny-w4c", "--text", short_text, json_out=True)
+            if a2.obj and q.obj:
+                check(abs(a2.obj["perplexity"] - q.obj["perplexity"]) < 1e-3 * q.obj["perplexity"],
+                      "the v2 checkpoint reloads with the same perplexity",
+                      f"{a2.obj['perplexity']} vs {q.obj['perplexity']}")
+            ctl.ok("unload", "tiny-w4c")
+    bad = ctl.run("save", "tiny", os.path.join(tmp, "float-v2"), "--format", "v2")
+    check(bad.returncode == 1 and "float model" in bad.stderr, "save --format v2 of a float model "
+          "is refused", bad.stderr[-300:])
+    bad = ctl.run("save", "tiny-w4", os.path.join(tmp, "w4-v3"), "--format", "v3")
+    check(bad.returncode == 2 and "--format" in bad.stderr, "save --format v3 is a usage error",
+          bad.stderr[-300:])
     return True
 
 

@@ -217,7 +217,9 @@ gptq_status gptq_client_save(gptq_client *c, const char *name, const char *dir,
 
 /* Options of a save. Strings are borrowed for the call only. */
 typedef struct gptq_save_options {
-    const char *dtype; /* float tensors: "f16", "bf16", "f32"; NULL: the model's own */
+    const char *dtype;  /* float tensors: "f16", "bf16", "f32"; NULL: the model's own */
+    const char *format; /* a quantized model: "v1" (NULL: the default, what every loader
+                           reads) or "v2" (GPTQModel's gptq_v2: zeros stored as they are) */
 } gptq_save_options;
 
 /* gptq_client_save with options (o may be NULL). */
