@@ -493,8 +493,9 @@ static gptq_status calib_progress(void *user, const gptq_calib_progress *p)
     return GPTQ_OK;
 }
 
-/* config.json of a quantized model: the source's with quantization_config. */
-static char *quantized_config(const char *source_json, const gptq_calib_options *o)
+/* config.json of a quantized model: the source's with the quantization_config
+ * a checkpoint of it carries. */
+static char *quantized_config(const char *source_json, const gptq_checkpoint_meta *meta)
 {
     json_error_t err;
     json_t *root = json_loads(source_json, 0, &err);
@@ -502,12 +503,7 @@ static char *quantized_config(const char *source_json, const gptq_calib_options 
         json_decref(root);
         return NULL;
     }
-    json_t *q = json_pack("{s:i, s:i, s:b, s:b, s:b, s:f, s:b, s:s, s:s}", "bits", o->quant.bits,
-                          "group_size", o->quant.group_size, "desc_act", o->quant.act_order,
-                          "sym", o->quant.sym, "static_groups", o->quant.static_groups,
-                          "damp_percent", (double)o->quant.damp, "true_sequential",
-                          o->true_sequential, "quant_method", "gptq", "checkpoint_format",
-                          "gptq");
+    json_t *q = gptq_checkpoint_quant_config(meta);
     char *text = NULL;
     if (q && json_object_set_new(root, "quantization_config", q) == 0)
         text = json_dumps(root, JSON_INDENT(2));
@@ -593,7 +589,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     qm->quantized = 1;
     qm->meta.quant = o.quant;
     qm->meta.true_sequential = o.true_sequential;
-    char *config = quantized_config(gptq_hf_files_get(&em->files, "config.json", NULL), &o);
+    char *config = quantized_config(gptq_hf_files_get(&em->files, "config.json", NULL), &qm->meta);
     if (!config) {
         st = gptq_fail(GPTQ_ERR_NOMEM, "quantize: writing config.json");
         goto fail;

@@ -160,9 +160,7 @@ static double float_decimal(float f)
     return strtod(buf, NULL);
 }
 
-/* quantization_config (and quantize_config.json): the settings loaders
- * read, and `meta` as current tools write it: who quantized, with what. */
-static json_t *quant_json(const gptq_checkpoint_meta *meta)
+json_t *gptq_checkpoint_quant_config(const gptq_checkpoint_meta *meta)
 {
     const gptq_quant_config *q = &meta->quant;
     json_t *m = json_pack("{s:[s], s:f, s:b, s:b, s:b, s:i}", "quantizer", "gptqd:" GPTQ_VERSION,
@@ -293,7 +291,7 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
 
     /* config.json: the model's, with quantization_config (or without any) */
     if (meta) {
-        if (!(qc = quant_json(meta))) {
+        if (!(qc = gptq_checkpoint_quant_config(meta))) {
             st = gptq_fail(GPTQ_ERR_NOMEM, "checkpoint: out of memory");
             goto fail;
         }

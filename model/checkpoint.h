@@ -14,6 +14,8 @@
 #ifndef GPTQ_MODEL_CHECKPOINT_H
 #define GPTQ_MODEL_CHECKPOINT_H
 
+#include <jansson.h>
+
 #include "common/dtype.h"
 #include "gptq/quant.h"
 #include "model/hf_files.h"
@@ -29,6 +31,12 @@ typedef struct gptq_checkpoint_meta {
     int true_sequential;
     int v2;                  /* write checkpoint_format gptq_v2 (zeros as they are), not v1 */
 } gptq_checkpoint_meta;
+
+/* quantization_config as a checkpoint carries it (and its
+ * quantize_config.json): the settings loaders read, and `meta` as current
+ * tools write it (who quantized, with what); numbers in their shortest
+ * round-trip form. A new reference, or NULL when memory runs out. */
+json_t *gptq_checkpoint_quant_config(const gptq_checkpoint_meta *meta);
 
 /* Write m to folder `dir` (which must not exist yet), from the model's
  * small files `files` (config.json, the base of ours, is required; the
