@@ -96,6 +96,20 @@ static void dump_expected(const gptq_model *m, const char *path)
         free(bufs[i]);
 }
 
+/* The perplexity of the checkpoint in `dir`, loaded afresh (NaN when it
+ * does not load). */
+static double reload_perplexity(const char *dir, const int32_t *eval, size_t n_eval)
+{
+    gptq_model *m = NULL;
+    gptq_eval_result r = {0};
+    r.perplexity = NAN;
+    CHECK_OK(gptq_model_load(dir, &m));
+    if (m)
+        CHECK_OK(gptq_eval_ids(m, NULL, eval, n_eval < 4096 ? n_eval : 4096, 256, NULL, NULL, &r));
+    gptq_model_free(m);
+    return r.perplexity;
+}
+
 static void round_trip(const char *model_dir, const char *tmpdir, const char *tag, int bits,
                        int group_size, int act_order, int use_gptq, const int32_t *calib,
                        size_t n_calib, const int32_t *eval, size_t n_eval)
@@ -179,15 +193,9 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
                  src ? src : "..", dir, v2);
         rc = system(cmd);
         CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s: numpy could not write the v2 twin", tag);
-        gptq_model *m2 = NULL;
-        CHECK_OK(gptq_model_load(v2, &m2));
-        gptq_eval_result c2 = {0};
-        if (m2)
-            CHECK_OK(gptq_eval_ids(m2, NULL, eval, n_eval < 4096 ? n_eval : 4096, 256, NULL, NULL,
-                                   &c2));
-        CHECK(m2 && c2.perplexity == a.perplexity, "%s: the gptq_v2 twin's perplexity %.9g != "
-              "%.9g", tag, c2.perplexity, a.perplexity);
-        gptq_model_free(m2);
+        double p2 = reload_perplexity(v2, eval, n_eval);
+        CHECK(p2 == a.perplexity, "%s: the gptq_v2 twin's perplexity %.9g != %.9g", tag, p2,
+              a.perplexity);
 
         /* and gptqd writes v2 itself: the numpy reader and gptqd read it back */
         char v2w[4200];
@@ -210,14 +218,9 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
         CHECK(ctext && strstr(ctext, "\"checkpoint_format\": \"gptq_v2\""),
               "%s: the v2 config does not say gptq_v2", tag);
         free(ctext);
-        CHECK_OK(gptq_model_load(v2w, &m2));
-        gptq_eval_result c3 = {0};
-        if (m2)
-            CHECK_OK(gptq_eval_ids(m2, NULL, eval, n_eval < 4096 ? n_eval : 4096, 256, NULL, NULL,
-                                   &c3));
-        CHECK(m2 && c3.perplexity == a.perplexity, "%s: gptqd's own gptq_v2 reloads with "
-              "perplexity %.9g != %.9g", tag, c3.perplexity, a.perplexity);
-        gptq_model_free(m2);
+        double p3 = reload_perplexity(v2w, eval, n_eval);
+        CHECK(p3 == a.perplexity, "%s: gptqd's own gptq_v2 reloads with perplexity %.9g != %.9g",
+              tag, p3, a.perplexity);
     }
     gptq_model_free(re);
     gptq_model_free(m);

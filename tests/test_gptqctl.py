@@ -332,16 +332,20 @@ def test_quantize(ctl, tmp, short_text, short_ppl):
     for f in ("config.json", "quantize_config.json"):
         check(os.path.exists(os.path.join(out, f)), f"saved checkpoint has {f}",
               str(os.listdir(out) if os.path.isdir(out) else "no dir"))
-    ld = ctl.run("load", "tiny-w4b", out)
-    if unavailable(ld):
-        skip("loading the saved checkpoint", ld.stderr.strip())
-    elif check(ld.returncode == 0, "the saved checkpoint loads", ld.stderr[-300:]):
-        a = ctl.ok("eval", "tiny-w4b", "--text", short_text, json_out=True)
-        if a.obj and q.obj:
-            check(abs(a.obj["perplexity"] - q.obj["perplexity"]) < 1e-3 * q.obj["perplexity"],
-                  "saved and reloaded model has the same perplexity",
-                  f"{a.obj['perplexity']} vs {q.obj['perplexity']}")
-        ctl.ok("unload", "tiny-w4b")
+    def reloads_alike(name, folder, what):
+        """folder loads as `name` and evaluates like tiny-w4 did."""
+        ld = ctl.run("load", name, folder)
+        if unavailable(ld):
+            skip(f"loading {what}", ld.stderr.strip())
+        elif check(ld.returncode == 0, f"{what} loads", ld.stderr[-300:]):
+            a = ctl.ok("eval", name, "--text", short_text, json_out=True)
+            if a.obj and q.obj:
+                check(abs(a.obj["perplexity"] - q.obj["perplexity"]) < 1e-3 * q.obj["perplexity"],
+                      f"{what} reloads with the same perplexity",
+                      f"{a.obj['perplexity']} vs {q.obj['perplexity']}")
+            ctl.ok("unload", name)
+
+    reloads_alike("tiny-w4b", out, "the saved checkpoint")
     # --format v2: GPTQModel's gptq_v2, loaded back alike; a float model refuses it
     out2 = os.path.join(tmp, "saved-w4-v2")
     s2 = ctl.run("save", "tiny-w4", out2, "--format", "v2", json_out=True)
@@ -349,14 +353,7 @@ def test_quantize(ctl, tmp, short_text, short_ppl):
         cfg2 = json.load(open(os.path.join(out2, "config.json")))
         check(cfg2.get("quantization_config", {}).get("checkpoint_format") == "gptq_v2",
               "the v2 checkpoint's config says gptq_v2", str(cfg2.get("quantization_config")))
-        ld2 = ctl.run("load", "tiny-w4c", out2)
-        if check(ld2.returncode == 0, "the v2 checkpoint loads", ld2.stderr[-300:]):
-            a2 = ctl.ok("eval", "tiny-w4c", "--text", short_text, json_out=True)
-            if a2.obj and q.obj:
-                check(abs(a2.obj["perplexity"] - q.obj["perplexity"]) < 1e-3 * q.obj["perplexity"],
-                      "the v2 checkpoint reloads with the same perplexity",
-                      f"{a2.obj['perplexity']} vs {q.obj['perplexity']}")
-            ctl.ok("unload", "tiny-w4c")
+        reloads_alike("tiny-w4c", out2, "the v2 checkpoint")
     bad = ctl.run("save", "tiny", os.path.join(tmp, "float-v2"), "--format", "v2")
     check(bad.returncode == 1 and "float model" in bad.stderr, "save --format v2 of a float model "
           "is refused", bad.stderr[-300:])
