@@ -46,10 +46,13 @@ static __thread int held;      /* nesting depth of this thread's turn */
 static __thread double vtime;  /* seconds of turns this thread has held */
 static __thread double since;  /* when the current turn began */
 
-static double now_s(void)
+/* Seconds on `clock`: CLOCK_MONOTONIC for compute time (a wall-clock step
+ * must not hand anyone a turn), CLOCK_REALTIME for the claim's deadline
+ * (the condition variable's clock). */
+static double now_s(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts); /* the condition variable's clock */
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -83,7 +86,7 @@ void gptq_turn_begin(void)
     for (;;) {
         int claimed = turns.claim && turns.claim != &held && turns.claim_vtime <= me.vtime;
         double until = turns.claim_until;
-        if (claimed && now_s() >= until)
+        if (claimed && now_s(CLOCK_REALTIME) >= until)
             turns.claim = NULL, claimed = 0;
         if (!turns.busy && !claimed && first_in_line(&me))
             break;
@@ -104,14 +107,14 @@ void gptq_turn_begin(void)
     turns.floor = vtime > turns.floor ? vtime : turns.floor;
     pthread_mutex_unlock(&turns.lock);
     held = 1;
-    since = now_s();
+    since = now_s(CLOCK_MONOTONIC);
 }
 
 void gptq_turn_end(void)
 {
     if (held == 0 || --held > 0)
         return;
-    vtime += now_s() - since;
+    vtime += now_s(CLOCK_MONOTONIC) - since;
     pthread_mutex_lock(&turns.lock);
     turns.busy = 0;
     int behind = 0;
@@ -120,7 +123,7 @@ void gptq_turn_end(void)
     if (!behind) {
         turns.claim = &held;
         turns.claim_vtime = vtime;
-        turns.claim_until = now_s() + TURNS_GRACE_S;
+        turns.claim_until = now_s(CLOCK_REALTIME) + TURNS_GRACE_S;
     }
     pthread_cond_broadcast(&turns.next);
     pthread_mutex_unlock(&turns.lock);
