@@ -487,14 +487,10 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         return st;
     if (!kv && start)
         return gptq_fail(GPTQ_ERR_ARG, "forward: start positions need a kv cache");
-    starts = calloc((size_t)n_seq, sizeof *starts);
-    bases = malloc(2 * (size_t)n_seq * sizeof *bases);
-    if (!starts || !bases) {
-        free(starts), free(bases);
+    if (!(starts = calloc((size_t)n_seq, sizeof *starts)))
         return gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
-    }
 
-    kv_view kvv = {.k = bases, .v = bases + n_seq, .start = starts};
+    kv_view kvv = {.start = starts};
     if (kv) {
         if (kv->n_layers != c->num_hidden_layers || kv->kv_dim != (int)kv_dim || kv->be != be) {
             st = gptq_fail(GPTQ_ERR_ARG, "forward: the kv cache was made for another model");
@@ -530,6 +526,12 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
                 goto done;
             }
         }
+        /* each sequence's rows of the cache, pointed to per layer below */
+        if (!(bases = malloc(2 * (size_t)n_seq * sizeof *bases))) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
+            goto done;
+        }
+        kvv.k = bases, kvv.v = bases + n_seq;
         /* room for the new positions, before anything is computed */
         for (int i = 0; i < n_seq; i++)
             if ((st = llama_kv_reserve(kv, slots ? slots[i] : i, starts[i] + len)) != GPTQ_OK)
