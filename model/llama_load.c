@@ -506,23 +506,15 @@ gptq_status gptq_model_layer_ensure(gptq_model *m, int layer)
         return gptq_fail(GPTQ_ERR_ARG, "layer %d: the model has %d layers", layer,
                          m->cfg.num_hidden_layers);
     loader ld = {.dir = gptq_source_label(m->src), .src = m->src};
-    char name[256];
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         linear *L = &m->layers[layer].lin[w];
         if (L->W || L->packed)
             continue;
+        /* every tensor copied drops its file pages (copy_stored, load_f32),
+         * so a streamed model keeps only the current layer resident */
         gptq_status st = load_linear(&ld, m, layer, (gptq_linear_id)w);
         if (st != GPTQ_OK)
             return st;
-        /* Done with these file pages: drop them so that streaming a model
-         * keeps only the current layer resident. */
-        const char *suffix[] = {".weight", ".qweight", ".qzeros", ".scales", ".g_idx", ".bias"};
-        for (int k = 0; k < 6; k++) {
-            src_tensor t;
-            snprintf(name, sizeof name, "model.layers.%d.%s%s", layer, gptq_linear_path(w), suffix[k]);
-            if (gptq_source_find(m->src, name, &t))
-                gptq_source_release(m->src, &t);
-        }
     }
     return GPTQ_OK;
 }
