@@ -238,6 +238,7 @@ gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *n
         body.seed = o->seed;
     }
     body.save_dir = wire_str(o->save_dir);
+    body.grid = wire_str(o->grid);
     body.no_true_sequential = o->no_true_sequential != 0;
     body.block_size = o->block_size;
     body.mse = o->mse != 0;

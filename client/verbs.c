@@ -352,8 +352,8 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
         o.dtype = optarg;
         break;
     case 'f':
-        if (strcmp(optarg, "v1") && strcmp(optarg, "v2"))
-            return ctl_usage_error("save", "--format %s: use v1 or v2", optarg);
+        if (strcmp(optarg, "v1") && strcmp(optarg, "v2") && strcmp(optarg, "gguf"))
+            return ctl_usage_error("save", "--format %s: use v1, v2 or gguf", optarg);
         o.format = optarg;
         break;
     PARSE_END("save")
@@ -391,7 +391,7 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
 
 enum {
     QO_AS = 256, QO_BITS, QO_GROUP, QO_ACT, QO_SYM, QO_ASYM, QO_STATIC, QO_DAMP, QO_CALIB,
-    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK,
+    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK, QO_GRID,
 };
 
 /* --NAME TEXT of quantize, checked into lib by the library. */
@@ -422,6 +422,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         {"seed", required_argument, NULL, QO_SEED},
         {"save", required_argument, NULL, QO_SAVE},
         {"block-size", required_argument, NULL, QO_BLOCK},
+        {"grid", required_argument, NULL, QO_GRID},
         {0, 0, 0, 0},
     };
     const char *V = "quantize";
@@ -489,6 +490,11 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
     case QO_SAVE:
         save = optarg;
         break;
+    case QO_GRID:
+        if (gptq_grid_from_name(optarg) < 0)
+            return ctl_usage_error(V, "--grid %s: use q4_0 or q8_0", optarg);
+        o.grid = optarg;
+        break;
     PARSE_END(V)
     if (argc - optind < 1)
         return ctl_usage_error(V, "needs NAME (the resident float model)");
@@ -496,6 +502,11 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         return rc;
     if (!new_name || !new_name[0])
         return ctl_usage_error(V, "needs --as NEW (the quantized model's name)");
+    if (o.grid && gptq_quant_config_use_grid(&lib.quant, gptq_grid_from_name(o.grid),
+                                             (int)o.bits, o.group_size))
+        return option_refused(V);
+    if (o.grid)
+        o.sym = 1, o.static_groups = lib.quant.static_groups; /* as the daemon runs it */
     if (gptq_calib_options_check(&lib)) /* what no one flag says: --static-groups, per channel */
         return option_refused(V);
     const char *name = argv[optind];
@@ -924,7 +935,8 @@ const ctl_verb ctl_verbs[] = {
     {"quantize",
      "NAME --as NEW [--bits {bits}] [--group-size {group-size}] [--act-order] [--sym|--asym]\n"
      "[--static-groups] [--damp {damp}] [--calib FILE] [--nsamples {nsamples}]\n"
-     "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--save DIR]",
+     "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--grid q4_0|q8_0]\n"
+     "[--save DIR]",
      "Quantize the resident float model NAME with GPTQ into the new resident model\n"
      "NEW, layer by layer on calibration data; progress is shown per linear.\n"
      "  --as NEW           name of the quantized model (required)\n"
@@ -939,6 +951,9 @@ const ctl_verb ctl_verbs[] = {
      "  --seqlen N         tokens per window ({seqlen})\n"
      "  --seed S           seed of the window draw ({seed})\n"
      "  --block-size B     columns per lazy block update ({block-size})\n"
+     "  --grid T           quantize onto GGUF type T's grid (q4_0: 4 bits, q8_0: 8 bits;\n"
+     "                     symmetric groups of 32, fp16 scales; act-order gets static\n"
+     "                     groups), so `save NEW FILE.gguf` writes GPTQ's codes exactly\n"
      "  --save DIR         also write a GPTQ checkpoint to DIR, atomically\n",
      verb_quantize, gptq_calib_option},
     {"eval", "NAME [--text FILE] [--seqlen {seqlen}] [--max-windows {max-windows}] [--kl-base BASE]",
@@ -960,13 +975,16 @@ const ctl_verb ctl_verbs[] = {
      "  --seed S         sampling seed ({seed})\n"
      "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
      verb_infer, gptq_generate_option},
-    {"save", "NAME DIR [--dtype f16|bf16|f32] [--format v1|v2]",
+    {"save", "NAME DIR|FILE.gguf [--dtype f16|bf16|f32] [--format v1|v2|gguf]",
      "Write NAME into the new folder DIR, atomically: a quantized model as a GPTQ\n"
      "checkpoint (the ecosystem's format), a float model as a Hugging Face folder\n"
      "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
+     "A name ending in .gguf (or --format gguf) writes one GGUF file that llama.cpp,\n"
+     "Ollama and LM Studio run: float weights in --dtype, linears quantized with\n"
+     "--grid q4_0|q8_0 as Q4_0/Q8_0 holding GPTQ's codes bit for bit.\n"
      "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n"
-     "  --format F  a quantized model's checkpoint: v1 (default; every GPTQ loader reads it)\n"
-     "              or v2 (GPTQModel's gptq_v2: zero points stored as they are)\n",
+     "  --format F  v1 (default for a folder; every GPTQ loader reads it), v2 (GPTQModel's\n"
+     "              gptq_v2: zero points stored as they are), or gguf\n",
      verb_save, NULL},
     {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client, uid, and\n"
      "for finished ones their outcome (figures or error); they are kept for the\n"

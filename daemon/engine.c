@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <jansson.h>
@@ -37,6 +38,7 @@
 #include "kernels/backend_select.h"
 #include "model/calib.h"
 #include "model/checkpoint.h"
+#include "model/gguf_write.h"
 #include "model/config.h"
 #include "model/eval.h"
 #include "model/hf_files.h"
@@ -621,8 +623,13 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
                               const char *dtype, const char *format, gptqd_job *job)
 {
     const int v2 = format && !strcmp(format, "v2");
-    if (format && format[0] && !v2 && strcmp(format, "v1"))
-        return gptq_fail(GPTQ_ERR_ARG, "save.format '%.32s': use v1 or v2", format);
+    const size_t name_len = strlen(place->name);
+    /* GGUF when asked, or by the file name's extension when no format is */
+    const int gguf = (format && !strcmp(format, "gguf")) ||
+                     ((!format || !format[0]) && name_len > 5 &&
+                      !strcasecmp(place->name + name_len - 5, ".gguf"));
+    if (format && format[0] && !v2 && !gguf && strcmp(format, "v1"))
+        return gptq_fail(GPTQ_ERR_ARG, "save.format '%.32s': use v1, v2 or gguf", format);
     if (v2 && !em->quantized)
         return gptq_fail(GPTQ_ERR_ARG, "save.format v2: %s is a float model; the format is that "
                          "of a GPTQ checkpoint", em->name);
@@ -644,7 +651,9 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
     gptq_status st = gptqd_place_open(place, 1, &parent);
     if (!st)
         st = host_acquire(em, &host, &buffer);
-    if (!st)
+    if (!st && gguf)
+        st = gptq_gguf_save_at(host, &em->files, dt, parent, place->name, dir);
+    else if (!st)
         st = gptq_checkpoint_save_at(host, &em->files, em->quantized ? &meta : NULL, dt, parent,
                                      place->name, dir);
     host_release(em, host, buffer);
@@ -654,7 +663,8 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
         return gptq_fail_context(st, "save %s", em->name);
     gptqd_job_progress(job, 1.0, 0, "saved %s", dir);
     gptqd_log(LOG_INFO, "model %s saved to %s (%s)", em->name, dir,
-              !em->quantized ? "float model folder"
+              gguf           ? "GGUF file"
+              : !em->quantized ? "float model folder"
               : v2           ? "GPTQ checkpoint, gptq_v2"
                              : "GPTQ checkpoint");
     return GPTQ_OK;

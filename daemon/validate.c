@@ -71,6 +71,13 @@ gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_o
         TRY(gptq_calib_options_set(o, "seqlen", q->seqlen));
     if (q->block_size)
         TRY(gptq_calib_options_set(o, "block-size", q->block_size));
+    if (q->grid && q->grid[0]) {
+        int grid = gptq_grid_from_name(q->grid);
+        if (grid < 0)
+            return gptq_fail(GPTQ_ERR_ARG, "quantize.grid '%.16s': use q4_0 or q8_0 (or leave "
+                             "it empty)", q->grid);
+        TRY(gptq_quant_config_use_grid(&o->quant, grid, (int)q->bits, q->group_size));
+    }
     return gptq_calib_options_check(o);
 }
 
@@ -176,9 +183,9 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
                              "empty for the model's own)", dt);
         const char *fmt = req->save->format;
         TRY(check_string("save.format", fmt, 8, 0));
-        if (fmt[0] && strcmp(fmt, "v1") && strcmp(fmt, "v2"))
-            return gptq_fail(GPTQ_ERR_ARG, "save.format '%s': use v1 or v2 (or leave it empty "
-                             "for v1)", fmt);
+        if (fmt[0] && strcmp(fmt, "v1") && strcmp(fmt, "v2") && strcmp(fmt, "gguf"))
+            return gptq_fail(GPTQ_ERR_ARG, "save.format '%s': use v1, v2 or gguf (or leave it "
+                             "empty: gguf for a name ending in .gguf, else v1)", fmt);
         return check_string("save.dir", req->save->dir, GPTQD_PATH_MAX, 1);
     }
     case GPTQD__REQUEST__BODY_POLL:

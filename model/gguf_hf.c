@@ -504,6 +504,76 @@ static const struct pre_type *find_pre(const char *s, size_t n)
     return NULL;
 }
 
+/* The split regexes of an HF pre_tokenizer, in order, into re[0..*n). */
+static int pre_regexes(json_t *pre, const char **re, int *n, int cap)
+{
+    const char *type = json_string_value(json_object_get(pre, "type"));
+    if (!type)
+        return 0;
+    if (!strcmp(type, "Sequence")) {
+        json_t *list = json_object_get(pre, "pretokenizers");
+        size_t i;
+        json_t *item;
+        if (!json_is_array(list))
+            return 0;
+        json_array_foreach(list, i, item)
+            if (!pre_regexes(item, re, n, cap))
+                return 0;
+        return 1;
+    }
+    if (*n >= cap)
+        return 0;
+    if (!strcmp(type, "ByteLevel")) {
+        if (json_is_true(json_object_get(pre, "add_prefix_space")))
+            return 0;
+        if (json_is_true(json_object_get(pre, "use_regex")))
+            re[(*n)++] = RE_GPT2;
+        return 1;
+    }
+    if (!strcmp(type, "Digits")) {
+        if (!json_is_true(json_object_get(pre, "individual_digits")))
+            return 0;
+        re[(*n)++] = "\\p{N}";
+        return 1;
+    }
+    if (!strcmp(type, "Split")) {
+        const char *r = json_string_value(json_object_get(json_object_get(pre, "pattern"), "Regex"));
+        const char *behavior = json_string_value(json_object_get(pre, "behavior"));
+        if (!r || !behavior || strcmp(behavior, "Isolated") != 0 ||
+            json_is_true(json_object_get(pre, "invert")))
+            return 0;
+        re[(*n)++] = r;
+        return 1;
+    }
+    return 0;
+}
+
+const char *gptq_gguf_pre_name(const void *pre, int ignore_merges)
+{
+    const char *re[8];
+    int n = 0;
+    if (!pre_regexes((json_t *)pre, re, &n, 8))
+        return NULL;
+    static _Thread_local char name[64];
+    for (size_t i = 0; i < sizeof pre_types / sizeof pre_types[0]; i++) {
+        const struct pre_type *p = &pre_types[i];
+        int k = 0;
+        while (k < 4 && p->re[k])
+            k++;
+        if (k != n || p->ignore_merges != ignore_merges || !strncmp(p->names, "default|", 8))
+            continue;
+        int same = 1;
+        for (int j = 0; j < n && same; j++)
+            same = !strcmp(p->re[j], re[j]);
+        if (same) {
+            size_t len = (size_t)(strchr(p->names, '|') - p->names);
+            snprintf(name, sizeof name, "%.*s", (int)len, p->names);
+            return name;
+        }
+    }
+    return NULL;
+}
+
 enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER = 4, TOKEN_UNUSED = 5,
        TOKEN_BYTE = 6 };
 

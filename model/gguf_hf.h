@@ -64,6 +64,13 @@ gptq_status gptq_gguf_hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int
 gptq_status gptq_gguf_hf_read_raw(const gptq_gguf *g, const gptq_gguf_tensor *t,
                                   int permute_heads, void *out);
 
+/* The tokenizer.ggml.pre name whose split rules are those of tokenizer.json's
+ * pre_tokenizer `pre` (a byte-level BPE one: Split regexes, Digits, and
+ * ByteLevel with or without its GPT-2 regex) with model.ignore_merges
+ * `ignore_merges`; NULL when llama.cpp knows no such name. The inverse of
+ * what gptq_gguf_hf_files builds for a name. `pre` is a jansson json_t. */
+const char *gptq_gguf_pre_name(const void *pre, int ignore_merges);
+
 #ifdef __cplusplus
 }
 #endif

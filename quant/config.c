@@ -2,6 +2,7 @@
 #include "quant/options.h"
 
 #include <stddef.h>
+#include <strings.h>
 
 /* Each numeric option of a quantizer defined once: its name as users see it,
  * default and bounds (docs/ARCHITECTURE.md "Options"). */
@@ -41,6 +42,46 @@ void gptq_quant_config_default(gptq_quant_config *cfg)
     cfg->mse = 0;
     cfg->v1_zeros = 1;
     cfg->fp16_scales = 1;
+    cfg->grid = GPTQ_GRID_NONE;
+}
+
+static const struct {
+    const char *name;
+    int bits;
+} grids[] = {[GPTQ_GRID_NONE] = {"none", 0}, [GPTQ_GRID_Q4_0] = {"q4_0", 4},
+             [GPTQ_GRID_Q8_0] = {"q8_0", 8}};
+
+int gptq_grid_from_name(const char *name)
+{
+    for (int g = GPTQ_GRID_Q4_0; g <= GPTQ_GRID_Q8_0; g++)
+        if (name && !strcasecmp(name, grids[g].name))
+            return g;
+    return -1;
+}
+
+const char *gptq_grid_name(int grid)
+{
+    return grid > GPTQ_GRID_NONE && grid <= GPTQ_GRID_Q8_0 ? grids[grid].name : "none";
+}
+
+gptq_status gptq_quant_config_use_grid(gptq_quant_config *cfg, int grid, int bits_given,
+                                       int group_given)
+{
+    if (grid < GPTQ_GRID_NONE || grid > GPTQ_GRID_Q8_0)
+        return gptq_fail(GPTQ_ERR_ARG, "grid %d: use q4_0 or q8_0", grid);
+    cfg->grid = grid;
+    if (grid == GPTQ_GRID_NONE)
+        return GPTQ_OK;
+    if ((bits_given && bits_given != grids[grid].bits) || (group_given && group_given != 32))
+        return gptq_fail(GPTQ_ERR_ARG, "grid %s fixes %d bits in groups of 32: drop --bits "
+                         "and --group-size", grids[grid].name, grids[grid].bits);
+    cfg->bits = grids[grid].bits;
+    cfg->group_size = 32;
+    cfg->sym = 1;
+    cfg->fp16_scales = 1;
+    if (cfg->act_order)
+        cfg->static_groups = 1;
+    return GPTQ_OK;
 }
 
 gptq_status gptq_quant_options_check(const gptq_quant_config *cfg)
@@ -51,6 +92,21 @@ gptq_status gptq_quant_options_check(const gptq_quant_config *cfg)
     if (cfg->static_groups && cfg->group_size == -1)
         return gptq_fail(GPTQ_ERR_ARG, "static-groups needs groups: use a group-size other "
                          "than -1 (per channel)");
+    if (cfg->grid < GPTQ_GRID_NONE || cfg->grid > GPTQ_GRID_Q8_0)
+        return gptq_fail(GPTQ_ERR_ARG, "grid %d: use q4_0 or q8_0", cfg->grid);
+    if (cfg->grid != GPTQ_GRID_NONE) {
+        const char *g = grids[cfg->grid].name;
+        if (cfg->bits != grids[cfg->grid].bits || cfg->group_size != 32)
+            return gptq_fail(GPTQ_ERR_ARG, "grid %s has %d bits in groups of 32: leave bits "
+                             "and group-size unset (asked: bits %d, group-size %d)", g,
+                             grids[cfg->grid].bits, cfg->bits, cfg->group_size);
+        if (!cfg->sym || !cfg->fp16_scales)
+            return gptq_fail(GPTQ_ERR_ARG, "grid %s is symmetric with fp16 scales: drop --asym",
+                             g);
+        if (cfg->act_order && !cfg->static_groups)
+            return gptq_fail(GPTQ_ERR_ARG, "grid %s with act-order needs static-groups (GGUF "
+                             "stores no g_idx: groups stay in the original column order)", g);
+    }
     return GPTQ_OK;
 }
 

@@ -16,6 +16,7 @@ void gptq_quantizer_init(gptq_quantizer *q, const gptq_quant_config *cfg)
     q->mse = cfg->mse;
     q->v1_zeros = cfg->v1_zeros;
     q->fp16_scales = cfg->fp16_scales;
+    q->grid = cfg->grid;
 }
 
 int gptq_quantizer_find(const gptq_quantizer *q, const float *w, int n, float *scale,

@@ -30,7 +30,7 @@
 #endif
 
 typedef struct gptq_quantizer {
-    int bits, maxq, sym, mse, v1_zeros, fp16_scales;
+    int bits, maxq, sym, mse, v1_zeros, fp16_scales, grid;
 } gptq_quantizer;
 
 void gptq_quantizer_init(gptq_quantizer *q, const gptq_quant_config *cfg);
@@ -41,12 +41,12 @@ GPTQ_QUANT_FN float gptq_quantizer_store_scale(const gptq_quantizer *q, float sc
 {
     if (!q->fp16_scales)
         return scale;
-    float s = GPTQ_QUANT_ROUND_F16(scale);
+    float s = GPTQ_QUANT_ROUND_F16(fabsf(scale));
     if (s < 0x1p-24f)
         s = 0x1p-24f;
     if (s > 65504.0f)
         s = 65504.0f;
-    return s;
+    return scale < 0.0f ? -s : s; /* a GGUF Q4_0 scale may be negative */
 }
 
 /* The reference's rules for a segment's range [xmin, xmax] (xmin <= 0 <=
@@ -54,6 +54,8 @@ GPTQ_QUANT_FN float gptq_quantizer_store_scale(const gptq_quantizer *q, float sc
  * [-1, 1] (any scale would do; this one is the reference's). */
 GPTQ_QUANT_FN void gptq_quantizer_range(const gptq_quantizer *q, float *xmin, float *xmax)
 {
+    if (q->grid) /* the grid's own rule (gptq_quantizer_params) needs the sign */
+        return;
     if (q->sym) {
         *xmax = fabsf(*xmin) > *xmax ? fabsf(*xmin) : *xmax;
         if (*xmin < 0.0f)
@@ -70,6 +72,18 @@ GPTQ_QUANT_FN void gptq_quantizer_range(const gptq_quantizer *q, float *xmin, fl
 GPTQ_QUANT_FN int gptq_quantizer_params(const gptq_quantizer *q, float xmin, float xmax,
                                         float *scale, int32_t *zero)
 {
+    if (q->grid == GPTQ_GRID_Q4_0) { /* ggml's Q4_0: the extreme value lands on code 0 */
+        float m = -xmin > xmax ? xmin : xmax;
+        *scale = gptq_quantizer_store_scale(q, m == 0.0f ? 1.0f : m / -8.0f);
+        *zero = 8;
+        return 0;
+    }
+    if (q->grid == GPTQ_GRID_Q8_0) { /* ggml's Q8_0: ±max|w| on codes ±127 */
+        float m = -xmin > xmax ? -xmin : xmax;
+        *scale = gptq_quantizer_store_scale(q, m == 0.0f ? 1.0f : m / 127.0f);
+        *zero = 128;
+        return 0;
+    }
     float s = gptq_quantizer_store_scale(q, (xmax - xmin) / (float)q->maxq);
     if (q->sym) {
         *scale = s;

@@ -5,6 +5,7 @@
  * The two are the same mathematics; they differ only in float rounding. */
 #include "gptq/quant.h"
 #include "quant/quantizer.h"
+#include "common/dtype.h"
 #include "testutil.h"
 
 #include <lapacke.h>
@@ -176,8 +177,97 @@ static void test_errors(void)
     free(W), free(H);
 }
 
+/* GGUF grids (quant.h): the scale rule of ggml's Q4_0 and Q8_0 blocks, fp16
+ * scales, the zero, the codes' range; GPTQ keeps its groups in column order
+ * under act-order; options that contradict a grid are refused. */
+static void test_grids(void)
+{
+    const int rows = 6, cols = 96;
+    float *W = malloc(sizeof(float) * rows * cols), *H = calloc((size_t)cols * cols, 4);
+    uint64_t s = 7;
+    for (int i = 0; i < rows * cols; i++)
+        W[i] = (float)((double)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 11) /
+                       9007199254740992.0 - 0.5);
+    W[3] = -0.9f;      /* row 0, group 0: a negative extreme -> a positive scale */
+    W[cols + 40] = 0.95f; /* row 1, group 1: a positive extreme -> a negative scale */
+    for (int i = 0; i < cols; i++)
+        H[i * cols + i] = 1.0f + (float)((i * 13) % 7);
+    for (int grid = GPTQ_GRID_Q4_0; grid <= GPTQ_GRID_Q8_0; grid++) {
+        gptq_quant_config cfg;
+        gptq_quant_config_default(&cfg);
+        CHECK_OK(gptq_quant_config_use_grid(&cfg, grid, 0, 0));
+        CHECK(cfg.bits == (grid == GPTQ_GRID_Q4_0 ? 4 : 8) && cfg.group_size == 32 && cfg.sym,
+              "grid %s: %d bits, groups of %d", gptq_grid_name(grid), cfg.bits, cfg.group_size);
+        gptq_quant_result r;
+        CHECK_OK(gptq_rtn_layer(W, rows, cols, &cfg, &r));
+        int bad = 0;
+        for (int row = 0; row < rows; row++)
+            for (int g = 0; g < cols / 32; g++) {
+                const float *w = W + row * cols + g * 32;
+                double m = 0;
+                for (int k = 0; k < 32; k++)
+                    if (fabs(w[k]) > fabs(m))
+                        m = w[k];
+                double want = grid == GPTQ_GRID_Q4_0 ? m / -8.0 : fabs(m) / 127.0;
+                float d = r.scales[g * rows + row];
+                bad += d != gptq_round_f16((float)want) ||
+                       r.zeros[g * rows + row] != (grid == GPTQ_GRID_Q4_0 ? 8 : 128);
+                for (int k = 0; k < 32; k++) {
+                    int code = r.codes[row * cols + g * 32 + k];
+                    double deq = (double)d * (code - r.zeros[g * rows + row]);
+                    /* within half a step; Q4_0's far end (-7/8 of the extreme) clamps
+                     * what lies beyond it, at most one step away */
+                    const double at = w[k] / (double)d + r.zeros[g * rows + row];
+                    bad += code < 0 || code > (1 << cfg.bits) - 1 ||
+                           fabs(deq - w[k]) > fabs(d) * (at > 15.5 && grid == GPTQ_GRID_Q4_0
+                                                              ? 1.0001
+                                                              : 0.5001);
+                    if (grid == GPTQ_GRID_Q4_0 && w[k] == m)
+                        bad += code != 0;
+                }
+            }
+        CHECK(bad == 0, "grid %s: %d scales, zeros or codes off ggml's rule",
+              gptq_grid_name(grid), bad);
+        if (grid == GPTQ_GRID_Q4_0)
+            CHECK(r.scales[0] > 0 && r.scales[1 * rows + 1] < 0,
+                  "q4_0: the extreme's sign sets the scale's (%g, %g)", r.scales[0],
+                  r.scales[rows + 1]);
+        gptq_quant_result_free(&r);
+        /* GPTQ under act-order: static groups, in column order */
+        cfg.act_order = 1;
+        CHECK(gptq_quant_config_check(&cfg, cols) == GPTQ_ERR_ARG &&
+                  strstr(gptq_errmsg(), "static-groups"),
+              "grid + act-order without static groups: %s", gptq_errmsg());
+        CHECK_OK(gptq_quant_config_use_grid(&cfg, grid, 0, 0));
+        CHECK_OK(gptq_quantize_layer(W, H, rows, cols, &cfg, &r));
+        int moved = 0, zeros = 0;
+        for (int c = 0; c < cols; c++)
+            moved += r.g_idx[c] != c / 32;
+        for (int i = 0; i < r.groups * rows; i++)
+            zeros += r.zeros[i] != (grid == GPTQ_GRID_Q4_0 ? 8 : 128);
+        CHECK(moved == 0 && zeros == 0, "gptq on grid %s, act-order: %d columns out of their "
+              "group, %d zeros off the grid", gptq_grid_name(grid), moved, zeros);
+        gptq_quant_result_free(&r);
+    }
+    gptq_quant_config cfg;
+    gptq_quant_config_default(&cfg);
+    CHECK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q4_0, 3, 0) == GPTQ_ERR_ARG &&
+              strstr(gptq_errmsg(), "q4_0"), "grid q4_0 with bits 3: %s", gptq_errmsg());
+    CHECK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q8_0, 0, 128) == GPTQ_ERR_ARG,
+          "grid q8_0 with group 128");
+    CHECK_OK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q4_0, 4, 32));
+    cfg.sym = 0;
+    CHECK(gptq_quant_config_check(&cfg, 64) == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "asym"),
+          "an asymmetric q4_0 grid: %s", gptq_errmsg());
+    CHECK(gptq_grid_from_name("Q4_0") == GPTQ_GRID_Q4_0 && gptq_grid_from_name("q5_k") == -1,
+          "grid names");
+    free(W);
+    free(H);
+}
+
 int main(void)
 {
+    test_grids();
     gptq_quant_config cfg;
     gptq_quant_config_default(&cfg);
     cfg.fp16_scales = 0;

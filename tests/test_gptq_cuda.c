@@ -472,6 +472,14 @@ int main(void)
     cfg.act_order = 1;
     cfg.static_groups = 1;
     compare_layer("4-bit g32 mse act-order static", 100, 256, &cfg, 14, NULL, 0);
+    cfg = base; /* GGUF grids: signed Q4_0 scales, Q8_0's zero 128 */
+    CHECK_OK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q4_0, 0, 0));
+    compare_layer("grid q4_0", 128, 256, &cfg, 16, NULL, 0);
+    cfg = base;
+    cfg.act_order = 1;
+    CHECK_OK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q8_0, 8, 32));
+    CHECK(cfg.static_groups, "grid q8_0 with act-order gets static groups");
+    compare_layer("grid q8_0 act-order", 128, 256, &cfg, 17, NULL, 0);
     cfg = base;
     if (be->emulated) /* a 7B layer takes minutes on the CPU */
         compare_layer("4-bit g128 (16 blocks)", 384, 2048, &cfg, 15, NULL, 0);

@@ -170,6 +170,8 @@ typedef struct gptq_quantize_options {
     int no_true_sequential;  /* 0 */
     unsigned block_size;     /* lazy-batch block; 0: unset */
     int mse;                 /* 0: min-max range; 1: MSE grid search */
+    const char *grid;        /* NULL; "q4_0" / "q8_0": quantize onto that GGUF block
+                                type's grid (4 / 8 bits, symmetric groups of 32) */
     const char *const *skip_modules; /* NULL or n_skip_modules names */
     size_t n_skip_modules;
 } gptq_quantize_options;
@@ -218,8 +220,10 @@ gptq_status gptq_client_save(gptq_client *c, const char *name, const char *dir,
 /* Options of a save. Strings are borrowed for the call only. */
 typedef struct gptq_save_options {
     const char *dtype;  /* float tensors: "f16", "bf16", "f32"; NULL: the model's own */
-    const char *format; /* a quantized model: "v1" (NULL: the default, what every loader
-                           reads) or "v2" (GPTQModel's gptq_v2: zeros stored as they are) */
+    const char *format; /* "v1" (a GPTQ checkpoint, what every loader reads), "v2"
+                           (GPTQModel's gptq_v2: zeros stored as they are), "gguf" (one
+                           GGUF file for llama.cpp); NULL: gguf when the path ends in
+                           .gguf, else v1 */
 } gptq_save_options;
 
 /* gptq_client_save with options (o may be NULL). */

@@ -58,7 +58,32 @@ typedef struct gptq_quant_config {
                           bits as the v1 checkpoint stores it; default 1 */
     int fp16_scales;   /* round scales to fp16 when computed, so the error
                           feedback sees the values a checkpoint stores; default 1 */
+    int grid;          /* a gptq_grid: GPTQ_GRID_NONE, or the GGUF block type
+                          whose grid the codes must lie on (below) */
 } gptq_quant_config;
+
+/* GGUF block types GPTQ can quantize onto (llama.cpp's ggml-quants), so
+ * that a GGUF file holds exactly the codes GPTQ chose. Each is a symmetric
+ * grid of groups of 32 inputs with one fp16 scale d per group and
+ * w = d * (code - zero):
+ *   Q4_0: 4 bits, zero 8; d = m / -8 with m the group's value of largest
+ *         magnitude (its sign kept: that value lands on code 0 exactly).
+ *   Q8_0: 8 bits, zero 128 (GGUF stores code-128 as int8); d = max|w| / 127.
+ * Groups are fixed in the original column order (GGUF has no g_idx), so
+ * act-order needs static groups. The types with a float minimum (Q4_1,
+ * Q5_1) or 5-bit codes have no GPTQ checkpoint form and are not offered. */
+typedef enum gptq_grid { GPTQ_GRID_NONE = 0, GPTQ_GRID_Q4_0, GPTQ_GRID_Q8_0 } gptq_grid;
+
+/* "q4_0" / "q8_0" (any case) -> the grid; -1 for an unknown name. */
+int gptq_grid_from_name(const char *name);
+/* "q4_0", "q8_0", or "none". */
+const char *gptq_grid_name(int grid);
+/* Put cfg on `grid`: its bits, groups of 32, symmetric, fp16 scales, and
+ * static groups when act_order is set (GGUF has no g_idx). bits_given and
+ * group_given are the bits and group size a user asked for (0: none); they
+ * must be the grid's. Errors: GPTQ_ERR_ARG naming the disagreement. */
+gptq_status gptq_quant_config_use_grid(gptq_quant_config *cfg, int grid, int bits_given,
+                                       int group_given);
 
 /* The table's defaults (the reference's: 4 bits, groups of 128, damp 0.01,
  * blocks of 128), asym, no act-order, v1 zeros, fp16 scales. */

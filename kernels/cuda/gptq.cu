@@ -852,7 +852,7 @@ gptq_status cuda_gptq_quantize_layer(const float *d_W, const float *d_H, int row
     job.groups = cfg->group_size == -1 ? 1 : (cols + cfg->group_size - 1) / cfg->group_size;
     job.gs = cfg->group_size == -1 ? cols : cfg->group_size;
     job.quantizer = {cfg->bits, (1 << cfg->bits) - 1, cfg->sym, cfg->mse, cfg->v1_zeros,
-                    cfg->fp16_scales};
+                    cfg->fp16_scales, cfg->grid};
     double t_chol, t_blocks;
     if ((st = check_finite("W", d_W, rows, cols)) || (st = check_finite("H", d_H, cols, cols)))
         return st; // like the host: *out untouched on bad input

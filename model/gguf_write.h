@@ -1,0 +1,50 @@
+/* model/gguf_write.h: a model written as one GGUF file (v3) that llama.cpp,
+ * Ollama and LM Studio run: the inverse of model/gguf_hf.h.
+ *
+ * Metadata as llama.cpp's converter writes it for the architecture (llama
+ * for Llama and Mistral folders, qwen2 for Qwen2): hyperparameters, RoPE
+ * (linear scaling as keys, Llama 3's as the rope_freqs tensor), the
+ * tokenizer (tokens, token types, merges, tokenizer.ggml.pre, special ids,
+ * add_bos/add_eos, chat template) rebuilt from tokenizer.json and
+ * tokenizer_config.json. Tensors under llama.cpp's names, Q/K rows in its
+ * interleaved-RoPE order for llama, aligned to 32 bytes.
+ *
+ * Precision: norms and biases F32; float weight matrices in `float_dtype`;
+ * a packed linear is written in the GGUF block type whose grid it lies on,
+ * bit for bit: 4-bit symmetric groups of 32 in column order (zero 8) as
+ * Q4_0, 8-bit ones (zero 128) as Q8_0 (what `quantize --grid q4_0|q8_0`
+ * makes). Any other packing has no GGUF form: refused by name, with the
+ * grid to quantize with.
+ *
+ * The file is written as "<name>.tmp.<pid>" beside its final name and
+ * renamed into place, so a crash never leaves a half file under the name. */
+#ifndef GPTQ_MODEL_GGUF_WRITE_H
+#define GPTQ_MODEL_GGUF_WRITE_H
+
+#include "common/dtype.h"
+#include "gptq/error.h"
+#include "model/hf_files.h"
+#include "model/llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Write m as the GGUF file `name` (which must not exist) in the folder open
+ * at parentfd; `path` names it in messages. files: the model's small files
+ * (config.json, tokenizer.json and tokenizer_config.json are required;
+ * generation_config.json is read when present). float_dtype: F16, BF16 or
+ * F32 for float weight matrices, or GPTQ_DT_COUNT for the model's own (F16
+ * for an F32 model that has packed linears).
+ * Errors: GPTQ_ERR_EXISTS, GPTQ_ERR_ARG (a packing with no GGUF type, a bad
+ * dtype), GPTQ_ERR_UNSUPPORTED (an architecture, RoPE scaling or tokenizer
+ * llama.cpp has no form for: named), GPTQ_ERR_FORMAT (a small file missing
+ * or malformed), GPTQ_ERR_IO, GPTQ_ERR_NOMEM. On failure nothing is left. */
+gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
+                              gptq_dtype float_dtype, int parentfd, const char *name,
+                              const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

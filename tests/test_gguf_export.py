@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""tests/test_gguf_export.py: `gptqctl save NAME FILE.gguf` writes what llama.cpp runs.
+
+    test_gguf_export.py LOGITS_CLI TEST_GGUF_MODEL
+
+Against a real gptqd on a private socket, with the fixture model:
+  - `quantize --grid q4_0` and `--grid q8_0 --act-order` (static groups),
+    each saved as a GPTQ checkpoint and as GGUF; the fixture saved as F32
+    and F16 GGUF.
+  - Read with gguf-py (llama.cpp's own Python package, not our reader):
+    every quantized linear is Q4_0 / Q8_0 and dequantizes bit for bit to
+    the checkpoint's weights as tests/gptq_checkpoint_numpy.py unpacks them,
+    after the Q/K row permutation llama.cpp's converter applies (written
+    here from the converter's definition); float tensors equal the
+    checkpoint's; the hyperparameters equal config.json; the tokens are HF
+    `tokenizers`' id_to_token of the fixture tokenizer and the merges its
+    merges.
+  - Read back by our runtime: the F32 file through tests/test_gguf_model
+    (config, the fixture's reference logits, the tokenizer vectors); the
+    Q4_0 file gives the logits of its checkpoint.
+  - Refusals: a model not on a GGUF grid, --grid with other bits, an
+    existing file.
+  - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
+    otherwise): llama-perplexity's saved log-probabilities of each exported
+    file on eval.txt (windows of 128, the second half of each scored) against
+    log_softmax of our runtime's logits for the same ids: the mean KL and
+    the top-1 agreement, and for the F32 file also against the fixture's
+    reference logits (computed from the safetensors by torch).
+Exits 77 without gptqd, the fixtures, numpy, gguf or tokenizers."""
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from tokenizers import Tokenizer
+except ImportError as e:
+    print(f"SKIP: {e} (pip install numpy gguf tokenizers)")
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gptqd_proc  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("ckpt", os.path.join(HERE, "gptq_checkpoint_numpy.py"))
+ckpt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ckpt)
+
+GPTQD = os.environ.get("GPTQD")
+GPTQCTL = os.environ.get("GPTQCTL")
+FIXTURES = os.environ.get("GPTQ_FIXTURES", "")
+failures = []
+
+
+def check(cond, what, detail=""):
+    print(f"{'ok  ' if cond else 'FAIL'} {what}" + (f": {detail}" if detail and not cond else ""),
+          flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def ctl(sock, *args, cwd=None):
+    p = subprocess.run([GPTQCTL, "--socket", sock, *args], capture_output=True, text=True,
+                       timeout=600, cwd=cwd)
+    return p
+
+
+def ok(sock, *args):
+    p = ctl(sock, *args)
+    check(p.returncode == 0, "gptqctl " + " ".join(args[:3]), p.stderr[-400:])
+    return p
+
+
+def field(reader, key):
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    return f.contents()
+
+
+def permute(w, n_head):
+    """convert_hf_to_gguf.py's LlamaModel.permute: rotate_half rows -> interleaved."""
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2).reshape(w.shape))
+
+
+def gguf_tensors(path):
+    r = GGUFReader(path)
+    out = {}
+    for t in r.tensors:
+        a = dequantize(t.data, t.tensor_type).astype(np.float32)
+        out[t.name] = (t.tensor_type.name, a.reshape([int(x) for x in reversed(t.shape)]))
+    return r, out
+
+
+HF_TO_GGUF = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+              "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+
+
+def gguf_name(hf):
+    if hf == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf == "model.norm.weight":
+        return "output_norm.weight"
+    if hf == "lm_head.weight":
+        return "output.weight"
+    parts = hf.split(".")  # model.layers.L.<module>.<suffix>
+    layer, module, suffix = parts[2], ".".join(parts[3:-1]), parts[-1]
+    return f"blk.{layer}.{HF_TO_GGUF[module]}.{suffix}"
+
+
+def checkpoint_weights(folder):
+    """HF name -> float32 weight: packed linears dequantized by numpy, the
+    rest as stored."""
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    q = cfg.get("quantization_config")
+    tensors = {}
+    for fn in sorted(os.listdir(folder)):
+        if fn.endswith(".safetensors"):
+            tensors.update(ckpt.read_safetensors(os.path.join(folder, fn)))
+    out = {}
+    for name, (dt, a) in tensors.items():
+        if name.endswith(".qweight"):
+            base = name[: -len(".qweight")]
+            bits = int(q["bits"])
+            qweight = a
+            qzeros = tensors[base + ".qzeros"][1]
+            scales = tensors[base + ".scales"][1].astype(np.float32)
+            g = tensors[base + ".g_idx"][1].astype(np.int64)
+            in_f, out_f = qweight.shape[0] * 32 // bits, qweight.shape[1]
+            codes = ckpt.unpack_stream(qweight.view(np.uint32), bits, in_f)
+            zeros = ckpt.unpack_stream(qzeros.view(np.uint32).T, bits, out_f).T + 1
+            out[base + ".weight"] = (scales[g] * (codes - zeros[g]).astype(np.float32)).T
+        elif not name.endswith((".qzeros", ".scales", ".g_idx")):
+            out[name] = a.astype(np.float32)
+    return cfg, out
+
+
+def check_export(gguf_path, folder, want_type, what):
+    """gguf_path holds folder's weights (permuted as llama.cpp's converter
+    does) bit for bit, and config.json's hyperparameters."""
+    cfg, want = checkpoint_weights(folder)
+    r, got = gguf_tensors(gguf_path)
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    bad, types = [], set()
+    for name, w in want.items():
+        g = gguf_name(name)
+        if g not in got:
+            bad.append(f"{g} missing")
+            continue
+        t, a = got[g]
+        if name.endswith("q_proj.weight"):
+            w = permute(w, heads)
+        elif name.endswith("k_proj.weight"):
+            w = permute(w, kv)
+        if name.endswith("_proj.weight"):
+            types.add(t)
+        if a.shape != w.shape or not np.array_equal(a, w):
+            diff = np.abs(a - w).max() if a.shape == w.shape else f"shape {a.shape} vs {w.shape}"
+            bad.append(f"{g}: {diff}")
+    check(not bad and len(got) == len(want), f"{what}: every tensor equals the checkpoint's bit "
+          f"for bit ({len(want)} tensors)", "; ".join(bad[:4]) + f" ({len(got)} vs {len(want)})")
+    check(types == {want_type}, f"{what}: linears are {want_type}", str(types))
+    arch = field(r, "general.architecture")
+    keys = {"block_count": "num_hidden_layers", "embedding_length": "hidden_size",
+            "feed_forward_length": "intermediate_size", "attention.head_count":
+            "num_attention_heads", "attention.head_count_kv": "num_key_value_heads",
+            "context_length": "max_position_embeddings", "vocab_size": "vocab_size"}
+    wrong = [k for k, c in keys.items() if field(r, f"{arch}.{k}") != cfg[c]]
+    check(arch == "llama" and not wrong, f"{what}: llama.* hyperparameters are config.json's",
+          f"{arch} {wrong}")
+    check(abs(field(r, f"{arch}.rope.freq_base") - cfg["rope_theta"]) < 1e-3 and
+          abs(field(r, f"{arch}.attention.layer_norm_rms_epsilon") - cfg["rms_norm_eps"]) < 1e-9,
+          f"{what}: rope theta and epsilon")
+    return r
+
+
+def check_tokenizer(r, tok_path, what):
+    tok = Tokenizer.from_file(tok_path)
+    tokens = field(r, "tokenizer.ggml.tokens")
+    n = tok.get_vocab_size(with_added_tokens=True)
+    wrong = [i for i in range(n) if tok.id_to_token(i) != tokens[i]]
+    check(len(tokens) >= n and not wrong, f"{what}: tokens are the HF tokenizer's ({n})",
+          str(wrong[:5]))
+    spec = json.load(open(tok_path))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    check(field(r, "tokenizer.ggml.merges") == merges, f"{what}: merges are tokenizer.json's")
+    types = field(r, "tokenizer.ggml.token_type")
+    specials = [a["id"] for a in spec["added_tokens"] if a["special"]]
+    check(all(types[i] == 3 for i in specials) and types[0] == 1,
+          f"{what}: added special tokens are CONTROL, others NORMAL", str(specials))
+    check(field(r, "tokenizer.ggml.pre") == "gpt-2" and field(r, "tokenizer.ggml.model") == "gpt2",
+          f"{what}: tokenizer gpt2 / pre gpt-2 (ByteLevel with its regex)")
+
+
+# ---- llama.cpp ---------------------------------------------------------------------------
+
+def llama_bin():
+    d = os.environ.get("LLAMA_CPP_BIN")
+    if not d:
+        cache = os.environ.get("GPTQ_CACHE") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gptqd")
+        for b in ("build", "build-noamx"):
+            cand = os.path.join(cache, "peer", b, "bin")
+            if os.access(os.path.join(cand, "llama-perplexity"), os.X_OK):
+                d = cand
+                break
+    if d and os.access(os.path.join(d, "llama-perplexity"), os.X_OK):
+        return os.path.join(d, "llama-perplexity")
+    return None
+
+
+def llama_logprobs(exe, model, text, tmp, n_ctx=128, chunks=4):
+    """llama-perplexity's --kl-divergence-base file: tokens [chunks, n_ctx] and
+    log-probabilities of positions n_ctx/2 .. n_ctx-2 of each chunk."""
+    out = os.path.join(tmp, os.path.basename(model) + ".kld")
+    p = subprocess.run([exe, "-m", model, "-f", text, "-c", str(n_ctx), "-b", str(n_ctx),
+                        "--chunks", str(chunks), "-t", "2", "--kl-divergence-base", out],
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        return None, p.stderr[-1500:]
+    data = open(out, "rb").read()
+    assert data[:8] == b"_logits_"
+    n_ctx_f, n_vocab, n_chunk = struct.unpack("<iii", data[8:20])
+    pos = 20
+    tokens = np.frombuffer(data, np.int32, n_chunk * n_ctx_f, pos).reshape(n_chunk, n_ctx_f)
+    pos += tokens.nbytes
+    nv = 2 * ((n_vocab + 1) // 2) + 4
+    rows = n_ctx_f - 1 - n_ctx_f // 2
+    lp = np.frombuffer(data, np.uint16, n_chunk * rows * nv, pos).reshape(n_chunk, rows, nv)
+    head = lp[:, :, :4].copy().view(np.float32)  # scale, min_log_prob
+    q = lp[:, :, 4:4 + n_vocab].astype(np.float64)
+    logp = head[:, :, 1:2].astype(np.float64) + head[:, :, 0:1] * q
+    logp[q == 0] = -np.inf  # at or below min: llama.cpp keeps no value
+    return (tokens, logp), None
+
+
+def log_softmax(x):
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def ours_logprobs(logits_cli, model, tokens, tmp):
+    """Our runtime's log-probs for the same windows and positions."""
+    n_chunk, n_ctx = tokens.shape
+    first = n_ctx // 2
+    out = []
+    for c in range(n_chunk):
+        ids, lg = os.path.join(tmp, "ids.i32"), os.path.join(tmp, "logits.f32")
+        tokens[c].astype("<i4").tofile(ids)
+        subprocess.run([logits_cli, model, ids, lg], check=True, timeout=600)
+        logits = np.fromfile(lg, np.float32).reshape(n_ctx, -1)
+        out.append(log_softmax(logits[first:n_ctx - 1]))
+    return np.stack(out)
+
+
+def compare(theirs, ours, what, max_kl, min_top1):
+    """KL(ours || llama.cpp) over llama.cpp's kept entries, and top-1 agreement."""
+    p = np.exp(ours)
+    keep = np.isfinite(theirs)
+    kl = np.where(keep, p * (ours - np.where(keep, theirs, 0)), 0).sum(-1).mean()
+    top1 = (np.argmax(ours, -1) == np.argmax(np.where(keep, theirs, -1e30), -1)).mean()
+    print(f"     {what}: mean KL {kl:.2e} nats, top-1 agreement {top1:.4f}", flush=True)
+    check(kl < max_kl and top1 >= min_top1, f"{what}: KL < {max_kl} and top-1 >= {min_top1}",
+          f"KL {kl:.3e}, top-1 {top1:.4f}")
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    logits_cli, gguf_model = sys.argv[1], sys.argv[2]
+    if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
+        print(f"SKIP: gptqd/gptqctl not built ({GPTQD!r}, {GPTQCTL!r})")
+        return 77
+    fix = os.path.join(FIXTURES, "tiny-llama")
+    if not os.path.isdir(fix):
+        print(f"SKIP: fixtures not found (GPTQ_FIXTURES={FIXTURES!r})")
+        return 77
+    tmp = tempfile.mkdtemp(prefix="gptq-gguf-export-")
+    sock = os.path.join(tmp, "gptqd.sock")
+    daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [FIXTURES, tmp])
+    try:
+        if not check(daemon.poll() is None and os.path.exists(sock), "gptqd starts"):
+            return 1
+        ok(sock, "load", "tiny", fix)
+        q = ["--nsamples", "16", "--seqlen", "256"]
+        ok(sock, "quantize", "tiny", "--as", "t4", "--grid", "q4_0", *q)
+        ok(sock, "quantize", "tiny", "--as", "t8", "--grid", "q8_0", "--act-order", *q)
+        files = {}
+        for name in ("t4", "t8"):
+            files[name] = os.path.join(tmp, name + ".gguf")
+            ok(sock, "save", name, files[name])
+            ok(sock, "save", name, os.path.join(tmp, name + "-ckpt"))
+        files["f32"] = os.path.join(tmp, "tiny-f32.gguf")
+        files["f16"] = os.path.join(tmp, "tiny-f16.gguf")
+        ok(sock, "save", "tiny", files["f32"], "--dtype", "f32")
+        ok(sock, "save", "tiny", os.path.join(tmp, "tiny-fmt"), "--format", "gguf")
+        os.rename(os.path.join(tmp, "tiny-fmt"), files["f16"])
+        ok(sock, "save", "tiny", os.path.join(tmp, "tiny-f32-hf"), "--dtype", "f32")
+
+        # refusals
+        ok(sock, "quantize", "tiny", "--as", "a4", "--bits", "4", "--group-size", "32", *q)
+        p = ctl(sock, "save", "a4", os.path.join(tmp, "a4.gguf"))
+        check(p.returncode == 1 and "--grid q4_0" in p.stderr and
+              not os.path.exists(os.path.join(tmp, "a4.gguf")),
+              "an asymmetric model is refused as GGUF, naming --grid", p.stderr[-300:])
+        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--bits", "3")
+        check(p.returncode == 2 and "grid q4_0" in p.stderr, "--grid q4_0 --bits 3 is refused",
+              p.stderr[-300:])
+        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q5_k")
+        check(p.returncode == 2 and "q4_0" in p.stderr, "--grid q5_k is refused", p.stderr[-300:])
+        p = ctl(sock, "save", "t4", files["t4"])
+        check(p.returncode == 1 and "exists" in p.stderr, "saving over an existing file is refused",
+              p.stderr[-300:])
+        left = [f for f in os.listdir(tmp) if ".tmp." in f]
+        check(not left, "no temporary files are left", str(left))
+
+        # gguf-py's view of the files
+        for name, want in (("t4", "Q4_0"), ("t8", "Q8_0")):
+            r = check_export(files[name], os.path.join(tmp, name + "-ckpt"), want, name + ".gguf")
+            check(field(r, "general.file_type") == (2 if want == "Q4_0" else 7),
+                  f"{name}.gguf: general.file_type")
+        r = check_export(files["f32"], os.path.join(tmp, "tiny-f32-hf"), "F32", "tiny-f32.gguf")
+        check_tokenizer(r, os.path.join(fix, "tokenizer.json"), "tiny-f32.gguf")
+        rf16, t16 = gguf_tensors(files["f16"])
+        check(t16["blk.0.attn_q.weight"][0] == "F16" and field(rf16, "general.file_type") == 1,
+              "--format gguf of an F16 model: F16 linears")
+
+        # our runtime reads them back
+        p = subprocess.run([gguf_model, files["f32"], fix, "2e-4"], capture_output=True,
+                           text=True, timeout=300)
+        check(p.returncode == 0, "tiny-f32.gguf read back: config, reference logits, tokenizer "
+              "(test_gguf_model)", (p.stdout + p.stderr)[-800:])
+        ids = np.array(json.load(open(os.path.join(fix, "reference_logits.json")))["token_ids"],
+                       dtype="<i4")
+        ids_path = os.path.join(tmp, "ref.i32")
+        ids.tofile(ids_path)
+        got = {}
+        for name, model in (("gguf", files["t4"]), ("ckpt", os.path.join(tmp, "t4-ckpt"))):
+            out = os.path.join(tmp, name + ".f32")
+            subprocess.run([logits_cli, model, ids_path, out], check=True, timeout=300)
+            got[name] = np.fromfile(out, np.float32)
+        d = np.abs(got["gguf"] - got["ckpt"]).max() / np.abs(got["ckpt"]).max()
+        check(d < 1e-4, "t4.gguf read back gives its checkpoint's logits", f"rel {d:.2e}")
+
+        # llama.cpp runs them
+        exe = llama_bin()
+        if not exe:
+            print("SKIP llama.cpp: llama-perplexity not built (bench/peer builds it; or set "
+                  "LLAMA_CPP_BIN)", flush=True)
+        else:
+            text = os.path.join(tmp, "eval.txt")
+            with open(os.path.join(fix, "eval.txt"), "rb") as f, open(text, "wb") as g:
+                g.write(f.read(40000))
+            ref = np.fromfile(os.path.join(fix, "reference_logits.f32"), np.float32)
+            ref = log_softmax(ref.reshape(len(ids), -1))
+            for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4)):
+                res, err = llama_logprobs(exe, files[name], text, tmp)
+                if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
+                    continue
+                tokens, theirs = res
+                if name == "f32":
+                    check(np.array_equal(tokens[0], ids), "llama.cpp tokenizes eval.txt as the "
+                          "fixture tokenizer does (first 128 ids)", str(tokens[0][:8]))
+                    compare(theirs[:1], ref[None, 64:127], "llama.cpp on tiny-f32.gguf vs the "
+                            "reference logits", 1e-4, 0.99)
+                ours = ours_logprobs(logits_cli, files[name], tokens, tmp)
+                compare(theirs, ours, f"llama.cpp vs gptqd on {name}.gguf", max_kl, 0.99)
+    finally:
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
+        if failures:
+            try:
+                print("---- gptqd log (tail) ----\n" +
+                      open(os.path.join(tmp, "gptqd.log")).read()[-3000:], file=sys.stderr)
+            except OSError:
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(failures)} failed", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
