@@ -322,6 +322,7 @@ gptq_status gptq_client_save_with(gptq_client *c, const char *name, const char *
     body.name = wire_str(name);
     body.dir = wire_str(dir);
     body.dtype = wire_str(o ? o->dtype : NULL);
+    body.embedding_type = wire_str(o ? o->embedding_type : NULL);
     body.format = wire_str(o ? o->format : NULL);
     req.body_case = GPTQD__REQUEST__BODY_SAVE;
     req.save = &body;

@@ -344,7 +344,8 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
     gptq_save_options o = {0};
     static const struct option longopts[] = {
         VERB_COMMON_OPTIONS, {"dtype", required_argument, NULL, 'd'},
-        {"format", required_argument, NULL, 'f'}, {0, 0, 0, 0}};
+        {"format", required_argument, NULL, 'f'},
+        {"embedding-type", required_argument, NULL, 'e'}, {0, 0, 0, 0}};
     PARSE_BEGIN("save", longopts)
     case 'd':
         if (strcmp(optarg, "f16") && strcmp(optarg, "bf16") && strcmp(optarg, "f32"))
@@ -355,6 +356,13 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
         if (strcmp(optarg, "v1") && strcmp(optarg, "v2") && strcmp(optarg, "gguf"))
             return ctl_usage_error("save", "--format %s: use v1, v2 or gguf", optarg);
         o.format = optarg;
+        break;
+    case 'e':
+        if (strcmp(optarg, "q8_0") && strcmp(optarg, "f16") && strcmp(optarg, "bf16") &&
+            strcmp(optarg, "f32"))
+            return ctl_usage_error("save", "--embedding-type %s: use q8_0, f16, bf16 or f32",
+                                   optarg);
+        o.embedding_type = optarg;
         break;
     PARSE_END("save")
     if (argc - optind < 2)
@@ -975,7 +983,8 @@ const ctl_verb ctl_verbs[] = {
      "  --seed S         sampling seed ({seed})\n"
      "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
      verb_infer, gptq_generate_option},
-    {"save", "NAME DIR|FILE.gguf [--dtype f16|bf16|f32] [--format v1|v2|gguf]",
+    {"save", "NAME DIR|FILE.gguf [--dtype f16|bf16|f32] [--format v1|v2|gguf]\n"
+     "[--embedding-type q8_0|f16|bf16|f32]",
      "Write NAME into the new folder DIR, atomically: a quantized model as a GPTQ\n"
      "checkpoint (the ecosystem's format), a float model as a Hugging Face folder\n"
      "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
@@ -984,7 +993,9 @@ const ctl_verb ctl_verbs[] = {
      "--grid q4_0|q8_0 as Q4_0/Q8_0 holding GPTQ's codes bit for bit.\n"
      "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n"
      "  --format F  v1 (default for a folder; every GPTQ loader reads it), v2 (GPTQModel's\n"
-     "              gptq_v2: zero points stored as they are), or gguf\n",
+     "              gptq_v2: zero points stored as they are), or gguf\n"
+     "  --embedding-type T  GGUF: the embedding and output matrices as q8_0 (rounded to\n"
+     "              nearest, as llama-quantize does), f16, bf16 or f32 (default: --dtype)\n",
      verb_save, NULL},
     {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client, uid, and\n"
      "for finished ones their outcome (figures or error); they are kept for the\n"

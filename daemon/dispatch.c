@@ -328,8 +328,11 @@ static gptq_status handle_save(request_ctx *r)
     if (st)
         return st;
     uint64_t id;
-    st = gptqd_task_save(r->ctx, &r->caller, r->req->save->name, &dir,
-                         r->req->save->dtype, r->req->save->format, &id);
+    gptqd_save_spec spec; /* lengths checked with the request */
+    snprintf(spec.dtype, sizeof spec.dtype, "%s", r->req->save->dtype);
+    snprintf(spec.format, sizeof spec.format, "%s", r->req->save->format);
+    snprintf(spec.embedding, sizeof spec.embedding, "%s", r->req->save->embedding_type);
+    st = gptqd_task_save(r->ctx, &r->caller, r->req->save->name, &dir, &spec, &id);
     gptqd_place_close(&dir);
     return st ? st : reply_job(r, id);
 }

@@ -620,8 +620,9 @@ fail:
 }
 
 gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
-                              const char *dtype, const char *format, gptqd_job *job)
+                              const gptqd_save_spec *spec, gptqd_job *job)
 {
+    const char *dtype = spec->dtype, *format = spec->format;
     const int v2 = format && !strcmp(format, "v2");
     const size_t name_len = strlen(place->name);
     /* GGUF when asked, or by the file name's extension when no format is */
@@ -644,6 +645,15 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
         else
             return gptq_fail(GPTQ_ERR_ARG, "save.dtype '%.32s': use f16, bf16 or f32", dtype);
     }
+    gptq_gguf_save_options gopt = {.float_dtype = dt, .embedding_type = -1};
+    if (spec->embedding[0]) {
+        if (!gguf)
+            return gptq_fail(GPTQ_ERR_ARG, "save.embedding_type: only for a GGUF file (a name "
+                             "ending in .gguf, or format gguf)");
+        if ((gopt.embedding_type = gptq_gguf_embedding_type(spec->embedding)) < 0)
+            return gptq_fail(GPTQ_ERR_ARG, "save.embedding_type '%.8s': use q8_0, f16, bf16 or "
+                             "f32", spec->embedding);
+    }
     gptqd_job_progress(job, 0.0, 0, "writing %s", dir);
     gptq_model *host = NULL;
     void *buffer = NULL;
@@ -652,7 +662,7 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
     if (!st)
         st = host_acquire(em, &host, &buffer);
     if (!st && gguf)
-        st = gptq_gguf_save_at(host, &em->files, dt, parent, place->name, dir);
+        st = gptq_gguf_save_at(host, &em->files, &gopt, parent, place->name, dir);
     else if (!st)
         st = gptq_checkpoint_save_at(host, &em->files, em->quantized ? &meta : NULL, dt, parent,
                                      place->name, dir);

@@ -139,14 +139,20 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantiz
                                   const char *new_name, gptqd_job *job,
                                   gptqd_engine_model **out, gptqd_model_info *info);
 
+/* What a save writes (SaveRequest's fields; "" = unset). */
+typedef struct gptqd_save_spec {
+    char dtype[8];     /* "f16", "bf16", "f32": the float tensors; "": the model's own */
+    char format[8];    /* "v1", "v2", "gguf"; "": gguf for a name ending in .gguf, else v1 */
+    char embedding[8]; /* GGUF only: "q8_0", "f16", "bf16", "f32" for the embedding and
+                          output matrices; "": as dtype */
+} gptqd_save_spec;
+
 /* The model into the new folder `dir` (a place for writing) atomically
  * (temp dir + rename): a GPTQ checkpoint when it is quantized, else an HF
- * folder of float weights. dtype: "f16", "bf16", "f32" for the float
- * tensors, or NULL/"" for the model's own (config.json torch_dtype).
- * format: a checkpoint's "v1" (NULL/"") or "v2" (gptq_v2; GPTQ_ERR_ARG for a
- * float model). */
+ * folder of float weights; or one GGUF file (spec->format). A v2 checkpoint
+ * of a float model, or an embedding type outside GGUF: GPTQ_ERR_ARG. */
 gptq_status gptqd_engine_save(gptqd_engine_model *model, const gptqd_place *dir,
-                              const char *dtype, const char *format, gptqd_job *job);
+                              const gptqd_save_spec *spec, gptqd_job *job);
 
 /* The export of a resident model's arena for Map: kind "cuda-ipc" (device
  * arena) or "shm". Errors: GPTQ_ERR_UNSUPPORTED when the weights are not in

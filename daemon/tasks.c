@@ -14,8 +14,7 @@ typedef struct task {
     char name[80], new_name[80];
     gptqd_place *place;             /* load source, save folder, eval text (owned) */
     gptqd_place *calib, *save_dir;  /* quantize's calibration text, --save folder (owned) */
-    char dtype[8];                  /* save --dtype ("" = the model's) */
-    char format[8];                 /* save --format ("" = v1) */
+    gptqd_save_spec save;           /* save's dtype, format, embedding */
     char *prompt;
     gptqd_resident *model, *base;   /* references held */
     int reserved;                   /* new_name (or name for load) reserved */
@@ -135,7 +134,8 @@ static gptq_status run_quantize(gptqd_job *job, void *arg)
         return st;
     gptqd_job_result *r = gptqd_job_result_of(job);
     if (t->save_dir) {
-        st = gptqd_engine_save(out, t->save_dir, NULL, NULL, job);
+        static const gptqd_save_spec checkpoint = {"", "", ""};
+        st = gptqd_engine_save(out, t->save_dir, &checkpoint, job);
         if (st) {
             gptqd_engine_free(out);
             return st;
@@ -282,7 +282,7 @@ static gptq_status run_save(gptqd_job *job, void *arg)
 {
     task *t = arg;
     gptq_status st =
-        gptqd_engine_save(gptqd_resident_model(t->model), t->place, t->dtype, t->format, job);
+        gptqd_engine_save(gptqd_resident_model(t->model), t->place, &t->save, job);
     if (!st) {
         gptqd_job_result *r = gptqd_job_result_of(job);
         snprintf(r->model, sizeof r->model, "%s", t->name);
@@ -292,15 +292,13 @@ static gptq_status run_save(gptqd_job *job, void *arg)
 }
 
 gptq_status gptqd_task_save(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
-                            gptqd_place *dir, const char *dtype, const char *format,
-                            uint64_t *job)
+                            gptqd_place *dir, const gptqd_save_spec *spec, uint64_t *job)
 {
     task *t = task_new(ctx);
     if (!t)
         return GPTQ_ERR_NOMEM;
     snprintf(t->name, sizeof t->name, "%s", name);
-    snprintf(t->dtype, sizeof t->dtype, "%s", dtype ? dtype : "");
-    snprintf(t->format, sizeof t->format, "%s", format ? format : "");
+    t->save = *spec;
     int failed = 0;
     t->place = take_place(dir, &failed);
     gptq_status st = failed ? gptq_fail(GPTQ_ERR_NOMEM, "job: out of memory") : GPTQ_OK;

@@ -29,10 +29,8 @@ gptq_status gptqd_task_generate(gptqd_ctx *ctx, const gptqd_caller *caller, cons
 gptq_status gptqd_task_eval(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
                             const char *kl_base, const gptqd_eval_params *p, uint64_t *job);
 
-/* dtype: "f16", "bf16", "f32" or ""; format: "v1", "v2" or "" (both
- * validated with the request). */
+/* spec: validated with the request; copied. */
 gptq_status gptqd_task_save(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
-                            gptqd_place *dir, const char *dtype, const char *format,
-                            uint64_t *job);
+                            gptqd_place *dir, const gptqd_save_spec *spec, uint64_t *job);
 
 #endif

@@ -183,6 +183,7 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
                              "empty for the model's own)", dt);
         const char *fmt = req->save->format;
         TRY(check_string("save.format", fmt, 8, 0));
+        TRY(check_string("save.embedding_type", req->save->embedding_type, 8, 0));
         if (fmt[0] && strcmp(fmt, "v1") && strcmp(fmt, "v2") && strcmp(fmt, "gguf"))
             return gptq_fail(GPTQ_ERR_ARG, "save.format '%s': use v1, v2 or gguf (or leave it "
                              "empty: gguf for a name ending in .gguf, else v1)", fmt);

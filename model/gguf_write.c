@@ -379,6 +379,7 @@ typedef struct tensor {
     int64_t rows, cols;
     int n_dims;
     int permute;      /* heads whose rows llama.cpp interleaves (0: none) */
+    int embedding;    /* token_embd / output in the embedding type */
     uint64_t bytes, offset;
 } tensor;
 
@@ -387,6 +388,7 @@ typedef struct plan {
     const char *arch;
     int permuted_qk;
     gptq_dtype float_dtype;
+    int embedding_type; /* -1: as the float matrices */
     tensor *t;
     size_t n, cap, at; /* at: the tensor the second pass is on */
     int q_types;       /* bit set of the block types of packed linears */
@@ -520,6 +522,15 @@ static gptq_status plan_visit(void *user, const char *name, const void *data, gp
                   : p->float_dtype == GPTQ_DT_F16  ? GPTQ_GGML_F16
                   : p->float_dtype == GPTQ_DT_BF16 ? GPTQ_GGML_BF16
                                                    : GPTQ_GGML_F32;
+        if (ndim == 2 && p->embedding_type >= 0 &&
+            (!strcmp(t->name, "token_embd.weight") || !strcmp(t->name, "output.weight"))) {
+            t->type = p->embedding_type;
+            t->embedding = 1;
+            if (t->cols % gptq_ggml_block_elems(t->type) != 0)
+                return gptq_fail(GPTQ_ERR_ARG, "gguf: '%s' has rows of %lld, not a multiple of "
+                                 "%s's %d", name, (long long)t->cols,
+                                 gptq_ggml_type_name(t->type), gptq_ggml_block_elems(t->type));
+        }
     }
     const int64_t permuted = t->n_dims == 1 ? t->cols : t->rows; /* a bias: its elements */
     if (t->permute && permuted % (2 * t->permute) != 0)
@@ -539,6 +550,23 @@ static int64_t source_row(const tensor *t, int64_t r)
     const int64_t head = t->rows / t->permute, half = head / 2;
     const int64_t h = r / head, k = r % head;
     return h * head + (k % 2) * half + k / 2;
+}
+
+/* llama.cpp's Q8_0 of a float row (quantize_row_q8_0_ref): per block of
+ * 32, d = max|x| / 127 stored in fp16, codes round(x / d) with the
+ * unrounded d, halves away from zero. */
+static void q8_0_row(const float *x, int64_t n, uint8_t *dst)
+{
+    for (int64_t b = 0; b < n / 32; b++) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        uint16_t h = gptq_f32_to_f16(d);
+        memcpy(dst + b * 34, &h, 2);
+        for (int j = 0; j < 32; j++)
+            dst[b * 34 + 2 + j] = (uint8_t)(int8_t)roundf(x[b * 32 + j] * id);
+    }
 }
 
 static void encode_row(int type, const float *x, const uint8_t *codes, const uint16_t *scales,
@@ -618,6 +646,8 @@ static gptq_status write_visit(void *user, const char *name, const void *data, g
             }
             if (t->type == GPTQ_GGML_F32) {
                 memcpy(dst, f, n * 4);
+            } else if (t->type == GPTQ_GGML_Q8_0) {
+                q8_0_row(f, (int64_t)n, dst);
             } else {
                 uint16_t *h = (uint16_t *)dst;
                 for (size_t i = 0; i < n; i++)
@@ -698,12 +728,22 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
     return st;
 }
 
+int gptq_gguf_embedding_type(const char *name)
+{
+    return !strcmp(name, "q8_0")   ? GPTQ_GGML_Q8_0
+           : !strcmp(name, "f16")  ? GPTQ_GGML_F16
+           : !strcmp(name, "bf16") ? GPTQ_GGML_BF16
+           : !strcmp(name, "f32")  ? GPTQ_GGML_F32
+                                   : -1;
+}
+
 gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
-                              gptq_dtype float_dtype, int parentfd, const char *name,
+                              const gptq_gguf_save_options *opt, int parentfd, const char *name,
                               const char *path)
 {
     const gptq_model_config *cfg = gptq_model_get_config(m);
-    plan p = {.cfg = cfg};
+    gptq_dtype float_dtype = opt ? opt->float_dtype : GPTQ_DT_COUNT;
+    plan p = {.cfg = cfg, .embedding_type = opt ? opt->embedding_type : -1};
     meta md = {0};
     json_t *tok = NULL, *tc = NULL;
     gptq_status st = GPTQ_OK;
@@ -753,7 +793,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         /* a quantized model's float tensors in 16 bits, as in a checkpoint */
         p.float_dtype = GPTQ_DT_F16;
         for (size_t i = 0; i < p.n; i++)
-            if (p.t[i].type == GPTQ_GGML_F32 && p.t[i].n_dims == 2) {
+            if (p.t[i].type == GPTQ_GGML_F32 && p.t[i].n_dims == 2 && !p.t[i].embedding) {
                 p.t[i].type = GPTQ_GGML_F16;
                 p.t[i].bytes /= 2;
             }

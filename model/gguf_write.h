@@ -30,18 +30,29 @@
 extern "C" {
 #endif
 
+typedef struct gptq_gguf_save_options {
+    /* F16, BF16 or F32 for the float weight matrices, or GPTQ_DT_COUNT for
+     * the model's own (F16 for an F32 model that has packed linears) */
+    gptq_dtype float_dtype;
+    /* the ggml type of token_embd and output (GPTQ leaves them float):
+     * GPTQ_GGML_Q8_0 (rounded to nearest as llama.cpp's Q8_0 does), F16,
+     * BF16 or F32; -1: as the float matrices */
+    int embedding_type;
+} gptq_gguf_save_options;
+
+/* "q8_0", "f16", "bf16", "f32" -> the ggml type; -1 for another name. */
+int gptq_gguf_embedding_type(const char *name);
+
 /* Write m as the GGUF file `name` (which must not exist) in the folder open
  * at parentfd; `path` names it in messages. files: the model's small files
  * (config.json, tokenizer.json and tokenizer_config.json are required;
- * generation_config.json is read when present). float_dtype: F16, BF16 or
- * F32 for float weight matrices, or GPTQ_DT_COUNT for the model's own (F16
- * for an F32 model that has packed linears).
+ * generation_config.json is read when present). o: NULL for the defaults.
  * Errors: GPTQ_ERR_EXISTS, GPTQ_ERR_ARG (a packing with no GGUF type, a bad
  * dtype), GPTQ_ERR_UNSUPPORTED (an architecture, RoPE scaling or tokenizer
  * llama.cpp has no form for: named), GPTQ_ERR_FORMAT (a small file missing
  * or malformed), GPTQ_ERR_IO, GPTQ_ERR_NOMEM. On failure nothing is left. */
 gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
-                              gptq_dtype float_dtype, int parentfd, const char *name,
+                              const gptq_gguf_save_options *o, int parentfd, const char *name,
                               const char *path);
 
 #ifdef __cplusplus

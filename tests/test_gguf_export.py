@@ -39,7 +39,8 @@ import tempfile
 try:
     import numpy as np
     from gguf import GGUFReader
-    from gguf.quants import dequantize
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
     from tokenizers import Tokenizer
 except ImportError as e:
     print(f"SKIP: {e} (pip install numpy gguf tokenizers)")
@@ -334,6 +335,22 @@ def main():
                   f"{name}.gguf: general.file_type")
         r = check_export(files["f32"], os.path.join(tmp, "tiny-f32-hf"), "F32", "tiny-f32.gguf")
         check_tokenizer(r, os.path.join(fix, "tokenizer.json"), "tiny-f32.gguf")
+        # --embedding-type q8_0: llama-quantize's Q8_0 of the embedding (gguf-py's
+        # quantize is ggml's reference), byte for byte
+        e8 = os.path.join(tmp, "t4-e8.gguf")
+        ok(sock, "save", "t4", e8, "--embedding-type", "q8_0")
+        _, want = checkpoint_weights(os.path.join(tmp, "t4-ckpt"))
+        te = {t.name: t for t in GGUFReader(e8).tensors}
+        for n, hf in (("token_embd.weight", "model.embed_tokens.weight"),
+                      ("output.weight", "lm_head.weight")):
+            ref = quantize(want[hf], GGMLQuantizationType.Q8_0)
+            check(te[n].tensor_type.name == "Q8_0" and
+                  np.array_equal(np.asarray(te[n].data).view(np.uint8).ravel(),
+                                 ref.view(np.uint8).ravel()),
+                  f"--embedding-type q8_0: {n} is llama.cpp's Q8_0 of it, byte for byte")
+        p = ctl(sock, "save", "t4", os.path.join(tmp, "t4-e8-dir"), "--embedding-type", "q8_0")
+        check(p.returncode == 1 and "GGUF" in p.stderr, "--embedding-type outside GGUF is refused",
+              p.stderr[-300:])
         rf16, t16 = gguf_tensors(files["f16"])
         check(t16["blk.0.attn_q.weight"][0] == "F16" and field(rf16, "general.file_type") == 1,
               "--format gguf of an F16 model: F16 linears")

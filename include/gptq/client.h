@@ -224,6 +224,8 @@ typedef struct gptq_save_options {
                            (GPTQModel's gptq_v2: zeros stored as they are), "gguf" (one
                            GGUF file for llama.cpp); NULL: gguf when the path ends in
                            .gguf, else v1 */
+    const char *embedding_type; /* GGUF only: "q8_0", "f16", "bf16" or "f32" for the
+                                   embedding and output matrices; NULL: as dtype */
 } gptq_save_options;
 
 /* gptq_client_save with options (o may be NULL). */
