@@ -30,7 +30,7 @@
 
 /* llama_ftype values for general.file_type */
 enum { FTYPE_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q8_0 = 7, FTYPE_BF16 = 32 };
-enum { TOKEN_NORMAL = 1, TOKEN_CONTROL = 3, TOKEN_USER = 4, TOKEN_UNUSED = 5, TOKEN_BYTE = 6 };
+enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER = 4, TOKEN_UNUSED = 5, TOKEN_BYTE = 6 };
 
 /* ---- output -------------------------------------------------------------------- */
 
@@ -257,6 +257,10 @@ static gptq_status tokenizer_meta(meta *m, json_t *tok, json_t *tc, const gptq_m
         by_id[id] = (char *)content;
         type_of[id] = json_is_true(json_object_get(v, "special")) ? TOKEN_CONTROL : TOKEN_USER;
     }
+    const char *unk = json_string_value(json_object_get(model, "unk_token"));
+    for (int64_t id = 0; unk && id < n; id++)
+        if (by_id[id] && !strcmp(by_id[id], unk))
+            type_of[id] = TOKEN_UNKNOWN;
     for (int64_t id = 0; id < n; id++) {
         char pad_name[32];
         snprintf(pad_name, sizeof pad_name, "[PAD%lld]", (long long)id);
