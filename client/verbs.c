@@ -546,6 +546,8 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
                                 "sym", o.sym, "static_groups", o.static_groups, "damp",
                                 (double)lib.quant.damp, "nsamples", (json_int_t)lib.nsamples,
                                 "seqlen", (json_int_t)lib.seqlen, "seconds", res->seconds);
+        if (out && o.grid)
+            json_object_set_new(out, "grid", json_string(o.grid));
         if (out && res->saved_dir[0])
             json_object_set_new(out, "saved_dir", json_string(res->saved_dir));
         rc = emit_json(out);
@@ -962,7 +964,8 @@ const ctl_verb ctl_verbs[] = {
      "  --grid T           quantize onto GGUF type T's grid (q4_0: 4 bits, q8_0: 8 bits;\n"
      "                     symmetric groups of 32, fp16 scales; act-order gets static\n"
      "                     groups), so `save NEW FILE.gguf` writes GPTQ's codes exactly\n"
-     "  --save DIR         also write a GPTQ checkpoint to DIR, atomically\n",
+     "  --save DIR         also write a GPTQ checkpoint to DIR, atomically (a name\n"
+     "                     ending in .gguf: a GGUF file, as `save` writes one)\n",
      verb_quantize, gptq_calib_option},
     {"eval", "NAME [--text FILE] [--seqlen {seqlen}] [--max-windows {max-windows}] [--kl-base BASE]",
      "Perplexity of NAME: non-overlapping windows of seqlen tokens, mean NLL, exp.\n"

@@ -299,6 +299,10 @@ def main():
         q = ["--nsamples", "16", "--seqlen", "256"]
         ok(sock, "quantize", "tiny", "--as", "t4", "--grid", "q4_0", *q)
         ok(sock, "quantize", "tiny", "--as", "t8", "--grid", "q8_0", "--act-order", *q)
+        qs = os.path.join(tmp, "t4s.gguf")
+        ok(sock, "quantize", "tiny", "--as", "t4s", "--grid", "q4_0", "--save", qs, *q)
+        check(os.path.exists(qs) and GGUFReader(qs).tensors[3].tensor_type.name == "Q4_0",
+              "quantize --save FILE.gguf writes a GGUF file")
         files = {}
         for name in ("t4", "t8"):
             files[name] = os.path.join(tmp, name + ".gguf")
