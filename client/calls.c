@@ -207,6 +207,7 @@ void gptq_quantize_options_init(gptq_quantize_options *o)
 {
     memset(o, 0, sizeof *o); /* counts and sizes unset, flags off, no seed */
     o->damp = NAN;
+    o->sym = -1;
 }
 
 gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *new_name,
@@ -224,7 +225,10 @@ gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *n
     body.bits = o->bits; /* 0: unset, here as on the wire */
     body.group_size = o->group_size;
     body.act_order = o->act_order != 0;
-    body.sym = o->sym != 0;
+    if (o->sym >= 0) {
+        body.has_sym_case = GPTQD__QUANTIZE_REQUEST__HAS_SYM_SYM;
+        body.sym = o->sym != 0;
+    }
     body.static_groups = o->static_groups != 0;
     if (!isnan(o->damp)) {
         body.has_damp_case = GPTQD__QUANTIZE_REQUEST__HAS_DAMP_DAMP;

@@ -438,6 +438,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
     gptq_quantize_options_init(&o);
     gptq_calib_options lib;  /* what the daemon will use: the library's defaults and the flags */
     gptq_calib_options_default(&lib);
+    lib.quant.sym = GPTQ_TOOL_DEFAULT_SYM; /* as gptqd runs it when none is asked */
     const char *new_name = NULL, *calib = NULL, *save = NULL;
     int rc;
     PARSE_BEGIN(V, longopts)
@@ -510,11 +511,13 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         return rc;
     if (!new_name || !new_name[0])
         return ctl_usage_error(V, "needs --as NEW (the quantized model's name)");
+    if (o.grid && o.sym == 0)
+        return ctl_usage_error(V, "--grid %s is symmetric: drop --asym", o.grid);
     if (o.grid && gptq_quant_config_use_grid(&lib.quant, gptq_grid_from_name(o.grid),
                                              (int)o.bits, o.group_size))
         return option_refused(V);
     if (o.grid)
-        o.sym = 1, o.static_groups = lib.quant.static_groups; /* as the daemon runs it */
+        o.static_groups = lib.quant.static_groups; /* as the daemon runs it */
     if (gptq_calib_options_check(&lib)) /* what no one flag says: --static-groups, per channel */
         return option_refused(V);
     const char *name = argv[optind];
@@ -543,7 +546,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
                                 "model", model, "source", name, "bits",
                                 (json_int_t)lib.quant.bits, "group_size",
                                 (json_int_t)lib.quant.group_size, "act_order", o.act_order,
-                                "sym", o.sym, "static_groups", o.static_groups, "damp",
+                                "sym", lib.quant.sym, "static_groups", o.static_groups, "damp",
                                 (double)lib.quant.damp, "nsamples", (json_int_t)lib.nsamples,
                                 "seqlen", (json_int_t)lib.seqlen, "seconds", res->seconds);
         if (out && o.grid)
@@ -953,7 +956,8 @@ const ctl_verb ctl_verbs[] = {
      "  --bits B           bits per code ({bits})\n"
      "  --group-size G     columns per quantization group, -1 per channel ({group-size})\n"
      "  --act-order        quantize columns in order of decreasing Hessian diagonal\n"
-     "  --sym | --asym     symmetric or asymmetric (default) grid\n"
+     "  --sym | --asym     symmetric (default: what every loader's fast kernels take)\n"
+     "                     or asymmetric grid\n"
      "  --static-groups    group parameters computed before the column walk\n"
      "  --damp L           dampening, fraction of the mean Hessian diagonal ({damp})\n"
      "  --calib FILE       calibration text (default: the bundled one)\n"

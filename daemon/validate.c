@@ -53,7 +53,7 @@ gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_o
 {
     gptq_calib_options_default(o);
     o->quant.act_order = q->act_order;
-    o->quant.sym = q->sym;
+    o->quant.sym = q->has_sym_case ? q->sym : GPTQ_TOOL_DEFAULT_SYM;
     o->quant.static_groups = q->static_groups;
     o->quant.mse = q->mse;
     o->true_sequential = !q->no_true_sequential;
@@ -76,6 +76,9 @@ gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_o
         if (grid < 0)
             return gptq_fail(GPTQ_ERR_ARG, "quantize.grid '%.16s': use q4_0 or q8_0 (or leave "
                              "it empty)", q->grid);
+        if (q->has_sym_case && !q->sym)
+            return gptq_fail(GPTQ_ERR_ARG, "grid %s is symmetric: drop --asym",
+                             gptq_grid_name(grid));
         TRY(gptq_quant_config_use_grid(&o->quant, grid, (int)q->bits, q->group_size));
     }
     return gptq_calib_options_check(o);

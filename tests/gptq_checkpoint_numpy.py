@@ -119,6 +119,36 @@ def to_v2(src, dst):
             open(os.path.join(dst, fn), "wb").write(open(path, "rb").read())
 
 
+def checkpoint_weights(folder):
+    """(config, {HF tensor name: float32 array}) of a checkpoint folder (or a
+    float folder): each packed linear dequantized as above under NAME.weight
+    [out, in] (v1 or gptq_v2 zeros, as its config says), every other tensor
+    as stored, widened to float32."""
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    q = cfg.get("quantization_config") or {}
+    fmt = q.get("checkpoint_format", q.get("format", "gptq"))
+    zero_offset = 1 if fmt == "gptq" else 0
+    tensors = {}
+    for fn in sorted(os.listdir(folder)):
+        if fn.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(folder, fn)))
+    out = {}
+    for name, (dt, a) in tensors.items():
+        if name.endswith(".qweight"):
+            base = name[: -len(".qweight")]
+            bits = int(q["bits"])
+            qzeros = tensors[base + ".qzeros"][1]
+            scales = tensors[base + ".scales"][1].astype(np.float32)
+            g = tensors[base + ".g_idx"][1].astype(np.int64)
+            in_f, out_f = a.shape[0] * 32 // bits, a.shape[1]
+            codes = unpack_stream(a.view(np.uint32), bits, in_f)
+            zeros = unpack_stream(qzeros.view(np.uint32).T, bits, out_f).T + zero_offset
+            out[base + ".weight"] = (scales[g] * (codes - zeros[g]).astype(np.float32)).T
+        elif not name.endswith((".qzeros", ".scales", ".g_idx")) and dt != "BF16":
+            out[name] = a.astype(np.float32)
+    return cfg, out
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--to-v2":
         to_v2(sys.argv[2], sys.argv[3])

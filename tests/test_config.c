@@ -3,9 +3,12 @@
  * float32 from transformers' formulas, the files of a model folder, and the
  * loader's errors for configs that disagree with the weights. */
 #include <errno.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gptq/error.h"
@@ -401,8 +404,66 @@ static void test_generation_config(void)
           "an id outside the vocabulary: %s", gptq_errmsg());
 }
 
+/* transformers' own inverse frequencies (tests/data/interop/rope.json, made
+ * by scripts/interop-check with transformers' ROPE_INIT_FUNCTIONS): the
+ * rope_types we compute match them; the others are refused by name. */
+static void test_transformers_rope(void)
+{
+    const char *root = getenv("GPTQ_SOURCE_ROOT");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/data/interop/rope.json", root ? root : ".");
+    json_error_t err;
+    json_t *doc = json_load_file(path, 0, &err);
+    CHECK(doc != NULL, "%s: %s", path, err.text);
+    const char *name;
+    json_t *c;
+    int computed = 0, refused = 0;
+    json_object_foreach(json_object_get(doc, "cases"), name, c) {
+        json_t *rp = json_object_get(c, "rope_parameters");
+        const char *type = json_string_value(json_object_get(rp, "rope_type"));
+        char *rp_text = json_dumps(rp, JSON_COMPACT);
+        char extra[2048];
+        snprintf(extra, sizeof extra, "\"head_dim\": 32, \"max_position_embeddings\": 16384, "
+                 "\"rope_parameters\": %s", rp_text);
+        free(rp_text);
+        gptq_model_config cfg;
+        gptq_status st = parse_with(extra, &cfg);
+        if (!strcmp(type, "default") || !strcmp(type, "linear") || !strcmp(type, "llama3")) {
+            CHECK(st == GPTQ_OK, "rope %s: %s", name, gptq_errmsg());
+            if (st)
+                continue;
+            float inv[16];
+            gptq_config_rope_inv_freq(&cfg, inv);
+            json_t *want = json_object_get(c, "inv_freq");
+            double worst = 0;
+            for (size_t i = 0; i < 16; i++) {
+                double w = json_number_value(json_array_get(want, i));
+                worst = fmax(worst, fabs(inv[i] - w) / w);
+            }
+            CHECK(json_array_size(want) == 16 && worst <= 1e-6,
+                  "rope %s: inverse frequencies off transformers' by %.2e (relative)", name, worst);
+            computed++;
+        } else {
+            CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), type),
+                  "rope %s (%s) must be refused by name: %s", name, type, gptq_errmsg());
+            refused++;
+        }
+    }
+    printf("transformers' RoPE: %d rope types computed alike, %d refused by name\n", computed,
+           refused);
+    CHECK(computed >= 3 && refused >= 3, "rope.json: %d computed, %d refused", computed, refused);
+    json_decref(doc);
+}
+
 int main(void)
 {
+    test_transformers_rope();
+    struct stat sb;
+    const char *fx = getenv("GPTQ_FIXTURES");
+    if (!fx || stat(fx, &sb) != 0) { /* what needs no fixture has run */
+        printf("fixtures not found: the fixture checks are skipped\n");
+        return test_result();
+    }
     fixture_path("tiny-llama/config.json");
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
     if (!mkdtemp(tmpdir)) {

@@ -212,6 +212,7 @@ static double library_quantized_perplexity(const char *model_dir, const char *ev
     gptq_calib_options_default(&o);
     o.quant.bits = 4;
     o.quant.group_size = 128;
+    o.quant.sym = GPTQ_TOOL_DEFAULT_SYM; /* as gptqd quantizes when none is asked */
     o.nsamples = 32;
     o.seqlen = 256;
     gptq_eval_result res;

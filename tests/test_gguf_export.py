@@ -120,37 +120,10 @@ def gguf_name(hf):
     return f"blk.{layer}.{HF_TO_GGUF[module]}.{suffix}"
 
 
-def checkpoint_weights(folder):
-    """HF name -> float32 weight: packed linears dequantized by numpy, the
-    rest as stored."""
-    cfg = json.load(open(os.path.join(folder, "config.json")))
-    q = cfg.get("quantization_config")
-    tensors = {}
-    for fn in sorted(os.listdir(folder)):
-        if fn.endswith(".safetensors"):
-            tensors.update(ckpt.read_safetensors(os.path.join(folder, fn)))
-    out = {}
-    for name, (dt, a) in tensors.items():
-        if name.endswith(".qweight"):
-            base = name[: -len(".qweight")]
-            bits = int(q["bits"])
-            qweight = a
-            qzeros = tensors[base + ".qzeros"][1]
-            scales = tensors[base + ".scales"][1].astype(np.float32)
-            g = tensors[base + ".g_idx"][1].astype(np.int64)
-            in_f, out_f = qweight.shape[0] * 32 // bits, qweight.shape[1]
-            codes = ckpt.unpack_stream(qweight.view(np.uint32), bits, in_f)
-            zeros = ckpt.unpack_stream(qzeros.view(np.uint32).T, bits, out_f).T + 1
-            out[base + ".weight"] = (scales[g] * (codes - zeros[g]).astype(np.float32)).T
-        elif not name.endswith((".qzeros", ".scales", ".g_idx")):
-            out[name] = a.astype(np.float32)
-    return cfg, out
-
-
 def check_export(gguf_path, folder, want_type, what):
     """gguf_path holds folder's weights (permuted as llama.cpp's converter
     does) bit for bit, and config.json's hyperparameters."""
-    cfg, want = checkpoint_weights(folder)
+    cfg, want = ckpt.checkpoint_weights(folder)
     r, got = gguf_tensors(gguf_path)
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     bad, types = [], set()
@@ -343,7 +316,7 @@ def main():
         # quantize is ggml's reference), byte for byte
         e8 = os.path.join(tmp, "t4-e8.gguf")
         ok(sock, "save", "t4", e8, "--embedding-type", "q8_0")
-        _, want = checkpoint_weights(os.path.join(tmp, "t4-ckpt"))
+        _, want = ckpt.checkpoint_weights(os.path.join(tmp, "t4-ckpt"))
         te = {t.name: t for t in GGUFReader(e8).tensors}
         for n, hf in (("token_embd.weight", "model.embed_tokens.weight"),
                       ("output.weight", "lm_head.weight")):

@@ -158,7 +158,8 @@ typedef struct gptq_quantize_options {
     unsigned bits;           /* bits per code; 0: unset */
     int group_size;          /* inputs per group, -1 = per output channel; 0: unset */
     int act_order;           /* 0 */
-    int sym;                 /* 0: asymmetric (the reference's default) */
+    int sym;                 /* -1: unset (gptqd's default, symmetric: the grid every GPTQ
+                                loader's fast kernels take); 0 asymmetric; 1 symmetric */
     int static_groups;       /* 0 */
     float damp;              /* λ of H += λ·mean(diag H)·I; NaN: unset */
     const char *calib_path;  /* NULL: the bundled calibration text */

@@ -87,6 +87,12 @@ gptq_status gptq_quant_config_use_grid(gptq_quant_config *cfg, int grid, int bit
 
 /* The table's defaults (the reference's: 4 bits, groups of 128, damp 0.01,
  * blocks of 128), asym, no act-order, v1 zeros, fp16 scales. */
+
+/* The symmetry gptqd and gptqctl quantize with when none is asked for:
+ * symmetric, the grid every GPTQ loader takes on its fast kernels (vLLM's
+ * Marlin needs it; an asymmetric checkpoint falls back to slower ones). The
+ * library's own default above stays the reference's. */
+#define GPTQ_TOOL_DEFAULT_SYM 1
 void gptq_quant_config_default(gptq_quant_config *cfg);
 /* Check cfg for a layer of `cols` inputs; the message names the bad option
  * and its legal values ("group-size 0: use -1 (per channel) or 1 to 65536"). */

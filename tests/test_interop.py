@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""tests/test_interop.py: what transformers 5 and GPTQModel made, as gptqd reads it.
+
+    test_interop.py LOGITS_CLI
+
+The references are in tests/data/interop, made by scripts/interop-check
+--make-fixtures with the pinned Python stack (transformers, GPTQModel), from
+the bundled model models/tiny-llama:
+  - tf5-config.json, tf5-ids.i32, tf5-logits.f32: the model under a
+    transformers-5 config (rope_parameters, theta 50000) and transformers'
+    logits of those ids: ours must match, and differ from theta 10000's.
+  - gptqmodel-v2.safetensors / .json: GPTQModel's gptq_v2 checkpoint of the
+    model (its quantized tensors; the float ones are the bundled model's)
+    and transformers' perplexity and greedy continuation of it: gptqd loads
+    the folder and must give the same perplexity (0.1%) and the same text.
+Exits 77 without numpy or gptqd."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+except ImportError:
+    print("SKIP: numpy not installed")
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gptq_checkpoint_numpy as ckpt  # noqa: E402
+import gptqd_proc  # noqa: E402
+
+ROOT = os.environ.get("GPTQ_SOURCE_ROOT", os.path.dirname(HERE))
+DATA = os.path.join(ROOT, "tests", "data", "interop")
+MODEL = os.path.join(ROOT, "models", "tiny-llama")
+GPTQD, GPTQCTL = os.environ.get("GPTQD"), os.environ.get("GPTQCTL")
+failures = []
+
+
+def check(cond, what, detail=""):
+    print(f"{'ok  ' if cond else 'FAIL'} {what}" + (f": {detail}" if not cond and detail else ""),
+          flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def folder_with(tmp, name, config):
+    """models/tiny-llama's files under a new config.json."""
+    d = os.path.join(tmp, name)
+    os.mkdir(d)
+    for f in os.listdir(MODEL):
+        if f != "config.json":
+            os.symlink(os.path.join(MODEL, f), os.path.join(d, f))
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    return d
+
+
+def logits(cli, model, ids_path, tmp):
+    out = os.path.join(tmp, "logits.f32")
+    p = subprocess.run([cli, model, ids_path, out], capture_output=True, text=True, timeout=300)
+    if not check(p.returncode == 0, f"logits_cli {os.path.basename(model)}", p.stderr[-400:]):
+        return None
+    return np.fromfile(out, np.float32)
+
+
+def test_tf5(cli, tmp):
+    cfg = json.load(open(os.path.join(DATA, "tf5-config.json")))
+    ids = os.path.join(DATA, "tf5-ids.i32")
+    want = np.fromfile(os.path.join(DATA, "tf5-logits.f32"), np.float32)
+    got = logits(cli, folder_with(tmp, "tf5", cfg), ids, tmp)
+    plain = logits(cli, MODEL, ids, tmp)
+    if got is None or plain is None:
+        return
+    scale = np.abs(want).max()
+    err = np.abs(got - want).max() / scale
+    off = np.abs(plain - want).max() / scale
+    check(err < 1e-4, "a transformers-5 config (rope_parameters, theta 50000) gives transformers' "
+          f"logits (max rel {err:.1e})", f"{err:.3e}")
+    check(off > 100 * max(err, 1e-6), f"... which theta 10000 would not (max rel {off:.2e})",
+          f"{off:.3e}")
+
+
+def test_gptqmodel(tmp):
+    ref = json.load(open(os.path.join(DATA, "gptqmodel-v2.json")))
+    cfg = json.load(open(os.path.join(MODEL, "config.json")))
+    cfg["quantization_config"] = ref["quantization_config"]
+    d = folder_with(tmp, "gptqmodel-v2", cfg)
+    os.remove(os.path.join(d, "model.safetensors"))
+    tensors = {k: v for k, v in ckpt.read_safetensors(os.path.join(MODEL, "model.safetensors"))
+               .items() if not k.endswith("_proj.weight")}
+    tensors.update(ckpt.read_safetensors(os.path.join(DATA, "gptqmodel-v2.safetensors")))
+    ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
+        print("SKIP the GPTQModel checkpoint: gptqd not built", flush=True)
+        return
+    sock = os.path.join(tmp, "gptqd.sock")
+    daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
+    try:
+        def ctl(*args):
+            p = subprocess.run([GPTQCTL, "--socket", sock, "--json"] + list(args),
+                               capture_output=True, text=True, timeout=300)
+            check(p.returncode == 0, "gptqctl " + " ".join(args[:2]), p.stderr[-400:])
+            return json.loads(p.stdout) if p.returncode == 0 else None
+
+        if not ctl("load", "gm", d):
+            return
+        e = ctl("eval", "gm", "--text", os.path.join(ROOT, ref["text"]), "--seqlen",
+                str(ref["seqlen"]), "--max-windows", str(ref["windows"]))
+        g = ctl("infer", "gm", ref["prompt"], "--temperature", "0", "--max-tokens",
+                str(len(ref["greedy_ids"])))
+        if e:
+            rel = abs(e["perplexity"] / ref["perplexity"] - 1)
+            check(rel < 1e-3, f"GPTQModel's gptq_v2 checkpoint: perplexity {e['perplexity']:.4f} "
+                  f"vs transformers' {ref['perplexity']:.4f} (rel {rel:.1e})")
+        if g:
+            check(g["text"] == ref["greedy_text"], "... and transformers' greedy continuation",
+                  f"{g['text']!r} vs {ref['greedy_text']!r}")
+    finally:
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    if not os.path.exists(os.path.join(DATA, "rope.json")):
+        print(f"FAIL: {DATA} holds no fixtures (scripts/interop-check --make-fixtures)")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="gptq-interop-")
+    try:
+        test_tf5(sys.argv[1], tmp)
+        test_gptqmodel(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{len(failures)} failed", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
