@@ -110,8 +110,7 @@ static const struct {
     {"mlp.down_proj", "ffn_down"},
 };
 
-/* The GGUF name of an HF tensor name into buf (0 if it has none). */
-static int gguf_name_of(const char *hf, char *buf, size_t n, int *layer, int *which)
+int gptq_gguf_name_of(const char *hf, char *buf, size_t n, int *layer, int *which)
 {
     *layer = -1;
     *which = -1;
@@ -146,7 +145,7 @@ const gptq_gguf_tensor *gptq_gguf_hf_tensor(const gptq_gguf *g, const gptq_model
     char name[256];
     int layer, which;
     *permute_heads = 0;
-    if (!gguf_name_of(hf_name, name, sizeof name, &layer, &which))
+    if (!gptq_gguf_name_of(hf_name, name, sizeof name, &layer, &which))
         return NULL;
     const gptq_gguf_tensor *t = gptq_gguf_find_tensor(g, name);
     if (!t)

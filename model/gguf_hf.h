@@ -48,6 +48,13 @@ gptq_status gptq_gguf_hf_config(const gptq_gguf *g, char **json, size_t *len);
  * bytes). Errors: those of gptq_gguf_hf_files for the tokenizer keys. */
 gptq_status gptq_gguf_tokenizer_json(const gptq_gguf *g, char **json, size_t *len);
 
+/* llama.cpp's name of HF tensor `hf` ("model.layers.3.self_attn.q_proj.weight"
+ * -> "blk.3.attn_q.weight") into buf; *layer is its layer (-1 outside the
+ * layers) and *which the module: 0 input_layernorm, 1 post_attention_
+ * layernorm, 2 q, 3 k, 4 v, 5 o, 6 gate, 7 up, 8 down (-1 outside). Returns 0
+ * when the tensor has no llama.cpp name. */
+int gptq_gguf_name_of(const char *hf, char *buf, size_t n, int *layer, int *which);
+
 /* The GGUF tensor holding HF tensor `hf_name` ("model.layers.3.self_attn.
  * q_proj.weight") of a model with config cfg, or NULL. *permute_heads is
  * the number of heads whose rows the converter permuted (0: none). */

@@ -399,45 +399,16 @@ typedef struct plan {
     out *o;
 } plan;
 
-static const struct {
-    const char *hf, *gguf;
-} layer_names[] = {
-    {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
-    {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
-    {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
-    {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
-    {"mlp.down_proj", "ffn_down"},
-};
-
-/* llama.cpp's name of HF tensor (or packed module) `hf`; *which is the
- * index in layer_names (2: q, 3: k), -1 outside the layers. */
+/* llama.cpp's name of HF tensor (or packed module) `hf`; *which: 2 for q,
+ * 3 for k (gptq_gguf_name_of). */
 static gptq_status gguf_name(const char *hf, int packed, char *buf, size_t n, int *which)
 {
-    *which = -1;
-    if (!strcmp(hf, "model.embed_tokens.weight"))
-        return snprintf(buf, n, "token_embd.weight"), GPTQ_OK;
-    if (!strcmp(hf, "model.norm.weight"))
-        return snprintf(buf, n, "output_norm.weight"), GPTQ_OK;
-    if (!strcmp(hf, "lm_head.weight"))
-        return snprintf(buf, n, "output.weight"), GPTQ_OK;
-    int l, used = 0;
-    if (sscanf(hf, "model.layers.%d.%n", &l, &used) == 1 && used) {
-        const char *rest = hf + used;
-        for (size_t i = 0; i < sizeof layer_names / sizeof *layer_names; i++) {
-            size_t k = strlen(layer_names[i].hf);
-            if (strncmp(rest, layer_names[i].hf, k) != 0)
-                continue;
-            const char *suffix = packed && rest[k] == '\0' ? "weight"
-                                 : rest[k] == '.'          ? rest + k + 1
-                                                           : NULL;
-            if (!suffix || (strcmp(suffix, "weight") && strcmp(suffix, "bias")))
-                continue;
-            *which = (int)i;
-            snprintf(buf, n, "blk.%d.%s.%s", l, layer_names[i].gguf, suffix);
-            return GPTQ_OK;
-        }
-    }
-    return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: tensor '%.96s' has no llama.cpp name", hf);
+    char full[200];
+    int layer;
+    snprintf(full, sizeof full, "%.180s%s", hf, packed ? ".weight" : "");
+    if (!gptq_gguf_name_of(full, buf, n, &layer, which))
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: tensor '%.96s' has no llama.cpp name", hf);
+    return GPTQ_OK;
 }
 
 /* The block type a packed linear's grid is, or -1 (with the reason). */

@@ -69,12 +69,18 @@ def cmd_eval(a):
             nll.append(-lp.gather(1, w[1:].unsqueeze(1)).mean().item())
         p = tok(a.prompt, return_tensors="pt")
         out = m.generate(**p, max_new_tokens=a.tokens, do_sample=False, top_k=None, top_p=None,
-                         temperature=None)
-    new = out[0][p.input_ids.shape[1]:]
+                         temperature=None, output_scores=True, return_dict_in_generate=True)
+    new = out.sequences[0][p.input_ids.shape[1]:]
+    # how close each greedy choice was: top-1 minus top-2 logit, and the
+    # text up to each step (to find where another implementation parted)
+    margins = [float(t[0].topk(2).values[0] - t[0].topk(2).values[1]) for t in out.scores]
+    # as gptqd prints a generation: ended by the end-of-text token, not showing it
+    prefixes = [tok.decode(new[:k + 1], skip_special_tokens=True) for k in range(len(new))]
     kernel = type(m.model.layers[0].self_attn.q_proj).__name__
     print(json.dumps({"perplexity": math.exp(sum(nll) / len(nll)), "windows": len(nll),
-                      "greedy_ids": new.tolist(), "greedy_text": tok.decode(new),
-                      "kernel": kernel}))
+                      "greedy_ids": new.tolist(),
+                      "greedy_text": tok.decode(new, skip_special_tokens=True),
+                      "margins": margins, "prefixes": prefixes, "kernel": kernel}))
 
 
 def cmd_dequant(a):

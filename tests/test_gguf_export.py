@@ -289,11 +289,18 @@ def main():
         ok(sock, "save", "tiny", os.path.join(tmp, "tiny-f32-hf"), "--dtype", "f32")
 
         # refusals
-        ok(sock, "quantize", "tiny", "--as", "a4", "--bits", "4", "--group-size", "32", *q)
+        ok(sock, "quantize", "tiny", "--as", "a4", "--bits", "4", "--group-size", "32", "--asym",
+           *q)
         p = ctl(sock, "save", "a4", os.path.join(tmp, "a4.gguf"))
         check(p.returncode == 1 and "--grid q4_0" in p.stderr and
               not os.path.exists(os.path.join(tmp, "a4.gguf")),
               "an asymmetric model is refused as GGUF, naming --grid", p.stderr[-300:])
+        # symmetric 4-bit groups of 32 (the default symmetry) are Q4_0 blocks too
+        ok(sock, "quantize", "tiny", "--as", "s4", "--bits", "4", "--group-size", "32", *q)
+        ok(sock, "save", "s4", os.path.join(tmp, "s4.gguf"))
+        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--asym")
+        check(p.returncode == 2 and "symmetric" in p.stderr, "--grid q4_0 --asym is refused",
+              p.stderr[-300:])
         p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--bits", "3")
         check(p.returncode == 2 and "grid q4_0" in p.stderr, "--grid q4_0 --bits 3 is refused",
               p.stderr[-300:])
