@@ -399,7 +399,7 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
 
 enum {
     QO_AS = 256, QO_BITS, QO_GROUP, QO_ACT, QO_SYM, QO_ASYM, QO_STATIC, QO_DAMP, QO_CALIB,
-    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK, QO_GRID,
+    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK, QO_GRID, QO_MSE,
 };
 
 /* --NAME TEXT of quantize, checked into lib by the library. */
@@ -431,6 +431,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         {"save", required_argument, NULL, QO_SAVE},
         {"block-size", required_argument, NULL, QO_BLOCK},
         {"grid", required_argument, NULL, QO_GRID},
+        {"mse", no_argument, NULL, QO_MSE},
         {0, 0, 0, 0},
     };
     const char *V = "quantize";
@@ -498,6 +499,9 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         break;
     case QO_SAVE:
         save = optarg;
+        break;
+    case QO_MSE:
+        o.mse = lib.quant.mse = 1;
         break;
     case QO_GRID:
         if (gptq_grid_from_name(optarg) < 0)
@@ -949,7 +953,7 @@ const ctl_verb ctl_verbs[] = {
      "NAME --as NEW [--bits {bits}] [--group-size {group-size}] [--act-order] [--sym|--asym]\n"
      "[--static-groups] [--damp {damp}] [--calib FILE] [--nsamples {nsamples}]\n"
      "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--grid q4_0|q8_0]\n"
-     "[--save DIR]",
+     "[--mse] [--save DIR]",
      "Quantize the resident float model NAME with GPTQ into the new resident model\n"
      "NEW, layer by layer on calibration data; progress is shown per linear.\n"
      "  --as NEW           name of the quantized model (required)\n"
@@ -965,6 +969,8 @@ const ctl_verb ctl_verbs[] = {
      "  --seqlen N         tokens per window ({seqlen})\n"
      "  --seed S           seed of the window draw ({seed})\n"
      "  --block-size B     columns per lazy block update ({block-size})\n"
+     "  --mse              choose each group's range by the reference's error search\n"
+     "                     (shrinking it while the 2.4-norm error falls), not min-max\n"
      "  --grid T           quantize onto GGUF type T's grid (q4_0: 4 bits, q8_0: 8 bits;\n"
      "                     symmetric groups of 32, fp16 scales; act-order gets static\n"
      "                     groups), so `save NEW FILE.gguf` writes GPTQ's codes exactly\n"

@@ -295,6 +295,12 @@ def main():
         check(p.returncode == 1 and "--grid q4_0" in p.stderr and
               not os.path.exists(os.path.join(tmp, "a4.gguf")),
               "an asymmetric model is refused as GGUF, naming --grid", p.stderr[-300:])
+        # --mse: the range search on the grid too (what the checkpoint records)
+        ok(sock, "quantize", "tiny", "--as", "t4m", "--grid", "q4_0", "--mse", *q)
+        ok(sock, "save", "t4m", os.path.join(tmp, "t4m"))
+        qc = json.load(open(os.path.join(tmp, "t4m", "config.json")))["quantization_config"]
+        check(qc.get("mse") is True and qc.get("sym") is True and qc.get("group_size") == 32,
+              "quantize --grid q4_0 --mse: the checkpoint says mse, sym, groups of 32", str(qc))
         # symmetric 4-bit groups of 32 (the default symmetry) are Q4_0 blocks too
         ok(sock, "quantize", "tiny", "--as", "s4", "--bits", "4", "--group-size", "32", *q)
         ok(sock, "save", "s4", os.path.join(tmp, "s4.gguf"))
