@@ -619,6 +619,46 @@ fail:
     return st;
 }
 
+typedef struct packed_estimate {
+    const gptq_quant_config *q;
+    const gptqd_quantize_params *p;
+    uint64_t bytes;
+} packed_estimate;
+
+static gptq_status estimate_visit(void *user, const char *name, const void *data, gptq_dtype dt,
+                                  int ndim, const int64_t *shape, const gptq_linear *L)
+{
+    (void)data;
+    packed_estimate *e = user;
+    uint64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (uint64_t)shape[i];
+    int packs = !L && ndim == 2 && strncmp(name, "model.layers.", 13) == 0 &&
+                strstr(name, "_proj.weight") != NULL;
+    for (size_t i = 0; packs && i < e->p->n_skip_modules; i++)
+        packs = strstr(name, e->p->skip_modules[i]) == NULL;
+    if (!packs) {
+        e->bytes += n * gptq_dtype_size(dt);
+        return GPTQ_OK;
+    }
+    const uint64_t rows = (uint64_t)shape[0], cols = (uint64_t)shape[1];
+    const uint64_t groups = (uint64_t)gptq_quant_groups(e->q, (int)cols);
+    e->bytes += rows * cols * (uint64_t)e->q->bits / 8          /* codes */
+                + groups * rows * (2 + (uint64_t)e->q->bits / 8 + 1) /* scales, zeros */
+                + cols * 4 * (e->q->act_order ? 2 : 1);           /* g_idx, perm */
+    return GPTQ_OK;
+}
+
+uint64_t gptqd_engine_quantized_bytes(gptqd_engine_model *em, const gptqd_quantize_params *p)
+{
+    packed_estimate e = {.q = &p->options.quant, .p = p};
+    if (gptq_model_foreach_tensor(em->model, estimate_visit, &e) != GPTQ_OK) {
+        gptq_clear_error();
+        return gptq_model_bytes(em->model); /* no better bound than the source */
+    }
+    return e.bytes;
+}
+
 gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
                               const gptqd_save_spec *spec, gptqd_job *job)
 {

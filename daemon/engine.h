@@ -134,6 +134,13 @@ gptq_status gptqd_engine_generate(gptqd_engine_model *model, const gptqd_generat
 gptq_status gptqd_engine_eval(gptqd_engine_model *model, gptqd_engine_model *base,
                               const gptqd_eval_params *p, gptqd_job *job);
 
+/* The resident bytes the quantized model of `model` will take with options
+ * p: every decoder linear not skipped packed (codes, scales, zeros, g_idx,
+ * the act-order permutation), every other tensor as resident now (the
+ * embedding and head stay in their 16- or 32-bit form). For the memory-limit
+ * reservation before the job starts. */
+uint64_t gptqd_engine_quantized_bytes(gptqd_engine_model *model, const gptqd_quantize_params *p);
+
 /* GPTQ calibration of a float model into a new model *out (caller owns). */
 gptq_status gptqd_engine_quantize(gptqd_engine_model *model, const gptqd_quantize_params *p,
                                   const char *new_name, gptqd_job *job,

@@ -187,10 +187,10 @@ gptq_status gptqd_task_quantize(gptqd_ctx *ctx, const gptqd_caller *caller, cons
                            "quantize a float model", name, src->format);
     }
     if (!st) {
-        /* Packed weights: about bits/32 of the float32 linears (bits/16 of
-         * 16-bit ones), plus the rest: a quarter of the source bounds both. */
-        const gptqd_model_info *info = gptqd_resident_info(t->model);
-        uint64_t estimate = info->bytes / 4;
+        /* the packed linears plus the tensors that stay float */
+        uint64_t estimate = gptqd_engine_quantized_bytes(gptqd_resident_model(t->model), p);
+        gptqd_log(LOG_INFO, "quantize %s -> %s: reserving %.1f MiB for the new model", name,
+                  new_name, (double)estimate / 1048576.0);
         st = gptqd_registry_reserve(ctx->registry, new_name, estimate,
                                     caller->known ? caller->uid : geteuid());
     }
