@@ -18,6 +18,9 @@ Against a real gptqd on a private socket, with the fixture model:
   - Read back by our runtime: the F32 file through tests/test_gguf_model
     (config, the fixture's reference logits, the tokenizer vectors); the
     Q4_0 file gives the logits of its checkpoint.
+  - Qwen2 (q/k/v biases, nothing permuted) and Llama 3 (RoPE scaling as
+    rope_freqs) forms of the fixture: exported, read back with the folder's
+    logits.
   - Refusals: a model not on a GGUF grid, --grid with other bits, an
     existing file.
   - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
@@ -250,6 +253,52 @@ def compare(theirs, ours, what, max_kl, min_top1):
           f"KL {kl:.3e}, top-1 {top1:.4f}")
 
 
+def variant(tmp, fix, name, edit, extra_tensors=None):
+    """The fixture under an edited config.json (and extra tensors): a Qwen2 or
+    a Llama 3 model for the export, made from the fixture's weights."""
+    d = os.path.join(tmp, name)
+    os.mkdir(d)
+    for f in os.listdir(fix):
+        if f.endswith((".json",)) and f != "config.json" and not f.startswith(("reference",
+                                                                              "tokenizer_v",
+                                                                              "calib_")):
+            shutil.copy(os.path.join(fix, f), os.path.join(d, f))
+    cfg = json.load(open(os.path.join(fix, "config.json")))
+    edit(cfg)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    tensors = ckpt.read_safetensors(os.path.join(fix, "model.safetensors"))
+    tensors.update(extra_tensors or {})
+    ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    return d
+
+
+def qwen2_llama3(tmp, fix):
+    """Two variants: Qwen2 (q/k/v biases, rotate-half RoPE: nothing permuted)
+    and Llama 3 (its RoPE scaling, written as llama.cpp's rope_freqs)."""
+    rng = np.random.default_rng(3)
+    cfg = json.load(open(os.path.join(fix, "config.json")))
+    kv = cfg["num_key_value_heads"] * cfg.get("head_dim", cfg["hidden_size"] //
+                                               cfg["num_attention_heads"])
+    biases = {}
+    for layer in range(cfg["num_hidden_layers"]):
+        for proj, n in (("q_proj", cfg["hidden_size"]), ("k_proj", kv), ("v_proj", kv)):
+            biases[f"model.layers.{layer}.self_attn.{proj}.bias"] = (
+                "F32", (rng.standard_normal(n) * 0.1).astype(np.float32))
+
+    def to_qwen2(c):
+        c.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2",
+                 use_sliding_window=False)
+        c.pop("attention_bias", None)
+        c.pop("mlp_bias", None)
+
+    def to_llama3(c):
+        c["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    return {"qwen2": variant(tmp, fix, "qwen2", to_qwen2, biases),
+            "llama3": variant(tmp, fix, "llama3", to_llama3)}
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__)
@@ -345,6 +394,34 @@ def main():
         check(t16["blk.0.attn_q.weight"][0] == "F16" and field(rf16, "general.file_type") == 1,
               "--format gguf of an F16 model: F16 linears")
 
+        # Qwen2 and Llama 3 forms: exported from the folders, read back alike
+        variants = qwen2_llama3(tmp, fix)
+        for name, folder in variants.items():
+            files[name] = os.path.join(tmp, name + ".gguf")
+            ok(sock, "load", name, folder)
+            ok(sock, "save", name, files[name], "--dtype", "f32")
+            r = GGUFReader(files[name])
+            names = {t.name for t in r.tensors}
+            if name == "qwen2":
+                check(field(r, "general.architecture") == "qwen2" and
+                      "blk.0.attn_q.bias" in names, "qwen2.gguf: architecture qwen2, q/k/v biases")
+            else:
+                check("rope_freqs.weight" in names, "llama3.gguf: Llama 3's RoPE as rope_freqs")
+            a = os.path.join(tmp, name + "-a.f32")
+            b = os.path.join(tmp, name + "-b.f32")
+            ids_path = os.path.join(tmp, "var.i32")
+            np.arange(3, 131, dtype="<i4").tofile(ids_path)
+            subprocess.run([logits_cli, folder, ids_path, a], check=True, timeout=300)
+            subprocess.run([logits_cli, files[name], ids_path, b], check=True, timeout=300)
+            la, lb = np.fromfile(a, np.float32), np.fromfile(b, np.float32)
+            d = np.abs(la - lb).max() / np.abs(la).max()
+            check(d < 1e-5, f"{name}.gguf read back gives the folder's logits (rel {d:.1e})",
+                  f"{d:.2e}")
+        plain = os.path.join(tmp, "plain.f32")
+        subprocess.run([logits_cli, fix, ids_path, plain], check=True, timeout=300)
+        moved = np.abs(np.fromfile(plain, np.float32) - la).max() / np.abs(la).max()
+        check(moved > 1e-4, f"... and Llama 3's scaling changes them (rel {moved:.1e})")
+
         # our runtime reads them back
         p = subprocess.run([gguf_model, files["f32"], fix, "2e-4"], capture_output=True,
                            text=True, timeout=300)
@@ -373,7 +450,8 @@ def main():
                 g.write(f.read(40000))
             ref = np.fromfile(os.path.join(fix, "reference_logits.f32"), np.float32)
             ref = log_softmax(ref.reshape(len(ids), -1))
-            for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4)):
+            for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
+                                 ("qwen2", 1e-5), ("llama3", 1e-5)):
                 res, err = llama_logprobs(exe, files[name], text, tmp)
                 if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
                     continue
