@@ -22,6 +22,7 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/qgemm.h"
+#include "kernels/cpu/qgemm_int8.h"
 #include "kernels/linear.h"
 
 static int RUNS = 21;
@@ -166,9 +167,10 @@ int main(int argc, char **argv)
         int bits, act_order;
     } kinds[3] = {{4, 0}, {3, 0}, {4, 1}};
     uint64_t rng = 1;
-    printf("qgemv: %d OpenMP threads, %d OpenBLAS threads, kernel path at batch 1: %s, median "
-           "of %d runs, %s time\n", omp_get_max_threads(), openblas_get_num_threads(),
-           gptq_cpu_qgemm_path_name(gptq_cpu_qgemm_path_used(1)), RUNS,
+    printf("qgemv: %d OpenMP threads, %d OpenBLAS threads, kernel path: %s (int8 kernel on %s), "
+           "median of %d runs, %s time\n", omp_get_max_threads(), openblas_get_num_threads(),
+           gptq_cpu_qgemm_path_name(gptq_cpu_qgemm_path_used(NULL, 1, 0)), gptq_cpu_qgemm_int8_isa(),
+           RUNS,
            CLOCK == CLOCK_MONOTONIC ? "wall" : "process CPU");
     printf("%-13s %-5s %-10s %9s %8s %9s %8s %7s %9s\n", "out x in", "batch", "weights",
            "blas ms", "GB/s", "ours ms", "GB/s", "speedup", "max diff");
@@ -207,19 +209,21 @@ int main(int argc, char **argv)
                        max_rel_diff(y_ours, y_blas, (size_t)n * rows));
             }
             if (s == 1 && kind == 0) { /* where the sgemm path starts to win */
-                printf("  batch crossover on %d x %d 4-bit g128: ms of the packed kernel / "
-                       "dequantize+sgemm\n", rows, cols);
-                static const int ns[] = {8, 16, 24, 32, 64};
+                printf("  batch crossover on %d x %d 4-bit g128: ms of the packed float kernel / "
+                       "dequantize+sgemm / int8 kernel\n", rows, cols);
+                static const int ns[] = {1, 4, 8, 16, 24, 32, 64};
                 for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
                     bench_case c = {&L[kind], W, x, y_ours, ns[k]};
                     /* the path is process-wide; time each on its own */
-                    double t_avx2, t_sgemm, unused;
+                    double t_avx2, t_sgemm, t_int8, unused;
                     gptq_cpu_qgemm_set_path(GPTQ_QGEMM_AVX2);
                     time_pair_ms(&c, RUN_QGEMM, &c, RUN_QGEMM, &t_avx2, &unused);
                     gptq_cpu_qgemm_set_path(GPTQ_QGEMM_SGEMM);
                     time_pair_ms(&c, RUN_QGEMM, &c, RUN_QGEMM, &t_sgemm, &unused);
+                    gptq_cpu_qgemm_set_path(GPTQ_QGEMM_INT8);
+                    time_pair_ms(&c, RUN_QGEMM, &c, RUN_QGEMM, &t_int8, &unused);
                     gptq_cpu_qgemm_set_path(GPTQ_QGEMM_AUTO);
-                    printf("    n %2d: %8.3f / %8.3f\n", ns[k], t_avx2, t_sgemm);
+                    printf("    n %2d: %8.3f / %8.3f / %8.3f\n", ns[k], t_avx2, t_sgemm, t_int8);
                 }
             }
         }

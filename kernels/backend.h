@@ -127,6 +127,12 @@ struct gptq_backend {
      * on a malformed L. */
     gptq_status (*qgemm)(const gptq_backend *be, const gptq_linear *L, const float *x,
                          const float *bias, float *y, int n);
+    /* The same product, allowed to round the activation for speed (the CPU:
+     * to int8 per block of 32 inputs and integer dot products, relative
+     * error about 1/254 of the block's largest input; kernels/cpu/
+     * qgemm_int8.h). NULL: the backend has no faster form; use qgemm. */
+    gptq_status (*qgemm_fast)(const gptq_backend *be, const gptq_linear *L, const float *x,
+                              const float *bias, float *y, int n);
 
     /* ---- elementwise and row ops -------------------------------------------- */
     /* y [n, dim] = x / sqrt(mean(x²) + eps) * weight [dim]; y may alias x.

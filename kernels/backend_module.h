@@ -23,8 +23,8 @@
 extern "C" {
 #endif
 
-#define GPTQ_BACKEND_MODULE_ABI 2
-#define GPTQ_BACKEND_MODULE_INIT "gptq_backend_module_init_v2"
+#define GPTQ_BACKEND_MODULE_ABI 3
+#define GPTQ_BACKEND_MODULE_INIT "gptq_backend_module_init_v3"
 
 typedef struct gptq_backend_host {
     int abi; /* GPTQ_BACKEND_MODULE_ABI of the program */

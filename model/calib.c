@@ -451,6 +451,8 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
         return st;
     }
     const gptq_backend *be = p.eng.be;
+    /* the quantized linears feed the next inputs in float, as in the reference */
+    const int exact_was = gptq_model_set_exact_linears(p.ms.run, 1);
     const gptq_model_config *cfg = gptq_model_get_config(m);
     const int layers = cfg->num_hidden_layers;
     p.ns = o->nsamples, p.len = o->seqlen, p.batch = o->batch < p.ns ? o->batch : p.ns;
@@ -518,6 +520,8 @@ done:
         gptq_model_layer_drop(p.ms.run, cur_layer);
     if (p.ms.run != m)
         gptq_model_free(p.ms.run);
+    else
+        gptq_model_set_exact_linears(m, exact_was);
     free(offsets);
     be->free(be, p.inps);
     be->free(be, p.x);

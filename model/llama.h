@@ -147,6 +147,13 @@ typedef struct gptq_backend gptq_backend; /* kernels/backend.h */
  * copy_with/from_tensors. */
 const gptq_backend *gptq_model_backend(const gptq_model *m);
 
+/* Packed linears multiply in float32 exactly (1) or through the backend's
+ * faster product (0, the default for every new model and copy: on the CPU
+ * the activation is rounded to int8 per 32 inputs, kernels/backend.h
+ * qgemm_fast). The calibration pipeline runs its model exact, as the
+ * reference GPTQ's float forward. Returns the previous setting. */
+int gptq_model_set_exact_linears(gptq_model *m, int exact);
+
 /* Decoder layers stay empty (like a streaming model's): fill them with
  * gptq_model_layer_upload. */
 #define GPTQ_TO_BACKEND_NO_LAYERS 1

@@ -86,11 +86,13 @@ static gptq_status scratch_alloc(const gptq_model *m, size_t T, unsigned want, s
     return GPTQ_OK;
 }
 
-static gptq_status linear_apply(const gptq_backend *be, const linear *L, const float *x, float *y,
+static gptq_status linear_apply(const gptq_model *m, const linear *L, const float *x, float *y,
                                 int n)
 {
+    const gptq_backend *be = m->be;
     if (L->packed)
-        return be->qgemm(be, &L->Q, x, L->bias, y, n);
+        return (m->exact_linears || !be->qgemm_fast ? be->qgemm : be->qgemm_fast)(
+            be, &L->Q, x, L->bias, y, n);
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "a linear of this streaming model is not loaded: call "
                          "gptq_model_layer_ensure first");
@@ -171,9 +173,9 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
     const int T = n_seq * len, hd = c->head_dim;
     const int nh = c->num_attention_heads, nkv = c->num_key_value_heads;
     const size_t q_dim = (size_t)nh * hd, kv_dim = (size_t)nkv * hd;
-    if ((st = linear_apply(be, &Ly->lin[GPTQ_LIN_Q], x, s->q, T)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_K], x, s->k, T)) != GPTQ_OK ||
-        (st = linear_apply(be, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
+    if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_Q], x, s->q, T)) != GPTQ_OK ||
+        (st = linear_apply(m, &Ly->lin[GPTQ_LIN_K], x, s->k, T)) != GPTQ_OK ||
+        (st = linear_apply(m, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
         return st;
     be->rope(be, s->q, T, nh, hd, s->pos, m->rope_freq);
     be->rope(be, s->k, T, nkv, hd, s->pos, m->rope_freq);
@@ -210,8 +212,8 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
 {
     gptq_status st;
     const layer *Ly = &m->layers[l];
-    if ((st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
-        (st = linear_apply(m->be, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
+    if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
+        (st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
         return st;
     m->be->silu_mul(m->be, act, s->up, act, (size_t)T * m->cfg.intermediate_size);
     return GPTQ_OK;
@@ -221,7 +223,7 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
 static gptq_status residual_add(const gptq_model *m, int l, gptq_linear_id which, const float *x,
                                 float *h, float *tmp, int T)
 {
-    gptq_status st = linear_apply(m->be, &m->layers[l].lin[which], x, tmp, T);
+    gptq_status st = linear_apply(m, &m->layers[l].lin[which], x, tmp, T);
     if (st == GPTQ_OK)
         m->be->add(m->be, h, tmp, (size_t)T * m->cfg.hidden_size);
     return st;

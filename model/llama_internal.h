@@ -50,6 +50,8 @@ struct gptq_model {
     layer *layers;            /* [num_hidden_layers] */
     int views;                /* weights are borrowed (copy_with, from_tensors): never freed
                                  or replaced here */
+    int exact_linears;        /* packed linears through be->qgemm, never qgemm_fast
+                                 (gptq_model_set_exact_linears) */
     gptq_model_tensor *table; /* every stored tensor (gptq_model_tensor_at) */
     size_t n_table;
     /* streaming (gptq_model_open_streaming): the open source that linears

@@ -271,6 +271,13 @@ const gptq_backend *gptq_model_backend(const gptq_model *m)
     return m->be;
 }
 
+int gptq_model_set_exact_linears(gptq_model *m, int exact)
+{
+    const int was = m->exact_linears;
+    m->exact_linears = exact != 0;
+    return was;
+}
+
 gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
                                   gptq_model_alloc alloc, void *ctx, int flags, gptq_model **out)
 {

@@ -11,6 +11,7 @@
  * float64. quant/pack.c's gptq_packed_dequantize is checked against the same
  * W on the way. */
 #include "kernels/cpu/qgemm.h"
+#include "kernels/cpu/qgemm_int8.h"
 #include "kernels/linear.h"
 
 #include "common/dtype.h"
@@ -149,6 +150,48 @@ static double compare(const double *y_ref, const double *mag, const float *y, si
     return worst;
 }
 
+/* The int8 path (kernels/cpu/qgemm_int8.h), its arithmetic written out
+ * here: x rounded per block of 32 columns of the kernel's (sorted) order,
+ * perm[j] the original column at sorted position j (NULL: the same), to
+ * a = rint(x·127/max|x|) and x̂ = a·max|x|/127. The product must be W·x̂ (the
+ * float paths' tolerance), and W·x within the rounding's own bound,
+ * Σ_c |W[r, c]|·d_c/2. Returns the worse of the two ratios to the allowed. */
+static double compare_int8(const test_layer *L, const int32_t *perm, const float *x, int n,
+                           const float *y, const double *y_ref, const double *mag)
+{
+    const int rows = L->P.rows, cols = L->P.cols;
+    float *xhat = malloc((size_t)n * cols * sizeof *xhat), *dhalf = malloc((size_t)cols * 4);
+    double *ref8 = malloc((size_t)n * rows * sizeof *ref8), *mag8 = malloc((size_t)n * rows * 8);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * cols;
+        float *hi = xhat + (size_t)i * cols;
+        for (int j0 = 0; j0 < cols; j0 += 32) {
+            float amax = 0;
+            for (int j = j0; j < j0 + 32; j++)
+                amax = fmaxf(amax, fabsf(xi[perm ? perm[j] : j]));
+            const float inv = amax > 0 ? 127.0f / amax : 0.0f, d = amax / 127.0f;
+            for (int j = j0; j < j0 + 32; j++) {
+                const int c = perm ? perm[j] : j;
+                hi[c] = rintf(xi[c] * inv) * d;
+                dhalf[c] = 0.5f * d;
+            }
+        }
+        reference(L, hi, 1, ref8 + (size_t)i * rows, mag8 + (size_t)i * rows);
+        for (int r = 0; r < rows; r++) {
+            double bound = 0;
+            for (int c = 0; c < cols; c++)
+                bound += fabs(L->W[(size_t)r * cols + c]) * dhalf[c] * 1.0001;
+            const size_t k = (size_t)i * rows + r;
+            const double tight = fabs(y[k] - ref8[k]) / (TOL * mag8[k]);
+            const double loose = fabs(y[k] - y_ref[k]) / (TOL * mag[k] + bound);
+            worst = isnan(y[k]) ? INFINITY : fmax(worst, fmax(tight, loose));
+        }
+    }
+    free(xhat), free(dhalf), free(ref8), free(mag8);
+    return worst;
+}
+
 static void test_dequantize_matches(const test_layer *L)
 {
     const int rows = L->P.rows, cols = L->P.cols;
@@ -175,11 +218,11 @@ static void test_products(void)
     };
     static const int bits_list[4] = {2, 3, 4, 8};
     static const int group_sizes[] = {-1, 32, 128, 20};
-    static const int batches[] = {1, 3, 8, 64};
+    static const int batches[] = {1, 3, 8, 70}; /* 70: the int8 kernel's 64-token chunks and a tail */
     const gptq_qgemm_path paths[] = {GPTQ_QGEMM_SCALAR, GPTQ_QGEMM_AVX2, GPTQ_QGEMM_SGEMM,
-                                     GPTQ_QGEMM_SGEMM_SCALAR};
+                                     GPTQ_QGEMM_SGEMM_SCALAR, GPTQ_QGEMM_INT8};
     uint64_t rng = 42;
-    int cases = 0, avx2_cases = 0, ran[5] = {0};
+    int cases = 0, avx2_cases = 0, ran[8] = {0};
     double worst_all = 0, rel_all = 0;
     for (int b = 0; b < 4; b++)
         for (int shape = 0; shape < 2; shape++)
@@ -191,18 +234,18 @@ static void test_products(void)
                     make_layer(&L, rows, cols, bits, gs, act, &rng);
                     if (shape == 0)
                         test_dequantize_matches(&L);
-                    float *x = malloc((size_t)64 * cols * sizeof *x);
-                    float *y = malloc((size_t)64 * rows * sizeof *y);
-                    double *y_ref = malloc((size_t)64 * rows * sizeof *y_ref);
-                    double *mag = malloc((size_t)64 * rows * sizeof *mag);
-                    for (size_t k = 0; k < (size_t)64 * cols; k++)
+                    float *x = malloc((size_t)70 * cols * sizeof *x);
+                    float *y = malloc((size_t)70 * rows * sizeof *y);
+                    double *y_ref = malloc((size_t)70 * rows * sizeof *y_ref);
+                    double *mag = malloc((size_t)70 * rows * sizeof *mag);
+                    for (size_t k = 0; k < (size_t)70 * cols; k++)
                         x[k] = (float)test_rand_normal(&rng);
-                    reference(&L, x, 64, y_ref, mag);
-                    for (int p = 0; p < 4; p++)
+                    reference(&L, x, 70, y_ref, mag);
+                    for (int p = 0; p < 5; p++)
                         for (int ni = 0; ni < 4; ni++) {
                             const int n = batches[ni];
                             gptq_cpu_qgemm_set_path(paths[p]);
-                            gptq_qgemm_path used = gptq_cpu_qgemm_path_used(n);
+                            gptq_qgemm_path used = gptq_cpu_qgemm_path_used(&L.P, n, 0);
                             avx2_cases += used == GPTQ_QGEMM_AVX2 || used == GPTQ_QGEMM_SGEMM;
                             ran[used]++;
                             for (size_t k = 0; k < (size_t)n * rows; k++)
@@ -210,6 +253,8 @@ static void test_products(void)
                             CHECK_OK(gptq_cpu_qgemm(&L.P, x, y, n));
                             double rel;
                             double worst = compare(y_ref, mag, y, (size_t)n * rows, &rel);
+                            if (used == GPTQ_QGEMM_INT8)
+                                worst = compare_int8(&L, NULL, x, n, y, y_ref, mag);
                             CHECK(worst <= 1.0,
                                   "path %s bits %d [%d out, %d in] group %d act-order %d n %d: "
                                   "error %.3g × the allowed (relative L2 error %.3g)",
@@ -226,10 +271,11 @@ static void test_products(void)
                     layer_free(&L);
                 }
     gptq_cpu_qgemm_set_path(GPTQ_QGEMM_AUTO);
-    printf("%d products (scalar %d, avx2 %d, sgemm %d, sgemm-scalar %d): worst error %.3f of the "
-           "allowed, worst relative L2 error vs float64 %.3g\n", cases, ran[GPTQ_QGEMM_SCALAR],
-           ran[GPTQ_QGEMM_AVX2], ran[GPTQ_QGEMM_SGEMM], ran[GPTQ_QGEMM_SGEMM_SCALAR], worst_all,
-           rel_all);
+    printf("%d products (scalar %d, avx2 %d, sgemm %d, sgemm-scalar %d, int8 %d on %s): worst "
+           "error %.3f of the allowed, worst relative L2 error vs float64 %.3g\n", cases,
+           ran[GPTQ_QGEMM_SCALAR], ran[GPTQ_QGEMM_AVX2], ran[GPTQ_QGEMM_SGEMM],
+           ran[GPTQ_QGEMM_SGEMM_SCALAR], ran[GPTQ_QGEMM_INT8], gptq_cpu_qgemm_int8_isa(),
+           worst_all, rel_all);
     if (!avx2_cases)
         printf("note: this CPU has no AVX2+FMA+F16C; the AVX2 path ran as scalar\n");
 }
@@ -257,7 +303,7 @@ static void test_linear_layout(void)
     static const int bits_list[] = {2, 3, 4, 8}, group_sizes[] = {32, 128, -1, 48};
     const gptq_backend *be = gptq_backend_cpu();
     uint64_t rng = 77;
-    int cases = 0, sorted = 0;
+    int cases = 0, sorted = 0, int8 = 0;
     double worst_all = 0;
     for (int b = 0; b < 4; b++)
         for (int gi = 0; gi < 4; gi++)
@@ -306,13 +352,21 @@ static void test_linear_layout(void)
                 CHECK(worst <= 1.0, "kernels' layout bits %d group %d act %d: error %.3g × the "
                       "allowed", bits, gs, act, worst);
                 worst_all = fmax(worst_all, worst);
+                /* the backend's fast product: the int8 kernel where it fits */
+                CHECK_OK(be->qgemm_fast(be, &Q, x, NULL, y, n));
+                worst = compare(y_ref, mag, y, (size_t)n * rows, &rel);
+                if (gptq_cpu_qgemm_path_used(&Q.P, n, 1) == GPTQ_QGEMM_INT8)
+                    worst = compare_int8(&L, Q.perm, x, n, y, y_ref, mag), int8++;
+                CHECK(worst <= 1.0, "kernels' layout bits %d group %d act %d: error %.3g × the "
+                      "allowed", bits, gs, act, worst);
+                worst_all = fmax(worst_all, worst);
                 cases++;
                 free(x), free(y), free(y_ref), free(mag);
                 gptq_linear_free(&Q);
                 layer_free(&L);
             }
-    printf("kernels' layout: %d layers (%d re-sorted), worst error %.3f of the allowed, every "
-           "one back to v1 bit for bit\n", cases, sorted, worst_all);
+    printf("kernels' layout: %d layers (%d re-sorted, %d on the int8 kernel), worst error %.3f "
+           "of the allowed, every one back to v1 bit for bit\n", cases, sorted, int8, worst_all);
 
     /* what a mapped table must satisfy */
     test_layer L;

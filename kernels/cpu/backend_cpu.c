@@ -88,11 +88,11 @@ static void cpu_gemm(const gptq_backend *be, const float *x, const void *W, gptq
 }
 
 /* The kernels run on the sorted columns: x is gathered through perm first
- * (n·cols floats, small next to the weights it saves re-reading per group). */
-static gptq_status cpu_qgemm(const gptq_backend *be, const gptq_linear *L, const float *x,
-                             const float *bias, float *y, int n)
+ * (n·cols floats, small next to the weights it saves re-reading per group).
+ * fast: the int8 kernel where the layer fits it. */
+static gptq_status qgemm_with(const gptq_linear *L, const float *x, const float *bias, float *y,
+                              int n, int fast)
 {
-    (void)be;
     const gptq_packed *P = &L->P;
     float *xs = NULL;
     if (L->perm && n > 0) {
@@ -106,13 +106,27 @@ static gptq_status cpu_qgemm(const gptq_backend *be, const gptq_linear *L, const
         }
         x = xs;
     }
-    gptq_status st = gptq_cpu_qgemm(P, x, y, n);
+    gptq_status st = fast ? gptq_cpu_qgemm_fast(P, x, y, n) : gptq_cpu_qgemm(P, x, y, n);
     free(xs);
     if (st != GPTQ_OK || !bias)
         return st;
     for (int i = 0; i < n; i++)
         gptq_cpu_add(y + (size_t)i * P->rows, bias, (size_t)P->rows);
     return GPTQ_OK;
+}
+
+static gptq_status cpu_qgemm(const gptq_backend *be, const gptq_linear *L, const float *x,
+                             const float *bias, float *y, int n)
+{
+    (void)be;
+    return qgemm_with(L, x, bias, y, n, 0);
+}
+
+static gptq_status cpu_qgemm_fast(const gptq_backend *be, const gptq_linear *L, const float *x,
+                                  const float *bias, float *y, int n)
+{
+    (void)be;
+    return qgemm_with(L, x, bias, y, n, 1);
 }
 
 static void cpu_rmsnorm(const gptq_backend *be, const float *x, const float *weight, float *y,
@@ -227,6 +241,7 @@ static const gptq_backend cpu_backend = {
     .gemm = cpu_gemm,
     .weight_dtypes = 1u << GPTQ_DT_F32 | 1u << GPTQ_DT_F16 | 1u << GPTQ_DT_BF16,
     .qgemm = cpu_qgemm,
+    .qgemm_fast = cpu_qgemm_fast,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .attention = cpu_attention,

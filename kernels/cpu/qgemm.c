@@ -35,7 +35,9 @@
 
 #include "common/dtype.h"
 #include "kernels/cpu/features.h"
+#include "kernels/cpu/packed_x86.h"
 #include "kernels/cpu/pool.h"
+#include "kernels/cpu/qgemm_int8.h"
 #include "gptq/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -98,8 +100,8 @@ static gptq_qgemm_path qg_path_get(void)
     if (p >= 0)
         return (gptq_qgemm_path)p;
     static const char *const names[] = {"auto", "scalar", "avx2", "sgemm",
-                                        "sgemm-scalar"}; /* enum order */
-    p = gptq_cpu_path_from_env("GPTQ_QGEMM_PATH", names, 5);
+                                        "sgemm-scalar", "int8", "float"}; /* enum order */
+    p = gptq_cpu_path_from_env("GPTQ_QGEMM_PATH", names, 7);
     __atomic_store_n(&qg_path_setting, p, __ATOMIC_RELAXED);
     return (gptq_qgemm_path)p;
 }
@@ -109,10 +111,12 @@ void gptq_cpu_qgemm_set_path(gptq_qgemm_path path)
     __atomic_store_n(&qg_path_setting, (int)path, __ATOMIC_RELAXED);
 }
 
-gptq_qgemm_path gptq_cpu_qgemm_path_used(int n)
+gptq_qgemm_path gptq_cpu_qgemm_path_used(const gptq_packed *P, int n, int fast)
 {
     gptq_qgemm_path p = qg_path_get();
-    if (p == GPTQ_QGEMM_AUTO)
+    if ((p == GPTQ_QGEMM_AUTO && fast) || p == GPTQ_QGEMM_INT8)
+        p = gptq_cpu_qgemm_int8_fits(P) ? GPTQ_QGEMM_INT8 : GPTQ_QGEMM_AUTO;
+    if (p == GPTQ_QGEMM_AUTO || p == GPTQ_QGEMM_FLOAT)
         p = n >= GPTQ_QGEMM_SGEMM_MIN_N ? GPTQ_QGEMM_SGEMM
             : gptq_cpu_have_avx2()            ? GPTQ_QGEMM_AVX2
                                         : GPTQ_QGEMM_SCALAR;
@@ -131,6 +135,8 @@ const char *gptq_cpu_qgemm_path_name(gptq_qgemm_path path)
     case GPTQ_QGEMM_AVX2: return "avx2";
     case GPTQ_QGEMM_SGEMM: return "sgemm";
     case GPTQ_QGEMM_SGEMM_SCALAR: return "sgemm-scalar";
+    case GPTQ_QGEMM_INT8: return "int8";
+    case GPTQ_QGEMM_FLOAT: return "float";
     }
     return "?";
 }
@@ -392,29 +398,6 @@ static const qg_kernel qg_kernels[4][2][3][2] = {
     {QG_ROW_V(8, 1), QG_ROW_V(8, 2)},
 };
 
-/* Scales and zeros (stored + 1) of group g for the 8 rows from r (r a
- * multiple of 8). */
-QG_TARGET static void qg_group8(const gptq_packed *P, int g, size_t r, __m256 *scale, __m256 *zero)
-{
-    const size_t rows = (size_t)P->rows, zwords = rows * P->bits / 32;
-    const int bits = P->bits;
-    const uint64_t mask = (1u << bits) - 1u;
-    const size_t bit = r * bits, w = bit / 32;
-    const int off = (int)(bit % 32);
-    const uint32_t *zq = (const uint32_t *)P->qzeros + (size_t)g * zwords;
-    /* the 8 zeros span 8·bits ≤ 64 bits from `off`; the second word is read
-     * only when they reach it, so never past the row */
-    uint64_t window = zq[w];
-    if (off + 8 * bits > 32)
-        window |= (uint64_t)zq[w + 1] << 32;
-    window >>= off;
-    int32_t z[8];
-    for (int k = 0; k < 8; k++)
-        z[k] = (int32_t)((window >> (k * bits)) & mask) + 1;
-    *zero = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)z));
-    *scale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P->scales + (size_t)g * rows + r)));
-}
-
 /* y[i][r0 + 0..8·NV) = −Σ_g s[g][r]·z[g][r]·X_g[i], the zero term. */
 QG_TARGET static void qg_zero_term(const gptq_packed *P, size_t r0, int NV, const float *xg,
                                    float *y, int n)
@@ -426,7 +409,7 @@ QG_TARGET static void qg_zero_term(const gptq_packed *P, size_t r0, int NV, cons
             _mm256_storeu_ps(y + (size_t)i * rows + r, _mm256_setzero_ps());
         for (int g = 0; g < P->groups; g++) {
             __m256 s, z;
-            qg_group8(P, g, r, &s, &z);
+            gptq_packed_group8(P, g, r, &s, &z);
             const __m256 sz = _mm256_mul_ps(s, z);
             for (int i = 0; i < n; i++) {
                 float *yp = y + (size_t)i * rows + r;
@@ -500,7 +483,7 @@ QG_TARGET static gptq_status qgemm_sgemm_avx2(const gptq_packed *P, const float 
             for (int g = 0; g < groups; g++)
                 for (int v = 0; v < rt; v += 8) {
                     __m256 s, z;
-                    qg_group8(P, g, (size_t)r0 + v, &s, &z);
+                    gptq_packed_group8(P, g, (size_t)r0 + v, &s, &z);
                     _mm256_storeu_ps(scale + (size_t)g * rt + v, s);
                     _mm256_storeu_ps(zero + (size_t)g * rt + v, z);
                 }
@@ -607,15 +590,26 @@ static gptq_status qgemm_sgemm_avx2(const gptq_packed *P, const float *x, float 
 
 /* ---- entry ------------------------------------------------------------------ */
 
-gptq_status gptq_cpu_qgemm(const gptq_packed *P, const float *x, float *y, int n)
+static gptq_status qgemm_run(const gptq_packed *P, const float *x, float *y, int n, int fast)
 {
     gptq_status st = qg_check(P, x, y, n);
     if (st || n == 0)
         return st;
-    switch (gptq_cpu_qgemm_path_used(n)) {
+    switch (gptq_cpu_qgemm_path_used(P, n, fast)) {
+    case GPTQ_QGEMM_INT8: return gptq_cpu_qgemm_int8(P, x, y, n);
     case GPTQ_QGEMM_SGEMM: return qgemm_sgemm_avx2(P, x, y, n);
     case GPTQ_QGEMM_SGEMM_SCALAR: return qgemm_sgemm(P, x, y, n);
     case GPTQ_QGEMM_AVX2: return qgemm_avx2(P, x, y, n);
     default: return qgemm_rows_scalar(P, x, y, n, 0, P->rows);
     }
+}
+
+gptq_status gptq_cpu_qgemm(const gptq_packed *P, const float *x, float *y, int n)
+{
+    return qgemm_run(P, x, y, n, 0);
+}
+
+gptq_status gptq_cpu_qgemm_fast(const gptq_packed *P, const float *x, float *y, int n)
+{
+    return qgemm_run(P, x, y, n, 1);
 }

@@ -131,6 +131,7 @@ static gptq_backend cuda_backend = {
     .f32_to_f16 = B(cuda_f32_to_f16),
     .qgemm_check = B(cuda_qgemm_check),
     .qgemm = B(cuda_qgemm),
+    .qgemm_fast = nullptr, /* qgemm is the only product here */
     .rmsnorm = B(cuda_rmsnorm),
     .rope = B(cuda_rope),
     .attention = B(cuda_attention),
@@ -167,10 +168,10 @@ static int init_fail(char *why, size_t why_len, const char *what, cudaError_t er
 // `device` and give the backend table. A second device is refused (one per
 // process).
 GPTQ_CUDA_EXPORT int
-gptq_backend_module_init_v2(const gptq_backend_host *host, int device, const gptq_backend **out,
+gptq_backend_module_init_v3(const gptq_backend_host *host, int device, const gptq_backend **out,
                             char *why, size_t why_len)
 {
-    static_assert(GPTQ_BACKEND_MODULE_ABI == 2, "rename the entry point with the ABI version");
+    static_assert(GPTQ_BACKEND_MODULE_ABI == 3, "rename the entry point with the ABI version");
     int rc = 1, count = 0;
     cudaError_t err;
     cublasStatus_t cst;
