@@ -17,6 +17,15 @@ gptq_packed_group8(const gptq_packed *P, int g, size_t r, __m256 *scale, __m256 
 {
     const size_t rows = (size_t)P->rows, zwords = rows * P->bits / 32;
     const int bits = P->bits;
+    *scale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P->scales + (size_t)g * rows + r)));
+    if (bits == 4) { /* the 8 zeros are one word: shift each lane to its nibble */
+        const __m256i word = _mm256_set1_epi32(((const int32_t *)P->qzeros)[(size_t)g * zwords + r / 8]);
+        const __m256i z = _mm256_and_si256(
+            _mm256_srlv_epi32(word, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+            _mm256_set1_epi32(15));
+        *zero = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(1)));
+        return;
+    }
     const uint64_t mask = (1u << bits) - 1u;
     const size_t bit = r * bits, w = bit / 32;
     const int off = (int)(bit % 32);
@@ -31,7 +40,6 @@ gptq_packed_group8(const gptq_packed *P, int g, size_t r, __m256 *scale, __m256 
     for (int k = 0; k < 8; k++)
         z[k] = (int32_t)((window >> (k * bits)) & mask) + 1;
     *zero = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)z));
-    *scale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P->scales + (size_t)g * rows + r)));
 }
 #endif
 

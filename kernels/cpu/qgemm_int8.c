@@ -72,6 +72,7 @@ typedef struct i8_job {
     const float *xd;       /* [n, blocks]: each block's scale d */
     const float *xg;       /* [n, groups]: Σ_{b in g} d·Σa, for the zero term */
     const int32_t *bgroup; /* [blocks]: each block's group */
+    float *gacc;           /* [rows]: one token's sums of the current group (i8_gemv) */
     float *y;              /* [n, rows] */
     size_t rows, cols;
     int n, blocks, groups;
@@ -81,6 +82,7 @@ typedef struct i8_job {
 } i8_job;
 
 typedef void (*i8_kernel)(const i8_job *J, size_t r0, size_t i0);
+typedef void (*i8_gemv)(const i8_job *J, size_t r0, size_t r1, size_t i, float *gacc);
 
 #define I8_SUFFIX avx2
 #define I8_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -166,6 +168,21 @@ round_row(const float *x, int cols, int bits, const int32_t *bgroup, int groups,
     }
 }
 
+/* One token: each part a contiguous range of rows (multiples of 8). */
+static void i8_gemv_part(void *arg, int part, int parts)
+{
+    const i8_job *J = arg;
+    const i8_gemv fn = J->isa == I8_VNNI512  ? i8_gemvs_vnni512[J->bi]
+                       : J->isa == I8_AVXVNNI ? i8_gemvs_avxvnni[J->bi]
+                                              : i8_gemvs_avx2[J->bi];
+    long v0, v1;
+    gptq_pool_split((long)J->rows / 8, part, parts, 1, &v0, &v1);
+    if (v1 <= v0)
+        return;
+    for (int i = 0; i < J->n; i++)
+        fn(J, (size_t)v0 * 8, (size_t)v1 * 8, (size_t)i, J->gacc + (size_t)v0 * 8);
+}
+
 static void i8_part(void *arg, int part, int parts)
 {
     const i8_job *J = arg;
@@ -213,13 +230,13 @@ gptq_status gptq_cpu_qgemm_int8(const gptq_packed *P, const float *x, float *y, 
         return GPTQ_OK;
     const int rows = P->rows, cols = P->cols, groups = P->groups, blocks = cols / I8_BLOCK;
     const size_t bytes = (size_t)n * cols + ((size_t)n * blocks + (size_t)n * groups) * 4 +
-                         (size_t)blocks * 4;
+                         (size_t)blocks * 4 + (size_t)rows * 4;
     char *mem = malloc(bytes);
     if (!mem)
         return gptq_fail(GPTQ_ERR_NOMEM, "qgemm int8 [%d, %d]: out of memory for batch %d", rows,
                          cols, n);
-    float *xd = (float *)mem, *xg = xd + (size_t)n * blocks;
-    int32_t *bgroup = (int32_t *)(xg + (size_t)n * groups);
+    float *xd = (float *)mem, *xg = xd + (size_t)n * blocks, *gacc = xg + (size_t)n * groups;
+    int32_t *bgroup = (int32_t *)(gacc + rows);
     int8_t *xq = (int8_t *)(bgroup + blocks);
     for (int b = 0; b < blocks; b++)
         bgroup[b] = P->g_idx[b * I8_BLOCK];
@@ -227,10 +244,10 @@ gptq_status gptq_cpu_qgemm_int8(const gptq_packed *P, const float *x, float *y, 
         round_row(x + (size_t)i * cols, cols, P->bits, bgroup, groups, xq + (size_t)i * cols,
                   xd + (size_t)i * blocks, xg + (size_t)i * groups);
     const i8_isa isa = isa_get();
-    i8_job J = {P, xq, xd, xg, bgroup, y, (size_t)rows, (size_t)cols, n, blocks, groups,
+    i8_job J = {P, xq, xd, xg, bgroup, gacc, y, (size_t)rows, (size_t)cols, n, blocks, groups,
                 rows / 16, rows / 16 + (rows % 16 != 0), P->bits == 4 ? 0 : 1,
                 isa == I8_VNNI512 ? 4 : 2, isa};
-    gptq_pool_run(i8_part, &J, (size_t)rows * cols >= I8_MIN_PARALLEL);
+    gptq_pool_run(n == 1 ? i8_gemv_part : i8_part, &J, (size_t)rows * cols >= I8_MIN_PARALLEL);
     free(mem);
     return GPTQ_OK;
 }

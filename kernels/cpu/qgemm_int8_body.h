@@ -88,6 +88,81 @@ I8_FN(i8_block)(const i8_job *J, size_t r0, size_t i0, const int bits, const int
     }
 }
 
+/* One token (i) for rows [r0, r1) (multiples of 8), walking the input in
+ * blocks of 32 columns and, inside each block, every row of the range: a
+ * block's few word rows are read contiguously across the range, so the
+ * weights stream in order (decoding is bound by reading them once).
+ * gacc [r1 − r0] is the thread's float sums of the current group. */
+I8_TARGET static inline __attribute__((always_inline)) void
+I8_FN(i8_gemv_body)(const i8_job *J, size_t r0, size_t r1, size_t i, float *gacc, const int bits)
+{
+    const size_t rows = J->rows, cols = J->cols;
+    const int upb = bits == 4 ? 4 : 8;
+    const int ucols = bits == 4 ? 8 : 4;
+    const int blocks = J->blocks, groups = J->groups;
+    const int8_t *xq = J->xq + i * cols;
+    const float *xd = J->xd + (size_t)i * blocks;
+    const float *xg = J->xg + (size_t)i * groups;
+    float *y = J->y + i * rows;
+    const uint32_t *qweight = (const uint32_t *)J->P->qweight;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    for (size_t r = r0; r < r1; r += 8)
+        _mm256_storeu_ps(y + r, _mm256_setzero_ps());
+    for (int b = 0; b < blocks; b++) {
+        const int g = J->bgroup[b];
+        const int first = b == 0 || J->bgroup[b - 1] != g;
+        const int last = b == blocks - 1 || J->bgroup[b + 1] != g;
+        /* the block's activation, broadcast once for every row */
+        __m256i a[8];
+        for (int k = 0; k < 8; k++) {
+            int32_t v4;
+            memcpy(&v4, xq + (size_t)b * 32 + 4 * k, 4);
+            a[k] = _mm256_set1_epi32(v4);
+        }
+        const __m256 d = _mm256_broadcast_ss(xd + b);
+        const uint32_t *wp = qweight + (size_t)b * upb * rows;
+        for (size_t r = r0; r < r1; r += 8) {
+            __m256i iacc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < upb; j++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(wp + (size_t)j * rows + r));
+                if (bits == 4) {
+                    iacc = I8_DOT(iacc, _mm256_and_si256(w, low4), a[2 * j]);
+                    iacc = I8_DOT(iacc, _mm256_and_si256(_mm256_srli_epi16(w, 4), low4),
+                                  a[2 * j + 1]);
+                } else {
+                    iacc = I8_DOT(iacc, w, a[j]);
+                }
+            }
+            float *ga = gacc + (r - r0);
+            const __m256 part = _mm256_mul_ps(_mm256_cvtepi32_ps(iacc), d);
+            _mm256_storeu_ps(ga, first ? part : _mm256_add_ps(part, _mm256_loadu_ps(ga)));
+        }
+        if (!last)
+            continue;
+        const __m256 sum = _mm256_broadcast_ss(xg + g);
+        for (size_t r = r0; r < r1; r += 8) {
+            __m256 s, z;
+            gptq_packed_group8(J->P, g, r, &s, &z);
+            const __m256 t = _mm256_fnmadd_ps(z, sum, _mm256_loadu_ps(gacc + (r - r0)));
+            _mm256_storeu_ps(y + r, _mm256_fmadd_ps(s, t, _mm256_loadu_ps(y + r)));
+        }
+    }
+    (void)ucols;
+}
+
+I8_TARGET static void I8_FN(i8_gemv_4)(const i8_job *J, size_t r0, size_t r1, size_t i, float *gacc)
+{
+    I8_FN(i8_gemv_body)(J, r0, r1, i, gacc, 4);
+}
+
+I8_TARGET static void I8_FN(i8_gemv_8)(const i8_job *J, size_t r0, size_t r1, size_t i, float *gacc)
+{
+    I8_FN(i8_gemv_body)(J, r0, r1, i, gacc, 8);
+}
+
+static const i8_gemv I8_FN(i8_gemvs)[2] = {I8_FN(i8_gemv_4), I8_FN(i8_gemv_8)};
+
 #define I8_DEF(B, V, NB)                                                                          \
     I8_TARGET static void I8_CAT(I8_FN(i8_k), B##_##V##_##NB)(const i8_job *J, size_t r0,        \
                                                                size_t i0)                       \
