@@ -413,36 +413,42 @@ static void attention_twin(const gptq_attention_args *a, double *out)
         }
 }
 
-/* Both CPU paths (per-row loop for short queries, blocked sgemm for long
- * ones; the switch is at 16 rows), with and without a sliding window, GQA,
- * queries after cached tokens. */
+/* The CPU's attention (kernels/cpu/attention.c on AVX2: items of 32 query
+ * rows, 4-row score tiles, values 32 dimensions at a time; head_dim 12 takes
+ * the portable loops, per row below 16 rows and blocked sgemm above), with
+ * and without a sliding window, GQA, queries after cached tokens. */
 static void test_attention(void)
 {
     const gptq_backend *be = gptq_backend_cpu();
-    enum { NH = 4, NKV = 2, HD = 16, MAXK = 300 };
-    static float q[MAXK * NH * HD], k[MAXK * NKV * HD], v[MAXK * NKV * HD], out[MAXK * NH * HD];
-    static double want[MAXK * NH * HD];
+    enum { NH = 4, NKV = 2, MAXHD = 72, MAXK = 300 };
+    static float q[MAXK * NH * MAXHD], k[MAXK * NKV * MAXHD], v[MAXK * NKV * MAXHD],
+        out[MAXK * NH * MAXHD];
+    static double want[MAXK * NH * MAXHD];
     uint64_t seed = 7;
-    for (int i = 0; i < MAXK * NH * HD; i++)
+    for (int i = 0; i < MAXK * NH * MAXHD; i++)
         q[i] = (float)test_rand_normal(&seed);
-    for (int i = 0; i < MAXK * NKV * HD; i++)
+    for (int i = 0; i < MAXK * NKV * MAXHD; i++)
         k[i] = (float)test_rand_normal(&seed), v[i] = (float)test_rand_normal(&seed);
     static const struct {
         int start, len, window;
     } cases[] = {{0, 1, 0},  {37, 3, 0},   {0, 40, 0}, {5, 200, 0},
-                 {60, 9, 7}, {3, 290, 50}, {0, 17, 1}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        gptq_attention_args a = {
-            q, k, v, out, cases[c].len, cases[c].start, NH, NKV, HD, cases[c].window, 0.25f};
-        CHECK_OK(be->attention(be, &a));
-        attention_twin(&a, want);
-        double maxd = 0;
-        for (int i = 0; i < a.len * NH * HD; i++)
-            maxd = fmax(maxd, fabs(out[i] - want[i]));
-        /* outputs are O(1) averages of N(0,1) values: float32 rounding */
-        CHECK(maxd < 1e-5, "attention start %d len %d window %d: max |diff| %.3g vs float64",
-              a.start, a.len, a.window, maxd);
-    }
+                 {60, 9, 7}, {3, 290, 50}, {0, 17, 1}, {250, 33, 0}};
+    static const int head_dims[] = {16, 72, 12}; /* 72: two chunks of 32 and one of 8 */
+    for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const int hd = head_dims[hi];
+            gptq_attention_args a = {q,  k,  v,  out,           cases[c].len, cases[c].start,
+                                     NH, NKV, hd, cases[c].window, 1.0f / sqrtf((float)hd)};
+            CHECK_OK(be->attention(be, &a));
+            attention_twin(&a, want);
+            double maxd = 0;
+            for (int i = 0; i < a.len * NH * hd; i++)
+                maxd = fmax(maxd, fabs(out[i] - want[i]));
+            /* outputs are O(1) averages of N(0,1) values: float32 rounding */
+            CHECK(maxd < 1e-5,
+                  "attention head_dim %d start %d len %d window %d: max |diff| %.3g vs float64",
+                  hd, a.start, a.len, a.window, maxd);
+        }
 }
 
 /* ---- a GPTQ checkpoint folder written from foreach_tensor loads back ------------- */

@@ -16,7 +16,11 @@ void gptq_cpu_gemm_f32(const float *x, const float *W, const float *bias, float 
 void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
 void gptq_cpu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
                    const float *inv_freq);
+/* Causal GQA attention: on the kernels' pool with AVX2 (kernels/cpu/
+ * attention.c), else the portable loops below (one query row at a time for
+ * short inputs, two sgemms per head and block of rows for long ones). */
 gptq_status gptq_cpu_attention(const gptq_attention_args *a);
+gptq_status gptq_cpu_attention_portable(const gptq_attention_args *a);
 void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n);
 void gptq_cpu_add(float *y, const float *x, size_t n);
 void gptq_cpu_embed(const float *table, const int32_t *ids, int n, int dim, float *out);
