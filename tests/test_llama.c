@@ -451,6 +451,38 @@ static void test_attention(void)
         }
 }
 
+/* SwiGLU's silu(g)·u (the vector exp of kernels/cpu/vexp.h on AVX2) against
+ * float64: within 8·2^-24 relative over the float range (its exp within 2
+ * ulps, the division and product 1 each) plus 8e-36 absolute (the exp
+ * clamps its argument at 88.38, so silu(-100) comes out -4e-37 instead of
+ * -4e-42), NaN kept NaN. */
+static void test_silu(void)
+{
+    enum { N = 4099 }; /* a tail past the last 8 */
+    static float g[N], u[N], out[N];
+    uint64_t seed = 11;
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)(i < N - 3 ? 40.0 * test_rand_normal(&seed) : 0.0);
+        u[i] = (float)test_rand_normal(&seed);
+    }
+    g[0] = 88.5f, g[1] = -88.5f, g[2] = 100.0f, g[3] = -100.0f, g[4] = 1e-30f, g[5] = -0.0f;
+    g[6] = NAN, g[N - 1] = NAN;
+    const gptq_backend *be = gptq_backend_cpu();
+    be->silu_mul(be, g, u, out, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        const double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (isnan(g[i])) {
+            CHECK(isnan(out[i]), "silu(NaN) = %g, not NaN (element %d)", out[i], i);
+            continue;
+        }
+        const double err = fabs(out[i] - want) / (fabs(want) * 0x1p-24 + 1e-36);
+        worst = fmax(worst, err);
+    }
+    CHECK(worst <= 8.0, "silu·u: %.2f × 2^-24 relative from float64 (allowed 8)", worst);
+    printf("%-44s %.2f x 2^-24 relative from float64 (allowed 8)\n", "SwiGLU silu(g)*u", worst);
+}
+
 /* ---- a GPTQ checkpoint folder written from foreach_tensor loads back ------------- */
 
 typedef struct writer_ctx {
@@ -1007,6 +1039,7 @@ int main(void)
     if (!m || !logits)
         return test_result() ? 1 : 1;
     test_attention();
+    test_silu();
     check_resident_16bit(m, "F16 model");
     CHECK(gptq_model_tensor_count(m) == 39, "tensor table: %zu entries",
           gptq_model_tensor_count(m));

@@ -2,9 +2,10 @@
  *
  * Cody-Waite reduction x = n·ln2 + r (ln2 split in two parts, exact in
  * float), e^r by a degree-7 polynomial (Cephes' expf coefficients), 2^n by
- * building the float's exponent: within 2 ulp of expf over the float
- * range. Inputs are clamped to ±88.376 (results 0 to 2.4e38), except NaN,
- * which stays NaN. */
+ * building the float's exponent: within 1.3 ulps of e^x wherever that is a
+ * normal float (measured on 2·10^6 points of [-87.3, 88.3]); results below
+ * 2^-126 may flush to 0. Inputs are clamped to ±88.376 (results up to
+ * 2.4e38), except NaN, which stays NaN. */
 #ifndef GPTQ_KERNELS_CPU_VEXP_H
 #define GPTQ_KERNELS_CPU_VEXP_H
 
