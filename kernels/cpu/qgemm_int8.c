@@ -112,6 +112,124 @@ typedef void (*i8_gemv)(const i8_job *J, size_t r0, size_t r1, size_t i, float *
 #undef I8_TARGET
 #undef I8_DOT
 
+/* The AVX-512 form of the batch kernel (the body's, with 16 rows per
+ * vector): half the instructions per product, which is what bounds the
+ * 8-row kernel on prefill. y[i0 + 0..NB)[r0 + 0..16·NV). */
+#define Z_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+/* [lo, hi] as one vector of 16 (AVX-512F only: insertf32x8 is DQ) */
+Z_TARGET static inline __m512 join8(__m256 lo, __m256 hi)
+{
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)),
+                                               _mm256_castps_pd(hi), 1));
+}
+
+Z_TARGET static inline __attribute__((always_inline)) void
+z_block(const i8_job *J, size_t r0, size_t i0, const int bits, const int NV, const int NB)
+{
+    const size_t rows = J->rows, cols = J->cols;
+    const int upb = bits == 4 ? 4 : 8, ucols = bits == 4 ? 8 : 4;
+    const int blocks = J->blocks, groups = J->groups;
+    const int8_t *xq = J->xq + i0 * cols;
+    const float *xd = J->xd + i0 * blocks;
+    const float *xg = J->xg + i0 * groups;
+    const uint32_t *qweight = (const uint32_t *)J->P->qweight;
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int i = 0; i < NB; i++)
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(J->y + (i0 + i) * rows + r0 + 16 * v, _mm512_setzero_ps());
+    int b = 0;
+    while (b < blocks) {
+        const int g = J->bgroup[b];
+        __m512 gacc[4][2];
+        for (int i = 0; i < NB; i++)
+            for (int v = 0; v < NV; v++)
+                gacc[i][v] = _mm512_setzero_ps();
+        for (; b < blocks && J->bgroup[b] == g; b++) {
+            __m512i iacc[4][2];
+            for (int i = 0; i < NB; i++)
+                for (int v = 0; v < NV; v++)
+                    iacc[i][v] = _mm512_setzero_si512();
+            const uint32_t *wp = qweight + (size_t)b * upb * rows + r0;
+#pragma GCC unroll 8
+            for (int j = 0; j < upb; j++) {
+                const size_t c = ((size_t)b * upb + j) * ucols;
+                __m512i w[2];
+                for (int v = 0; v < NV; v++)
+                    w[v] = _mm512_loadu_si512((const void *)(wp + (size_t)j * rows + 16 * v));
+                if (bits == 4) {
+                    __m512i lo[2], hi[2];
+                    for (int v = 0; v < NV; v++) {
+                        lo[v] = _mm512_and_si512(w[v], low4);
+                        hi[v] = _mm512_and_si512(_mm512_srli_epi16(w[v], 4), low4);
+                    }
+                    for (int i = 0; i < NB; i++) {
+                        int32_t ev, od;
+                        memcpy(&ev, xq + i * cols + c, 4);
+                        memcpy(&od, xq + i * cols + c + 4, 4);
+                        const __m512i e = _mm512_set1_epi32(ev), o = _mm512_set1_epi32(od);
+                        for (int v = 0; v < NV; v++)
+                            iacc[i][v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(iacc[i][v], lo[v], e),
+                                                             hi[v], o);
+                    }
+                } else {
+                    for (int i = 0; i < NB; i++) {
+                        int32_t a4;
+                        memcpy(&a4, xq + i * cols + c, 4);
+                        const __m512i a = _mm512_set1_epi32(a4);
+                        for (int v = 0; v < NV; v++)
+                            iacc[i][v] = _mm512_dpbusd_epi32(iacc[i][v], w[v], a);
+                    }
+                }
+            }
+            for (int i = 0; i < NB; i++) {
+                const __m512 d = _mm512_set1_ps(xd[(size_t)i * blocks + b]);
+                for (int v = 0; v < NV; v++)
+                    gacc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][v]), d, gacc[i][v]);
+            }
+        }
+        __m512 s[2], z[2];
+        for (int v = 0; v < NV; v++) {
+            __m256 s0, z0, s1, z1;
+            gptq_packed_group8(J->P, g, r0 + 16 * v, &s0, &z0);
+            gptq_packed_group8(J->P, g, r0 + 16 * v + 8, &s1, &z1);
+            s[v] = join8(s0, s1);
+            z[v] = join8(z0, z1);
+        }
+        for (int i = 0; i < NB; i++) {
+            const __m512 sum = _mm512_set1_ps(xg[(size_t)i * groups + g]);
+            for (int v = 0; v < NV; v++) {
+                float *yp = J->y + (i0 + i) * rows + r0 + 16 * v;
+                const __m512 t = _mm512_fnmadd_ps(z[v], sum, gacc[i][v]);
+                _mm512_storeu_ps(yp, _mm512_fmadd_ps(s[v], t, _mm512_loadu_ps(yp)));
+            }
+        }
+    }
+}
+
+#define Z_DEF(B, V, NB)                                                                           \
+    Z_TARGET static void z_k_##B##_##V##_##NB(const i8_job *J, size_t r0, size_t i0)             \
+    {                                                                                             \
+        z_block(J, r0, i0, B, V, NB);                                                             \
+    }
+Z_DEF(4, 1, 1)
+Z_DEF(4, 1, 2)
+Z_DEF(4, 1, 4)
+Z_DEF(4, 2, 1)
+Z_DEF(4, 2, 2)
+Z_DEF(4, 2, 4)
+Z_DEF(8, 1, 1)
+Z_DEF(8, 1, 2)
+Z_DEF(8, 1, 4)
+Z_DEF(8, 2, 1)
+Z_DEF(8, 2, 2)
+Z_DEF(8, 2, 4)
+/* [bits 4, 8][NV − 1][NB 1, 2, 4] */
+static const i8_kernel z_kernels[2][2][3] = {
+    {{z_k_4_1_1, z_k_4_1_2, z_k_4_1_4}, {z_k_4_2_1, z_k_4_2_2, z_k_4_2_4}},
+    {{z_k_8_1_1, z_k_8_1_2, z_k_8_1_4}, {z_k_8_2_1, z_k_8_2_2, z_k_8_2_4}},
+};
+
 /* Round x [cols] to int8 per block of 32: xq in kernel order, d per block,
  * and the zero term's Σ_{b in g} d·Σa per group into xg [groups] (zeroed
  * here). A block holding a NaN or an infinity gets d = NaN, so the outputs
@@ -189,11 +307,24 @@ static void i8_part(void *arg, int part, int parts)
     const i8_kernel(*k)[3] = J->isa == I8_VNNI512  ? i8_kernels_vnni512[J->bi]
                              : J->isa == I8_AVXVNNI ? i8_kernels_avxvnni[J->bi]
                                                     : i8_kernels_avx2[J->bi];
+    const int zmm = J->isa == I8_VNNI512;
     long b0, b1;
-    gptq_pool_split(J->row_blocks, part, parts, 1, &b0, &b1);
+    gptq_pool_split(J->row_blocks, part, parts, zmm ? 2 : 1, &b0, &b1);
     for (int t0 = 0; t0 < J->n; t0 += I8_TOKENS) {
         const int t1 = J->n - t0 < I8_TOKENS ? J->n : t0 + I8_TOKENS;
         for (long b = b0; b < b1; b++) {
+            if (zmm && b < J->row_blocks16) { /* 32 rows, or the last 16 */
+                const int nv = b + 1 < b1 && b + 1 < J->row_blocks16 ? 2 : 1;
+                int i = t0;
+                for (; t1 - i >= 4; i += 4)
+                    z_kernels[J->bi][nv - 1][2](J, (size_t)b * 16, (size_t)i);
+                for (; t1 - i >= 2; i += 2)
+                    z_kernels[J->bi][nv - 1][1](J, (size_t)b * 16, (size_t)i);
+                if (t1 - i >= 1)
+                    z_kernels[J->bi][nv - 1][0](J, (size_t)b * 16, (size_t)i);
+                b += nv - 1;
+                continue;
+            }
             const int nv = b < J->row_blocks16 ? 2 : 1;
             int i = t0;
             for (; J->nbmax >= 4 && t1 - i >= 4; i += 4)
