@@ -432,7 +432,8 @@ static void test_attention(void)
     static const struct {
         int start, len, window;
     } cases[] = {{0, 1, 0},  {37, 3, 0},   {0, 40, 0}, {5, 200, 0},
-                 {60, 9, 7}, {3, 290, 50}, {0, 17, 1}, {250, 33, 0}};
+                 {60, 9, 7}, {3, 290, 50}, {0, 17, 1}, {250, 33, 0},
+                 {120, 1, 0}, {200, 1, 37}}; /* one row: decoding's direct scores */
     static const int head_dims[] = {16, 72, 12}; /* 72: two chunks of 32 and one of 8 */
     for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

@@ -108,6 +108,24 @@ scores(const float *qp, size_t qs, const float *Kt, int hd, int panels, float sc
     }
 }
 
+/* S [ld] = scale · q · k_j for keys j in [0, nk) (rows of k with stride ks):
+ * one query row (decoding) reads each key once where it lies, instead of
+ * transposing the keys into panels first. */
+AT_TARGET static void scores_row(const float *q, const float *k, size_t ks, int hd, int nk,
+                                 float scale, float *S)
+{
+    for (int j = 0; j < nk; j++) {
+        const float *kj = k + (size_t)j * ks;
+        __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kj));
+        for (int d = 8; d < hd; d += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), acc);
+        __m128 t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        t = _mm_add_ss(t, _mm_movehdup_ps(t));
+        S[j] = _mm_cvtss_f32(t) * scale;
+    }
+}
+
 /* Row s [0, n) becomes softmax over [lo, hi] (inclusive), zero elsewhere. */
 AT_TARGET static void softmax_row(float *s, int n, int lo, int hi)
 {
@@ -177,8 +195,18 @@ AT_TARGET static void item(const gptq_attention_args *a, int h, int r0, int r1, 
     const int k0 = first_key(a, a->start + r0), k_end = a->start + r1; /* keys [k0, k_end) */
     const int nk = k_end - k0, panels = (nk + 7) / 8, ld = panels * 8;
     float *Kt = scratch, *S = scratch + (size_t)ld * hd;
-    pack_keys(a, kvh, k0, nk, Kt);
     const float *vp = a->v + (size_t)k0 * kv_stride + (size_t)kvh * hd;
+    if (r1 - r0 == 1) { /* decoding */
+        const int qpos = a->start + r0;
+        scores_row(a->q + (size_t)r0 * q_stride + (size_t)h * hd,
+                   a->k + (size_t)k0 * kv_stride + (size_t)kvh * hd, kv_stride, hd, nk, a->scale,
+                   S);
+        softmax_row(S, nk, first_key(a, qpos) - k0, qpos - k0);
+        weighted_values(S, ld, nk, vp, kv_stride, hd,
+                        a->out + (size_t)r0 * q_stride + (size_t)h * hd, q_stride, 1);
+        return;
+    }
+    pack_keys(a, kvh, k0, nk, Kt);
     for (int i0 = r0; i0 < r1; i0 += 4) {
         const int mr = r1 - i0 < 4 ? r1 - i0 : 4;
         /* panels the last of these rows sees (causal: none past it) */
