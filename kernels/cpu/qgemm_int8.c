@@ -362,7 +362,9 @@ gptq_status gptq_cpu_qgemm_int8(const gptq_packed *P, const float *x, float *y, 
     const int rows = P->rows, cols = P->cols, groups = P->groups, blocks = cols / I8_BLOCK;
     const size_t bytes = (size_t)n * cols + ((size_t)n * blocks + (size_t)n * groups) * 4 +
                          (size_t)blocks * 4 + (size_t)rows * 4;
-    char *mem = malloc(bytes);
+    /* the calling thread's scratch, kept between calls: a prefill's few MB
+     * freshly mapped per linear cost a tenth of its time in page faults */
+    char *mem = (char *)gptq_cpu_scratch((bytes + 3) / 4);
     if (!mem)
         return gptq_fail(GPTQ_ERR_NOMEM, "qgemm int8 [%d, %d]: out of memory for batch %d", rows,
                          cols, n);
@@ -379,7 +381,6 @@ gptq_status gptq_cpu_qgemm_int8(const gptq_packed *P, const float *x, float *y, 
                 rows / 16, rows / 16 + (rows % 16 != 0), P->bits == 4 ? 0 : 1,
                 isa == I8_VNNI512 ? 4 : 2, isa};
     gptq_pool_run(n == 1 ? i8_gemv_part : i8_part, &J, (size_t)rows * cols >= I8_MIN_PARALLEL);
-    free(mem);
     return GPTQ_OK;
 }
 
