@@ -111,11 +111,12 @@ static int kv_context_of(const gptq_model_config *cfg)
     return context < engine.kv_context ? context : engine.kv_context;
 }
 
-uint64_t gptqd_engine_kv_bytes(const gptq_model_config *cfg)
+uint64_t gptqd_engine_kv_bytes(const gptq_model *m)
 {
+    const gptq_model_config *cfg = gptq_model_get_config(m);
     return (uint64_t)engine.kv_slots * (uint64_t)kv_context_of(cfg) *
            (uint64_t)cfg->num_hidden_layers * 2 * (uint64_t)cfg->num_key_value_heads *
-           (uint64_t)cfg->head_dim * sizeof(float);
+           (uint64_t)cfg->head_dim * gptq_dtype_size(gptq_model_kv_dtype(m));
 }
 
 gptq_status gptqd_engine_init(const char *device, const char *shm_group)
@@ -392,7 +393,7 @@ static gptq_status batcher_of(gptqd_engine_model *em, gptqd_batcher **out)
         if (cfg->max_position_embeddings > context)
             gptqd_log(LOG_INFO, "model %s: sequences limited to %d of its %d positions "
                       "(kv-context)", em->name, context, cfg->max_position_embeddings);
-        double kv_mib = (double)gptqd_engine_kv_bytes(cfg) / 1048576.0;
+        double kv_mib = (double)gptqd_engine_kv_bytes(em->model) / 1048576.0;
         st = gptqd_batcher_create(em->model, em->tok, engine.kv_slots, context, engine.kv_charge,
                                   engine.kv_charge_user, &em->batcher);
         if (!st)

@@ -86,8 +86,8 @@ gptq_status gptqd_engine_init(const char *device, const char *shm_group);
 /* The decode loops' batch: slots sequences of up to context positions;
  * charge(user, delta) budgets their KV caches (gptqd_batcher_create). */
 void gptqd_engine_set_kv(int slots, int context, gptq_kv_budget_fn charge, void *user);
-/* Bytes of KV cache a model of this config holds at most (every slot full). */
-uint64_t gptqd_engine_kv_bytes(const gptq_model_config *cfg);
+/* Bytes of KV cache model m holds at most (every slot full). */
+uint64_t gptqd_engine_kv_bytes(const gptq_model *m);
 /* Bytes of KV cache em's decode loop holds now. */
 uint64_t gptqd_engine_kv_held(gptqd_engine_model *em);
 void gptqd_engine_shutdown(void);

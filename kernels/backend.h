@@ -37,6 +37,8 @@ typedef struct gptq_attention_args {
     const float *q;   /* [len, n_heads * head_dim], RoPE applied */
     const float *k;   /* [start + len, n_kv_heads * head_dim] keys (rows 0..start+len-1) */
     const float *v;   /* [start + len, n_kv_heads * head_dim] values */
+    const uint16_t *k_f16, *v_f16; /* instead of k and v (NULL then) when the cache holds
+                                      binary16: only for a backend whose kv_dtypes lists F16 */
     float *out;       /* [len, n_heads * head_dim] */
     int len;          /* query tokens, at positions start .. start+len-1 */
     int start;        /* position of the first query token = cached tokens before it */
@@ -114,7 +116,8 @@ struct gptq_backend {
      * packed kernels against. NULL on the CPU. */
     gptq_status (*gemm_f16)(const gptq_backend *be, const uint16_t *x, const uint16_t *W, float *y,
                             int n, int in, int out);
-    /* y [n] = fp16(x [n]), round to nearest even. NULL on the CPU. */
+    /* y [n] = fp16(x [n]), round to nearest even (writes binary16 KV rows;
+     * bench/kernels' fp16 inputs). */
     void (*f32_to_f16)(const gptq_backend *be, const float *x, uint16_t *y, size_t n);
 
     /* ---- packed linears (gptq_linear, in this backend's memory) ------------- */
@@ -149,6 +152,10 @@ struct gptq_backend {
      * query head h reads kv head h / (n_heads / n_kv_heads); softmax in
      * float32. Fails only for allocation of its scratch. */
     gptq_status (*attention)(const gptq_backend *be, const gptq_attention_args *a);
+    /* Bit (1u << dtype) for each dtype a KV cache may hold for attention
+     * (F32 always; 0 means F32 only): a model's caches hold binary16 where
+     * listed, unless the model is set exact (model/llama_kv.c). */
+    unsigned kv_dtypes;
     /* out [n] = silu(gate) * up; out may alias gate or up. */
     void (*silu_mul)(const gptq_backend *be, const float *gate, const float *up, float *out,
                      size_t n);

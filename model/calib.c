@@ -452,7 +452,7 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
     }
     const gptq_backend *be = p.eng.be;
     /* the quantized linears feed the next inputs in float, as in the reference */
-    const int exact_was = gptq_model_set_exact_linears(p.ms.run, 1);
+    const int exact_was = gptq_model_set_exact(p.ms.run, 1);
     const gptq_model_config *cfg = gptq_model_get_config(m);
     const int layers = cfg->num_hidden_layers;
     p.ns = o->nsamples, p.len = o->seqlen, p.batch = o->batch < p.ns ? o->batch : p.ns;
@@ -521,7 +521,7 @@ done:
     if (p.ms.run != m)
         gptq_model_free(p.ms.run);
     else
-        gptq_model_set_exact_linears(m, exact_was);
+        gptq_model_set_exact(m, exact_was);
     free(offsets);
     be->free(be, p.inps);
     be->free(be, p.x);

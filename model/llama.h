@@ -147,12 +147,19 @@ typedef struct gptq_backend gptq_backend; /* kernels/backend.h */
  * copy_with/from_tensors. */
 const gptq_backend *gptq_model_backend(const gptq_model *m);
 
-/* Packed linears multiply in float32 exactly (1) or through the backend's
- * faster product (0, the default for every new model and copy: on the CPU
- * the activation is rounded to int8 per 32 inputs, kernels/backend.h
- * qgemm_fast). The calibration pipeline runs its model exact, as the
- * reference GPTQ's float forward. Returns the previous setting. */
-int gptq_model_set_exact_linears(gptq_model *m, int exact);
+/* Exact arithmetic (1) or the backend's faster forms (0, the default for
+ * every new model and copy). Fast: packed linears through qgemm_fast (on
+ * the CPU the activation is rounded to int8 per 32 inputs, kernels/backend.h)
+ * and KV caches created for the model hold binary16 keys and values where
+ * the backend's attention takes them (kv_dtypes; the CPU's does). Exact:
+ * float32 products and caches. The calibration pipeline runs its model
+ * exact, as the reference GPTQ's float forward. Returns the previous
+ * setting; caches created before keep their dtype. */
+int gptq_model_set_exact(gptq_model *m, int exact);
+
+/* The dtype of the keys and values a cache created for m now holds
+ * (GPTQ_DT_F16 or GPTQ_DT_F32, see gptq_model_set_exact). */
+gptq_dtype gptq_model_kv_dtype(const gptq_model *m);
 
 /* Decoder layers stay empty (like a streaming model's): fill them with
  * gptq_model_layer_upload. */

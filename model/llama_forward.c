@@ -91,7 +91,7 @@ static gptq_status linear_apply(const gptq_model *m, const linear *L, const floa
 {
     const gptq_backend *be = m->be;
     if (L->packed)
-        return (m->exact_linears || !be->qgemm_fast ? be->qgemm : be->qgemm_fast)(
+        return (m->exact || !be->qgemm_fast ? be->qgemm : be->qgemm_fast)(
             be, &L->Q, x, L->bias, y, n);
     if (!L->W)
         return gptq_fail(GPTQ_ERR_ARG, "a linear of this streaming model is not loaded: call "
@@ -109,16 +109,19 @@ static gptq_status call_hook(const gptq_layer_hooks *hooks, int l, gptq_linear_i
 }
 
 /* Where a layer's keys and values go: sequence i writes rows start[i].. of
- * k[i] and v[i] (each row kv_dim floats), this layer's rows of its slot. */
+ * k[i] and v[i] (each row kv_dim values of dt), this layer's rows of its
+ * slot. */
 typedef struct kv_view {
-    float **k, **v;       /* [n_seq] */
+    void **k, **v;        /* [n_seq] */
     const int32_t *start; /* [n_seq] */
+    gptq_dtype dt;        /* GPTQ_DT_F32, or GPTQ_DT_F16 (a cache's, gptq_kv.dt) */
 } kv_view;
 
 /* Keys and values of a call without a cache: every sequence's rows in one
  * temporary buffer that each layer reuses; every sequence starts at 0. */
 typedef struct tmp_kv {
-    float *k, *v, **bases;
+    float *k, *v;
+    void **bases;
     int32_t *start;
     kv_view view;
 } tmp_kv;
@@ -147,7 +150,8 @@ static gptq_status tmp_kv_alloc(const gptq_backend *be, int n_seq, int len, size
         t->bases[i] = t->k + (size_t)i * len * kv_dim;
         t->bases[n_seq + i] = t->v + (size_t)i * len * kv_dim;
     }
-    t->view = (kv_view){.k = t->bases, .v = t->bases + n_seq, .start = t->start};
+    t->view = (kv_view){.k = t->bases, .v = t->bases + n_seq, .start = t->start,
+                        .dt = GPTQ_DT_F32};
     return GPTQ_OK;
 }
 
@@ -180,17 +184,22 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
     be->rope(be, s->q, T, nh, hd, s->pos, m->rope_freq);
     be->rope(be, s->k, T, nkv, hd, s->pos, m->rope_freq);
     for (int i = 0; i < n_seq; i++) {
-        float *kc = kvv->k[i], *vc = kvv->v[i];
-        size_t rows = (size_t)len * kv_dim * sizeof(float);
-        if ((st = be->copy(be, kc + (size_t)kvv->start[i] * kv_dim, s->k + (size_t)i * len * kv_dim,
-                           rows)) != GPTQ_OK ||
-            (st = be->copy(be, vc + (size_t)kvv->start[i] * kv_dim, s->v + (size_t)i * len * kv_dim,
-                           rows)) != GPTQ_OK)
+        const size_t at = (size_t)kvv->start[i] * kv_dim, n = (size_t)len * kv_dim;
+        const float *ks = s->k + (size_t)i * len * kv_dim, *vs = s->v + (size_t)i * len * kv_dim;
+        const int f16 = kvv->dt == GPTQ_DT_F16;
+        if (f16) { /* the cache holds binary16: rounded once, as written */
+            be->f32_to_f16(be, ks, (uint16_t *)kvv->k[i] + at, n);
+            be->f32_to_f16(be, vs, (uint16_t *)kvv->v[i] + at, n);
+        } else if ((st = be->copy(be, (float *)kvv->k[i] + at, ks, n * sizeof(float))) != GPTQ_OK ||
+                   (st = be->copy(be, (float *)kvv->v[i] + at, vs, n * sizeof(float))) != GPTQ_OK) {
             return st;
+        }
         gptq_attention_args a = {
             .q = s->q + (size_t)i * len * q_dim,
-            .k = kc,
-            .v = vc,
+            .k = f16 ? NULL : kvv->k[i],
+            .v = f16 ? NULL : kvv->v[i],
+            .k_f16 = f16 ? kvv->k[i] : NULL,
+            .v_f16 = f16 ? kvv->v[i] : NULL,
             .out = att + (size_t)i * len * q_dim,
             .len = len,
             .start = kvv->start[i],
@@ -474,7 +483,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     const gptq_model_config *c = &m->cfg;
     const gptq_backend *be = m->be;
     scratch s = {0};
-    float *h = NULL, *last = NULL, **bases = NULL;
+    float *h = NULL, *last = NULL;
+    void **bases = NULL;
     tmp_kv tk = {0};
     int32_t *starts = NULL, *ids_owned = NULL;
     const int32_t *d_ids = NULL;
@@ -533,7 +543,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             st = gptq_fail(GPTQ_ERR_NOMEM, "forward: out of memory");
             goto done;
         }
-        kvv.k = bases, kvv.v = bases + n_seq;
+        kvv.k = bases, kvv.v = bases + n_seq, kvv.dt = kv->dt;
         /* room for the new positions, before anything is computed */
         for (int i = 0; i < n_seq; i++)
             if ((st = llama_kv_reserve(kv, slots ? slots[i] : i, starts[i] + len)) != GPTQ_OK)

@@ -50,8 +50,8 @@ struct gptq_model {
     layer *layers;            /* [num_hidden_layers] */
     int views;                /* weights are borrowed (copy_with, from_tensors): never freed
                                  or replaced here */
-    int exact_linears;        /* packed linears through be->qgemm, never qgemm_fast
-                                 (gptq_model_set_exact_linears) */
+    int exact;                /* packed linears through be->qgemm, never qgemm_fast, and
+                                 caches in float32 (gptq_model_set_exact) */
     gptq_model_tensor *table; /* every stored tensor (gptq_model_tensor_at) */
     size_t n_table;
     /* streaming (gptq_model_open_streaming): the open source that linears
@@ -66,8 +66,10 @@ struct gptq_model {
 struct gptq_kv {
     const gptq_backend *be; /* the model's: k and v are its memory */
     int n_layers, slots, cap, kv_dim;
-    float **k, **v; /* [slots * layers]: slot s, layer l at [s * n_layers + l], each
-                       [alloc[s]][kv_dim]; NULL while the slot is empty */
+    gptq_dtype dt;  /* of k and v: GPTQ_DT_F16 where the backend's attention takes it and
+                       the model is not exact, else GPTQ_DT_F32 */
+    void **k, **v;  /* [slots * layers]: slot s, layer l at [s * n_layers + l], each
+                       [alloc[s]][kv_dim] of dt; NULL while the slot is empty */
     int *alloc;     /* [slots]: positions allocated */
     int *len;       /* [slots] */
     size_t bytes;   /* allocated now */

@@ -27,6 +27,7 @@ gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_
     kv->slots = n_seq;
     kv->cap = max_tokens;
     kv->kv_dim = c->num_key_value_heads * c->head_dim;
+    kv->dt = gptq_model_kv_dtype(m);
     kv->k = calloc((size_t)n_seq * kv->n_layers, sizeof *kv->k);
     kv->v = calloc((size_t)n_seq * kv->n_layers, sizeof *kv->v);
     kv->alloc = calloc((size_t)n_seq, sizeof *kv->alloc);
@@ -42,7 +43,8 @@ gptq_status gptq_kv_create(const gptq_model *m, int n_seq, int max_tokens, gptq_
 /* Bytes of `positions` positions of one slot (keys and values, every layer). */
 static size_t slot_bytes(const gptq_kv *kv, int positions)
 {
-    return 2 * (size_t)kv->n_layers * (size_t)positions * (size_t)kv->kv_dim * sizeof(float);
+    return 2 * (size_t)kv->n_layers * (size_t)positions * (size_t)kv->kv_dim *
+           gptq_dtype_size(kv->dt);
 }
 
 static void slot_release(gptq_kv *kv, int slot)
@@ -64,11 +66,11 @@ static void slot_release(gptq_kv *kv, int slot)
 
 /* One layer's buffer `*p` of `old` positions grown to `alloc`, keeping the
  * first `rows` rows. */
-static gptq_status grow_buffer(const gptq_kv *kv, float **p, int alloc, int rows, int slot)
+static gptq_status grow_buffer(const gptq_kv *kv, void **p, int alloc, int rows, int slot)
 {
     const gptq_backend *be = kv->be;
-    const size_t row = (size_t)kv->kv_dim * sizeof(float);
-    float *n = be->alloc(be, (size_t)alloc * row);
+    const size_t row = (size_t)kv->kv_dim * gptq_dtype_size(kv->dt);
+    void *n = be->alloc(be, (size_t)alloc * row);
     if (!n)
         return gptq_backend_alloc_fail(be, "kv cache: %d positions of slot %d", alloc, slot);
     gptq_status st = rows ? be->copy(be, n, *p, (size_t)rows * row) : GPTQ_OK;

@@ -271,10 +271,15 @@ const gptq_backend *gptq_model_backend(const gptq_model *m)
     return m->be;
 }
 
-int gptq_model_set_exact_linears(gptq_model *m, int exact)
+gptq_dtype gptq_model_kv_dtype(const gptq_model *m)
 {
-    const int was = m->exact_linears;
-    m->exact_linears = exact != 0;
+    return !m->exact && (m->be->kv_dtypes & (1u << GPTQ_DT_F16)) ? GPTQ_DT_F16 : GPTQ_DT_F32;
+}
+
+int gptq_model_set_exact(gptq_model *m, int exact)
+{
+    const int was = m->exact;
+    m->exact = exact != 0;
     return was;
 }
 

@@ -109,6 +109,29 @@ static gptq_status budget_fn(void *user, int64_t delta)
     return GPTQ_OK;
 }
 
+/* The default (not exact) cache holds binary16 keys and values: half the
+ * bytes, each key and value rounded once (relative 2^-11), measured 1.2e-4
+ * of the largest logit after 128 positions; the bound is 1e-3. */
+static void test_fast_cache(gptq_model *m, float *logits)
+{
+    const int was = gptq_model_set_exact(m, 0);
+    const gptq_model_config *c = gptq_model_get_config(m);
+    const size_t per_pos = 2 * (size_t)c->num_hidden_layers * c->num_key_value_heads * c->head_dim *
+                           sizeof(uint16_t);
+    gptq_kv *kv = NULL;
+    CHECK_OK(gptq_kv_create(m, 1, N_TOK, &kv));
+    for (int t = 0; kv && t < N_TOK; t++)
+        CHECK_OK(
+            gptq_model_forward(m, kv, ids + t, 1, 1, NULL, NULL, 0, logits + (size_t)t * VOCAB));
+    const double err = rel_err(logits, 0, N_TOK);
+    report("kv cache in binary16, token by token", err, 1e-3);
+    CHECK(err > 0, "a binary16 cache gave the float32 cache's logits exactly: not binary16?");
+    CHECK(kv && gptq_kv_bytes(kv) == N_TOK * per_pos, "binary16 cache: %zu bytes, want %zu",
+          kv ? gptq_kv_bytes(kv) : 0, N_TOK * per_pos);
+    gptq_kv_free(kv);
+    gptq_model_set_exact(m, was);
+}
+
 static void test_incremental(const gptq_model *m, float *logits)
 {
     gptq_kv *kv = NULL;
@@ -416,7 +439,8 @@ static void attention_twin(const gptq_attention_args *a, double *out)
 /* The CPU's attention (kernels/cpu/attention.c on AVX2: items of 32 query
  * rows, 4-row score tiles, values 32 dimensions at a time; head_dim 12 takes
  * the portable loops, per row below 16 rows and blocked sgemm above), with
- * and without a sliding window, GQA, queries after cached tokens. */
+ * and without a sliding window, GQA, queries after cached tokens, on float32
+ * and on binary16 keys and values (against the twin on their widening). */
 static void test_attention(void)
 {
     const gptq_backend *be = gptq_backend_cpu();
@@ -429,27 +453,44 @@ static void test_attention(void)
         q[i] = (float)test_rand_normal(&seed);
     for (int i = 0; i < MAXK * NKV * MAXHD; i++)
         k[i] = (float)test_rand_normal(&seed), v[i] = (float)test_rand_normal(&seed);
+    /* a binary16 cache of the same keys and values, and their exact widening
+     * for the twin */
+    static uint16_t k16[MAXK * NKV * MAXHD], v16[MAXK * NKV * MAXHD];
+    static float kw[MAXK * NKV * MAXHD], vw[MAXK * NKV * MAXHD];
+    for (int i = 0; i < MAXK * NKV * MAXHD; i++) {
+        k16[i] = gptq_f32_to_f16(k[i]), v16[i] = gptq_f32_to_f16(v[i]);
+        kw[i] = gptq_f16_to_f32(k16[i]), vw[i] = gptq_f16_to_f32(v16[i]);
+    }
     static const struct {
         int start, len, window;
     } cases[] = {{0, 1, 0},  {37, 3, 0},   {0, 40, 0}, {5, 200, 0},
                  {60, 9, 7}, {3, 290, 50}, {0, 17, 1}, {250, 33, 0},
                  {120, 1, 0}, {200, 1, 37}}; /* one row: decoding's direct scores */
     static const int head_dims[] = {16, 72, 12}; /* 72: two chunks of 32 and one of 8 */
-    for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++)
-        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            const int hd = head_dims[hi];
-            gptq_attention_args a = {q,  k,  v,  out,           cases[c].len, cases[c].start,
-                                     NH, NKV, hd, cases[c].window, 1.0f / sqrtf((float)hd)};
-            CHECK_OK(be->attention(be, &a));
-            attention_twin(&a, want);
-            double maxd = 0;
-            for (int i = 0; i < a.len * NH * hd; i++)
-                maxd = fmax(maxd, fabs(out[i] - want[i]));
-            /* outputs are O(1) averages of N(0,1) values: float32 rounding */
-            CHECK(maxd < 1e-5,
-                  "attention head_dim %d start %d len %d window %d: max |diff| %.3g vs float64",
-                  hd, a.start, a.len, a.window, maxd);
-        }
+    for (int f16 = 0; f16 < 2; f16++)
+        for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++)
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                const int hd = head_dims[hi];
+                gptq_attention_args a = {.q = q, .k = f16 ? NULL : k, .v = f16 ? NULL : v,
+                                         .k_f16 = f16 ? k16 : NULL, .v_f16 = f16 ? v16 : NULL,
+                                         .out = out, .len = cases[c].len,
+                                         .start = cases[c].start, .n_heads = NH,
+                                         .n_kv_heads = NKV, .head_dim = hd,
+                                         .window = cases[c].window,
+                                         .scale = 1.0f / sqrtf((float)hd)};
+                CHECK_OK(be->attention(be, &a));
+                gptq_attention_args t = a;
+                t.k = f16 ? kw : k, t.v = f16 ? vw : v;
+                attention_twin(&t, want);
+                double maxd = 0;
+                for (int i = 0; i < a.len * NH * hd; i++)
+                    maxd = fmax(maxd, fabs(out[i] - want[i]));
+                /* outputs are O(1) averages of N(0,1) values: float32 rounding */
+                CHECK(maxd < 1e-5,
+                      "attention%s head_dim %d start %d len %d window %d: max |diff| %.3g vs "
+                      "float64", f16 ? " (binary16 cache)" : "", hd, a.start, a.len, a.window,
+                      maxd);
+            }
 }
 
 /* SwiGLU's silu(g)·u (the vector exp of kernels/cpu/vexp.h on AVX2) against
@@ -957,7 +998,7 @@ static void test_set_linear(gptq_model *m, float *logits)
         maxr = fmax(maxr, fabs(dense[i]));
     /* exact products: same weights, different kernels (qgemm vs sgemm), so
      * float32 rounding only */
-    gptq_model_set_exact_linears(q, 1);
+    gptq_model_set_exact(q, 1);
     CHECK_OK(gptq_model_forward(q, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
     double maxd = max_abs_diff(logits, dense, (size_t)N_TOK * VOCAB);
     printf("%-44s max rel error %.3g (tolerance 1e-05)\n", "packed layer 1 vs its dense twin",
@@ -978,7 +1019,7 @@ static void test_set_linear(gptq_model *m, float *logits)
      * activation is rounded to int8 per 32 inputs (at most 1/254 of the
      * block's largest value per element); through two layers and the head
      * that measured 2.1e-3 of the largest logit prefilling, 1.0e-3 decoding */
-    gptq_model_set_exact_linears(q, 0);
+    gptq_model_set_exact(q, 0);
     CHECK_OK(gptq_model_forward(q, NULL, ids, 1, N_TOK, NULL, NULL, 0, logits));
     const int int8 = strcmp(gptq_cpu_qgemm_int8_isa(), "none") != 0;
     maxd = max_abs_diff(logits, dense, (size_t)N_TOK * VOCAB);
@@ -1041,11 +1082,15 @@ int main(void)
         return test_result() ? 1 : 1;
     test_attention();
     test_silu();
+    /* the checks against the reference logits hold the exact arithmetic to
+     * float32 rounding; test_fast_cache checks the default's binary16 cache */
+    gptq_model_set_exact(m, 1);
     check_resident_16bit(m, "F16 model");
     CHECK(gptq_model_tensor_count(m) == 39, "tensor table: %zu entries",
           gptq_model_tensor_count(m));
     test_full(m, logits);
     test_incremental(m, logits);
+    test_fast_cache(m, logits);
     test_batch(m, logits);
     test_threads(m);
     test_layers(m, logits);

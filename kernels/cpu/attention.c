@@ -8,22 +8,49 @@
  * causal triangle is skipped panel by panel. Softmax runs on vectors with
  * a polynomial exp (kernels/cpu/vexp.h), its denominator summed in double
  * per row as HF's float32 path would round it no closer; the output is the
- * probabilities times the values, 2 rows × 32 dimensions at a time.
+ * probabilities times the values, 2 rows × 32 dimensions at a time. One
+ * query row (decoding) scores its keys in place, without panels. Keys and
+ * values may be float32 or a binary16 cache (k_f16/v_f16), widened exactly
+ * as they are loaded.
  *
  * A long prompt is seconds of attention: the calling thread checks for an
  * interrupt before each head (gptq_interrupt_check). CPUs without AVX2+FMA,
  * and head_dim not a multiple of 8, take the portable loops of
- * kernels/cpu/ops.c (gptq_cpu_attention_portable). */
+ * kernels/cpu/ops.c (gptq_cpu_attention_portable), a binary16 cache widened
+ * into a float32 copy first. */
 #include "kernels/cpu/ops.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/interrupt.h"
 #include "gptq/error.h"
 #include "kernels/cpu/features.h"
 #include "kernels/cpu/pool.h"
+
+/* The portable loops on float32 keys and values: a binary16 cache is
+ * widened first (its rows 0..start+len-1). */
+static gptq_status attention_widened(const gptq_attention_args *a)
+{
+    if (!a->k_f16)
+        return gptq_cpu_attention_portable(a);
+    const size_t n = (size_t)(a->start + a->len) * a->n_kv_heads * a->head_dim;
+    float *kv = malloc(2 * n * sizeof *kv);
+    if (!kv)
+        return gptq_fail(GPTQ_ERR_NOMEM, "attention: cannot widen %d cached positions",
+                         a->start + a->len);
+    for (size_t i = 0; i < n; i++) {
+        kv[i] = gptq_f16_to_f32(a->k_f16[i]);
+        kv[n + i] = gptq_f16_to_f32(a->v_f16[i]);
+    }
+    gptq_attention_args w = *a;
+    w.k = kv, w.v = kv + n, w.k_f16 = w.v_f16 = NULL;
+    gptq_status st = gptq_cpu_attention_portable(&w);
+    free(kv);
+    return st;
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -45,9 +72,21 @@ static inline int first_key(const gptq_attention_args *a, int qpos)
     return a->window > 0 && qpos - a->window + 1 > 0 ? qpos - a->window + 1 : 0;
 }
 
+/* 8 floats of a key or value row at element offset `at`: float32, or
+ * binary16 (the cache's, a->k_f16 / v_f16) widened exactly. */
+AT_TARGET static inline __attribute__((always_inline)) __m256 load_kv(const float *f32,
+                                                                     const uint16_t *f16,
+                                                                     size_t at)
+{
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(f16 + at)));
+    return _mm256_loadu_ps(f32 + at);
+}
+
 /* Keys [k0, k0 + nk) of kv head kvh into panels Kt [ceil(nk/8)][hd][8],
- * zero past nk. */
-AT_TARGET static void pack_keys(const gptq_attention_args *a, int kvh, int k0, int nk, float *Kt)
+ * zero past nk. row [hd] is scratch. */
+AT_TARGET static void pack_keys(const gptq_attention_args *a, int kvh, int k0, int nk, float *Kt,
+                                float *row)
 {
     const int hd = a->head_dim;
     const size_t kv_stride = (size_t)a->n_kv_heads * hd;
@@ -60,9 +99,11 @@ AT_TARGET static void pack_keys(const gptq_attention_args *a, int kvh, int k0, i
                     dst[d * 8 + j] = 0.0f;
                 continue;
             }
-            const float *k = a->k + (size_t)(k0 + p * 8 + j) * kv_stride + (size_t)kvh * hd;
+            const size_t at = (size_t)(k0 + p * 8 + j) * kv_stride + (size_t)kvh * hd;
+            for (int d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(row + d, load_kv(a->k, a->k_f16, at + d));
             for (int d = 0; d < hd; d++)
-                dst[d * 8 + j] = k[d];
+                dst[d * 8 + j] = row[d];
         }
     }
 }
@@ -108,17 +149,18 @@ scores(const float *qp, size_t qs, const float *Kt, int hd, int panels, float sc
     }
 }
 
-/* S [ld] = scale · q · k_j for keys j in [0, nk) (rows of k with stride ks):
+/* S [ld] = scale · q · k_j for keys j in [0, nk) (rows of k, or of k16
+ * when not NULL, with stride ks):
  * one query row (decoding) reads each key once where it lies, instead of
  * transposing the keys into panels first. */
-AT_TARGET static void scores_row(const float *q, const float *k, size_t ks, int hd, int nk,
-                                 float scale, float *S)
+AT_TARGET static void scores_row(const float *q, const float *k, const uint16_t *k16, size_t ks,
+                                 int hd, int nk, float scale, float *S)
 {
     for (int j = 0; j < nk; j++) {
-        const float *kj = k + (size_t)j * ks;
-        __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kj));
+        const size_t at = (size_t)j * ks;
+        __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), load_kv(k, k16, at));
         for (int d = 8; d < hd; d += 8)
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), acc);
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_kv(k, k16, at + d), acc);
         __m128 t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
         t = _mm_add_ps(t, _mm_movehl_ps(t, t));
         t = _mm_add_ss(t, _mm_movehdup_ps(t));
@@ -158,10 +200,10 @@ AT_TARGET static void softmax_row(float *s, int n, int lo, int hi)
 }
 
 /* out rows [MR] (stride os) = P [MR][ld] (keys [0, nk)) · V rows from vp
- * (stride vs), 32 dimensions at a time. */
+ * (or vp16 when not NULL; stride vs), 32 dimensions at a time. */
 AT_TARGET static inline __attribute__((always_inline)) void
-weighted_values(const float *P, int ld, int nk, const float *vp, size_t vs, int hd, float *op,
-                size_t os, const int MR)
+weighted_values(const float *P, int ld, int nk, const float *vp, const uint16_t *vp16, size_t vs,
+                int hd, float *op, size_t os, const int MR)
 {
     for (int c = 0; c < hd; c += 32) {
         const int nv = hd - c >= 32 ? 4 : (hd - c) / 8;
@@ -170,12 +212,12 @@ weighted_values(const float *P, int ld, int nk, const float *vp, size_t vs, int 
             for (int v = 0; v < 4; v++)
                 acc[i][v] = _mm256_setzero_ps();
         for (int j = 0; j < nk; j++) {
-            const float *vr = vp + (size_t)j * vs + c;
+            const size_t at = (size_t)j * vs + c;
             __m256 w[2];
             for (int i = 0; i < MR; i++)
                 w[i] = _mm256_broadcast_ss(P + (size_t)i * ld + j);
             for (int v = 0; v < nv; v++) {
-                const __m256 x = _mm256_loadu_ps(vr + 8 * v);
+                const __m256 x = load_kv(vp, vp16, at + 8 * (size_t)v);
                 for (int i = 0; i < MR; i++)
                     acc[i][v] = _mm256_fmadd_ps(w[i], x, acc[i][v]);
             }
@@ -194,19 +236,20 @@ AT_TARGET static void item(const gptq_attention_args *a, int h, int r0, int r1, 
     const size_t q_stride = (size_t)a->n_heads * hd, kv_stride = (size_t)a->n_kv_heads * hd;
     const int k0 = first_key(a, a->start + r0), k_end = a->start + r1; /* keys [k0, k_end) */
     const int nk = k_end - k0, panels = (nk + 7) / 8, ld = panels * 8;
-    float *Kt = scratch, *S = scratch + (size_t)ld * hd;
-    const float *vp = a->v + (size_t)k0 * kv_stride + (size_t)kvh * hd;
+    float *Kt = scratch, *S = scratch + (size_t)ld * hd, *row = S + (size_t)4 * ld;
+    const size_t base = (size_t)k0 * kv_stride + (size_t)kvh * hd; /* key k0 of head kvh */
+    const float *vp = a->v ? a->v + base : NULL;
+    const uint16_t *vp16 = a->v_f16 ? a->v_f16 + base : NULL;
     if (r1 - r0 == 1) { /* decoding */
         const int qpos = a->start + r0;
-        scores_row(a->q + (size_t)r0 * q_stride + (size_t)h * hd,
-                   a->k + (size_t)k0 * kv_stride + (size_t)kvh * hd, kv_stride, hd, nk, a->scale,
-                   S);
+        scores_row(a->q + (size_t)r0 * q_stride + (size_t)h * hd, a->k ? a->k + base : NULL,
+                   a->k_f16 ? a->k_f16 + base : NULL, kv_stride, hd, nk, a->scale, S);
         softmax_row(S, nk, first_key(a, qpos) - k0, qpos - k0);
-        weighted_values(S, ld, nk, vp, kv_stride, hd,
+        weighted_values(S, ld, nk, vp, vp16, kv_stride, hd,
                         a->out + (size_t)r0 * q_stride + (size_t)h * hd, q_stride, 1);
         return;
     }
-    pack_keys(a, kvh, k0, nk, Kt);
+    pack_keys(a, kvh, k0, nk, Kt, row);
     for (int i0 = r0; i0 < r1; i0 += 4) {
         const int mr = r1 - i0 < 4 ? r1 - i0 : 4;
         /* panels the last of these rows sees (causal: none past it) */
@@ -226,10 +269,10 @@ AT_TARGET static void item(const gptq_attention_args *a, int h, int r0, int r1, 
         float *op = a->out + (size_t)i0 * q_stride + (size_t)h * hd;
         int i = 0;
         for (; i + 2 <= mr; i += 2)
-            weighted_values(S + (size_t)i * ld, ld, last + 1, vp, kv_stride, hd,
+            weighted_values(S + (size_t)i * ld, ld, last + 1, vp, vp16, kv_stride, hd,
                             op + (size_t)i * q_stride, q_stride, 2);
         if (i < mr)
-            weighted_values(S + (size_t)i * ld, ld, last + 1, vp, kv_stride, hd,
+            weighted_values(S + (size_t)i * ld, ld, last + 1, vp, vp16, kv_stride, hd,
                             op + (size_t)i * q_stride, q_stride, 1);
     }
 }
@@ -245,7 +288,7 @@ static void at_part(void *arg, int part, int parts)
         return;
     const int keys = a->start + a->len;
     const size_t ld = (size_t)(keys + 7) / 8 * 8;
-    float *scratch = gptq_cpu_scratch(ld * (size_t)a->head_dim + (size_t)4 * ld);
+    float *scratch = gptq_cpu_scratch(ld * (size_t)a->head_dim + (size_t)4 * ld + a->head_dim);
     if (!scratch) {
         __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -260,7 +303,7 @@ static void at_part(void *arg, int part, int parts)
 gptq_status gptq_cpu_attention(const gptq_attention_args *a)
 {
     if (!gptq_cpu_have_avx2() || a->head_dim % 8)
-        return gptq_cpu_attention_portable(a);
+        return attention_widened(a);
     const int row_blocks = (a->len + AT_ROWS - 1) / AT_ROWS;
     /* decoding and short prompts: every head in one call; a long prompt one
      * head per call, checking for an interrupt in between */
@@ -283,6 +326,6 @@ gptq_status gptq_cpu_attention(const gptq_attention_args *a)
 
 gptq_status gptq_cpu_attention(const gptq_attention_args *a)
 {
-    return gptq_cpu_attention_portable(a);
+    return attention_widened(a);
 }
 #endif

@@ -129,6 +129,12 @@ static gptq_status cpu_qgemm_fast(const gptq_backend *be, const gptq_linear *L, 
     return qgemm_with(L, x, bias, y, n, 1);
 }
 
+static void cpu_f32_to_f16(const gptq_backend *be, const float *x, uint16_t *y, size_t n)
+{
+    (void)be;
+    gptq_cpu_f32_to_f16(x, y, n);
+}
+
 static void cpu_rmsnorm(const gptq_backend *be, const float *x, const float *weight, float *y,
                         int n, int dim, float eps)
 {
@@ -240,11 +246,13 @@ static const gptq_backend cpu_backend = {
     .mem_info = cpu_mem_info,
     .gemm = cpu_gemm,
     .weight_dtypes = 1u << GPTQ_DT_F32 | 1u << GPTQ_DT_F16 | 1u << GPTQ_DT_BF16,
+    .f32_to_f16 = cpu_f32_to_f16,
     .qgemm = cpu_qgemm,
     .qgemm_fast = cpu_qgemm_fast,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
     .attention = cpu_attention,
+    .kv_dtypes = 1u << GPTQ_DT_F32 | 1u << GPTQ_DT_F16,
     .silu_mul = cpu_silu_mul,
     .add = cpu_add,
     .embed = cpu_embed,

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/interrupt.h"
 #include "gptq/error.h"
 #include "kernels/cpu/features.h"
@@ -251,6 +252,29 @@ void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n)
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,f16c"))) static size_t f32_to_f16_f16c(const float *x, uint16_t *y,
+                                                                   size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+#endif
+
+void gptq_cpu_f32_to_f16(const float *x, uint16_t *y, size_t n)
+{
+    size_t i = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (gptq_cpu_have_avx2())
+        i = f32_to_f16_f16c(x, y, n);
+#endif
+    for (; i < n; i++)
+        y[i] = gptq_f32_to_f16(x[i]);
 }
 
 void gptq_cpu_add(float *y, const float *x, size_t n)

@@ -23,6 +23,8 @@ gptq_status gptq_cpu_attention(const gptq_attention_args *a);
 gptq_status gptq_cpu_attention_portable(const gptq_attention_args *a);
 void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n);
 void gptq_cpu_add(float *y, const float *x, size_t n);
+/* y [n] = binary16(x [n]), nearest even (F16C where present): KV rows. */
+void gptq_cpu_f32_to_f16(const float *x, uint16_t *y, size_t n);
 void gptq_cpu_embed(const float *table, const int32_t *ids, int n, int dim, float *out);
 void gptq_cpu_softmax(float *x, int n, int cols);
 void gptq_cpu_log_softmax(float *x, int n, int cols);

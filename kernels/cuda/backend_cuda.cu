@@ -135,6 +135,7 @@ static gptq_backend cuda_backend = {
     .rmsnorm = B(cuda_rmsnorm),
     .rope = B(cuda_rope),
     .attention = B(cuda_attention),
+    .kv_dtypes = 1u << GPTQ_DT_F32,
     .silu_mul = B(cuda_silu_mul),
     .add = B(cuda_add),
     .embed = B(cuda_embed),
