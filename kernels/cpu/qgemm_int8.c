@@ -337,13 +337,17 @@ static void i8_part(void *arg, int part, int parts)
     }
 }
 
-int gptq_cpu_qgemm_int8_fits(const gptq_packed *P)
+/* The conditions of gptq_cpu_qgemm_int8_fits that cost nothing to ask. */
+static int shape_fits(const gptq_packed *P)
 {
     const i8_isa isa = isa_get();
-    if (!P || isa == I8_NONE || !P->g_idx || P->rows <= 0 || P->rows % 8 ||
-        P->cols % I8_BLOCK)
-        return 0;
-    if (P->bits != 4 && !(P->bits == 8 && isa != I8_AVX2))
+    return P && isa != I8_NONE && P->g_idx && P->rows > 0 && P->rows % 8 == 0 &&
+           P->cols % I8_BLOCK == 0 && (P->bits == 4 || (P->bits == 8 && isa != I8_AVX2));
+}
+
+int gptq_cpu_qgemm_int8_fits(const gptq_packed *P)
+{
+    if (!shape_fits(P))
         return 0;
     for (int c = 0; c < P->cols; c++)
         if (P->g_idx[c] != P->g_idx[c - c % I8_BLOCK])
@@ -353,7 +357,9 @@ int gptq_cpu_qgemm_int8_fits(const gptq_packed *P)
 
 gptq_status gptq_cpu_qgemm_int8(const gptq_packed *P, const float *x, float *y, int n)
 {
-    if (!gptq_cpu_qgemm_int8_fits(P))
+    /* the caller asked gptq_cpu_qgemm_int8_fits (its walk over g_idx is
+     * not repeated on every call) */
+    if (!shape_fits(P))
         return gptq_fail(GPTQ_ERR_ARG, "qgemm int8: layer [%d, %d] at %d bits does not fit the "
                                        "int8 kernel on this CPU",
                          P ? P->rows : 0, P ? P->cols : 0, P ? P->bits : 0);

@@ -21,8 +21,10 @@
  * group), and AVX2 + FMA + F16C present. */
 int gptq_cpu_qgemm_int8_fits(const gptq_packed *P);
 
-/* y [n, rows] = round8(x [n, cols]) · dequant(P)ᵀ for a P that fits;
- * GPTQ_ERR_NOMEM when the rounded activation's buffers cannot be had. */
+/* y [n, rows] = round8(x [n, cols]) · dequant(P)ᵀ for a P that fits (the
+ * caller has asked gptq_cpu_qgemm_int8_fits; only its O(1) conditions are
+ * checked again, GPTQ_ERR_ARG); GPTQ_ERR_NOMEM when the rounded
+ * activation's buffers cannot be had. */
 gptq_status gptq_cpu_qgemm_int8(const gptq_packed *P, const float *x, float *y, int n);
 
 /* The dot-product instruction the kernel runs: "avx512-vnni", "avx-vnni",
