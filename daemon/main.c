@@ -21,6 +21,7 @@
 #include "daemon/server.h"
 #include "daemon/share.h"
 #include "daemon/tasks.h"
+#include "kernels/cpu/blas_core.h"
 #include "kernels/turns.h"
 
 enum { TICK_MS = 1000, MAX_EVENTS_PER_JOB = 16384 };
@@ -74,7 +75,7 @@ static void preload(gptqd_ctx *ctx, uint64_t watchdog_us)
         uint64_t id = 0;
         gptq_status st = gptqd_place_trusted(p->path, &place);
         if (!st)
-            st = gptqd_task_load(ctx, &preload_caller, p->name, &place, &id);
+            st = gptqd_task_load(ctx, &preload_caller, p->name, &place, GPTQ_GRID_NONE, &id);
         gptqd_poll poll = {0};
         for (uint64_t since = 0; !st && !stop_signal;) {
             st = gptqd_jobs_poll(ctx->jobs, id, since, TICK_MS, 64, &poll);
@@ -174,7 +175,8 @@ int main(int argc, char **argv)
     char line[256];
     status_line(&ctx, line, sizeof line);
     gptqd_notify_ready(line);
-    gptqd_log(LOG_NOTICE, "gptqd %s ready on %s: %s", GPTQD_VERSION, conf.socket, line);
+    gptqd_log(LOG_NOTICE, "gptqd %s ready on %s: %s (OpenBLAS kernels: %s)", GPTQD_VERSION,
+              conf.socket, line, gptq_cpu_blas_core());
 
     long tick_ms = TICK_MS;
     if (watchdog_us && watchdog_us / 1000 < (uint64_t)tick_ms)
