@@ -11,11 +11,12 @@
  * the clock starts. The decode steps follow the prompt (positions N..N+M-1),
  * as llama-bench's `-n M -d N` does.
  *
- * Prints one JSON object on stdout (numbers only, for the script):
+ * Prints one JSON object on stdout (for the script):
  *   {"layers", "hidden", "vocab", "packed_linears", "weights_bytes",
  *    "load_s", "prefill_tokens", "prefill_tok_s", "decode_tokens",
  *    "decode_tok_s", "load_peak_rss_kb", "rss_after_load_kb", "rss_end_kb",
- *    "peak_rss_kb"}
+ *    "peak_rss_kb", "blas_core"}
+ * blas_core is OpenBLAS's name for the kernels it ran (kernels/cpu/blas_core.h).
  * peak_rss_kb is this process's VmHWM at the end (bench/peer reads the same
  * figure from /usr/bin/time -v, for both sides); load_peak_rss_kb (VmHWM
  * once loaded), rss_after_load_kb and rss_end_kb (VmRSS) tell a peak
@@ -23,12 +24,15 @@
  * Threads: the CPU backend's, i.e. OpenBLAS's (OPENBLAS_NUM_THREADS) and
  * OpenMP's (OMP_NUM_THREADS); set OMP_WAIT_POLICY=passive (README).
  *
- * Usage: serve_one [--prompt N] [--gen M] [--no-warmup] MODEL
+ * Usage: serve_one [--prompt N] [--gen M] [--no-warmup] [--head q8_0] MODEL
+ * --head q8_0: the output matrix rounded to Q8_0 for serving, as gptqctl
+ * load --head q8_0 does (gptq_model_set_head_grid), included in load_s.
  * Exit: 0 done, 1 error (message on stderr), 2 usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/blas_core.h"
 #include "model/llama.h"
 #include "benchutil.h"
 
@@ -71,14 +75,14 @@ static gptq_status serve(const gptq_model *m, gptq_kv *kv, const int32_t *ids, i
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: serve_one [--prompt N] [--gen M] [--no-warmup] MODEL\n"
+    fprintf(stderr, "usage: serve_one [--prompt N] [--gen M] [--no-warmup] [--head q8_0] MODEL\n"
                     "  MODEL: a GGUF file, an HF folder or a GPTQ checkpoint folder\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    int n_prompt = 256, n_gen = 64, warmup = 1;
+    int n_prompt = 256, n_gen = 64, warmup = 1, head = GPTQ_GRID_NONE;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--prompt") && i + 1 < argc)
@@ -87,6 +91,11 @@ int main(int argc, char **argv)
             n_gen = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-warmup"))
             warmup = 0;
+        else if (!strcmp(argv[i], "--head") && i + 1 < argc) {
+            head = strcmp(argv[++i], "none") ? gptq_grid_from_name(argv[i]) : GPTQ_GRID_NONE;
+            if (head < 0)
+                return usage();
+        }
         else if (argv[i][0] == '-' || path)
             return usage();
         else
@@ -101,7 +110,7 @@ int main(int argc, char **argv)
     float *logits = NULL;
     int rc = 1;
     double t0 = now();
-    if (gptq_model_load(path, &m))
+    if (gptq_model_load(path, &m) || gptq_model_set_head_grid(m, head))
         goto fail;
     double load_s = now() - t0;
     long load_peak = peak_rss_kb(), rss_after_load = rss_kb();
@@ -136,10 +145,10 @@ int main(int argc, char **argv)
            "\"packed_linears\": %d, \"weights_bytes\": %zu, \"load_s\": %.3f, "
            "\"prefill_tokens\": %d, \"prefill_tok_s\": %.3f, \"decode_tokens\": %d, "
            "\"decode_tok_s\": %.3f, \"load_peak_rss_kb\": %ld, \"rss_after_load_kb\": %ld, \"rss_end_kb\": %ld, "
-           "\"peak_rss_kb\": %ld}\n",
+           "\"peak_rss_kb\": %ld, \"blas_core\": \"%s\"}\n",
            c->num_hidden_layers, c->hidden_size, vocab, packed, gptq_model_bytes(m), load_s,
            n_prompt, n_prompt / prefill_s, n_gen, n_gen / decode_s, load_peak, rss_after_load, rss_kb(),
-           peak_rss_kb());
+           peak_rss_kb(), gptq_cpu_blas_core());
     rc = 0;
     goto done;
 fail:

@@ -194,10 +194,17 @@ gptq_status gptq_client_cancel(gptq_client *c, gptq_job_id job)
 gptq_status gptq_client_load(gptq_client *c, const char *name, const char *path,
                              gptq_job_id *job)
 {
+    return gptq_client_load_with(c, name, path, NULL, job);
+}
+
+gptq_status gptq_client_load_with(gptq_client *c, const char *name, const char *path,
+                                  const gptq_load_options *o, gptq_job_id *job)
+{
     Gptqd__Request req = GPTQD__REQUEST__INIT;
     Gptqd__LoadRequest body = GPTQD__LOAD_REQUEST__INIT;
     body.name = wire_str(name);
     body.path = wire_str(path);
+    body.head = wire_str(o ? o->head : NULL);
     req.body_case = GPTQD__REQUEST__BODY_LOAD;
     req.load = &body;
     return call_job(c, &req, job);

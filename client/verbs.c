@@ -244,12 +244,12 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
         printf("no resident models (load one: gptqctl load NAME PATH)\n");
         goto out;
     }
-    printf("%-20s %-18s %-16s %10s %10s %10s %6s  %s\n", "NAME", "ARCH", "FORMAT", "PARAMS",
+    printf("%-20s %-18s %-22s %10s %10s %10s %6s  %s\n", "NAME", "ARCH", "FORMAT", "PARAMS",
            "BYTES", "KV CACHE", "LEASES", "SOURCE");
     for (size_t i = 0; i < list->n; i++) {
         const gptq_client_model *m = &list->models[i];
         char b[32], kv[32];
-        printf("%-20s %-18s %-16s %9.2fM %10s %10s %6u  %s\n", m->name, m->arch, m->format,
+        printf("%-20s %-18s %-22s %9.2fM %10s %10s %6u  %s\n", m->name, m->arch, m->format,
                (double)m->params / 1e6, human_bytes(m->bytes, b, sizeof b),
                human_bytes(m->kv_bytes, kv, sizeof kv), m->leases, m->source);
     }
@@ -261,44 +261,38 @@ out:
 
 /* ---- load / unload / save ------------------------------------------------------------- */
 
-typedef gptq_status (*name_path_request)(gptq_client *c, const char *name, const char *path,
-                                         gptq_job_id *job);
-
-/* load and save: `VERB NAME PATH`, PATH made absolute, the job followed to
- * its end. On CTL_EXIT_OK *res is set, unless --help was asked for (then it
- * stays NULL); the caller frees *path (malloc'ed) and *res in every case. */
-static int name_path_job(const ctl_globals *g, int argc, char **argv, const char *verb,
-                         const char *path_word, name_path_request request, const char **name,
-                         char **path, gptq_client_result **res)
+static int verb_load(const ctl_globals *g, int argc, char **argv)
 {
-    static const struct option longopts[] = {VERB_COMMON_OPTIONS, {0, 0, 0, 0}};
-    PARSE_BEGIN(verb, longopts)
-    PARSE_END(verb)
+    gptq_load_options o = {0};
+    static const struct option longopts[] = {
+        VERB_COMMON_OPTIONS, {"head", required_argument, NULL, 'H'}, {0, 0, 0, 0}};
+    PARSE_BEGIN("load", longopts)
+    case 'H':
+        if (strcmp(optarg, "q8_0") && strcmp(optarg, "none"))
+            return ctl_usage_error("load", "--head %s: use q8_0 or none", optarg);
+        o.head = strcmp(optarg, "none") ? optarg : NULL;
+        break;
+    PARSE_END("load")
     if (argc - optind < 2)
-        return ctl_usage_error(verb, "needs NAME and %s", path_word);
-    int rc = extra_arg(verb, argc, argv, 2);
+        return ctl_usage_error("load", "needs NAME and PATH");
+    int rc = extra_arg("load", argc, argv, 2);
     if (rc)
         return rc;
-    *name = argv[optind];
-    if (!(*path = ctl_absolute_path(verb, argv[optind + 1])))
+    const char *name = argv[optind];
+    char *path = ctl_absolute_path("load", argv[optind + 1]);
+    if (!path)
         return CTL_EXIT_FAILED;
     gptq_client *c = NULL;
     gptq_job_id job = 0;
-    if ((rc = ctl_connect(g, &c)))
-        return rc;
-    gptq_status st = request(c, *name, *path, &job);
-    rc = follow_job(g, c, verb, *name, st, job, 0, res);
-    gptq_client_close(c);
-    return rc;
-}
-
-static int verb_load(const ctl_globals *g, int argc, char **argv)
-{
-    const char *name = NULL;
-    char *path = NULL;
     gptq_client_result *res = NULL;
-    int rc = name_path_job(g, argc, argv, "load", "PATH", gptq_client_load, &name, &path, &res);
-    if (res && g->json) /* res is NULL after a failure (reported) or --help */
+    if ((rc = ctl_connect(g, &c))) {
+        free(path);
+        return rc;
+    }
+    gptq_status st = gptq_client_load_with(c, name, path, &o, &job);
+    rc = follow_job(g, c, "load", name, st, job, 0, &res);
+    gptq_client_close(c);
+    if (res && g->json) /* res is NULL after a failure (reported) */
         rc = emit_json(json_pack("{s:s, s:s, s:f}", "model", name, "path", path, "seconds",
                                  res->seconds));
     else if (res)
@@ -939,11 +933,16 @@ const ctl_verb ctl_verbs[] = {
      verb_status, NULL},
     {"list", "", "List resident models: name, arch, format, params, bytes, leases, source.\n",
      verb_list, NULL},
-    {"load", "NAME PATH",
+    {"load", "NAME PATH [--head q8_0]",
      "Load a Hugging Face folder (fp16/bf16/fp32), a GPTQ checkpoint or a GGUF file\n"
      "(llama, mistral, qwen2; any of its quantized types is dequantized) at PATH as\n"
      "the resident model NAME. PATH is made absolute here; it must lie in one of the\n"
-     "daemon's --model-dir directories.\n",
+     "daemon's --model-dir directories.\n"
+     "  --head q8_0  also hold the output matrix rounded to Q8_0 (groups of 32, fp16\n"
+     "               scales) and compute logits from it: a decode step reads half of\n"
+     "               an F16 matrix's bytes (llama.cpp's 4-bit files keep it in Q8_0\n"
+     "               too); logits move by ~0.1-0.5% of their range. Saving still\n"
+     "               writes the matrix as loaded. CPU memory only. Default: none\n",
      verb_load, NULL},
     {"unload", "NAME [--force]",
      "Drop the resident model NAME.\n"

@@ -170,14 +170,18 @@ void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size
 
 const char *gptqd_engine_memory_kind(void) { return engine.be != gptq_backend_cpu() ? "device" : "host"; }
 
-gptq_status gptqd_engine_estimate(const gptqd_place *src, uint64_t *bytes)
+gptq_status gptqd_engine_estimate(const gptqd_place *src, int head, uint64_t *bytes)
 {
     gptq_model_config cfg;
     gptq_status st = gptq_source_estimate_in(src->root, src->rel, src->path, &cfg, bytes);
     if (st)
         return gptq_fail_context(st, "load.path '%s'", src->path);
     /* the weights as the runtime holds them (KV caches are charged as they
-     * grow) */
+     * grow); the Q8_0 head: a byte per weight, per 32 an fp16 scale and a
+     * packed zero byte */
+    if (head != GPTQ_GRID_NONE)
+        *bytes += (uint64_t)cfg.vocab_size * (uint64_t)cfg.hidden_size * 35 / 32 +
+                  4 * (uint64_t)cfg.hidden_size;
     return GPTQ_OK;
 }
 
@@ -210,7 +214,10 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
         info->bytes = info->device_bytes;
         snprintf(info->memory, sizeof info->memory, "device");
     } else {
-        info->host_bytes = em->arena ? gptqd_arena_used(em->arena) : gptq_model_bytes(em->model);
+        size_t head_bytes = 0; /* held outside the arena (gptq_model_set_head_grid) */
+        gptq_model_head_grid(em->model, &head_bytes);
+        info->host_bytes = em->arena ? gptqd_arena_used(em->arena) + head_bytes
+                                     : gptq_model_bytes(em->model);
         info->bytes = info->host_bytes;
         snprintf(info->memory, sizeof info->memory, "host");
     }
@@ -228,6 +235,11 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
         const char *dt = cfg->torch_dtype == GPTQ_DT_F16    ? "f16"
                          : cfg->torch_dtype == GPTQ_DT_BF16 ? "bf16" : "f32";
         snprintf(info->format, sizeof info->format, "%s", dt);
+    }
+    const int head = gptq_model_head_grid(em->model, NULL);
+    if (head != GPTQ_GRID_NONE) {
+        size_t len = strlen(info->format);
+        snprintf(info->format + len, sizeof info->format - len, "+head-%s", gptq_grid_name(head));
     }
 }
 
@@ -325,7 +337,7 @@ static gptq_status load_tokenizer(const gptqd_engine_model *em, gptq_tokenizer *
     return gptq_tokenizer_load_json(text, len, label, out);
 }
 
-gptq_status gptqd_engine_load(const gptqd_place *place, const char *name, gptqd_job *job,
+gptq_status gptqd_engine_load(const gptqd_place *place, const char *name, int head, gptqd_job *job,
                               gptqd_engine_model **out, gptqd_model_info *info)
 {
     const char *path = place->path;
@@ -370,6 +382,11 @@ gptq_status gptqd_engine_load(const gptqd_place *place, const char *name, gptqd_
     if ((st = place_weights(em, &host)))
         goto fail;
     gptqd_job_progress(job, 0.9, 0, "weights in %s memory", gptqd_engine_memory_kind());
+    if (head != GPTQ_GRID_NONE) {
+        if ((st = gptq_model_set_head_grid(em->model, head)))
+            goto fail;
+        gptqd_job_progress(job, 0.95, 0, "output matrix rounded to %s", gptq_grid_name(head));
+    }
     fill_info(em, name, info);
     *out = em;
     return GPTQ_OK;

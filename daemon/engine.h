@@ -106,14 +106,18 @@ void gptqd_engine_describe(char *backend, size_t backend_len, char *device, size
                            char *note, size_t note_len, uint64_t *bytes_total,
                            uint64_t *bytes_free);
 
-/* Bytes a load of `src` will take (weights and KV cache); fast (config and
- * file sizes), for the memory limit check before the load job starts. */
-gptq_status gptqd_engine_estimate(const gptqd_place *src, uint64_t *bytes);
+/* Bytes a load of `src` will take (weights, with the output matrix's copy
+ * on the `head` grid when not GPTQ_GRID_NONE; KV caches are charged as they
+ * grow); fast (config and file sizes), for the memory limit check before
+ * the load job starts. */
+gptq_status gptqd_engine_estimate(const gptqd_place *src, int head, uint64_t *bytes);
 
 /* Load the Hugging Face folder, GPTQ checkpoint or GGUF file at `src`
- * (every file opened beneath its model directory). On success *out is
- * owned by the caller (gptqd_engine_free) and *info describes it. */
-gptq_status gptqd_engine_load(const gptqd_place *src, const char *name, gptqd_job *job,
+ * (every file opened beneath its model directory), with its output matrix
+ * also held on the `head` grid (GPTQ_GRID_NONE: not; gptq_model_set_head_grid,
+ * host memory only). On success *out is owned by the caller
+ * (gptqd_engine_free) and *info describes it. */
+gptq_status gptqd_engine_load(const gptqd_place *src, const char *name, int head, gptqd_job *job,
                               gptqd_engine_model **out, gptqd_model_info *info);
 void gptqd_engine_free(gptqd_engine_model *model);
 

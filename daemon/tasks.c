@@ -18,6 +18,7 @@ typedef struct task {
     char *prompt;
     gptqd_resident *model, *base;   /* references held */
     int reserved;                   /* new_name (or name for load) reserved */
+    int head;                       /* load's head grid (GPTQ_GRID_NONE: none) */
     gptqd_generate_params gen;
     gptqd_eval_params eval;
     gptqd_quantize_params quant;
@@ -77,7 +78,7 @@ static gptq_status run_load(gptqd_job *job, void *arg)
     gptqd_model_info info;
     memset(&info, 0, sizeof info);
     gptqd_job_progress(job, 0.0, 0, "loading %s", t->place->path);
-    gptq_status st = gptqd_engine_load(t->place, t->new_name, job, &model, &info);
+    gptq_status st = gptqd_engine_load(t->place, t->new_name, t->head, job, &model, &info);
     if (st)
         return st;
     if (gptqd_job_canceled(job)) {
@@ -94,16 +95,17 @@ static gptq_status run_load(gptqd_job *job, void *arg)
 }
 
 gptq_status gptqd_task_load(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
-                            gptqd_place *src, uint64_t *job)
+                            gptqd_place *src, int head, uint64_t *job)
 {
     uint64_t bytes = 0;
-    gptq_status st = gptqd_engine_estimate(src, &bytes);
+    gptq_status st = gptqd_engine_estimate(src, head, &bytes);
     if (st)
         return st;
     task *t = task_new(ctx);
     if (!t)
         return GPTQ_ERR_NOMEM;
     snprintf(t->new_name, sizeof t->new_name, "%s", name);
+    t->head = head;
     int failed = 0;
     t->place = take_place(src, &failed);
     if (failed) {

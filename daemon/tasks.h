@@ -14,8 +14,10 @@
 #include "daemon/engine.h"
 #include "gptq/error.h"
 
+/* head: GPTQ_GRID_NONE, or the grid the output matrix is also held on
+ * (gptqd_engine_load). */
 gptq_status gptqd_task_load(gptqd_ctx *ctx, const gptqd_caller *caller, const char *name,
-                            gptqd_place *src, uint64_t *job);
+                            gptqd_place *src, int head, uint64_t *job);
 
 /* p's strings are copied; calib and save_dir may be NULL (p->calib is
  * ignored: calib is the text). */

@@ -137,6 +137,8 @@ size_t gptq_model_bytes(const gptq_model *m)
     size_t bytes = llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->embed_dt);
     if (m->lm_head != m->embed)
         bytes += llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->head_dt);
+    if (m->head_q.packed)
+        bytes += gptq_linear_bytes(&m->head_q.Q);
     size_t floats = (size_t)c->hidden_size;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         floats += 2 * (size_t)c->hidden_size;

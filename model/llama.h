@@ -157,6 +157,27 @@ const gptq_backend *gptq_model_backend(const gptq_model *m);
  * setting; caches created before keep their dtype. */
 int gptq_model_set_exact(gptq_model *m, int exact);
 
+/* Serve m's logits from its output matrix (lm_head, or the embedding it is
+ * tied to) rounded to a GGUF block grid: GPTQ_GRID_Q8_0 (gptq/quant.h:
+ * groups of 32 inputs, fp16 scale max|w|/127, each code the nearest on that
+ * grid -- llama.cpp's Q8_0, which its 4-bit files keep the output matrix in,
+ * rounds with the scale before its fp16 rounding: 0.8% of the bundled
+ * tiny-llama's head codes differ by one) or
+ * GPTQ_GRID_NONE (the default: the matrix as loaded; frees a rounded copy).
+ * The rounded copy is held beside the matrix (saving and the tensor table
+ * keep the matrix as loaded) and is read by gptq_model_head through the
+ * backend's packed-linear products, exact or fast as for packed linears
+ * (gptq_model_set_exact): a decode step reads a quarter of float32's bytes,
+ * half of F16's. Counted by gptq_model_bytes.
+ * Host models on a backend with packed products only; copies of m do not
+ * inherit it. Errors: GPTQ_ERR_ARG (a grid other than these, a model without
+ * its head or not in host memory), GPTQ_ERR_UNSUPPORTED (the backend cannot
+ * run the shape), GPTQ_ERR_NOMEM; m is left as it was. */
+gptq_status gptq_model_set_head_grid(gptq_model *m, int grid);
+/* The grid set by gptq_model_set_head_grid (GPTQ_GRID_NONE by default);
+ * *bytes (when not NULL): the rounded copy's bytes (0 without). */
+int gptq_model_head_grid(const gptq_model *m, size_t *bytes);
+
 /* The dtype of the keys and values a cache created for m now holds
  * (GPTQ_DT_F16 or GPTQ_DT_F32, see gptq_model_set_exact). */
 gptq_dtype gptq_model_kv_dtype(const gptq_model *m);

@@ -433,9 +433,12 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
     }
     gptq_turn_begin(); /* the head is a slice of its own */
     be->rmsnorm(be, h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
-    be->gemm(be, x, m->lm_head, m->head_dt, NULL, y, n, c->hidden_size, c->vocab_size);
+    if (m->head_q.packed) /* gptq_model_set_head_grid; exact or fast products as for linears */
+        st = linear_apply(m, &m->head_q, x, y, n);
+    else
+        be->gemm(be, x, m->lm_head, m->head_dt, NULL, y, n, c->hidden_size, c->vocab_size);
     gptq_turn_end();
-    if (m->device)
+    if (m->device && st == GPTQ_OK)
         st = be->download(be, logits, y, out_bytes);
 done:
     be->free(be, x);

@@ -46,6 +46,11 @@ struct gptq_model {
     float *norm;              /* [hidden] */
     void *lm_head;            /* [vocab, hidden] of head_dt; == embed when tied */
     gptq_dtype embed_dt, head_dt;
+    /* lm_head rounded to a GGUF grid for serving (gptq_model_set_head_grid):
+     * packed, host memory the model owns even when it is a view; lm_head
+     * stays, for saving. head_grid is GPTQ_GRID_NONE without. */
+    linear head_q;
+    int head_grid;
     float *inv_freq;          /* [head_dim / 2] */
     layer *layers;            /* [num_hidden_layers] */
     int views;                /* weights are borrowed (copy_with, from_tensors): never freed
@@ -104,5 +109,7 @@ static inline size_t llama_dense_bytes(size_t rows, size_t cols, gptq_dtype dt)
 /* llama_weights.c */
 gptq_status llama_table_build(gptq_model *m);
 gptq_status llama_refuse_device(const gptq_model *m, const char *what);
+/* Free m's rounded output matrix, if any (gptq_model_set_head_grid). */
+void llama_head_grid_clear(gptq_model *m);
 
 #endif

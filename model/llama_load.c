@@ -541,6 +541,7 @@ void gptq_model_free(gptq_model *m)
         llama_buf_free(m, m->embed);
         llama_buf_free(m, m->norm);
     }
+    llama_head_grid_clear(m); /* always the model's own, views or not */
     if (m->rope_freq != m->inv_freq)
         m->be->free(m->be, m->rope_freq); /* always the model's own, views or not */
     llama_table_free(m);

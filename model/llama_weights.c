@@ -373,3 +373,115 @@ const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linea
     const linear *L = &m->layers[layer].lin[which];
     return L->packed || L->wt != GPTQ_DT_F32 ? NULL : L->W;
 }
+
+/* ---- the output matrix on a GGUF grid ------------------------------------------------ */
+
+/* Rows of lm_head rounded per pass: a float32 copy of a few MiB, never the
+ * whole matrix (113 MB for SmolLM2's 49152 x 576). */
+#define HEAD_GRID_ROWS 1024
+
+int gptq_model_head_grid(const gptq_model *m, size_t *bytes)
+{
+    if (bytes)
+        *bytes = m->head_q.packed ? gptq_linear_bytes(&m->head_q.Q) : 0;
+    return m->head_grid;
+}
+
+void llama_head_grid_clear(gptq_model *m)
+{
+    gptq_linear_free(&m->head_q.Q);
+    memset(&m->head_q, 0, sizeof m->head_q);
+    m->head_grid = GPTQ_GRID_NONE;
+}
+
+/* Rows [r0, r0 + n) of the output matrix rounded onto cfg's grid, packed
+ * into their place in *P (v1 layout: qweight [cols*bits/32, rows], qzeros
+ * [groups, rows*bits/32], scales [groups, rows]). */
+static gptq_status head_grid_rows(const gptq_model *m, const gptq_quant_config *cfg, int r0, int n,
+                                  float *W, gptq_packed *P)
+{
+    const int rows = P->rows, cols = P->cols, bits = P->bits;
+    const size_t row_bytes = (size_t)cols * gptq_dtype_size(m->head_dt);
+    if (gptq_dtype_to_f32(m->head_dt, (const char *)m->lm_head + (size_t)r0 * row_bytes, W,
+                          (size_t)n * cols))
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "head grid: lm_head is %s",
+                         gptq_dtype_name(m->head_dt));
+    gptq_quant_result res = {0};
+    gptq_packed part = {0};
+    gptq_status st = gptq_rtn_layer(W, n, cols, cfg, &res);
+    if (!st)
+        st = gptq_pack(&res, &part);
+    if (!st) {
+        const int words = cols * bits / 32, zwords = n * bits / 32, zrow = rows * bits / 32;
+        for (int w = 0; w < words; w++)
+            memcpy(P->qweight + (size_t)w * rows + r0, part.qweight + (size_t)w * n,
+                   (size_t)n * sizeof *P->qweight);
+        for (int g = 0; g < P->groups; g++) {
+            memcpy(P->qzeros + (size_t)g * zrow + (size_t)r0 * bits / 32,
+                   part.qzeros + (size_t)g * zwords, (size_t)zwords * sizeof *P->qzeros);
+            memcpy(P->scales + (size_t)g * rows + r0, part.scales + (size_t)g * n,
+                   (size_t)n * sizeof *P->scales);
+        }
+        if (r0 == 0)
+            memcpy(P->g_idx, part.g_idx, (size_t)cols * sizeof *P->g_idx);
+    }
+    gptq_packed_free(&part);
+    gptq_quant_result_free(&res);
+    return st;
+}
+
+gptq_status gptq_model_set_head_grid(gptq_model *m, int grid)
+{
+    const gptq_model_config *c = &m->cfg;
+    const gptq_backend *be = m->be;
+    gptq_status st;
+    if (grid == GPTQ_GRID_NONE) {
+        llama_head_grid_clear(m);
+        return GPTQ_OK;
+    }
+    if (grid != GPTQ_GRID_Q8_0)
+        return gptq_fail(GPTQ_ERR_ARG, "head grid %s: the output matrix takes q8_0 (or none)",
+                         gptq_grid_name(grid));
+    if (!m->lm_head)
+        return gptq_fail(GPTQ_ERR_ARG, "head grid: this copy of the model was made without its "
+                         "head");
+    if ((st = llama_refuse_device(m, "head grid")))
+        return st;
+    if (!be->qgemm)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "head grid: the %s backend has no packed "
+                         "products", be->name);
+    gptq_quant_config cfg;
+    gptq_quant_config_default(&cfg);
+    if ((st = gptq_quant_config_use_grid(&cfg, grid, 0, 0)))
+        return st;
+    const int rows = c->vocab_size, cols = c->hidden_size, bits = cfg.bits;
+    if ((st = gptq_pack_check(rows, cols, bits)) ||
+        (be->qgemm_check && (st = be->qgemm_check(be, rows, cols, bits))))
+        return gptq_fail_context(st, "head grid %s for the %d x %d output matrix",
+                                 gptq_grid_name(grid), rows, cols);
+    gptq_packed P = {.bits = bits, .rows = rows, .cols = cols, .group_size = cfg.group_size,
+                     .groups = gptq_quant_groups(&cfg, cols), .owned = 1};
+    P.qweight = malloc((size_t)cols * bits / 32 * (size_t)rows * sizeof *P.qweight);
+    P.qzeros = malloc((size_t)P.groups * ((size_t)rows * bits / 32) * sizeof *P.qzeros);
+    P.scales = malloc((size_t)P.groups * rows * sizeof *P.scales);
+    P.g_idx = malloc((size_t)cols * sizeof *P.g_idx);
+    const int chunk = rows < HEAD_GRID_ROWS ? rows : HEAD_GRID_ROWS; /* a multiple of 4 */
+    float *W = malloc((size_t)chunk * cols * sizeof *W);
+    if (!P.qweight || !P.qzeros || !P.scales || !P.g_idx || !W)
+        st = gptq_fail(GPTQ_ERR_NOMEM, "head grid: out of memory for the %d x %d output "
+                       "matrix", rows, cols);
+    for (int r0 = 0; !st && r0 < rows; r0 += chunk)
+        st = head_grid_rows(m, &cfg, r0, rows - r0 < chunk ? rows - r0 : chunk, W, &P);
+    free(W);
+    linear L = {.rows = rows, .cols = cols, .wt = GPTQ_DT_F32, .packed = 1};
+    if (!st)
+        st = gptq_linear_from_v1(&P, &L.Q);
+    if (st) {
+        gptq_packed_free(&P);
+        return st;
+    }
+    llama_head_grid_clear(m);
+    m->head_q = L;
+    m->head_grid = grid;
+    return GPTQ_OK;
+}

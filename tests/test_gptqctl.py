@@ -297,6 +297,34 @@ def test_eval(ctl, tmp, short_text):
     return short_ppl
 
 
+def test_head(ctl, short_text, short_ppl):
+    """load --head q8_0: the output matrix also held in Q8_0 (a byte per
+    weight, per 32 an fp16 scale and a zero byte, g_idx), shown in list, counted in
+    its bytes; logits from it move the perplexity a little, not a lot."""
+    ctl.ok("load", "tiny-q8h", os.path.join(FIXTURES, "tiny-llama"), "--head", "q8_0")
+    models = list_models(ctl)
+    m, base = models.get("tiny-q8h"), models.get("tiny")
+    check(m is not None and m["format"] == "f16+head-q8_0", "list format of a --head q8_0 load",
+          str(m))
+    if m and base:
+        want = 4096 * 256 * 35 // 32 + 256 * 4  # and g_idx
+        check(m["bytes"] - base["bytes"] == want, "the Q8_0 head is counted in bytes",
+              f"{m['bytes']} - {base['bytes']} != {want}")
+    p = ctl.ok("eval", "tiny-q8h", "--text", short_text, json_out=True)
+    ppl = (p.obj or {}).get("perplexity")
+    if ppl and short_ppl:
+        rel = abs(ppl - short_ppl) / short_ppl
+        check(0 < rel < 0.01, "perplexity with the Q8_0 head within 1% of the F16 head's "
+              "(and not equal)", f"{ppl} vs {short_ppl} (rel {rel:.2e})")
+    j = ctl.ok("infer", "tiny-q8h", "The list of", "--temperature", "0", "--max-tokens", "8",
+               json_out=True)
+    check(bool((j.obj or {}).get("text")), "infer with the Q8_0 head", str(j.obj))
+    p = ctl.run("load", "tiny-q4h", os.path.join(FIXTURES, "tiny-llama"), "--head", "q4_0")
+    check(p.returncode == 2 and "--head q4_0" in p.stderr, "load --head q4_0 is a usage error",
+          f"exit {p.returncode} {p.stderr!r}")
+    ctl.ok("unload", "tiny-q8h")
+
+
 def test_quantize(ctl, tmp, short_text, short_ppl):
     p = ctl.run("quantize", "tiny", "--as", "tiny-w4", "--nsamples", "16", "--seqlen", "256",
                 json_out=True, timeout=500)
@@ -653,6 +681,7 @@ def main():
         test_basics(ctl, tmp, daemon)
         greedy = test_infer(ctl)
         short_ppl = test_eval(ctl, tmp, short_text)
+        test_head(ctl, short_text, short_ppl)
         have_quantize = test_quantize(ctl, tmp, short_text, short_ppl)
         test_cancel(ctl, tmp)
         test_wait_after_client_killed(ctl)

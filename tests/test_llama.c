@@ -5,6 +5,7 @@
  * entry points with hooks, replacing linears (dense and packed), and the
  * BF16 copy of the model. */
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1043,6 +1044,104 @@ done:
     gptq_model_free(d);
 }
 
+/* The output matrix rounded to Q8_0 for serving (gptq_model_set_head_grid)
+ * against a float64 head over the same hidden states, with the matrix
+ * rounded onto the Q8_0 grid here: per 32 inputs d = fp16(max|w| / 127),
+ * codes the nearest, round(w / d) (llama.cpp's quantize_row_q8_0 divides by
+ * d before its fp16 rounding: 0.18% of the largest logit apart). Exact products
+ * differ from it by float32 rounding (bound 1e-5 of the largest logit); the
+ * fast ones also round the activation to int8 per 32 inputs (bound 1e-2). */
+static void test_head_grid(gptq_model *m)
+{
+    const gptq_model_config *c = gptq_model_get_config(m);
+    const int H = c->hidden_size, V = c->vocab_size, n = 8;
+    const gptq_model_tensor *head = NULL, *norm = NULL;
+    for (size_t i = 0; i < gptq_model_tensor_count(m); i++) {
+        const gptq_model_tensor *t = gptq_model_tensor_at(m, i);
+        if (!strcmp(t->name, "lm_head.weight") ||
+            (!head && !strcmp(t->name, "model.embed_tokens.weight")))
+            head = t;
+        if (!strcmp(t->name, "model.norm.weight"))
+            norm = t;
+    }
+    float *h = malloc((size_t)n * H * sizeof *h), *W = malloc((size_t)V * H * sizeof *W);
+    float *lf = malloc((size_t)n * V * sizeof *lf), *lq = malloc((size_t)n * V * sizeof *lq);
+    float *nw = malloc((size_t)H * sizeof *nw);
+    double *ref64 = malloc((size_t)n * V * sizeof *ref64), *x = malloc((size_t)H * sizeof *x);
+    CHECK(head && norm && h && W && lf && lq && nw && ref64 && x, "head grid: set-up");
+    if (!head || !norm || !h || !W || !lf || !lq || !nw || !ref64 || !x)
+        goto done;
+    /* hidden states after the last layer, exact arithmetic */
+    const int was = gptq_model_set_exact(m, 1);
+    CHECK_OK(gptq_model_embed(m, ids, n, h));
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        CHECK_OK(gptq_model_layer_forward(m, l, h, 1, n, NULL));
+    CHECK_OK(gptq_model_head(m, h, n, lf));
+    CHECK(gptq_dtype_to_f32(head->dtype, head->data, W, (size_t)V * H) == 0 &&
+              gptq_dtype_to_f32(norm->dtype, norm->data, nw, (size_t)H) == 0,
+          "head grid: tensors not float");
+    for (size_t r = 0; r < (size_t)V; r++)
+        for (int g = 0; g < H; g += 32) {
+            float *w = W + r * H + g, amax = 0;
+            for (int k = 0; k < 32; k++)
+                amax = fmaxf(amax, fabsf(w[k]));
+            const float d16 = gptq_round_f16(amax ? amax / 127 : 1);
+            for (int k = 0; k < 32; k++)
+                w[k] = d16 * rintf(w[k] / d16);
+        }
+    for (int t = 0; t < n; t++) {
+        double ss = 0;
+        for (int k = 0; k < H; k++)
+            ss += (double)h[(size_t)t * H + k] * h[(size_t)t * H + k];
+        const double inv = 1 / sqrt(ss / H + c->rms_norm_eps);
+        for (int k = 0; k < H; k++)
+            x[k] = h[(size_t)t * H + k] * inv * nw[k];
+        for (size_t v = 0; v < (size_t)V; v++) {
+            double s = 0;
+            for (int k = 0; k < H; k++)
+                s += x[k] * W[v * H + k];
+            ref64[(size_t)t * V + v] = s;
+        }
+    }
+    double maxr = 0, moved = 0;
+    for (size_t i = 0; i < (size_t)n * V; i++)
+        maxr = fmax(maxr, fabs(ref64[i])), moved = fmax(moved, fabs(lf[i] - ref64[i]));
+    const size_t before = gptq_model_bytes(m);
+    CHECK(gptq_model_head_grid(m, NULL) == GPTQ_GRID_NONE, "head grid set on a new model");
+    CHECK_OK(gptq_model_set_head_grid(m, GPTQ_GRID_Q8_0));
+    const size_t grew = gptq_model_bytes(m) - before;
+    CHECK(gptq_model_head_grid(m, NULL) == GPTQ_GRID_Q8_0 && grew >= (size_t)V * H &&
+              grew <= (size_t)V * H * 5 / 4,
+          "head grid q8_0: %zu bytes more for a %d x %d matrix", grew, V, H);
+    for (int exact = 1; exact >= 0; exact--) {
+        gptq_model_set_exact(m, exact);
+        CHECK_OK(gptq_model_head(m, h, n, lq));
+        double maxd = 0;
+        for (size_t i = 0; i < (size_t)n * V; i++)
+            maxd = fmax(maxd, fabs(lq[i] - ref64[i]));
+        const double tol = exact ? 1e-5 : 1e-2;
+        printf("%-44s max rel error %.3g (tolerance %.0e; the float head: %.3g)\n",
+               exact ? "head q8_0, exact, vs float64 Q8_0 head" : "head q8_0, fast, vs float64",
+               maxd / maxr, tol, moved / maxr);
+        CHECK(maxd / maxr <= tol, "head q8_0 (exact %d): %.3g", exact, maxd / maxr);
+    }
+    CHECK(moved / maxr > 1e-5, "the float head gave Q8_0's logits (%.3g): not rounded?",
+          moved / maxr);
+    gptq_status st = gptq_model_set_head_grid(m, GPTQ_GRID_Q4_0);
+    CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "q8_0") &&
+              gptq_model_head_grid(m, NULL) == GPTQ_GRID_Q8_0,
+          "head grid q4_0: %s '%s'", gptq_status_name(st), gptq_errmsg());
+    CHECK_OK(gptq_model_set_head_grid(m, GPTQ_GRID_NONE));
+    gptq_model_set_exact(m, 1);
+    CHECK_OK(gptq_model_head(m, h, n, lq));
+    CHECK(gptq_model_bytes(m) == before && !memcmp(lq, lf, (size_t)n * V * sizeof *lq),
+          "head grid none: %zu bytes (want %zu), logits %s", gptq_model_bytes(m), before,
+          memcmp(lq, lf, (size_t)n * V * sizeof *lq) ? "differ" : "equal");
+    gptq_model_set_exact(m, was);
+done:
+    free(h), free(W), free(lf), free(lq), free(nw), free(ref64), free(x);
+}
+
 /* Weight matrices stay in the file's 16 bits: the resident bytes are the
  * config's matrices at 2 bytes and its norms at 4 (no biases in Llama). */
 static void check_resident_16bit(const gptq_model *m, const char *what)
@@ -1097,6 +1196,7 @@ int main(void)
     test_layer_parts(m);
     test_set_linear(m, logits);
     test_biases(m);
+    test_head_grid(m);
     test_bf16(logits);
     gptq_model_free(m);
     free(logits);

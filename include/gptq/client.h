@@ -141,6 +141,18 @@ gptq_status gptq_client_unload(gptq_client *c, const char *name, int force);
 gptq_status gptq_client_load(gptq_client *c, const char *name, const char *path,
                              gptq_job_id *job);
 
+/* Options of a load. Strings are borrowed for the call only. */
+typedef struct gptq_load_options {
+    const char *head; /* "q8_0": the output matrix is also held rounded to Q8_0 and logits
+                         read that copy (a decode step reads half an F16 matrix's bytes;
+                         llama.cpp's 4-bit files keep it in Q8_0 too); NULL or "": as the
+                         file holds it. Host memory only. */
+} gptq_load_options;
+
+/* gptq_client_load with options (o may be NULL). */
+gptq_status gptq_client_load_with(gptq_client *c, const char *name, const char *path,
+                                  const gptq_load_options *o, gptq_job_id *job);
+
 /* Options of quantize, generate and eval jobs. Each numeric option's
  * meaning, default and bounds are defined once, by the library that runs the
  * job (docs/ARCHITECTURE.md "Options"; `gptqctl VERB --help` shows the
