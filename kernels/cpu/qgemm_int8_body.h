@@ -106,6 +106,9 @@ I8_FN(i8_gemv_body)(const i8_job *J, size_t r0, size_t r1, size_t i, float *gacc
     float *y = J->y + i * rows;
     const uint32_t *qweight = (const uint32_t *)J->P->qweight;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
+    /* the next block's word rows, while this block's are multiplied: when
+     * they are short (see I8_PREFETCH_ROWS) */
+    const int prefetch = r1 - r0 <= I8_PREFETCH_ROWS;
     for (size_t r = r0; r < r1; r += 8)
         _mm256_storeu_ps(y + r, _mm256_setzero_ps());
     for (int b = 0; b < blocks; b++) {
@@ -121,8 +124,12 @@ I8_FN(i8_gemv_body)(const i8_job *J, size_t r0, size_t r1, size_t i, float *gacc
         }
         const __m256 d = _mm256_broadcast_ss(xd + b);
         const uint32_t *wp = qweight + (size_t)b * upb * rows;
+        const uint32_t *wn = b + 1 < blocks ? wp + (size_t)upb * rows : wp;
         for (size_t r = r0; r < r1; r += 8) {
             __m256i iacc = _mm256_setzero_si256();
+            if (prefetch && ((r - r0) & 15) == 0) /* a cache line of each word row */
+                for (int j = 0; j < upb; j++)
+                    _mm_prefetch((const char *)(wn + (size_t)j * rows + r), _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int j = 0; j < upb; j++) {
                 const __m256i w = _mm256_loadu_si256((const __m256i *)(wp + (size_t)j * rows + r));
