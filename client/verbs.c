@@ -270,7 +270,7 @@ static int verb_load(const ctl_globals *g, int argc, char **argv)
     case 'H':
         if (strcmp(optarg, "q8_0") && strcmp(optarg, "none"))
             return ctl_usage_error("load", "--head %s: use q8_0 or none", optarg);
-        o.head = strcmp(optarg, "none") ? optarg : NULL;
+        o.head = optarg;
         break;
     PARSE_END("load")
     if (argc - optind < 2)
@@ -942,7 +942,9 @@ const ctl_verb ctl_verbs[] = {
      "               scales) and compute logits from it: a decode step reads half of\n"
      "               an F16 matrix's bytes (llama.cpp's 4-bit files keep it in Q8_0\n"
      "               too); logits move by ~0.1-0.5% of their range. Saving still\n"
-     "               writes the matrix as loaded. CPU memory only. Default: none\n",
+     "               writes the matrix as loaded. CPU memory only.\n"
+     "  --head none  serve the matrix as the file holds it. Default: the daemon's\n"
+     "               `head` setting (none unless set)\n",
      verb_load, NULL},
     {"unload", "NAME [--force]",
      "Drop the resident model NAME.\n"

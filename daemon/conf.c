@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/log.h"
+#include "gptq/quant.h"
 
 static const char usage[] =
     "usage: gptqd [--config FILE] [--socket PATH] [--device auto|cpu|cuda:N]\n"
@@ -16,6 +17,7 @@ static const char usage[] =
     "             [--memory-limit BYTES[K|M|G]] [--max-message-size BYTES]\n"
     "             [--max-jobs N] [--workers N] [--job-keep-seconds S]\n"
     "             [--socket-group GROUP] [--kv-slots N] [--kv-context N]\n"
+    "             [--head none|q8_0]\n"
     "             [--help] [--version]\n"
     "\n"
     "The model-serving daemon of gptqd. Every flag is also a config-file key\n"
@@ -28,7 +30,10 @@ static const char usage[] =
     "--kv-slots sequences (default 8) of up to --kv-context positions\n"
     "(default 4096, at most the model's); a sequence's KV cache (context x\n"
     "layers x 2 x kv_dim floats at most) is allocated as it grows, freed\n"
-    "when it ends, and counted while held: an idle model holds none.\n";
+    "when it ends, and counted while held: an idle model holds none.\n"
+    "--head q8_0 serves every model loaded without a --head of its own\n"
+    "(preloads too) from its output matrix rounded to Q8_0 (gptqctl load\n"
+    "--help); the default, none, serves the matrix as the file holds it.\n";
 
 static gptq_status set_string(char **slot, const char *value)
 {
@@ -50,6 +55,7 @@ gptq_status gptqd_conf_init(gptqd_conf *conf)
     conf->job_keep_seconds = 600;
     conf->kv_slots = 8;
     conf->kv_context = 4096;
+    conf->head = GPTQ_GRID_NONE;
     gptq_status st = set_string(&conf->device, "auto");
     if (st)
         return st;
@@ -110,6 +116,12 @@ gptq_status gptqd_conf_set(gptqd_conf *conf, const char *key, const char *value)
     if (strcmp(key, "kv-context") == 0) {
         if (parse_int(value, 16, 1 << 20, &conf->kv_context) < 0)
             return gptq_fail(GPTQ_ERR_ARG, "kv-context '%s': use 16 to 1048576 positions", value);
+        return GPTQ_OK;
+    }
+    if (strcmp(key, "head") == 0) {
+        if (strcmp(value, "none") && gptq_grid_from_name(value) != GPTQ_GRID_Q8_0)
+            return gptq_fail(GPTQ_ERR_ARG, "head '%s': use none or q8_0", value);
+        conf->head = strcmp(value, "none") ? GPTQ_GRID_Q8_0 : GPTQ_GRID_NONE;
         return GPTQ_OK;
     }
     if (strcmp(key, "socket") == 0) {

@@ -35,6 +35,8 @@ typedef struct gptqd_conf {
     int job_keep_seconds;      /* finished jobs are reaped after this */
     int kv_slots;              /* sequences one model's decode loop batches */
     int kv_context;            /* positions per sequence (capped by the model's) */
+    int head;                  /* grid of the output matrix's serving copy for loads that
+                                  do not choose (and preloads): GPTQ_GRID_NONE or _Q8_0 */
 } gptqd_conf;
 
 /* Defaults; the socket path from GPTQD_SOCKET, else $XDG_RUNTIME_DIR/gptqd.sock

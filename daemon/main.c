@@ -75,7 +75,7 @@ static void preload(gptqd_ctx *ctx, uint64_t watchdog_us)
         uint64_t id = 0;
         gptq_status st = gptqd_place_trusted(p->path, &place);
         if (!st)
-            st = gptqd_task_load(ctx, &preload_caller, p->name, &place, GPTQ_GRID_NONE, &id);
+            st = gptqd_task_load(ctx, &preload_caller, p->name, &place, ctx->conf->head, &id);
         gptqd_poll poll = {0};
         for (uint64_t since = 0; !st && !stop_signal;) {
             st = gptqd_jobs_poll(ctx->jobs, id, since, TICK_MS, 64, &poll);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "daemon/conf.h"
+#include "gptq/quant.h"
 #include "testutil.h"
 
 static void write_file(const char *path, const char *text)
@@ -42,7 +43,8 @@ int main(void)
                      "log-level = debug\n"
                      "workers = 6\n"
                      "kv-slots = 4\n"
-                     "kv-context = 1024\n");
+                     "kv-context = 1024\n"
+                     "head = q8_0\n");
     write_file(bad, "device = cpu\nmax-jobs = lots\n");
 
     /* Socket default: GPTQD_SOCKET, else XDG_RUNTIME_DIR for a user. */
@@ -78,10 +80,11 @@ int main(void)
     CHECK(c.log_level == 7 && c.workers == 3, "log level %d workers %d", c.log_level, c.workers);
     CHECK(c.kv_slots == 4 && c.kv_context == 1024, "kv-slots %d kv-context %d", c.kv_slots,
           c.kv_context);
+    CHECK(c.head == GPTQ_GRID_Q8_0, "head %d", c.head);
     gptqd_conf_free(&c);
     CHECK_OK(gptqd_conf_init(&c));
-    CHECK(c.kv_slots == 8 && c.kv_context == 4096, "default kv-slots %d kv-context %d",
-          c.kv_slots, c.kv_context);
+    CHECK(c.kv_slots == 8 && c.kv_context == 4096 && c.head == GPTQ_GRID_NONE,
+          "default kv-slots %d kv-context %d head %d", c.kv_slots, c.kv_context, c.head);
     gptqd_conf_free(&c);
 
     /* Errors name the file and line, or the flag, and the fix. */
@@ -94,8 +97,9 @@ int main(void)
     const char *bad_flags[][2] = {{"--device", "tpu"}, {"--bits", "4"},
                                   {"--memory-limit", "12X"}, {"--model-dir", "relative"},
                                   {"--preload", "noequals"}, {"--workers", "1"},
-                                  {"--kv-slots", "0"}, {"--kv-context", "8"}};
-    for (int i = 0; i < 8; i++) {
+                                  {"--kv-slots", "0"}, {"--kv-context", "8"},
+                                  {"--head", "q4_0"}};
+    for (int i = 0; i < 9; i++) {
         char *av[] = {"gptqd", (char *)bad_flags[i][0], (char *)bad_flags[i][1], NULL};
         CHECK_OK(gptqd_conf_init(&c));
         st = gptqd_conf_from_args(&c, 3, av, &action);

@@ -323,6 +323,10 @@ def test_head(ctl, short_text, short_ppl):
     check(p.returncode == 2 and "--head q4_0" in p.stderr, "load --head q4_0 is a usage error",
           f"exit {p.returncode} {p.stderr!r}")
     ctl.ok("unload", "tiny-q8h")
+    ctl.ok("load", "tiny-noh", os.path.join(FIXTURES, "tiny-llama"), "--head", "none")
+    m = list_models(ctl).get("tiny-noh")
+    check(m is not None and m["format"] == "f16", "load --head none: the matrix as loaded", str(m))
+    ctl.ok("unload", "tiny-noh")
 
 
 def test_quantize(ctl, tmp, short_text, short_ppl):

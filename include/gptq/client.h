@@ -145,8 +145,9 @@ gptq_status gptq_client_load(gptq_client *c, const char *name, const char *path,
 typedef struct gptq_load_options {
     const char *head; /* "q8_0": the output matrix is also held rounded to Q8_0 and logits
                          read that copy (a decode step reads half an F16 matrix's bytes;
-                         llama.cpp's 4-bit files keep it in Q8_0 too); NULL or "": as the
-                         file holds it. Host memory only. */
+                         llama.cpp's 4-bit files keep it in Q8_0 too); "none": as the file
+                         holds it; NULL or "": the daemon's `head` setting (none unless
+                         set). Host memory only. */
 } gptq_load_options;
 
 /* gptq_client_load with options (o may be NULL). */
