@@ -107,6 +107,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
         {"LlamaForCausalLM", "llama", GPTQ_ARCH_LLAMA},
         {"MistralForCausalLM", "mistral", GPTQ_ARCH_MISTRAL},
         {"Qwen2ForCausalLM", "qwen2", GPTQ_ARCH_QWEN2},
+        {"Qwen3ForCausalLM", "qwen3", GPTQ_ARCH_QWEN3},
     };
     const char *name = NULL, *model_type = NULL;
     json_t *archs = json_object_get(root, "architectures");
@@ -133,7 +134,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
     }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
-                     "MistralForCausalLM, Qwen2ForCausalLM",
+                     "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM",
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
@@ -454,10 +455,12 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         get_bool(root, what, "attention_bias", &cfg->attention_bias) < 0 ||
         get_bool(root, what, "mlp_bias", &cfg->mlp_bias) < 0)
         return GPTQ_ERR_FORMAT;
-    if (cfg->arch != GPTQ_ARCH_LLAMA && (cfg->attention_bias || cfg->mlp_bias))
+    if ((cfg->arch != GPTQ_ARCH_LLAMA && cfg->arch != GPTQ_ARCH_QWEN3 && cfg->attention_bias) ||
+        (cfg->arch != GPTQ_ARCH_LLAMA && cfg->mlp_bias))
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
-                         "%s: attention_bias/mlp_bias are Llama options; %s does not take them",
-                         what, cfg->architecture);
+                         "%s: attention_bias (Llama, Qwen3) / mlp_bias (Llama): %s does not take "
+                         "%s", what, cfg->architecture,
+                         cfg->mlp_bias ? "mlp_bias" : "attention_bias");
 
     if (cfg->arch == GPTQ_ARCH_MISTRAL) {
         cfg->sliding_window = 4096; /* MistralConfig's default */
@@ -465,7 +468,7 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
             cfg->sliding_window = 0;
         if (get_int(root, what, "sliding_window", 1, 1 << 30, &cfg->sliding_window) < 0)
             return GPTQ_ERR_FORMAT;
-    } else if (cfg->arch == GPTQ_ARCH_QWEN2) {
+    } else if (cfg->arch == GPTQ_ARCH_QWEN2 || cfg->arch == GPTQ_ARCH_QWEN3) {
         int use_sw = 0;
         if (get_bool(root, what, "use_sliding_window", &use_sw) < 0)
             return GPTQ_ERR_FORMAT;
@@ -552,6 +555,11 @@ void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq)
 int gptq_config_qkv_bias(const gptq_model_config *cfg)
 {
     return cfg->arch == GPTQ_ARCH_QWEN2 || cfg->attention_bias;
+}
+
+int gptq_config_qk_norm(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_QWEN3;
 }
 
 int gptq_config_o_bias(const gptq_model_config *cfg)

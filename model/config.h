@@ -1,6 +1,7 @@
 /* model/config.h: a Hugging Face config.json for the Llama family.
  *
- * Reads LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM configs
+ * Reads LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and
+ * Qwen3ForCausalLM configs
  * into one flat struct with HF's defaults for absent optional fields, checks
  * the shapes for consistency, and computes the rotary inverse frequencies
  * exactly as transformers' rope init functions do (default, linear, llama3).
@@ -22,6 +23,7 @@ typedef enum gptq_arch {
     GPTQ_ARCH_LLAMA,   /* LlamaForCausalLM (Llama 2, Llama 3.x) */
     GPTQ_ARCH_MISTRAL, /* MistralForCausalLM: Llama + sliding window */
     GPTQ_ARCH_QWEN2,   /* Qwen2ForCausalLM: Llama + q/k/v bias */
+    GPTQ_ARCH_QWEN3,   /* Qwen3ForCausalLM: Llama + RMSNorm of each head's q and k */
 } gptq_arch;
 
 typedef enum gptq_rope_type {
@@ -51,7 +53,7 @@ typedef struct gptq_model_config {
     double rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
     int rope_original_max_position_embeddings;          /* llama3 */
     int tie_word_embeddings;     /* lm_head shares embed_tokens.weight */
-    int attention_bias;          /* Llama: q/k/v/o have biases; Qwen2: q/k/v always do */
+    int attention_bias;          /* Llama, Qwen3: q/k/v/o have biases; Qwen2: q/k/v always do */
     int mlp_bias;                /* Llama: gate/up/down have biases */
     int sliding_window;          /* Mistral; 0 = none */
     int bos_token_id;            /* -1 if absent */
@@ -91,6 +93,9 @@ void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq);
 int gptq_config_qkv_bias(const gptq_model_config *cfg);
 int gptq_config_o_bias(const gptq_model_config *cfg);
 int gptq_config_mlp_bias(const gptq_model_config *cfg);
+/* 1 when each attention head's q and k pass an RMSNorm of head_dim weights
+ * (self_attn.q_norm / k_norm) before RoPE: Qwen3. */
+int gptq_config_qk_norm(const gptq_model_config *cfg);
 
 /* Merge generation_config.json's end-of-generation ids (eos_token_id: an
  * id or a list) into cfg's, which generation stops on; bos_token_id fills

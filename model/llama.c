@@ -82,7 +82,9 @@ void llama_layer_clear(const gptq_model *m, layer *Ly)
 {
     llama_buf_free(m, Ly->attn_norm);
     llama_buf_free(m, Ly->mlp_norm);
-    Ly->attn_norm = Ly->mlp_norm = NULL;
+    llama_buf_free(m, Ly->q_norm);
+    llama_buf_free(m, Ly->k_norm);
+    Ly->attn_norm = Ly->mlp_norm = Ly->q_norm = Ly->k_norm = NULL;
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         llama_linear_clear(m, &Ly->lin[w]);
         llama_buf_free(m, Ly->lin[w].bias);
@@ -141,7 +143,7 @@ size_t gptq_model_bytes(const gptq_model *m)
         bytes += gptq_linear_bytes(&m->head_q.Q);
     size_t floats = (size_t)c->hidden_size;
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        floats += 2 * (size_t)c->hidden_size;
+        floats += 2 * (size_t)c->hidden_size + (gptq_config_qk_norm(c) ? 2 * (size_t)c->head_dim : 0);
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *L = &m->layers[l].lin[w];
             floats += L->bias ? (size_t)L->rows : 0;
@@ -311,6 +313,15 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         if ((st = visit(user, name, Ly->mlp_norm, GPTQ_DT_F32, 1, vec_shape, NULL)) != GPTQ_OK)
             return st;
+        if (gptq_config_qk_norm(c)) {
+            int64_t hd_shape[1] = {c->head_dim};
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+            if ((st = visit(user, name, Ly->q_norm, GPTQ_DT_F32, 1, hd_shape, NULL)) != GPTQ_OK)
+                return st;
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+            if ((st = visit(user, name, Ly->k_norm, GPTQ_DT_F32, 1, hd_shape, NULL)) != GPTQ_OK)
+                return st;
+        }
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *L = &Ly->lin[w];
             int64_t shape[2] = {L->rows, L->cols}, bshape[1] = {L->rows};

@@ -1,4 +1,4 @@
-/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2) on any
+/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3) on any
  * backend (kernels/backend.h), with Hugging Face semantics, in float32.
  * What a mapping client may call is declared in gptq/model.h.
  *

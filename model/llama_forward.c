@@ -181,6 +181,10 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
         (st = linear_apply(m, &Ly->lin[GPTQ_LIN_K], x, s->k, T)) != GPTQ_OK ||
         (st = linear_apply(m, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
         return st;
+    if (Ly->q_norm) { /* Qwen3: each head's q and k, before RoPE */
+        be->rmsnorm(be, s->q, Ly->q_norm, s->q, T * nh, hd, (float)c->rms_norm_eps);
+        be->rmsnorm(be, s->k, Ly->k_norm, s->k, T * nkv, hd, (float)c->rms_norm_eps);
+    }
     be->rope(be, s->q, T, nh, hd, s->pos, m->rope_freq);
     be->rope(be, s->k, T, nkv, hd, s->pos, m->rope_freq);
     for (int i = 0; i < n_seq; i++) {

@@ -32,6 +32,8 @@ typedef struct linear {
 typedef struct layer {
     float *attn_norm; /* input_layernorm [hidden] */
     float *mlp_norm;  /* post_attention_layernorm [hidden] */
+    float *q_norm;    /* self_attn.q_norm [head_dim] (gptq_config_qk_norm), else NULL */
+    float *k_norm;    /* self_attn.k_norm [head_dim] */
     linear lin[GPTQ_LIN_COUNT];
 } layer;
 

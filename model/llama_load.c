@@ -378,6 +378,15 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->mlp_norm)) != GPTQ_OK)
             return st;
+        if (gptq_config_qk_norm(c)) {
+            int64_t hd_shape[1] = {c->head_dim};
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+            if ((st = load_f32(ld, name, 1, hd_shape, "head_dim", &Ly->q_norm)) != GPTQ_OK)
+                return st;
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+            if ((st = load_f32(ld, name, 1, hd_shape, "head_dim", &Ly->k_norm)) != GPTQ_OK)
+                return st;
+        }
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             linear *L = &Ly->lin[w];
             gptq_model_linear_shape(m, (gptq_linear_id)w, &L->rows, &L->cols);

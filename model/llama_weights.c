@@ -153,6 +153,8 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
         layer *dst = &n->layers[l];
         dst->attn_norm = copy_bytes(cp, src->attn_norm, hidden * sizeof(float));
         dst->mlp_norm = copy_bytes(cp, src->mlp_norm, hidden * sizeof(float));
+        dst->q_norm = copy_bytes(cp, src->q_norm, (size_t)c->head_dim * sizeof(float));
+        dst->k_norm = copy_bytes(cp, src->k_norm, (size_t)c->head_dim * sizeof(float));
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *sl = &src->lin[w];
             linear *dl = &dst->lin[w];
@@ -238,6 +240,8 @@ static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const lay
     snprintf(what, sizeof what, "layer %d norms", l);
     dst->attn_norm = gptq_upload_bytes(u, src->attn_norm, hidden * sizeof(float), what);
     dst->mlp_norm = gptq_upload_bytes(u, src->mlp_norm, hidden * sizeof(float), what);
+    dst->q_norm = gptq_upload_bytes(u, src->q_norm, (size_t)c->head_dim * sizeof(float), what);
+    dst->k_norm = gptq_upload_bytes(u, src->k_norm, (size_t)c->head_dim * sizeof(float), what);
     for (int w = 0; w < GPTQ_LIN_COUNT && u->st == GPTQ_OK; w++) {
         const linear *sl = &src->lin[w];
         linear *dl = &dst->lin[w];

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""scripts/make_family_fixtures.py: tiny random-weight models of the model
+families gptqd runs beside Llama, made and run by transformers, for the test
+suite to compare gptqd's forward with (tests/test_families.c).
+
+Run inside the virtualenv scripts/interop-check installs (torch,
+transformers): ~/.cache/gptqd/interop/venv/bin/python
+scripts/make_family_fixtures.py. Writes tests/data/families/<family>/:
+config.json and model.safetensors (transformers' save_pretrained, float32),
+and reference.json: {"ids": [...], "logits": [[...], ...]} (every position's
+logits of the ids, float32 forward in transformers), "transformers": its
+version. Deterministic (seeded)."""
+import json
+import os
+import sys
+
+import torch
+import transformers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "data", "families")
+
+
+def qwen3():
+    # head_dim 32 is not hidden / heads (16): the config's explicit head_dim
+    # is what sizes q/k/v and the per-head q/k norms.
+    cfg = transformers.Qwen3Config(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+        attention_bias=False, bos_token_id=1, eos_token_id=2)
+    return cfg, transformers.Qwen3ForCausalLM
+
+
+def make(name, build):
+    torch.manual_seed(1234)
+    cfg, cls = build()
+    model = cls(cfg).float().eval()
+    with torch.no_grad():  # norms away from 1, so that a missing norm shows
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.copy_(1 + 0.5 * torch.randn_like(p))
+    out = os.path.join(OUT, name)
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    g = torch.Generator().manual_seed(99)
+    ids = torch.randint(3, cfg.vocab_size, (1, 24), generator=g)
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump({"ids": ids[0].tolist(), "logits": logits.tolist(),
+                   "transformers": transformers.__version__, "torch": torch.__version__}, f)
+    for extra in ("generation_config.json",):
+        p = os.path.join(out, extra)
+        if os.path.exists(p):
+            os.remove(p)
+    print(name, "->", out, "logits", tuple(logits.shape))
+
+
+if __name__ == "__main__":
+    families = {"qwen3": qwen3}
+    for name in sys.argv[1:] or families:
+        make(name, families[name])

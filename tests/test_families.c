@@ -1,0 +1,153 @@
+/* tests/test_families.c: the model families beside Llama against
+ * transformers: tests/data/families/<family>/ holds a tiny random-weight
+ * model that transformers made and ran (scripts/make_family_fixtures.py);
+ * gptqd's forward must give its logits to float32 rounding, whole and
+ * token by token through the KV cache; a float folder gptqd saves must
+ * load back to the same logits; GPTQ reaches every linear and its
+ * checkpoint loads back to the quantized model's logits. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/calib.h"
+#include "model/checkpoint.h"
+#include "model/hf_files.h"
+#include "model/llama.h"
+#include "testutil.h"
+
+/* float32 forwards in a different order than torch's: measured below 1e-6
+ * of the largest logit */
+#define TOL 1e-5
+
+static double max_rel(const float *got, const double *ref, size_t n)
+{
+    double maxd = 0, maxr = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxd = fmax(maxd, fabs(got[i] - ref[i]));
+        maxr = fmax(maxr, fabs(ref[i]));
+    }
+    return maxd / maxr;
+}
+
+static void check_family(const char *root, const char *family)
+{
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, family);
+    snprintf(path, sizeof path, "%s/reference.json", dir);
+    json_error_t jerr;
+    json_t *ref = json_load_file(path, 0, &jerr);
+    CHECK(ref != NULL, "%s: %s", path, jerr.text);
+    if (!ref)
+        return;
+    json_t *jids = json_object_get(ref, "ids"), *jlog = json_object_get(ref, "logits");
+    const int n = (int)json_array_size(jids);
+    const int vocab = (int)json_array_size(json_array_get(jlog, 0));
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    double *want = malloc((size_t)n * vocab * sizeof *want);
+    float *got = malloc((size_t)n * vocab * sizeof *got);
+    for (int t = 0; t < n; t++) {
+        ids[t] = (int32_t)json_integer_value(json_array_get(jids, t));
+        for (int v = 0; v < vocab; v++)
+            want[(size_t)t * vocab + v] =
+                json_real_value(json_array_get(json_array_get(jlog, t), v));
+    }
+    gptq_model *m = NULL, *back = NULL;
+    gptq_kv *kv = NULL;
+    gptq_hf_files files = {0};
+    CHECK_OK(gptq_model_load(dir, &m));
+    if (!m)
+        goto done;
+    CHECK(gptq_model_vocab_size(m) == vocab, "%s: vocab %d, reference %d", family,
+          gptq_model_vocab_size(m), vocab);
+    gptq_model_set_exact(m, 1);
+    CHECK_OK(gptq_model_forward(m, NULL, ids, 1, n, NULL, NULL, 0, got));
+    double err = max_rel(got, want, (size_t)n * vocab);
+    printf("%-8s whole sequence vs transformers: max rel error %.3g (tolerance %.0e)\n", family,
+           err, TOL);
+    CHECK(err <= TOL, "%s: whole sequence %.3g", family, err);
+
+    CHECK_OK(gptq_kv_create(m, 1, n, &kv));
+    for (int t = 0; kv && t < n; t++)
+        CHECK_OK(gptq_model_forward(m, kv, ids + t, 1, 1, NULL, NULL, 0, got + (size_t)t * vocab));
+    err = max_rel(got, want, (size_t)n * vocab);
+    printf("%-8s token by token (KV cache): max rel error %.3g (tolerance %.0e)\n", family, err,
+           TOL);
+    CHECK(err <= TOL, "%s: token by token %.3g", family, err);
+
+    /* saved as a float folder and loaded back: every tensor travels */
+    char tmp[] = "/tmp/gptq-families-XXXXXX", out[600];
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(out, sizeof out, "%s/saved", tmp);
+    CHECK_OK(gptq_hf_files_read(dir, &files));
+    CHECK_OK(gptq_checkpoint_save(m, &files, NULL, GPTQ_DT_F32, out));
+    CHECK_OK(gptq_model_load(out, &back));
+    if (back) {
+        gptq_model_set_exact(back, 1);
+        CHECK_OK(gptq_model_forward(back, NULL, ids, 1, n, NULL, NULL, 0, got));
+        err = max_rel(got, want, (size_t)n * vocab);
+        printf("%-8s saved by gptqd, loaded back: max rel error %.3g (tolerance %.0e)\n", family,
+               err, TOL);
+        CHECK(err <= TOL, "%s: saved and loaded back %.3g", family, err);
+    }
+    /* GPTQ 4-bit, groups of 32, on random windows: every linear packed,
+     * logits moved a little; the checkpoint loads back to them */
+    gptq_model_free(back);
+    back = NULL;
+    gptq_calib_options o;
+    gptq_calib_options_default(&o);
+    o.quant.bits = 4, o.quant.group_size = 32, o.quant.sym = 1;
+    o.nsamples = 8, o.seqlen = 32;
+    int32_t *calib = malloc(4096 * sizeof *calib);
+    for (int i = 0; i < 4096; i++)
+        calib[i] = (int32_t)((i * 2654435761u >> 7) % (unsigned)vocab);
+    float *quant = malloc((size_t)n * vocab * sizeof *quant);
+    CHECK_OK(gptq_calib_quantize(m, calib, 4096, &o, NULL, NULL));
+    const gptq_model_config *c = gptq_model_get_config(m);
+    int packed = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            packed += gptq_model_linear_packed(m, l, (gptq_linear_id)w) != NULL;
+    CHECK(packed == c->num_hidden_layers * GPTQ_LIN_COUNT, "%s: %d linears packed", family,
+          packed);
+    CHECK_OK(gptq_model_forward(m, NULL, ids, 1, n, NULL, NULL, 0, quant));
+    err = max_rel(quant, want, (size_t)n * vocab);
+    printf("%-8s GPTQ 4-bit g32 vs float: max rel change %.3g (expected 1e-3 .. 0.5)\n",
+           family, err);
+    CHECK(err > 1e-3 && err < 0.5, "%s: GPTQ moved the logits by %.3g", family, err);
+    snprintf(out, sizeof out, "%s/gptq", tmp);
+    gptq_checkpoint_meta meta = {.quant = o.quant, .true_sequential = 1};
+    CHECK_OK(gptq_checkpoint_save(m, &files, &meta, GPTQ_DT_COUNT, out));
+    CHECK_OK(gptq_model_load(out, &back));
+    if (back) {
+        gptq_model_set_exact(back, 1);
+        CHECK_OK(gptq_model_forward(back, NULL, ids, 1, n, NULL, NULL, 0, got));
+        double maxd = 0, maxr = 0;
+        for (size_t i = 0; i < (size_t)n * vocab; i++)
+            maxd = fmax(maxd, fabs(got[i] - quant[i])), maxr = fmax(maxr, fabs(quant[i]));
+        printf("%-8s its GPTQ checkpoint loaded back: max rel error %.3g (tolerance 1e-3: "
+               "float tensors stored in F16)\n", family, maxd / maxr);
+        CHECK(maxd / maxr <= 1e-3, "%s: checkpoint loaded back %.3g", family, maxd / maxr);
+    }
+    free(calib);
+    free(quant);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0, "%s", cmd);
+done:
+    gptq_hf_files_free(&files);
+    gptq_kv_free(kv);
+    gptq_model_free(back);
+    gptq_model_free(m);
+    free(ids), free(want), free(got);
+    json_decref(ref);
+}
+
+int main(void)
+{
+    const char *root = getenv("GPTQ_SOURCE_ROOT");
+    check_family(root ? root : ".", "qwen3");
+    return test_result();
+}
