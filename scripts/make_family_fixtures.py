@@ -6,12 +6,17 @@ suite to compare gptqd's forward with (tests/test_families.c).
 Run inside the virtualenv scripts/interop-check installs (torch,
 transformers): ~/.cache/gptqd/interop/venv/bin/python
 scripts/make_family_fixtures.py. Writes tests/data/families/<family>/:
-config.json and model.safetensors (transformers' save_pretrained, float32),
-and reference.json: {"ids": [...], "logits": [[...], ...]} (every position's
-logits of the ids, float32 forward in transformers), "transformers": its
-version. Deterministic (seeded)."""
+config.json and model.safetensors (transformers' save_pretrained, weights
+in F16), the bundled tiny-llama's tokenizer (its vocabulary of 4096 is the
+models'; so that gptqd serves, quantizes and evaluates them, and
+scripts/interop-check takes them through transformers), and reference.json:
+{"ids": [...], "vocab": V, "transformers": its version, "torch": ...} with
+reference.f32, every position's logits of the ids ([len(ids), V] float32
+little-endian), from a float32 forward in transformers of the F16 weights.
+Deterministic (seeded)."""
 import json
 import os
+import shutil
 import sys
 
 import torch
@@ -19,16 +24,17 @@ import transformers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "data", "families")
+TOKENIZER = os.path.join(HERE, "..", "models", "tiny-llama")
 
 
 def qwen3():
     # head_dim 32 is not hidden / heads (16): the config's explicit head_dim
     # is what sizes q/k/v and the per-head q/k norms.
     cfg = transformers.Qwen3Config(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
         rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
-        attention_bias=False, bos_token_id=1, eos_token_id=2)
+        attention_bias=False, bos_token_id=4095, eos_token_id=4095)
     return cfg, transformers.Qwen3ForCausalLM
 
 
@@ -40,15 +46,19 @@ def make(name, build):
         for n, p in model.named_parameters():
             if "norm" in n:
                 p.copy_(1 + 0.5 * torch.randn_like(p))
+            p.copy_(p.half().float())  # the F16 file's values
     out = os.path.join(OUT, name)
     os.makedirs(out, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
     g = torch.Generator().manual_seed(99)
     ids = torch.randint(3, cfg.vocab_size, (1, 24), generator=g)
-    with torch.no_grad():
+    with torch.no_grad():  # before .half(), which would round the RoPE buffers too
         logits = model(ids).logits[0].float()
+    model.half().save_pretrained(out, safe_serialization=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKENIZER, f), os.path.join(out, f))
+    logits.numpy().astype("<f4").tofile(os.path.join(out, "reference.f32"))
     with open(os.path.join(out, "reference.json"), "w") as f:
-        json.dump({"ids": ids[0].tolist(), "logits": logits.tolist(),
+        json.dump({"ids": ids[0].tolist(), "vocab": cfg.vocab_size,
                    "transformers": transformers.__version__, "torch": torch.__version__}, f)
     for extra in ("generation_config.json",):
         p = os.path.join(out, extra)
