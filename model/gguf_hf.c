@@ -26,6 +26,7 @@ static const arch_info archs[] = {
     {"llama", "LlamaForCausalLM", "llama", 1},
     {"mistral", "MistralForCausalLM", "mistral", 1},
     {"qwen2", "Qwen2ForCausalLM", "qwen2", 0},
+    {"qwen3", "Qwen3ForCausalLM", "qwen3", 0},
 };
 
 static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
@@ -41,7 +42,8 @@ static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
             return GPTQ_OK;
         }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
-                     "%s: GGUF architecture '%.*s' is not supported (llama, mistral and qwen2 are)",
+                     "%s: GGUF architecture '%.*s' is not supported (llama, mistral, qwen2 and qwen3 "
+                     "are)",
                      gptq_gguf_name(g), (int)(n > 64 ? 64 : n), s);
 }
 
@@ -107,7 +109,8 @@ static const struct {
     {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
     {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
     {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
-    {"mlp.down_proj", "ffn_down"},
+    {"mlp.down_proj", "ffn_down"},        {"self_attn.q_norm", "attn_q_norm"},
+    {"self_attn.k_norm", "attn_k_norm"},
 };
 
 int gptq_gguf_name_of(const char *hf, char *buf, size_t n, int *layer, int *which)

@@ -742,6 +742,9 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     case GPTQ_ARCH_QWEN2:
         p.arch = "qwen2";
         break;
+    case GPTQ_ARCH_QWEN3:
+        p.arch = "qwen3";
+        break;
     default:
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: architecture %s has no llama.cpp form here",
                          cfg->architecture);

@@ -19,8 +19,8 @@ Against a real gptqd on a private socket, with the fixture model:
     (config, the fixture's reference logits, the tokenizer vectors); the
     Q4_0 file gives the logits of its checkpoint.
   - Qwen2 (q/k/v biases, nothing permuted) and Llama 3 (RoPE scaling as
-    rope_freqs) forms of the fixture: exported, read back with the folder's
-    logits.
+    rope_freqs) forms of the fixture, and tests/data/families/qwen3 (per-head
+    q/k norms): exported, read back with the folder's logits.
   - Refusals: a model not on a GGUF grid, --grid with other bits, an
     existing file.
   - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
@@ -396,6 +396,11 @@ def main():
 
         # Qwen2 and Llama 3 forms: exported from the folders, read back alike
         variants = qwen2_llama3(tmp, fix)
+        # Qwen3: transformers' tiny random model (per-head q/k norms, head_dim
+        # 32 against hidden 64 / 4 heads), with the fixture's tokenizer
+        variants["qwen3"] = os.path.join(tmp, "qwen3")
+        shutil.copytree(os.path.join(HERE, "data", "families", "qwen3"), variants["qwen3"])
+        folder_logits = {}
         for name, folder in variants.items():
             files[name] = os.path.join(tmp, name + ".gguf")
             ok(sock, "load", name, folder)
@@ -405,6 +410,11 @@ def main():
             if name == "qwen2":
                 check(field(r, "general.architecture") == "qwen2" and
                       "blk.0.attn_q.bias" in names, "qwen2.gguf: architecture qwen2, q/k/v biases")
+            elif name == "qwen3":
+                check(field(r, "general.architecture") == "qwen3" and
+                      "blk.1.attn_q_norm.weight" in names and "blk.1.attn_k_norm.weight" in names
+                      and field(r, "qwen3.attention.key_length") == 32,
+                      "qwen3.gguf: architecture qwen3, q/k norms, key_length 32")
             else:
                 check("rope_freqs.weight" in names, "llama3.gguf: Llama 3's RoPE as rope_freqs")
             a = os.path.join(tmp, name + "-a.f32")
@@ -414,11 +424,13 @@ def main():
             subprocess.run([logits_cli, folder, ids_path, a], check=True, timeout=300)
             subprocess.run([logits_cli, files[name], ids_path, b], check=True, timeout=300)
             la, lb = np.fromfile(a, np.float32), np.fromfile(b, np.float32)
+            folder_logits[name] = la
             d = np.abs(la - lb).max() / np.abs(la).max()
             check(d < 1e-5, f"{name}.gguf read back gives the folder's logits (rel {d:.1e})",
                   f"{d:.2e}")
         plain = os.path.join(tmp, "plain.f32")
         subprocess.run([logits_cli, fix, ids_path, plain], check=True, timeout=300)
+        la = folder_logits["llama3"]
         moved = np.abs(np.fromfile(plain, np.float32) - la).max() / np.abs(la).max()
         check(moved > 1e-4, f"... and Llama 3's scaling changes them (rel {moved:.1e})")
 
@@ -455,7 +467,7 @@ def main():
             ref = np.fromfile(os.path.join(fix, "reference_logits.f32"), np.float32)
             ref = log_softmax(ref.reshape(len(ids), -1))
             for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
-                                 ("qwen2", 1e-5), ("llama3", 1e-5)):
+                                 ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5)):
                 res, err = llama_logprobs(exe, files[name], text, tmp)
                 if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
                     continue
