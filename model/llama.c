@@ -77,14 +77,31 @@ void llama_linear_clear(const gptq_model *m, linear *L)
     L->packed = 0;
 }
 
+const llama_norm llama_norms[LLAMA_NORMS] = {{"input_layernorm", 0},
+                                              {"post_attention_layernorm", 0},
+                                              {"self_attn.q_norm", 1},
+                                              {"self_attn.k_norm", 1}};
+
+float **llama_norm_slot(layer *Ly, int i)
+{
+    float **slots[LLAMA_NORMS] = {&Ly->attn_norm, &Ly->mlp_norm, &Ly->q_norm, &Ly->k_norm};
+    return slots[i];
+}
+
+size_t llama_norm_len(const gptq_model_config *c, int i)
+{
+    if (!llama_norms[i].per_head)
+        return (size_t)c->hidden_size;
+    return gptq_config_qk_norm(c) ? (size_t)c->head_dim : 0;
+}
+
 /* Free a layer's buffers (owned models only) and leave it empty. */
 void llama_layer_clear(const gptq_model *m, layer *Ly)
 {
-    llama_buf_free(m, Ly->attn_norm);
-    llama_buf_free(m, Ly->mlp_norm);
-    llama_buf_free(m, Ly->q_norm);
-    llama_buf_free(m, Ly->k_norm);
-    Ly->attn_norm = Ly->mlp_norm = Ly->q_norm = Ly->k_norm = NULL;
+    for (int i = 0; i < LLAMA_NORMS; i++) {
+        llama_buf_free(m, *llama_norm_slot(Ly, i));
+        *llama_norm_slot(Ly, i) = NULL;
+    }
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         llama_linear_clear(m, &Ly->lin[w]);
         llama_buf_free(m, Ly->lin[w].bias);
@@ -143,7 +160,8 @@ size_t gptq_model_bytes(const gptq_model *m)
         bytes += gptq_linear_bytes(&m->head_q.Q);
     size_t floats = (size_t)c->hidden_size;
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        floats += 2 * (size_t)c->hidden_size + (gptq_config_qk_norm(c) ? 2 * (size_t)c->head_dim : 0);
+        for (int i = 0; i < LLAMA_NORMS; i++)
+            floats += llama_norm_len(c, i);
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *L = &m->layers[l].lin[w];
             floats += L->bias ? (size_t)L->rows : 0;
@@ -307,19 +325,13 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
         return st;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const layer *Ly = &m->layers[l];
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        if ((st = visit(user, name, Ly->attn_norm, GPTQ_DT_F32, 1, vec_shape, NULL)) != GPTQ_OK)
-            return st;
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        if ((st = visit(user, name, Ly->mlp_norm, GPTQ_DT_F32, 1, vec_shape, NULL)) != GPTQ_OK)
-            return st;
-        if (gptq_config_qk_norm(c)) {
-            int64_t hd_shape[1] = {c->head_dim};
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-            if ((st = visit(user, name, Ly->q_norm, GPTQ_DT_F32, 1, hd_shape, NULL)) != GPTQ_OK)
-                return st;
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-            if ((st = visit(user, name, Ly->k_norm, GPTQ_DT_F32, 1, hd_shape, NULL)) != GPTQ_OK)
+        for (int i = 0; i < LLAMA_NORMS; i++) {
+            int64_t len[1] = {(int64_t)llama_norm_len(c, i)};
+            if (!len[0])
+                continue;
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_norms[i].path);
+            if ((st = visit(user, name, *llama_norm_slot((layer *)Ly, i), GPTQ_DT_F32, 1, len,
+                            NULL)) != GPTQ_OK)
                 return st;
         }
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {

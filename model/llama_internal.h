@@ -37,6 +37,19 @@ typedef struct layer {
     linear lin[GPTQ_LIN_COUNT];
 } layer;
 
+/* A layer's norm vectors, for the code that walks them all (load, tensor
+ * table, copies): the HF module path and the vector of layer Ly. */
+typedef struct llama_norm {
+    const char *path; /* "input_layernorm", ... (+ ".weight") */
+    int per_head;     /* head_dim long and only when gptq_config_qk_norm; else hidden */
+} llama_norm;
+#define LLAMA_NORMS 4
+extern const llama_norm llama_norms[LLAMA_NORMS];
+/* &Ly's vector of llama_norms[i]. */
+float **llama_norm_slot(layer *Ly, int i);
+/* Its length for config c, or 0 when c has no such vector. */
+size_t llama_norm_len(const gptq_model_config *c, int i);
+
 struct gptq_model {
     gptq_model_config cfg;
     const gptq_backend *be;   /* holds every weight buffer and runs the forward */

@@ -372,19 +372,13 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
         layer *Ly = &m->layers[l];
         if ((st = gptq_interrupt_check("load")) != GPTQ_OK)
             return st;
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->attn_norm)) != GPTQ_OK)
-            return st;
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        if ((st = load_f32(ld, name, 1, vec_shape, "hidden_size", &Ly->mlp_norm)) != GPTQ_OK)
-            return st;
-        if (gptq_config_qk_norm(c)) {
-            int64_t hd_shape[1] = {c->head_dim};
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-            if ((st = load_f32(ld, name, 1, hd_shape, "head_dim", &Ly->q_norm)) != GPTQ_OK)
-                return st;
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-            if ((st = load_f32(ld, name, 1, hd_shape, "head_dim", &Ly->k_norm)) != GPTQ_OK)
+        for (int i = 0; i < LLAMA_NORMS; i++) {
+            int64_t len[1] = {(int64_t)llama_norm_len(c, i)};
+            if (!len[0])
+                continue;
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_norms[i].path);
+            if ((st = load_f32(ld, name, 1, len, llama_norms[i].per_head ? "head_dim" : "hidden_size",
+                               llama_norm_slot(Ly, i))) != GPTQ_OK)
                 return st;
         }
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {

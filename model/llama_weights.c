@@ -151,10 +151,9 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const layer *src = &m->layers[l];
         layer *dst = &n->layers[l];
-        dst->attn_norm = copy_bytes(cp, src->attn_norm, hidden * sizeof(float));
-        dst->mlp_norm = copy_bytes(cp, src->mlp_norm, hidden * sizeof(float));
-        dst->q_norm = copy_bytes(cp, src->q_norm, (size_t)c->head_dim * sizeof(float));
-        dst->k_norm = copy_bytes(cp, src->k_norm, (size_t)c->head_dim * sizeof(float));
+        for (int i = 0; i < LLAMA_NORMS; i++)
+            *llama_norm_slot(dst, i) = copy_bytes(cp, *llama_norm_slot((layer *)src, i),
+                                                  llama_norm_len(c, i) * sizeof(float));
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *sl = &src->lin[w];
             linear *dl = &dst->lin[w];
@@ -235,13 +234,11 @@ static void *upload_dense(gptq_uploader *u, const void *src, gptq_dtype dt, size
 static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const layer *src, layer *dst,
                          int l)
 {
-    size_t hidden = (size_t)c->hidden_size;
     char what[96];
     snprintf(what, sizeof what, "layer %d norms", l);
-    dst->attn_norm = gptq_upload_bytes(u, src->attn_norm, hidden * sizeof(float), what);
-    dst->mlp_norm = gptq_upload_bytes(u, src->mlp_norm, hidden * sizeof(float), what);
-    dst->q_norm = gptq_upload_bytes(u, src->q_norm, (size_t)c->head_dim * sizeof(float), what);
-    dst->k_norm = gptq_upload_bytes(u, src->k_norm, (size_t)c->head_dim * sizeof(float), what);
+    for (int i = 0; i < LLAMA_NORMS; i++)
+        *llama_norm_slot(dst, i) = gptq_upload_bytes(u, *llama_norm_slot((layer *)src, i),
+                                                     llama_norm_len(c, i) * sizeof(float), what);
     for (int w = 0; w < GPTQ_LIN_COUNT && u->st == GPTQ_OK; w++) {
         const linear *sl = &src->lin[w];
         linear *dl = &dst->lin[w];
