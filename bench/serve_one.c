@@ -92,7 +92,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-warmup"))
             warmup = 0;
         else if (!strcmp(argv[i], "--head") && i + 1 < argc) {
-            head = strcmp(argv[++i], "none") ? gptq_grid_from_name(argv[i]) : GPTQ_GRID_NONE;
+            head = gptq_head_grid_from_name(argv[++i]);
             if (head < 0)
                 return usage();
         }

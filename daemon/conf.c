@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/log.h"
-#include "gptq/quant.h"
+#include "model/llama.h"
 
 static const char usage[] =
     "usage: gptqd [--config FILE] [--socket PATH] [--device auto|cpu|cuda:N]\n"
@@ -119,9 +119,10 @@ gptq_status gptqd_conf_set(gptqd_conf *conf, const char *key, const char *value)
         return GPTQ_OK;
     }
     if (strcmp(key, "head") == 0) {
-        if (strcmp(value, "none") && gptq_grid_from_name(value) != GPTQ_GRID_Q8_0)
+        int grid = gptq_head_grid_from_name(value);
+        if (grid < 0)
             return gptq_fail(GPTQ_ERR_ARG, "head '%s': use none or q8_0", value);
-        conf->head = strcmp(value, "none") ? GPTQ_GRID_Q8_0 : GPTQ_GRID_NONE;
+        conf->head = grid;
         return GPTQ_OK;
     }
     if (strcmp(key, "socket") == 0) {

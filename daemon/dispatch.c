@@ -241,9 +241,8 @@ static gptq_status handle_load(request_ctx *r)
     if (st)
         return st;
     uint64_t id;
-    const int head = !l->head || !l->head[0]       ? r->ctx->conf->head
-                     : !strcmp(l->head, "none") ? GPTQ_GRID_NONE
-                                                : gptq_grid_from_name(l->head);
+    const int head = l->head && l->head[0] ? gptq_head_grid_from_name(l->head)
+                                           : r->ctx->conf->head;
     st = gptqd_task_load(r->ctx, &r->caller, l->name, &src, head, &id); /* head validated */
     gptqd_place_close(&src);
     return st ? st : reply_job(r, id);

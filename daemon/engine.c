@@ -176,12 +176,9 @@ gptq_status gptqd_engine_estimate(const gptqd_place *src, int head, uint64_t *by
     gptq_status st = gptq_source_estimate_in(src->root, src->rel, src->path, &cfg, bytes);
     if (st)
         return gptq_fail_context(st, "load.path '%s'", src->path);
-    /* the weights as the runtime holds them (KV caches are charged as they
-     * grow); the Q8_0 head: a byte per weight, per 32 an fp16 scale and a
-     * packed zero byte */
-    if (head != GPTQ_GRID_NONE)
-        *bytes += (uint64_t)cfg.vocab_size * (uint64_t)cfg.hidden_size * 35 / 32 +
-                  4 * (uint64_t)cfg.hidden_size;
+    /* the weights as the runtime holds them, and the head's serving copy
+     * (KV caches are charged as they grow) */
+    *bytes += gptq_head_grid_bytes(&cfg, head);
     return GPTQ_OK;
 }
 

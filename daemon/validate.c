@@ -157,8 +157,7 @@ gptq_status gptqd_validate_request(const Gptqd__Request *req)
     case GPTQD__REQUEST__BODY_LOAD:
         TRY(gptqd_validate_name("load.name", req->load->name));
         TRY(check_string("load.path", req->load->path, GPTQD_PATH_MAX, 1));
-        if (req->load->head && req->load->head[0] && strcmp(req->load->head, "none") &&
-            gptq_grid_from_name(req->load->head) != GPTQ_GRID_Q8_0)
+        if (req->load->head && req->load->head[0] && gptq_head_grid_from_name(req->load->head) < 0)
             return gptq_fail(GPTQ_ERR_ARG, "load.head '%.16s': use none or q8_0 (or leave it "
                              "empty: the daemon's head setting)", req->load->head);
         return GPTQ_OK;

@@ -177,6 +177,12 @@ gptq_status gptq_model_set_head_grid(gptq_model *m, int grid);
 /* The grid set by gptq_model_set_head_grid (GPTQ_GRID_NONE by default);
  * *bytes (when not NULL): the rounded copy's bytes (0 without). */
 int gptq_model_head_grid(const gptq_model *m, size_t *bytes);
+/* The head grids by name, as gptqctl, gptqd and its config spell them:
+ * "q8_0" -> GPTQ_GRID_Q8_0, "none" -> GPTQ_GRID_NONE; -1 for any other. */
+int gptq_head_grid_from_name(const char *name);
+/* Bytes gptq_model_set_head_grid adds to a model of config c on `grid`
+ * (0 for GPTQ_GRID_NONE): for a load's memory estimate. */
+size_t gptq_head_grid_bytes(const gptq_model_config *c, int grid);
 
 /* The dtype of the keys and values a cache created for m now holds
  * (GPTQ_DT_F16 or GPTQ_DT_F32, see gptq_model_set_exact). */

@@ -381,6 +381,23 @@ const float *gptq_model_linear_weight(const gptq_model *m, int layer, gptq_linea
  * whole matrix (113 MB for SmolLM2's 49152 x 576). */
 #define HEAD_GRID_ROWS 1024
 
+int gptq_head_grid_from_name(const char *name)
+{
+    if (name && !strcmp(name, "none"))
+        return GPTQ_GRID_NONE;
+    return name && gptq_grid_from_name(name) == GPTQ_GRID_Q8_0 ? GPTQ_GRID_Q8_0 : -1;
+}
+
+size_t gptq_head_grid_bytes(const gptq_model_config *c, int grid)
+{
+    if (grid != GPTQ_GRID_Q8_0)
+        return 0;
+    /* packed 8-bit symmetric, groups of 32: a byte per weight, per group an
+     * fp16 scale and a zero byte, and g_idx */
+    const size_t rows = (size_t)c->vocab_size, cols = (size_t)c->hidden_size;
+    return rows * cols + rows * ((cols + 31) / 32) * (2 + 1) + cols * sizeof(int32_t);
+}
+
 int gptq_model_head_grid(const gptq_model *m, size_t *bytes)
 {
     if (bytes)
