@@ -59,7 +59,7 @@ static int bench_model(const char *what, const char *dir, int steps)
     }
     gptq_quant_config cfg;
     gptq_quant_config_default(&cfg);
-    if (gptq_calib_rtn(q, &cfg, 0)) {
+    if (gptq_calib_rtn(q, &cfg, 0, NULL, NULL)) {
         fprintf(stderr, "decode: %s\n", gptq_errmsg());
         return 1;
     }

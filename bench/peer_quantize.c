@@ -102,7 +102,7 @@ int main(int argc, char **argv)
     if (!st)
         st = gptq_model_load_source(src, &m);
     if (!st && rtn)
-        st = gptq_calib_rtn(m, &o.quant, 0);
+        st = gptq_calib_rtn(m, &o.quant, 0, NULL, NULL);
     if (!st && !rtn)
         st = calib_tokens(gptq_source_files(src), calib, &ids, &n_ids);
     if (!st && !rtn)

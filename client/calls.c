@@ -250,6 +250,7 @@ gptq_status gptq_client_quantize(gptq_client *c, const char *name, const char *n
     }
     body.save_dir = wire_str(o->save_dir);
     body.grid = wire_str(o->grid);
+    body.method = wire_str(o->method);
     body.no_true_sequential = o->no_true_sequential != 0;
     body.block_size = o->block_size;
     body.mse = o->mse != 0;

@@ -393,7 +393,7 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
 
 enum {
     QO_AS = 256, QO_BITS, QO_GROUP, QO_ACT, QO_SYM, QO_ASYM, QO_STATIC, QO_DAMP, QO_CALIB,
-    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK, QO_GRID, QO_MSE,
+    QO_NSAMPLES, QO_SEQLEN, QO_SEED, QO_SAVE, QO_BLOCK, QO_GRID, QO_MSE, QO_METHOD,
 };
 
 /* --NAME TEXT of quantize, checked into lib by the library. */
@@ -426,6 +426,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         {"block-size", required_argument, NULL, QO_BLOCK},
         {"grid", required_argument, NULL, QO_GRID},
         {"mse", no_argument, NULL, QO_MSE},
+        {"method", required_argument, NULL, QO_METHOD},
         {0, 0, 0, 0},
     };
     const char *V = "quantize";
@@ -435,7 +436,8 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
     gptq_calib_options_default(&lib);
     lib.quant.sym = GPTQ_TOOL_DEFAULT_SYM; /* as gptqd runs it when none is asked */
     const char *new_name = NULL, *calib = NULL, *save = NULL;
-    int rc;
+    const char *calib_flag = NULL; /* the last flag given that only GPTQ's calibration reads */
+    int rc, rtn = 0;
     PARSE_BEGIN(V, longopts)
     case QO_AS:
         new_name = optarg;
@@ -451,6 +453,7 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         o.group_size = lib.quant.group_size;
         break;
     case QO_ACT:
+        calib_flag = "--act-order";
         o.act_order = lib.quant.act_order = 1;
         break;
     case QO_SYM:
@@ -460,32 +463,39 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         o.sym = lib.quant.sym = 0;
         break;
     case QO_STATIC:
+        calib_flag = "--static-groups";
         o.static_groups = lib.quant.static_groups = 1;
         break;
     case QO_DAMP:
+        calib_flag = "--damp";
         if ((rc = quantize_option("damp", optarg, &lib)))
             return rc;
         o.damp = lib.quant.damp;
         break;
     case QO_CALIB:
+        calib_flag = "--calib";
         calib = optarg;
         break;
     case QO_NSAMPLES:
+        calib_flag = "--nsamples";
         if ((rc = quantize_option("nsamples", optarg, &lib)))
             return rc;
         o.nsamples = (unsigned)lib.nsamples;
         break;
     case QO_SEQLEN:
+        calib_flag = "--seqlen";
         if ((rc = quantize_option("seqlen", optarg, &lib)))
             return rc;
         o.seqlen = (unsigned)lib.seqlen;
         break;
     case QO_BLOCK:
+        calib_flag = "--block-size";
         if ((rc = quantize_option("block-size", optarg, &lib)))
             return rc;
         o.block_size = (unsigned)lib.quant.block_size;
         break;
     case QO_SEED:
+        calib_flag = "--seed";
         if ((rc = option_seed(V, gptq_calib_option("seed"), optarg, &lib.seed)))
             return rc;
         o.seed = lib.seed;
@@ -496,6 +506,12 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         break;
     case QO_MSE:
         o.mse = lib.quant.mse = 1;
+        break;
+    case QO_METHOD:
+        if (strcmp(optarg, "rtn") && strcmp(optarg, "gptq"))
+            return ctl_usage_error(V, "--method %s: use gptq or rtn", optarg);
+        rtn = !strcmp(optarg, "rtn");
+        o.method = optarg;
         break;
     case QO_GRID:
         if (gptq_grid_from_name(optarg) < 0)
@@ -509,6 +525,10 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         return rc;
     if (!new_name || !new_name[0])
         return ctl_usage_error(V, "needs --as NEW (the quantized model's name)");
+    if (rtn && calib_flag)
+        return ctl_usage_error(V, "%s: --method rtn rounds each weight to nearest without "
+                               "calibration; drop %s or use --method gptq", calib_flag,
+                               calib_flag);
     if (o.grid && o.sym == 0)
         return ctl_usage_error(V, "--grid %s is symmetric: drop --asym", o.grid);
     if (o.grid && gptq_quant_config_use_grid(&lib.quant, gptq_grid_from_name(o.grid),
@@ -540,8 +560,9 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         goto out;
     const char *model = res->model[0] ? res->model : new_name;
     if (g->json) {
-        json_t *out = json_pack("{s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:f, s:I, s:I, s:f}",
-                                "model", model, "source", name, "bits",
+        json_t *out = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b, s:f, s:I, s:I, s:f}",
+                                "model", model, "source", name, "method", rtn ? "rtn" : "gptq",
+                                "bits",
                                 (json_int_t)lib.quant.bits, "group_size",
                                 (json_int_t)lib.quant.group_size, "act_order", o.act_order,
                                 "sym", lib.quant.sym, "static_groups", o.static_groups, "damp",
@@ -553,8 +574,9 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
             json_object_set_new(out, "saved_dir", json_string(res->saved_dir));
         rc = emit_json(out);
     } else {
-        printf("%s: quantized from %s to %d bits (group size %d) in %.1f s\n", model, name,
-               lib.quant.bits, lib.quant.group_size, res->seconds);
+        printf("%s: quantized from %s to %d bits (group size %d%s) in %.1f s\n", model, name,
+               lib.quant.bits, lib.quant.group_size, rtn ? ", round to nearest" : "",
+               res->seconds);
         if (res->saved_dir[0])
             printf("%s: saved to %s\n", model, res->saved_dir);
     }
@@ -954,7 +976,7 @@ const ctl_verb ctl_verbs[] = {
      "NAME --as NEW [--bits {bits}] [--group-size {group-size}] [--act-order] [--sym|--asym]\n"
      "[--static-groups] [--damp {damp}] [--calib FILE] [--nsamples {nsamples}]\n"
      "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--grid q4_0|q8_0]\n"
-     "[--mse] [--save DIR]",
+     "[--mse] [--method gptq|rtn] [--save DIR]",
      "Quantize the resident float model NAME with GPTQ into the new resident model\n"
      "NEW, layer by layer on calibration data; progress is shown per linear.\n"
      "  --as NEW           name of the quantized model (required)\n"
@@ -975,6 +997,9 @@ const ctl_verb ctl_verbs[] = {
      "  --grid T           quantize onto GGUF type T's grid (q4_0: 4 bits, q8_0: 8 bits;\n"
      "                     symmetric groups of 32, fp16 scales; act-order gets static\n"
      "                     groups), so `save NEW FILE.gguf` writes GPTQ's codes exactly\n"
+     "  --method M         gptq (default), or rtn: round each weight to nearest on the\n"
+     "                     same grid, no calibration (the paper's baseline; the\n"
+     "                     calibration flags above are refused with it)\n"
      "  --save DIR         also write a GPTQ checkpoint to DIR, atomically (a name\n"
      "                     ending in .gguf: a GGUF file, as `save` writes one)\n",
      verb_quantize, gptq_calib_option},

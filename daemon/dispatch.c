@@ -285,7 +285,7 @@ static gptq_status handle_quantize(request_ctx *r)
         .n_skip_modules = q->n_skip_modules,
     };
     uint64_t id;
-    st = gptqd_quantize_options(q, &p.options); /* as validation read them */
+    st = gptqd_quantize_options(q, &p.options, &p.rtn); /* as validation read them */
     if (!st)
         st = gptqd_task_quantize(r->ctx, &r->caller, q->name, q->new_name, &p,
                                  q->calib_path[0] ? &calib : NULL,

@@ -553,7 +553,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     /* On CUDA each layer is uploaded, calibrated and quantized on the GPU;
      * the model handed over stays on the host and gets the packed linears. */
     o.backend = engine.be != gptq_backend_cpu() ? engine.be : NULL; /* on the CPU: in place, no layer copy */
-    if (cfg->max_position_embeddings > 0 && o.seqlen > cfg->max_position_embeddings) {
+    if (!p->rtn && cfg->max_position_embeddings > 0 && o.seqlen > cfg->max_position_embeddings) {
         gptqd_job_log(job, "seqlen %d lowered to the model's %d positions", o.seqlen,
                       cfg->max_position_embeddings);
         o.seqlen = cfg->max_position_embeddings;
@@ -573,7 +573,9 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     }
 
     char path[PATH_MAX];
-    if (p->calib) {
+    if (p->rtn) {
+        /* round to nearest: no calibration text, nothing to tokenize */
+    } else if (p->calib) {
         snprintf(path, sizeof path, "%s", p->calib->path);
         st = gptqd_place_read(p->calib, TEXT_FILE_MAX, &text, &len);
     } else {
@@ -584,12 +586,19 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         goto fail;
     /* Calibration text tokenized whole, without special tokens (the library
      * path, tests/test_calib.c, does the same). */
-    if ((st = gptq_tokenizer_encode(em->tok, text, len, 0, &ids, &n_ids))) {
+    if (!p->rtn && (st = gptq_tokenizer_encode(em->tok, text, len, 0, &ids, &n_ids))) {
         st = gptq_fail_context(st, "calibration text %s", path);
         goto fail;
     }
-    gptqd_job_log(job, "calibration: %zu tokens of %s, %d windows of %d", n_ids, path,
-                  o.nsamples, o.seqlen);
+    if (p->rtn && o.quant.group_size < 0)
+        gptqd_job_log(job, "round to nearest: %d bits per channel, no calibration",
+                      o.quant.bits);
+    else if (p->rtn)
+        gptqd_job_log(job, "round to nearest: %d bits, groups of %d, no calibration",
+                      o.quant.bits, o.quant.group_size);
+    else
+        gptqd_job_log(job, "calibration: %zu tokens of %s, %d windows of %d", n_ids, path,
+                      o.nsamples, o.seqlen);
     if ((st = load_tokenizer(qm, &qm->tok)))
         goto fail;
     /* The calibration source: the host fp16-as-float32 weights. On CUDA they
@@ -601,7 +610,9 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     host_release(em, source, source_buffer);
     if (st)
         goto fail;
-    if ((st = gptq_calib_quantize(host, ids, n_ids, &o, calib_progress, job)))
+    st = p->rtn ? gptq_calib_rtn(host, &o.quant, o.skip_mask, calib_progress, job)
+                : gptq_calib_quantize(host, ids, n_ids, &o, calib_progress, job);
+    if (st)
         goto fail;
     qm->quantized = 1;
     qm->meta.quant = o.quant;
@@ -620,8 +631,8 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     fill_info(qm, new_name, info);
     info->bits = (uint32_t)o.quant.bits;
     info->group_size = o.quant.group_size;
-    snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s", o.quant.bits,
-             o.quant.group_size, o.quant.act_order ? "-act" : "");
+    snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s%s", o.quant.bits,
+             o.quant.group_size, o.quant.act_order ? "-act" : "", p->rtn ? "-rtn" : "");
     *out = qm;
     free(text);
     free(ids);

@@ -52,6 +52,7 @@ typedef struct gptqd_eval_params {
 
 typedef struct gptqd_quantize_params {
     gptq_calib_options options; /* the engine picks the backend */
+    int rtn;                  /* round to nearest (options.quant only), no calibration */
     const gptqd_place *calib; /* a checked place; NULL: the bundled text */
     char **skip_modules;
     size_t n_skip_modules;

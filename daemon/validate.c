@@ -49,9 +49,38 @@ static gptq_status check_range_u(const char *field, unsigned long long v, unsign
             return st_;                                                                           \
     } while (0)
 
-gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_options *o)
+/* The options only GPTQ's calibration reads, as a request sets them: the
+ * first one set, or NULL. */
+static const char *calibration_option(const Gptqd__QuantizeRequest *q)
+{
+    if (q->act_order) return "act_order";
+    if (q->static_groups) return "static_groups";
+    if (q->has_damp_case) return "damp";
+    if (q->calib_path && q->calib_path[0]) return "calib_path";
+    if (q->nsamples) return "nsamples";
+    if (q->seqlen) return "seqlen";
+    if (q->has_seed_case) return "seed";
+    if (q->block_size) return "block_size";
+    if (q->no_true_sequential) return "no_true_sequential";
+    return NULL;
+}
+
+gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_options *o,
+                                   int *rtn)
 {
     gptq_calib_options_default(o);
+    *rtn = 0;
+    if (q->method && q->method[0]) {
+        if (!strcmp(q->method, "rtn"))
+            *rtn = 1;
+        else if (strcmp(q->method, "gptq"))
+            return gptq_fail(GPTQ_ERR_ARG, "quantize.method '%.16s': use gptq or rtn (or leave "
+                             "it empty)", q->method);
+    }
+    const char *calib_only = *rtn ? calibration_option(q) : NULL;
+    if (calib_only)
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.%s: method rtn rounds each weight to nearest "
+                         "without calibration; drop it or use method gptq", calib_only);
     o->quant.act_order = q->act_order;
     o->quant.sym = q->has_sym_case ? q->sym : GPTQ_TOOL_DEFAULT_SYM;
     o->quant.static_groups = q->static_groups;
@@ -125,7 +154,8 @@ static gptq_status validate_quantize(const Gptqd__QuantizeRequest *q)
     for (size_t i = 0; i < q->n_skip_modules; i++)
         TRY(check_string("quantize.skip_modules[]", q->skip_modules[i], 128, 1));
     gptq_calib_options o;
-    TRY(gptqd_quantize_options(q, &o));
+    int rtn;
+    TRY(gptqd_quantize_options(q, &o, &rtn));
     /* gptqd's own limit: the calibration activations it will hold */
     unsigned long long tokens = (unsigned long long)o.nsamples * (unsigned long long)o.seqlen;
     if (tokens > GPTQD_MAX_CALIB_TOKENS)

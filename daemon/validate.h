@@ -32,8 +32,11 @@ gptq_status gptqd_validate_name(const char *field, const char *name);
 gptq_status gptqd_validate_request(const Gptqd__Request *req);
 
 /* A request's job options as the library's struct: its defaults, then each
- * field the request sets (0 or absent: unset), checked by the library. */
-gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_options *o);
+ * field the request sets (0 or absent: unset), checked by the library.
+ * *rtn: 1 for method "rtn" (round to nearest), which refuses the options
+ * that only GPTQ's calibration reads. */
+gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_options *o,
+                                   int *rtn);
 gptq_status gptqd_generate_options(const Gptqd__GenerateRequest *g, gptq_generate_params *p);
 gptq_status gptqd_eval_options(const Gptqd__EvalRequest *e, gptq_eval_params *p);
 

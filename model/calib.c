@@ -530,14 +530,21 @@ done:
     return st;
 }
 
-gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned skip_mask)
+gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned skip_mask,
+                           gptq_calib_progress_fn progress, void *user)
 {
     const int layers = gptq_model_get_config(m)->num_hidden_layers;
+    int total = 0, done = 0;
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+        total += !(skip_mask & (1u << w));
+    total *= layers;
+    const double t0 = now_seconds();
     gptq_status st = GPTQ_OK;
     for (int layer = 0; layer < layers && !st; layer++)
         for (int w = 0; w < GPTQ_LIN_COUNT && !st; w++) {
             if (skip_mask & (1u << w))
                 continue;
+            const double t = now_seconds();
             int rows, cols;
             gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
             float *W = malloc((size_t)rows * cols * sizeof *W);
@@ -558,6 +565,14 @@ gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned
             gptq_packed_free(&P);
             gptq_quant_result_free(&res);
             free(W);
+            if (!st && progress) {
+                const double end = now_seconds();
+                gptq_calib_progress pr = {.layer = layer, .layers = layers,
+                                          .which = (gptq_linear_id)w, .done = ++done,
+                                          .total = total, .seconds = end - t,
+                                          .elapsed = end - t0};
+                st = progress(user, &pr);
+            }
         }
     return st;
 }

@@ -93,8 +93,10 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
                                 void *user);
 
 /* Round every linear of m to nearest with cfg's quantizer (the baseline),
- * in place, packed. skip_mask as above. */
-gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned skip_mask);
+ * in place, packed; no calibration. skip_mask and progress (NULL: none; its
+ * loss is 0) as above. */
+gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned skip_mask,
+                           gptq_calib_progress_fn progress, void *user);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,8 @@
  *       before it looks MODEL up, so a model that is not resident tells a
  *       value it accepted (NOTFOUND) from one it refused (ARG).
  *
- * NAME static-groups takes 1 or 0 (a flag of gptqctl's).
+ * NAME static-groups takes 1 or 0 (a flag of gptqctl's); NAME method (daemon
+ * route only) a method's name, sent as it is.
  * Prints "OK" or "STATUS<TAB>message" on one line; exit 0. A VALUE the
  * route cannot carry (a negative count in an unsigned field, a 0 that the
  * wire reads as unset, a NaN that libgptqclient reads as unset) exits 3
@@ -125,6 +126,8 @@ static int run_daemon(const char *socket, const char *model, const char *job, in
             q.has_seed = g.has_seed = 1;
         } else if (!strcmp(name, "static-groups")) {
             q.static_groups = atoi(text) != 0;
+        } else if (!strcmp(name, "method")) {
+            q.method = text;
         } else if (!number(text, &v)) {
             ok = 0;
         } else if (!strcmp(name, "bits")) {

@@ -77,7 +77,7 @@ static double run(const char *model_dir, const setting *s, int reference, const 
                 free(W);
             }
     } else {
-        st = gptq_calib_rtn(m, &q, 0);
+        st = gptq_calib_rtn(m, &q, 0, NULL, NULL);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     *seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);

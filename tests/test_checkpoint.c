@@ -129,7 +129,7 @@ static void round_trip(const char *model_dir, const char *tmpdir, const char *ta
         o.seqlen = 128;
         CHECK_OK(gptq_calib_quantize(m, calib, n_calib, &o, NULL, NULL));
     } else {
-        CHECK_OK(gptq_calib_rtn(m, &meta.quant, 0));
+        CHECK_OK(gptq_calib_rtn(m, &meta.quant, 0, NULL, NULL));
     }
     char dir[4096], expected[4096], cmd[12288];
     snprintf(dir, sizeof dir, "%s/%s", tmpdir, tag);

@@ -254,6 +254,29 @@ def real_jobs(sock):
         print(f"quantize {new}: {time.monotonic() - t0:.1f} s, exit {p.returncode}")
 
 
+def method_rows(sock, absent):
+    """quantize --method: rtn is accepted alone and with the quantizer's options; with an
+    option only GPTQ's calibration reads, gptqctl and gptqd refuse it, naming the option."""
+    got = via_probe(["daemon", sock, ABSENT, "quantize", "method", "rtn", "bits", "3",
+                     "group-size", "-1"])
+    check(got == absent, "quantize method rtn bits 3 group-size -1: accepted by gptqd", str(got))
+    got = via_probe(["daemon", sock, ABSENT, "quantize", "method", "gptq"])
+    check(got == absent, "quantize method gptq: accepted by gptqd", str(got))
+    for name, value, field in (("nsamples", "16", "nsamples"), ("seed", "1", "seed"),
+                               ("static-groups", "1", "static_groups"),
+                               ("damp", "0.1", "damp")):
+        got = via_probe(["daemon", sock, ABSENT, "quantize", "method", "rtn", name, value])
+        check(got is not None and got[0] == "bad argument" and
+              got[1].startswith(f"quantize.{field}: method rtn rounds"),
+              f"quantize method rtn {name} {value}: refused by gptqd, naming it", str(got))
+        got = via_gptqctl(sock, "quantize", [("method", "rtn"), (name, value)])
+        check(got[0] in ("bad argument", "usage") and "--method rtn rounds" in got[1],
+              f"gptqctl quantize --method rtn --{name}: refused before connecting", str(got))
+    got = via_probe(["daemon", sock, ABSENT, "quantize", "method", "awq"])
+    check(got == ("bad argument", "quantize.method 'awq': use gptq or rtn (or leave it empty)"),
+          "quantize method awq: refused by gptqd", str(got))
+
+
 def main():
     for what, path in (("gptqd", GPTQD), ("gptqctl", GPTQCTL), ("options_probe", PROBE)):
         if not path or not os.access(path, os.X_OK):
@@ -283,6 +306,7 @@ def main():
             rows += 1
         print(f"{rows} rows: {checked['gptqctl']} through gptqctl, {checked['daemon']} through "
               f"gptqd directly, {checked['lib']} through the library")
+        method_rows(sock, absent)
         real_jobs(sock)
         check(d.poll() is None, "gptqd still serves")
     finally:

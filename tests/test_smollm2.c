@@ -194,7 +194,7 @@ static void check_gptq(const char *path, const gptq_model *base)
         o.nsamples = 32;
         o.seqlen = 256;
         if (!runs[k].gptq)
-            CHECK_OK(gptq_calib_rtn(q, &o.quant, 0));
+            CHECK_OK(gptq_calib_rtn(q, &o.quant, 0, NULL, NULL));
         else
             CHECK_OK(gptq_calib_quantize(q, calib, n_calib, &o, NULL, NULL));
         double t1 = now();

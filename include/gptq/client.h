@@ -188,6 +188,8 @@ typedef struct gptq_quantize_options {
                                 type's grid (4 / 8 bits, symmetric groups of 32) */
     const char *const *skip_modules; /* NULL or n_skip_modules names */
     size_t n_skip_modules;
+    const char *method;      /* NULL or "gptq"; "rtn": round to nearest on the same grid, no
+                                calibration (the calibration options must stay unset) */
 } gptq_quantize_options;
 
 /* Every option unset, every flag off. */
