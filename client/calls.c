@@ -130,6 +130,7 @@ gptq_status gptq_client_list(gptq_client *c, gptq_client_models **out)
         m->host_bytes = wm->host_bytes;
         m->device_bytes = wm->device_bytes;
         m->kv_bytes = wm->kv_bytes;
+        m->context = wm->context;
         m->params = wm->params;
         m->bytes = wm->bytes;
         m->leases = wm->leases;

@@ -225,7 +225,7 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
             const gptq_client_model *m = &list->models[i];
             json_array_append_new(
                 models, json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, "
-                                  "s:s, s:I, s:I, s:I}",
+                                  "s:s, s:I, s:I, s:I, s:I}",
                                   "name", m->name, "arch", m->arch, "params",
                                   (json_int_t)m->params, "format", m->format, "bytes",
                                   (json_int_t)m->bytes, "leases", (json_int_t)m->leases,
@@ -235,7 +235,7 @@ static int verb_list(const ctl_globals *g, int argc, char **argv)
                                   "vocab", (json_int_t)m->vocab, "memory", m->memory,
                                   "host_bytes", (json_int_t)m->host_bytes, "device_bytes",
                                   (json_int_t)m->device_bytes, "kv_bytes",
-                                  (json_int_t)m->kv_bytes));
+                                  (json_int_t)m->kv_bytes, "context", (json_int_t)m->context));
         }
         rc = emit_json(models ? json_pack("{s:o}", "models", models) : NULL);
         goto out;

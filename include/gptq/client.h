@@ -115,6 +115,7 @@ typedef struct gptq_client_model {
     char *memory; /* where the weights live: "host" or "device" ("" from an old daemon) */
     uint64_t host_bytes, device_bytes;
     uint64_t kv_bytes; /* its decode loop's KV cache, in `memory` (0 from an old daemon) */
+    uint32_t context;  /* positions the model was trained for (0: unknown, or an old daemon) */
 } gptq_client_model;
 
 typedef struct gptq_client_models {
