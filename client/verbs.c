@@ -957,9 +957,9 @@ const ctl_verb ctl_verbs[] = {
      verb_list, NULL},
     {"load", "NAME PATH [--head q8_0]",
      "Load a Hugging Face folder (fp16/bf16/fp32), a GPTQ checkpoint or a GGUF file\n"
-     "(llama, mistral, qwen2, qwen3; any of its quantized types is dequantized) at PATH as\n"
-     "the resident model NAME. PATH is made absolute here; it must lie in one of the\n"
-     "daemon's --model-dir directories.\n"
+     "(llama, mistral, qwen2, qwen3, phi3; any of its quantized types is dequantized) at\n"
+     "PATH as the resident model NAME. PATH is made absolute here; it must lie in one of\n"
+     "the daemon's --model-dir directories.\n"
      "  --head q8_0  also hold the output matrix rounded to Q8_0 (groups of 32, fp16\n"
      "               scales) and compute logits from it: a decode step reads half of\n"
      "               an F16 matrix's bytes (llama.cpp's 4-bit files keep it in Q8_0\n"

@@ -249,6 +249,7 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
     char tmp[4096];
     struct stat sb;
     save_ctx c = {.bits = meta ? meta->quant.bits : 0, .v2 = meta && meta->v2};
+    gptq_kept fused = {0}; /* a fused family's joined tensors, until written */
     json_t *config = NULL, *qc = NULL;
     gptq_status st = GPTQ_OK;
     int tfd = -1;
@@ -308,7 +309,8 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
         (st = gptq_hf_files_write(files, tfd, label, ours)))
         goto fail;
 
-    if ((st = gptq_st_writer_create(&c.w)) || (st = gptq_model_foreach_tensor(m, visit, &c)) ||
+    if ((st = gptq_st_writer_create(&c.w)) ||
+        (st = gptq_model_foreach_file_tensor(m, visit, &c, &fused)) ||
         (st = gptq_st_writer_set_metadata(c.w, "format", "pt")))
         goto fail;
     snprintf(path, sizeof path, "%s/model.safetensors", label);
@@ -327,6 +329,7 @@ done:
     if (tfd >= 0)
         close(tfd);
     gptq_st_writer_destroy(c.w);
+    gptq_kept_free(&fused);
     for (size_t i = 0; i < c.n_owned; i++)
         free(c.owned[i]);
     for (size_t i = 0; i < c.n_names; i++)

@@ -108,6 +108,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
         {"MistralForCausalLM", "mistral", GPTQ_ARCH_MISTRAL},
         {"Qwen2ForCausalLM", "qwen2", GPTQ_ARCH_QWEN2},
         {"Qwen3ForCausalLM", "qwen3", GPTQ_ARCH_QWEN3},
+        {"Phi3ForCausalLM", "phi3", GPTQ_ARCH_PHI3},
     };
     const char *name = NULL, *model_type = NULL;
     json_t *archs = json_object_get(root, "architectures");
@@ -134,7 +135,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
     }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
-                     "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM",
+                     "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM",
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
@@ -462,8 +463,9 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
                          "%s", what, cfg->architecture,
                          cfg->mlp_bias ? "mlp_bias" : "attention_bias");
 
-    if (cfg->arch == GPTQ_ARCH_MISTRAL) {
-        cfg->sliding_window = 4096; /* MistralConfig's default */
+    if (cfg->arch == GPTQ_ARCH_MISTRAL || cfg->arch == GPTQ_ARCH_PHI3) {
+        /* MistralConfig's default window is 4096, Phi3Config's none; null is none */
+        cfg->sliding_window = cfg->arch == GPTQ_ARCH_MISTRAL ? 4096 : 0;
         if (json_is_null(json_object_get(root, "sliding_window")))
             cfg->sliding_window = 0;
         if (get_int(root, what, "sliding_window", 1, 1 << 30, &cfg->sliding_window) < 0)
@@ -560,6 +562,11 @@ int gptq_config_qkv_bias(const gptq_model_config *cfg)
 int gptq_config_qk_norm(const gptq_model_config *cfg)
 {
     return cfg->arch == GPTQ_ARCH_QWEN3;
+}
+
+int gptq_config_fused(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_PHI3;
 }
 
 int gptq_config_o_bias(const gptq_model_config *cfg)

@@ -1,7 +1,7 @@
 /* model/config.h: a Hugging Face config.json for the Llama family.
  *
- * Reads LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and
- * Qwen3ForCausalLM configs
+ * Reads LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
+ * Qwen3ForCausalLM and Phi3ForCausalLM configs
  * into one flat struct with HF's defaults for absent optional fields, checks
  * the shapes for consistency, and computes the rotary inverse frequencies
  * exactly as transformers' rope init functions do (default, linear, llama3).
@@ -24,6 +24,8 @@ typedef enum gptq_arch {
     GPTQ_ARCH_MISTRAL, /* MistralForCausalLM: Llama + sliding window */
     GPTQ_ARCH_QWEN2,   /* Qwen2ForCausalLM: Llama + q/k/v bias */
     GPTQ_ARCH_QWEN3,   /* Qwen3ForCausalLM: Llama + RMSNorm of each head's q and k */
+    GPTQ_ARCH_PHI3,    /* Phi3ForCausalLM: Llama, q/k/v and gate/up fused in its files,
+                          optional sliding window */
 } gptq_arch;
 
 typedef enum gptq_rope_type {
@@ -55,7 +57,7 @@ typedef struct gptq_model_config {
     int tie_word_embeddings;     /* lm_head shares embed_tokens.weight */
     int attention_bias;          /* Llama, Qwen3: q/k/v/o have biases; Qwen2: q/k/v always do */
     int mlp_bias;                /* Llama: gate/up/down have biases */
-    int sliding_window;          /* Mistral; 0 = none */
+    int sliding_window;          /* Mistral, Phi-3; 0 = none */
     int bos_token_id;            /* -1 if absent */
     int eos_token_ids[GPTQ_MAX_EOS];
     int n_eos;
@@ -96,6 +98,13 @@ int gptq_config_mlp_bias(const gptq_model_config *cfg);
 /* 1 when each attention head's q and k pass an RMSNorm of head_dim weights
  * (self_attn.q_norm / k_norm) before RoPE: Qwen3. */
 int gptq_config_qk_norm(const gptq_model_config *cfg);
+
+/* The family's files hold q/k/v as one self_attn.qkv_proj (rows [q; k; v])
+ * and gate/up as one mlp.gate_up_proj (rows [gate; up]), in float weights
+ * and GPTQ checkpoints alike: Phi-3. gptqd runs them as the separate
+ * linears (model/source.c reads a part as rows of the fused tensor) and
+ * writes them fused again (gptq_model_foreach_file_tensor). */
+int gptq_config_fused(const gptq_model_config *cfg);
 
 /* Merge generation_config.json's end-of-generation ids (eos_token_id: an
  * id or a list) into cfg's, which generation stops on; bos_token_id fills

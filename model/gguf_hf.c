@@ -27,6 +27,7 @@ static const arch_info archs[] = {
     {"mistral", "MistralForCausalLM", "mistral", 1},
     {"qwen2", "Qwen2ForCausalLM", "qwen2", 0},
     {"qwen3", "Qwen3ForCausalLM", "qwen3", 0},
+    {"phi3", "Phi3ForCausalLM", "phi3", 0},
 };
 
 static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
@@ -42,8 +43,8 @@ static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
             return GPTQ_OK;
         }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
-                     "%s: GGUF architecture '%.*s' is not supported (llama, mistral, qwen2 and qwen3 "
-                     "are)",
+                     "%s: GGUF architecture '%.*s' is not supported (llama, mistral, qwen2, qwen3 "
+                     "and phi3 are)",
                      gptq_gguf_name(g), (int)(n > 64 ? 64 : n), s);
 }
 
@@ -111,7 +112,10 @@ static const struct {
     {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},        {"self_attn.q_norm", "attn_q_norm"},
     {"self_attn.k_norm", "attn_k_norm"},
+    /* gptq_config_fused families (phi3): ffn_up holds [gate; up] */
+    {"self_attn.qkv_proj", "attn_qkv"},   {"mlp.gate_up_proj", "ffn_up"},
 };
+enum { NAME_GATE = 6, NAME_UP = 7 }; /* layer_names[] indices */
 
 int gptq_gguf_name_of(const char *hf, char *buf, size_t n, int *layer, int *which)
 {
@@ -149,6 +153,9 @@ const gptq_gguf_tensor *gptq_gguf_hf_tensor(const gptq_gguf *g, const gptq_model
     int layer, which;
     *permute_heads = 0;
     if (!gptq_gguf_name_of(hf_name, name, sizeof name, &layer, &which))
+        return NULL;
+    /* a fused family's gate and up are rows of its ffn_up (model/source.c) */
+    if (gptq_config_fused(cfg) && (which == NAME_GATE || which == NAME_UP))
         return NULL;
     const gptq_gguf_tensor *t = gptq_gguf_find_tensor(g, name);
     if (!t)
@@ -415,13 +422,13 @@ static gptq_status build_config(const gptq_gguf *g, const arch_info *a, json_t *
     int64_t window;
     if (gptq_gguf_get_int(g, akey(a, "attention.sliding_window", k, sizeof k), &window) &&
         window > 0) {
-        if (strcmp(a->gguf, "mistral") != 0) {
+        if (strcmp(a->gguf, "mistral") != 0 && strcmp(a->gguf, "phi3") != 0) {
             json_decref(c);
             return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: attention.sliding_window on a %s model "
                              "is not supported", name, a->gguf);
         }
         json_object_set_new(c, "sliding_window", json_integer(window));
-    } else if (!strcmp(a->gguf, "mistral")) {
+    } else if (!strcmp(a->gguf, "mistral") || !strcmp(a->gguf, "phi3")) {
         json_object_set_new(c, "sliding_window", json_null());
     }
     /* RoPE scaling: linear, or Llama 3's factors tensor; others refused */

@@ -9,7 +9,9 @@
  * projection rows that the converter permutes for llama.cpp's interleaved
  * RoPE put back in rotate_half order).
  *
- * Architectures: llama (Llama 2/3, Mistral, SmolLM), mistral, qwen2, qwen3.
+ * Architectures: llama (Llama 2/3, Mistral, SmolLM), mistral, qwen2, qwen3,
+ * phi3 (attn_qkv and ffn_up = [gate; up] fused, read as parts by
+ * model/source.c).
  * Tokenizers: tokenizer.ggml.model "gpt2" (byte-level BPE, with
  * tokenizer.ggml.pre mapped to the pre-tokenizer regexes llama.cpp uses for
  * that name) and "llama" (SentencePiece BPE: merges rebuilt from the

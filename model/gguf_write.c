@@ -696,6 +696,10 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
         add_str(m, AK("rope.scaling.type"), "linear");
         add_f32(m, AK("rope.scaling.factor"), c->rope_factor);
     }
+    if (c->arch == GPTQ_ARCH_PHI3) { /* as llama.cpp's converter writes them (0: no window) */
+        add_u32(m, AK("rope.scaling.original_context_length"), ctx);
+        add_u32(m, AK("attention.sliding_window"), c->sliding_window);
+    }
 #undef AK
     gptq_status st = tokenizer_meta(m, tok, tc, c);
     if (!st && m->failed)
@@ -726,6 +730,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     struct stat sb;
     out o = {.path = path};
     float *freqs = NULL;
+    gptq_kept fused = {0}; /* a fused family's joined tensors (one pass's) */
 
     if (strlen(name) > 4000 || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
         !strcmp(name, ".."))
@@ -744,6 +749,9 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         break;
     case GPTQ_ARCH_QWEN3:
         p.arch = "qwen3";
+        break;
+    case GPTQ_ARCH_PHI3: /* attn_qkv and ffn_up ([gate; up]) fused, as the files hold them */
+        p.arch = "phi3";
         break;
     default:
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: architecture %s has no llama.cpp form here",
@@ -765,8 +773,9 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         goto done;
     if (!tc)
         tc = json_object();
-    if ((st = gptq_model_foreach_tensor(m, plan_visit, &p)))
+    if ((st = gptq_model_foreach_file_tensor(m, plan_visit, &p, &fused)))
         goto done;
+    gptq_kept_free(&fused);
     if (p.q_types && float_dtype == GPTQ_DT_F32 && cfg->torch_dtype == GPTQ_DT_F32) {
         /* a quantized model's float tensors in 16 bits, as in a checkpoint */
         p.float_dtype = GPTQ_DT_F16;
@@ -828,7 +837,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     pad(&o);
     o.pos = 0; /* alignment now counts from the data section */
     p.o = &o;
-    if ((st = gptq_model_foreach_tensor(m, write_visit, &p)))
+    if ((st = gptq_model_foreach_file_tensor(m, write_visit, &p, &fused)))
         goto close;
     if (freqs) {
         put(&o, freqs, (size_t)half * 4);
@@ -851,6 +860,7 @@ close:
     else
         fsync(parentfd);
 done:
+    gptq_kept_free(&fused);
     free(freqs);
     free(p.t);
     meta_free(&md);

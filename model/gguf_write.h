@@ -2,7 +2,8 @@
  * Ollama and LM Studio run: the inverse of model/gguf_hf.h.
  *
  * Metadata as llama.cpp's converter writes it for the architecture (llama
- * for Llama and Mistral folders, qwen2 for Qwen2, qwen3 for Qwen3):
+ * for Llama and Mistral folders, qwen2 for Qwen2, qwen3 for Qwen3, phi3 for
+ * Phi-3 with its linears fused as its files hold them):
  * hyperparameters, RoPE
  * (linear scaling as keys, Llama 3's as the rope_freqs tensor), the
  * tokenizer (tokens, token types, merges, tokenizer.ggml.pre, special ids,

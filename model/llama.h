@@ -1,4 +1,4 @@
-/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3) on any
+/* model/llama.h: the Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3, Phi-3) on any
  * backend (kernels/backend.h), with Hugging Face semantics, in float32.
  * What a mapping client may call is declared in gptq/model.h.
  *
@@ -293,6 +293,26 @@ typedef gptq_status (*gptq_tensor_visit)(void *user, const char *name, const voi
                                          gptq_dtype dt, int ndim, const int64_t *shape,
                                          const gptq_linear *packed);
 gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit visit, void *user);
+
+/* Memory a walk hands out that must outlive it (freed by gptq_kept_free). */
+typedef struct gptq_kept {
+    void **p;
+    size_t n, cap;
+} gptq_kept;
+void gptq_kept_free(gptq_kept *k);
+
+/* gptq_model_foreach_tensor as the family's files hold the tensors, for
+ * writers (checkpoints, GGUF): for a gptq_config_fused family (Phi-3) each
+ * group of parts arrives as one tensor under the fused name
+ * ("model.layers.0.self_attn.qkv_proj.weight", rows [q; k; v]; its bias
+ * likewise), or, packed, as one linear in the v1 layout and the
+ * checkpoint's column order (perm NULL: for writers, not kernels) whose
+ * parts shared one g_idx. The joined copies and their names stay in *keep
+ * (start it zeroed) until gptq_kept_free, so a writer may hold the
+ * pointers until it writes. Host models only. Other families: exactly
+ * gptq_model_foreach_tensor. */
+gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
+                                           void *user, gptq_kept *keep);
 
 /* The KV cache and gptq_model_forward: gptq/model.h. */
 

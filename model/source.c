@@ -337,7 +337,7 @@ uint64_t gptq_source_resident_bytes(const gptq_model_source *s)
     return total;
 }
 
-int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
+static int find_stored(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
 {
     memset(t, 0, sizeof *t);
     for (int i = 0; i < s->n_st; i++) {
@@ -374,9 +374,133 @@ int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_t
     return 1;
 }
 
+
+/* The fused tensors of gptq_config_fused families: each part's Llama path,
+ * the fused path, and which part it is (rows in the config's order). */
+static const struct fused_part {
+    const char *path, *fused;
+    int index;
+} fused_parts[] = {
+    {"self_attn.q_proj", "self_attn.qkv_proj", 0}, {"self_attn.k_proj", "self_attn.qkv_proj", 1},
+    {"self_attn.v_proj", "self_attn.qkv_proj", 2}, {"mlp.gate_proj", "mlp.gate_up_proj", 0},
+    {"mlp.up_proj", "mlp.gate_up_proj", 1},
+};
+
+/* Rows of part `index` of `fused` and the rows before it; the fused total. */
+static void part_rows(const gptq_model_config *c, const char *fused, int index, int64_t *start,
+                      int64_t *rows, int64_t *total)
+{
+    int64_t q = (int64_t)c->num_attention_heads * c->head_dim,
+            kv = (int64_t)c->num_key_value_heads * c->head_dim, inter = c->intermediate_size;
+    if (!strcmp(fused, "self_attn.qkv_proj")) {
+        int64_t r[3] = {q, kv, kv}, before[3] = {0, q, q + kv};
+        *start = before[index], *rows = r[index], *total = q + 2 * kv;
+    } else {
+        *start = index * inter, *rows = inter, *total = 2 * inter;
+    }
+}
+
+/* `name` as a part of a fused tensor: 1 and *t filled, else 0. */
+static int find_part(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
+{
+    int layer, at = 0;
+    if (!gptq_config_fused(&s->cfg) || sscanf(name, "model.layers.%d.%n", &layer, &at) != 1 || !at)
+        return 0;
+    const char *rest = name + at;
+    for (size_t i = 0; i < sizeof fused_parts / sizeof fused_parts[0]; i++) {
+        const struct fused_part *fp = &fused_parts[i];
+        size_t n = strlen(fp->path);
+        if (strncmp(rest, fp->path, n) || rest[n] != '.')
+            continue;
+        static const char *const suffixes[] = {"weight", "bias", "qweight", "scales", "qzeros"};
+        const char *suffix = rest + n + 1;
+        for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++)
+            if (!strcmp(suffix, suffixes[k]))
+                suffix = suffixes[k]; /* static: the part keeps it */
+        char fname[192];
+        snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", layer, fp->fused, suffix);
+        if (!find_stored(s, fname, t))
+            return 0;
+        if (!strcmp(suffix, "g_idx"))
+            return 1; /* one column order for all parts */
+        int last = strcmp(suffix, "weight") && strcmp(suffix, "bias");
+        if (last && strcmp(suffix, "qweight") && strcmp(suffix, "scales") && strcmp(suffix, "qzeros"))
+            return 0;
+        int64_t start, rows, total;
+        part_rows(&s->cfg, fp->fused, fp->index, &start, &rows, &total);
+        const int axis = last ? t->ndim - 1 : 0;
+        int64_t extent = t->shape[axis];
+        if (!strcmp(suffix, "qzeros")) {
+            /* zero points packed along the rows: bits = words * 32 / rows */
+            int64_t bits = extent * 32 / total;
+            if (extent * 32 % total || (start * bits) % 32 || (rows * bits) % 32) {
+                t->part_refused_ = "its rows do not split the packed zero points on 32-bit words";
+                bits = 0;
+            }
+            start = start * bits / 32, rows = rows * bits / 32, total = extent;
+        }
+        if (extent != total) /* the loader's shape check names the tensor and the config */
+            return 1;
+        t->part_of_ = fp->fused;
+        t->part_suffix_ = suffix;
+        t->part_layer_ = layer;
+        t->name = name;
+        t->part_last_axis_ = last;
+        t->part_start_ = start;
+        t->shape[axis] = rows;
+        t->numel = t->numel / extent * rows;
+        t->bytes = (size_t)t->numel * gptq_dtype_size(t->dtype);
+        t->data = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
+{
+    return find_stored(s, name, t) || find_part(s, name, t);
+}
+
+/* Part t's values from the whole fused tensor: read (as f32 or as stored)
+ * into a temporary, then its rows (or columns) copied out. */
+static gptq_status read_part(const gptq_model_source *s, const gptq_source_tensor *t, int f32,
+                             void *out)
+{
+    gptq_source_tensor whole;
+    char fname[192];
+    snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", t->part_layer_, t->part_of_,
+             t->part_suffix_);
+    if (t->part_refused_)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: a part of '%s' cannot be cut out of it: %s",
+                         s->label, fname, t->part_refused_);
+    if (!find_stored(s, fname, &whole))
+        return gptq_fail(GPTQ_ERR_NOTFOUND, "%s: '%s' is gone", s->label, fname);
+    const size_t esize = f32 ? sizeof(float) : gptq_dtype_size(t->dtype);
+    char *tmp = malloc((size_t)whole.numel * esize + 1);
+    if (!tmp)
+        return gptq_fail(GPTQ_ERR_NOMEM, "%s: cannot allocate '%.96s'", s->label, whole.name);
+    gptq_status st = f32 ? gptq_source_read_f32(s, &whole, (float *)tmp)
+                         : gptq_source_read_raw(s, &whole, tmp);
+    gptq_source_release(s, &whole);
+    if (!st) {
+        /* a row slice is one contiguous block; a column slice one block
+         * (of the part's columns) per row of the other axes */
+        const int64_t cols = t->part_last_axis_ ? t->shape[t->ndim - 1] : t->numel,
+                      wide = t->part_last_axis_ ? whole.shape[t->ndim - 1] : whole.numel,
+                      step = t->part_last_axis_ ? 1 : whole.numel / whole.shape[0];
+        for (int64_t o = 0; o < t->numel / cols; o++)
+            memcpy((char *)out + (size_t)(o * cols) * esize,
+                   tmp + (size_t)(o * wide + t->part_start_ * step) * esize, (size_t)cols * esize);
+    }
+    free(tmp);
+    return st;
+}
+
 gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_tensor *t,
                                  float *out)
 {
+    if (t->part_of_)
+        return read_part(s, t, 1, out);
     if (s->gguf && !t->data)
         return gptq_gguf_hf_read(s->gguf, t->impl_, t->permute_heads_, out);
     if (t->dtype != GPTQ_DT_F32 && t->dtype != GPTQ_DT_F16 && t->dtype != GPTQ_DT_BF16)
@@ -389,6 +513,8 @@ gptq_status gptq_source_read_f32(const gptq_model_source *s, const gptq_source_t
 gptq_status gptq_source_read_raw(const gptq_model_source *s, const gptq_source_tensor *t,
                                  void *out)
 {
+    if (t->part_of_)
+        return read_part(s, t, 0, out);
     if (s->gguf && !t->data && (t->dtype == GPTQ_DT_F16 || t->dtype == GPTQ_DT_BF16))
         return gptq_gguf_hf_read_raw(s->gguf, t->impl_, t->permute_heads_, out);
     if (!t->data)
@@ -400,6 +526,6 @@ gptq_status gptq_source_read_raw(const gptq_model_source *s, const gptq_source_t
 
 void gptq_source_release(const gptq_model_source *s, const gptq_source_tensor *t)
 {
-    if (!s->gguf && t->impl_)
+    if (!s->gguf && t->impl_ && !t->part_of_)
         gptq_st_tensor_release(t->impl_);
 }

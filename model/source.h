@@ -32,6 +32,15 @@ typedef struct gptq_source_tensor {
     size_t bytes;       /* numel * element size of dtype */
     const void *impl_;  /* the source's own handle */
     int permute_heads_; /* GGUF: rows to un-permute */
+    /* A part of a fused tensor (gptq_config_fused): data is NULL and the
+     * reads slice "model.layers.<part_layer_>.<part_of_>.<part_suffix_>"
+     * along its first axis (weight, bias) or its last (qweight, scales,
+     * qzeros), from part_start_ */
+    const char *part_of_, *part_suffix_;
+    int part_layer_;
+    int part_last_axis_;
+    int64_t part_start_;
+    const char *part_refused_; /* why this part cannot be cut out, or NULL */
 } gptq_source_tensor;
 
 /* Open `path`: a folder (an HF model) or a regular file starting with the
@@ -71,7 +80,11 @@ const gptq_model_config *gptq_source_config(const gptq_model_source *s);
  * linears as stored, other float tensors as float32. */
 uint64_t gptq_source_resident_bytes(const gptq_model_source *s);
 
-/* 1 and *t filled when the HF tensor `name` exists, else 0. */
+/* 1 and *t filled when the HF tensor `name` exists, else 0. For a family
+ * whose files fuse linears (gptq_config_fused), a part's name
+ * ("model.layers.0.self_attn.k_proj.weight", ".qweight", ".scales",
+ * ".qzeros", ".g_idx", ".bias") is found as its rows of the fused tensor
+ * ("...self_attn.qkv_proj.*"), sized by the config; g_idx is shared. */
 int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_tensor *t);
 
 /* t's values as float32 out[t->numel] (F16/BF16/F32 converted, GGUF

@@ -76,7 +76,9 @@ def cmd_eval(a):
     margins = [float(t[0].topk(2).values[0] - t[0].topk(2).values[1]) for t in out.scores]
     # as gptqd prints a generation: ended by the end-of-text token, not showing it
     prefixes = [tok.decode(new[:k + 1], skip_special_tokens=True) for k in range(len(new))]
-    kernel = type(m.model.layers[0].self_attn.q_proj).__name__
+    # the class of the first attention linear (q_proj, or a fused qkv_proj)
+    kernel = next(type(mod).__name__ for name, mod in m.model.layers[0].self_attn.named_children()
+                  if name.endswith("_proj"))
     print(json.dumps({"perplexity": math.exp(sum(nll) / len(nll)), "windows": len(nll),
                       "greedy_ids": new.tolist(),
                       "greedy_text": tok.decode(new, skip_special_tokens=True),

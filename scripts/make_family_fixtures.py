@@ -38,6 +38,19 @@ def qwen3():
     return cfg, transformers.Qwen3ForCausalLM
 
 
+def phi3():
+    # Phi-3 stores q/k/v as one self_attn.qkv_proj ([q; k; v] rows) and
+    # gate/up as one mlp.gate_up_proj ([gate; up]); every part's rows a
+    # multiple of 32, so even 3-bit zero points split on word boundaries.
+    cfg = transformers.Phi3Config(
+        vocab_size=4096, hidden_size=128, intermediate_size=160, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        original_max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=False, sliding_window=None, bos_token_id=4095, eos_token_id=4095,
+        pad_token_id=4095)
+    return cfg, transformers.Phi3ForCausalLM
+
+
 def make(name, build):
     torch.manual_seed(1234)
     cfg, cls = build()
@@ -68,6 +81,6 @@ def make(name, build):
 
 
 if __name__ == "__main__":
-    families = {"qwen3": qwen3}
+    families = {"qwen3": qwen3, "phi3": phi3}
     for name in sys.argv[1:] or families:
         make(name, families[name])

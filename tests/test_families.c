@@ -32,7 +32,39 @@ static double max_rel(const float *got, const double *ref, size_t n)
     return maxd / maxr;
 }
 
-static void check_family(const char *root, const char *family)
+/* Tensor names of the safetensors in `dir`, one string (for presence checks). */
+static char *tensor_names(const char *dir)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "rb");
+    uint64_t n = 0;
+    char *head = NULL;
+    if (f && fread(&n, 8, 1, f) == 1 && n < (1u << 26) && (head = calloc(n + 1, 1)) &&
+        fread(head, 1, n, f) != n) {
+        free(head);
+        head = NULL;
+    }
+    if (f)
+        fclose(f);
+    return head ? head : calloc(1, 1);
+}
+
+/* A family whose files fuse q/k/v and gate/up (Phi-3) saves them fused. */
+static void check_fused_names(const char *family, const char *dir, int fused, const char *what)
+{
+    char *names = tensor_names(dir);
+    int has_fused = strstr(names, "self_attn.qkv_proj.") && strstr(names, "mlp.gate_up_proj.");
+    int has_parts = strstr(names, "self_attn.q_proj.") || strstr(names, "mlp.up_proj.");
+    CHECK(fused ? has_fused && !has_parts : !has_fused && has_parts,
+          "%s: %s holds %s linears", family, what, fused ? "fused" : "separate");
+    free(names);
+}
+
+/* bits/act_order: the GPTQ round's (3-bit act-order splits fused zero
+ * points mid-word stream and shares one g_idx). */
+static void check_family(const char *root, const char *family, int fused, int bits,
+                         int act_order)
 {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, family);
@@ -88,6 +120,7 @@ static void check_family(const char *root, const char *family)
     snprintf(out, sizeof out, "%s/saved", tmp);
     CHECK_OK(gptq_hf_files_read(dir, &files));
     CHECK_OK(gptq_checkpoint_save(m, &files, NULL, GPTQ_DT_F32, out));
+    check_fused_names(family, out, fused, "the float folder");
     CHECK_OK(gptq_model_load(out, &back));
     if (back) {
         gptq_model_set_exact(back, 1);
@@ -97,13 +130,13 @@ static void check_family(const char *root, const char *family)
                err, TOL);
         CHECK(err <= TOL, "%s: saved and loaded back %.3g", family, err);
     }
-    /* GPTQ 4-bit, groups of 32, on random windows: every linear packed,
-     * logits moved a little; the checkpoint loads back to them */
+    /* GPTQ, groups of 32, on random windows: every linear packed, logits
+     * moved a little; the checkpoint loads back to them */
     gptq_model_free(back);
     back = NULL;
     gptq_calib_options o;
     gptq_calib_options_default(&o);
-    o.quant.bits = 4, o.quant.group_size = 32, o.quant.sym = 1;
+    o.quant.bits = bits, o.quant.group_size = 32, o.quant.sym = 1, o.quant.act_order = act_order;
     o.nsamples = 8, o.seqlen = 32;
     int32_t *calib = malloc(4096 * sizeof *calib);
     for (int i = 0; i < 4096; i++)
@@ -119,12 +152,13 @@ static void check_family(const char *root, const char *family)
           packed);
     CHECK_OK(gptq_model_forward(m, NULL, ids, 1, n, NULL, NULL, 0, quant));
     err = max_rel(quant, want, (size_t)n * vocab);
-    printf("%-8s GPTQ 4-bit g32 vs float: max rel change %.3g (expected 1e-3 .. 0.5)\n",
-           family, err);
+    printf("%-8s GPTQ %d-bit g32%s vs float: max rel change %.3g (expected 1e-3 .. 0.5)\n",
+           family, bits, act_order ? " act-order" : "", err);
     CHECK(err > 1e-3 && err < 0.5, "%s: GPTQ moved the logits by %.3g", family, err);
     snprintf(out, sizeof out, "%s/gptq", tmp);
     gptq_checkpoint_meta meta = {.quant = o.quant, .true_sequential = 1};
     CHECK_OK(gptq_checkpoint_save(m, &files, &meta, GPTQ_DT_COUNT, out));
+    check_fused_names(family, out, fused, "the GPTQ checkpoint");
     CHECK_OK(gptq_model_load(out, &back));
     if (back) {
         gptq_model_set_exact(back, 1);
@@ -153,6 +187,7 @@ done:
 int main(void)
 {
     const char *root = getenv("GPTQ_SOURCE_ROOT");
-    check_family(root ? root : ".", "qwen3");
+    check_family(root ? root : ".", "qwen3", 0, 4, 0);
+    check_family(root ? root : ".", "phi3", 1, 3, 1);
     return test_result();
 }

@@ -20,7 +20,9 @@ Against a real gptqd on a private socket, with the fixture model:
     Q4_0 file gives the logits of its checkpoint.
   - Qwen2 (q/k/v biases, nothing permuted) and Llama 3 (RoPE scaling as
     rope_freqs) forms of the fixture, and tests/data/families/qwen3 (per-head
-    q/k norms): exported, read back with the folder's logits.
+    q/k norms) and phi3 (attn_qkv and ffn_up = [gate; up] fused; also GPTQ
+    on the Q4_0 grid, its packed parts joined): exported, read back with the
+    folder's logits.
   - Refusals: a model not on a GGUF grid, --grid with other bits, an
     existing file.
   - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
@@ -400,9 +402,15 @@ def main():
         # 32 against hidden 64 / 4 heads), with the fixture's tokenizer
         variants["qwen3"] = os.path.join(tmp, "qwen3")
         shutil.copytree(os.path.join(HERE, "data", "families", "qwen3"), variants["qwen3"])
+        # Phi-3: q/k/v and gate/up fused in its files, and in llama.cpp's
+        variants["phi3"] = os.path.join(tmp, "phi3")
+        shutil.copytree(os.path.join(HERE, "data", "families", "phi3"), variants["phi3"])
         folder_logits = {}
         for name, folder in variants.items():
-            files[name] = os.path.join(tmp, name + ".gguf")
+            # (llama.cpp looks up Phi-3's SentencePiece tokens </s>, <s>, <unk>
+            # in any file whose general.name -- here the file name -- says
+            # "phi3"; the fixture's byte-level vocabulary has none)
+            files[name] = os.path.join(tmp, name.replace("phi3", "p-three") + ".gguf")
             ok(sock, "load", name, folder)
             ok(sock, "save", name, files[name], "--dtype", "f32")
             r = GGUFReader(files[name])
@@ -410,6 +418,14 @@ def main():
             if name == "qwen2":
                 check(field(r, "general.architecture") == "qwen2" and
                       "blk.0.attn_q.bias" in names, "qwen2.gguf: architecture qwen2, q/k/v biases")
+            elif name == "phi3":
+                inter = json.load(open(os.path.join(folder, "config.json")))["intermediate_size"]
+                up = next(t for t in r.tensors if t.name == "blk.0.ffn_up.weight")
+                check(field(r, "general.architecture") == "phi3" and "blk.1.attn_qkv.weight" in
+                      names and "blk.0.attn_q.weight" not in names and "blk.0.ffn_gate.weight"
+                      not in names and int(up.shape[1]) == 2 * inter,
+                      "phi3.gguf: architecture phi3, attn_qkv and ffn_up [gate; up] fused",
+                      str(sorted(names)[:12]))
             elif name == "qwen3":
                 check(field(r, "general.architecture") == "qwen3" and
                       "blk.1.attn_q_norm.weight" in names and "blk.1.attn_k_norm.weight" in names
@@ -428,6 +444,15 @@ def main():
             d = np.abs(la - lb).max() / np.abs(la).max()
             check(d < 1e-5, f"{name}.gguf read back gives the folder's logits (rel {d:.1e})",
                   f"{d:.2e}")
+        # Phi-3 with GPTQ on the Q4_0 grid: each fused tensor's packed parts joined
+        ok(sock, "quantize", "phi3", "--as", "phi3q", "--grid", "q4_0", "--nsamples", "8",
+           "--seqlen", "64")
+        files["phi3q"] = os.path.join(tmp, "p-three-q.gguf")
+        ok(sock, "save", "phi3q", files["phi3q"])
+        tq = {t.name: t for t in GGUFReader(files["phi3q"]).tensors}
+        check(tq["blk.0.attn_qkv.weight"].tensor_type.name == "Q4_0" and
+              tq["blk.0.ffn_up.weight"].tensor_type.name == "Q4_0",
+              "phi3q.gguf: fused attn_qkv and ffn_up in Q4_0")
         plain = os.path.join(tmp, "plain.f32")
         subprocess.run([logits_cli, fix, ids_path, plain], check=True, timeout=300)
         la = folder_logits["llama3"]
@@ -467,7 +492,8 @@ def main():
             ref = np.fromfile(os.path.join(fix, "reference_logits.f32"), np.float32)
             ref = log_softmax(ref.reshape(len(ids), -1))
             for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
-                                 ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5)):
+                                 ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5),
+                                 ("phi3", 1e-5), ("phi3q", 5e-4)):
                 res, err = llama_logprobs(exe, files[name], text, tmp)
                 if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
                     continue
