@@ -139,6 +139,65 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
+/* One of longrope's factor lists: head_dim / 2 positive numbers. */
+static gptq_status longrope_factors(json_t *rs, const char *what, const char *key,
+                                    const char *name, int n, float *out)
+{
+    json_t *a = json_object_get(rs, name);
+    if (!json_is_array(a) || json_array_size(a) != (size_t)n)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s.%s must be a list of head_dim / 2 = %d numbers",
+                         what, key, name, n);
+    for (int j = 0; j < n; j++) {
+        json_t *v = json_array_get(a, (size_t)j);
+        double d = json_is_number(v) ? json_number_value(v) : -1;
+        if (!(d > 0) || !isfinite(d))
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s.%s[%d] must be a positive number", what,
+                             key, name, j);
+        out[j] = (float)d; /* torch.tensor(..., dtype=float32) */
+    }
+    return GPTQ_OK;
+}
+
+/* longrope (Phi-3 128k, Phi-3.5): short_factor and long_factor,
+ * original_max_position_embeddings (in the object, or config.json's own,
+ * already in cfg), factor (default max_position_embeddings / original) and
+ * attention_factor (default sqrt(1 + ln factor / ln original) when factor
+ * > 1), as transformers' _compute_longrope_parameters reads them. */
+static gptq_status parse_longrope(json_t *rs, const char *what, const char *key,
+                                  gptq_model_config *cfg)
+{
+    gptq_status st;
+    const int half = cfg->head_dim / 2;
+    if ((st = longrope_factors(rs, what, key, "short_factor", half, cfg->rope_short_factor)) ||
+        (st = longrope_factors(rs, what, key, "long_factor", half, cfg->rope_long_factor)))
+        return st;
+    if (get_int(rs, what, "original_max_position_embeddings", 1, 1 << 30,
+                &cfg->rope_original_max_position_embeddings) < 0)
+        return GPTQ_ERR_FORMAT;
+    const int orig = cfg->rope_original_max_position_embeddings;
+    if (orig <= 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s (longrope) needs "
+                         "original_max_position_embeddings", what, key);
+    double factor = 0;
+    int has_factor = get_double(rs, what, "factor", &factor);
+    if (has_factor < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!has_factor || json_is_null(json_object_get(rs, "factor")))
+        factor = cfg->max_position_embeddings > 0
+                     ? (double)cfg->max_position_embeddings / orig : 1.0;
+    double af = factor <= 1.0 ? 1.0 : sqrt(1 + log(factor) / log((double)orig));
+    int has_af = get_double(rs, what, "attention_factor", &af);
+    if (has_af < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!(af > 0) || !isfinite(af))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s.attention_factor %g must be positive", what,
+                         key, af);
+    cfg->rope_factor = factor;
+    cfg->rope_attention_factor = af;
+    cfg->rope_type = GPTQ_ROPE_LONGROPE;
+    return GPTQ_OK;
+}
+
 /* The scaling a RoPE object `rs` (config.json's rope_scaling, or
  * transformers 5's rope_parameters) asks for, into cfg's rope_type and
  * factors; `key` names the object in messages. A missing rope_type means
@@ -162,10 +221,12 @@ static gptq_status parse_rope_object(json_t *rs, const char *what, const char *k
                          "(rotary embedding over the whole head only)", what, key, partial);
     if (!type || strcmp(type, "default") == 0)
         return GPTQ_OK;
+    if (!strcmp(type, "longrope") || !strcmp(type, "su"))
+        return parse_longrope(rs, what, key, cfg);
     if (strcmp(type, "linear") != 0 && strcmp(type, "llama3") != 0)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                          "%s: %s.rope_type '%s' is not supported; supported: default, linear, "
-                         "llama3",
+                         "llama3, longrope",
                          what, key, type);
     if (get_double(rs, key, "factor", &cfg->rope_factor) <= 0)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s.factor is missing or not a number", what, key);
@@ -209,6 +270,10 @@ static gptq_status parse_rope(json_t *root, const char *what, gptq_model_config 
     if (partial != 1.0)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported "
                          "(rotary embedding over the whole head only)", what, partial);
+    /* config.json's own (Phi-3): longrope's default for its object's */
+    if (get_int(root, what, "original_max_position_embeddings", 1, 1 << 30,
+                &cfg->rope_original_max_position_embeddings) < 0)
+        return GPTQ_ERR_FORMAT;
     json_t *rs = json_object_get(root, "rope_scaling");
     json_t *rp = json_object_get(root, "rope_parameters");
     if (rs && !json_is_null(rs) && !json_is_object(rs))
@@ -250,7 +315,15 @@ static gptq_status parse_rope(json_t *root, const char *what, gptq_model_config 
           (scaling.rope_low_freq_factor != cfg->rope_low_freq_factor ||
            scaling.rope_high_freq_factor != cfg->rope_high_freq_factor ||
            scaling.rope_original_max_position_embeddings !=
-               cfg->rope_original_max_position_embeddings))))
+               cfg->rope_original_max_position_embeddings)) ||
+         (cfg->rope_type == GPTQ_ROPE_LONGROPE &&
+          (scaling.rope_attention_factor != cfg->rope_attention_factor ||
+           scaling.rope_original_max_position_embeddings !=
+               cfg->rope_original_max_position_embeddings ||
+           memcmp(scaling.rope_short_factor, cfg->rope_short_factor,
+                  sizeof cfg->rope_short_factor) ||
+           memcmp(scaling.rope_long_factor, cfg->rope_long_factor,
+                  sizeof cfg->rope_long_factor)))))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling and rope_parameters describe "
                          "different RoPE scaling", what);
     return GPTQ_OK;
@@ -521,9 +594,30 @@ gptq_status gptq_config_load(const char *path, gptq_model_config *cfg)
 
 /* ---- derived values -------------------------------------------------------------- */
 
+/* longrope's table with the factors ext: 1.0 / (ext * base ** (arange(0,
+ * dim, 2).float() / dim)) in float32. */
+static void longrope_inv_freq(const gptq_model_config *cfg, const float *ext, float *inv_freq)
+{
+    const int dim = cfg->head_dim;
+    for (int j = 0; j < dim / 2; j++)
+        inv_freq[j] = 1.0f / (ext[j] * powf((float)cfg->rope_theta, (float)(2 * j) / (float)dim));
+}
+
+void gptq_config_rope_inv_freq_long(const gptq_model_config *cfg, float *inv_freq)
+{
+    if (cfg->rope_type == GPTQ_ROPE_LONGROPE)
+        longrope_inv_freq(cfg, cfg->rope_long_factor, inv_freq);
+    else
+        gptq_config_rope_inv_freq(cfg, inv_freq);
+}
+
 void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq)
 {
     const int dim = cfg->head_dim, half = dim / 2;
+    if (cfg->rope_type == GPTQ_ROPE_LONGROPE) {
+        longrope_inv_freq(cfg, cfg->rope_short_factor, inv_freq);
+        return;
+    }
     /* _compute_default_rope_parameters, in float32 as torch evaluates it:
      * 1.0 / (base ** (arange(0, dim, 2).float() / dim)) */
     for (int j = 0; j < half; j++) {

@@ -32,6 +32,8 @@ typedef enum gptq_rope_type {
     GPTQ_ROPE_DEFAULT,
     GPTQ_ROPE_LINEAR, /* positions divided by factor (inv_freq / factor) */
     GPTQ_ROPE_LLAMA3, /* Llama 3.1 frequency-dependent scaling */
+    GPTQ_ROPE_LONGROPE, /* Phi-3 128k / Phi-3.5: per-frequency factors, short up to the
+                           original context, long beyond; cos/sin scaled */
 } gptq_rope_type;
 
 #define GPTQ_MAX_EOS 8
@@ -53,7 +55,13 @@ typedef struct gptq_model_config {
     gptq_rope_type rope_type;
     double rope_factor;          /* linear, llama3 */
     double rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
-    int rope_original_max_position_embeddings;          /* llama3 */
+    int rope_original_max_position_embeddings;          /* llama3, longrope */
+    /* longrope: inv_freq[j] divided by short_factor[j] while a forward's
+     * positions stay below the original context, by long_factor[j] once
+     * they pass it (transformers' choice, per call); cos and sin times
+     * attention_factor */
+    float rope_short_factor[GPTQ_MAX_HEAD_DIM / 2], rope_long_factor[GPTQ_MAX_HEAD_DIM / 2];
+    double rope_attention_factor;
     int tie_word_embeddings;     /* lm_head shares embed_tokens.weight */
     int attention_bias;          /* Llama, Qwen3: q/k/v/o have biases; Qwen2: q/k/v always do */
     int mlp_bias;                /* Llama: gate/up/down have biases */
@@ -89,6 +97,9 @@ gptq_status gptq_config_parse(const char *json, size_t len, const char *what,
  * computes them in float32 (_compute_default_rope_parameters, and the linear
  * / llama3 variants). */
 void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq);
+/* The same for positions past the original context: longrope's long
+ * factors; for every other RoPE, the table above. */
+void gptq_config_rope_inv_freq_long(const gptq_model_config *cfg, float *inv_freq);
 
 /* Which linears carry a bias vector: q/k/v (Llama attention_bias, always
  * for Qwen2), o (Llama attention_bias), gate/up/down (Llama mlp_bias). */

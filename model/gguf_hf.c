@@ -223,7 +223,9 @@ static gptq_status check_tensors(const gptq_gguf *g, int n_layers)
     for (size_t i = 0; i < gptq_gguf_tensor_count(g); i++) {
         const char *name = gptq_gguf_tensor_at(g, i)->name;
         int known = !strcmp(name, "token_embd.weight") || !strcmp(name, "output_norm.weight") ||
-                    !strcmp(name, "output.weight") || !strcmp(name, "rope_freqs.weight");
+                    !strcmp(name, "output.weight") || !strcmp(name, "rope_freqs.weight") ||
+                    !strcmp(name, "rope_factors_long.weight") ||
+                    !strcmp(name, "rope_factors_short.weight");
         int l, used = 0;
         if (!known && sscanf(name, "blk.%d.%n", &l, &used) == 1 && used && l >= 0 && l < n_layers)
             for (size_t k = 0; k < sizeof layer_names / sizeof layer_names[0] && !known; k++) {
@@ -278,6 +280,47 @@ static gptq_status llama3_rope(const gptq_gguf *g, const gptq_gguf_tensor *t, in
                                   factor, "low_freq_factor", low, "high_freq_factor", high,
                                   "original_max_position_embeddings", (int)old));
     return GPTQ_OK;
+}
+
+/* Phi-3's longrope (rope_factors_long/short, F32 [head_dim / 2] each, the
+ * original context and attn_factor as llama.cpp's converter writes them) as
+ * HF rope_scaling. */
+static gptq_status phi3_longrope(const gptq_gguf *g, const arch_info *a, int head_dim,
+                                 json_t *config)
+{
+    const int half = head_dim / 2;
+    const char *names[2] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+    const char *keys[2] = {"long_factor", "short_factor"};
+    json_t *scaling = json_pack("{s:s}", "rope_type", "longrope");
+    gptq_status st = GPTQ_OK;
+    for (int i = 0; i < 2 && !st; i++) {
+        const gptq_gguf_tensor *t = gptq_gguf_find_tensor(g, names[i]);
+        float f[GPTQ_MAX_HEAD_DIM / 2];
+        if (!t || t->numel != half || t->type != 0 /* F32 */)
+            st = gptq_fail(GPTQ_ERR_FORMAT, "%s: %s must be F32 [%d] beside the other factors",
+                           gptq_gguf_name(g), names[i], half);
+        else if (!(st = gptq_gguf_read_f32(g, t, f))) {
+            json_t *list = json_array();
+            for (int j = 0; j < half; j++)
+                json_array_append_new(list, json_real(f[j]));
+            json_object_set_new(scaling, keys[i], list);
+        }
+    }
+    char k[160];
+    int64_t orig = 0;
+    double af = 0;
+    if (!st && !gptq_gguf_get_int(g, akey(a, "rope.scaling.original_context_length", k, sizeof k),
+                                  &orig))
+        st = gptq_fail(GPTQ_ERR_FORMAT, "%s: longrope factors without %s", gptq_gguf_name(g), k);
+    if (!st) {
+        json_object_set_new(scaling, "original_max_position_embeddings", json_integer(orig));
+        json_object_set_new(config, "original_max_position_embeddings", json_integer(orig));
+        if (get_number(g, akey(a, "rope.scaling.attn_factor", k, sizeof k), &af))
+            json_object_set_new(scaling, "attention_factor", json_real(af));
+        json_object_set_new(config, "rope_scaling", json_incref(scaling));
+    }
+    json_decref(scaling);
+    return st;
 }
 
 static json_t *token_id_json(const gptq_gguf *g, const char *key, int64_t vocab)
@@ -449,6 +492,11 @@ static gptq_status build_config(const gptq_gguf *g, const arch_info *a, json_t *
     }
     const gptq_gguf_tensor *freqs = gptq_gguf_find_tensor(g, "rope_freqs.weight");
     if (freqs && (st = llama3_rope(g, freqs, (int)head_dim, theta, c))) {
+        json_decref(c);
+        return st;
+    }
+    if (!strcmp(a->gguf, "phi3") && gptq_gguf_find_tensor(g, "rope_factors_long.weight") &&
+        (st = phi3_longrope(g, a, (int)head_dim, c))) {
         json_decref(c);
         return st;
     }

@@ -697,8 +697,12 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
         add_f32(m, AK("rope.scaling.factor"), c->rope_factor);
     }
     if (c->arch == GPTQ_ARCH_PHI3) { /* as llama.cpp's converter writes them (0: no window) */
-        add_u32(m, AK("rope.scaling.original_context_length"), ctx);
+        int longrope = c->rope_type == GPTQ_ROPE_LONGROPE;
+        add_u32(m, AK("rope.scaling.original_context_length"),
+                longrope ? c->rope_original_max_position_embeddings : ctx);
         add_u32(m, AK("attention.sliding_window"), c->sliding_window);
+        if (longrope) /* the factors are the rope_factors_long/short tensors */
+            add_f32(m, AK("rope.scaling.attn_factor"), c->rope_attention_factor);
     }
 #undef AK
     gptq_status st = tokenizer_meta(m, tok, tc, c);
@@ -758,7 +762,8 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
                          cfg->architecture);
     }
     if (cfg->rope_type != GPTQ_ROPE_DEFAULT && cfg->rope_type != GPTQ_ROPE_LINEAR &&
-        cfg->rope_type != GPTQ_ROPE_LLAMA3)
+        cfg->rope_type != GPTQ_ROPE_LLAMA3 &&
+        !(cfg->rope_type == GPTQ_ROPE_LONGROPE && cfg->arch == GPTQ_ARCH_PHI3))
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: this RoPE scaling has no llama.cpp form");
     if (float_dtype == GPTQ_DT_COUNT)
         float_dtype = cfg->torch_dtype;
@@ -785,8 +790,13 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
                 p.t[i].bytes /= 2;
             }
     }
-    /* Llama 3's scaling: llama.cpp divides each frequency by rope_freqs */
+    /* RoPE factors llama.cpp divides each frequency by, as F32 [half]
+     * tensors after the model's: Llama 3's scaling as rope_freqs, Phi-3's
+     * longrope as its long and short factors */
     const int half = cfg->head_dim / 2;
+    const char *extra[2] = {NULL, NULL};
+    const float *extra_data[2] = {NULL, NULL};
+    int n_extra = 0;
     if (cfg->rope_type == GPTQ_ROPE_LLAMA3) {
         freqs = malloc((size_t)half * 2 * sizeof *freqs);
         if (!freqs) {
@@ -799,6 +809,11 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         gptq_config_rope_inv_freq(cfg, freqs);
         for (int i = 0; i < half; i++)
             freqs[i] = freqs[half + i] / freqs[i];
+        extra[n_extra] = "rope_freqs.weight", extra_data[n_extra++] = freqs;
+    } else if (cfg->rope_type == GPTQ_ROPE_LONGROPE) {
+        extra[n_extra] = "rope_factors_long.weight", extra_data[n_extra++] = cfg->rope_long_factor;
+        extra[n_extra] = "rope_factors_short.weight",
+        extra_data[n_extra++] = cfg->rope_short_factor;
     }
     if ((st = build_meta(&md, &p, tok, tc, name)))
         goto done;
@@ -815,16 +830,16 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     /* header, metadata, tensor infos (offsets from the data section) */
     put(&o, "GGUF", 4);
     put_u32(&o, 3);
-    put_u64(&o, p.n + (freqs ? 1 : 0));
+    put_u64(&o, p.n + (size_t)n_extra);
     put_u64(&o, md.n);
     put_meta(&o, &md);
     uint64_t offset = 0;
-    for (size_t i = 0; i <= p.n; i++) {
-        tensor freq_t = {.name = "rope_freqs.weight", .type = GPTQ_GGML_F32, .rows = 1,
-                         .cols = half, .n_dims = 1, .bytes = (uint64_t)half * 4};
-        tensor *t = i < p.n ? &p.t[i] : freqs ? &freq_t : NULL;
-        if (!t)
-            break;
+    for (size_t i = 0; i < p.n + (size_t)n_extra; i++) {
+        tensor freq_t = {.type = GPTQ_GGML_F32, .rows = 1, .cols = half, .n_dims = 1,
+                         .bytes = (uint64_t)half * 4};
+        if (i >= p.n)
+            snprintf(freq_t.name, sizeof freq_t.name, "%s", extra[i - p.n]);
+        tensor *t = i < p.n ? &p.t[i] : &freq_t;
         put_str(&o, t->name, strlen(t->name));
         put_u32(&o, (uint32_t)t->n_dims);
         put_u64(&o, (uint64_t)t->cols);
@@ -839,8 +854,8 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     p.o = &o;
     if ((st = gptq_model_foreach_file_tensor(m, write_visit, &p, &fused)))
         goto close;
-    if (freqs) {
-        put(&o, freqs, (size_t)half * 4);
+    for (int i = 0; i < n_extra; i++) {
+        put(&o, extra_data[i], (size_t)half * 4);
         pad(&o);
     }
     if (!o.failed && (fflush(o.f) != 0 || fsync(fileno(o.f)) != 0))

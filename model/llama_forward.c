@@ -26,6 +26,8 @@ typedef struct scratch {
     float *gate, *up; /* [T, intermediate] */
     int32_t *pos;     /* [T] */
     int32_t *pos_host;/* [T] host staging of pos */
+    int past_original;/* this call's positions reach past the original context
+                         (longrope: the long factors, for every position) */
 } scratch;
 
 static void scratch_free(scratch *s)
@@ -157,11 +159,16 @@ static gptq_status tmp_kv_alloc(const gptq_backend *be, int n_seq, int len, size
 
 /* Token positions of a call into s->pos, once per call (the same for every
  * layer; an upload to a GPU waits for the device). */
-static gptq_status scratch_positions(scratch *s, const int32_t *start, int n_seq, int len)
+static gptq_status scratch_positions(scratch *s, const gptq_model_config *c,
+                                     const int32_t *start, int n_seq, int len)
 {
+    int32_t last = 0;
     for (int i = 0; i < n_seq; i++)
         for (int t = 0; t < len; t++)
-            s->pos_host[i * len + t] = start[i] + t;
+            last = (s->pos_host[i * len + t] = start[i] + t) > last ? start[i] + t : last;
+    /* transformers picks one table per forward, by its largest position */
+    s->past_original = c->rope_type == GPTQ_ROPE_LONGROPE &&
+                       last + 1 > c->rope_original_max_position_embeddings;
     return s->be->upload(s->be, s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
 }
 
@@ -185,8 +192,9 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
         be->rmsnorm(be, s->q, Ly->q_norm, s->q, T * nh, hd, (float)c->rms_norm_eps);
         be->rmsnorm(be, s->k, Ly->k_norm, s->k, T * nkv, hd, (float)c->rms_norm_eps);
     }
-    be->rope(be, s->q, T, nh, hd, s->pos, m->rope_freq);
-    be->rope(be, s->k, T, nkv, hd, s->pos, m->rope_freq);
+    const float *freq = m->rope_freq + (s->past_original ? hd / 2 : 0);
+    be->rope(be, s->q, T, nh, hd, s->pos, freq);
+    be->rope(be, s->k, T, nkv, hd, s->pos, freq);
     for (int i = 0; i < n_seq; i++) {
         const size_t at = (size_t)kvv->start[i] * kv_dim, n = (size_t)len * kv_dim;
         const float *ks = s->k + (size_t)i * len * kv_dim, *vs = s->v + (size_t)i * len * kv_dim;
@@ -211,7 +219,11 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
             .n_kv_heads = nkv,
             .head_dim = hd,
             .window = c->sliding_window,
-            .scale = 1.0f / sqrtf((float)hd),
+            /* longrope scales cos and sin by attention_factor: q.k by its square */
+            .scale = c->rope_type == GPTQ_ROPE_LONGROPE
+                         ? (float)(c->rope_attention_factor * c->rope_attention_factor) /
+                               sqrtf((float)hd)
+                         : 1.0f / sqrtf((float)hd),
         };
         if ((st = be->attention(be, &a)) != GPTQ_OK)
             return st;
@@ -356,7 +368,7 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
             break;
         }
         be->rmsnorm(be, h, Ly->attn_norm, s.x, T, hidden, eps);
-        if ((st = scratch_positions(&s, tk.start, n_seq, len)) == GPTQ_OK)
+        if ((st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
             st = attention_block(m, l, s.x, out, n_seq, len, &tk.view, &s);
         break;
     case GPTQ_PART_ATTN_OUT:
@@ -475,7 +487,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
         scratch_free(&s);
         return gptq_fail_context(st, "layer forward");
     }
-    if ((st = scratch_positions(&s, tk.start, n_seq, len)) == GPTQ_OK)
+    if ((st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
         st = run_layer(m, layer, h, n_seq, len, &tk.view, hooks, &s);
     tmp_kv_free(be, &tk);
     scratch_free(&s);
@@ -572,7 +584,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
     be->embed(be, m->embed, m->embed_dt, d_ids, (int)T, (int)hidden, h);
-    if ((st = scratch_positions(&s, starts, n_seq, len)) != GPTQ_OK)
+    if ((st = scratch_positions(&s, &m->cfg, starts, n_seq, len)) != GPTQ_OK)
         goto done;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; kv && i < n_seq; i++) {

@@ -66,7 +66,8 @@ struct gptq_model {
      * stays, for saving. head_grid is GPTQ_GRID_NONE without. */
     linear head_q;
     int head_grid;
-    float *inv_freq;          /* [head_dim / 2] */
+    float *inv_freq;          /* [head_dim]: the table up to the original context, then
+                                 the one past it (longrope's long factors; else a copy) */
     layer *layers;            /* [num_hidden_layers] */
     int views;                /* weights are borrowed (copy_with, from_tensors): never freed
                                  or replaced here */

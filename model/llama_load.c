@@ -413,12 +413,14 @@ gptq_model *llama_model_new(const gptq_model_config *cfg)
     m->cfg = *cfg;
     m->be = gptq_backend_cpu();
     m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
-    m->inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof *m->inv_freq);
+    /* [short | long]: the second half for calls past the original context */
+    m->inv_freq = malloc((size_t)cfg->head_dim * sizeof *m->inv_freq);
     if (!m->layers || !m->inv_freq) {
         gptq_model_free(m);
         return NULL;
     }
     gptq_config_rope_inv_freq(cfg, m->inv_freq);
+    gptq_config_rope_inv_freq_long(cfg, m->inv_freq + cfg->head_dim / 2);
     m->rope_freq = m->inv_freq;
     return m;
 }
@@ -429,7 +431,7 @@ gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be)
 {
     if (be == gptq_backend_cpu())
         return GPTQ_OK;
-    size_t bytes = (size_t)(n->cfg.head_dim / 2) * sizeof(float);
+    size_t bytes = (size_t)n->cfg.head_dim * sizeof(float);
     n->be = be;
     n->device = 1;
     if (!(n->rope_freq = be->alloc(be, bytes))) {

@@ -12,7 +12,8 @@ models'; so that gptqd serves, quantizes and evaluates them, and
 scripts/interop-check takes them through transformers), and reference.json:
 {"ids": [...], "vocab": V, "transformers": its version, "torch": ...} with
 reference.f32, every position's logits of the ids ([len(ids), V] float32
-little-endian), from a float32 forward in transformers of the F16 weights.
+little-endian), from a float32 forward in transformers of the F16 weights,
+and reference_steps.f32, the same ids fed one at a time through its cache.
 Deterministic (seeded)."""
 import json
 import os
@@ -51,6 +52,22 @@ def phi3():
     return cfg, transformers.Phi3ForCausalLM
 
 
+def phi3_longrope():
+    # Phi-3 128k / Phi-3.5's RoPE: per-frequency short and long factors; an
+    # original context of 16 so that the reference's 24 ids take the long
+    # factors (the whole sequence) and a token-by-token run switches at 16
+    cfg, cls = phi3()
+    g = torch.Generator().manual_seed(7)
+    half = cfg.hidden_size // cfg.num_attention_heads // 2
+    short = (1 + 0.2 * torch.rand(half, generator=g)).tolist()
+    long = (1 + 8 * torch.rand(half, generator=g)).tolist()
+    cfg.rope_parameters = {"rope_type": "longrope", "rope_theta": 10000.0,
+                           "partial_rotary_factor": 1.0, "short_factor": short,
+                           "long_factor": long, "original_max_position_embeddings": 16}
+    cfg.original_max_position_embeddings = 16
+    return cfg, cls
+
+
 def make(name, build):
     torch.manual_seed(1234)
     cfg, cls = build()
@@ -66,10 +83,19 @@ def make(name, build):
     ids = torch.randint(3, cfg.vocab_size, (1, 24), generator=g)
     with torch.no_grad():  # before .half(), which would round the RoPE buffers too
         logits = model(ids).logits[0].float()
+        # token by token through the cache: what a generation sees (a RoPE
+        # that changes with the length, like longrope, makes it differ)
+        cache, steps = transformers.DynamicCache(config=cfg), []
+        for t in range(ids.shape[1]):
+            step = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+            cache = step.past_key_values
+            steps.append(step.logits[0, -1].float())
+        steps = torch.stack(steps)
     model.half().save_pretrained(out, safe_serialization=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(TOKENIZER, f), os.path.join(out, f))
     logits.numpy().astype("<f4").tofile(os.path.join(out, "reference.f32"))
+    steps.numpy().astype("<f4").tofile(os.path.join(out, "reference_steps.f32"))
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump({"ids": ids[0].tolist(), "vocab": cfg.vocab_size,
                    "transformers": transformers.__version__, "torch": torch.__version__}, f)
@@ -81,6 +107,6 @@ def make(name, build):
 
 
 if __name__ == "__main__":
-    families = {"qwen3": qwen3, "phi3": phi3}
+    families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope}
     for name in sys.argv[1:] or families:
         make(name, families[name])

@@ -207,8 +207,8 @@ static void test_errors(void)
                  GPTQ_ERR_UNSUPPORTED, "rope_parameters.rope_type 'yarn'");
     expect_error("\"rope_parameters\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}",
                  GPTQ_ERR_UNSUPPORTED, "'dynamic'");
-    expect_error("\"rope_parameters\": {\"rope_type\": \"longrope\"}", GPTQ_ERR_UNSUPPORTED,
-                 "'longrope'");
+    expect_error("\"rope_parameters\": {\"rope_type\": \"longrope\"}", GPTQ_ERR_FORMAT,
+                 "rope_parameters.short_factor must be a list");
     expect_error("\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 50000.0}",
                  GPTQ_ERR_FORMAT, "disagree");
     expect_error("\"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1e6}}",
@@ -428,7 +428,8 @@ static void test_transformers_rope(void)
         free(rp_text);
         gptq_model_config cfg;
         gptq_status st = parse_with(extra, &cfg);
-        if (!strcmp(type, "default") || !strcmp(type, "linear") || !strcmp(type, "llama3")) {
+        if (!strcmp(type, "default") || !strcmp(type, "linear") || !strcmp(type, "llama3") ||
+            !strcmp(type, "longrope")) { /* longrope: its short factors, up to the original */
             CHECK(st == GPTQ_OK, "rope %s: %s", name, gptq_errmsg());
             if (st)
                 continue;
@@ -451,13 +452,61 @@ static void test_transformers_rope(void)
     }
     printf("transformers' RoPE: %d rope types computed alike, %d refused by name\n", computed,
            refused);
-    CHECK(computed >= 3 && refused >= 3, "rope.json: %d computed, %d refused", computed, refused);
+    CHECK(computed >= 5 && refused >= 2, "rope.json: %d computed, %d refused", computed, refused);
     json_decref(doc);
+}
+
+/* Phi-3.5 / Phi-3 128k's longrope as transformers 4 writes it (top-level
+ * original_max_position_embeddings, rope_scaling type longrope): the
+ * attention factor is sqrt(1 + ln 32 / ln 4096) = sqrt(17/12) exactly in
+ * real numbers, the tables the default divided by each factor. */
+static void test_longrope(void)
+{
+    char factors[2][512], extra[2048];
+    for (int f = 0; f < 2; f++) {
+        size_t used = 0;
+        for (int j = 0; j < 16; j++)
+            used += (size_t)snprintf(factors[f] + used, sizeof factors[f] - used, "%s%g",
+                                     j ? ", " : "", f ? 1.0 + 0.5 * j : 1.0);
+    }
+    snprintf(extra, sizeof extra,
+             "\"architectures\": [\"Phi3ForCausalLM\"], \"max_position_embeddings\": 131072, "
+             "\"original_max_position_embeddings\": 4096, \"rope_scaling\": {\"type\": "
+             "\"longrope\", \"short_factor\": [%s], \"long_factor\": [%s]}",
+             factors[0], factors[1]);
+    gptq_model_config cfg, plain;
+    CHECK_OK(parse_with(extra, &cfg));
+    CHECK(cfg.rope_type == GPTQ_ROPE_LONGROPE && cfg.rope_original_max_position_embeddings == 4096,
+          "longrope: type %d original %d", cfg.rope_type,
+          cfg.rope_original_max_position_embeddings);
+    CHECK(fabs(cfg.rope_attention_factor - sqrt(17.0 / 12.0)) < 1e-12,
+          "longrope attention factor %.12g, want sqrt(17/12)", cfg.rope_attention_factor);
+    CHECK_OK(parse_with("", &plain));
+    float base[16], s[16], l[16];
+    gptq_config_rope_inv_freq(&plain, base);
+    gptq_config_rope_inv_freq(&cfg, s);
+    gptq_config_rope_inv_freq_long(&cfg, l);
+    for (int j = 0; j < 16; j++)
+        CHECK(s[j] == base[j] && fabs(l[j] - base[j] / (1.0f + 0.5f * j)) <= 1e-7 * base[j],
+              "longrope inv_freq[%d]: short %.9g long %.9g, default %.9g", j, s[j], l[j],
+              base[j]);
+    /* refused: factors that are not head_dim / 2 numbers, no original context */
+    snprintf(extra, sizeof extra,
+             "\"architectures\": [\"Phi3ForCausalLM\"], \"original_max_position_embeddings\": "
+             "4096, \"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1, 1], "
+             "\"long_factor\": [%s]}", factors[1]);
+    expect_error(extra, GPTQ_ERR_FORMAT, "short_factor must be a list of head_dim / 2 = 16");
+    snprintf(extra, sizeof extra,
+             "\"architectures\": [\"Phi3ForCausalLM\"], \"rope_scaling\": {\"type\": "
+             "\"longrope\", \"short_factor\": [%s], \"long_factor\": [%s]}",
+             factors[0], factors[1]);
+    expect_error(extra, GPTQ_ERR_FORMAT, "needs original_max_position_embeddings");
 }
 
 int main(void)
 {
     test_transformers_rope();
+    test_longrope();
     struct stat sb;
     const char *fx = getenv("GPTQ_FIXTURES");
     if (!fx || stat(fx, &sb) != 0) { /* what needs no fixture has run */

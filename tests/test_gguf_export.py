@@ -405,6 +405,11 @@ def main():
         # Phi-3: q/k/v and gate/up fused in its files, and in llama.cpp's
         variants["phi3"] = os.path.join(tmp, "phi3")
         shutil.copytree(os.path.join(HERE, "data", "families", "phi3"), variants["phi3"])
+        # ... and with Phi-3 128k / Phi-3.5's longrope (original context 16:
+        # windows of 128 take the long factors, in llama.cpp and here)
+        variants["phi3-longrope"] = os.path.join(tmp, "phi3-longrope")
+        shutil.copytree(os.path.join(HERE, "data", "families", "phi3-longrope"),
+                        variants["phi3-longrope"])
         folder_logits = {}
         for name, folder in variants.items():
             # (llama.cpp looks up Phi-3's SentencePiece tokens </s>, <s>, <unk>
@@ -426,6 +431,12 @@ def main():
                       not in names and int(up.shape[1]) == 2 * inter,
                       "phi3.gguf: architecture phi3, attn_qkv and ffn_up [gate; up] fused",
                       str(sorted(names)[:12]))
+            elif name == "phi3-longrope":
+                check("rope_factors_long.weight" in names and "rope_factors_short.weight" in names
+                      and field(r, "phi3.rope.scaling.original_context_length") == 16
+                      and abs(field(r, "phi3.rope.scaling.attn_factor") - 2 ** 0.5) < 1e-6,
+                      "phi3-longrope.gguf: long and short factors, original context 16, "
+                      "attn_factor sqrt(2)")
             elif name == "qwen3":
                 check(field(r, "general.architecture") == "qwen3" and
                       "blk.1.attn_q_norm.weight" in names and "blk.1.attn_k_norm.weight" in names
@@ -493,7 +504,7 @@ def main():
             ref = log_softmax(ref.reshape(len(ids), -1))
             for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
                                  ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5),
-                                 ("phi3", 1e-5), ("phi3q", 5e-4)):
+                                 ("phi3", 1e-5), ("phi3q", 5e-4), ("phi3-longrope", 1e-5)):
                 res, err = llama_logprobs(exe, files[name], text, tmp)
                 if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
                     continue
