@@ -14,6 +14,13 @@ the bundled model models/tiny-llama:
     rounded to BF16 as GPTQModel saves them)
     and transformers' perplexity and greedy continuation of it: gptqd loads
     the folder and must give the same perplexity (within 1e-4) and text.
+  - gptqmodel-phi3.safetensors / .json: GPTQModel's 3-bit act-order
+    checkpoint of tests/data/families/phi3 (qkv_proj fused, gate_proj and
+    up_proj apart: a layout transformers itself refuses): gptqd loads it and
+    saves it back in the family's fused layout, and every linear's weights
+    there equal GPTQModel's (decoded by tests/gptq_checkpoint_numpy.py; the
+    fused gate_up_proj split at intermediate_size); its KL to the float
+    model is small.
 Exits 77 without numpy or gptqd."""
 import json
 import os
@@ -86,6 +93,77 @@ def test_tf5(cli, tmp):
           f"{off:.3e}")
 
 
+def bf16(a):
+    """float32 -> BF16 bits, rounded to nearest even as torch does."""
+    f = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def test_gptqmodel_phi3(tmp):
+    ref = json.load(open(os.path.join(DATA, "gptqmodel-phi3.json")))
+    fam = os.path.join(ROOT, "tests", "data", "families", "phi3")
+    d = os.path.join(tmp, "gptqmodel-phi3")
+    shutil.copytree(fam, d)
+    cfg = json.load(open(os.path.join(fam, "config.json")))
+    cfg["quantization_config"] = ref["quantization_config"]
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    tensors = {}
+    for k, (dt, a) in ckpt.read_safetensors(os.path.join(fam, "model.safetensors")).items():
+        if not k.endswith("_proj.weight"):
+            tensors[k] = ("BF16", bf16(a)) if ref["float_dtype"] == "BF16" else (dt, a)
+    tensors.update(ckpt.read_safetensors(os.path.join(DATA, "gptqmodel-phi3.safetensors")))
+    ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
+        print("SKIP GPTQModel's Phi-3 checkpoint: gptqd not built", flush=True)
+        return
+    sock = os.path.join(tmp, "gptqd-phi3.sock")
+    daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
+    back = os.path.join(tmp, "phi3-back")
+    try:
+        def ctl(*args):
+            p = subprocess.run([GPTQCTL, "--socket", sock, "--json"] + list(args),
+                               capture_output=True, text=True, timeout=300)
+            check(p.returncode == 0, "gptqctl " + " ".join(args[:2]), p.stderr[-400:])
+            return json.loads(p.stdout) if p.returncode == 0 else None
+
+        shutil.copytree(fam, os.path.join(tmp, "phi3-float"))
+        if not (ctl("load", "gm3", d) and ctl("load", "fl3", os.path.join(tmp, "phi3-float"))):
+            return
+        e = ctl("eval", "gm3", "--text", os.path.join(ROOT, "data", "eval-default.txt"),
+                "--seqlen", "128", "--max-windows", "8", "--kl-base", "fl3")
+        if e:
+            check(0 < e["kl"] < 0.05, f"GPTQModel's Phi-3 checkpoint runs: KL to the float model "
+                  f"{e['kl']:.2e}")
+        if not ctl("save", "gm3", back):
+            return
+    finally:
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
+    _, theirs = ckpt.checkpoint_weights(d)
+    _, ours = ckpt.checkpoint_weights(back)
+    inter = cfg["intermediate_size"]
+    names = set(ckpt.read_safetensors(os.path.join(back, "model.safetensors")))
+    check("model.layers.0.mlp.gate_up_proj.qweight" in names and
+          "model.layers.0.mlp.gate_proj.qweight" not in names,
+          "saved back in Phi-3's own layout: gate_up_proj fused")
+    worst = 0.0
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        pairs = [(theirs[p + "self_attn.qkv_proj.weight"], ours.get(p + "self_attn.qkv_proj.weight")),
+                 (theirs[p + "self_attn.o_proj.weight"], ours.get(p + "self_attn.o_proj.weight")),
+                 (theirs[p + "mlp.down_proj.weight"], ours.get(p + "mlp.down_proj.weight"))]
+        gu = ours.get(p + "mlp.gate_up_proj.weight")
+        if gu is not None:
+            pairs += [(theirs[p + "mlp.gate_proj.weight"], gu[:inter]),
+                      (theirs[p + "mlp.up_proj.weight"], gu[inter:])]
+        for a, b in pairs:
+            if b is None or a.shape != b.shape:
+                worst = float("inf")
+            else:
+                worst = max(worst, float(np.abs(a - b).max()))
+    check(worst == 0, f"every linear gptqd saves back equals GPTQModel's (max diff {worst:g})")
+
+
 def test_gptqmodel(tmp):
     ref = json.load(open(os.path.join(DATA, "gptqmodel-v2.json")))
     cfg = json.load(open(os.path.join(MODEL, "config.json")))
@@ -145,6 +223,7 @@ def main():
     try:
         test_tf5(sys.argv[1], tmp)
         test_gptqmodel(tmp)
+        test_gptqmodel_phi3(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(failures)} failed", flush=True)
