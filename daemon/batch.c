@@ -190,6 +190,39 @@ static int advance(gptqd_batcher *b, sequence *seq, int32_t *token)
     return 1;
 }
 
+/* A longrope model (Phi-3 128k, Phi-3.5) whose sequence, with the token
+ * just sampled, passes the original context for the first time: its cache
+ * holds keys rotated with the short factors, and transformers' generate
+ * then computes the whole sequence again with the long ones. */
+static int crosses_original(const gptqd_batcher *b, const sequence *seq)
+{
+    const int orig = b->cfg->rope_original_max_position_embeddings;
+    const int64_t len = (int64_t)seq->n_prompt + seq->generated;
+    return b->cfg->rope_type == GPTQ_ROPE_LONGROPE && len > orig && len - 1 <= orig;
+}
+
+/* The sequence in slot s computed again from its first token (prompt and
+ * every token generated), its next-token logits into the slot's. */
+static void refill(gptqd_batcher *b, sequence *seq, int s)
+{
+    const int n = seq->n_prompt + (int)seq->generated;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids) {
+        finish(b, seq, gptq_fail(GPTQ_ERR_NOMEM, "generate: out of memory"));
+        return;
+    }
+    memcpy(ids, seq->prompt, (size_t)seq->n_prompt * sizeof *ids);
+    memcpy(ids + seq->n_prompt, seq->out_ids, (size_t)seq->generated * sizeof *ids);
+    gptq_kv_truncate(b->kv, s, 0);
+    gptq_interrupt_set(job_canceled, seq->job);
+    gptq_status st = gptq_model_forward(b->model, b->kv, ids, 1, n, &s, NULL, GPTQ_FWD_LAST_ONLY,
+                                        b->logits + (size_t)s * (size_t)b->vocab);
+    gptq_interrupt_set(NULL, NULL);
+    free(ids);
+    if (st)
+        finish(b, seq, st);
+}
+
 static void *loop(void *arg)
 {
     gptqd_batcher *b = arg;
@@ -246,11 +279,15 @@ static void *loop(void *arg)
                 seq->prefilled = 1;
             }
             int32_t token;
-            if (advance(b, seq, &token)) {
-                b->step_ids[n_step] = token;
-                b->step_slots[n_step] = s;
-                n_step++;
+            if (!advance(b, seq, &token))
+                continue;
+            if (crosses_original(b, seq)) {
+                refill(b, seq, s);
+                continue;
             }
+            b->step_ids[n_step] = token;
+            b->step_slots[n_step] = s;
+            n_step++;
         }
         if (n_step == 0)
             continue;

@@ -674,8 +674,9 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
                                                      : FTYPE_F32;
     add_u32(m, "general.file_type", ftype);
     int ctx = c->max_position_embeddings > 0 ? c->max_position_embeddings : 4096;
-    /* llama.cpp's llama architecture has no sliding window: the file is
-     * exact up to the window, so that is the context it declares */
+    /* llama.cpp runs the llama architecture, and phi3, without a sliding
+     * window: the file is exact up to the window, so that is the context it
+     * declares */
     if (c->sliding_window > 0 && c->sliding_window < ctx)
         ctx = c->sliding_window;
     add_u32(m, AK("context_length"), ctx);
@@ -734,7 +735,6 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     struct stat sb;
     out o = {.path = path};
     float *freqs = NULL;
-    gptq_kept fused = {0}; /* a fused family's joined tensors (one pass's) */
 
     if (strlen(name) > 4000 || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
         !strcmp(name, ".."))
@@ -778,9 +778,8 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         goto done;
     if (!tc)
         tc = json_object();
-    if ((st = gptq_model_foreach_file_tensor(m, plan_visit, &p, &fused)))
+    if ((st = gptq_model_foreach_file_tensor(m, plan_visit, &p, NULL)))
         goto done;
-    gptq_kept_free(&fused);
     if (p.q_types && float_dtype == GPTQ_DT_F32 && cfg->torch_dtype == GPTQ_DT_F32) {
         /* a quantized model's float tensors in 16 bits, as in a checkpoint */
         p.float_dtype = GPTQ_DT_F16;
@@ -852,7 +851,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     pad(&o);
     o.pos = 0; /* alignment now counts from the data section */
     p.o = &o;
-    if ((st = gptq_model_foreach_file_tensor(m, write_visit, &p, &fused)))
+    if ((st = gptq_model_foreach_file_tensor(m, write_visit, &p, NULL)))
         goto close;
     for (int i = 0; i < n_extra; i++) {
         put(&o, extra_data[i], (size_t)half * 4);
@@ -875,7 +874,6 @@ close:
     else
         fsync(parentfd);
 done:
-    gptq_kept_free(&fused);
     free(freqs);
     free(p.t);
     meta_free(&md);

@@ -307,9 +307,10 @@ void gptq_kept_free(gptq_kept *k);
  * ("model.layers.0.self_attn.qkv_proj.weight", rows [q; k; v]; its bias
  * likewise), or, packed, as one linear in the v1 layout and the
  * checkpoint's column order (perm NULL: for writers, not kernels) whose
- * parts shared one g_idx. The joined copies and their names stay in *keep
- * (start it zeroed) until gptq_kept_free, so a writer may hold the
- * pointers until it writes. Host models only. Other families: exactly
+ * parts shared one g_idx. With keep, the joined copies and their names
+ * stay in *keep (start it zeroed) until gptq_kept_free, so a writer may hold
+ * the pointers until it writes; keep NULL frees each group's right after
+ * its visit (a writer that copies or writes at once). Host models only. Other families: exactly
  * gptq_model_foreach_tensor. */
 gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
                                            void *user, gptq_kept *keep);

@@ -26,8 +26,11 @@ typedef struct scratch {
     float *gate, *up; /* [T, intermediate] */
     int32_t *pos;     /* [T] */
     int32_t *pos_host;/* [T] host staging of pos */
-    int past_original;/* this call's positions reach past the original context
-                         (longrope: the long factors, for every position) */
+    unsigned char *past_original; /* [n_seq] host: the sequence's positions in this call
+                         reach past the original context (longrope: the long
+                         factors for all of them, as transformers picks per
+                         forward of a sequence) */
+    int mixed;        /* sequences of this call differ in that */
 } scratch;
 
 static void scratch_free(scratch *s)
@@ -38,6 +41,7 @@ static void scratch_free(scratch *s)
         be->free(be, s->gate), be->free(be, s->up), be->free(be, s->pos);
     }
     free(s->pos_host);
+    free(s->past_original);
     memset(s, 0, sizeof *s);
 }
 
@@ -79,8 +83,10 @@ static gptq_status scratch_alloc(const gptq_model *m, size_t T, unsigned want, s
     s->att = scratch_buf(be, want, SCR_ATT, T * q_dim * sizeof(float), &failed);
     s->gate = scratch_buf(be, want, SCR_GATE, T * inter * sizeof(float), &failed);
     s->up = scratch_buf(be, want, SCR_UP, T * inter * sizeof(float), &failed);
-    if (want & SCR_QKV)
+    if (want & SCR_QKV) {
         failed |= !(s->pos_host = malloc(T * sizeof(int32_t)));
+        failed |= !(s->past_original = calloc(T, 1)); /* n_seq <= T */
+    }
     if (failed) {
         scratch_free(s);
         return gptq_backend_alloc_fail(be, "forward: activations for %zu tokens", T);
@@ -162,13 +168,14 @@ static gptq_status tmp_kv_alloc(const gptq_backend *be, int n_seq, int len, size
 static gptq_status scratch_positions(scratch *s, const gptq_model_config *c,
                                      const int32_t *start, int n_seq, int len)
 {
-    int32_t last = 0;
-    for (int i = 0; i < n_seq; i++)
+    s->mixed = 0;
+    for (int i = 0; i < n_seq; i++) {
         for (int t = 0; t < len; t++)
-            last = (s->pos_host[i * len + t] = start[i] + t) > last ? start[i] + t : last;
-    /* transformers picks one table per forward, by its largest position */
-    s->past_original = c->rope_type == GPTQ_ROPE_LONGROPE &&
-                       last + 1 > c->rope_original_max_position_embeddings;
+            s->pos_host[i * len + t] = start[i] + t;
+        s->past_original[i] = c->rope_type == GPTQ_ROPE_LONGROPE &&
+                              start[i] + len > c->rope_original_max_position_embeddings;
+        s->mixed |= s->past_original[i] != s->past_original[0];
+    }
     return s->be->upload(s->be, s->pos, s->pos_host, (size_t)n_seq * len * sizeof(int32_t));
 }
 
@@ -192,9 +199,15 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
         be->rmsnorm(be, s->q, Ly->q_norm, s->q, T * nh, hd, (float)c->rms_norm_eps);
         be->rmsnorm(be, s->k, Ly->k_norm, s->k, T * nkv, hd, (float)c->rms_norm_eps);
     }
-    const float *freq = m->rope_freq + (s->past_original ? hd / 2 : 0);
-    be->rope(be, s->q, T, nh, hd, s->pos, freq);
-    be->rope(be, s->k, T, nkv, hd, s->pos, freq);
+    /* each sequence its own table (longrope); one call when they agree */
+    for (int i = 0, n = s->mixed ? n_seq : 1; i < n; i++) {
+        const int rows = s->mixed ? len : T;
+        const float *freq = m->rope_freq + (s->past_original[i] ? hd / 2 : 0);
+        be->rope(be, s->q + (size_t)i * rows * q_dim, rows, nh, hd, s->pos + (size_t)i * rows,
+                 freq);
+        be->rope(be, s->k + (size_t)i * rows * kv_dim, rows, nkv, hd, s->pos + (size_t)i * rows,
+                 freq);
+    }
     for (int i = 0; i < n_seq; i++) {
         const size_t at = (size_t)kvv->start[i] * kv_dim, n = (size_t)len * kv_dim;
         const float *ks = s->k + (size_t)i * len * kv_dim, *vs = s->v + (size_t)i * len * kv_dim;

@@ -36,7 +36,8 @@ typedef struct part {
 typedef struct fuser {
     gptq_tensor_visit visit;
     void *user;
-    gptq_kept *keep;
+    gptq_kept *keep;       /* where joined copies go: the caller's, or own (freed per group) */
+    gptq_kept own;
     const struct group *g; /* the group whose parts are held, or NULL */
     int layer;
     part parts[3];
@@ -131,9 +132,10 @@ static gptq_status flush(fuser *f)
         return GPTQ_OK;
     f->g = NULL;
     /* names kept too: a writer may hold them until it writes */
-    char *name = malloc(192), *wname = malloc(200), *bname = malloc(200);
+    char *name, *wname, *bname;
     gptq_status st;
-    if ((st = kept(f->keep, name)) || (st = kept(f->keep, wname)) || (st = kept(f->keep, bname)))
+    if ((st = kept(f->keep, name = malloc(192))) || (st = kept(f->keep, wname = malloc(200))) ||
+        (st = kept(f->keep, bname = malloc(200))))
         return st;
     snprintf(name, 192, "model.layers.%d.%s", f->layer, g->fused);
     snprintf(wname, 200, "%s.weight", name);
@@ -189,6 +191,8 @@ static gptq_status flush(fuser *f)
     return f->visit(f->user, bname, b, GPTQ_DT_F32, 1, bshape, NULL);
 }
 
+static gptq_status flush_group(fuser *f);
+
 static gptq_status fuse_visit(void *user, const char *name, const void *data, gptq_dtype dt,
                               int ndim, const int64_t *shape, const gptq_linear *L)
 {
@@ -204,7 +208,7 @@ static gptq_status fuse_visit(void *user, const char *name, const void *data, gp
                     (*suffix && strcmp(suffix, ".weight") && strcmp(suffix, ".bias")))
                     continue;
                 gptq_status st;
-                if ((f->g != &groups[gi] || f->layer != layer) && (st = flush(f)))
+                if ((f->g != &groups[gi] || f->layer != layer) && (st = flush_group(f)))
                     return st;
                 if (!f->g) {
                     f->g = &groups[gi], f->layer = layer;
@@ -220,8 +224,17 @@ static gptq_status fuse_visit(void *user, const char *name, const void *data, gp
                 return GPTQ_OK;
             }
     }
-    gptq_status st = flush(f);
+    gptq_status st = flush_group(f);
     return st ? st : f->visit(f->user, name, data, dt, ndim, shape, L);
+}
+
+/* flush, its copies freed after the visit unless the caller keeps them */
+static gptq_status flush_group(fuser *f)
+{
+    gptq_status st = flush(f);
+    if (f->keep == &f->own)
+        gptq_kept_free(&f->own);
+    return st;
 }
 
 gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
@@ -230,6 +243,11 @@ gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visi
     if (!gptq_config_fused(&m->cfg))
         return gptq_model_foreach_tensor(m, visit, user);
     fuser f = {.visit = visit, .user = user, .keep = keep};
+    if (!keep)
+        f.keep = &f.own;
     gptq_status st = gptq_model_foreach_tensor(m, fuse_visit, &f);
-    return st ? st : flush(&f);
+    if (!st)
+        st = flush_group(&f);
+    gptq_kept_free(&f.own);
+    return st;
 }

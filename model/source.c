@@ -431,12 +431,12 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
         const int axis = last ? t->ndim - 1 : 0;
         int64_t extent = t->shape[axis];
         if (!strcmp(suffix, "qzeros")) {
-            /* zero points packed along the rows: bits = words * 32 / rows */
-            int64_t bits = extent * 32 / total;
-            if (extent * 32 % total || (start * bits) % 32 || (rows * bits) % 32) {
-                t->part_refused_ = "its rows do not split the packed zero points on 32-bit words";
-                bits = 0;
-            }
+            /* zero points packed along the rows: bits = words * 32 / rows;
+             * every part's rows * bits is a multiple of 32 (the packing
+             * check the loader makes), so the parts split on words. A
+             * fused tensor that does not fit leaves the part's shape wrong,
+             * which the loader's shape check names. */
+            int64_t bits = extent * 32 % total ? 0 : extent * 32 / total;
             start = start * bits / 32, rows = rows * bits / 32, total = extent;
         }
         if (extent != total) /* the loader's shape check names the tensor and the config */
@@ -470,9 +470,6 @@ static gptq_status read_part(const gptq_model_source *s, const gptq_source_tenso
     char fname[192];
     snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", t->part_layer_, t->part_of_,
              t->part_suffix_);
-    if (t->part_refused_)
-        return gptq_fail(GPTQ_ERR_FORMAT, "%s: a part of '%s' cannot be cut out of it: %s",
-                         s->label, fname, t->part_refused_);
     if (!find_stored(s, fname, &whole))
         return gptq_fail(GPTQ_ERR_NOTFOUND, "%s: '%s' is gone", s->label, fname);
     const size_t esize = f32 ? sizeof(float) : gptq_dtype_size(t->dtype);

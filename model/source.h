@@ -40,7 +40,6 @@ typedef struct gptq_source_tensor {
     int part_layer_;
     int part_last_axis_;
     int64_t part_start_;
-    const char *part_refused_; /* why this part cannot be cut out, or NULL */
 } gptq_source_tensor;
 
 /* Open `path`: a folder (an HF model) or a regular file starting with the

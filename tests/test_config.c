@@ -443,6 +443,13 @@ static void test_transformers_rope(void)
             }
             CHECK(json_array_size(want) == 16 && worst <= 1e-6,
                   "rope %s: inverse frequencies off transformers' by %.2e (relative)", name, worst);
+            /* longrope's scaling of cos and sin (transformers' attention_scaling) */
+            json_t *as = json_object_get(c, "attention_scaling");
+            if (cfg.rope_type == GPTQ_ROPE_LONGROPE)
+                CHECK(json_is_number(as) &&
+                      fabs(cfg.rope_attention_factor - json_number_value(as)) < 1e-12,
+                      "rope %s: attention factor %.12g, transformers' %.12g", name,
+                      cfg.rope_attention_factor, json_number_value(as));
             computed++;
         } else {
             CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), type),

@@ -167,9 +167,11 @@ static void check_family(const char *root, const char *family, int fused, int bi
           packed);
     CHECK_OK(gptq_model_forward(m, NULL, ids, 1, n, NULL, NULL, 0, quant));
     err = max_rel(quant, want, (size_t)n * vocab);
-    printf("%-8s GPTQ %d-bit g32%s vs float: max rel change %.3g (expected 1e-3 .. 0.5)\n",
-           family, bits, act_order ? " act-order" : "", err);
-    CHECK(err > 1e-3 && err < 0.5, "%s: GPTQ moved the logits by %.3g", family, err);
+    /* random weights: 4 bits move the logits by ~0.2 of their largest, 3 bits ~0.45 */
+    const double most = bits == 3 ? 0.9 : 0.5;
+    printf("%-8s GPTQ %d-bit g32%s vs float: max rel change %.3g (expected 1e-3 .. %g)\n",
+           family, bits, act_order ? " act-order" : "", err, most);
+    CHECK(err > 1e-3 && err < most, "%s: GPTQ moved the logits by %.3g", family, err);
     snprintf(out, sizeof out, "%s/gptq", tmp);
     gptq_checkpoint_meta meta = {.quant = o.quant, .true_sequential = 1};
     CHECK_OK(gptq_checkpoint_save(m, &files, &meta, GPTQ_DT_COUNT, out));
@@ -199,11 +201,57 @@ done:
     json_decref(ref);
 }
 
+/* Sequences batched in one call keep their own RoPE table: with longrope,
+ * a sequence past the original context (long factors) beside one that is
+ * not (short) gives each the logits it gets alone. */
+static void check_longrope_batch(const char *root)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tests/data/families/phi3-longrope", root);
+    gptq_model *m = NULL;
+    gptq_kv *kv = NULL;
+    CHECK_OK(gptq_model_load(dir, &m));
+    if (!m)
+        return;
+    gptq_model_set_exact(m, 1);
+    const int V = gptq_model_vocab_size(m);
+    const gptq_model_config *c = gptq_model_get_config(m);
+    const int orig = c->rope_original_max_position_embeddings, la = 4, lb = orig + 4;
+    int32_t a[64], bseq[64];
+    for (int i = 0; i < 64; i++)
+        a[i] = 5 + 37 * i % 4000, bseq[i] = 11 + 53 * i % 4000;
+    float *got = malloc(2 * (size_t)V * sizeof *got), *want = malloc((size_t)V * sizeof *want);
+    CHECK_OK(gptq_kv_create(m, 2, 64, &kv));
+    int s0 = 0, s1 = 1;
+    if (kv && got && want) {
+        CHECK_OK(gptq_model_forward(m, kv, a, 1, la, &s0, NULL, GPTQ_FWD_LAST_ONLY, got));
+        CHECK_OK(gptq_model_forward(m, kv, bseq, 1, lb, &s1, NULL, GPTQ_FWD_LAST_ONLY, got));
+        int32_t step[2] = {a[la], bseq[lb]};
+        CHECK_OK(gptq_model_forward(m, kv, step, 2, 1, NULL, NULL, GPTQ_FWD_LAST_ONLY, got));
+        for (int k = 0; k < 2; k++) { /* each against itself alone */
+            CHECK_OK(gptq_model_forward(m, NULL, k ? bseq : a, 1, (k ? lb : la) + 1, NULL, NULL,
+                                        GPTQ_FWD_LAST_ONLY, want));
+            double maxd = 0, maxr = 0;
+            for (int i = 0; i < V; i++)
+                maxd = fmax(maxd, fabs(got[(size_t)k * V + i] - want[i])),
+                maxr = fmax(maxr, fabs(want[i]));
+            printf("longrope: the %s sequence of a batch with one %s the original context: max "
+                   "rel difference %.3g from it alone (tolerance 1e-5)\n", k ? "long" : "short",
+                   k ? "within" : "past", maxd / maxr);
+            CHECK(maxd / maxr <= 1e-5, "longrope batch, sequence %d: %.3g", k, maxd / maxr);
+        }
+    }
+    free(got), free(want);
+    gptq_kv_free(kv);
+    gptq_model_free(m);
+}
+
 int main(void)
 {
     const char *root = getenv("GPTQ_SOURCE_ROOT");
     check_family(root ? root : ".", "qwen3", 0, 4, 0);
     check_family(root ? root : ".", "phi3", 1, 3, 1);
     check_family(root ? root : ".", "phi3-longrope", 1, 4, 0);
+    check_longrope_batch(root ? root : ".");
     return test_result();
 }
