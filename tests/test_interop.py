@@ -93,10 +93,31 @@ def test_tf5(cli, tmp):
           f"{off:.3e}")
 
 
-def bf16(a):
-    """float32 -> BF16 bits, rounded to nearest even as torch does."""
-    f = a.astype(np.float32).view(np.uint32).astype(np.uint64)
-    return ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+def gptqmodel_tensors(d, float_src, fixture, float_dtype):
+    """d/model.safetensors as GPTQModel saved it: float_src's tensors but the
+    linears' weights, in float_dtype (BF16: rounded to nearest even, as torch
+    does), and the fixture's quantized tensors."""
+    tensors = {}
+    for k, (dt, a) in ckpt.read_safetensors(os.path.join(float_src, "model.safetensors")).items():
+        if k.endswith("_proj.weight"):
+            continue
+        if float_dtype == "BF16":
+            f = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+            tensors[k] = ("BF16", ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16))
+        else:
+            tensors[k] = (dt, a)
+    tensors.update(ckpt.read_safetensors(os.path.join(DATA, fixture)))
+    ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+
+
+def ctl_on(sock):
+    """gptqctl --json on sock: the reply, or None (a failed check)."""
+    def ctl(*args):
+        p = subprocess.run([GPTQCTL, "--socket", sock, "--json"] + list(args),
+                           capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, "gptqctl " + " ".join(args[:2]), p.stderr[-400:])
+        return json.loads(p.stdout) if p.returncode == 0 else None
+    return ctl
 
 
 def test_gptqmodel_phi3(tmp):
@@ -108,25 +129,15 @@ def test_gptqmodel_phi3(tmp):
     cfg["quantization_config"] = ref["quantization_config"]
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    tensors = {}
-    for k, (dt, a) in ckpt.read_safetensors(os.path.join(fam, "model.safetensors")).items():
-        if not k.endswith("_proj.weight"):
-            tensors[k] = ("BF16", bf16(a)) if ref["float_dtype"] == "BF16" else (dt, a)
-    tensors.update(ckpt.read_safetensors(os.path.join(DATA, "gptqmodel-phi3.safetensors")))
-    ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    gptqmodel_tensors(d, fam, "gptqmodel-phi3.safetensors", ref["float_dtype"])
     if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
         print("SKIP GPTQModel's Phi-3 checkpoint: gptqd not built", flush=True)
         return
     sock = os.path.join(tmp, "gptqd-phi3.sock")
     daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
     back = os.path.join(tmp, "phi3-back")
+    ctl = ctl_on(sock)
     try:
-        def ctl(*args):
-            p = subprocess.run([GPTQCTL, "--socket", sock, "--json"] + list(args),
-                               capture_output=True, text=True, timeout=300)
-            check(p.returncode == 0, "gptqctl " + " ".join(args[:2]), p.stderr[-400:])
-            return json.loads(p.stdout) if p.returncode == 0 else None
-
         shutil.copytree(fam, os.path.join(tmp, "phi3-float"))
         if not (ctl("load", "gm3", d) and ctl("load", "fl3", os.path.join(tmp, "phi3-float"))):
             return
@@ -170,31 +181,14 @@ def test_gptqmodel(tmp):
     cfg["quantization_config"] = ref["quantization_config"]
     d = folder_with(tmp, "gptqmodel-v2", cfg)
     os.remove(os.path.join(d, "model.safetensors"))
-    # the float tensors as GPTQModel saved them: the bundled model's, in
-    # ref["float_dtype"] (BF16: rounded to nearest even, as torch does)
-    tensors = {}
-    for k, (dt, a) in ckpt.read_safetensors(os.path.join(MODEL, "model.safetensors")).items():
-        if k.endswith("_proj.weight"):
-            continue
-        if ref.get("float_dtype", dt) == "BF16":
-            f = a.astype(np.float32).view(np.uint32).astype(np.uint64)
-            tensors[k] = ("BF16", ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16))
-        else:
-            tensors[k] = (dt, a)
-    tensors.update(ckpt.read_safetensors(os.path.join(DATA, "gptqmodel-v2.safetensors")))
-    ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    gptqmodel_tensors(d, MODEL, "gptqmodel-v2.safetensors", ref.get("float_dtype"))
     if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
         print("SKIP the GPTQModel checkpoint: gptqd not built", flush=True)
         return
     sock = os.path.join(tmp, "gptqd.sock")
     daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
+    ctl = ctl_on(sock)
     try:
-        def ctl(*args):
-            p = subprocess.run([GPTQCTL, "--socket", sock, "--json"] + list(args),
-                               capture_output=True, text=True, timeout=300)
-            check(p.returncode == 0, "gptqctl " + " ".join(args[:2]), p.stderr[-400:])
-            return json.loads(p.stdout) if p.returncode == 0 else None
-
         if not ctl("load", "gm", d):
             return
         e = ctl("eval", "gm", "--text", os.path.join(ROOT, ref["text"]), "--seqlen",
