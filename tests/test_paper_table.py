@@ -42,7 +42,7 @@ def check(cond, what, detail=""):
 def run(args, json_out):
     build = os.path.dirname(os.path.dirname(GPTQD))
     p = subprocess.run([sys.executable, SCRIPT, "--build", build, "--json", json_out] + args,
-                       capture_output=True, text=True, timeout=560)
+                       capture_output=True, text=True, timeout=1700)  # meson's limit acts first
     sys.stderr.write(p.stderr[-3000:])
     print(p.stdout)
     return p
