@@ -572,14 +572,9 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         }
     }
 
-    /* a fused family's file holds q/k/v (gate/up) as one linear: all packed or none */
-    const unsigned qkv = 1u << GPTQ_LIN_Q | 1u << GPTQ_LIN_K | 1u << GPTQ_LIN_V,
-                   gate_up = 1u << GPTQ_LIN_GATE | 1u << GPTQ_LIN_UP;
-    if (gptq_config_fused(cfg) && (((o.skip_mask & qkv) && (o.skip_mask & qkv) != qkv) ||
-                                   ((o.skip_mask & gate_up) && (o.skip_mask & gate_up) != gate_up))) {
-        st = gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: %s stores q/k/v as one qkv_proj and "
-                       "gate/up as one gate_up_proj; skip all of a group or none",
-                       cfg->architecture);
+    /* before any work: the library checks it again when the pipeline starts */
+    if ((st = gptq_calib_skip_check(cfg, o.skip_mask))) {
+        st = gptq_fail_context(st, "quantize");
         goto fail;
     }
     char path[PATH_MAX];

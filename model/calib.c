@@ -73,10 +73,24 @@ static gptq_status capture_hook(void *user, int layer, gptq_linear_id which, con
     return gptq_fail(GPTQ_ERR_CANCELED, "capture done");
 }
 
+gptq_status gptq_calib_skip_check(const gptq_model_config *cfg, unsigned skip_mask)
+{
+    const unsigned qkv = 1u << GPTQ_LIN_Q | 1u << GPTQ_LIN_K | 1u << GPTQ_LIN_V,
+                   gate_up = 1u << GPTQ_LIN_GATE | 1u << GPTQ_LIN_UP;
+    if (gptq_config_fused(cfg) && (((skip_mask & qkv) && (skip_mask & qkv) != qkv) ||
+                                   ((skip_mask & gate_up) && (skip_mask & gate_up) != gate_up)))
+        return gptq_fail(GPTQ_ERR_ARG, "skip_modules: %s stores q/k/v as one qkv_proj and "
+                         "gate/up as one gate_up_proj; skip all of a group or none",
+                         cfg->architecture);
+    return GPTQ_OK;
+}
+
 static gptq_status check_options(const gptq_model *m, const gptq_calib_options *o)
 {
     const gptq_model_config *cfg = gptq_model_get_config(m);
     gptq_status st = gptq_calib_options_check(o); /* the bounds of model/options.c */
+    if (!st)
+        st = gptq_calib_skip_check(cfg, o->skip_mask);
     if (st)
         return st;
     if (cfg->max_position_embeddings > 0 && o->seqlen > cfg->max_position_embeddings)
@@ -539,7 +553,7 @@ gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned
         total += !(skip_mask & (1u << w));
     total *= layers;
     const double t0 = now_seconds();
-    gptq_status st = GPTQ_OK;
+    gptq_status st = gptq_calib_skip_check(gptq_model_get_config(m), skip_mask);
     for (int layer = 0; layer < layers && !st; layer++)
         for (int w = 0; w < GPTQ_LIN_COUNT && !st; w++) {
             if (skip_mask & (1u << w))

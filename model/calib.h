@@ -92,6 +92,12 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
                                 const gptq_calib_options *o, gptq_calib_progress_fn progress,
                                 void *user);
 
+/* A skip_mask a model can be saved with: for a family whose files fuse
+ * linears (gptq_config_fused: q/k/v, gate/up), all of a group or none.
+ * Errors: GPTQ_ERR_ARG naming the groups. gptq_calib_quantize and
+ * gptq_calib_rtn check it; gptqd asks before any work. */
+gptq_status gptq_calib_skip_check(const gptq_model_config *cfg, unsigned skip_mask);
+
 /* Round every linear of m to nearest with cfg's quantizer (the baseline),
  * in place, packed; no calibration. skip_mask and progress (NULL: none; its
  * loss is 0) as above. */

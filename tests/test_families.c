@@ -246,6 +246,27 @@ static void check_longrope_batch(const char *root)
     gptq_model_free(m);
 }
 
+/* A fused family skips a group whole or not at all: a model with k_proj
+ * alone packed could not be written in Phi-3's layout. */
+static void check_fused_skip(const char *root)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/tests/data/families/phi3", root);
+    gptq_model *m = NULL;
+    CHECK_OK(gptq_model_load(dir, &m));
+    if (!m)
+        return;
+    gptq_quant_config q;
+    gptq_quant_config_default(&q);
+    q.group_size = 32;
+    gptq_status st = gptq_calib_rtn(m, &q, 1u << GPTQ_LIN_K, NULL, NULL);
+    CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "all of a group or none"),
+          "phi3: skipping k_proj alone is refused (%s)", gptq_errmsg());
+    CHECK_OK(gptq_calib_rtn(m, &q, 1u << GPTQ_LIN_Q | 1u << GPTQ_LIN_K | 1u << GPTQ_LIN_V, NULL,
+                            NULL));
+    gptq_model_free(m);
+}
+
 int main(void)
 {
     const char *root = getenv("GPTQ_SOURCE_ROOT");
@@ -253,5 +274,6 @@ int main(void)
     check_family(root ? root : ".", "phi3", 1, 3, 1);
     check_family(root ? root : ".", "phi3-longrope", 1, 4, 0);
     check_longrope_batch(root ? root : ".");
+    check_fused_skip(root ? root : ".");
     return test_result();
 }
