@@ -663,6 +663,24 @@ int gptq_config_fused(const gptq_model_config *cfg)
     return cfg->arch == GPTQ_ARCH_PHI3;
 }
 
+const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS] = {
+    {"self_attn.qkv_proj", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, 3},
+    {"mlp.gate_up_proj", {"mlp.gate_proj", "mlp.up_proj"}, 2},
+};
+
+void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
+                            int64_t *rows, int64_t *total)
+{
+    const int64_t q = (int64_t)cfg->num_attention_heads * cfg->head_dim,
+                  kv = (int64_t)cfg->num_key_value_heads * cfg->head_dim,
+                  inter = cfg->intermediate_size;
+    if (g == 0) { /* [q; k; v] */
+        *start = k == 0 ? 0 : q + (k - 1) * kv, *rows = k == 0 ? q : kv, *total = q + 2 * kv;
+    } else {      /* [gate; up] */
+        *start = k * inter, *rows = inter, *total = 2 * inter;
+    }
+}
+
 int gptq_config_o_bias(const gptq_model_config *cfg)
 {
     return cfg->attention_bias;

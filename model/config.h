@@ -117,6 +117,19 @@ int gptq_config_qk_norm(const gptq_model_config *cfg);
  * writes them fused again (gptq_model_foreach_file_tensor). */
 int gptq_config_fused(const gptq_model_config *cfg);
 
+/* The groups such a family's files fuse: the fused module path and its
+ * parts' paths, rows in that order. */
+typedef struct gptq_fused_group {
+    const char *fused;
+    const char *parts[3];
+    int n;
+} gptq_fused_group;
+#define GPTQ_FUSED_GROUPS 2
+extern const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS];
+/* Rows of part k of group g, the rows before it, and the group's total. */
+void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
+                            int64_t *rows, int64_t *total);
+
 /* Merge generation_config.json's end-of-generation ids (eos_token_id: an
  * id or a list) into cfg's, which generation stops on; bos_token_id fills
  * cfg's when config.json has none. Errors: GPTQ_ERR_FORMAT (named). */

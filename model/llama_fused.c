@@ -16,15 +16,6 @@
 
 #include "kernels/linear.h"
 
-static const struct group {
-    const char *fused;
-    const char *parts[3];
-    int n;
-} groups[] = {
-    {"self_attn.qkv_proj", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, 3},
-    {"mlp.gate_up_proj", {"mlp.gate_proj", "mlp.up_proj"}, 2},
-};
-
 typedef struct part {
     const void *data; /* dense weight, or NULL */
     gptq_dtype dt;
@@ -38,7 +29,7 @@ typedef struct fuser {
     void *user;
     gptq_kept *keep;       /* where joined copies go: the caller's, or own (freed per group) */
     gptq_kept own;
-    const struct group *g; /* the group whose parts are held, or NULL */
+    const gptq_fused_group *g; /* the group whose parts are held, or NULL */
     int layer;
     part parts[3];
 } fuser;
@@ -70,7 +61,7 @@ void gptq_kept_free(gptq_kept *k)
 
 /* The parts' packed linears as one v1 linear (perm NULL: checkpoint column
  * order), its arrays in f->keep. */
-static gptq_status fuse_packed(fuser *f, const struct group *g, const char *name,
+static gptq_status fuse_packed(fuser *f, const gptq_fused_group *g, const char *name,
                                gptq_linear **out)
 {
     gptq_packed v[3] = {{0}};
@@ -127,7 +118,7 @@ static gptq_status fuse_packed(fuser *f, const struct group *g, const char *name
 /* Join the held parts and visit them under the fused name. */
 static gptq_status flush(fuser *f)
 {
-    const struct group *g = f->g;
+    const gptq_fused_group *g = f->g;
     if (!g)
         return GPTQ_OK;
     f->g = NULL;
@@ -200,18 +191,18 @@ static gptq_status fuse_visit(void *user, const char *name, const void *data, gp
     int layer, at = 0;
     if (sscanf(name, "model.layers.%d.%n", &layer, &at) == 1 && at) {
         const char *rest = name + at;
-        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
-            for (int i = 0; i < groups[gi].n; i++) {
-                size_t n = strlen(groups[gi].parts[i]);
+        for (size_t gi = 0; gi < GPTQ_FUSED_GROUPS; gi++)
+            for (int i = 0; i < gptq_fused_groups[gi].n; i++) {
+                size_t n = strlen(gptq_fused_groups[gi].parts[i]);
                 const char *suffix = rest + n;
-                if (strncmp(rest, groups[gi].parts[i], n) ||
+                if (strncmp(rest, gptq_fused_groups[gi].parts[i], n) ||
                     (*suffix && strcmp(suffix, ".weight") && strcmp(suffix, ".bias")))
                     continue;
                 gptq_status st;
-                if ((f->g != &groups[gi] || f->layer != layer) && (st = flush_group(f)))
+                if ((f->g != &gptq_fused_groups[gi] || f->layer != layer) && (st = flush_group(f)))
                     return st;
                 if (!f->g) {
-                    f->g = &groups[gi], f->layer = layer;
+                    f->g = &gptq_fused_groups[gi], f->layer = layer;
                     memset(f->parts, 0, sizeof f->parts);
                 }
                 part *p = &f->parts[i];

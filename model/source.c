@@ -375,31 +375,6 @@ static int find_stored(const gptq_model_source *s, const char *name, gptq_source
 }
 
 
-/* The fused tensors of gptq_config_fused families: each part's Llama path,
- * the fused path, and which part it is (rows in the config's order). */
-static const struct fused_part {
-    const char *path, *fused;
-    int index;
-} fused_parts[] = {
-    {"self_attn.q_proj", "self_attn.qkv_proj", 0}, {"self_attn.k_proj", "self_attn.qkv_proj", 1},
-    {"self_attn.v_proj", "self_attn.qkv_proj", 2}, {"mlp.gate_proj", "mlp.gate_up_proj", 0},
-    {"mlp.up_proj", "mlp.gate_up_proj", 1},
-};
-
-/* Rows of part `index` of `fused` and the rows before it; the fused total. */
-static void part_rows(const gptq_model_config *c, const char *fused, int index, int64_t *start,
-                      int64_t *rows, int64_t *total)
-{
-    int64_t q = (int64_t)c->num_attention_heads * c->head_dim,
-            kv = (int64_t)c->num_key_value_heads * c->head_dim, inter = c->intermediate_size;
-    if (!strcmp(fused, "self_attn.qkv_proj")) {
-        int64_t r[3] = {q, kv, kv}, before[3] = {0, q, q + kv};
-        *start = before[index], *rows = r[index], *total = q + 2 * kv;
-    } else {
-        *start = index * inter, *rows = inter, *total = 2 * inter;
-    }
-}
-
 /* `name` as a part of a fused tensor: 1 and *t filled, else 0. */
 static int find_part(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
 {
@@ -407,10 +382,13 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
     if (!gptq_config_fused(&s->cfg) || sscanf(name, "model.layers.%d.%n", &layer, &at) != 1 || !at)
         return 0;
     const char *rest = name + at;
-    for (size_t i = 0; i < sizeof fused_parts / sizeof fused_parts[0]; i++) {
-        const struct fused_part *fp = &fused_parts[i];
-        size_t n = strlen(fp->path);
-        if (strncmp(rest, fp->path, n) || rest[n] != '.')
+    for (int i = 0; i < GPTQ_FUSED_GROUPS * 3; i++) {
+        const int g = i / 3, k = i % 3;
+        const gptq_fused_group *fg = &gptq_fused_groups[g];
+        if (k >= fg->n)
+            continue;
+        size_t n = strlen(fg->parts[k]);
+        if (strncmp(rest, fg->parts[k], n) || rest[n] != '.')
             continue;
         static const char *const suffixes[] = {"weight", "bias", "qweight", "scales", "qzeros"};
         const char *suffix = rest + n + 1;
@@ -418,16 +396,17 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
             if (!strcmp(suffix, suffixes[k]))
                 suffix = suffixes[k]; /* static: the part keeps it */
         char fname[192];
-        snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", layer, fp->fused, suffix);
+        snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", layer, fg->fused, suffix);
         if (!find_stored(s, fname, t))
             return 0;
         if (!strcmp(suffix, "g_idx"))
             return 1; /* one column order for all parts */
         int last = strcmp(suffix, "weight") && strcmp(suffix, "bias");
-        if (last && strcmp(suffix, "qweight") && strcmp(suffix, "scales") && strcmp(suffix, "qzeros"))
+        if (last && strcmp(suffix, "qweight") && strcmp(suffix, "scales") &&
+            strcmp(suffix, "qzeros"))
             return 0;
         int64_t start, rows, total;
-        part_rows(&s->cfg, fp->fused, fp->index, &start, &rows, &total);
+        gptq_config_fused_rows(&s->cfg, g, k, &start, &rows, &total);
         const int axis = last ? t->ndim - 1 : 0;
         int64_t extent = t->shape[axis];
         if (!strcmp(suffix, "qzeros")) {
@@ -441,7 +420,7 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
         }
         if (extent != total) /* the loader's shape check names the tensor and the config */
             return 1;
-        t->part_of_ = fp->fused;
+        t->part_of_ = fg->fused;
         t->part_suffix_ = suffix;
         t->part_layer_ = layer;
         t->name = name;
