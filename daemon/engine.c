@@ -559,15 +559,25 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         o.seqlen = cfg->max_position_embeddings;
     }
     for (size_t i = 0; i < p->n_skip_modules; i++) {
+        /* gptqd's names (q_proj, self_attn.q_proj) or the family's files'
+         * (OPT: out_proj, self_attn.out_proj, fc1) */
         int found = 0;
-        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+        char known[256] = "", file[96];
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            if (!gptq_config_has_linear(cfg, (gptq_linear_id)w))
+                continue;
+            const char *fp = gptq_linear_file_path(cfg, (gptq_linear_id)w, file, sizeof file);
+            const char *last = strrchr(fp, '.') ? strrchr(fp, '.') + 1 : fp;
             if (strcmp(p->skip_modules[i], gptq_linear_name((gptq_linear_id)w)) == 0 ||
-                strcmp(p->skip_modules[i], gptq_linear_path((gptq_linear_id)w)) == 0)
+                strcmp(p->skip_modules[i], gptq_linear_path((gptq_linear_id)w)) == 0 ||
+                strcmp(p->skip_modules[i], fp) == 0 || strcmp(p->skip_modules[i], last) == 0)
                 o.skip_mask |= 1u << w, found = 1;
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                     *known ? ", " : "", last);
+        }
         if (!found) {
-            st = gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: '%s' is not a linear (use "
-                           "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                           p->skip_modules[i]);
+            st = gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: '%s' is not a linear of %s "
+                           "(use %s)", p->skip_modules[i], cfg->architecture, known);
             goto fail;
         }
     }

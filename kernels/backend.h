@@ -32,6 +32,11 @@
 extern "C" {
 #endif
 
+/* An MLP's activation where it is not SiLU-gated (see activate). */
+typedef enum gptq_act {
+    GPTQ_ACT_RELU, /* max(x, 0) (torch.nn.ReLU: -0 and NaN kept as they are) */
+} gptq_act;
+
 /* One sequence's attention problem over a KV cache, see `attention`. */
 typedef struct gptq_attention_args {
     const float *q;   /* [len, n_heads * head_dim], RoPE applied */
@@ -142,6 +147,11 @@ struct gptq_backend {
      * The mean of squares is taken in float32 as HF LlamaRMSNorm does. */
     void (*rmsnorm)(const gptq_backend *be, const float *x, const float *weight, float *y, int n,
                     int dim, float eps);
+    /* y [n, dim] = (x - mean(x)) / sqrt(var(x) + eps) * weight [dim] + bias [dim]
+     * (torch.nn.LayerNorm: the biased variance, float32 result; mean and
+     * variance may be summed in higher precision); y may alias x. OPT. */
+    void (*layernorm)(const gptq_backend *be, const float *x, const float *weight,
+                      const float *bias, float *y, int n, int dim, float eps);
     /* Rotary embedding in place on x [n, n_heads * head_dim], token i at
      * position pos[i]; inv_freq [head_dim / 2]. HF rotate_half convention:
      * element j of a head pairs with element j + head_dim/2 (not interleaved),
@@ -159,6 +169,8 @@ struct gptq_backend {
     /* out [n] = silu(gate) * up; out may alias gate or up. */
     void (*silu_mul)(const gptq_backend *be, const float *gate, const float *up, float *out,
                      size_t n);
+    /* x [n] = act(x) in place, for a non-gated MLP (OPT's fc1 -> ReLU). */
+    void (*activate)(const gptq_backend *be, gptq_act act, float *x, size_t n);
     /* y [n] += x [n]. */
     void (*add)(const gptq_backend *be, float *y, const float *x, size_t n);
     /* out [n, dim] = float(table [vocab, dim] rows ids[i]), table of dtype

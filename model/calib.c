@@ -18,6 +18,27 @@ static const gptq_linear_id group_first[] = {GPTQ_LIN_Q, GPTQ_LIN_O, GPTQ_LIN_GA
 static const int group_size_of[] = {3, 1, 2, 1};
 enum { N_GROUPS = 4 };
 
+/* The linears the family does not have (OPT's gate): skipped like
+ * skip_modules, but never counted or named. */
+static unsigned absent_mask(const gptq_model_config *cfg)
+{
+    unsigned mask = 0;
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+        mask |= gptq_config_has_linear(cfg, (gptq_linear_id)w) ? 0 : 1u << w;
+    return mask;
+}
+
+/* Group g's first linear the family has: the one whose input the hook
+ * captures (up_proj where there is no gate_proj). */
+static gptq_linear_id group_lead(const gptq_model *m, int g)
+{
+    int k = 0;
+    while (k + 1 < group_size_of[g] &&
+           !gptq_config_has_linear(gptq_model_get_config(m), (gptq_linear_id)(group_first[g] + k)))
+        k++;
+    return (gptq_linear_id)(group_first[g] + k);
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -98,6 +119,8 @@ static gptq_status check_options(const gptq_model *m, const gptq_calib_options *
                          o->seqlen, cfg->max_position_embeddings);
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         int rows, cols;
+        if (!gptq_config_has_linear(cfg, (gptq_linear_id)w))
+            continue;
         gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
         st = gptq_quant_config_check(&o->quant, cols);
         if (!st && !(o->skip_mask & (1u << w)))
@@ -236,6 +259,8 @@ static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engin
      * ask before hours of work whether it can */
     for (int w = 0; w < GPTQ_LIN_COUNT && e->be->qgemm_check; w++) {
         int rows, cols;
+        if (!gptq_config_has_linear(gptq_model_get_config(m), (gptq_linear_id)w))
+            continue;
         gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
         gptq_status st = e->be->qgemm_check(e->be, rows, cols, o->quant.bits);
         if (st != GPTQ_OK)
@@ -279,7 +304,7 @@ static gptq_status hess_begin(pipeline *p, int g)
     int rows, cols;
     if (!group_active(p->o, g))
         return GPTQ_OK;
-    gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
+    gptq_model_linear_shape(p->ms.m, group_lead(p->ms.m, g), &rows, &cols);
     return p->eng.be->hessian_create(p->eng.be, cols, &p->hess);
 }
 
@@ -297,7 +322,7 @@ static gptq_status hess_end(pipeline *p, int g)
     int rows, cols;
     if (!p->hess)
         return GPTQ_OK;
-    gptq_model_linear_shape(p->ms.m, group_first[g], &rows, &cols);
+    gptq_model_linear_shape(p->ms.m, group_lead(p->ms.m, g), &rows, &cols);
     p->Hs[g] = p->eng.be->alloc(p->eng.be, (size_t)cols * cols * sizeof(float));
     if (!p->Hs[g])
         return gptq_backend_alloc_fail(p->eng.be, "Hessian [%d, %d]", cols, cols);
@@ -423,7 +448,7 @@ static gptq_status layer_at_once(pipeline *p, int layer)
             return st;
         if (!p->hess)
             continue;
-        capture cap = {.eng = &p->eng, .want = group_first[g], .hessian = p->hess};
+        capture cap = {.eng = &p->eng, .want = group_lead(p->ms.m, g), .hessian = p->hess};
         gptq_layer_hooks hooks = {.before_linear = capture_hook, .user = &cap};
         for (int b0 = 0; b0 < p->ns; b0 += p->batch) {
             int nb = b0 + p->batch < p->ns ? p->batch : p->ns - b0;
@@ -435,7 +460,7 @@ static gptq_status layer_at_once(pipeline *p, int layer)
             if (st != GPTQ_ERR_CANCELED)
                 return st ? st
                           : gptq_fail(GPTQ_ERR_INTERNAL, "layer %d: %s input never captured",
-                                      layer, gptq_linear_name(group_first[g]));
+                                      layer, gptq_linear_name(cap.want));
         }
         if ((st = hess_end(p, g)))
             return st;
@@ -457,6 +482,9 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
                                 const gptq_calib_options *o, gptq_calib_progress_fn progress,
                                 void *user)
 {
+    gptq_calib_options own = *o;
+    own.skip_mask |= absent_mask(gptq_model_get_config(m));
+    o = &own;
     pipeline p = {.o = o, .ms = {m, m}, .t0 = now_seconds(), .progress = progress, .user = user};
     gptq_status st = check_options(m, o);
     if (st || (st = engine_open(m, o, &p.eng, &p.ms))) {
@@ -503,7 +531,7 @@ gptq_status gptq_calib_quantize(gptq_model *m, const int32_t *tokens, size_t n_t
         goto done;
     }
     for (int i = 0; i < p.ns; i++)
-        if ((st = gptq_model_embed(p.ms.run, tokens + offsets[i], p.len,
+        if ((st = gptq_model_embed(p.ms.run, tokens + offsets[i], 1, p.len,
                                    p.inps + (size_t)i * window_floats)))
             goto done;
 
@@ -549,6 +577,7 @@ gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned
 {
     const int layers = gptq_model_get_config(m)->num_hidden_layers;
     int total = 0, done = 0;
+    skip_mask |= absent_mask(gptq_model_get_config(m));
     for (int w = 0; w < GPTQ_LIN_COUNT; w++)
         total += !(skip_mask & (1u << w));
     total *= layers;

@@ -71,7 +71,7 @@ static gptq_status visit(void *user, const char *name, const void *data, gptq_dt
 {
     save_ctx *c = user;
     if (!L) {
-        if (c->bits && strstr(name, "_proj.weight"))
+        if (c->bits && ndim == 2 && strstr(name, "layers."))
             return gptq_fail(GPTQ_ERR_ARG, "checkpoint: linear '%s' is not quantized; a GPTQ "
                              "checkpoint needs every decoder linear packed", name);
         size_t n = 1;

@@ -109,6 +109,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
         {"Qwen2ForCausalLM", "qwen2", GPTQ_ARCH_QWEN2},
         {"Qwen3ForCausalLM", "qwen3", GPTQ_ARCH_QWEN3},
         {"Phi3ForCausalLM", "phi3", GPTQ_ARCH_PHI3},
+        {"OPTForCausalLM", "opt", GPTQ_ARCH_OPT},
     };
     const char *name = NULL, *model_type = NULL;
     json_t *archs = json_object_get(root, "architectures");
@@ -135,7 +136,8 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
     }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
-                     "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM",
+                     "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
+                     "OPTForCausalLM",
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
@@ -463,6 +465,64 @@ static gptq_status parse_quant(json_t *root, const char *what, gptq_model_config
     return GPTQ_OK;
 }
 
+/* ---- OPT ------------------------------------------------------------------------- */
+
+/* OPTConfig's fields (its own names; transformers' defaults where absent).
+ * The variants no released checkpoint but opt-350m uses -- post-LN
+ * (do_layer_norm_before false), a word embedding narrower than the model
+ * (project_in/project_out), no final norm, no biases, non-affine norms --
+ * and activations other than ReLU are refused by name. */
+static gptq_status parse_opt(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    if (require_int(root, what, "hidden_size", 1, MAX_DIM, &cfg->hidden_size) < 0 ||
+        require_int(root, what, "ffn_dim", 1, MAX_DIM, &cfg->intermediate_size) < 0 ||
+        require_int(root, what, "num_attention_heads", 1, 4096, &cfg->num_attention_heads) < 0 ||
+        require_int(root, what, "num_hidden_layers", 1, MAX_LAYERS, &cfg->num_hidden_layers) < 0 ||
+        require_int(root, what, "vocab_size", 1, MAX_VOCAB, &cfg->vocab_size) < 0 ||
+        require_int(root, what, "max_position_embeddings", 1, 1 << 24,
+                    &cfg->max_position_embeddings) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (cfg->hidden_size % cfg->num_attention_heads != 0)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: hidden_size %d is not a multiple of "
+                         "num_attention_heads %d", what, cfg->hidden_size,
+                         cfg->num_attention_heads);
+    cfg->num_key_value_heads = cfg->num_attention_heads;
+    cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    if (cfg->head_dim % 2 != 0 || cfg->head_dim > GPTQ_MAX_HEAD_DIM)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: head_dim %d must be even and at most %d", what,
+                         cfg->head_dim, GPTQ_MAX_HEAD_DIM);
+    int before = 1, proj = cfg->hidden_size, remove_final = 0, bias = 1, affine = 1;
+    const char *act = NULL;
+    cfg->tie_word_embeddings = 1; /* PretrainedConfig's default, which OPTConfig keeps */
+    if (get_bool(root, what, "do_layer_norm_before", &before) < 0 ||
+        get_int(root, what, "word_embed_proj_dim", 1, MAX_DIM, &proj) < 0 ||
+        get_bool(root, what, "_remove_final_layer_norm", &remove_final) < 0 ||
+        get_bool(root, what, "enable_bias", &bias) < 0 ||
+        get_bool(root, what, "layer_norm_elementwise_affine", &affine) < 0 ||
+        get_bool(root, what, "tie_word_embeddings", &cfg->tie_word_embeddings) < 0 ||
+        get_string(root, what, "activation_function", &act) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (!before)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: do_layer_norm_before false (OPT's post-LN "
+                         "variant, opt-350m) is not supported", what);
+    if (proj != cfg->hidden_size)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: word_embed_proj_dim %d differs from "
+                         "hidden_size %d (project_in/project_out, opt-350m): not supported",
+                         what, proj, cfg->hidden_size);
+    if (remove_final || !bias || !affine)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: %s is not supported", what,
+                         remove_final ? "_remove_final_layer_norm true"
+                         : !bias      ? "enable_bias false"
+                                      : "layer_norm_elementwise_affine false");
+    if (act && strcmp(act, "relu") != 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported "
+                         "for OPT; only relu", what, act);
+    cfg->attention_bias = cfg->mlp_bias = 1;
+    cfg->rms_norm_eps = 1e-5; /* nn.LayerNorm's default, which OPT keeps */
+    cfg->rope_theta = 10000;  /* unused: no RoPE */
+    return GPTQ_OK;
+}
+
 /* ---- the whole config ---------------------------------------------------------- */
 
 static gptq_status parse_root(json_t *root, const char *what, gptq_model_config *cfg)
@@ -473,6 +533,11 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: not a JSON object", what);
     if ((st = parse_arch(root, what, cfg)) != GPTQ_OK)
         return st;
+    if (cfg->arch == GPTQ_ARCH_OPT)
+        return (st = parse_opt(root, what, cfg)) || (st = parse_token_ids(root, what, cfg)) ||
+                       (st = parse_dtype(root, what, cfg)) || (st = parse_quant(root, what, cfg))
+                   ? st
+                   : GPTQ_OK;
 
     if (require_int(root, what, "hidden_size", 1, MAX_DIM, &cfg->hidden_size) < 0 ||
         require_int(root, what, "intermediate_size", 1, MAX_DIM, &cfg->intermediate_size) < 0 ||
@@ -679,6 +744,76 @@ void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t 
     } else {      /* [gate; up] */
         *start = k * inter, *rows = inter, *total = 2 * inter;
     }
+}
+
+int gptq_config_layernorm(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_OPT;
+}
+
+int gptq_config_gated_mlp(const gptq_model_config *cfg)
+{
+    return cfg->arch != GPTQ_ARCH_OPT;
+}
+
+int gptq_config_pos_offset(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_OPT ? 2 : 0; /* OPTLearnedPositionalEmbedding's offset */
+}
+
+int gptq_config_pos_rows(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_OPT ? cfg->max_position_embeddings + gptq_config_pos_offset(cfg)
+                                      : 0;
+}
+
+/* A family's names for gptqd's: prefixes of the whole name, then of the
+ * module path inside a layer (matched up to a '.' or the end). */
+typedef struct name_pair {
+    const char *ours, *theirs;
+} name_pair;
+
+static const name_pair opt_top[] = {
+    {"model.layers.", "model.decoder.layers."},
+    {"model.embed_tokens.", "model.decoder.embed_tokens."},
+    {"model.embed_positions.", "model.decoder.embed_positions."},
+    {"model.norm.", "model.decoder.final_layer_norm."},
+};
+static const name_pair opt_layer[] = {
+    {"input_layernorm", "self_attn_layer_norm"},
+    {"post_attention_layernorm", "final_layer_norm"},
+    {"self_attn.o_proj", "self_attn.out_proj"},
+    {"mlp.up_proj", "fc1"},
+    {"mlp.down_proj", "fc2"},
+};
+
+const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name, char *out,
+                                  size_t n)
+{
+    if (cfg->arch != GPTQ_ARCH_OPT)
+        return name;
+    for (size_t i = 0; i < sizeof opt_top / sizeof opt_top[0]; i++) {
+        size_t k = strlen(opt_top[i].ours);
+        if (strncmp(name, opt_top[i].ours, k))
+            continue;
+        const char *rest = name + k, *mod = "", *tail = rest;
+        int layer, at = 0;
+        char head[32] = "";
+        if (i == 0 && sscanf(rest, "%d.%n", &layer, &at) == 1 && at) {
+            snprintf(head, sizeof head, "%d.", layer);
+            rest += at, tail = rest;
+            for (size_t j = 0; j < sizeof opt_layer / sizeof opt_layer[0]; j++) {
+                size_t m = strlen(opt_layer[j].ours);
+                if (!strncmp(rest, opt_layer[j].ours, m) && (rest[m] == '.' || !rest[m])) {
+                    mod = opt_layer[j].theirs, tail = rest + m;
+                    break;
+                }
+            }
+        }
+        snprintf(out, n, "%s%s%s%s", opt_top[i].theirs, head, mod, tail);
+        return out;
+    }
+    return name;
 }
 
 int gptq_config_o_bias(const gptq_model_config *cfg)

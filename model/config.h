@@ -1,7 +1,7 @@
-/* model/config.h: a Hugging Face config.json for the Llama family.
+/* model/config.h: a Hugging Face config.json for the Llama family and OPT.
  *
  * Reads LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
- * Qwen3ForCausalLM and Phi3ForCausalLM configs
+ * Qwen3ForCausalLM, Phi3ForCausalLM and OPTForCausalLM configs
  * into one flat struct with HF's defaults for absent optional fields, checks
  * the shapes for consistency, and computes the rotary inverse frequencies
  * exactly as transformers' rope init functions do (default, linear, llama3).
@@ -26,6 +26,9 @@ typedef enum gptq_arch {
     GPTQ_ARCH_QWEN3,   /* Qwen3ForCausalLM: Llama + RMSNorm of each head's q and k */
     GPTQ_ARCH_PHI3,    /* Phi3ForCausalLM: Llama, q/k/v and gate/up fused in its files,
                           optional sliding window */
+    GPTQ_ARCH_OPT,     /* OPTForCausalLM: pre-LN LayerNorm with biases, learned positions
+                          (offset 2), ReLU MLP fc1/fc2, biases on every linear; its
+                          files name the modules model.decoder.* (gptq_config_file_name) */
 } gptq_arch;
 
 typedef enum gptq_rope_type {
@@ -43,14 +46,14 @@ typedef struct gptq_model_config {
     gptq_arch arch;
     char architecture[64];       /* as spelled in "architectures"[0] */
     int hidden_size;             /* d_model */
-    int intermediate_size;       /* MLP width */
+    int intermediate_size;       /* MLP width (OPT: ffn_dim) */
     int num_attention_heads;
     int num_key_value_heads;     /* default num_attention_heads */
     int head_dim;                /* default hidden_size / num_attention_heads */
     int num_hidden_layers;
     int vocab_size;
     int max_position_embeddings; /* 0 if absent */
-    double rms_norm_eps;         /* default 1e-6 */
+    double rms_norm_eps;         /* the norms' eps: default 1e-6; OPT's LayerNorm 1e-5 */
     double rope_theta;           /* default 10000 */
     gptq_rope_type rope_type;
     double rope_factor;          /* linear, llama3 */
@@ -129,6 +132,27 @@ extern const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS];
 /* Rows of part k of group g, the rows before it, and the group's total. */
 void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
                             int64_t *rows, int64_t *total);
+
+/* OPT's decoder: each norm is a LayerNorm with weight and bias (input_layernorm,
+ * post_attention_layernorm and model.norm carry ".bias"), positions are a
+ * learned table model.embed_positions [max_position_embeddings + offset,
+ * hidden] read at position + offset instead of RoPE, and the MLP is
+ * act(up) -> down with no gate. For every other family these are 0. */
+int gptq_config_layernorm(const gptq_model_config *cfg);
+int gptq_config_gated_mlp(const gptq_model_config *cfg);
+/* Rows of the learned position table (0: RoPE), and the offset added to a
+ * position to find its row (OPT: 2). */
+int gptq_config_pos_rows(const gptq_model_config *cfg);
+int gptq_config_pos_offset(const gptq_model_config *cfg);
+
+/* The name a family's files give the tensor (or module) gptqd calls `name`
+ * ("model.layers.3.self_attn.o_proj.bias": OPT's files hold it as
+ * "model.decoder.layers.3.self_attn.out_proj.bias"); every reader and
+ * writer goes through it, so the runtime sees Llama's names alone. Writes
+ * at most n bytes to out; returns out, or name itself when the family's
+ * name is the same. */
+const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name, char *out,
+                                  size_t n);
 
 /* Merge generation_config.json's end-of-generation ids (eos_token_id: an
  * id or a list) into cfg's, which generation stops on; bos_token_id fills

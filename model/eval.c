@@ -21,7 +21,7 @@
 static gptq_status run_windows(const gptq_model *m, const int32_t *ids, int n_win, int seqlen,
                                float *h)
 {
-    gptq_status st = gptq_model_embed(m, ids, n_win * seqlen, h);
+    gptq_status st = gptq_model_embed(m, ids, n_win, seqlen, h);
     int layers = gptq_model_get_config(m)->num_hidden_layers;
     for (int l = 0; l < layers && st == GPTQ_OK; l++)
         st = gptq_model_layer_forward(m, l, h, n_win, seqlen, NULL);

@@ -24,12 +24,29 @@ const char *gptq_linear_path(gptq_linear_id which)
     return (unsigned)which < GPTQ_LIN_COUNT ? lin_paths[which] : "?";
 }
 
+int gptq_config_has_linear(const gptq_model_config *cfg, gptq_linear_id which)
+{
+    return (unsigned)which < GPTQ_LIN_COUNT &&
+           (which != GPTQ_LIN_GATE || gptq_config_gated_mlp(cfg));
+}
+
+const char *gptq_linear_file_path(const gptq_model_config *cfg, gptq_linear_id which, char *out,
+                                  size_t n)
+{
+    char ours[96], theirs[192];
+    snprintf(ours, sizeof ours, "model.layers.0.%s", gptq_linear_path(which));
+    const char *f = gptq_config_file_name(cfg, ours, theirs, sizeof theirs);
+    const char *at = strstr(f, "layers.0.");
+    snprintf(out, n, "%s", at ? at + strlen("layers.0.") : gptq_linear_path(which));
+    return out;
+}
+
 void gptq_model_linear_shape(const gptq_model *m, gptq_linear_id which, int *rows, int *cols)
 {
     const gptq_model_config *c = &m->cfg;
     int q_dim = c->num_attention_heads * c->head_dim, kv_dim = c->num_key_value_heads * c->head_dim;
     int r = 0, k = 0;
-    switch (which) {
+    switch (gptq_config_has_linear(c, which) ? which : GPTQ_LIN_COUNT) {
     case GPTQ_LIN_Q: r = q_dim, k = c->hidden_size; break;
     case GPTQ_LIN_K:
     case GPTQ_LIN_V: r = kv_dim, k = c->hidden_size; break;
@@ -77,19 +94,24 @@ void llama_linear_clear(const gptq_model *m, linear *L)
     L->packed = 0;
 }
 
-const llama_norm llama_norms[LLAMA_NORMS] = {{"input_layernorm", 0},
-                                              {"post_attention_layernorm", 0},
-                                              {"self_attn.q_norm", 1},
-                                              {"self_attn.k_norm", 1}};
+const llama_norm llama_norms[LLAMA_NORMS] = {{"input_layernorm", "weight", 0},
+                                              {"post_attention_layernorm", "weight", 0},
+                                              {"self_attn.q_norm", "weight", 1},
+                                              {"self_attn.k_norm", "weight", 1},
+                                              {"input_layernorm", "bias", 0},
+                                              {"post_attention_layernorm", "bias", 0}};
 
 float **llama_norm_slot(layer *Ly, int i)
 {
-    float **slots[LLAMA_NORMS] = {&Ly->attn_norm, &Ly->mlp_norm, &Ly->q_norm, &Ly->k_norm};
+    float **slots[LLAMA_NORMS] = {&Ly->attn_norm, &Ly->mlp_norm,    &Ly->q_norm,
+                                  &Ly->k_norm,    &Ly->attn_norm_b, &Ly->mlp_norm_b};
     return slots[i];
 }
 
 size_t llama_norm_len(const gptq_model_config *c, int i)
 {
+    if (!strcmp(llama_norms[i].suffix, "bias"))
+        return gptq_config_layernorm(c) ? (size_t)c->hidden_size : 0;
     if (!llama_norms[i].per_head)
         return (size_t)c->hidden_size;
     return gptq_config_qk_norm(c) ? (size_t)c->head_dim : 0;
@@ -139,9 +161,12 @@ int64_t gptq_model_params(const gptq_model *m)
 {
     const gptq_model_config *c = &m->cfg;
     int64_t emb = (int64_t)c->vocab_size * c->hidden_size;
-    int64_t n = emb + c->hidden_size + (c->tie_word_embeddings ? 0 : emb);
+    int64_t n = emb + (gptq_config_layernorm(c) ? 2 : 1) * (int64_t)c->hidden_size +
+                (c->tie_word_embeddings ? 0 : emb) +
+                (int64_t)gptq_config_pos_rows(c) * c->hidden_size;
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        n += 2 * (int64_t)c->hidden_size;
+        for (int i = 0; i < LLAMA_NORMS; i++)
+            n += (int64_t)llama_norm_len(c, i);
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *L = &m->layers[l].lin[w];
             n += (int64_t)L->rows * L->cols + (L->bias ? L->rows : 0);
@@ -158,7 +183,10 @@ size_t gptq_model_bytes(const gptq_model *m)
         bytes += llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->head_dt);
     if (m->head_q.packed)
         bytes += gptq_linear_bytes(&m->head_q.Q);
-    size_t floats = (size_t)c->hidden_size;
+    if (m->pos_embed)
+        bytes += llama_dense_bytes((size_t)gptq_config_pos_rows(c), (size_t)c->hidden_size,
+                                   m->pos_dt);
+    size_t floats = (size_t)c->hidden_size * (m->norm_b ? 2 : 1);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; i < LLAMA_NORMS; i++)
             floats += llama_norm_len(c, i);
@@ -181,6 +209,9 @@ static gptq_status check_linear_arg(const gptq_model *m, int layer, gptq_linear_
                          m->cfg.num_hidden_layers);
     if ((unsigned)which >= GPTQ_LIN_COUNT)
         return gptq_fail(GPTQ_ERR_ARG, "linear %d is not a gptq_linear_id", (int)which);
+    if (!gptq_config_has_linear(&m->cfg, which))
+        return gptq_fail(GPTQ_ERR_ARG, "%s has no %s (its MLP is not gated)",
+                         m->cfg.architecture, gptq_linear_name(which));
     return GPTQ_OK;
 }
 
@@ -323,13 +354,18 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
     if ((st = visit(user, "model.embed_tokens.weight", m->embed, m->embed_dt, 2, emb_shape,
                     NULL)) != GPTQ_OK)
         return st;
+    int64_t pos_shape[2] = {gptq_config_pos_rows(c), c->hidden_size};
+    if (m->pos_embed && (st = visit(user, "model.embed_positions.weight", m->pos_embed, m->pos_dt,
+                                    2, pos_shape, NULL)) != GPTQ_OK)
+        return st;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const layer *Ly = &m->layers[l];
         for (int i = 0; i < LLAMA_NORMS; i++) {
             int64_t len[1] = {(int64_t)llama_norm_len(c, i)};
             if (!len[0])
                 continue;
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_norms[i].path);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, llama_norms[i].path,
+                     llama_norms[i].suffix);
             if ((st = visit(user, name, *llama_norm_slot((layer *)Ly, i), GPTQ_DT_F32, 1, len,
                             NULL)) != GPTQ_OK)
                 return st;
@@ -337,6 +373,8 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             const linear *L = &Ly->lin[w];
             int64_t shape[2] = {L->rows, L->cols}, bshape[1] = {L->rows};
+            if (!gptq_config_has_linear(c, w))
+                continue;
             if (L->packed) {
                 snprintf(name, sizeof name, "model.layers.%d.%s", l, gptq_linear_path(w));
                 st = visit(user, name, NULL, GPTQ_DT_I32, 2, shape, &L->Q);
@@ -357,7 +395,9 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
         }
     }
     if ((st = visit(user, "model.norm.weight", m->norm, GPTQ_DT_F32, 1, vec_shape, NULL)) !=
-        GPTQ_OK)
+            GPTQ_OK ||
+        (m->norm_b &&
+         (st = visit(user, "model.norm.bias", m->norm_b, GPTQ_DT_F32, 1, vec_shape, NULL))))
         return st;
     if (m->lm_head != m->embed)
         return visit(user, "lm_head.weight", m->lm_head, m->head_dt, 2, emb_shape, NULL);

@@ -50,6 +50,14 @@ typedef enum gptq_linear_id {
  * "mlp.gate_proj", ... (tensor "model.layers.<i>.<path>.weight"). */
 const char *gptq_linear_name(gptq_linear_id which);
 const char *gptq_linear_path(gptq_linear_id which);
+/* Whether the family's layers have the linear: all but gate_proj in a
+ * non-gated MLP (OPT: fc1 is up_proj, fc2 down_proj). An absent linear has
+ * shape 0 x 0, holds nothing and is skipped by every walk over a layer. */
+int gptq_config_has_linear(const gptq_model_config *cfg, gptq_linear_id which);
+/* The module path the family's files give the linear inside a layer
+ * ("self_attn.o_proj"; OPT: "self_attn.out_proj", "fc1"), into out[n]. */
+const char *gptq_linear_file_path(const gptq_model_config *cfg, gptq_linear_id which, char *out,
+                                  size_t n);
 
 /* ---- loading ------------------------------------------------------------------ */
 
@@ -310,8 +318,9 @@ void gptq_kept_free(gptq_kept *k);
  * parts shared one g_idx. With keep, the joined copies and their names
  * stay in *keep (start it zeroed) until gptq_kept_free, so a writer may hold
  * the pointers until it writes; keep NULL frees each group's right after
- * its visit (a writer that copies or writes at once). Host models only. Other families: exactly
- * gptq_model_foreach_tensor. */
+ * its visit (a writer that copies or writes at once). Host models only. Every name as
+ * the family's files spell it (gptq_config_file_name: OPT's "model.decoder.layers.0.fc1");
+ * otherwise, for unfused families, exactly gptq_model_foreach_tensor. */
 gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
                                            void *user, gptq_kept *keep);
 
@@ -320,9 +329,13 @@ gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visi
 
 /* ---- per-layer entry points (the calibration pipeline) --------------------------- */
 
-/* h [n, hidden] = embedding rows of ids [n]. Errors: GPTQ_ERR_ARG for an id
- * outside the vocabulary. */
-gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, float *h);
+/* h [n_seq * len, hidden] = the embedding of ids [n_seq * len]: n_seq
+ * sequences of len tokens, each from position 0 (the rows of the token
+ * table, plus the learned positions' where the family has them). Errors:
+ * GPTQ_ERR_ARG for an id outside the vocabulary, GPTQ_ERR_LIMIT for a len
+ * past the learned positions. */
+gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n_seq, int len,
+                             float *h);
 
 /* Called before each group of linears that shares one input, with that
  * input X [rows, cols] (rows = n_seq*len tokens, row s*len+t): once with

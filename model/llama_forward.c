@@ -2,7 +2,10 @@
  * LlamaModel step for step: embed; per layer RMSNorm -> q, k, v (+bias) ->
  * RoPE (rotate_half) -> causal GQA attention -> o -> residual add ->
  * RMSNorm -> gate, up -> silu(gate)*up -> down -> residual add; final
- * RMSNorm; lm_head. All compute goes through the backend table
+ * RMSNorm; lm_head. OPT's decoder is the same walk with its pieces swapped
+ * in by the config: learned positions added to the embedding instead of
+ * RoPE, LayerNorms with biases, and relu(fc1) -> fc2 for the MLP (up and
+ * down, no gate). All compute goes through the backend table
  * (kernels/backend.h). Also the per-layer entry points the calibration
  * pipeline drives (embed, layer forward with hooks, layer parts, head). */
 #include "model/llama_internal.h"
@@ -92,6 +95,25 @@ static gptq_status scratch_alloc(const gptq_model *m, size_t T, unsigned want, s
         return gptq_backend_alloc_fail(be, "forward: activations for %zu tokens", T);
     }
     return GPTQ_OK;
+}
+
+/* A layer's norm, or the final one: LayerNorm where the family has the
+ * bias, else RMSNorm. */
+static void norm_apply(const gptq_model *m, const float *x, const float *w, const float *b,
+                       float *y, int n)
+{
+    const gptq_backend *be = m->be;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    if (b)
+        be->layernorm(be, x, w, b, y, n, m->cfg.hidden_size, eps);
+    else
+        be->rmsnorm(be, x, w, y, n, m->cfg.hidden_size, eps);
+}
+
+/* The first linear of the MLP, whose input the calibration hook sees. */
+static gptq_linear_id mlp_first(const gptq_model_config *c)
+{
+    return gptq_config_gated_mlp(c) ? GPTQ_LIN_GATE : GPTQ_LIN_UP;
 }
 
 static gptq_status linear_apply(const gptq_model *m, const linear *L, const float *x, float *y,
@@ -199,8 +221,9 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
         be->rmsnorm(be, s->q, Ly->q_norm, s->q, T * nh, hd, (float)c->rms_norm_eps);
         be->rmsnorm(be, s->k, Ly->k_norm, s->k, T * nkv, hd, (float)c->rms_norm_eps);
     }
-    /* each sequence its own table (longrope); one call when they agree */
-    for (int i = 0, n = s->mixed ? n_seq : 1; i < n; i++) {
+    /* each sequence its own table (longrope); one call when they agree;
+     * none for learned positions (added to the embedding) */
+    for (int i = 0, n = gptq_config_pos_rows(c) ? 0 : s->mixed ? n_seq : 1; i < n; i++) {
         const int rows = s->mixed ? len : T;
         const float *freq = m->rope_freq + (s->past_original[i] ? hd / 2 : 0);
         be->rope(be, s->q + (size_t)i * rows * q_dim, rows, nh, hd, s->pos + (size_t)i * rows,
@@ -244,12 +267,18 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
     return GPTQ_OK;
 }
 
-/* act [T, intermediate] = silu(gate_proj(x)) * up_proj(x); s->up is scratch. */
+/* act [T, intermediate] = silu(gate_proj(x)) * up_proj(x), or relu(up_proj(x))
+ * without a gate; s->up is scratch. */
 static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *act, int T,
                            scratch *s)
 {
     gptq_status st;
     const layer *Ly = &m->layers[l];
+    if (!gptq_config_gated_mlp(&m->cfg)) {
+        if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, act, T)) == GPTQ_OK)
+            m->be->activate(m->be, GPTQ_ACT_RELU, act, (size_t)T * m->cfg.intermediate_size);
+        return st;
+    }
     if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
         (st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
         return st;
@@ -283,16 +312,14 @@ static gptq_status layer_body(const gptq_model *m, int l, float *h, int n_seq, i
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
-    const gptq_backend *be = m->be;
     const layer *Ly = &m->layers[l];
     const int T = n_seq * len, hidden = c->hidden_size;
     const int q_dim = c->num_attention_heads * c->head_dim;
-    const float eps = (float)c->rms_norm_eps;
 
     if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
     /* attention block */
-    be->rmsnorm(be, h, Ly->attn_norm, s->x, T, hidden, eps);
+    norm_apply(m, h, Ly->attn_norm, Ly->attn_norm_b, s->x, T);
     if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
         (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s)) != GPTQ_OK ||
         (st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, q_dim)) != GPTQ_OK ||
@@ -302,8 +329,8 @@ static gptq_status layer_body(const gptq_model *m, int l, float *h, int n_seq, i
     /* MLP block */
     if ((st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
-    be->rmsnorm(be, h, Ly->mlp_norm, s->x, T, hidden, eps);
-    if ((st = call_hook(hooks, l, GPTQ_LIN_GATE, s->x, T, hidden)) != GPTQ_OK ||
+    norm_apply(m, h, Ly->mlp_norm, Ly->mlp_norm_b, s->x, T);
+    if ((st = call_hook(hooks, l, mlp_first(c), s->x, T, hidden)) != GPTQ_OK ||
         (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
         (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK)
         return st;
@@ -347,14 +374,13 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
     if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("layer")) != GPTQ_OK)
         return st;
     const layer *Ly = &m->layers[l];
-    const int T = n_seq * len, hidden = c->hidden_size;
-    const float eps = (float)c->rms_norm_eps;
+    const int T = n_seq * len;
     switch (part) {
     case GPTQ_PART_ATTN_NORM:
-        be->rmsnorm(be, h, Ly->attn_norm, out, T, hidden, eps);
+        norm_apply(m, h, Ly->attn_norm, Ly->attn_norm_b, out, T);
         return GPTQ_OK;
     case GPTQ_PART_MLP_NORM:
-        be->rmsnorm(be, h, Ly->mlp_norm, out, T, hidden, eps);
+        norm_apply(m, h, Ly->mlp_norm, Ly->mlp_norm_b, out, T);
         return GPTQ_OK;
     case GPTQ_PART_ATTENTION:
     case GPTQ_PART_ATTN_OUT:
@@ -380,13 +406,13 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
             gptq_fail_context(st, "layer part");
             break;
         }
-        be->rmsnorm(be, h, Ly->attn_norm, s.x, T, hidden, eps);
+        norm_apply(m, h, Ly->attn_norm, Ly->attn_norm_b, s.x, T);
         if ((st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
             st = attention_block(m, l, s.x, out, n_seq, len, &tk.view, &s);
         break;
     case GPTQ_PART_ATTN_OUT:
         if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) == GPTQ_OK && out)
-            be->rmsnorm(be, h, Ly->mlp_norm, out, T, hidden, eps);
+            norm_apply(m, h, Ly->mlp_norm, Ly->mlp_norm_b, out, T);
         break;
     case GPTQ_PART_MLP_ACT:
         st = mlp_act(m, l, in, out, T, &s);
@@ -432,17 +458,63 @@ static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_
     return GPTQ_OK;
 }
 
-gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n, float *h)
+/* Learned positions (OPT): h [n_seq * len, hidden] += the table's rows
+ * start[i] + t + offset, through tmp [n_seq * len, hidden] (backend
+ * memory). A position past the table is refused, as transformers cannot
+ * index it either. Nothing for RoPE models. */
+static gptq_status add_positions(const gptq_model *m, const int32_t *start, int n_seq, int len,
+                                 float *h, float *tmp)
+{
+    const gptq_model_config *c = &m->cfg;
+    const int rows = gptq_config_pos_rows(c), off = gptq_config_pos_offset(c);
+    const size_t T = (size_t)n_seq * len;
+    if (!rows)
+        return GPTQ_OK;
+    for (int i = 0; i < n_seq; i++)
+        if ((int64_t)start[i] + len + off > rows)
+            return gptq_fail(GPTQ_ERR_LIMIT, "sequence %d reaches position %lld; %s learned "
+                             "%d positions (max_position_embeddings)", i,
+                             (long long)start[i] + len, c->architecture, rows - off);
+    int32_t *ids = malloc(T * sizeof *ids), *owned = NULL;
+    const int32_t *d_ids;
+    if (!ids)
+        return gptq_fail(GPTQ_ERR_NOMEM, "positions of %zu tokens", T);
+    for (size_t i = 0; i < T; i++)
+        ids[i] = start[i / len] + (int32_t)(i % len) + off;
+    gptq_status st = ids_to_backend(m, ids, T, &d_ids, &owned);
+    if (st == GPTQ_OK) {
+        m->be->embed(m->be, m->pos_embed, m->pos_dt, d_ids, (int)T, c->hidden_size, tmp);
+        m->be->add(m->be, h, tmp, T * c->hidden_size);
+    }
+    if (owned)
+        m->be->free(m->be, owned);
+    free(ids);
+    return st;
+}
+
+gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n_seq, int len, float *h)
 {
     const int32_t *d_ids;
     int32_t *owned;
-    gptq_status st = check_ids(m, ids, (size_t)n);
-    if (st != GPTQ_OK || (st = ids_to_backend(m, ids, (size_t)n, &d_ids, &owned)) != GPTQ_OK)
+    if (n_seq < 1 || len < 1 || (int64_t)n_seq * len > MAX_CALL_TOKENS)
+        return gptq_fail(GPTQ_ERR_ARG, "embed: n_seq %d x len %d tokens: use 1 to %d", n_seq,
+                         len, MAX_CALL_TOKENS);
+    const size_t T = (size_t)n_seq * len;
+    gptq_status st = check_ids(m, ids, T);
+    if (st != GPTQ_OK || (st = ids_to_backend(m, ids, T, &d_ids, &owned)) != GPTQ_OK)
         return st;
-    m->be->embed(m->be, m->embed, m->embed_dt, d_ids, n, m->cfg.hidden_size, h);
+    m->be->embed(m->be, m->embed, m->embed_dt, d_ids, (int)T, m->cfg.hidden_size, h);
     if (owned)
         m->be->free(m->be, owned); /* frees after the queued embedding (cudaFree synchronizes) */
-    return GPTQ_OK;
+    if (!m->pos_embed)
+        return GPTQ_OK;
+    int32_t *zeros = calloc((size_t)n_seq, sizeof *zeros);
+    float *tmp = m->be->alloc(m->be, T * m->cfg.hidden_size * sizeof *tmp);
+    st = !zeros || !tmp ? gptq_backend_alloc_fail(m->be, "embed: positions of %zu tokens", T)
+                        : add_positions(m, zeros, n_seq, len, h, tmp);
+    m->be->free(m->be, tmp);
+    free(zeros);
+    return st;
 }
 
 gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *logits)
@@ -461,7 +533,7 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
         goto done;
     }
     gptq_turn_begin(); /* the head is a slice of its own */
-    be->rmsnorm(be, h, m->norm, x, n, c->hidden_size, (float)c->rms_norm_eps);
+    norm_apply(m, h, m->norm, m->norm_b, x, n);
     if (m->head_q.packed) /* gptq_model_set_head_grid; exact or fast products as for linears */
         st = linear_apply(m, &m->head_q, x, y, n);
     else
@@ -597,7 +669,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
         (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
     be->embed(be, m->embed, m->embed_dt, d_ids, (int)T, (int)hidden, h);
-    if ((st = scratch_positions(&s, &m->cfg, starts, n_seq, len)) != GPTQ_OK)
+    if ((st = add_positions(m, starts, n_seq, len, h, s.x)) != GPTQ_OK ||
+        (st = scratch_positions(&s, &m->cfg, starts, n_seq, len)) != GPTQ_OK)
         goto done;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; kv && i < n_seq; i++) {

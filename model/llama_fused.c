@@ -1,4 +1,6 @@
-/* model/llama_fused.c: a model's tensors as its family's files hold them.
+/* model/llama_fused.c: a model's tensors as its family's files hold them:
+ * under the family's names (gptq_config_file_name: OPT's model.decoder.*),
+ * and fused where the family fuses.
  *
  * gptqd runs every family with separate q/k/v and gate/up linears. A family
  * whose files fuse them (gptq_config_fused: Phi-3's self_attn.qkv_proj and
@@ -228,12 +230,29 @@ static gptq_status flush_group(fuser *f)
     return st;
 }
 
+/* The caller's visit, under the family's names. */
+typedef struct renamer {
+    const gptq_model_config *cfg;
+    gptq_tensor_visit visit;
+    void *user;
+} renamer;
+
+static gptq_status rename_visit(void *user, const char *name, const void *data, gptq_dtype dt,
+                                int ndim, const int64_t *shape, const gptq_linear *L)
+{
+    const renamer *r = user;
+    char file[256];
+    return r->visit(r->user, gptq_config_file_name(r->cfg, name, file, sizeof file), data, dt,
+                    ndim, shape, L);
+}
+
 gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
                                            void *user, gptq_kept *keep)
 {
+    renamer r = {.cfg = &m->cfg, .visit = visit, .user = user};
     if (!gptq_config_fused(&m->cfg))
-        return gptq_model_foreach_tensor(m, visit, user);
-    fuser f = {.visit = visit, .user = user, .keep = keep};
+        return gptq_model_foreach_tensor(m, rename_visit, &r);
+    fuser f = {.visit = rename_visit, .user = &r, .keep = keep};
     if (!keep)
         f.keep = &f.own;
     gptq_status st = gptq_model_foreach_tensor(m, fuse_visit, &f);

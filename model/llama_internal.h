@@ -34,16 +34,18 @@ typedef struct layer {
     float *mlp_norm;  /* post_attention_layernorm [hidden] */
     float *q_norm;    /* self_attn.q_norm [head_dim] (gptq_config_qk_norm), else NULL */
     float *k_norm;    /* self_attn.k_norm [head_dim] */
+    float *attn_norm_b, *mlp_norm_b; /* their biases [hidden] (gptq_config_layernorm), else NULL */
     linear lin[GPTQ_LIN_COUNT];
 } layer;
 
 /* A layer's norm vectors, for the code that walks them all (load, tensor
  * table, copies): the HF module path and the vector of layer Ly. */
 typedef struct llama_norm {
-    const char *path; /* "input_layernorm", ... (+ ".weight") */
-    int per_head;     /* head_dim long and only when gptq_config_qk_norm; else hidden */
+    const char *path;   /* "input_layernorm", ... */
+    const char *suffix; /* "weight" or "bias" */
+    int per_head;       /* head_dim long and only when gptq_config_qk_norm; else hidden */
 } llama_norm;
-#define LLAMA_NORMS 4
+#define LLAMA_NORMS 6
 extern const llama_norm llama_norms[LLAMA_NORMS];
 /* &Ly's vector of llama_norms[i]. */
 float **llama_norm_slot(layer *Ly, int i);
@@ -59,6 +61,10 @@ struct gptq_model {
     float *rope_freq;         /* inv_freq in be memory (== inv_freq on the CPU) */
     void *embed;              /* [vocab, hidden] of embed_dt */
     float *norm;              /* [hidden] */
+    float *norm_b;            /* [hidden]: its bias (gptq_config_layernorm), else NULL */
+    void *pos_embed;          /* [gptq_config_pos_rows, hidden] of pos_dt: learned positions
+                                 (OPT), else NULL */
+    gptq_dtype pos_dt;
     void *lm_head;            /* [vocab, hidden] of head_dt; == embed when tied */
     gptq_dtype embed_dt, head_dt;
     /* lm_head rounded to a GGUF grid for serving (gptq_model_set_head_grid):

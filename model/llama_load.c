@@ -368,6 +368,12 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
     if ((st = load_dense(ld, "model.embed_tokens.weight", emb_shape, "vocab_size, hidden_size",
                          &m->embed, &m->embed_dt)) != GPTQ_OK)
         return st;
+    int64_t pos_shape[2] = {gptq_config_pos_rows(c), c->hidden_size};
+    if (pos_shape[0] &&
+        (st = load_dense(ld, "model.embed_positions.weight", pos_shape,
+                         "max_position_embeddings + 2, hidden_size", &m->pos_embed,
+                         &m->pos_dt)) != GPTQ_OK)
+        return st;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         layer *Ly = &m->layers[l];
         if ((st = gptq_interrupt_check("load")) != GPTQ_OK)
@@ -376,7 +382,8 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
             int64_t len[1] = {(int64_t)llama_norm_len(c, i)};
             if (!len[0])
                 continue;
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, llama_norms[i].path);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, llama_norms[i].path,
+                     llama_norms[i].suffix);
             if ((st = load_f32(ld, name, 1, len, llama_norms[i].per_head ? "head_dim" : "hidden_size",
                                llama_norm_slot(Ly, i))) != GPTQ_OK)
                 return st;
@@ -384,11 +391,13 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
             linear *L = &Ly->lin[w];
             gptq_model_linear_shape(m, (gptq_linear_id)w, &L->rows, &L->cols);
-            if (linears && (st = load_linear(ld, m, l, (gptq_linear_id)w)) != GPTQ_OK)
+            if (linears && gptq_config_has_linear(c, w) && (st = load_linear(ld, m, l, (gptq_linear_id)w)) != GPTQ_OK)
                 return st;
         }
     }
-    if ((st = load_f32(ld, "model.norm.weight", 1, vec_shape, "hidden_size", &m->norm)) != GPTQ_OK)
+    if ((st = load_f32(ld, "model.norm.weight", 1, vec_shape, "hidden_size", &m->norm)) != GPTQ_OK ||
+        (gptq_config_layernorm(c) &&
+         (st = load_f32(ld, "model.norm.bias", 1, vec_shape, "hidden_size", &m->norm_b))))
         return st;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
@@ -513,7 +522,7 @@ gptq_status gptq_model_layer_ensure(gptq_model *m, int layer)
     loader ld = {.dir = gptq_source_label(m->src), .src = m->src};
     for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
         linear *L = &m->layers[layer].lin[w];
-        if (L->W || L->packed)
+        if (L->W || L->packed || !gptq_config_has_linear(&m->cfg, w))
             continue;
         /* every tensor copied drops its file pages (copy_stored, load_f32),
          * so a streamed model keeps only the current layer resident */
@@ -545,6 +554,8 @@ void gptq_model_free(gptq_model *m)
             llama_buf_free(m, m->lm_head);
         llama_buf_free(m, m->embed);
         llama_buf_free(m, m->norm);
+        llama_buf_free(m, m->norm_b);
+        llama_buf_free(m, m->pos_embed);
     }
     llama_head_grid_clear(m); /* always the model's own, views or not */
     if (m->rope_freq != m->inv_freq)

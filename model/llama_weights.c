@@ -67,7 +67,8 @@ gptq_status llama_table_build(gptq_model *m)
         return GPTQ_OK;
     for (int l = 0; l < m->cfg.num_hidden_layers; l++)
         for (int w = 0; w < GPTQ_LIN_COUNT; w++)
-            if (!m->layers[l].lin[w].W && !m->layers[l].lin[w].packed) {
+            if (!m->layers[l].lin[w].W && !m->layers[l].lin[w].packed &&
+                gptq_config_has_linear(&m->cfg, w)) {
                 llama_table_free(m); /* layers still to upload (to_backend NO_LAYERS) */
                 return GPTQ_OK;
             }
@@ -143,6 +144,10 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
     n->views = cp->alloc != NULL;
     n->embed = copy_bytes(cp, m->embed, llama_dense_bytes((size_t)c->vocab_size, hidden, m->embed_dt));
     n->norm = copy_bytes(cp, m->norm, hidden * sizeof(float));
+    n->norm_b = copy_bytes(cp, m->norm_b, hidden * sizeof(float));
+    n->pos_embed = copy_bytes(
+        cp, m->pos_embed, llama_dense_bytes((size_t)gptq_config_pos_rows(c), hidden, m->pos_dt));
+    n->pos_dt = m->pos_dt;
     n->lm_head = m->lm_head == m->embed
                      ? n->embed
                      : copy_bytes(cp, m->lm_head,
@@ -244,6 +249,8 @@ static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const lay
         linear *dl = &dst->lin[w];
         snprintf(what, sizeof what, "layer %d %s", l, gptq_linear_name(w));
         dl->rows = sl->rows, dl->cols = sl->cols;
+        if (!gptq_config_has_linear(c, w))
+            continue;
         if (!sl->packed && !sl->W) {
             u->st = gptq_fail(GPTQ_ERR_ARG, "%s is not loaded (streaming model): call "
                               "gptq_model_layer_ensure first", what);
@@ -305,8 +312,13 @@ gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
     const size_t vocab = (size_t)c->vocab_size, hidden = (size_t)c->hidden_size;
     gptq_uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
     n->embed = upload_dense(&u, m->embed, m->embed_dt, vocab, hidden, &n->embed_dt, "embed_tokens");
+    if (m->pos_embed)
+        n->pos_embed = upload_dense(&u, m->pos_embed, m->pos_dt, (size_t)gptq_config_pos_rows(c),
+                                    hidden, &n->pos_dt, "embed_positions");
     if (!(flags & GPTQ_TO_BACKEND_NO_HEAD)) {
         n->norm = gptq_upload_bytes(&u, m->norm, hidden * sizeof(float), "norm");
+        if (m->norm_b)
+            n->norm_b = gptq_upload_bytes(&u, m->norm_b, hidden * sizeof(float), "norm bias");
         if (m->lm_head == m->embed)
             n->lm_head = n->embed, n->head_dt = n->embed_dt;
         else

@@ -437,7 +437,9 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
 
 int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
 {
-    return find_stored(s, name, t) || find_part(s, name, t);
+    char fname[256];
+    return find_stored(s, gptq_config_file_name(&s->cfg, name, fname, sizeof fname), t) ||
+           find_part(s, name, t);
 }
 
 /* Part t's values from the whole fused tensor: read (as f32 or as stored)

@@ -77,7 +77,9 @@ def cmd_eval(a):
     # as gptqd prints a generation: ended by the end-of-text token, not showing it
     prefixes = [tok.decode(new[:k + 1], skip_special_tokens=True) for k in range(len(new))]
     # the class of the first attention linear (q_proj, or a fused qkv_proj)
-    kernel = next(type(mod).__name__ for name, mod in m.model.layers[0].self_attn.named_children()
+    # (OPT's decoder layers are model.decoder.layers)
+    decoder = getattr(m.model, "decoder", m.model)
+    kernel = next(type(mod).__name__ for name, mod in decoder.layers[0].self_attn.named_children()
                   if name.endswith("_proj"))
     print(json.dumps({"perplexity": math.exp(sum(nll) / len(nll)), "windows": len(nll),
                       "greedy_ids": new.tolist(),

@@ -68,6 +68,18 @@ def phi3_longrope():
     return cfg, cls
 
 
+def opt():
+    # The GPTQ paper's family: learned positions (offset 2), pre-LN
+    # LayerNorms with biases, relu(fc1) -> fc2, biases on every linear, the
+    # output matrix tied to the embedding; files under model.decoder.*
+    cfg = transformers.OPTConfig(
+        vocab_size=4096, hidden_size=64, ffn_dim=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=256, word_embed_proj_dim=64,
+        do_layer_norm_before=True, activation_function="relu", bos_token_id=4095,
+        eos_token_id=4095, pad_token_id=4095)
+    return cfg, transformers.OPTForCausalLM
+
+
 def make(name, build):
     torch.manual_seed(1234)
     cfg, cls = build()
@@ -76,6 +88,8 @@ def make(name, build):
         for n, p in model.named_parameters():
             if "norm" in n:
                 p.copy_(1 + 0.5 * torch.randn_like(p))
+            elif n.endswith(".bias"):  # initialized to zero: a missing bias would not show
+                p.copy_(0.1 * torch.randn_like(p))
             p.copy_(p.half().float())  # the F16 file's values
     out = os.path.join(OUT, name)
     os.makedirs(out, exist_ok=True)
@@ -107,6 +121,6 @@ def make(name, build):
 
 
 if __name__ == "__main__":
-    families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope}
+    families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt}
     for name in sys.argv[1:] or families:
         make(name, families[name])

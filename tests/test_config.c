@@ -510,8 +510,78 @@ static void test_longrope(void)
     expect_error(extra, GPTQ_ERR_FORMAT, "needs original_max_position_embeddings");
 }
 
+/* OPT: facebook/opt-125m's config.json as published; the variants gptqd
+ * does not compute (opt-350m's post-LN and projections, other activations)
+ * refused by name; the file names of its tensors. */
+#define OPT_125M                                                                             \
+    "{\"_remove_final_layer_norm\": false, \"activation_dropout\": 0.0, "                     \
+    "\"activation_function\": \"relu\", \"architectures\": [\"OPTForCausalLM\"], "          \
+    "\"attention_dropout\": 0.0, \"bos_token_id\": 2, \"do_layer_norm_before\": true, "      \
+    "\"dropout\": 0.1, \"eos_token_id\": 2, \"ffn_dim\": 3072, \"hidden_size\": 768, "       \
+    "\"init_std\": 0.02, \"layerdrop\": 0.0, \"max_position_embeddings\": 2048, "            \
+    "\"model_type\": \"opt\", \"num_attention_heads\": 12, \"num_hidden_layers\": 12, "     \
+    "\"pad_token_id\": 1, \"prefix\": \"</s>\", \"torch_dtype\": \"float16\", "            \
+    "\"transformers_version\": \"4.21.0.dev0\", \"use_cache\": true, \"vocab_size\": 50272, " \
+    "\"word_embed_proj_dim\": 768%s}"
+
+static void test_opt(void)
+{
+    char json[2048];
+    gptq_model_config c;
+    snprintf(json, sizeof json, OPT_125M, "");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "opt-125m", &c));
+    CHECK(c.arch == GPTQ_ARCH_OPT && c.hidden_size == 768 && c.intermediate_size == 3072 &&
+              c.num_attention_heads == 12 && c.num_key_value_heads == 12 && c.head_dim == 64 &&
+              c.num_hidden_layers == 12 && c.vocab_size == 50272 &&
+              c.max_position_embeddings == 2048 && c.tie_word_embeddings &&
+              c.rms_norm_eps == 1e-5 && c.bos_token_id == 2 && c.torch_dtype == GPTQ_DT_F16,
+          "opt-125m: parsed as OPT with its sizes");
+    CHECK(gptq_config_layernorm(&c) && !gptq_config_gated_mlp(&c) &&
+              gptq_config_pos_rows(&c) == 2050 && gptq_config_pos_offset(&c) == 2 &&
+              gptq_config_qkv_bias(&c) && gptq_config_o_bias(&c) && gptq_config_mlp_bias(&c),
+          "opt-125m: LayerNorm, no gate, 2048 + 2 learned positions, biases everywhere");
+    static const struct {
+        const char *extra, *needle;
+    } refused[] = {
+        {", \"do_layer_norm_before\": false", "do_layer_norm_before"},
+        {", \"word_embed_proj_dim\": 512", "word_embed_proj_dim 512"},
+        {", \"activation_function\": \"gelu\"", "activation_function 'gelu'"},
+        {", \"enable_bias\": false", "enable_bias"},
+        {", \"_remove_final_layer_norm\": true", "_remove_final_layer_norm"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        /* a later duplicate key wins in jansson: the variant replaces the value */
+        snprintf(json, sizeof json, OPT_125M, refused[i].extra);
+        gptq_status st = gptq_config_parse(json, strlen(json), "opt", &c);
+        CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), refused[i].needle),
+              "opt {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
+              gptq_errmsg());
+    }
+    snprintf(json, sizeof json, OPT_125M, "");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "opt-125m", &c));
+    static const char *const names[][2] = {
+        {"model.embed_tokens.weight", "model.decoder.embed_tokens.weight"},
+        {"model.embed_positions.weight", "model.decoder.embed_positions.weight"},
+        {"model.norm.bias", "model.decoder.final_layer_norm.bias"},
+        {"model.layers.11.input_layernorm.weight", "model.decoder.layers.11.self_attn_layer_norm.weight"},
+        {"model.layers.0.post_attention_layernorm.bias", "model.decoder.layers.0.final_layer_norm.bias"},
+        {"model.layers.3.self_attn.q_proj.qweight", "model.decoder.layers.3.self_attn.q_proj.qweight"},
+        {"model.layers.3.self_attn.o_proj", "model.decoder.layers.3.self_attn.out_proj"},
+        {"model.layers.3.mlp.up_proj.scales", "model.decoder.layers.3.fc1.scales"},
+        {"model.layers.3.mlp.down_proj.bias", "model.decoder.layers.3.fc2.bias"},
+        {"lm_head.weight", "lm_head.weight"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char buf[256];
+        const char *got = gptq_config_file_name(&c, names[i][0], buf, sizeof buf);
+        CHECK(!strcmp(got, names[i][1]), "OPT's file name of %s: %s, want %s", names[i][0], got,
+              names[i][1]);
+    }
+}
+
 int main(void)
 {
+    test_opt();
     test_transformers_rope();
     test_longrope();
     struct stat sb;

@@ -16,7 +16,12 @@
  * - rmsnorm, softmax: 2e-5 relative (float32 sums where the CPU sums in
  *   double); rope: 2e-6 · (|a|+|b|) (fma contraction only); attention:
  *   5e-5 · max|v|; elementwise: 1e-6 relative (expf ulps); embed, add,
- *   conversions: exact. */
+ *   conversions: exact.
+ * - layernorm: 2e-5 as rmsnorm, against its CPU twin, relative to the
+ *   terms |x|·r·|w| + |b| (r = 1/std) rather than to y: both round the
+ *   mean to float32 and the bias may cancel the rest; activate (ReLU):
+ *   exact, bit for bit (-0 stays -0, NaN stays NaN). */
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,6 +346,56 @@ static void test_rmsnorm(int n, int dim)
     free(bound);
 }
 
+/* LayerNorm against its CPU twin on the same inputs. x = 3 + N(0,1): a mean
+ * well away from zero, so that a kernel forgetting to subtract it fails
+ * (E[x²] - mean² for the variance loses too little at this mean to show
+ * within the bound; the kernel takes two passes anyway). The 2e-5 is
+ * relative to the terms of (x - mean)·r·w + b, not to the result: both
+ * sides round the mean (≈ 3) to float32, and an ulp of it carried through
+ * r·w is ~5e-7 absolute, far above 2e-5·|y| where the bias cancels the
+ * rest to y ≈ 0. */
+static void test_layernorm(int n, int dim)
+{
+    const size_t len = (size_t)n * dim;
+    float *x = rand_array(len), *w = rand_array((size_t)dim), *b = rand_array((size_t)dim);
+    for (size_t i = 0; i < len; i++)
+        x[i] += 3.0f;
+    float *y = xmalloc(len * 4), *cpu = xmalloc(len * 4);
+    gptq_cpu_layernorm(x, w, b, cpu, n, dim, 1e-5f);
+    double *ref = xmalloc(len * 8), *bound = xmalloc(len * 8);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * dim;
+        double s = 0, d = 0;
+        for (int j = 0; j < dim; j++)
+            s += xr[j];
+        for (int j = 0; j < dim; j++)
+            d += (xr[j] - s / dim) * (xr[j] - s / dim);
+        const double r = 1.0 / sqrt(d / dim + 1e-5);
+        for (int j = 0; j < dim; j++) {
+            size_t k = (size_t)i * dim + j;
+            ref[k] = cpu[k];
+            bound[k] = 2e-5 * (fabs(xr[j]) * r * fabs(w[j]) + fabs(b[j])) + 1e-7;
+        }
+    }
+    float *d_x = to_device(x, len * 4), *d_w = to_device(w, (size_t)dim * 4);
+    float *d_b = to_device(b, (size_t)dim * 4);
+    be->layernorm(be, d_x, d_w, d_b, d_x, n, dim, 1e-5f); /* in place, as the runtime calls it */
+    from_device(y, d_x, len * 4);
+    char what[64];
+    snprintf(what, sizeof what, "layernorm n=%d dim=%d (in place)", n, dim);
+    expect_close(what, y, ref, bound, len);
+    be->free(be, d_x);
+    be->free(be, d_w);
+    be->free(be, d_b);
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(cpu);
+    free(ref);
+    free(bound);
+}
+
 static void test_rope(int n, int n_heads, int head_dim)
 {
     const size_t len = (size_t)n * n_heads * head_dim;
@@ -482,6 +537,36 @@ static void test_elementwise(size_t n)
     free(bound);
 }
 
+/* ReLU in place against its definition: negative -> +0, anything else
+ * (+-0, NaN, +inf, the largest floats) unchanged to the bit. */
+static void test_activate(size_t n)
+{
+    static const float special[] = {-0.0f, 0.0f, NAN, -NAN, INFINITY, -INFINITY, FLT_MAX,
+                                    -FLT_MAX, 1e30f, -1e30f, FLT_MIN, -FLT_MIN, 1e-45f, -1e-45f};
+    const size_t n_special = sizeof special / sizeof special[0];
+    float *x = rand_array(n), *y = xmalloc(n * 4), *ref = xmalloc(n * 4);
+    for (size_t i = 0; i < n_special && i < n; i++)
+        x[i * (n / n_special)] = special[i]; /* spread over the grid-stride loop */
+    for (size_t i = 0; i < n; i++)
+        ref[i] = !isnan(x[i]) && signbit(x[i]) && x[i] != 0.0f ? 0.0f : x[i];
+    float *d_x = to_device(x, n * 4);
+    be->activate(be, GPTQ_ACT_RELU, d_x, n);
+    from_device(y, d_x, n * 4);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        int same = isnan(ref[i]) ? isnan(y[i]) : memcmp(&y[i], &ref[i], 4) == 0;
+        if (!same && !bad++)
+            first = i;
+    }
+    CHECK(bad == 0, "activate relu n=%zu: %zu differ, first element %zu: %.9g of %.9g, want %.9g",
+          n, bad, first, y[first], x[first], ref[first]);
+    printf("  activate relu n=%zu (in place, -0, NaN, inf) %s\n", n, bad ? "differs" : "exact");
+    be->free(be, d_x);
+    free(x);
+    free(y);
+    free(ref);
+}
+
 static void test_embed(int vocab, int dim, int n)
 {
     float *table = rand_array((size_t)vocab * dim), *y = xmalloc((size_t)n * dim * 4);
@@ -604,6 +689,9 @@ int main(void)
     test_rmsnorm(7, emu ? 2048 : 4096);
     test_rmsnorm(3, emu ? 2600 : 5120);
     test_rmsnorm(5, 100);
+    test_layernorm(7, emu ? 2048 : 4096);
+    test_layernorm(3, emu ? 2600 : 5120);
+    test_layernorm(5, 100);
     test_rope(9, 32, 128);
     test_rope(3, 8, 64);
     test_attention(1, 37, 32, 8, 128, 0);     /* decode, GQA 4:1 */
@@ -612,6 +700,7 @@ int main(void)
     test_attention(20, 30, 12, 4, 80, 0);      /* prefill after a cache, odd head_dim */
     test_attention(33, 5, 4, 1, 256, 16);      /* MQA, widest head, window */
     test_elementwise(emu ? 100003 : 1000003);
+    test_activate(emu ? 100003 : 1000003);
     test_embed(emu ? 3000 : 32000, emu ? 1024 : 4096, 9);
     test_embed(100, 30, 4);
     test_softmax(3, 32000);

@@ -17,6 +17,7 @@
 #include "model/calib.h"
 #include "model/checkpoint.h"
 #include "model/hf_files.h"
+#include "kernels/backend_select.h"
 #include "model/llama.h"
 #include "testutil.h"
 
@@ -52,21 +53,41 @@ static char *tensor_names(const char *dir)
     return head ? head : calloc(1, 1);
 }
 
-/* A family whose files fuse q/k/v and gate/up (Phi-3) saves them fused. */
-static void check_fused_names(const char *family, const char *dir, int fused, const char *what)
+/* How a family's files name its tensors, which gptqd's saved folders must
+ * keep: names that must be there and names that must not (Phi-3 fuses
+ * q/k/v and gate/up; OPT spells everything model.decoder.*). */
+typedef struct family_names {
+    const char *present[4], *absent[4];
+} family_names;
+
+static const family_names llama_names = {{"self_attn.q_proj.", "mlp.up_proj."},
+                                         {"qkv_proj", "gate_up_proj"}};
+static const family_names fused_names = {{"self_attn.qkv_proj.", "mlp.gate_up_proj."},
+                                         {"self_attn.q_proj.", "mlp.up_proj."}};
+static const family_names opt_names = {
+    {"model.decoder.layers.1.fc1.", "self_attn.out_proj.", "model.decoder.embed_positions.",
+     "self_attn_layer_norm.bias"},
+    {"model.layers.", "mlp.", "o_proj", "input_layernorm"}};
+
+static void check_names(const char *family, const char *dir, const family_names *want,
+                        const char *what)
 {
     char *names = tensor_names(dir);
-    int has_fused = strstr(names, "self_attn.qkv_proj.") && strstr(names, "mlp.gate_up_proj.");
-    int has_parts = strstr(names, "self_attn.q_proj.") || strstr(names, "mlp.up_proj.");
-    CHECK(fused ? has_fused && !has_parts : !has_fused && has_parts,
-          "%s: %s holds %s linears", family, what, fused ? "fused" : "separate");
+    for (int i = 0; i < 4; i++) {
+        if (want->present[i])
+            CHECK(strstr(names, want->present[i]), "%s: %s has no %s", family, what,
+                  want->present[i]);
+        if (want->absent[i])
+            CHECK(!strstr(names, want->absent[i]), "%s: %s has %s", family, what,
+                  want->absent[i]);
+    }
     free(names);
 }
 
 /* bits/act_order: the GPTQ round's (3-bit act-order splits fused zero
  * points mid-word stream and shares one g_idx). */
-static void check_family(const char *root, const char *family, int fused, int bits,
-                         int act_order)
+static void check_family(const char *root, const char *family, const family_names *fnames,
+                         int bits, int act_order)
 {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, family);
@@ -129,13 +150,36 @@ static void check_family(const char *root, const char *family, int fused, int bi
            TOL);
     CHECK(err <= TOL, "%s: token by token %.3g", family, err);
 
+    /* what a mapping client builds from the tensor table (gptq_map): the
+     * same model, every tensor of the family found by name */
+    CHECK_OK(gptq_hf_files_read(dir, &files));
+    {
+        size_t nt = gptq_model_tensor_count(m);
+        gptq_model_tensor *table = malloc(nt * sizeof *table);
+        for (size_t i = 0; table && i < nt; i++)
+            table[i] = *gptq_model_tensor_at(m, i);
+        size_t clen;
+        CHECK_OK(gptq_model_from_tensors(gptq_hf_files_get(&files, "config.json", &clen), table,
+                                         nt, &back));
+        free(table);
+        if (back) {
+            gptq_model_set_exact(back, 1);
+            CHECK_OK(gptq_model_forward(back, NULL, ids, 1, n, NULL, NULL, 0, got));
+            err = max_rel(got, want, (size_t)n * vocab);
+            printf("%-8s from its tensor table (a mapping client): max rel error %.3g\n", family,
+                   err);
+            CHECK(err <= TOL, "%s: from the tensor table %.3g", family, err);
+        }
+        gptq_model_free(back);
+        back = NULL;
+    }
+
     /* saved as a float folder and loaded back: every tensor travels */
     char tmp[] = "/tmp/gptq-families-XXXXXX", out[600];
     CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
     snprintf(out, sizeof out, "%s/saved", tmp);
-    CHECK_OK(gptq_hf_files_read(dir, &files));
     CHECK_OK(gptq_checkpoint_save(m, &files, NULL, GPTQ_DT_F32, out));
-    check_fused_names(family, out, fused, "the float folder");
+    check_names(family, out, fnames, "the float folder");
     CHECK_OK(gptq_model_load(out, &back));
     if (back) {
         gptq_model_set_exact(back, 1);
@@ -159,12 +203,14 @@ static void check_family(const char *root, const char *family, int fused, int bi
     float *quant = malloc((size_t)n * vocab * sizeof *quant);
     CHECK_OK(gptq_calib_quantize(m, calib, 4096, &o, NULL, NULL));
     const gptq_model_config *c = gptq_model_get_config(m);
-    int packed = 0;
+    int packed = 0, linears = 0;
+    for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+        linears += gptq_config_has_linear(c, (gptq_linear_id)w);
     for (int l = 0; l < c->num_hidden_layers; l++)
         for (int w = 0; w < GPTQ_LIN_COUNT; w++)
             packed += gptq_model_linear_packed(m, l, (gptq_linear_id)w) != NULL;
-    CHECK(packed == c->num_hidden_layers * GPTQ_LIN_COUNT, "%s: %d linears packed", family,
-          packed);
+    CHECK(packed == c->num_hidden_layers * linears, "%s: %d linears packed of %d", family,
+          packed, c->num_hidden_layers * linears);
     CHECK_OK(gptq_model_forward(m, NULL, ids, 1, n, NULL, NULL, 0, quant));
     err = max_rel(quant, want, (size_t)n * vocab);
     /* random weights: 4 bits move the logits by ~0.2 of their largest, 3 bits ~0.45 */
@@ -175,7 +221,7 @@ static void check_family(const char *root, const char *family, int fused, int bi
     snprintf(out, sizeof out, "%s/gptq", tmp);
     gptq_checkpoint_meta meta = {.quant = o.quant, .true_sequential = 1};
     CHECK_OK(gptq_checkpoint_save(m, &files, &meta, GPTQ_DT_COUNT, out));
-    check_fused_names(family, out, fused, "the GPTQ checkpoint");
+    check_names(family, out, fnames, "the GPTQ checkpoint");
     CHECK_OK(gptq_model_load(out, &back));
     if (back) {
         gptq_model_set_exact(back, 1);
@@ -267,13 +313,75 @@ static void check_fused_skip(const char *root)
     gptq_model_free(m);
 }
 
+/* Every family on the CUDA backend (the emulated module where there is no
+ * GPU): a copy of the model on it gives transformers' logits too -- the
+ * device's LayerNorm, ReLU and learned positions (OPT), q/k norms (Qwen3)
+ * and longrope tables (Phi-3) included. */
+static void check_device(const char *root)
+{
+    const gptq_backend *be;
+    char why[512];
+    gptq_status st = gptq_backend_select("cuda:0", &be, why, sizeof why);
+    if (st == GPTQ_ERR_DEVICE) {
+        printf("no CUDA backend (%s): the device checks are skipped\n", why);
+        return;
+    }
+    CHECK_OK(st);
+    if (st)
+        return;
+    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt"};
+    for (size_t fi = 0; fi < sizeof families / sizeof families[0]; fi++) {
+        char dir[512], path[600];
+        snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, families[fi]);
+        snprintf(path, sizeof path, "%s/reference.json", dir);
+        json_error_t jerr;
+        json_t *ref = json_load_file(path, 0, &jerr);
+        gptq_model *m = NULL, *dev = NULL;
+        CHECK_OK(gptq_model_load(dir, &m));
+        CHECK(ref != NULL, "%s: %s", path, jerr.text);
+        if (m && ref) {
+            json_t *jids = json_object_get(ref, "ids");
+            const int n = (int)json_array_size(jids), vocab = gptq_model_vocab_size(m);
+            int32_t ids[64];
+            for (int t = 0; t < n && t < 64; t++)
+                ids[t] = (int32_t)json_integer_value(json_array_get(jids, t));
+            float *got = malloc((size_t)n * vocab * sizeof *got);
+            double *want = malloc((size_t)n * vocab * sizeof *want);
+            snprintf(path, sizeof path, "%s/reference.f32", dir);
+            FILE *f = fopen(path, "rb");
+            size_t got_n = f && got ? fread(got, sizeof *got, (size_t)n * vocab, f) : 0;
+            if (f)
+                fclose(f);
+            CHECK(n <= 64 && got_n == (size_t)n * vocab, "%s: reference logits", dir);
+            for (size_t i = 0; i < got_n; i++)
+                want[i] = got[i];
+            gptq_model_set_exact(m, 1);
+            CHECK_OK(gptq_model_to_backend(m, be, NULL, NULL, 0, &dev));
+            if (dev && got_n == (size_t)n * vocab) {
+                gptq_model_set_exact(dev, 1);
+                CHECK_OK(gptq_model_forward(dev, NULL, ids, 1, n, NULL, NULL, 0, got));
+                double err = max_rel(got, want, (size_t)n * vocab);
+                printf("%-8s on %s (%s): max rel error %.3g vs transformers (tolerance %.0e)\n",
+                       families[fi], be->name, be->device, err, TOL);
+                CHECK(err <= TOL, "%s on %s: %.3g", families[fi], be->name, err);
+            }
+            free(got), free(want);
+        }
+        gptq_model_free(dev);
+        gptq_model_free(m);
+        json_decref(ref);
+    }
+}
+
 int main(void)
 {
     const char *root = getenv("GPTQ_SOURCE_ROOT");
-    check_family(root ? root : ".", "qwen3", 0, 4, 0);
-    check_family(root ? root : ".", "phi3", 1, 3, 1);
-    check_family(root ? root : ".", "phi3-longrope", 1, 4, 0);
+    check_family(root ? root : ".", "qwen3", &llama_names, 4, 0);
+    check_family(root ? root : ".", "phi3", &fused_names, 3, 1);
+    check_family(root ? root : ".", "phi3-longrope", &fused_names, 4, 0);
+    check_family(root ? root : ".", "opt", &opt_names, 4, 1);
     check_longrope_batch(root ? root : ".");
     check_fused_skip(root ? root : ".");
+    check_device(root ? root : ".");
     return test_result();
 }

@@ -315,7 +315,7 @@ static void test_layers(gptq_model *m, float *logits)
     memcpy(two + N_TOK, ids, sizeof ids);
     hook_log log = {0};
     gptq_layer_hooks hooks = {log_hook, &log};
-    CHECK_OK(gptq_model_embed(m, two, 2 * N_TOK, h));
+    CHECK_OK(gptq_model_embed(m, two, 2, N_TOK, h));
     for (int l = 0; l < c->num_hidden_layers; l++)
         CHECK_OK(gptq_model_layer_forward(m, l, h, 2, N_TOK, &hooks));
     CHECK_OK(gptq_model_head(m, h + (size_t)N_TOK * c->hidden_size, N_TOK, logits));
@@ -376,7 +376,7 @@ static void test_layer_parts(const gptq_model *m)
         goto done;
     memcpy(two, ids, sizeof ids);
     memcpy(two + N_TOK, ids, sizeof ids);
-    CHECK_OK(gptq_model_embed(m, two, (int)T, h));
+    CHECK_OK(gptq_model_embed(m, two, 2, N_TOK, h));
     memcpy(ref_h, h, T * hidden * sizeof *h);
     CHECK_OK(gptq_model_layer_forward(m, 1, ref_h, 2, N_TOK, &hooks));
     CHECK_OK(gptq_model_layer_part(m, 1, GPTQ_PART_ATTN_NORM, h, NULL, x, 2, N_TOK));
@@ -1073,7 +1073,7 @@ static void test_head_grid(gptq_model *m)
         goto done;
     /* hidden states after the last layer, exact arithmetic */
     const int was = gptq_model_set_exact(m, 1);
-    CHECK_OK(gptq_model_embed(m, ids, n, h));
+    CHECK_OK(gptq_model_embed(m, ids, 1, n, h));
     for (int l = 0; l < c->num_hidden_layers; l++)
         CHECK_OK(gptq_model_layer_forward(m, l, h, 1, n, NULL));
     CHECK_OK(gptq_model_head(m, h, n, lf));

@@ -142,6 +142,13 @@ static void cpu_rmsnorm(const gptq_backend *be, const float *x, const float *wei
     gptq_cpu_rmsnorm(x, weight, y, n, dim, eps);
 }
 
+static void cpu_layernorm(const gptq_backend *be, const float *x, const float *weight,
+                          const float *bias, float *y, int n, int dim, float eps)
+{
+    (void)be;
+    gptq_cpu_layernorm(x, weight, bias, y, n, dim, eps);
+}
+
 static void cpu_rope(const gptq_backend *be, float *x, int n, int n_heads, int head_dim,
                      const int32_t *pos, const float *inv_freq)
 {
@@ -160,6 +167,12 @@ static void cpu_silu_mul(const gptq_backend *be, const float *gate, const float 
 {
     (void)be;
     gptq_cpu_silu_mul(gate, up, out, n);
+}
+
+static void cpu_activate(const gptq_backend *be, gptq_act act, float *x, size_t n)
+{
+    (void)be;
+    gptq_cpu_activate(act, x, n);
 }
 
 static void cpu_add(const gptq_backend *be, float *y, const float *x, size_t n)
@@ -250,10 +263,12 @@ static const gptq_backend cpu_backend = {
     .qgemm = cpu_qgemm,
     .qgemm_fast = cpu_qgemm_fast,
     .rmsnorm = cpu_rmsnorm,
+    .layernorm = cpu_layernorm,
     .rope = cpu_rope,
     .attention = cpu_attention,
     .kv_dtypes = 1u << GPTQ_DT_F32 | 1u << GPTQ_DT_F16,
     .silu_mul = cpu_silu_mul,
+    .activate = cpu_activate,
     .add = cpu_add,
     .embed = cpu_embed,
     .softmax = cpu_softmax,

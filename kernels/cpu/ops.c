@@ -65,6 +65,25 @@ void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int 
     }
 }
 
+void gptq_cpu_layernorm(const float *x, const float *weight, const float *bias, float *y, int n,
+                        int dim, float eps)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * dim;
+        float *yr = y + (size_t)i * dim;
+        double sum = 0.0, dev = 0.0;
+        for (int j = 0; j < dim; j++)
+            sum += xr[j];
+        const double mean = sum / dim;
+        for (int j = 0; j < dim; j++)
+            dev += ((double)xr[j] - mean) * ((double)xr[j] - mean);
+        /* torch: (x - mean) * rsqrt(var + eps) * weight + bias, in float32 */
+        const float r = 1.0f / sqrtf((float)(dev / dim) + eps), mu = (float)mean;
+        for (int j = 0; j < dim; j++)
+            yr[j] = (xr[j] - mu) * r * weight[j] + bias[j];
+    }
+}
+
 void gptq_cpu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
                    const float *inv_freq)
 {
@@ -240,6 +259,16 @@ __attribute__((target("avx2,fma"))) static size_t silu_mul_avx2(const float *gat
     return i;
 }
 #endif
+
+void gptq_cpu_activate(gptq_act act, float *x, size_t n)
+{
+    switch (act) {
+    case GPTQ_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] < 0.0f ? 0.0f : x[i];
+        break;
+    }
+}
 
 void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n)
 {

@@ -14,6 +14,8 @@
 void gptq_cpu_gemm_f32(const float *x, const float *W, const float *bias, float *y, int n, int in,
                        int out);
 void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
+void gptq_cpu_layernorm(const float *x, const float *weight, const float *bias, float *y, int n,
+                        int dim, float eps);
 void gptq_cpu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
                    const float *inv_freq);
 /* Causal GQA attention: on the kernels' pool with AVX2 (kernels/cpu/
@@ -22,6 +24,7 @@ void gptq_cpu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *po
 gptq_status gptq_cpu_attention(const gptq_attention_args *a);
 gptq_status gptq_cpu_attention_portable(const gptq_attention_args *a);
 void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n);
+void gptq_cpu_activate(gptq_act act, float *x, size_t n);
 void gptq_cpu_add(float *y, const float *x, size_t n);
 /* y [n] = binary16(x [n]), nearest even (F16C where present): KV rows. */
 void gptq_cpu_f32_to_f16(const float *x, uint16_t *y, size_t n);

@@ -1,6 +1,6 @@
-// kernels/cuda/elementwise.cu: SwiGLU's silu(gate)·up, the residual add and
-// the embedding gather. Twins: gptq_cpu_silu_mul, gptq_cpu_add,
-// gptq_cpu_embed.
+// kernels/cuda/elementwise.cu: SwiGLU's silu(gate)·up, a non-gated MLP's
+// activation, the residual add and the embedding gather. Twins:
+// gptq_cpu_silu_mul, gptq_cpu_activate, gptq_cpu_add, gptq_cpu_embed.
 #include "kernels/cuda/cuda_common.cuh"
 
 // ---- CUDA kernels -------------------------------------------------------------
@@ -12,6 +12,20 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, float *out, 
          i += (size_t)gridDim.x * blockDim.x) {
         const float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// In place. ReLU as `x < 0 ? 0 : x`, not fmaxf(x, 0): that keeps -0 and NaN
+// as they are (torch.nn.ReLU, the CPU twin), where fmaxf would turn NaN into 0.
+__global__ void activate_kernel(gptq_act act, float *x, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        switch (act) {
+        case GPTQ_ACT_RELU:
+            x[i] = x[i] < 0.0f ? 0.0f : x[i];
+            break;
+        }
     }
 }
 
@@ -48,6 +62,14 @@ void cuda_silu_mul(const float *gate, const float *up, float *out, size_t n)
         return;
     silu_mul_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(gate, up, out, n);
     CUDA_NOTE_LAUNCH("silu_mul");
+}
+
+void cuda_activate(gptq_act act, float *x, size_t n)
+{
+    if (!n)
+        return;
+    activate_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(act, x, n);
+    CUDA_NOTE_LAUNCH("activate");
 }
 
 void cuda_add(float *y, const float *x, size_t n)
