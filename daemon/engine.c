@@ -575,6 +575,25 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
             snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
                      *known ? ", " : "", last);
         }
+        /* a fused module of the family's files (Phi-3's qkv_proj, BLOOM's
+         * query_key_value): all of its parts */
+        for (int g = 0; g < GPTQ_FUSED_GROUPS; g++) {
+            if (!gptq_config_fuses(cfg, g))
+                continue;
+            char ours[96], theirs[192];
+            snprintf(ours, sizeof ours, "model.layers.0.%s", gptq_fused_groups[g].fused);
+            const char *fp = gptq_config_file_name(cfg, ours, theirs, sizeof theirs);
+            fp = strstr(fp, "0.") ? strstr(fp, "0.") + 2 : fp;
+            const char *last = strrchr(fp, '.') ? strrchr(fp, '.') + 1 : fp;
+            if (strcmp(p->skip_modules[i], fp) == 0 || strcmp(p->skip_modules[i], last) == 0) {
+                for (int k = 0; k < gptq_fused_groups[g].n; k++)
+                    for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+                        if (!strcmp(gptq_linear_path((gptq_linear_id)w),
+                                    gptq_fused_groups[g].parts[k]))
+                            o.skip_mask |= 1u << w, found = 1;
+            }
+            snprintf(known + strlen(known), sizeof known - strlen(known), ", %s", last);
+        }
         if (!found) {
             st = gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: '%s' is not a linear of %s "
                            "(use %s)", p->skip_modules[i], cfg->architecture, known);

@@ -34,7 +34,9 @@ extern "C" {
 
 /* An MLP's activation where it is not SiLU-gated (see activate). */
 typedef enum gptq_act {
-    GPTQ_ACT_RELU, /* max(x, 0) (torch.nn.ReLU: -0 and NaN kept as they are) */
+    GPTQ_ACT_RELU,      /* max(x, 0) (torch.nn.ReLU: -0 and NaN kept as they are) */
+    GPTQ_ACT_GELU_TANH, /* BLOOM's bloom_gelu_forward, in float32:
+                           x * 0.5 * (1 + tanh(0.79788456 * x * (1 + 0.044715 * x * x))) */
 } gptq_act;
 
 /* One sequence's attention problem over a KV cache, see `attention`. */
@@ -51,6 +53,10 @@ typedef struct gptq_attention_args {
     int window;       /* sliding window (Mistral): key j is seen by query p iff
                          p - window < j <= p; 0 = unlimited */
     float scale;      /* score scale, 1/sqrt(head_dim) for Llama */
+    const float *alibi; /* [n_heads] ALiBi slopes (BLOOM), backend memory, or NULL: query
+                           head h's score of key j gains alibi[h] * (float)j, j the key's
+                           position (softmax's shift invariance makes it the paper's
+                           slope * (j - p)), added after the scale as transformers does */
 } gptq_attention_args;
 
 /* A packed GPTQ linear in the kernels' layout: the one resident form of a

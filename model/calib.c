@@ -98,11 +98,11 @@ gptq_status gptq_calib_skip_check(const gptq_model_config *cfg, unsigned skip_ma
 {
     const unsigned qkv = 1u << GPTQ_LIN_Q | 1u << GPTQ_LIN_K | 1u << GPTQ_LIN_V,
                    gate_up = 1u << GPTQ_LIN_GATE | 1u << GPTQ_LIN_UP;
-    if (gptq_config_fused(cfg) && (((skip_mask & qkv) && (skip_mask & qkv) != qkv) ||
-                                   ((skip_mask & gate_up) && (skip_mask & gate_up) != gate_up)))
-        return gptq_fail(GPTQ_ERR_ARG, "skip_modules: %s stores q/k/v as one qkv_proj and "
-                         "gate/up as one gate_up_proj; skip all of a group or none",
-                         cfg->architecture);
+    if ((gptq_config_fuses(cfg, 0) && (skip_mask & qkv) && (skip_mask & qkv) != qkv) ||
+        (gptq_config_fuses(cfg, 1) && (skip_mask & gate_up) && (skip_mask & gate_up) != gate_up))
+        return gptq_fail(GPTQ_ERR_ARG, "skip_modules: %s stores q/k/v as one linear%s; skip "
+                         "all of a group or none", cfg->architecture,
+                         gptq_config_fuses(cfg, 1) ? " and gate/up as one" : "");
     return GPTQ_OK;
 }
 

@@ -110,6 +110,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
         {"Qwen3ForCausalLM", "qwen3", GPTQ_ARCH_QWEN3},
         {"Phi3ForCausalLM", "phi3", GPTQ_ARCH_PHI3},
         {"OPTForCausalLM", "opt", GPTQ_ARCH_OPT},
+        {"BloomForCausalLM", "bloom", GPTQ_ARCH_BLOOM},
     };
     const char *name = NULL, *model_type = NULL;
     json_t *archs = json_object_get(root, "architectures");
@@ -137,7 +138,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
                      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
-                     "OPTForCausalLM",
+                     "OPTForCausalLM, BloomForCausalLM",
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
@@ -523,6 +524,62 @@ static gptq_status parse_opt(json_t *root, const char *what, gptq_model_config *
     return GPTQ_OK;
 }
 
+/* ---- BLOOM ----------------------------------------------------------------------- */
+
+/* BloomConfig's fields: its own names or the aliases transformers maps
+ * (n_embed for hidden_size, n_layer / n_head for the Llama names, both
+ * spellings occur in published configs). The MLP is 4 x hidden wide. */
+static gptq_status parse_bloom(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    static const char *const alias[][2] = {{"hidden_size", "n_embed"},
+                                           {"num_hidden_layers", "n_layer"},
+                                           {"num_attention_heads", "n_head"}};
+    int *field[] = {&cfg->hidden_size, &cfg->num_hidden_layers, &cfg->num_attention_heads};
+    const int hi[] = {MAX_DIM, MAX_LAYERS, 4096};
+    for (int i = 0; i < 3; i++) {
+        int a = get_int(root, what, alias[i][0], 1, hi[i], field[i]);
+        int b = a ? 0 : get_int(root, what, alias[i][1], 1, hi[i], field[i]);
+        if (a < 0 || b < 0)
+            return GPTQ_ERR_FORMAT;
+        if (!a && !b)
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s (or %s) is missing", what, alias[i][0],
+                             alias[i][1]);
+    }
+    if (require_int(root, what, "vocab_size", 1, MAX_VOCAB, &cfg->vocab_size) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (cfg->hidden_size % cfg->num_attention_heads != 0 || cfg->hidden_size > MAX_DIM / 4)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: hidden_size %d is not a multiple of "
+                         "num_attention_heads %d, or too large", what, cfg->hidden_size,
+                         cfg->num_attention_heads);
+    cfg->num_key_value_heads = cfg->num_attention_heads;
+    cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    cfg->intermediate_size = 4 * cfg->hidden_size;
+    if (cfg->head_dim % 2 != 0 || cfg->head_dim > GPTQ_MAX_HEAD_DIM)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: head_dim %d must be even and at most %d", what,
+                         cfg->head_dim, GPTQ_MAX_HEAD_DIM);
+    int post = 0, tp = 1, exact = 0;
+    cfg->tie_word_embeddings = 1;
+    cfg->rms_norm_eps = 1e-5;
+    if (get_bool(root, what, "apply_residual_connection_post_layernorm", &post) < 0 ||
+        get_int(root, what, "pretraining_tp", 1, 1024, &tp) < 0 ||
+        get_bool(root, what, "slow_but_exact", &exact) < 0 ||
+        get_bool(root, what, "tie_word_embeddings", &cfg->tie_word_embeddings) < 0 ||
+        get_double(root, what, "layer_norm_epsilon", &cfg->rms_norm_eps) < 0)
+        return GPTQ_ERR_FORMAT;
+    if (post)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: apply_residual_connection_post_layernorm "
+                         "true is not supported", what);
+    if (tp > 1 && exact)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: slow_but_exact with pretraining_tp %d (the "
+                         "output projection summed in slices) is not supported", what, tp);
+    if (!(cfg->rms_norm_eps > 0 && cfg->rms_norm_eps < 1))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: layer_norm_epsilon %g must be in (0, 1)", what,
+                         cfg->rms_norm_eps);
+    cfg->attention_bias = cfg->mlp_bias = 1;
+    cfg->rope_theta = 10000; /* unused: ALiBi */
+    return GPTQ_OK;
+}
+
 /* ---- the whole config ---------------------------------------------------------- */
 
 static gptq_status parse_root(json_t *root, const char *what, gptq_model_config *cfg)
@@ -533,8 +590,10 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: not a JSON object", what);
     if ((st = parse_arch(root, what, cfg)) != GPTQ_OK)
         return st;
-    if (cfg->arch == GPTQ_ARCH_OPT)
-        return (st = parse_opt(root, what, cfg)) || (st = parse_token_ids(root, what, cfg)) ||
+    if (cfg->arch == GPTQ_ARCH_OPT || cfg->arch == GPTQ_ARCH_BLOOM)
+        return (st = cfg->arch == GPTQ_ARCH_OPT ? parse_opt(root, what, cfg)
+                                                : parse_bloom(root, what, cfg)) ||
+                       (st = parse_token_ids(root, what, cfg)) ||
                        (st = parse_dtype(root, what, cfg)) || (st = parse_quant(root, what, cfg))
                    ? st
                    : GPTQ_OK;
@@ -725,7 +784,12 @@ int gptq_config_qk_norm(const gptq_model_config *cfg)
 
 int gptq_config_fused(const gptq_model_config *cfg)
 {
-    return cfg->arch == GPTQ_ARCH_PHI3;
+    return cfg->arch == GPTQ_ARCH_PHI3 || cfg->arch == GPTQ_ARCH_BLOOM;
+}
+
+int gptq_config_fuses(const gptq_model_config *cfg, int g)
+{
+    return cfg->arch == GPTQ_ARCH_PHI3 || (cfg->arch == GPTQ_ARCH_BLOOM && g == 0);
 }
 
 const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS] = {
@@ -734,26 +798,70 @@ const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS] = {
 };
 
 void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
-                            int64_t *rows, int64_t *total)
+                            int64_t *rows, int64_t *total, int64_t *block, int64_t *period)
 {
     const int64_t q = (int64_t)cfg->num_attention_heads * cfg->head_dim,
                   kv = (int64_t)cfg->num_key_value_heads * cfg->head_dim,
-                  inter = cfg->intermediate_size;
+                  inter = cfg->intermediate_size, hd = cfg->head_dim;
+    if (g == 0 && cfg->arch == GPTQ_ARCH_BLOOM) { /* per head [q k v] (no GQA) */
+        *start = k * hd, *rows = q, *total = 3 * q, *block = hd, *period = 3 * hd;
+        return;
+    }
     if (g == 0) { /* [q; k; v] */
         *start = k == 0 ? 0 : q + (k - 1) * kv, *rows = k == 0 ? q : kv, *total = q + 2 * kv;
     } else {      /* [gate; up] */
         *start = k * inter, *rows = inter, *total = 2 * inter;
     }
+    *block = *period = *rows;
+}
+
+int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int64_t j)
+{
+    int64_t start, rows, total, block, period;
+    gptq_config_fused_rows(cfg, g, k, &start, &rows, &total, &block, &period);
+    return start + j / block * period + j % block;
 }
 
 int gptq_config_layernorm(const gptq_model_config *cfg)
 {
-    return cfg->arch == GPTQ_ARCH_OPT;
+    return cfg->arch == GPTQ_ARCH_OPT || cfg->arch == GPTQ_ARCH_BLOOM;
 }
 
 int gptq_config_gated_mlp(const gptq_model_config *cfg)
 {
-    return cfg->arch != GPTQ_ARCH_OPT;
+    return !gptq_config_layernorm(cfg);
+}
+
+int gptq_config_embed_norm(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_BLOOM;
+}
+
+int gptq_config_alibi(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_BLOOM;
+}
+
+int gptq_config_rope(const gptq_model_config *cfg)
+{
+    return !gptq_config_pos_rows(cfg) && !gptq_config_alibi(cfg);
+}
+
+void gptq_config_alibi_slopes(const gptq_model_config *cfg, float *slopes)
+{
+    /* transformers: base = 2^(-(2^-(log2(p) - 3))) for p the largest power
+     * of 2 <= heads, slopes base^1..base^p, then the odd powers of the base
+     * for 2p for the heads left; float32 base, torch.pow per element */
+    const int n = cfg->num_attention_heads;
+    int p = 1;
+    while (2 * p <= n)
+        p *= 2;
+    const float base = (float)pow(2.0, -pow(2.0, -(log2((double)p) - 3)));
+    const float extra = (float)pow(2.0, -pow(2.0, -(log2(2.0 * p) - 3)));
+    for (int i = 0; i < p; i++)
+        slopes[i] = (float)pow((double)base, i + 1);
+    for (int i = p; i < n; i++)
+        slopes[i] = (float)pow((double)extra, 2 * (i - p) + 1);
 }
 
 int gptq_config_pos_offset(const gptq_model_config *cfg)
@@ -773,28 +881,57 @@ typedef struct name_pair {
     const char *ours, *theirs;
 } name_pair;
 
-static const name_pair opt_top[] = {
-    {"model.layers.", "model.decoder.layers."},
-    {"model.embed_tokens.", "model.decoder.embed_tokens."},
-    {"model.embed_positions.", "model.decoder.embed_positions."},
-    {"model.norm.", "model.decoder.final_layer_norm."},
+/* The first pair of `top` is the layers' prefix; `layer` maps module
+ * paths inside a layer. */
+typedef struct family_names {
+    gptq_arch arch;
+    const char *base; /* gptq_config_base_prefix */
+    name_pair top[5], layer[6];
+} family_names;
+
+static const family_names families[] = {
+    {GPTQ_ARCH_OPT, "model.",
+     {{"model.layers.", "model.decoder.layers."},
+      {"model.embed_tokens.", "model.decoder.embed_tokens."},
+      {"model.embed_positions.", "model.decoder.embed_positions."},
+      {"model.norm.", "model.decoder.final_layer_norm."}},
+     {{"input_layernorm", "self_attn_layer_norm"},
+      {"post_attention_layernorm", "final_layer_norm"},
+      {"self_attn.o_proj", "self_attn.out_proj"},
+      {"mlp.up_proj", "fc1"},
+      {"mlp.down_proj", "fc2"}}},
+    {GPTQ_ARCH_BLOOM, "transformer.",
+     {{"model.layers.", "transformer.h."},
+      {"model.embed_tokens.", "transformer.word_embeddings."},
+      {"model.embed_norm.", "transformer.word_embeddings_layernorm."},
+      {"model.norm.", "transformer.ln_f."}},
+     {{"self_attn.qkv_proj", "self_attention.query_key_value"},
+      {"self_attn.o_proj", "self_attention.dense"},
+      {"mlp.up_proj", "mlp.dense_h_to_4h"},
+      {"mlp.down_proj", "mlp.dense_4h_to_h"}}},
 };
-static const name_pair opt_layer[] = {
-    {"input_layernorm", "self_attn_layer_norm"},
-    {"post_attention_layernorm", "final_layer_norm"},
-    {"self_attn.o_proj", "self_attn.out_proj"},
-    {"mlp.up_proj", "fc1"},
-    {"mlp.down_proj", "fc2"},
-};
+
+static const family_names *family_of(const gptq_model_config *cfg)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (families[i].arch == cfg->arch)
+            return &families[i];
+    return NULL;
+}
+
+const char *gptq_config_base_prefix(const gptq_model_config *cfg)
+{
+    const family_names *f = family_of(cfg);
+    return f ? f->base : NULL;
+}
 
 const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name, char *out,
                                   size_t n)
 {
-    if (cfg->arch != GPTQ_ARCH_OPT)
-        return name;
-    for (size_t i = 0; i < sizeof opt_top / sizeof opt_top[0]; i++) {
-        size_t k = strlen(opt_top[i].ours);
-        if (strncmp(name, opt_top[i].ours, k))
+    const family_names *f = family_of(cfg);
+    for (size_t i = 0; f && i < sizeof f->top / sizeof f->top[0] && f->top[i].ours; i++) {
+        size_t k = strlen(f->top[i].ours);
+        if (strncmp(name, f->top[i].ours, k))
             continue;
         const char *rest = name + k, *mod = "", *tail = rest;
         int layer, at = 0;
@@ -802,15 +939,16 @@ const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name
         if (i == 0 && sscanf(rest, "%d.%n", &layer, &at) == 1 && at) {
             snprintf(head, sizeof head, "%d.", layer);
             rest += at, tail = rest;
-            for (size_t j = 0; j < sizeof opt_layer / sizeof opt_layer[0]; j++) {
-                size_t m = strlen(opt_layer[j].ours);
-                if (!strncmp(rest, opt_layer[j].ours, m) && (rest[m] == '.' || !rest[m])) {
-                    mod = opt_layer[j].theirs, tail = rest + m;
+            for (size_t j = 0; j < sizeof f->layer / sizeof f->layer[0] && f->layer[j].ours;
+                 j++) {
+                size_t m = strlen(f->layer[j].ours);
+                if (!strncmp(rest, f->layer[j].ours, m) && (rest[m] == '.' || !rest[m])) {
+                    mod = f->layer[j].theirs, tail = rest + m;
                     break;
                 }
             }
         }
-        snprintf(out, n, "%s%s%s%s", opt_top[i].theirs, head, mod, tail);
+        snprintf(out, n, "%s%s%s%s", f->top[i].theirs, head, mod, tail);
         return out;
     }
     return name;

@@ -29,6 +29,10 @@ typedef enum gptq_arch {
     GPTQ_ARCH_OPT,     /* OPTForCausalLM: pre-LN LayerNorm with biases, learned positions
                           (offset 2), ReLU MLP fc1/fc2, biases on every linear; its
                           files name the modules model.decoder.* (gptq_config_file_name) */
+    GPTQ_ARCH_BLOOM,   /* BloomForCausalLM: LayerNorms with biases (one after the embedding),
+                          ALiBi instead of positions, q/k/v fused per head in
+                          query_key_value, GELU (tanh) MLP, biases on every linear;
+                          files under transformer.* */
 } gptq_arch;
 
 typedef enum gptq_rope_type {
@@ -113,12 +117,15 @@ int gptq_config_mlp_bias(const gptq_model_config *cfg);
  * (self_attn.q_norm / k_norm) before RoPE: Qwen3. */
 int gptq_config_qk_norm(const gptq_model_config *cfg);
 
-/* The family's files hold q/k/v as one self_attn.qkv_proj (rows [q; k; v])
- * and gate/up as one mlp.gate_up_proj (rows [gate; up]), in float weights
- * and GPTQ checkpoints alike: Phi-3. gptqd runs them as the separate
+/* The family's files hold q/k/v as one self_attn.qkv_proj (rows [q; k; v];
+ * BLOOM's query_key_value interleaves them per head, [h0: q k v, h1: ...])
+ * and, Phi-3, gate/up as one mlp.gate_up_proj (rows [gate; up]), in float
+ * weights and GPTQ checkpoints alike. gptqd runs them as the separate
  * linears (model/source.c reads a part as rows of the fused tensor) and
  * writes them fused again (gptq_model_foreach_file_tensor). */
 int gptq_config_fused(const gptq_model_config *cfg);
+/* Whether the family fuses group g of gptq_fused_groups. */
+int gptq_config_fuses(const gptq_model_config *cfg, int g);
 
 /* The groups such a family's files fuse: the fused module path and its
  * parts' paths, rows in that order. */
@@ -129,17 +136,31 @@ typedef struct gptq_fused_group {
 } gptq_fused_group;
 #define GPTQ_FUSED_GROUPS 2
 extern const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS];
-/* Rows of part k of group g, the rows before it, and the group's total. */
+/* Where part k of group g lies in the fused tensor's rows: runs of *block
+ * rows, the first at *start, one every *period rows (a concatenated part is
+ * one run: block = rows), *rows in all; *total is the fused tensor's.
+ * Part row j is fused row start + j / block * period + j % block
+ * (gptq_config_fused_row). */
 void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
-                            int64_t *rows, int64_t *total);
+                            int64_t *rows, int64_t *total, int64_t *block, int64_t *period);
+int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int64_t j);
 
-/* OPT's decoder: each norm is a LayerNorm with weight and bias (input_layernorm,
- * post_attention_layernorm and model.norm carry ".bias"), positions are a
- * learned table model.embed_positions [max_position_embeddings + offset,
- * hidden] read at position + offset instead of RoPE, and the MLP is
- * act(up) -> down with no gate. For every other family these are 0. */
+/* OPT's and BLOOM's decoders: each norm is a LayerNorm with weight and
+ * bias (input_layernorm, post_attention_layernorm and model.norm carry
+ * ".bias"), and the MLP is act(up) -> down with no gate (OPT: ReLU, BLOOM:
+ * GELU with tanh). OPT's positions are a learned table
+ * model.embed_positions [max_position_embeddings + offset, hidden] read at
+ * position + offset; BLOOM's are ALiBi (gptq_config_alibi) and its
+ * embedding passes a LayerNorm first (model.embed_norm, weight and bias).
+ * RoPE is for the others only. */
 int gptq_config_layernorm(const gptq_model_config *cfg);
 int gptq_config_gated_mlp(const gptq_model_config *cfg);
+int gptq_config_embed_norm(const gptq_model_config *cfg);
+int gptq_config_rope(const gptq_model_config *cfg);
+/* 1 for ALiBi (BLOOM); slopes [num_attention_heads] as transformers'
+ * _get_alibi_slopes computes them in float32. */
+int gptq_config_alibi(const gptq_model_config *cfg);
+void gptq_config_alibi_slopes(const gptq_model_config *cfg, float *slopes);
 /* Rows of the learned position table (0: RoPE), and the offset added to a
  * position to find its row (OPT: 2). */
 int gptq_config_pos_rows(const gptq_model_config *cfg);
@@ -147,12 +168,18 @@ int gptq_config_pos_offset(const gptq_model_config *cfg);
 
 /* The name a family's files give the tensor (or module) gptqd calls `name`
  * ("model.layers.3.self_attn.o_proj.bias": OPT's files hold it as
- * "model.decoder.layers.3.self_attn.out_proj.bias"); every reader and
- * writer goes through it, so the runtime sees Llama's names alone. Writes
- * at most n bytes to out; returns out, or name itself when the family's
- * name is the same. */
+ * "model.decoder.layers.3.self_attn.out_proj.bias", BLOOM's as
+ * "transformer.h.3.self_attention.dense.bias"); every reader and writer
+ * goes through it, so the runtime sees Llama's names alone. Writes at most
+ * n bytes to out; returns out, or name itself when the family's name is
+ * the same. */
 const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name, char *out,
                                   size_t n);
+/* The prefix a family's base-model checkpoints leave off ("model." for OPT,
+ * "transformer." for BLOOM: facebook/opt-* and bigscience/bloom-* store
+ * "decoder.layers.0..." and "h.0..."), or NULL; readers try the name
+ * without it when the full one is absent. */
+const char *gptq_config_base_prefix(const gptq_model_config *cfg);
 
 /* Merge generation_config.json's end-of-generation ids (eos_token_id: an
  * id or a list) into cfg's, which generation stops on; bos_token_id fills

@@ -155,7 +155,7 @@ const gptq_gguf_tensor *gptq_gguf_hf_tensor(const gptq_gguf *g, const gptq_model
     if (!gptq_gguf_name_of(hf_name, name, sizeof name, &layer, &which))
         return NULL;
     /* a fused family's gate and up are rows of its ffn_up (model/source.c) */
-    if (gptq_config_fused(cfg) && (which == NAME_GATE || which == NAME_UP))
+    if (gptq_config_fuses(cfg, 1) && (which == NAME_GATE || which == NAME_UP))
         return NULL;
     const gptq_gguf_tensor *t = gptq_gguf_find_tensor(g, name);
     if (!t)

@@ -162,6 +162,7 @@ int64_t gptq_model_params(const gptq_model *m)
     const gptq_model_config *c = &m->cfg;
     int64_t emb = (int64_t)c->vocab_size * c->hidden_size;
     int64_t n = emb + (gptq_config_layernorm(c) ? 2 : 1) * (int64_t)c->hidden_size +
+                (gptq_config_embed_norm(c) ? 2 * (int64_t)c->hidden_size : 0) +
                 (c->tie_word_embeddings ? 0 : emb) +
                 (int64_t)gptq_config_pos_rows(c) * c->hidden_size;
     for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -186,7 +187,7 @@ size_t gptq_model_bytes(const gptq_model *m)
     if (m->pos_embed)
         bytes += llama_dense_bytes((size_t)gptq_config_pos_rows(c), (size_t)c->hidden_size,
                                    m->pos_dt);
-    size_t floats = (size_t)c->hidden_size * (m->norm_b ? 2 : 1);
+    size_t floats = (size_t)c->hidden_size * ((m->norm_b ? 2 : 1) + (m->embed_norm ? 2 : 0));
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; i < LLAMA_NORMS; i++)
             floats += llama_norm_len(c, i);
@@ -355,6 +356,12 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
                     NULL)) != GPTQ_OK)
         return st;
     int64_t pos_shape[2] = {gptq_config_pos_rows(c), c->hidden_size};
+    if (m->embed_norm &&
+        ((st = visit(user, "model.embed_norm.weight", m->embed_norm, GPTQ_DT_F32, 1, vec_shape,
+                     NULL)) ||
+         (st = visit(user, "model.embed_norm.bias", m->embed_norm_b, GPTQ_DT_F32, 1, vec_shape,
+                     NULL))))
+        return st;
     if (m->pos_embed && (st = visit(user, "model.embed_positions.weight", m->pos_embed, m->pos_dt,
                                     2, pos_shape, NULL)) != GPTQ_OK)
         return st;

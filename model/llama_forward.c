@@ -110,6 +110,12 @@ static void norm_apply(const gptq_model *m, const float *x, const float *w, cons
         be->rmsnorm(be, x, w, y, n, m->cfg.hidden_size, eps);
 }
 
+/* A non-gated MLP's activation: OPT's ReLU, BLOOM's tanh GELU. */
+static gptq_act mlp_activation(const gptq_model_config *c)
+{
+    return c->arch == GPTQ_ARCH_BLOOM ? GPTQ_ACT_GELU_TANH : GPTQ_ACT_RELU;
+}
+
 /* The first linear of the MLP, whose input the calibration hook sees. */
 static gptq_linear_id mlp_first(const gptq_model_config *c)
 {
@@ -223,7 +229,7 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
     }
     /* each sequence its own table (longrope); one call when they agree;
      * none for learned positions (added to the embedding) */
-    for (int i = 0, n = gptq_config_pos_rows(c) ? 0 : s->mixed ? n_seq : 1; i < n; i++) {
+    for (int i = 0, n = !gptq_config_rope(c) ? 0 : s->mixed ? n_seq : 1; i < n; i++) {
         const int rows = s->mixed ? len : T;
         const float *freq = m->rope_freq + (s->past_original[i] ? hd / 2 : 0);
         be->rope(be, s->q + (size_t)i * rows * q_dim, rows, nh, hd, s->pos + (size_t)i * rows,
@@ -260,6 +266,7 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
                          ? (float)(c->rope_attention_factor * c->rope_attention_factor) /
                                sqrtf((float)hd)
                          : 1.0f / sqrtf((float)hd),
+            .alibi = m->alibi,
         };
         if ((st = be->attention(be, &a)) != GPTQ_OK)
             return st;
@@ -276,7 +283,8 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
     const layer *Ly = &m->layers[l];
     if (!gptq_config_gated_mlp(&m->cfg)) {
         if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, act, T)) == GPTQ_OK)
-            m->be->activate(m->be, GPTQ_ACT_RELU, act, (size_t)T * m->cfg.intermediate_size);
+            m->be->activate(m->be, mlp_activation(&m->cfg), act,
+                            (size_t)T * m->cfg.intermediate_size);
         return st;
     }
     if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
@@ -458,6 +466,13 @@ static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_
     return GPTQ_OK;
 }
 
+/* BLOOM's LayerNorm of the embedding, in place on h [n, hidden]. */
+static void embed_norm_apply(const gptq_model *m, float *h, int n)
+{
+    if (m->embed_norm)
+        norm_apply(m, h, m->embed_norm, m->embed_norm_b, h, n);
+}
+
 /* Learned positions (OPT): h [n_seq * len, hidden] += the table's rows
  * start[i] + t + offset, through tmp [n_seq * len, hidden] (backend
  * memory). A position past the table is refused, as transformers cannot
@@ -506,14 +521,16 @@ gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n_seq,
     m->be->embed(m->be, m->embed, m->embed_dt, d_ids, (int)T, m->cfg.hidden_size, h);
     if (owned)
         m->be->free(m->be, owned); /* frees after the queued embedding (cudaFree synchronizes) */
-    if (!m->pos_embed)
-        return GPTQ_OK;
-    int32_t *zeros = calloc((size_t)n_seq, sizeof *zeros);
-    float *tmp = m->be->alloc(m->be, T * m->cfg.hidden_size * sizeof *tmp);
-    st = !zeros || !tmp ? gptq_backend_alloc_fail(m->be, "embed: positions of %zu tokens", T)
-                        : add_positions(m, zeros, n_seq, len, h, tmp);
-    m->be->free(m->be, tmp);
-    free(zeros);
+    if (m->pos_embed) {
+        int32_t *zeros = calloc((size_t)n_seq, sizeof *zeros);
+        float *tmp = m->be->alloc(m->be, T * m->cfg.hidden_size * sizeof *tmp);
+        st = !zeros || !tmp ? gptq_backend_alloc_fail(m->be, "embed: positions of %zu tokens", T)
+                            : add_positions(m, zeros, n_seq, len, h, tmp);
+        m->be->free(m->be, tmp);
+        free(zeros);
+    }
+    if (st == GPTQ_OK)
+        embed_norm_apply(m, h, (int)T);
     return st;
 }
 
@@ -672,6 +689,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     if ((st = add_positions(m, starts, n_seq, len, h, s.x)) != GPTQ_OK ||
         (st = scratch_positions(&s, &m->cfg, starts, n_seq, len)) != GPTQ_OK)
         goto done;
+    embed_norm_apply(m, h, (int)T);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; kv && i < n_seq; i++) {
             size_t at = (size_t)(slots ? slots[i] : i) * kv->n_layers + l;

@@ -27,6 +27,7 @@ typedef struct part {
 } part;
 
 typedef struct fuser {
+    const gptq_model_config *cfg;
     gptq_tensor_visit visit;
     void *user;
     gptq_kept *keep;       /* where joined copies go: the caller's, or own (freed per group) */
@@ -91,18 +92,19 @@ static gptq_status fuse_packed(fuser *f, const gptq_fused_group *g, const char *
             (st = kept(f->keep, P->scales = malloc((size_t)ng * rows * sizeof(uint16_t)))) ||
             (st = kept(f->keep, P->g_idx = malloc((size_t)cols * sizeof(int32_t)))))
             L = NULL;
-        for (int i = 0, r0 = 0; L && i < g->n; r0 += v[i].rows, i++) {
+        const int gi = (int)(g - gptq_fused_groups);
+        for (int i = 0; L && i < g->n; i++) {
             const int r = v[i].rows;
-            for (size_t w = 0; w < words; w++)
-                memcpy(P->qweight + w * rows + r0, v[i].qweight + w * r, r * sizeof(int32_t));
-            for (int k = 0; k < ng; k++) {
-                memcpy(P->scales + (size_t)k * rows + r0, v[i].scales + (size_t)k * r,
-                       r * sizeof(uint16_t));
-                for (int j = 0; j < r; j++)
-                    gptq_bits_put(P->qzeros + (size_t)k * rows * bits / 32, 1, bits,
-                                  (size_t)(r0 + j),
+            for (int j = 0; j < r; j++) { /* output row j of the part: fused row fr */
+                const size_t fr = (size_t)gptq_config_fused_row(f->cfg, gi, i, j);
+                for (size_t w = 0; w < words; w++)
+                    P->qweight[w * rows + fr] = v[i].qweight[w * r + j];
+                for (int k = 0; k < ng; k++) {
+                    P->scales[(size_t)k * rows + fr] = v[i].scales[(size_t)k * r + j];
+                    gptq_bits_put(P->qzeros + (size_t)k * rows * bits / 32, 1, bits, fr,
                                   gptq_bits_get(v[i].qzeros + (size_t)k * r * bits / 32, 1,
                                                 bits, (size_t)j));
+                }
             }
         }
         if (L) {
@@ -124,6 +126,7 @@ static gptq_status flush(fuser *f)
     if (!g)
         return GPTQ_OK;
     f->g = NULL;
+    const int gi = (int)(g - gptq_fused_groups);
     /* names kept too: a writer may hold them until it writes */
     char *name, *wname, *bname;
     gptq_status st;
@@ -160,15 +163,18 @@ static gptq_status flush(fuser *f)
         char *buf = malloc((size_t)(rows * cols) * es);
         if ((st = kept(f->keep, buf)))
             return st;
-        size_t at = 0;
         for (int i = 0; i < g->n; i++) {
-            const size_t n = (size_t)(f->parts[i].rows * cols);
-            if (f->parts[i].dt == dt)
-                memcpy(buf + at, f->parts[i].data, n * es);
-            else if (gptq_dtype_to_f32(f->parts[i].dt, f->parts[i].data, (float *)(buf + at), n))
-                return gptq_fail(GPTQ_ERR_ARG, "'%s': a part has dtype %s", name,
-                                 gptq_dtype_name(f->parts[i].dt));
-            at += n * es;
+            const part *p = &f->parts[i];
+            const size_t pes = gptq_dtype_size(p->dt);
+            for (int64_t j = 0; j < p->rows; j++) {
+                char *dst = buf + (size_t)gptq_config_fused_row(f->cfg, gi, i, j) * cols * es;
+                const char *src = (const char *)p->data + (size_t)j * cols * pes;
+                if (p->dt == dt)
+                    memcpy(dst, src, (size_t)cols * es);
+                else if (gptq_dtype_to_f32(p->dt, src, (float *)dst, (size_t)cols))
+                    return gptq_fail(GPTQ_ERR_ARG, "'%s': a part has dtype %s", name,
+                                     gptq_dtype_name(p->dt));
+            }
         }
         int64_t shape[2] = {rows, cols};
         st = f->visit(f->user, wname, buf, dt, 2, shape, NULL);
@@ -178,8 +184,9 @@ static gptq_status flush(fuser *f)
     float *b = malloc((size_t)rows * sizeof *b);
     if ((st = kept(f->keep, b)))
         return st;
-    for (int i = 0, at = 0; i < g->n; at += (int)f->parts[i].rows, i++)
-        memcpy(b + at, f->parts[i].bias, (size_t)f->parts[i].rows * sizeof *b);
+    for (int i = 0; i < g->n; i++)
+        for (int64_t j = 0; j < f->parts[i].rows; j++)
+            b[gptq_config_fused_row(f->cfg, gi, i, j)] = f->parts[i].bias[j];
     int64_t bshape[1] = {rows};
     return f->visit(f->user, bname, b, GPTQ_DT_F32, 1, bshape, NULL);
 }
@@ -194,7 +201,8 @@ static gptq_status fuse_visit(void *user, const char *name, const void *data, gp
     if (sscanf(name, "model.layers.%d.%n", &layer, &at) == 1 && at) {
         const char *rest = name + at;
         for (size_t gi = 0; gi < GPTQ_FUSED_GROUPS; gi++)
-            for (int i = 0; i < gptq_fused_groups[gi].n; i++) {
+            for (int i = 0; i < gptq_fused_groups[gi].n && gptq_config_fuses(f->cfg, (int)gi);
+                 i++) {
                 size_t n = strlen(gptq_fused_groups[gi].parts[i]);
                 const char *suffix = rest + n;
                 if (strncmp(rest, gptq_fused_groups[gi].parts[i], n) ||
@@ -252,7 +260,7 @@ gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visi
     renamer r = {.cfg = &m->cfg, .visit = visit, .user = user};
     if (!gptq_config_fused(&m->cfg))
         return gptq_model_foreach_tensor(m, rename_visit, &r);
-    fuser f = {.visit = rename_visit, .user = &r, .keep = keep};
+    fuser f = {.cfg = &m->cfg, .visit = rename_visit, .user = &r, .keep = keep};
     if (!keep)
         f.keep = &f.own;
     gptq_status st = gptq_model_foreach_tensor(m, fuse_visit, &f);

@@ -62,6 +62,10 @@ struct gptq_model {
     void *embed;              /* [vocab, hidden] of embed_dt */
     float *norm;              /* [hidden] */
     float *norm_b;            /* [hidden]: its bias (gptq_config_layernorm), else NULL */
+    float *embed_norm, *embed_norm_b; /* [hidden] each: the LayerNorm after the embedding
+                                 (gptq_config_embed_norm: BLOOM), else NULL */
+    float *alibi_host;        /* [n_heads] ALiBi slopes (gptq_config_alibi), else NULL */
+    float *alibi;             /* the same in be memory (== alibi_host on the CPU) */
     void *pos_embed;          /* [gptq_config_pos_rows, hidden] of pos_dt: learned positions
                                  (OPT), else NULL */
     gptq_dtype pos_dt;

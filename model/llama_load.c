@@ -368,6 +368,12 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
     if ((st = load_dense(ld, "model.embed_tokens.weight", emb_shape, "vocab_size, hidden_size",
                          &m->embed, &m->embed_dt)) != GPTQ_OK)
         return st;
+    if (gptq_config_embed_norm(c) &&
+        ((st = load_f32(ld, "model.embed_norm.weight", 1, vec_shape, "hidden_size",
+                        &m->embed_norm)) ||
+         (st = load_f32(ld, "model.embed_norm.bias", 1, vec_shape, "hidden_size",
+                        &m->embed_norm_b))))
+        return st;
     int64_t pos_shape[2] = {gptq_config_pos_rows(c), c->hidden_size};
     if (pos_shape[0] &&
         (st = load_dense(ld, "model.embed_positions.weight", pos_shape,
@@ -431,6 +437,14 @@ gptq_model *llama_model_new(const gptq_model_config *cfg)
     gptq_config_rope_inv_freq(cfg, m->inv_freq);
     gptq_config_rope_inv_freq_long(cfg, m->inv_freq + cfg->head_dim / 2);
     m->rope_freq = m->inv_freq;
+    if (gptq_config_alibi(cfg)) {
+        if (!(m->alibi_host = malloc((size_t)cfg->num_attention_heads * sizeof(float)))) {
+            gptq_model_free(m);
+            return NULL;
+        }
+        gptq_config_alibi_slopes(cfg, m->alibi_host);
+        m->alibi = m->alibi_host;
+    }
     return m;
 }
 
@@ -447,7 +461,15 @@ gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be)
         n->rope_freq = n->inv_freq;
         return gptq_backend_alloc_fail(be, "rope frequencies (%zu bytes)", bytes);
     }
-    return be->upload(be, n->rope_freq, n->inv_freq, bytes);
+    gptq_status st = be->upload(be, n->rope_freq, n->inv_freq, bytes);
+    if (st || !n->alibi_host)
+        return st;
+    bytes = (size_t)n->cfg.num_attention_heads * sizeof(float);
+    if (!(n->alibi = be->alloc(be, bytes))) {
+        n->alibi = n->alibi_host;
+        return gptq_backend_alloc_fail(be, "ALiBi slopes (%zu bytes)", bytes);
+    }
+    return be->upload(be, n->alibi, n->alibi_host, bytes);
 }
 
 /* Load config and weights of folder `dir`; with `streaming`, the decoder
@@ -556,7 +578,12 @@ void gptq_model_free(gptq_model *m)
         llama_buf_free(m, m->norm);
         llama_buf_free(m, m->norm_b);
         llama_buf_free(m, m->pos_embed);
+        llama_buf_free(m, m->embed_norm);
+        llama_buf_free(m, m->embed_norm_b);
     }
+    if (m->alibi != m->alibi_host)
+        m->be->free(m->be, m->alibi); /* always the model's own, as rope_freq */
+    free(m->alibi_host);
     llama_head_grid_clear(m); /* always the model's own, views or not */
     if (m->rope_freq != m->inv_freq)
         m->be->free(m->be, m->rope_freq); /* always the model's own, views or not */

@@ -145,6 +145,8 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
     n->embed = copy_bytes(cp, m->embed, llama_dense_bytes((size_t)c->vocab_size, hidden, m->embed_dt));
     n->norm = copy_bytes(cp, m->norm, hidden * sizeof(float));
     n->norm_b = copy_bytes(cp, m->norm_b, hidden * sizeof(float));
+    n->embed_norm = copy_bytes(cp, m->embed_norm, hidden * sizeof(float));
+    n->embed_norm_b = copy_bytes(cp, m->embed_norm_b, hidden * sizeof(float));
     n->pos_embed = copy_bytes(
         cp, m->pos_embed, llama_dense_bytes((size_t)gptq_config_pos_rows(c), hidden, m->pos_dt));
     n->pos_dt = m->pos_dt;
@@ -312,6 +314,11 @@ gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
     const size_t vocab = (size_t)c->vocab_size, hidden = (size_t)c->hidden_size;
     gptq_uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
     n->embed = upload_dense(&u, m->embed, m->embed_dt, vocab, hidden, &n->embed_dt, "embed_tokens");
+    if (m->embed_norm) {
+        n->embed_norm = gptq_upload_bytes(&u, m->embed_norm, hidden * sizeof(float), "embed_norm");
+        n->embed_norm_b =
+            gptq_upload_bytes(&u, m->embed_norm_b, hidden * sizeof(float), "embed_norm bias");
+    }
     if (m->pos_embed)
         n->pos_embed = upload_dense(&u, m->pos_embed, m->pos_dt, (size_t)gptq_config_pos_rows(c),
                                     hidden, &n->pos_dt, "embed_positions");

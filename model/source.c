@@ -375,6 +375,17 @@ static int find_stored(const gptq_model_source *s, const char *name, gptq_source
 }
 
 
+/* The stored tensor gptqd calls `name`: under the family's name, or that
+ * name without the family's base-model prefix. */
+static int find_file(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
+{
+    char buf[256];
+    const char *f = gptq_config_file_name(&s->cfg, name, buf, sizeof buf);
+    const char *base = gptq_config_base_prefix(&s->cfg);
+    const size_t b = base ? strlen(base) : 0;
+    return find_stored(s, f, t) || (b && !strncmp(f, base, b) && find_stored(s, f + b, t));
+}
+
 /* `name` as a part of a fused tensor: 1 and *t filled, else 0. */
 static int find_part(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
 {
@@ -385,7 +396,7 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
     for (int i = 0; i < GPTQ_FUSED_GROUPS * 3; i++) {
         const int g = i / 3, k = i % 3;
         const gptq_fused_group *fg = &gptq_fused_groups[g];
-        if (k >= fg->n)
+        if (k >= fg->n || !gptq_config_fuses(&s->cfg, g))
             continue;
         size_t n = strlen(fg->parts[k]);
         if (strncmp(rest, fg->parts[k], n) || rest[n] != '.')
@@ -397,7 +408,7 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
                 suffix = suffixes[k]; /* static: the part keeps it */
         char fname[192];
         snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", layer, fg->fused, suffix);
-        if (!find_stored(s, fname, t))
+        if (!find_file(s, fname, t))
             return 0;
         if (!strcmp(suffix, "g_idx"))
             return 1; /* one column order for all parts */
@@ -405,20 +416,23 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
         if (last && strcmp(suffix, "qweight") && strcmp(suffix, "scales") &&
             strcmp(suffix, "qzeros"))
             return 0;
-        int64_t start, rows, total;
-        gptq_config_fused_rows(&s->cfg, g, k, &start, &rows, &total);
+        int64_t start, rows, total, block, period;
+        gptq_config_fused_rows(&s->cfg, g, k, &start, &rows, &total, &block, &period);
         const int axis = last ? t->ndim - 1 : 0;
         int64_t extent = t->shape[axis];
         if (!strcmp(suffix, "qzeros")) {
             /* zero points packed along the rows: bits = words * 32 / rows;
-             * every part's rows * bits is a multiple of 32 (the packing
-             * check the loader makes), so the parts split on words. A
-             * fused tensor that does not fit leaves the part's shape wrong,
-             * which the loader's shape check names. */
+             * every run's rows * bits is a multiple of 32 (the packing
+             * check the loader makes, and BLOOM's heads), so the parts
+             * split on words. A fused tensor that does not fit leaves the
+             * part's shape wrong, which the loader's shape check names. */
             int64_t bits = extent * 32 % total ? 0 : extent * 32 / total;
+            if (block * bits % 32)
+                return 1;
             start = start * bits / 32, rows = rows * bits / 32, total = extent;
+            block = block * bits / 32, period = period * bits / 32;
         }
-        if (extent != total) /* the loader's shape check names the tensor and the config */
+        if (extent != total || !block) /* the loader's shape check names the tensor */
             return 1;
         t->part_of_ = fg->fused;
         t->part_suffix_ = suffix;
@@ -426,6 +440,8 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
         t->name = name;
         t->part_last_axis_ = last;
         t->part_start_ = start;
+        t->part_block_ = block;
+        t->part_period_ = period;
         t->shape[axis] = rows;
         t->numel = t->numel / extent * rows;
         t->bytes = (size_t)t->numel * gptq_dtype_size(t->dtype);
@@ -437,13 +453,11 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
 
 int gptq_source_find(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
 {
-    char fname[256];
-    return find_stored(s, gptq_config_file_name(&s->cfg, name, fname, sizeof fname), t) ||
-           find_part(s, name, t);
+    return find_file(s, name, t) || find_part(s, name, t);
 }
 
 /* Part t's values from the whole fused tensor: read (as f32 or as stored)
- * into a temporary, then its rows (or columns) copied out. */
+ * into a temporary, then its runs of rows (or columns) copied out. */
 static gptq_status read_part(const gptq_model_source *s, const gptq_source_tensor *t, int f32,
                              void *out)
 {
@@ -451,7 +465,7 @@ static gptq_status read_part(const gptq_model_source *s, const gptq_source_tenso
     char fname[192];
     snprintf(fname, sizeof fname, "model.layers.%d.%s.%s", t->part_layer_, t->part_of_,
              t->part_suffix_);
-    if (!find_stored(s, fname, &whole))
+    if (!find_file(s, fname, &whole))
         return gptq_fail(GPTQ_ERR_NOTFOUND, "%s: '%s' is gone", s->label, fname);
     const size_t esize = f32 ? sizeof(float) : gptq_dtype_size(t->dtype);
     char *tmp = malloc((size_t)whole.numel * esize + 1);
@@ -461,14 +475,19 @@ static gptq_status read_part(const gptq_model_source *s, const gptq_source_tenso
                          : gptq_source_read_raw(s, &whole, tmp);
     gptq_source_release(s, &whole);
     if (!st) {
-        /* a row slice is one contiguous block; a column slice one block
-         * (of the part's columns) per row of the other axes */
+        /* a row slice is one run of rows after another; a column slice
+         * the runs of the part's columns in each row of the other axes */
         const int64_t cols = t->part_last_axis_ ? t->shape[t->ndim - 1] : t->numel,
                       wide = t->part_last_axis_ ? whole.shape[t->ndim - 1] : whole.numel,
-                      step = t->part_last_axis_ ? 1 : whole.numel / whole.shape[0];
+                      step = t->part_last_axis_ ? 1 : whole.numel / whole.shape[0],
+                      runs = t->shape[t->part_last_axis_ ? t->ndim - 1 : 0] / t->part_block_,
+                      run = t->part_block_ * step;
         for (int64_t o = 0; o < t->numel / cols; o++)
-            memcpy((char *)out + (size_t)(o * cols) * esize,
-                   tmp + (size_t)(o * wide + t->part_start_ * step) * esize, (size_t)cols * esize);
+            for (int64_t r = 0; r < runs; r++)
+                memcpy((char *)out + (size_t)(o * cols + r * run) * esize,
+                       tmp + (size_t)(o * wide + (t->part_start_ + r * t->part_period_) * step) *
+                                 esize,
+                       (size_t)run * esize);
     }
     free(tmp);
     return st;

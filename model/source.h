@@ -39,7 +39,9 @@ typedef struct gptq_source_tensor {
     const char *part_of_, *part_suffix_;
     int part_layer_;
     int part_last_axis_;
-    int64_t part_start_;
+    int64_t part_start_, part_block_, part_period_; /* runs of part_block_ rows (or columns,
+                                                       or zero-point words) every
+                                                       part_period_, the first at start */
 } gptq_source_tensor;
 
 /* Open `path`: a folder (an HF model) or a regular file starting with the

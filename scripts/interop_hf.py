@@ -77,10 +77,13 @@ def cmd_eval(a):
     # as gptqd prints a generation: ended by the end-of-text token, not showing it
     prefixes = [tok.decode(new[:k + 1], skip_special_tokens=True) for k in range(len(new))]
     # the class of the first attention linear (q_proj, or a fused qkv_proj)
-    # (OPT's decoder layers are model.decoder.layers)
-    decoder = getattr(m.model, "decoder", m.model)
-    kernel = next(type(mod).__name__ for name, mod in decoder.layers[0].self_attn.named_children()
-                  if name.endswith("_proj"))
+    # (OPT's decoder layers are model.decoder.layers; BLOOM's transformer.h
+    # with self_attention.query_key_value)
+    base = m.get_decoder() if hasattr(m, "get_decoder") else m.model
+    layer0 = base.layers[0] if hasattr(base, "layers") else base.h[0]
+    attn = getattr(layer0, "self_attn", None) or layer0.self_attention
+    kernel = next(type(mod).__name__ for name, mod in attn.named_children()
+                  if name.endswith("_proj") or name == "query_key_value")
     print(json.dumps({"perplexity": math.exp(sum(nll) / len(nll)), "windows": len(nll),
                       "greedy_ids": new.tolist(),
                       "greedy_text": tok.decode(new, skip_special_tokens=True),

@@ -80,6 +80,17 @@ def opt():
     return cfg, transformers.OPTForCausalLM
 
 
+def bloom():
+    # The paper's other family: ALiBi (6 heads: the slopes of a head count
+    # that is not a power of two), q/k/v fused per head in
+    # self_attention.query_key_value, a LayerNorm after the embedding,
+    # GELU (tanh) MLP, biases everywhere; files under transformer.*
+    cfg = transformers.BloomConfig(
+        vocab_size=4096, hidden_size=192, n_layer=2, n_head=6, layer_norm_epsilon=1e-5,
+        bos_token_id=4095, eos_token_id=4095, pad_token_id=4095)
+    return cfg, transformers.BloomForCausalLM
+
+
 def make(name, build):
     torch.manual_seed(1234)
     cfg, cls = build()
@@ -121,6 +132,7 @@ def make(name, build):
 
 
 if __name__ == "__main__":
-    families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt}
+    families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt,
+                "bloom": bloom}
     for name in sys.argv[1:] or families:
         make(name, families[name])

@@ -579,9 +579,96 @@ static void test_opt(void)
     }
 }
 
+/* BLOOM: bigscience/bloom-560m's config.json as published (n_embed,
+ * n_layer, num_attention_heads: both spellings), the ALiBi slopes
+ * transformers computes for 16 heads and for 6 (not a power of two), and
+ * its file names. */
+#define BLOOM_560M                                                                           \
+    "{\"apply_residual_connection_post_layernorm\": false, \"attention_dropout\": 0.0, "      \
+    "\"architectures\": [\"BloomForCausalLM\"], \"attention_softmax_in_fp32\": true, "      \
+    "\"bias_dropout_fusion\": true, \"bos_token_id\": 1, \"eos_token_id\": 2, "              \
+    "\"hidden_dropout\": 0.0, \"hidden_size\": 1024, \"initializer_range\": 0.02, "          \
+    "\"layer_norm_epsilon\": 1e-05, \"masked_softmax_fusion\": true, "                        \
+    "\"model_type\": \"bloom\", \"n_head\": 16, \"n_inner\": null, \"n_layer\": 24, "       \
+    "\"offset_alibi\": 100, \"pad_token_id\": 3, \"pretraining_tp\": 1, "                     \
+    "\"skip_bias_add\": true, \"skip_bias_add_qkv\": false, \"slow_but_exact\": false, "     \
+    "\"unk_token_id\": 0, \"use_cache\": true, \"vocab_size\": 250880%s}"
+
+static void test_bloom(void)
+{
+    char json[2048];
+    gptq_model_config c;
+    snprintf(json, sizeof json, BLOOM_560M, "");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "bloom-560m", &c));
+    CHECK(c.arch == GPTQ_ARCH_BLOOM && c.hidden_size == 1024 && c.intermediate_size == 4096 &&
+              c.num_attention_heads == 16 && c.head_dim == 64 && c.num_hidden_layers == 24 &&
+              c.vocab_size == 250880 && c.tie_word_embeddings && c.max_position_embeddings == 0 &&
+              c.rms_norm_eps == 1e-5 && c.bos_token_id == 1,
+          "bloom-560m: parsed as BLOOM with its sizes");
+    CHECK(gptq_config_layernorm(&c) && !gptq_config_gated_mlp(&c) && gptq_config_alibi(&c) &&
+              !gptq_config_rope(&c) && gptq_config_embed_norm(&c) && gptq_config_fuses(&c, 0) &&
+              !gptq_config_fuses(&c, 1) && gptq_config_qkv_bias(&c) && gptq_config_mlp_bias(&c),
+          "bloom-560m: LayerNorms, ALiBi, fused q/k/v, biases");
+    /* transformers' _get_alibi_slopes: 16 heads are 2^-0.5 .. 2^-8 (powers
+     * of the float32 base, so within an ulp or two of those); 6 heads are
+     * 2^-2 .. 2^-8 (step 2) then 2^-1, 2^-3 */
+    float sl[16];
+    gptq_config_alibi_slopes(&c, sl);
+    double worst = 0;
+    for (int h = 0; h < 16; h++)
+        worst = fmax(worst, fabs(sl[h] / pow(2, -0.5 * (h + 1)) - 1));
+    CHECK(worst < 4e-7, "16 heads: slopes %g %g .. %g, %.3g from 2^(-h/2)", sl[0], sl[1], sl[15],
+          worst);
+    c.num_attention_heads = 6;
+    gptq_config_alibi_slopes(&c, sl);
+    CHECK(sl[0] == 0.25f && sl[3] == 1.0f / 256 && sl[4] == (float)pow(2, -1) &&
+              sl[5] == (float)pow(2, -3),
+          "6 heads: slopes %g %g %g %g %g %g", sl[0], sl[1], sl[2], sl[3], sl[4], sl[5]);
+    c.num_attention_heads = 16;
+    /* q, k and v per head: part k's row j of head j / 64 */
+    CHECK(gptq_config_fused_row(&c, 0, 0, 0) == 0 && gptq_config_fused_row(&c, 0, 1, 0) == 64 &&
+              gptq_config_fused_row(&c, 0, 2, 65) == 3 * 64 + 128 + 1,
+          "BLOOM's query_key_value rows interleave per head");
+    static const struct {
+        const char *extra, *needle;
+    } refused[] = {
+        {", \"apply_residual_connection_post_layernorm\": true",
+         "apply_residual_connection_post_layernorm"},
+        {", \"pretraining_tp\": 4, \"slow_but_exact\": true", "slow_but_exact"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(json, sizeof json, BLOOM_560M, refused[i].extra);
+        gptq_status st = gptq_config_parse(json, strlen(json), "bloom", &c);
+        CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), refused[i].needle),
+              "bloom {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
+              gptq_errmsg());
+    }
+    snprintf(json, sizeof json, BLOOM_560M, "");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "bloom-560m", &c));
+    static const char *const names[][2] = {
+        {"model.embed_tokens.weight", "transformer.word_embeddings.weight"},
+        {"model.embed_norm.bias", "transformer.word_embeddings_layernorm.bias"},
+        {"model.norm.weight", "transformer.ln_f.weight"},
+        {"model.layers.7.input_layernorm.weight", "transformer.h.7.input_layernorm.weight"},
+        {"model.layers.7.self_attn.qkv_proj.qweight",
+         "transformer.h.7.self_attention.query_key_value.qweight"},
+        {"model.layers.7.self_attn.o_proj.bias", "transformer.h.7.self_attention.dense.bias"},
+        {"model.layers.7.mlp.up_proj.weight", "transformer.h.7.mlp.dense_h_to_4h.weight"},
+        {"model.layers.7.mlp.down_proj", "transformer.h.7.mlp.dense_4h_to_h"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char buf[256];
+        const char *got = gptq_config_file_name(&c, names[i][0], buf, sizeof buf);
+        CHECK(!strcmp(got, names[i][1]), "BLOOM's file name of %s: %s, want %s", names[i][0],
+              got, names[i][1]);
+    }
+    CHECK(!strcmp(gptq_config_base_prefix(&c), "transformer."), "BLOOM's base prefix");
+}
+
 int main(void)
 {
     test_opt();
+    test_bloom();
     test_transformers_rope();
     test_longrope();
     struct stat sb;

@@ -15,12 +15,19 @@
  *   (CUBLAS_COMPUTE_32F): 2e-5 · Σ|W x|.
  * - rmsnorm, softmax: 2e-5 relative (float32 sums where the CPU sums in
  *   double); rope: 2e-6 · (|a|+|b|) (fma contraction only); attention:
- *   5e-5 · max|v|; elementwise: 1e-6 relative (expf ulps); embed, add,
- *   conversions: exact.
+ *   5e-5 · max|v|, ALiBi included (at j = 700 and slope 0.5, float32
+ *   rounding of slope·j and of the sum moves a score near 350 by ~2e-5
+ *   each, its weight as much relatively: measured 0.05 of the bound);
+ *   elementwise: 1e-6 relative (expf ulps); embed, add, conversions: exact.
  * - layernorm: 2e-5 as rmsnorm, against its CPU twin, relative to the
  *   terms |x|·r·|w| + |b| (r = 1/std) rather than to y: both round the
  *   mean to float32 and the bias may cancel the rest; activate (ReLU):
- *   exact, bit for bit (-0 stays -0, NaN stays NaN). */
+ *   exact, bit for bit (-0 stays -0, NaN stays NaN).
+ * - activate (GELU_TANH), against the same expression in float64: 1e-6
+ *   relative to its terms 0.5·|x|·(1 + |tanh|) rather than to y (tanhf
+ *   ulps; for x < 0 the float32 1 + tanh cancels, in transformers too),
+ *   plus one subnormal ulp (x·0.5 rounds there); ±0 keep their sign and
+ *   NaN stays NaN. */
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,7 +441,9 @@ static void test_rope(int n, int n_heads, int head_dim)
     free(bound);
 }
 
-/* Float64 causal GQA attention with the backend.h masking rules. */
+/* Float64 causal GQA attention with the backend.h masking rules, and ALiBi
+ * (a->alibi in host memory here): query head h's score of key j gains
+ * slope[h]·j after the scale. */
 static void reference_attention(const gptq_attention_args *a, double *ref, double *bound)
 {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, keys = a->start + a->len;
@@ -449,7 +458,7 @@ static void reference_attention(const gptq_attention_args *a, double *ref, doubl
                 double s = 0;
                 for (int d = 0; d < hd; d++)
                     s += (double)a->q[t * qs + h * hd + d] * a->k[j * kvs + kvh * hd + d];
-                p[j] = s * a->scale;
+                p[j] = s * a->scale + (a->alibi ? (double)a->alibi[h] * j : 0.0);
                 m = p[j] > m ? p[j] : m;
             }
             for (int j = first; j <= qpos; j++)
@@ -469,8 +478,28 @@ static void reference_attention(const gptq_attention_args *a, double *ref, doubl
     free(p);
 }
 
-static void test_attention(int len, int start, int n_heads, int n_kv_heads, int head_dim,
-                           int window)
+/* BLOOM's ALiBi slopes for n heads (transformers' build_alibi_tensor): with
+ * c the largest power of two ≤ n, base^1 .. base^c for base = 2^-(8/c),
+ * then for the n - c heads beyond, the odd powers 1, 3, 5, ... of
+ * 2^-(8/2c). Exact in float32 (powers of two for the n used here). */
+static void bloom_slopes(int n, float *slopes)
+{
+    int c = 1;
+    while (c * 2 <= n)
+        c *= 2;
+    const double base = pow(2.0, -pow(2.0, -(log2(c) - 3))),
+                 extra = pow(2.0, -pow(2.0, -(log2(2 * c) - 3)));
+    for (int i = 0; i < c; i++)
+        slopes[i] = (float)pow(base, i + 1);
+    for (int i = 0; i < n - c; i++)
+        slopes[c + i] = (float)pow(extra, 2 * i + 1);
+}
+
+/* Against the float64 reference; with alibi (BLOOM's slopes for n_heads),
+ * the CPU twin against the same reference too, so that both backends hold
+ * the same convention (absolute key position, query head's slope). */
+static void test_attention_alibi(int len, int start, int n_heads, int n_kv_heads, int head_dim,
+                                 int window, int alibi)
 {
     const int keys = start + len;
     const size_t qn = (size_t)len * n_heads * head_dim, kvn = (size_t)keys * n_kv_heads * head_dim;
@@ -478,32 +507,51 @@ static void test_attention(int len, int start, int n_heads, int n_kv_heads, int 
                              .n_kv_heads = n_kv_heads, .head_dim = head_dim, .window = window,
                              .scale = 1.0f / sqrtf((float)head_dim)};
     float *q = rand_array(qn), *k = rand_array(kvn), *v = rand_array(kvn), *out = xmalloc(qn * 4);
+    float *slopes = xmalloc((size_t)n_heads * 4);
+    bloom_slopes(n_heads, slopes);
     h.q = q;
     h.k = k;
     h.v = v;
+    h.alibi = alibi ? slopes : NULL;
     double *ref = xmalloc(qn * 8), *bound = xmalloc(qn * 8);
     reference_attention(&h, ref, bound);
     gptq_attention_args d = h;
     d.q = to_device(q, qn * 4);
     d.k = to_device(k, kvn * 4);
     d.v = to_device(v, kvn * 4);
+    d.alibi = alibi ? to_device(slopes, (size_t)n_heads * 4) : NULL;
     d.out = be->alloc(be, qn * 4);
     CHECK_OK(be->attention(be, &d));
     from_device(out, d.out, qn * 4);
     char what[128];
-    snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d hd=%d window=%d", len, start,
-             n_heads, n_kv_heads, head_dim, window);
+    snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d hd=%d window=%d%s", len,
+             start, n_heads, n_kv_heads, head_dim, window, alibi ? " alibi" : "");
     expect_close(what, out, ref, bound, qn);
+    if (alibi) {
+        h.out = out;
+        CHECK_OK(gptq_cpu_attention(&h));
+        snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d alibi, CPU twin", len,
+                 start, n_heads, n_kv_heads);
+        expect_close(what, out, ref, bound, qn);
+    }
     be->free(be, (void *)d.q);
     be->free(be, (void *)d.k);
     be->free(be, (void *)d.v);
+    be->free(be, (void *)d.alibi);
     be->free(be, d.out);
     free(q);
     free(k);
     free(v);
+    free(slopes);
     free(out);
     free(ref);
     free(bound);
+}
+
+static void test_attention(int len, int start, int n_heads, int n_kv_heads, int head_dim,
+                           int window)
+{
+    test_attention_alibi(len, start, n_heads, n_kv_heads, head_dim, window, 0);
 }
 
 static void test_elementwise(size_t n)
@@ -565,6 +613,60 @@ static void test_activate(size_t n)
     free(x);
     free(y);
     free(ref);
+}
+
+/* BLOOM's GELU in place against the same expression in float64 (the float32
+ * constants widened): x = 3·N(0,1), reaching the region where 1 + tanh
+ * cancels, plus saturation, ±0, NaN, ±inf and the largest and smallest
+ * floats. */
+static void test_activate_gelu(size_t n)
+{
+    static const float special[] = {-0.0f, 0.0f, NAN, -NAN, INFINITY, -INFINITY, FLT_MAX,
+                                    -FLT_MAX, 1e30f, -1e30f, 20.0f, -20.0f, 9.0f, -9.0f,
+                                    FLT_MIN, -FLT_MIN, 1e-45f, -1e-45f};
+    const size_t n_special = sizeof special / sizeof special[0];
+    const double c1 = 0.79788456f, c2 = 0.044715f;
+    float *x = rand_array(n), *y = xmalloc(n * 4);
+    double *ref = xmalloc(n * 8), *bound = xmalloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= 3.0f;
+    for (size_t i = 0; i < n_special && i < n; i++)
+        x[i * (n / n_special)] = special[i]; /* spread over the grid-stride loop */
+    for (size_t i = 0; i < n; i++) {
+        const double v = x[i], t = tanh(c1 * v * (1.0 + c2 * v * v));
+        ref[i] = v * 0.5 * (1.0 + t);
+        bound[i] = 1e-6 * (0.5 * fabs(v) * (1.0 + fabs(t))) + 1.5e-45;
+    }
+    float *d_x = to_device(x, n * 4);
+    be->activate(be, GPTQ_ACT_GELU_TANH, d_x, n);
+    from_device(y, d_x, n * 4);
+    /* NaN, ±inf and the sign of zero first: expect_close sees none of them. */
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int ok = isnan(ref[i])   ? isnan(y[i])
+                       : isinf(ref[i]) ? y[i] == ref[i]
+                       : x[i] == 0.0f  ? y[i] == 0.0f && signbit(y[i]) == signbit(x[i])
+                                       : isfinite(y[i]);
+        if (!ok && !bad++)
+            first = i;
+    }
+    CHECK(bad == 0,
+          "activate gelu_tanh n=%zu: %zu NaN, inf or zero sign wrong, first element %zu: %.9g "
+          "of %.9g, want %.9g", n, bad, first, y[first], x[first], ref[first]);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(ref[i])) { /* checked above */
+            ref[i] = 0.0;
+            y[i] = 0.0f;
+            bound[i] = 1.0;
+        }
+    char what[64];
+    snprintf(what, sizeof what, "activate gelu_tanh n=%zu (in place, specials)", n);
+    expect_close(what, y, ref, bound, n);
+    be->free(be, d_x);
+    free(x);
+    free(y);
+    free(ref);
+    free(bound);
 }
 
 static void test_embed(int vocab, int dim, int n)
@@ -699,8 +801,17 @@ int main(void)
     test_attention(70, 0, 8, 8, 64, 0);        /* prefill from empty */
     test_attention(20, 30, 12, 4, 80, 0);      /* prefill after a cache, odd head_dim */
     test_attention(33, 5, 4, 1, 256, 16);      /* MQA, widest head, window */
+    /* ALiBi (BLOOM): decode and prefill after a cache; 6 heads take the
+     * extra odd-power slopes (head 4's 0.5 the steepest), 8:2 GQA that the
+     * query head picks the slope, a long decode slope·j up to 350. */
+    test_attention_alibi(1, 37, 4, 4, 64, 0, 1);
+    test_attention_alibi(20, 30, 6, 6, 80, 0, 1);
+    test_attention_alibi(1, 700, 6, 6, 128, 0, 1);
+    test_attention_alibi(9, 12, 8, 2, 64, 0, 1);
+    test_attention_alibi(33, 5, 4, 4, 64, 16, 1); /* with a window */
     test_elementwise(emu ? 100003 : 1000003);
     test_activate(emu ? 100003 : 1000003);
+    test_activate_gelu(emu ? 100003 : 1000003);
     test_embed(emu ? 3000 : 32000, emu ? 1024 : 4096, 9);
     test_embed(100, 30, 4);
     test_softmax(3, 32000);

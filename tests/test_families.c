@@ -69,6 +69,11 @@ static const family_names opt_names = {
      "self_attn_layer_norm.bias"},
     {"model.layers.", "mlp.", "o_proj", "input_layernorm"}};
 
+static const family_names bloom_names = {
+    {"transformer.h.1.self_attention.query_key_value.", "transformer.word_embeddings_layernorm.",
+     "mlp.dense_h_to_4h.", "transformer.ln_f.bias"},
+    {"model.", "q_proj", "o_proj", "up_proj"}};
+
 static void check_names(const char *family, const char *dir, const family_names *want,
                         const char *what)
 {
@@ -329,7 +334,7 @@ static void check_device(const char *root)
     CHECK_OK(st);
     if (st)
         return;
-    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt"};
+    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt", "bloom"};
     for (size_t fi = 0; fi < sizeof families / sizeof families[0]; fi++) {
         char dir[512], path[600];
         snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, families[fi]);
@@ -380,6 +385,7 @@ int main(void)
     check_family(root ? root : ".", "phi3", &fused_names, 3, 1);
     check_family(root ? root : ".", "phi3-longrope", &fused_names, 4, 0);
     check_family(root ? root : ".", "opt", &opt_names, 4, 1);
+    check_family(root ? root : ".", "bloom", &bloom_names, 3, 1);
     check_longrope_batch(root ? root : ".");
     check_fused_skip(root ? root : ".");
     check_device(root ? root : ".");

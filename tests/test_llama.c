@@ -423,7 +423,8 @@ static void attention_twin(const gptq_attention_args *a, double *out)
                 double d = 0;
                 for (int e = 0; e < hd; e++)
                     d += (double)a->q[t * qs + h * hd + e] * a->k[j * ks + kvh * hd + e];
-                s[j] = visible ? d * a->scale : -INFINITY;
+                s[j] = visible ? d * a->scale + (a->alibi ? (double)a->alibi[h] * j : 0)
+                               : -INFINITY;
                 mx = fmax(mx, s[j]);
             }
             for (int j = 0; j <= pos; j++)
@@ -441,7 +442,9 @@ static void attention_twin(const gptq_attention_args *a, double *out)
  * rows, 4-row score tiles, values 32 dimensions at a time; head_dim 12 takes
  * the portable loops, per row below 16 rows and blocked sgemm above), with
  * and without a sliding window, GQA, queries after cached tokens, on float32
- * and on binary16 keys and values (against the twin on their widening). */
+ * and on binary16 keys and values (against the twin on their widening), and
+ * with BLOOM's ALiBi slopes for 4 heads (scores grow to slope x position,
+ * ~70 here, whose float32 rounding the bound allows for). */
 static void test_attention(void)
 {
     const gptq_backend *be = gptq_backend_cpu();
@@ -468,29 +471,34 @@ static void test_attention(void)
                  {60, 9, 7}, {3, 290, 50}, {0, 17, 1}, {250, 33, 0},
                  {120, 1, 0}, {200, 1, 37}}; /* one row: decoding's direct scores */
     static const int head_dims[] = {16, 72, 12}; /* 72: two chunks of 32 and one of 8 */
-    for (int f16 = 0; f16 < 2; f16++)
+    static const float slopes[NH] = {0.25f, 0.0625f, 0.015625f, 0.00390625f};
+    for (int f16 = 0; f16 < 4; f16++)
         for (size_t hi = 0; hi < sizeof head_dims / sizeof head_dims[0]; hi++)
             for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-                const int hd = head_dims[hi];
-                gptq_attention_args a = {.q = q, .k = f16 ? NULL : k, .v = f16 ? NULL : v,
-                                         .k_f16 = f16 ? k16 : NULL, .v_f16 = f16 ? v16 : NULL,
+                const int hd = head_dims[hi], alibi = f16 >= 2;
+                const int half = f16 & 1;
+                gptq_attention_args a = {.q = q, .k = half ? NULL : k, .v = half ? NULL : v,
+                                         .k_f16 = half ? k16 : NULL, .v_f16 = half ? v16 : NULL,
                                          .out = out, .len = cases[c].len,
                                          .start = cases[c].start, .n_heads = NH,
                                          .n_kv_heads = NKV, .head_dim = hd,
                                          .window = cases[c].window,
-                                         .scale = 1.0f / sqrtf((float)hd)};
+                                         .scale = 1.0f / sqrtf((float)hd),
+                                         .alibi = alibi ? slopes : NULL};
                 CHECK_OK(be->attention(be, &a));
                 gptq_attention_args t = a;
-                t.k = f16 ? kw : k, t.v = f16 ? vw : v;
+                t.k = half ? kw : k, t.v = half ? vw : v;
                 attention_twin(&t, want);
                 double maxd = 0;
                 for (int i = 0; i < a.len * NH * hd; i++)
                     maxd = fmax(maxd, fabs(out[i] - want[i]));
-                /* outputs are O(1) averages of N(0,1) values: float32 rounding */
-                CHECK(maxd < 1e-5,
-                      "attention%s head_dim %d start %d len %d window %d: max |diff| %.3g vs "
-                      "float64", f16 ? " (binary16 cache)" : "", hd, a.start, a.len, a.window,
-                      maxd);
+                /* outputs are O(1) averages of N(0,1) values: float32 rounding,
+                 * of scores up to slope x position with ALiBi */
+                const double most = 1e-5 * (alibi ? 1 + slopes[0] * (a.start + a.len) / 8 : 1);
+                CHECK(maxd < most,
+                      "attention%s%s head_dim %d start %d len %d window %d: max |diff| %.3g vs "
+                      "float64", f16 & 1 ? " (binary16 cache)" : "", alibi ? " ALiBi" : "", hd,
+                      a.start, a.len, a.window, maxd);
             }
 }
 

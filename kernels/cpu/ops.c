@@ -147,13 +147,12 @@ static gptq_status attention_rows(const gptq_attention_args *a)
             const int kvh = h / group, qpos = a->start + t, first = first_key(a, qpos);
             const float *q = a->q + (size_t)t * q_stride + (size_t)h * hd;
             float maxv = -INFINITY;
-            for (int j = first; j <= qpos; j++) {
-                float s =
-                    dot_f32(q, a->k + (size_t)j * kv_stride + (size_t)kvh * hd, hd) * a->scale;
-                p[j] = s;
-                if (s > maxv)
-                    maxv = s;
-            }
+            for (int j = first; j <= qpos; j++)
+                p[j] = dot_f32(q, a->k + (size_t)j * kv_stride + (size_t)kvh * hd, hd) * a->scale;
+            if (a->alibi)
+                gptq_cpu_alibi(p + first, qpos + 1 - first, first, a->alibi[h]);
+            for (int j = first; j <= qpos; j++)
+                maxv = p[j] > maxv ? p[j] : maxv;
             double sum = 0.0;
             for (int j = first; j <= qpos; j++) {
                 p[j] = expf(p[j] - maxv);
@@ -210,6 +209,8 @@ static gptq_status attention_gemm(const gptq_attention_args *a)
                 float *srow = S + (size_t)i * nk;
                 const int qpos = a->start + r0 + i;
                 const int lo = first_key(a, qpos) - k0, hi = qpos - k0; /* inclusive */
+                if (a->alibi)
+                    gptq_cpu_alibi(srow, nk, k0, a->alibi[h]);
                 float maxv = -INFINITY;
                 for (int j = lo; j <= hi; j++)
                     maxv = srow[j] > maxv ? srow[j] : maxv;
@@ -266,6 +267,12 @@ void gptq_cpu_activate(gptq_act act, float *x, size_t n)
     case GPTQ_ACT_RELU:
         for (size_t i = 0; i < n; i++)
             x[i] = x[i] < 0.0f ? 0.0f : x[i];
+        break;
+    case GPTQ_ACT_GELU_TANH: /* transformers' float32 expression, term by term */
+        for (size_t i = 0; i < n; i++) {
+            const float v = x[i];
+            x[i] = v * 0.5f * (1.0f + tanhf(0.79788456f * v * (1.0f + 0.044715f * v * v)));
+        }
         break;
     }
 }

@@ -25,6 +25,13 @@ gptq_status gptq_cpu_attention(const gptq_attention_args *a);
 gptq_status gptq_cpu_attention_portable(const gptq_attention_args *a);
 void gptq_cpu_silu_mul(const float *gate, const float *up, float *out, size_t n);
 void gptq_cpu_activate(gptq_act act, float *x, size_t n);
+/* ALiBi (BLOOM): s [n] += slope * (float)(k0 + j), the scores of keys k0..k0+n-1
+ * (gptq_attention_args.alibi). */
+static inline void gptq_cpu_alibi(float *s, int n, int k0, float slope)
+{
+    for (int j = 0; j < n; j++)
+        s[j] += slope * (float)(k0 + j);
+}
 void gptq_cpu_add(float *y, const float *x, size_t n);
 /* y [n] = binary16(x [n]), nearest even (F16C where present): KV rows. */
 void gptq_cpu_f32_to_f16(const float *x, uint16_t *y, size_t n);

@@ -7,7 +7,8 @@
 // as in flash-decoding. Memory is O(head_dim) per block whatever the context
 // length. Prefill blocks of one head re-read the same K/V rows, which then
 // come from L2; a tensor-core tiled prefill is the next step if profiles
-// show it matters (prefill is a small share of serving time).
+// show it matters (prefill is a small share of serving time). ALiBi (BLOOM,
+// a->alibi) adds the query head's slope·j to the scaled score of key j.
 #include "kernels/cuda/cuda_common.cuh"
 
 #define ATT_WARPS 8
@@ -19,7 +20,8 @@
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     attention_kernel(const float *__restrict__ q, const float *__restrict__ k,
                      const float *__restrict__ v, float *__restrict__ out, int start,
-                     int n_heads, int n_kv_heads, int head_dim, int window, float scale)
+                     int n_heads, int n_kv_heads, int head_dim, int window, float scale,
+                     const float *__restrict__ alibi)
 {
     __shared__ float m_s[ATT_WARPS], l_s[ATT_WARPS];
     __shared__ float o_s[ATT_WARPS][ATT_MAX_HEAD_DIM];
@@ -36,6 +38,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         qv[i] = d < head_dim ? qr[d] : 0.0f;
         o[i] = 0.0f;
     }
+    // ALiBi: query head h's slope (NULL: none, a uniform branch per key).
+    const float slope = alibi ? alibi[h] : 0.0f;
     float m = -INFINITY, l = 0.0f;
     for (int j = first + warp; j <= qpos; j += ATT_WARPS) {
         const float *kr = k + (size_t)j * kv_stride + (size_t)kvh * head_dim;
@@ -46,7 +50,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             if (d < head_dim)
                 s = fmaf(qv[i], kr[d], s);
         }
-        s = warp_sum(s) * scale;
+        s = warp_sum(s);
+        // transformers' baddbmm: the scaled dot product plus the float32
+        // product slope·j, each rounded (no FMA: the CPU twin rounds the same)
+        s = alibi ? __fadd_rn(__fmul_rn(s, scale), __fmul_rn(slope, (float)j)) : s * scale;
         const float m_new = fmaxf(m, s);
         const float corr = expf(m - m_new), p = expf(s - m_new);
         l = l * corr + p;
@@ -101,7 +108,7 @@ gptq_status cuda_attention(const gptq_attention_args *a)
     dim3 grid(a->n_heads, a->len);
     attention_kernel<<<grid, ATT_WARPS * 32, 0, g_cuda.stream>>>(
         a->q, a->k, a->v, a->out, a->start, a->n_heads, a->n_kv_heads, a->head_dim, a->window,
-        a->scale);
+        a->scale, a->alibi);
     CUDA_CHECK_LAUNCH();
     return GPTQ_OK;
 }

@@ -17,6 +17,10 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, float *out, 
 
 // In place. ReLU as `x < 0 ? 0 : x`, not fmaxf(x, 0): that keeps -0 and NaN
 // as they are (torch.nn.ReLU, the CPU twin), where fmaxf would turn NaN into 0.
+// GELU_TANH is BLOOM's bloom_gelu_forward as transformers evaluates it, one
+// float32 rounding per operation left to right: __fmul_rn keeps nvcc from
+// fusing 0.044715·x·x into an FMA with the 1 + (the host build has
+// -ffp-contract=off). The 1 + tanh cancels for x < 0 as it does in torch.
 __global__ void activate_kernel(gptq_act act, float *x, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -25,6 +29,12 @@ __global__ void activate_kernel(gptq_act act, float *x, size_t n)
         case GPTQ_ACT_RELU:
             x[i] = x[i] < 0.0f ? 0.0f : x[i];
             break;
+        case GPTQ_ACT_GELU_TANH: {
+            const float v = x[i];
+            x[i] = v * 0.5f *
+                   (1.0f + tanhf(0.79788456f * v * (1.0f + __fmul_rn(0.044715f * v, v))));
+            break;
+        }
         }
     }
 }
