@@ -37,6 +37,9 @@ typedef enum gptq_act {
     GPTQ_ACT_RELU,      /* max(x, 0) (torch.nn.ReLU: -0 and NaN kept as they are) */
     GPTQ_ACT_GELU_TANH, /* BLOOM's bloom_gelu_forward, in float32:
                            x * 0.5 * (1 + tanh(0.79788456 * x * (1 + 0.044715 * x * x))) */
+    GPTQ_ACT_GELU_PT,   /* torch's gelu(approximate='tanh') (Gemma's gelu_pytorch_tanh), in
+                           float32: inner = sqrt(2/pi) * (x + 0.044715 * (x * x * x)),
+                           0.5 * x * (1 + tanh(inner)) */
 } gptq_act;
 
 /* One sequence's attention problem over a KV cache, see `attention`. */
@@ -53,6 +56,8 @@ typedef struct gptq_attention_args {
     int window;       /* sliding window (Mistral): key j is seen by query p iff
                          p - window < j <= p; 0 = unlimited */
     float scale;      /* score scale, 1/sqrt(head_dim) for Llama */
+    float softcap;    /* Gemma 2: a score s (scaled) becomes tanh(s / softcap) * softcap
+                         before the mask and softmax; 0 = none */
     const float *alibi; /* [n_heads] ALiBi slopes (BLOOM), backend memory, or NULL: query
                            head h's score of key j gains alibi[h] * (float)j, j the key's
                            position (softmax's shift invariance makes it the paper's
@@ -149,10 +154,12 @@ struct gptq_backend {
                               const float *bias, float *y, int n);
 
     /* ---- elementwise and row ops -------------------------------------------- */
-    /* y [n, dim] = x / sqrt(mean(x²) + eps) * weight [dim]; y may alias x.
-     * The mean of squares is taken in float32 as HF LlamaRMSNorm does. */
+    /* y [n, dim] = x / sqrt(mean(x²) + eps) * (offset + weight [dim]); y may
+     * alias x. The mean of squares is taken in float32 as HF LlamaRMSNorm
+     * does; offset is 0, or 1 for Gemma's RMSNorm, whose (1 + weight) is
+     * summed in float32 as transformers does. */
     void (*rmsnorm)(const gptq_backend *be, const float *x, const float *weight, float *y, int n,
-                    int dim, float eps);
+                    int dim, float eps, float offset);
     /* y [n, dim] = (x - mean(x)) / sqrt(var(x) + eps) * weight [dim] + bias [dim]
      * (torch.nn.LayerNorm: the biased variance, float32 result; mean and
      * variance may be summed in higher precision); y may alias x. OPT. */
@@ -179,6 +186,10 @@ struct gptq_backend {
     void (*activate)(const gptq_backend *be, gptq_act act, float *x, size_t n);
     /* y [n] += x [n]. */
     void (*add)(const gptq_backend *be, float *y, const float *x, size_t n);
+    /* y [n] *= x [n] (a gated MLP whose activation is not SiLU: act(gate) * up). */
+    void (*mul)(const gptq_backend *be, float *y, const float *x, size_t n);
+    /* x [n] *= s (Gemma's embedding times sqrt(hidden), a float32 product). */
+    void (*scale)(const gptq_backend *be, float *x, float s, size_t n);
     /* out [n, dim] = float(table [vocab, dim] rows ids[i]), table of dtype
      * tdt (as gemm's W). The caller has checked 0 <= ids[i] < vocab. */
     void (*embed)(const gptq_backend *be, const void *table, gptq_dtype tdt, const int32_t *ids,

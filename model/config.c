@@ -18,7 +18,7 @@
 /* Bounds that keep every product of sizes inside int64 and reject garbage
  * early; far above any released Llama-family model. */
 #define MAX_DIM (1 << 20)
-#define MAX_LAYERS 4096
+#define MAX_LAYERS GPTQ_MAX_LAYERS
 #define MAX_VOCAB (1 << 24)
 
 /* ---- typed field readers ----------------------------------------------------
@@ -111,6 +111,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
         {"Phi3ForCausalLM", "phi3", GPTQ_ARCH_PHI3},
         {"OPTForCausalLM", "opt", GPTQ_ARCH_OPT},
         {"BloomForCausalLM", "bloom", GPTQ_ARCH_BLOOM},
+        {"Gemma2ForCausalLM", "gemma2", GPTQ_ARCH_GEMMA2},
     };
     const char *name = NULL, *model_type = NULL;
     json_t *archs = json_object_get(root, "architectures");
@@ -138,7 +139,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
                      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
-                     "OPTForCausalLM, BloomForCausalLM",
+                     "OPTForCausalLM, BloomForCausalLM, Gemma2ForCausalLM",
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
@@ -335,12 +336,40 @@ static gptq_status parse_rope(json_t *root, const char *what, gptq_model_config 
 /* transformers 5's layer_types (each layer's attention kind): every layer
  * must attend the way the config's window says all of them do (full, or
  * the sliding window of a Mistral); a mix is refused, never averaged over. */
-static gptq_status parse_layer_types(json_t *root, const char *what,
-                                     const gptq_model_config *cfg)
+static void set_sliding(gptq_model_config *cfg, int l, int on)
 {
+    if (on)
+        cfg->sliding_layers[l / 8] |= (unsigned char)(1u << (l % 8));
+    else
+        cfg->sliding_layers[l / 8] &= (unsigned char)~(1u << (l % 8));
+}
+
+/* Which layers attend within the window. Gemma 2 mixes them (default:
+ * layers 0, 2, 4, ... slide, as Gemma2Config makes it); every other family
+ * slides on all layers or none, and a list that mixes is refused. */
+static gptq_status parse_layer_types(json_t *root, const char *what,
+                                     gptq_model_config *cfg)
+{
+    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2;
+    for (int l = 0; l < cfg->num_hidden_layers; l++)
+        set_sliding(cfg, l, cfg->sliding_window > 0 && (!gemma || l % 2 == 0));
     json_t *lt = json_object_get(root, "layer_types");
     if (!lt || json_is_null(lt))
         return GPTQ_OK;
+    if (gemma) {
+        if (!json_is_array(lt) || json_array_size(lt) != (size_t)cfg->num_hidden_layers)
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: layer_types must be a list of %d strings "
+                             "(one per layer)", what, cfg->num_hidden_layers);
+        for (size_t i = 0; i < json_array_size(lt); i++) {
+            const char *t = json_string_value(json_array_get(lt, i));
+            int sliding = t && !strcmp(t, "sliding_attention");
+            if (!sliding && (!t || strcmp(t, "full_attention")))
+                return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: layer_types[%zu] '%s' is not "
+                                 "sliding_attention or full_attention", what, i, t ? t : "?");
+            set_sliding(cfg, (int)i, sliding && cfg->sliding_window > 0);
+        }
+        return GPTQ_OK;
+    }
     if (!json_is_array(lt) || json_array_size(lt) != (size_t)cfg->num_hidden_layers)
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: layer_types must be a list of %d strings (one "
                          "per layer)", what, cfg->num_hidden_layers);
@@ -643,17 +672,49 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_theta %g must be > 1", what, cfg->rope_theta);
 
     const char *act = NULL;
-    if (get_string(root, what, "hidden_act", &act) < 0)
+    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2;
+    /* Gemma 2 reads hidden_activation (its configs also carry hidden_act) */
+    if (get_string(root, what, gemma ? "hidden_activation" : "hidden_act", &act) < 0)
         return GPTQ_ERR_FORMAT;
-    if (act && strcmp(act, "silu") != 0)
-        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported; only silu",
-                         what, act);
+    const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
+    if (act && strcmp(act, want) != 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: %s '%s' is not supported; only %s", what,
+                         gemma ? "hidden_activation" : "hidden_act", act, want);
+    if (gemma) {
+        cfg->tie_word_embeddings = 1; /* Gemma2Config's default */
+        cfg->sliding_window = 4096;
+        if (json_is_null(json_object_get(root, "sliding_window")))
+            cfg->sliding_window = 0;
+        cfg->query_pre_attn_scalar = 256, cfg->attn_softcap = 50, cfg->final_softcap = 30;
+        static const char *const caps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        double *capv[] = {&cfg->attn_softcap, &cfg->final_softcap};
+        for (int i = 0; i < 2; i++) {
+            if (json_is_null(json_object_get(root, caps[i])))
+                *capv[i] = 0; /* null: no capping */
+            else if (get_double(root, what, caps[i], capv[i]) < 0)
+                return GPTQ_ERR_FORMAT;
+            else if (!(*capv[i] >= 0))
+                return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s must be >= 0", what, caps[i]);
+        }
+        if (get_double(root, what, "query_pre_attn_scalar", &cfg->query_pre_attn_scalar) < 0 ||
+            get_int(root, what, "sliding_window", 1, 1 << 30, &cfg->sliding_window) < 0)
+            return GPTQ_ERR_FORMAT;
+        if (!(cfg->query_pre_attn_scalar > 0))
+            return gptq_fail(GPTQ_ERR_FORMAT, "%s: query_pre_attn_scalar must be > 0", what);
+        int bidirectional = 0;
+        if (get_bool(root, what, "use_bidirectional_attention", &bidirectional) < 0)
+            return GPTQ_ERR_FORMAT;
+        if (bidirectional)
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: use_bidirectional_attention true (an "
+                             "encoder) is not supported", what);
+    }
 
     if (get_bool(root, what, "tie_word_embeddings", &cfg->tie_word_embeddings) < 0 ||
         get_bool(root, what, "attention_bias", &cfg->attention_bias) < 0 ||
         get_bool(root, what, "mlp_bias", &cfg->mlp_bias) < 0)
         return GPTQ_ERR_FORMAT;
-    if ((cfg->arch != GPTQ_ARCH_LLAMA && cfg->arch != GPTQ_ARCH_QWEN3 && cfg->attention_bias) ||
+    if ((cfg->arch != GPTQ_ARCH_LLAMA && cfg->arch != GPTQ_ARCH_QWEN3 &&
+         cfg->arch != GPTQ_ARCH_GEMMA2 && cfg->attention_bias) ||
         (cfg->arch != GPTQ_ARCH_LLAMA && cfg->mlp_bias))
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                          "%s: attention_bias (Llama, Qwen3) / mlp_bias (Llama): %s does not take "
@@ -842,6 +903,38 @@ int gptq_config_alibi(const gptq_model_config *cfg)
     return cfg->arch == GPTQ_ARCH_BLOOM;
 }
 
+float gptq_config_norm_offset(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_GEMMA2 ? 1.0f : 0.0f;
+}
+
+int gptq_config_sandwich_norms(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_GEMMA2;
+}
+
+float gptq_config_embed_scale(const gptq_model_config *cfg)
+{
+    if (cfg->arch != GPTQ_ARCH_GEMMA2)
+        return 0;
+    /* sqrt(hidden) in the weights' dtype, as transformers casts it (Gemma's
+     * own code rounds 55.4256 to bfloat16's 55.5 for hidden 3072) */
+    float s = (float)sqrt((double)cfg->hidden_size);
+    if (cfg->torch_dtype == GPTQ_DT_F16)
+        s = gptq_round_f16(s);
+    else if (cfg->torch_dtype == GPTQ_DT_BF16)
+        s = gptq_bf16_to_f32(gptq_f32_to_bf16(s));
+    return s;
+}
+
+int gptq_config_layer_window(const gptq_model_config *cfg, int l)
+{
+    return l >= 0 && l < cfg->num_hidden_layers &&
+                   (cfg->sliding_layers[l / 8] & (1u << (l % 8)))
+               ? cfg->sliding_window
+               : 0;
+}
+
 int gptq_config_rope(const gptq_model_config *cfg)
 {
     return !gptq_config_pos_rows(cfg) && !gptq_config_alibi(cfg);
@@ -909,6 +1002,13 @@ static const family_names families[] = {
       {"self_attn.o_proj", "self_attention.dense"},
       {"mlp.up_proj", "mlp.dense_h_to_4h"},
       {"mlp.down_proj", "mlp.dense_4h_to_h"}}},
+    /* Gemma 2's norms around the MLP: its pre_feedforward_layernorm is the
+     * norm Llama calls post_attention_layernorm */
+    {GPTQ_ARCH_GEMMA2, NULL,
+     {{"model.layers.", "model.layers."}},
+     {{"post_attention_layernorm", "pre_feedforward_layernorm"},
+      {"attn_out_norm", "post_attention_layernorm"},
+      {"mlp_out_norm", "post_feedforward_layernorm"}}},
 };
 
 static const family_names *family_of(const gptq_model_config *cfg)

@@ -33,6 +33,10 @@ typedef enum gptq_arch {
                           ALiBi instead of positions, q/k/v fused per head in
                           query_key_value, GELU (tanh) MLP, biases on every linear;
                           files under transformer.* */
+    GPTQ_ARCH_GEMMA2,  /* Gemma2ForCausalLM: Llama's linears; (1 + w) RMSNorms, also after
+                          attention and after the MLP; embedding times sqrt(hidden);
+                          GELU (tanh) gate; soft-capped scores and logits; sliding
+                          window on every other layer */
 } gptq_arch;
 
 typedef enum gptq_rope_type {
@@ -45,6 +49,7 @@ typedef enum gptq_rope_type {
 
 #define GPTQ_MAX_EOS 8
 #define GPTQ_MAX_HEAD_DIM 512
+#define GPTQ_MAX_LAYERS 4096
 
 typedef struct gptq_model_config {
     gptq_arch arch;
@@ -72,7 +77,13 @@ typedef struct gptq_model_config {
     int tie_word_embeddings;     /* lm_head shares embed_tokens.weight */
     int attention_bias;          /* Llama, Qwen3: q/k/v/o have biases; Qwen2: q/k/v always do */
     int mlp_bias;                /* Llama: gate/up/down have biases */
-    int sliding_window;          /* Mistral, Phi-3; 0 = none */
+    int sliding_window;          /* Mistral, Phi-3, Gemma 2; 0 = none */
+    /* Gemma 2's layer_types: bit l set when layer l attends within the
+     * sliding window (gptq_config_layer_window); the other families set
+     * every layer's bit when they have a window */
+    unsigned char sliding_layers[GPTQ_MAX_LAYERS / 8];
+    double query_pre_attn_scalar; /* Gemma 2: scores scaled by its -1/2; 0 = head_dim's */
+    double attn_softcap, final_softcap; /* Gemma 2's soft-capping of scores and logits; 0 = none */
     int bos_token_id;            /* -1 if absent */
     int eos_token_ids[GPTQ_MAX_EOS];
     int n_eos;
@@ -160,6 +171,17 @@ int gptq_config_rope(const gptq_model_config *cfg);
 /* 1 for ALiBi (BLOOM); slopes [num_attention_heads] as transformers'
  * _get_alibi_slopes computes them in float32. */
 int gptq_config_alibi(const gptq_model_config *cfg);
+/* Gemma 2: RMSNorms scale by (1 + w) (the backend's rmsnorm offset, 1 here,
+ * else 0); each layer has two more, after attention and after the MLP
+ * (model.layers.N.attn_out_norm / mlp_out_norm; its files call them
+ * post_attention_layernorm and post_feedforward_layernorm, and its
+ * pre_feedforward_layernorm is Llama's post_attention_layernorm); the
+ * embedding is multiplied by gptq_config_embed_scale (0: none). */
+float gptq_config_norm_offset(const gptq_model_config *cfg);
+int gptq_config_sandwich_norms(const gptq_model_config *cfg);
+float gptq_config_embed_scale(const gptq_model_config *cfg);
+/* The sliding window of layer l (0: it sees every earlier position). */
+int gptq_config_layer_window(const gptq_model_config *cfg, int l);
 void gptq_config_alibi_slopes(const gptq_model_config *cfg, float *slopes);
 /* Rows of the learned position table (0: RoPE), and the offset added to a
  * position to find its row (OPT: 2). */

@@ -94,27 +94,28 @@ void llama_linear_clear(const gptq_model *m, linear *L)
     L->packed = 0;
 }
 
-const llama_norm llama_norms[LLAMA_NORMS] = {{"input_layernorm", "weight", 0},
-                                              {"post_attention_layernorm", "weight", 0},
-                                              {"self_attn.q_norm", "weight", 1},
-                                              {"self_attn.k_norm", "weight", 1},
-                                              {"input_layernorm", "bias", 0},
-                                              {"post_attention_layernorm", "bias", 0}};
+const llama_norm llama_norms[LLAMA_NORMS] = {
+    {"input_layernorm", "weight", NORM_ALWAYS},  {"post_attention_layernorm", "weight", NORM_ALWAYS},
+    {"self_attn.q_norm", "weight", NORM_PER_HEAD}, {"self_attn.k_norm", "weight", NORM_PER_HEAD},
+    {"input_layernorm", "bias", NORM_BIAS},      {"post_attention_layernorm", "bias", NORM_BIAS},
+    {"attn_out_norm", "weight", NORM_SANDWICH},  {"mlp_out_norm", "weight", NORM_SANDWICH}};
 
 float **llama_norm_slot(layer *Ly, int i)
 {
-    float **slots[LLAMA_NORMS] = {&Ly->attn_norm, &Ly->mlp_norm,    &Ly->q_norm,
-                                  &Ly->k_norm,    &Ly->attn_norm_b, &Ly->mlp_norm_b};
+    float **slots[LLAMA_NORMS] = {&Ly->attn_norm,   &Ly->mlp_norm,    &Ly->q_norm,
+                                  &Ly->k_norm,      &Ly->attn_norm_b, &Ly->mlp_norm_b,
+                                  &Ly->attn_out_norm, &Ly->mlp_out_norm};
     return slots[i];
 }
 
 size_t llama_norm_len(const gptq_model_config *c, int i)
 {
-    if (!strcmp(llama_norms[i].suffix, "bias"))
-        return gptq_config_layernorm(c) ? (size_t)c->hidden_size : 0;
-    if (!llama_norms[i].per_head)
-        return (size_t)c->hidden_size;
-    return gptq_config_qk_norm(c) ? (size_t)c->head_dim : 0;
+    switch (llama_norms[i].when) {
+    case NORM_PER_HEAD: return gptq_config_qk_norm(c) ? (size_t)c->head_dim : 0;
+    case NORM_BIAS: return gptq_config_layernorm(c) ? (size_t)c->hidden_size : 0;
+    case NORM_SANDWICH: return gptq_config_sandwich_norms(c) ? (size_t)c->hidden_size : 0;
+    default: return (size_t)c->hidden_size;
+    }
 }
 
 /* Free a layer's buffers (owned models only) and leave it empty. */

@@ -107,13 +107,16 @@ static void norm_apply(const gptq_model *m, const float *x, const float *w, cons
     if (b)
         be->layernorm(be, x, w, b, y, n, m->cfg.hidden_size, eps);
     else
-        be->rmsnorm(be, x, w, y, n, m->cfg.hidden_size, eps);
+        be->rmsnorm(be, x, w, y, n, m->cfg.hidden_size, eps, gptq_config_norm_offset(&m->cfg));
 }
 
-/* A non-gated MLP's activation: OPT's ReLU, BLOOM's tanh GELU. */
+/* The MLP's activation where it is not SiLU: OPT's ReLU, BLOOM's tanh GELU
+ * (both without a gate), Gemma 2's torch tanh GELU of the gate. */
 static gptq_act mlp_activation(const gptq_model_config *c)
 {
-    return c->arch == GPTQ_ARCH_BLOOM ? GPTQ_ACT_GELU_TANH : GPTQ_ACT_RELU;
+    return c->arch == GPTQ_ARCH_BLOOM    ? GPTQ_ACT_GELU_TANH
+           : c->arch == GPTQ_ARCH_GEMMA2 ? GPTQ_ACT_GELU_PT
+                                         : GPTQ_ACT_RELU;
 }
 
 /* The first linear of the MLP, whose input the calibration hook sees. */
@@ -224,8 +227,9 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
         (st = linear_apply(m, &Ly->lin[GPTQ_LIN_V], x, s->v, T)) != GPTQ_OK)
         return st;
     if (Ly->q_norm) { /* Qwen3: each head's q and k, before RoPE */
-        be->rmsnorm(be, s->q, Ly->q_norm, s->q, T * nh, hd, (float)c->rms_norm_eps);
-        be->rmsnorm(be, s->k, Ly->k_norm, s->k, T * nkv, hd, (float)c->rms_norm_eps);
+        const float off = gptq_config_norm_offset(c);
+        be->rmsnorm(be, s->q, Ly->q_norm, s->q, T * nh, hd, (float)c->rms_norm_eps, off);
+        be->rmsnorm(be, s->k, Ly->k_norm, s->k, T * nkv, hd, (float)c->rms_norm_eps, off);
     }
     /* each sequence its own table (longrope); one call when they agree;
      * none for learned positions (added to the embedding) */
@@ -260,12 +264,14 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
             .n_heads = nh,
             .n_kv_heads = nkv,
             .head_dim = hd,
-            .window = c->sliding_window,
+            .window = gptq_config_layer_window(c, l),
             /* longrope scales cos and sin by attention_factor: q.k by its square */
             .scale = c->rope_type == GPTQ_ROPE_LONGROPE
                          ? (float)(c->rope_attention_factor * c->rope_attention_factor) /
                                sqrtf((float)hd)
-                         : 1.0f / sqrtf((float)hd),
+                     : c->query_pre_attn_scalar > 0 ? (float)pow(c->query_pre_attn_scalar, -0.5)
+                                                    : 1.0f / sqrtf((float)hd),
+            .softcap = (float)c->attn_softcap,
             .alibi = m->alibi,
         };
         if ((st = be->attention(be, &a)) != GPTQ_OK)
@@ -274,8 +280,9 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
     return GPTQ_OK;
 }
 
-/* act [T, intermediate] = silu(gate_proj(x)) * up_proj(x), or relu(up_proj(x))
- * without a gate; s->up is scratch. */
+/* act [T, intermediate] = silu(gate_proj(x)) * up_proj(x) (Gemma 2: its
+ * GELU of the gate), or act(up_proj(x)) without a gate (OPT, BLOOM); s->up
+ * is scratch. */
 static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *act, int T,
                            scratch *s)
 {
@@ -287,6 +294,15 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
                             (size_t)T * m->cfg.intermediate_size);
         return st;
     }
+    if (mlp_activation(&m->cfg) == GPTQ_ACT_GELU_PT) { /* Gemma 2: gelu(gate) * up */
+        if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
+            (st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
+            return st;
+        const size_t n = (size_t)T * m->cfg.intermediate_size;
+        m->be->activate(m->be, GPTQ_ACT_GELU_PT, act, n);
+        m->be->mul(m->be, act, s->up, n);
+        return GPTQ_OK;
+    }
     if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
         (st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
         return st;
@@ -294,11 +310,17 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
     return GPTQ_OK;
 }
 
-/* h += the linear `which` of x, computed into tmp [T, hidden]. */
+/* h += the linear `which` of x, computed into tmp [T, hidden] (and normed
+ * first where the family norms the attention's or the MLP's output:
+ * Gemma 2). */
 static gptq_status residual_add(const gptq_model *m, int l, gptq_linear_id which, const float *x,
                                 float *h, float *tmp, int T)
 {
-    gptq_status st = linear_apply(m, &m->layers[l].lin[which], x, tmp, T);
+    const layer *Ly = &m->layers[l];
+    const float *out_norm = which == GPTQ_LIN_O ? Ly->attn_out_norm : Ly->mlp_out_norm;
+    gptq_status st = linear_apply(m, &Ly->lin[which], x, tmp, T);
+    if (st == GPTQ_OK && out_norm)
+        norm_apply(m, tmp, out_norm, NULL, tmp, T);
     if (st == GPTQ_OK)
         m->be->add(m->be, h, tmp, (size_t)T * m->cfg.hidden_size);
     return st;
@@ -466,9 +488,13 @@ static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_
     return GPTQ_OK;
 }
 
-/* BLOOM's LayerNorm of the embedding, in place on h [n, hidden]. */
-static void embed_norm_apply(const gptq_model *m, float *h, int n)
+/* What a family does to the embedding rows h [n, hidden] besides the
+ * positions: Gemma's scale by sqrt(hidden), BLOOM's LayerNorm. */
+static void embed_finish(const gptq_model *m, float *h, int n)
 {
+    const float scale = gptq_config_embed_scale(&m->cfg);
+    if (scale != 0)
+        m->be->scale(m->be, h, scale, (size_t)n * m->cfg.hidden_size);
     if (m->embed_norm)
         norm_apply(m, h, m->embed_norm, m->embed_norm_b, h, n);
 }
@@ -530,7 +556,7 @@ gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n_seq,
         free(zeros);
     }
     if (st == GPTQ_OK)
-        embed_norm_apply(m, h, (int)T);
+        embed_finish(m, h, (int)T);
     return st;
 }
 
@@ -558,6 +584,11 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
     gptq_turn_end();
     if (m->device && st == GPTQ_OK)
         st = be->download(be, logits, y, out_bytes);
+    if (st == GPTQ_OK && c->final_softcap > 0) { /* Gemma 2: logits / cap, tanh, * cap */
+        const float cap = (float)c->final_softcap;
+        for (size_t i = 0; i < (size_t)n * c->vocab_size; i++)
+            logits[i] = tanhf(logits[i] / cap) * cap;
+    }
 done:
     be->free(be, x);
     if (m->device)
@@ -689,7 +720,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     if ((st = add_positions(m, starts, n_seq, len, h, s.x)) != GPTQ_OK ||
         (st = scratch_positions(&s, &m->cfg, starts, n_seq, len)) != GPTQ_OK)
         goto done;
-    embed_norm_apply(m, h, (int)T);
+    embed_finish(m, h, (int)T);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; kv && i < n_seq; i++) {
             size_t at = (size_t)(slots ? slots[i] : i) * kv->n_layers + l;

@@ -35,6 +35,8 @@ typedef struct layer {
     float *q_norm;    /* self_attn.q_norm [head_dim] (gptq_config_qk_norm), else NULL */
     float *k_norm;    /* self_attn.k_norm [head_dim] */
     float *attn_norm_b, *mlp_norm_b; /* their biases [hidden] (gptq_config_layernorm), else NULL */
+    float *attn_out_norm, *mlp_out_norm; /* [hidden]: norms of the attention's and the MLP's
+                         outputs before the residual add (gptq_config_sandwich_norms), else NULL */
     linear lin[GPTQ_LIN_COUNT];
 } layer;
 
@@ -43,9 +45,14 @@ typedef struct layer {
 typedef struct llama_norm {
     const char *path;   /* "input_layernorm", ... */
     const char *suffix; /* "weight" or "bias" */
-    int per_head;       /* head_dim long and only when gptq_config_qk_norm; else hidden */
+    enum {
+        NORM_ALWAYS,   /* hidden long, every family */
+        NORM_PER_HEAD, /* head_dim long, only when gptq_config_qk_norm */
+        NORM_BIAS,     /* a LayerNorm's bias, only when gptq_config_layernorm */
+        NORM_SANDWICH, /* only when gptq_config_sandwich_norms */
+    } when;
 } llama_norm;
-#define LLAMA_NORMS 6
+#define LLAMA_NORMS 8
 extern const llama_norm llama_norms[LLAMA_NORMS];
 /* &Ly's vector of llama_norms[i]. */
 float **llama_norm_slot(layer *Ly, int i);

@@ -390,8 +390,8 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
                 continue;
             snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, llama_norms[i].path,
                      llama_norms[i].suffix);
-            if ((st = load_f32(ld, name, 1, len, llama_norms[i].per_head ? "head_dim" : "hidden_size",
-                               llama_norm_slot(Ly, i))) != GPTQ_OK)
+            const char *why = llama_norms[i].when == NORM_PER_HEAD ? "head_dim" : "hidden_size";
+            if ((st = load_f32(ld, name, 1, len, why, llama_norm_slot(Ly, i))) != GPTQ_OK)
                 return st;
         }
         for (int w = 0; w < GPTQ_LIN_COUNT; w++) {

@@ -91,6 +91,22 @@ def bloom():
     return cfg, transformers.BloomForCausalLM
 
 
+def gemma2():
+    # (1 + w) norms, two more per layer; embedding times sqrt(64) = 8; GELU
+    # gate; scores scaled by query_pre_attn_scalar (24, not head_dim) and
+    # soft-capped at 5, logits at 2 (small enough to matter on random
+    # weights, whose logits stay below 2); a window of 8 on layers 0 and 2
+    # (the reference's 24 ids pass it), layer 1 full
+    cfg = transformers.Gemma2Config(
+        vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        rms_norm_eps=1e-6, query_pre_attn_scalar=24, sliding_window=8,
+        attn_logit_softcapping=5.0, final_logit_softcapping=2.0, bos_token_id=4095,
+        eos_token_id=4095, pad_token_id=4095)
+    cfg._attn_implementation = "eager"
+    return cfg, transformers.Gemma2ForCausalLM
+
+
 def make(name, build):
     torch.manual_seed(1234)
     cfg, cls = build()
@@ -133,6 +149,6 @@ def make(name, build):
 
 if __name__ == "__main__":
     families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt,
-                "bloom": bloom}
+                "bloom": bloom, "gemma2": gemma2}
     for name in sys.argv[1:] or families:
         make(name, families[name])

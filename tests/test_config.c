@@ -665,10 +665,88 @@ static void test_bloom(void)
     CHECK(!strcmp(gptq_config_base_prefix(&c), "transformer."), "BLOOM's base prefix");
 }
 
+/* Gemma 2: google/gemma-2-2b's config.json (no layer_types: every other
+ * layer slides, from layer 0), the variants refused by name, the embedding
+ * scale in the weights' dtype, and its norms' file names. */
+#define GEMMA2_2B                                                                            \
+    "{\"architectures\": [\"Gemma2ForCausalLM\"], \"attention_bias\": false, "             \
+    "\"attention_dropout\": 0.0, \"attn_logit_softcapping\": 50.0, \"bos_token_id\": 2, "    \
+    "\"cache_implementation\": \"hybrid\", \"eos_token_id\": 1, "                           \
+    "\"final_logit_softcapping\": 30.0, \"head_dim\": 256, "                                 \
+    "\"hidden_act\": \"gelu_pytorch_tanh\", \"hidden_activation\": \"gelu_pytorch_tanh\", " \
+    "\"hidden_size\": 2304, \"initializer_range\": 0.02, \"intermediate_size\": 9216, "      \
+    "\"max_position_embeddings\": 8192, \"model_type\": \"gemma2\", "                       \
+    "\"num_attention_heads\": 8, \"num_hidden_layers\": 26, \"num_key_value_heads\": 4, "     \
+    "\"pad_token_id\": 0, \"query_pre_attn_scalar\": 256, \"rms_norm_eps\": 1e-06, "          \
+    "\"rope_theta\": 10000.0, \"sliding_window\": 4096, \"torch_dtype\": \"float32\", "     \
+    "\"transformers_version\": \"4.42.4\", \"use_cache\": true, \"vocab_size\": 256000%s}"
+
+static void test_gemma2(void)
+{
+    char json[2560];
+    gptq_model_config c;
+    snprintf(json, sizeof json, GEMMA2_2B, "");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "gemma-2-2b", &c));
+    CHECK(c.arch == GPTQ_ARCH_GEMMA2 && c.hidden_size == 2304 && c.head_dim == 256 &&
+              c.num_key_value_heads == 4 && c.tie_word_embeddings && c.query_pre_attn_scalar == 256 &&
+              c.attn_softcap == 50 && c.final_softcap == 30 && c.sliding_window == 4096,
+          "gemma-2-2b: parsed as Gemma 2 with its sizes and caps");
+    CHECK(gptq_config_layer_window(&c, 0) == 4096 && gptq_config_layer_window(&c, 1) == 0 &&
+              gptq_config_layer_window(&c, 24) == 4096 && gptq_config_layer_window(&c, 25) == 0,
+          "gemma-2-2b: layers 0, 2, ... slide, 1, 3, ... see everything");
+    CHECK(gptq_config_norm_offset(&c) == 1.0f && gptq_config_sandwich_norms(&c) &&
+              gptq_config_gated_mlp(&c) && gptq_config_rope(&c) &&
+              gptq_config_embed_scale(&c) == 48.0f,
+          "gemma-2-2b: (1 + w) norms, sandwich norms, embedding x 48");
+    /* sqrt(3072) = 55.4256 is 55.5 in bfloat16, as transformers casts it */
+    snprintf(json, sizeof json, GEMMA2_2B,
+             ", \"hidden_size\": 3072, \"torch_dtype\": \"bfloat16\"");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "gemma", &c));
+    CHECK(gptq_config_embed_scale(&c) == 55.5f, "bf16 embedding scale %g",
+          gptq_config_embed_scale(&c));
+    static const struct {
+        const char *extra, *needle;
+    } refused[] = {
+        {", \"hidden_activation\": \"gelu\"", "hidden_activation 'gelu'"},
+        {", \"use_bidirectional_attention\": true", "use_bidirectional_attention"},
+        {", \"num_hidden_layers\": 2, \"layer_types\": [\"full_attention\", "
+         "\"chunked_attention\"]",
+         "layer_types[1]"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(json, sizeof json, GEMMA2_2B, refused[i].extra);
+        gptq_status st = gptq_config_parse(json, strlen(json), "gemma2", &c);
+        CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), refused[i].needle),
+              "gemma2 {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
+              gptq_errmsg());
+    }
+    snprintf(json, sizeof json, GEMMA2_2B,
+             ", \"num_hidden_layers\": 2, \"layer_types\": [\"full_attention\", "
+             "\"sliding_attention\"], \"attn_logit_softcapping\": null");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "gemma2", &c));
+    CHECK(gptq_config_layer_window(&c, 0) == 0 && gptq_config_layer_window(&c, 1) == 4096 &&
+              c.attn_softcap == 0,
+          "gemma2: an explicit layer_types list and a null cap are followed");
+    static const char *const names[][2] = {
+        {"model.layers.3.post_attention_layernorm.weight",
+         "model.layers.3.pre_feedforward_layernorm.weight"},
+        {"model.layers.3.attn_out_norm.weight", "model.layers.3.post_attention_layernorm.weight"},
+        {"model.layers.3.mlp_out_norm.weight", "model.layers.3.post_feedforward_layernorm.weight"},
+        {"model.layers.3.mlp.gate_proj.qweight", "model.layers.3.mlp.gate_proj.qweight"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char buf[256];
+        const char *got = gptq_config_file_name(&c, names[i][0], buf, sizeof buf);
+        CHECK(!strcmp(got, names[i][1]), "Gemma 2's file name of %s: %s, want %s", names[i][0],
+              got, names[i][1]);
+    }
+}
+
 int main(void)
 {
     test_opt();
     test_bloom();
+    test_gemma2();
     test_transformers_rope();
     test_longrope();
     struct stat sb;

@@ -14,11 +14,16 @@
  * - cuBLAS fp16 GEMM on fp16-exact inputs: 1e-4 · Σ|W x|; fp32 GEMM
  *   (CUBLAS_COMPUTE_32F): 2e-5 · Σ|W x|.
  * - rmsnorm, softmax: 2e-5 relative (float32 sums where the CPU sums in
- *   double); rope: 2e-6 · (|a|+|b|) (fma contraction only); attention:
- *   5e-5 · max|v|, ALiBi included (at j = 700 and slope 0.5, float32
- *   rounding of slope·j and of the sum moves a score near 350 by ~2e-5
- *   each, its weight as much relatively: measured 0.05 of the bound);
- *   elementwise: 1e-6 relative (expf ulps); embed, add, conversions: exact.
+ *   double), rmsnorm's offset 1 (Gemma) too: 1 + w is the same float32 sum
+ *   on both sides; rope: 2e-6 · (|a|+|b|) (fma contraction only);
+ *   attention: 5e-5 · max|v|, ALiBi included (at j = 700 and slope 0.5,
+ *   float32 rounding of slope·j and of the sum moves a score near 350 by
+ *   ~2e-5 each, its weight as much relatively: measured 0.05 of the bound),
+ *   soft-capping too (Gemma 2, caps 50 and 5 on scores of spread ~9:
+ *   tanh's slope ≤ 1 carries a score's rounding through unchanged, and
+ *   s / cap, tanhf and · cap add a few float32 ulps of a capped score
+ *   |s| < cap; measured ≤ 0.07 of the bound); elementwise: 1e-6 relative (expf ulps); embed, add, mul,
+ *   scale, conversions: exact.
  * - layernorm: 2e-5 as rmsnorm, against its CPU twin, relative to the
  *   terms |x|·r·|w| + |b| (r = 1/std) rather than to y: both round the
  *   mean to float32 and the bias may cancel the rest; activate (ReLU):
@@ -27,7 +32,11 @@
  *   relative to its terms 0.5·|x|·(1 + |tanh|) rather than to y (tanhf
  *   ulps; for x < 0 the float32 1 + tanh cancels, in transformers too),
  *   plus one subnormal ulp (x·0.5 rounds there); ±0 keep their sign and
- *   NaN stays NaN. */
+ *   NaN stays NaN. GELU_PT (torch's gelu(approximate='tanh')) the same
+ *   against its own expression; on the emulated module, whose tanhf is the
+ *   host's, also bit for bit against the float32 expression in torch's
+ *   order (x·x·x, x + 0.044715·cube, · kBeta, 0.5·x · (1 + tanh)), which
+ *   no tolerance could tell from BLOOM's order of the same constants. */
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,7 +331,9 @@ static void test_gemm(int n, int in, int out)
 
 /* ---- row and elementwise ops ------------------------------------------------- */
 
-static void test_rmsnorm(int n, int dim)
+/* offset 0 (Llama) or 1 (Gemma: y = x·r · (1 + w), 1 + w a float32 sum as
+ * transformers'); with offset 1 the CPU twin against the same reference. */
+static void test_rmsnorm(int n, int dim, float offset)
 {
     float *x = rand_array((size_t)n * dim), *w = rand_array((size_t)dim);
     float *y = xmalloc((size_t)n * dim * 4);
@@ -334,16 +345,21 @@ static void test_rmsnorm(int n, int dim)
         double r = 1.0 / sqrt(ss / dim + 1e-5);
         for (int j = 0; j < dim; j++) {
             size_t k = (size_t)i * dim + j;
-            ref[k] = w[j] * (x[k] * r);
+            ref[k] = (double)(offset + w[j]) * (x[k] * r);
             bound[k] = 2e-5 * fabs(ref[k]) + 1e-7;
         }
     }
     float *d_x = to_device(x, (size_t)n * dim * 4), *d_w = to_device(w, (size_t)dim * 4);
-    be->rmsnorm(be, d_x, d_w, d_x, n, dim, 1e-5f); /* in place, as the runtime calls it */
+    be->rmsnorm(be, d_x, d_w, d_x, n, dim, 1e-5f, offset); /* in place, as the runtime calls it */
     from_device(y, d_x, (size_t)n * dim * 4);
-    char what[64];
-    snprintf(what, sizeof what, "rmsnorm n=%d dim=%d (in place)", n, dim);
+    char what[80];
+    snprintf(what, sizeof what, "rmsnorm n=%d dim=%d offset=%g (in place)", n, dim, offset);
     expect_close(what, y, ref, bound, (size_t)n * dim);
+    if (offset != 0.0f) {
+        gptq_cpu_rmsnorm(x, w, y, n, dim, 1e-5f, offset);
+        snprintf(what, sizeof what, "rmsnorm n=%d dim=%d offset=%g, CPU twin", n, dim, offset);
+        expect_close(what, y, ref, bound, (size_t)n * dim);
+    }
     be->free(be, d_x);
     be->free(be, d_w);
     free(x);
@@ -443,7 +459,8 @@ static void test_rope(int n, int n_heads, int head_dim)
 
 /* Float64 causal GQA attention with the backend.h masking rules, and ALiBi
  * (a->alibi in host memory here): query head h's score of key j gains
- * slope[h]·j after the scale. */
+ * slope[h]·j after the scale; then soft-capping (a->softcap > 0): the
+ * score s becomes tanh(s / softcap)·softcap, before the mask. */
 static void reference_attention(const gptq_attention_args *a, double *ref, double *bound)
 {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, keys = a->start + a->len;
@@ -459,6 +476,8 @@ static void reference_attention(const gptq_attention_args *a, double *ref, doubl
                 for (int d = 0; d < hd; d++)
                     s += (double)a->q[t * qs + h * hd + d] * a->k[j * kvs + kvh * hd + d];
                 p[j] = s * a->scale + (a->alibi ? (double)a->alibi[h] * j : 0.0);
+                if (a->softcap > 0)
+                    p[j] = tanh(p[j] / a->softcap) * a->softcap;
                 m = p[j] > m ? p[j] : m;
             }
             for (int j = first; j <= qpos; j++)
@@ -495,18 +514,23 @@ static void bloom_slopes(int n, float *slopes)
         slopes[c + i] = (float)pow(extra, 2 * i + 1);
 }
 
-/* Against the float64 reference; with alibi (BLOOM's slopes for n_heads),
- * the CPU twin against the same reference too, so that both backends hold
- * the same convention (absolute key position, query head's slope). */
-static void test_attention_alibi(int len, int start, int n_heads, int n_kv_heads, int head_dim,
-                                 int window, int alibi)
+/* Against the float64 reference; with alibi (BLOOM's slopes for n_heads)
+ * or softcap, the CPU twin against the same reference too, so that both
+ * backends hold the same convention (absolute key position, query head's
+ * slope; the cap after ALiBi and before the mask). q is multiplied by qmul
+ * (a power of two): at 8 the scaled scores spread ~9 (N(0,1)-like q, k),
+ * which a cap of 50 bends and one of 5 mostly saturates. */
+static void test_attention_case(int len, int start, int n_heads, int n_kv_heads, int head_dim,
+                                int window, int alibi, float softcap, float qmul)
 {
     const int keys = start + len;
     const size_t qn = (size_t)len * n_heads * head_dim, kvn = (size_t)keys * n_kv_heads * head_dim;
     gptq_attention_args h = {.len = len, .start = start, .n_heads = n_heads,
                              .n_kv_heads = n_kv_heads, .head_dim = head_dim, .window = window,
-                             .scale = 1.0f / sqrtf((float)head_dim)};
+                             .scale = 1.0f / sqrtf((float)head_dim), .softcap = softcap};
     float *q = rand_array(qn), *k = rand_array(kvn), *v = rand_array(kvn), *out = xmalloc(qn * 4);
+    for (size_t i = 0; i < qn; i++)
+        q[i] *= qmul;
     float *slopes = xmalloc((size_t)n_heads * 4);
     bloom_slopes(n_heads, slopes);
     h.q = q;
@@ -523,15 +547,17 @@ static void test_attention_alibi(int len, int start, int n_heads, int n_kv_heads
     d.out = be->alloc(be, qn * 4);
     CHECK_OK(be->attention(be, &d));
     from_device(out, d.out, qn * 4);
-    char what[128];
-    snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d hd=%d window=%d%s", len,
-             start, n_heads, n_kv_heads, head_dim, window, alibi ? " alibi" : "");
+    char what[128], extra[48] = "";
+    if (softcap > 0)
+        snprintf(extra, sizeof extra, " softcap=%g q*%g", softcap, qmul);
+    snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d hd=%d window=%d%s%s", len,
+             start, n_heads, n_kv_heads, head_dim, window, alibi ? " alibi" : "", extra);
     expect_close(what, out, ref, bound, qn);
-    if (alibi) {
+    if (alibi || softcap > 0) {
         h.out = out;
         CHECK_OK(gptq_cpu_attention(&h));
-        snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d alibi, CPU twin", len,
-                 start, n_heads, n_kv_heads);
+        snprintf(what, sizeof what, "attention len=%d start=%d heads=%d/%d%s%s, CPU twin", len,
+                 start, n_heads, n_kv_heads, alibi ? " alibi" : "", extra);
         expect_close(what, out, ref, bound, qn);
     }
     be->free(be, (void *)d.q);
@@ -546,6 +572,12 @@ static void test_attention_alibi(int len, int start, int n_heads, int n_kv_heads
     free(out);
     free(ref);
     free(bound);
+}
+
+static void test_attention_alibi(int len, int start, int n_heads, int n_kv_heads, int head_dim,
+                                 int window, int alibi)
+{
+    test_attention_case(len, start, n_heads, n_kv_heads, head_dim, window, alibi, 0.0f, 1.0f);
 }
 
 static void test_attention(int len, int start, int n_heads, int n_kv_heads, int head_dim,
@@ -575,6 +607,20 @@ static void test_elementwise(size_t n)
         bound[i] = 1e-30;
     }
     expect_close("add", y, ref, bound, n);
+    /* mul, scale: a float32 product, the exact double product rounded once */
+    CHECK_OK(be->upload(be, d_a, g, n * 4));
+    be->mul(be, d_a, d_u, n);
+    from_device(y, d_a, n * 4);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = (float)((double)g[i] * u[i]);
+    expect_close("mul", y, ref, bound, n);
+    const float sc = (float)sqrt(3584.0); /* Gemma 2 9B's embedding normalizer */
+    CHECK_OK(be->upload(be, d_a, g, n * 4));
+    be->scale(be, d_a, sc, n);
+    from_device(y, d_a, n * 4);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = (float)((double)g[i] * sc);
+    expect_close("scale", y, ref, bound, n);
     be->free(be, d_g);
     be->free(be, d_u);
     be->free(be, d_a);
@@ -615,17 +661,34 @@ static void test_activate(size_t n)
     free(ref);
 }
 
-/* BLOOM's GELU in place against the same expression in float64 (the float32
- * constants widened): x = 3·N(0,1), reaching the region where 1 + tanh
- * cancels, plus saturation, ±0, NaN, ±inf and the largest and smallest
- * floats. */
-static void test_activate_gelu(size_t n)
+/* a · b rounded once to float32 whatever the compiler contracts: the
+ * double product of two floats is exact. */
+static float mul_f32(float a, float b)
+{
+    return (float)((double)a * b);
+}
+
+/* torch's gelu(approximate='tanh') in float32, in its CPU kernel's order
+ * (GPTQ_ACT_GELU_PT), each operation rounded. */
+static float gelu_pt_f32(float v)
+{
+    const float cube = mul_f32(mul_f32(v, v), v);
+    const float inner = mul_f32(0.7978845608028654f, v + mul_f32(0.044715f, cube));
+    return mul_f32(mul_f32(0.5f, v), 1.0f + tanhf(inner));
+}
+
+/* BLOOM's GELU (GELU_TANH) or torch's tanh GELU (GELU_PT) in place against
+ * the same expression in float64 (the float32 constants widened): x =
+ * 3·N(0,1), reaching the region where 1 + tanh cancels, plus saturation,
+ * ±0, NaN, ±inf and the largest and smallest floats. */
+static void test_activate_gelu(size_t n, gptq_act act)
 {
     static const float special[] = {-0.0f, 0.0f, NAN, -NAN, INFINITY, -INFINITY, FLT_MAX,
                                     -FLT_MAX, 1e30f, -1e30f, 20.0f, -20.0f, 9.0f, -9.0f,
                                     FLT_MIN, -FLT_MIN, 1e-45f, -1e-45f};
     const size_t n_special = sizeof special / sizeof special[0];
-    const double c1 = 0.79788456f, c2 = 0.044715f;
+    const double c1 = 0.79788456f, c2 = 0.044715f, beta = 0.7978845608028654f;
+    const char *name = act == GPTQ_ACT_GELU_PT ? "gelu_pt" : "gelu_tanh";
     float *x = rand_array(n), *y = xmalloc(n * 4);
     double *ref = xmalloc(n * 8), *bound = xmalloc(n * 8);
     for (size_t i = 0; i < n; i++)
@@ -633,12 +696,14 @@ static void test_activate_gelu(size_t n)
     for (size_t i = 0; i < n_special && i < n; i++)
         x[i * (n / n_special)] = special[i]; /* spread over the grid-stride loop */
     for (size_t i = 0; i < n; i++) {
-        const double v = x[i], t = tanh(c1 * v * (1.0 + c2 * v * v));
-        ref[i] = v * 0.5 * (1.0 + t);
+        const double v = x[i];
+        const double t = act == GPTQ_ACT_GELU_PT ? tanh(beta * (v + c2 * (v * v * v)))
+                                                 : tanh(c1 * v * (1.0 + c2 * v * v));
+        ref[i] = act == GPTQ_ACT_GELU_PT ? 0.5 * v * (1.0 + t) : v * 0.5 * (1.0 + t);
         bound[i] = 1e-6 * (0.5 * fabs(v) * (1.0 + fabs(t))) + 1.5e-45;
     }
     float *d_x = to_device(x, n * 4);
-    be->activate(be, GPTQ_ACT_GELU_TANH, d_x, n);
+    be->activate(be, act, d_x, n);
     from_device(y, d_x, n * 4);
     /* NaN, ±inf and the sign of zero first: expect_close sees none of them. */
     size_t bad = 0, first = 0;
@@ -651,8 +716,26 @@ static void test_activate_gelu(size_t n)
             first = i;
     }
     CHECK(bad == 0,
-          "activate gelu_tanh n=%zu: %zu NaN, inf or zero sign wrong, first element %zu: %.9g "
-          "of %.9g, want %.9g", n, bad, first, y[first], x[first], ref[first]);
+          "activate %s n=%zu: %zu NaN, inf or zero sign wrong, first element %zu: %.9g of %.9g, "
+          "want %.9g", name, n, bad, first, y[first], x[first], ref[first]);
+    if (act == GPTQ_ACT_GELU_PT) {
+        /* torch's order to the bit where tanhf is the host's (emulated);
+         * a device's tanhf (2 ulps) is not the host's: only counted */
+        size_t differ = 0;
+        first = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float want = gelu_pt_f32(x[i]);
+            if (!(isnan(want) ? isnan(y[i]) : memcmp(&y[i], &want, 4) == 0) && !differ++)
+                first = i;
+        }
+        if (be->emulated)
+            CHECK(differ == 0,
+                  "activate gelu_pt n=%zu: %zu differ from torch's float32 order, first element "
+                  "%zu: %.9g of %.9g, want %.9g", n, differ, first, y[first], x[first],
+                  gelu_pt_f32(x[first]));
+        printf("  activate gelu_pt n=%zu: %zu differ from torch's float32 order%s\n", n, differ,
+               be->emulated ? "" : " (device tanhf)");
+    }
     for (size_t i = 0; i < n; i++)
         if (!isfinite(ref[i])) { /* checked above */
             ref[i] = 0.0;
@@ -660,7 +743,7 @@ static void test_activate_gelu(size_t n)
             bound[i] = 1.0;
         }
     char what[64];
-    snprintf(what, sizeof what, "activate gelu_tanh n=%zu (in place, specials)", n);
+    snprintf(what, sizeof what, "activate %s n=%zu (in place, specials)", name, n);
     expect_close(what, y, ref, bound, n);
     be->free(be, d_x);
     free(x);
@@ -763,7 +846,7 @@ static void test_fault_reported(void)
     CHECK(y && w, "alloc");
     if (!y || !w)
         return;
-    be->rmsnorm(be, (const float *)(uintptr_t)0x10, w, y, 1, 64, 1e-5f);
+    be->rmsnorm(be, (const float *)(uintptr_t)0x10, w, y, 1, 64, 1e-5f, 0.0f);
     void *p = NULL;
     for (int i = 0; i < 8 && (p = be->alloc(be, (size_t)1 << 20)) != NULL; i++)
         be->free(be, p); /* a real device may report the fault a little later */
@@ -788,9 +871,11 @@ int main(void)
     test_gemm(1, emu ? 1024 : 4096, emu ? 768 : 4096);
     test_gemm(16, emu ? 1024 : 4096, emu ? 1100 : 11008);
     test_gemm(7, 200, 72);
-    test_rmsnorm(7, emu ? 2048 : 4096);
-    test_rmsnorm(3, emu ? 2600 : 5120);
-    test_rmsnorm(5, 100);
+    test_rmsnorm(7, emu ? 2048 : 4096, 0.0f);
+    test_rmsnorm(3, emu ? 2600 : 5120, 0.0f);
+    test_rmsnorm(5, 100, 0.0f);
+    test_rmsnorm(7, emu ? 2304 : 3584, 1.0f); /* Gemma 2's 2B and 9B hidden sizes */
+    test_rmsnorm(5, 100, 1.0f);
     test_layernorm(7, emu ? 2048 : 4096);
     test_layernorm(3, emu ? 2600 : 5120);
     test_layernorm(5, 100);
@@ -809,9 +894,19 @@ int main(void)
     test_attention_alibi(1, 700, 6, 6, 128, 0, 1);
     test_attention_alibi(9, 12, 8, 2, 64, 0, 1);
     test_attention_alibi(33, 5, 4, 4, 64, 16, 1); /* with a window */
+    /* Soft-capping (Gemma 2: 50, and 5 that saturates): decode at Gemma 2's
+     * head_dim 256 and 2:1 GQA, prefill after a cache (future keys in the
+     * cache that a cap applied after the mask would let in at -cap), with a
+     * window, and after ALiBi (no model has both: the documented order). */
+    test_attention_case(1, 37, 8, 4, 256, 0, 0, 50.0f, 8.0f);
+    test_attention_case(20, 30, 8, 4, 256, 0, 0, 50.0f, 8.0f);
+    test_attention_case(20, 30, 12, 4, 80, 0, 0, 5.0f, 8.0f);
+    test_attention_case(33, 5, 4, 2, 64, 16, 0, 5.0f, 8.0f);
+    test_attention_case(9, 12, 6, 6, 64, 0, 1, 5.0f, 2.0f);
     test_elementwise(emu ? 100003 : 1000003);
     test_activate(emu ? 100003 : 1000003);
-    test_activate_gelu(emu ? 100003 : 1000003);
+    test_activate_gelu(emu ? 100003 : 1000003, GPTQ_ACT_GELU_TANH);
+    test_activate_gelu(emu ? 100003 : 1000003, GPTQ_ACT_GELU_PT);
     test_embed(emu ? 3000 : 32000, emu ? 1024 : 4096, 9);
     test_embed(100, 30, 4);
     test_softmax(3, 32000);

@@ -74,6 +74,11 @@ static const family_names bloom_names = {
      "mlp.dense_h_to_4h.", "transformer.ln_f.bias"},
     {"model.", "q_proj", "o_proj", "up_proj"}};
 
+static const family_names gemma2_names = {
+    {"model.layers.2.pre_feedforward_layernorm.", "post_feedforward_layernorm.",
+     "post_attention_layernorm.", "mlp.gate_proj."},
+    {"attn_out_norm", "mlp_out_norm"}};
+
 static void check_names(const char *family, const char *dir, const family_names *want,
                         const char *what)
 {
@@ -334,7 +339,8 @@ static void check_device(const char *root)
     CHECK_OK(st);
     if (st)
         return;
-    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt", "bloom"};
+    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt", "bloom",
+                                           "gemma2"};
     for (size_t fi = 0; fi < sizeof families / sizeof families[0]; fi++) {
         char dir[512], path[600];
         snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, families[fi]);
@@ -386,6 +392,7 @@ int main(void)
     check_family(root ? root : ".", "phi3-longrope", &fused_names, 4, 0);
     check_family(root ? root : ".", "opt", &opt_names, 4, 1);
     check_family(root ? root : ".", "bloom", &bloom_names, 3, 1);
+    check_family(root ? root : ".", "gemma2", &gemma2_names, 4, 0);
     check_longrope_batch(root ? root : ".");
     check_fused_skip(root ? root : ".");
     check_device(root ? root : ".");

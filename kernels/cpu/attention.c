@@ -244,8 +244,7 @@ AT_TARGET static void item(const gptq_attention_args *a, int h, int r0, int r1, 
         const int qpos = a->start + r0;
         scores_row(a->q + (size_t)r0 * q_stride + (size_t)h * hd, a->k ? a->k + base : NULL,
                    a->k_f16 ? a->k_f16 + base : NULL, kv_stride, hd, nk, a->scale, S);
-        if (a->alibi)
-            gptq_cpu_alibi(S, nk, k0, a->alibi[h]);
+        gptq_cpu_score_bias(a, h, S, nk, k0);
         softmax_row(S, nk, first_key(a, qpos) - k0, qpos - k0);
         weighted_values(S, ld, nk, vp, vp16, kv_stride, hd,
                         a->out + (size_t)r0 * q_stride + (size_t)h * hd, q_stride, 1);
@@ -266,8 +265,7 @@ AT_TARGET static void item(const gptq_attention_args *a, int h, int r0, int r1, 
         }
         for (int i = 0; i < mr; i++) {
             const int qpos = a->start + i0 + i;
-            if (a->alibi)
-                gptq_cpu_alibi(S + (size_t)i * ld, np * 8, k0, a->alibi[h]);
+            gptq_cpu_score_bias(a, h, S + (size_t)i * ld, np * 8, k0);
             softmax_row(S + (size_t)i * ld, np * 8, first_key(a, qpos) - k0, qpos - k0);
         }
         float *op = a->out + (size_t)i0 * q_stride + (size_t)h * hd;

@@ -136,10 +136,10 @@ static void cpu_f32_to_f16(const gptq_backend *be, const float *x, uint16_t *y, 
 }
 
 static void cpu_rmsnorm(const gptq_backend *be, const float *x, const float *weight, float *y,
-                        int n, int dim, float eps)
+                        int n, int dim, float eps, float offset)
 {
     (void)be;
-    gptq_cpu_rmsnorm(x, weight, y, n, dim, eps);
+    gptq_cpu_rmsnorm(x, weight, y, n, dim, eps, offset);
 }
 
 static void cpu_layernorm(const gptq_backend *be, const float *x, const float *weight,
@@ -173,6 +173,18 @@ static void cpu_activate(const gptq_backend *be, gptq_act act, float *x, size_t 
 {
     (void)be;
     gptq_cpu_activate(act, x, n);
+}
+
+static void cpu_mul(const gptq_backend *be, float *y, const float *x, size_t n)
+{
+    (void)be;
+    gptq_cpu_mul(y, x, n);
+}
+
+static void cpu_scale(const gptq_backend *be, float *x, float s, size_t n)
+{
+    (void)be;
+    gptq_cpu_scale(x, s, n);
 }
 
 static void cpu_add(const gptq_backend *be, float *y, const float *x, size_t n)
@@ -269,6 +281,8 @@ static const gptq_backend cpu_backend = {
     .kv_dtypes = 1u << GPTQ_DT_F32 | 1u << GPTQ_DT_F16,
     .silu_mul = cpu_silu_mul,
     .activate = cpu_activate,
+    .mul = cpu_mul,
+    .scale = cpu_scale,
     .add = cpu_add,
     .embed = cpu_embed,
     .softmax = cpu_softmax,

@@ -49,7 +49,8 @@ void gptq_cpu_gemm_f32(const float *x, const float *W, const float *bias, float 
                     y, out);
 }
 
-void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps)
+void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps,
+                      float offset)
 {
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * dim;
@@ -61,8 +62,26 @@ void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int 
         float variance = (float)(sum / dim);
         float r = 1.0f / sqrtf(variance + eps);
         for (int j = 0; j < dim; j++)
-            yr[j] = weight[j] * (xr[j] * r);
+            yr[j] = (offset + weight[j]) * (xr[j] * r);
     }
+}
+
+void gptq_cpu_softcap(float *s, int n, float cap)
+{
+    for (int j = 0; j < n; j++) /* transformers: s / cap, tanh, * cap, in float32 */
+        s[j] = tanhf(s[j] / cap) * cap;
+}
+
+void gptq_cpu_mul(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] *= x[i];
+}
+
+void gptq_cpu_scale(float *x, float s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
 }
 
 void gptq_cpu_layernorm(const float *x, const float *weight, const float *bias, float *y, int n,
@@ -149,8 +168,7 @@ static gptq_status attention_rows(const gptq_attention_args *a)
             float maxv = -INFINITY;
             for (int j = first; j <= qpos; j++)
                 p[j] = dot_f32(q, a->k + (size_t)j * kv_stride + (size_t)kvh * hd, hd) * a->scale;
-            if (a->alibi)
-                gptq_cpu_alibi(p + first, qpos + 1 - first, first, a->alibi[h]);
+            gptq_cpu_score_bias(a, h, p + first, qpos + 1 - first, first);
             for (int j = first; j <= qpos; j++)
                 maxv = p[j] > maxv ? p[j] : maxv;
             double sum = 0.0;
@@ -209,8 +227,7 @@ static gptq_status attention_gemm(const gptq_attention_args *a)
                 float *srow = S + (size_t)i * nk;
                 const int qpos = a->start + r0 + i;
                 const int lo = first_key(a, qpos) - k0, hi = qpos - k0; /* inclusive */
-                if (a->alibi)
-                    gptq_cpu_alibi(srow, nk, k0, a->alibi[h]);
+                gptq_cpu_score_bias(a, h, srow, nk, k0);
                 float maxv = -INFINITY;
                 for (int j = lo; j <= hi; j++)
                     maxv = srow[j] > maxv ? srow[j] : maxv;
@@ -272,6 +289,12 @@ void gptq_cpu_activate(gptq_act act, float *x, size_t n)
         for (size_t i = 0; i < n; i++) {
             const float v = x[i];
             x[i] = v * 0.5f * (1.0f + tanhf(0.79788456f * v * (1.0f + 0.044715f * v * v)));
+        }
+        break;
+    case GPTQ_ACT_GELU_PT: /* torch's gelu(approximate='tanh') kernel, term by term */
+        for (size_t i = 0; i < n; i++) {
+            const float v = x[i], inner = 0.7978845608028654f * (v + 0.044715f * (v * v * v));
+            x[i] = 0.5f * v * (1.0f + tanhf(inner));
         }
         break;
     }

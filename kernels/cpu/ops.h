@@ -13,7 +13,8 @@
 
 void gptq_cpu_gemm_f32(const float *x, const float *W, const float *bias, float *y, int n, int in,
                        int out);
-void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
+void gptq_cpu_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps,
+                      float offset);
 void gptq_cpu_layernorm(const float *x, const float *weight, const float *bias, float *y, int n,
                         int dim, float eps);
 void gptq_cpu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
@@ -32,7 +33,21 @@ static inline void gptq_cpu_alibi(float *s, int n, int k0, float slope)
     for (int j = 0; j < n; j++)
         s[j] += slope * (float)(k0 + j);
 }
+/* Gemma 2's soft-capping of scores s [n] (gptq_attention_args.softcap). */
+void gptq_cpu_softcap(float *s, int n, float cap);
+/* What attention does to a row of scaled scores of keys k0.. before the
+ * mask: ALiBi, then soft-capping, each when the arguments ask for it. */
+static inline void gptq_cpu_score_bias(const gptq_attention_args *a, int h, float *s, int n,
+                                       int k0)
+{
+    if (a->alibi)
+        gptq_cpu_alibi(s, n, k0, a->alibi[h]);
+    if (a->softcap > 0)
+        gptq_cpu_softcap(s, n, a->softcap);
+}
 void gptq_cpu_add(float *y, const float *x, size_t n);
+void gptq_cpu_mul(float *y, const float *x, size_t n);
+void gptq_cpu_scale(float *x, float s, size_t n);
 /* y [n] = binary16(x [n]), nearest even (F16C where present): KV rows. */
 void gptq_cpu_f32_to_f16(const float *x, uint16_t *y, size_t n);
 void gptq_cpu_embed(const float *table, const int32_t *ids, int n, int dim, float *out);

@@ -8,7 +8,12 @@
 // length. Prefill blocks of one head re-read the same K/V rows, which then
 // come from L2; a tensor-core tiled prefill is the next step if profiles
 // show it matters (prefill is a small share of serving time). ALiBi (BLOOM,
-// a->alibi) adds the query head's slope·j to the scaled score of key j.
+// a->alibi) adds the query head's slope·j to the scaled score of key j;
+// soft-capping (Gemma 2, a->softcap > 0) then turns that score s into
+// tanh(s / softcap)·softcap, before the mask (a warp only ever scores keys
+// the mask keeps, so no masked key comes back at -softcap) and the float32
+// softmax. The two never come together in a model; when both are set ALiBi
+// comes first, as gptq_cpu_score_bias does.
 #include "kernels/cuda/cuda_common.cuh"
 
 #define ATT_WARPS 8
@@ -21,7 +26,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     attention_kernel(const float *__restrict__ q, const float *__restrict__ k,
                      const float *__restrict__ v, float *__restrict__ out, int start,
                      int n_heads, int n_kv_heads, int head_dim, int window, float scale,
-                     const float *__restrict__ alibi)
+                     float softcap, const float *__restrict__ alibi)
 {
     __shared__ float m_s[ATT_WARPS], l_s[ATT_WARPS];
     __shared__ float o_s[ATT_WARPS][ATT_MAX_HEAD_DIM];
@@ -54,6 +59,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         // transformers' baddbmm: the scaled dot product plus the float32
         // product slope·j, each rounded (no FMA: the CPU twin rounds the same)
         s = alibi ? __fadd_rn(__fmul_rn(s, scale), __fmul_rn(slope, (float)j)) : s * scale;
+        // transformers' s / softcap, tanh, * softcap in float32; the product
+        // rounded on its own, not fused with the softmax's s - m below
+        if (softcap > 0.0f)
+            s = __fmul_rn(tanhf(__fdiv_rn(s, softcap)), softcap);
         const float m_new = fmaxf(m, s);
         const float corr = expf(m - m_new), p = expf(s - m_new);
         l = l * corr + p;
@@ -108,7 +117,7 @@ gptq_status cuda_attention(const gptq_attention_args *a)
     dim3 grid(a->n_heads, a->len);
     attention_kernel<<<grid, ATT_WARPS * 32, 0, g_cuda.stream>>>(
         a->q, a->k, a->v, a->out, a->start, a->n_heads, a->n_kv_heads, a->head_dim, a->window,
-        a->scale, a->alibi);
+        a->scale, a->softcap, a->alibi);
     CUDA_CHECK_LAUNCH();
     return GPTQ_OK;
 }

@@ -156,7 +156,8 @@ void cuda_f32_to_f16(const float *x, uint16_t *y, size_t n);
 gptq_status cuda_qgemm_check(int rows, int cols, int bits);
 gptq_status cuda_qgemm(const gptq_linear *L, const float *x, const float *bias, float *y, int n);
 // rmsnorm.cu, rope.cu, attention.cu, elementwise.cu, softmax.cu
-void cuda_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps);
+void cuda_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps,
+                  float offset);
 void cuda_layernorm(const float *x, const float *weight, const float *bias, float *y, int n,
                     int dim, float eps);
 void cuda_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos,
@@ -165,6 +166,8 @@ gptq_status cuda_attention(const gptq_attention_args *a);
 void cuda_silu_mul(const float *gate, const float *up, float *out, size_t n);
 void cuda_activate(gptq_act act, float *x, size_t n);
 void cuda_add(float *y, const float *x, size_t n);
+void cuda_mul(float *y, const float *x, size_t n);
+void cuda_scale(float *x, float s, size_t n);
 // Float32 tables only (weight_dtypes): another dtype is a failure for sync.
 void cuda_embed(const void *table, gptq_dtype tdt, const int32_t *ids, int n, int dim, float *out);
 void cuda_softmax(float *x, int n, int cols);

@@ -1,6 +1,7 @@
 // kernels/cuda/elementwise.cu: SwiGLU's silu(gate)·up, a non-gated MLP's
-// activation, the residual add and the embedding gather. Twins:
-// gptq_cpu_silu_mul, gptq_cpu_activate, gptq_cpu_add, gptq_cpu_embed.
+// activation, the residual add, the elementwise product and scaling and the
+// embedding gather. Twins: gptq_cpu_silu_mul, gptq_cpu_activate,
+// gptq_cpu_add, gptq_cpu_mul, gptq_cpu_scale, gptq_cpu_embed.
 #include "kernels/cuda/cuda_common.cuh"
 
 // ---- CUDA kernels -------------------------------------------------------------
@@ -21,6 +22,10 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, float *out, 
 // float32 rounding per operation left to right: __fmul_rn keeps nvcc from
 // fusing 0.044715·x·x into an FMA with the 1 + (the host build has
 // -ffp-contract=off). The 1 + tanh cancels for x < 0 as it does in torch.
+// GELU_PT is torch's gelu(approximate='tanh') CPU kernel in its order:
+// x_cube = x·x·x, inner = kBeta·(x + kKappa·x_cube), 0.5·x·(1 + tanh(inner)),
+// kBeta = sqrt(2/pi) (the same float32 as BLOOM's 0.79788456f); __fmul_rn
+// keeps kKappa·x_cube out of an FMA with the x +.
 __global__ void activate_kernel(gptq_act act, float *x, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -35,6 +40,12 @@ __global__ void activate_kernel(gptq_act act, float *x, size_t n)
                    (1.0f + tanhf(0.79788456f * v * (1.0f + __fmul_rn(0.044715f * v, v))));
             break;
         }
+        case GPTQ_ACT_GELU_PT: {
+            const float v = x[i], cube = v * v * v;
+            const float inner = 0.7978845608028654f * (v + __fmul_rn(0.044715f, cube));
+            x[i] = 0.5f * v * (1.0f + tanhf(inner));
+            break;
+        }
         }
     }
 }
@@ -44,6 +55,20 @@ __global__ void add_kernel(float *y, const float *x, size_t n)
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         y[i] += x[i];
+}
+
+__global__ void mul_kernel(float *y, const float *x, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] *= x[i];
+}
+
+__global__ void scale_kernel(float *x, float s, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
 }
 
 // One block per token; rows are copied with 128-bit loads when dim allows.
@@ -88,6 +113,22 @@ void cuda_add(float *y, const float *x, size_t n)
         return;
     add_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(y, x, n);
     CUDA_NOTE_LAUNCH("add");
+}
+
+void cuda_mul(float *y, const float *x, size_t n)
+{
+    if (!n)
+        return;
+    mul_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(y, x, n);
+    CUDA_NOTE_LAUNCH("mul");
+}
+
+void cuda_scale(float *x, float s, size_t n)
+{
+    if (!n)
+        return;
+    scale_kernel<<<stride_blocks(n), 256, 0, g_cuda.stream>>>(x, s, n);
+    CUDA_NOTE_LAUNCH("scale");
 }
 
 // ids are device memory, like every pointer of the table (backend.h).

@@ -1,5 +1,6 @@
 // kernels/cuda/rmsnorm.cu: the row norms. RMSNorm with HF LlamaRMSNorm
-// numerics (float32 mean of squares, y = weight * (x * rsqrt(mean + eps)));
+// numerics (float32 mean of squares, y = weight * (x * rsqrt(mean + eps))),
+// or Gemma's (offset 1: the float32 sum 1 + weight in place of weight);
 // LayerNorm with torch.nn.LayerNorm's (mean, then the biased variance as the
 // mean of squared deviations, y = (x - mean) * rsqrt(var + eps) * weight +
 // bias). Twins: gptq_cpu_rmsnorm, gptq_cpu_layernorm.
@@ -8,9 +9,11 @@
 // ---- CUDA kernels -------------------------------------------------------------
 
 // One block per row. y may alias x: every thread reads its elements before
-// the block-wide sum and writes the same elements after it.
+// the block-wide sum and writes the same elements after it. offset is 0
+// (Llama: 0 + weight is weight exactly, so the result is bit for bit the
+// plain product) or 1 (Gemma: transformers' float32 1.0 + weight).
 __global__ void rmsnorm_kernel(const float *x, const float *__restrict__ weight, float *y, int dim,
-                               float eps)
+                               float eps, float offset)
 {
     __shared__ float scratch[32];
     const float *xr = x + (size_t)blockIdx.x * dim;
@@ -21,7 +24,7 @@ __global__ void rmsnorm_kernel(const float *x, const float *__restrict__ weight,
     s = block_sum(s, scratch);
     const float r = rsqrtf(s / (float)dim + eps);
     for (int j = threadIdx.x; j < dim; j += blockDim.x)
-        yr[j] = weight[j] * (xr[j] * r);
+        yr[j] = (offset + weight[j]) * (xr[j] * r);
 }
 
 // One block per row, as rmsnorm_kernel; y may alias x in the same way (the
@@ -51,12 +54,13 @@ __global__ void layernorm_kernel(const float *x, const float *__restrict__ weigh
 
 // ---- Kernel launchers ---------------------------------------------------------
 
-void cuda_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps)
+void cuda_rmsnorm(const float *x, const float *weight, float *y, int n, int dim, float eps,
+                  float offset)
 {
     if (n < 1)
         return;
     const int threads = dim >= 1024 ? 1024 : (dim + 31) / 32 * 32;
-    rmsnorm_kernel<<<n, threads, 0, g_cuda.stream>>>(x, weight, y, dim, eps);
+    rmsnorm_kernel<<<n, threads, 0, g_cuda.stream>>>(x, weight, y, dim, eps, offset);
     CUDA_NOTE_LAUNCH("rmsnorm");
 }
 
