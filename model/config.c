@@ -21,6 +21,11 @@
 #define MAX_LAYERS GPTQ_MAX_LAYERS
 #define MAX_VOCAB (1 << 24)
 
+static int is_gemma(const gptq_model_config *cfg)
+{
+    return cfg->arch == GPTQ_ARCH_GEMMA2 || cfg->arch == GPTQ_ARCH_GEMMA3;
+}
+
 /* ---- typed field readers ----------------------------------------------------
  * Each returns 0 if the field is absent or null (leaving *out), 1 if read, or
  * a negative value after setting the message (wrong type or range). */
@@ -112,6 +117,7 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
         {"OPTForCausalLM", "opt", GPTQ_ARCH_OPT},
         {"BloomForCausalLM", "bloom", GPTQ_ARCH_BLOOM},
         {"Gemma2ForCausalLM", "gemma2", GPTQ_ARCH_GEMMA2},
+        {"Gemma3ForCausalLM", "gemma3_text", GPTQ_ARCH_GEMMA3},
     };
     const char *name = NULL, *model_type = NULL;
     json_t *archs = json_object_get(root, "architectures");
@@ -139,7 +145,8 @@ static gptq_status parse_arch(json_t *root, const char *what, gptq_model_config 
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: architecture %s '%s' is not supported; supported: LlamaForCausalLM, "
                      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
-                     "OPTForCausalLM, BloomForCausalLM, Gemma2ForCausalLM",
+                     "OPTForCausalLM, BloomForCausalLM, Gemma2ForCausalLM, "
+                     "Gemma3ForCausalLM",
                      what, name ? "(architectures)" : "(model_type)", name ? name : model_type);
 }
 
@@ -344,15 +351,21 @@ static void set_sliding(gptq_model_config *cfg, int l, int on)
         cfg->sliding_layers[l / 8] &= (unsigned char)~(1u << (l % 8));
 }
 
-/* Which layers attend within the window. Gemma 2 mixes them (default:
- * layers 0, 2, 4, ... slide, as Gemma2Config makes it); every other family
+/* Which layers attend within the window. Gemma 2 and 3 mix them (default:
+ * Gemma2Config's and Gemma3TextConfig's patterns); every other family
  * slides on all layers or none, and a list that mixes is refused. */
 static gptq_status parse_layer_types(json_t *root, const char *what,
                                      gptq_model_config *cfg)
 {
-    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2;
+    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2 || cfg->arch == GPTQ_ARCH_GEMMA3;
+    /* Gemma 2 alternates; Gemma 3's configs give sliding_window_pattern
+     * (default 6): layer l slides unless (l + 1) is a multiple of it */
+    int pattern = cfg->arch == GPTQ_ARCH_GEMMA3 ? 6 : 2;
+    if (cfg->arch == GPTQ_ARCH_GEMMA3 &&
+        get_int(root, what, "sliding_window_pattern", 1, 1 << 20, &pattern) < 0)
+        return GPTQ_ERR_FORMAT;
     for (int l = 0; l < cfg->num_hidden_layers; l++)
-        set_sliding(cfg, l, cfg->sliding_window > 0 && (!gemma || l % 2 == 0));
+        set_sliding(cfg, l, cfg->sliding_window > 0 && (!gemma || (l + 1) % pattern != 0));
     json_t *lt = json_object_get(root, "layer_types");
     if (!lt || json_is_null(lt))
         return GPTQ_OK;
@@ -492,6 +505,55 @@ static gptq_status parse_quant(json_t *root, const char *what, gptq_model_config
     if (cfg->quant.group_size == 0)
         return gptq_fail(GPTQ_ERR_FORMAT,
                          "%s: quantization_config.group_size 0; use -1 (per channel) or > 0", what);
+    return GPTQ_OK;
+}
+
+/* Gemma 3's two RoPEs: the full-attention layers' (rope_theta, default 1e6,
+ * and rope_scaling: transformers 4's spelling) and the sliding layers'
+ * (rope_local_base_freq, default 10000, always default RoPE); transformers
+ * 5 writes them as rope_parameters.full_attention / .sliding_attention.
+ * Where both spellings are present they must agree. */
+static gptq_status parse_gemma3_rope(json_t *root, const char *what, gptq_model_config *cfg)
+{
+    gptq_status st = GPTQ_OK;
+    cfg->rope_theta = 1e6, cfg->rope_local_theta = 1e4;
+    int top = get_double(root, what, "rope_theta", &cfg->rope_theta);
+    int top_local = get_double(root, what, "rope_local_base_freq", &cfg->rope_local_theta);
+    if (top < 0 || top_local < 0)
+        return GPTQ_ERR_FORMAT;
+    json_t *rs = json_object_get(root, "rope_scaling");
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if (rs && !json_is_null(rs) &&
+        (!json_is_object(rs) ||
+         (st = parse_rope_object(rs, what, "rope_scaling", 0, cfg)) != GPTQ_OK))
+        return json_is_object(rs) ? st
+                                  : gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_scaling must be an "
+                                              "object or null", what);
+    if (!rp || json_is_null(rp))
+        return GPTQ_OK;
+    json_t *full = json_object_get(rp, "full_attention"),
+           *sliding = json_object_get(rp, "sliding_attention");
+    if (!json_is_object(rp) || !json_is_object(full) || !json_is_object(sliding))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_parameters must hold full_attention and "
+                         "sliding_attention objects", what);
+    gptq_model_config g = *cfg, l = *cfg;
+    int ft = get_double(full, what, "rope_theta", &g.rope_theta);
+    int lt = get_double(sliding, what, "rope_theta", &l.rope_theta);
+    if (ft < 0 || lt < 0 ||
+        (st = parse_rope_object(full, what, "rope_parameters.full_attention", 1, &g)) ||
+        (st = parse_rope_object(sliding, what, "rope_parameters.sliding_attention", 1, &l)))
+        return ft < 0 || lt < 0 ? GPTQ_ERR_FORMAT : st;
+    if (l.rope_type != GPTQ_ROPE_DEFAULT)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: rope_parameters.sliding_attention: only the "
+                         "default RoPE is supported there", what);
+    if ((ft && top && g.rope_theta != cfg->rope_theta) ||
+        (lt && top_local && l.rope_theta != cfg->rope_local_theta) ||
+        (rs && json_is_object(rs) &&
+         (g.rope_type != cfg->rope_type || g.rope_factor != cfg->rope_factor)))
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_parameters disagree with rope_theta, "
+                         "rope_local_base_freq or rope_scaling", what);
+    g.rope_local_theta = lt ? l.rope_theta : cfg->rope_local_theta;
+    *cfg = g;
     return GPTQ_OK;
 }
 
@@ -663,7 +725,8 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
     cfg->rms_norm_eps = 1e-6;
     if (get_double(root, what, "rms_norm_eps", &cfg->rms_norm_eps) < 0)
         return GPTQ_ERR_FORMAT;
-    if ((st = parse_rope(root, what, cfg)) != GPTQ_OK)
+    if ((st = cfg->arch == GPTQ_ARCH_GEMMA3 ? parse_gemma3_rope(root, what, cfg)
+                                             : parse_rope(root, what, cfg)) != GPTQ_OK)
         return st;
     if (!(cfg->rms_norm_eps > 0 && cfg->rms_norm_eps < 1))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", what,
@@ -672,7 +735,7 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_theta %g must be > 1", what, cfg->rope_theta);
 
     const char *act = NULL;
-    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2;
+    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2 || cfg->arch == GPTQ_ARCH_GEMMA3;
     /* Gemma 2 reads hidden_activation (its configs also carry hidden_act) */
     if (get_string(root, what, gemma ? "hidden_activation" : "hidden_act", &act) < 0)
         return GPTQ_ERR_FORMAT;
@@ -685,7 +748,10 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         cfg->sliding_window = 4096;
         if (json_is_null(json_object_get(root, "sliding_window")))
             cfg->sliding_window = 0;
-        cfg->query_pre_attn_scalar = 256, cfg->attn_softcap = 50, cfg->final_softcap = 30;
+        cfg->query_pre_attn_scalar = 256;
+        /* Gemma 2 caps by default (50, 30); Gemma 3 does not */
+        cfg->attn_softcap = cfg->arch == GPTQ_ARCH_GEMMA2 ? 50 : 0;
+        cfg->final_softcap = cfg->arch == GPTQ_ARCH_GEMMA2 ? 30 : 0;
         static const char *const caps[] = {"attn_logit_softcapping", "final_logit_softcapping"};
         double *capv[] = {&cfg->attn_softcap, &cfg->final_softcap};
         for (int i = 0; i < 2; i++) {
@@ -714,7 +780,7 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         get_bool(root, what, "mlp_bias", &cfg->mlp_bias) < 0)
         return GPTQ_ERR_FORMAT;
     if ((cfg->arch != GPTQ_ARCH_LLAMA && cfg->arch != GPTQ_ARCH_QWEN3 &&
-         cfg->arch != GPTQ_ARCH_GEMMA2 && cfg->attention_bias) ||
+         !is_gemma(cfg) && cfg->attention_bias) ||
         (cfg->arch != GPTQ_ARCH_LLAMA && cfg->mlp_bias))
         return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                          "%s: attention_bias (Llama, Qwen3) / mlp_bias (Llama): %s does not take "
@@ -840,7 +906,7 @@ int gptq_config_qkv_bias(const gptq_model_config *cfg)
 
 int gptq_config_qk_norm(const gptq_model_config *cfg)
 {
-    return cfg->arch == GPTQ_ARCH_QWEN3;
+    return cfg->arch == GPTQ_ARCH_QWEN3 || cfg->arch == GPTQ_ARCH_GEMMA3;
 }
 
 int gptq_config_fused(const gptq_model_config *cfg)
@@ -905,17 +971,17 @@ int gptq_config_alibi(const gptq_model_config *cfg)
 
 float gptq_config_norm_offset(const gptq_model_config *cfg)
 {
-    return cfg->arch == GPTQ_ARCH_GEMMA2 ? 1.0f : 0.0f;
+    return is_gemma(cfg) ? 1.0f : 0.0f;
 }
 
 int gptq_config_sandwich_norms(const gptq_model_config *cfg)
 {
-    return cfg->arch == GPTQ_ARCH_GEMMA2;
+    return is_gemma(cfg);
 }
 
 float gptq_config_embed_scale(const gptq_model_config *cfg)
 {
-    if (cfg->arch != GPTQ_ARCH_GEMMA2)
+    if (!is_gemma(cfg))
         return 0;
     /* sqrt(hidden) in the weights' dtype, as transformers casts it (Gemma's
      * own code rounds 55.4256 to bfloat16's 55.5 for hidden 3072) */
@@ -925,6 +991,23 @@ float gptq_config_embed_scale(const gptq_model_config *cfg)
     else if (cfg->torch_dtype == GPTQ_DT_BF16)
         s = gptq_bf16_to_f32(gptq_f32_to_bf16(s));
     return s;
+}
+
+int gptq_config_layer_local_rope(const gptq_model_config *cfg, int l)
+{
+    return cfg->rope_local_theta > 0 && gptq_config_layer_window(cfg, l) > 0;
+}
+
+void gptq_config_rope_inv_freq_local(const gptq_model_config *cfg, float *inv_freq)
+{
+    if (!(cfg->rope_local_theta > 0)) {
+        gptq_config_rope_inv_freq(cfg, inv_freq);
+        return;
+    }
+    gptq_model_config local = *cfg;
+    local.rope_type = GPTQ_ROPE_DEFAULT;
+    local.rope_theta = cfg->rope_local_theta;
+    gptq_config_rope_inv_freq(&local, inv_freq);
 }
 
 int gptq_config_layer_window(const gptq_model_config *cfg, int l)
@@ -1005,6 +1088,11 @@ static const family_names families[] = {
     /* Gemma 2's norms around the MLP: its pre_feedforward_layernorm is the
      * norm Llama calls post_attention_layernorm */
     {GPTQ_ARCH_GEMMA2, NULL,
+     {{"model.layers.", "model.layers."}},
+     {{"post_attention_layernorm", "pre_feedforward_layernorm"},
+      {"attn_out_norm", "post_attention_layernorm"},
+      {"mlp_out_norm", "post_feedforward_layernorm"}}},
+    {GPTQ_ARCH_GEMMA3, NULL,
      {{"model.layers.", "model.layers."}},
      {{"post_attention_layernorm", "pre_feedforward_layernorm"},
       {"attn_out_norm", "post_attention_layernorm"},

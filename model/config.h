@@ -37,6 +37,9 @@ typedef enum gptq_arch {
                           attention and after the MLP; embedding times sqrt(hidden);
                           GELU (tanh) gate; soft-capped scores and logits; sliding
                           window on every other layer */
+    GPTQ_ARCH_GEMMA3,  /* Gemma3ForCausalLM (text): Gemma 2 without soft-capping by default,
+                          with (1 + w) q/k norms, a window on 5 of every 6 layers and their
+                          own RoPE base (rope_local_base_freq) */
 } gptq_arch;
 
 typedef enum gptq_rope_type {
@@ -63,7 +66,9 @@ typedef struct gptq_model_config {
     int vocab_size;
     int max_position_embeddings; /* 0 if absent */
     double rms_norm_eps;         /* the norms' eps: default 1e-6; OPT's LayerNorm 1e-5 */
-    double rope_theta;           /* default 10000 */
+    double rope_theta;           /* default 10000 (Gemma 3: 1e6, its full-attention layers') */
+    double rope_local_theta;     /* Gemma 3: the sliding layers' RoPE base (default RoPE);
+                                    0: every layer uses rope_theta */
     gptq_rope_type rope_type;
     double rope_factor;          /* linear, llama3 */
     double rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
@@ -118,6 +123,11 @@ void gptq_config_rope_inv_freq(const gptq_model_config *cfg, float *inv_freq);
 /* The same for positions past the original context: longrope's long
  * factors; for every other RoPE, the table above. */
 void gptq_config_rope_inv_freq_long(const gptq_model_config *cfg, float *inv_freq);
+/* The table of layers with their own RoPE base (Gemma 3's sliding layers,
+ * gptq_config_layer_local_rope): default RoPE of rope_local_theta; for
+ * every other family, gptq_config_rope_inv_freq's. */
+void gptq_config_rope_inv_freq_local(const gptq_model_config *cfg, float *inv_freq);
+int gptq_config_layer_local_rope(const gptq_model_config *cfg, int l);
 
 /* Which linears carry a bias vector: q/k/v (Llama attention_bias, always
  * for Qwen2), o (Llama attention_bias), gate/up/down (Llama mlp_bias). */

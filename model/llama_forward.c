@@ -115,7 +115,7 @@ static void norm_apply(const gptq_model *m, const float *x, const float *w, cons
 static gptq_act mlp_activation(const gptq_model_config *c)
 {
     return c->arch == GPTQ_ARCH_BLOOM    ? GPTQ_ACT_GELU_TANH
-           : c->arch == GPTQ_ARCH_GEMMA2 ? GPTQ_ACT_GELU_PT
+           : gptq_config_norm_offset(c) != 0 ? GPTQ_ACT_GELU_PT /* Gemma 2, 3 */
                                          : GPTQ_ACT_RELU;
 }
 
@@ -235,7 +235,9 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
      * none for learned positions (added to the embedding) */
     for (int i = 0, n = !gptq_config_rope(c) ? 0 : s->mixed ? n_seq : 1; i < n; i++) {
         const int rows = s->mixed ? len : T;
-        const float *freq = m->rope_freq + (s->past_original[i] ? hd / 2 : 0);
+        const float *freq = m->rope_freq + (gptq_config_layer_local_rope(c, l) ? hd
+                                             : s->past_original[i]              ? hd / 2
+                                                                                : 0);
         be->rope(be, s->q + (size_t)i * rows * q_dim, rows, nh, hd, s->pos + (size_t)i * rows,
                  freq);
         be->rope(be, s->k + (size_t)i * rows * kv_dim, rows, nkv, hd, s->pos + (size_t)i * rows,

@@ -83,8 +83,10 @@ struct gptq_model {
      * stays, for saving. head_grid is GPTQ_GRID_NONE without. */
     linear head_q;
     int head_grid;
-    float *inv_freq;          /* [head_dim]: the table up to the original context, then
-                                 the one past it (longrope's long factors; else a copy) */
+    float *inv_freq;          /* [3 * head_dim / 2]: the table up to the original context,
+                                 the one past it (longrope's long factors; else a copy),
+                                 and the one of layers with their own base (Gemma 3's
+                                 sliding layers; else a copy) */
     layer *layers;            /* [num_hidden_layers] */
     int views;                /* weights are borrowed (copy_with, from_tensors): never freed
                                  or replaced here */

@@ -429,13 +429,14 @@ gptq_model *llama_model_new(const gptq_model_config *cfg)
     m->be = gptq_backend_cpu();
     m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
     /* [short | long]: the second half for calls past the original context */
-    m->inv_freq = malloc((size_t)cfg->head_dim * sizeof *m->inv_freq);
+    m->inv_freq = malloc((size_t)cfg->head_dim / 2 * 3 * sizeof *m->inv_freq);
     if (!m->layers || !m->inv_freq) {
         gptq_model_free(m);
         return NULL;
     }
     gptq_config_rope_inv_freq(cfg, m->inv_freq);
     gptq_config_rope_inv_freq_long(cfg, m->inv_freq + cfg->head_dim / 2);
+    gptq_config_rope_inv_freq_local(cfg, m->inv_freq + cfg->head_dim);
     m->rope_freq = m->inv_freq;
     if (gptq_config_alibi(cfg)) {
         if (!(m->alibi_host = malloc((size_t)cfg->num_attention_heads * sizeof(float)))) {
@@ -454,7 +455,7 @@ gptq_status llama_model_set_backend(gptq_model *n, const gptq_backend *be)
 {
     if (be == gptq_backend_cpu())
         return GPTQ_OK;
-    size_t bytes = (size_t)n->cfg.head_dim * sizeof(float);
+    size_t bytes = (size_t)n->cfg.head_dim / 2 * 3 * sizeof(float);
     n->be = be;
     n->device = 1;
     if (!(n->rope_freq = be->alloc(be, bytes))) {

@@ -107,6 +107,20 @@ def gemma2():
     return cfg, transformers.Gemma2ForCausalLM
 
 
+def gemma3():
+    # Gemma 2's pieces without the caps, plus (1 + w) q/k norms and two
+    # RoPEs: layers 0, 1 slide (window 8) with base 10000, layer 2 is full
+    # with base 1e6 and linear scaling 4 (sliding_window_pattern 3)
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        rms_norm_eps=1e-6, query_pre_attn_scalar=24, sliding_window=8,
+        sliding_window_pattern=3, rope_scaling={"rope_type": "linear", "factor": 4.0},
+        bos_token_id=4095, eos_token_id=4095, pad_token_id=4095)
+    cfg._attn_implementation = "eager"
+    return cfg, transformers.Gemma3ForCausalLM
+
+
 def make(name, build):
     torch.manual_seed(1234)
     cfg, cls = build()
@@ -149,6 +163,6 @@ def make(name, build):
 
 if __name__ == "__main__":
     families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt,
-                "bloom": bloom, "gemma2": gemma2}
+                "bloom": bloom, "gemma2": gemma2, "gemma3": gemma3}
     for name in sys.argv[1:] or families:
         make(name, families[name])

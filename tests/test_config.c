@@ -742,11 +742,81 @@ static void test_gemma2(void)
     }
 }
 
+/* Gemma 3: google/gemma-3-1b-it's config.json (transformers 4's spelling:
+ * rope_theta, rope_local_base_freq, sliding_window_pattern), the same
+ * RoPEs in transformers 5's rope_parameters per layer type, and a
+ * disagreement between the two refused. */
+#define GEMMA3_1B                                                                            \
+    "{\"architectures\": [\"Gemma3ForCausalLM\"], \"attention_bias\": false, "             \
+    "\"attention_dropout\": 0.0, \"attn_logit_softcapping\": null, \"bos_token_id\": 2, "    \
+    "\"cache_implementation\": \"hybrid\", \"eos_token_id\": [1, 106], "                     \
+    "\"final_logit_softcapping\": null, \"head_dim\": 256, "                                 \
+    "\"hidden_activation\": \"gelu_pytorch_tanh\", \"hidden_size\": 1152, "                  \
+    "\"initializer_range\": 0.02, \"intermediate_size\": 6912, "                             \
+    "\"max_position_embeddings\": 32768, \"model_type\": \"gemma3_text\", "                  \
+    "\"num_attention_heads\": 4, \"num_hidden_layers\": 26, \"num_key_value_heads\": 1, "     \
+    "\"pad_token_id\": 0, \"query_pre_attn_scalar\": 256, \"rms_norm_eps\": 1e-06, "          \
+    "\"rope_local_base_freq\": 10000, \"rope_scaling\": null, \"rope_theta\": 1000000, "     \
+    "\"sliding_window\": 512, \"sliding_window_pattern\": 6, \"torch_dtype\": \"bfloat16\", " \
+    "\"transformers_version\": \"4.50.0.dev0\", \"use_cache\": true, "                       \
+    "\"vocab_size\": 262144%s}"
+
+static void test_gemma3(void)
+{
+    char json[3072];
+    gptq_model_config c;
+    snprintf(json, sizeof json, GEMMA3_1B, "");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "gemma-3-1b-it", &c));
+    CHECK(c.arch == GPTQ_ARCH_GEMMA3 && c.rope_theta == 1e6 && c.rope_local_theta == 1e4 &&
+              c.rope_type == GPTQ_ROPE_DEFAULT && c.attn_softcap == 0 && c.final_softcap == 0 &&
+              c.n_eos == 2 && gptq_config_qk_norm(&c) && gptq_config_norm_offset(&c) == 1.0f,
+          "gemma-3-1b: two RoPE bases, no caps, q/k norms with (1 + w)");
+    int sliding = 0;
+    for (int l = 0; l < c.num_hidden_layers; l++)
+        sliding += gptq_config_layer_window(&c, l) == 512 && gptq_config_layer_local_rope(&c, l);
+    CHECK(sliding == 22 && gptq_config_layer_window(&c, 5) == 0 &&
+              !gptq_config_layer_local_rope(&c, 5) && gptq_config_layer_window(&c, 6) == 512,
+          "gemma-3-1b: 22 of 26 layers slide with the local base (every 6th is full)");
+    float g[128], loc[128];
+    gptq_config_rope_inv_freq(&c, g);
+    gptq_config_rope_inv_freq_local(&c, loc);
+    CHECK(fabs(g[1] / pow(1e6, -2.0 / 256) - 1) < 1e-6 && fabs(loc[1] / pow(1e4, -2.0 / 256) - 1) < 1e-6,
+          "gemma-3-1b: inv_freq from 1e6 (global) and 1e4 (local)");
+    /* transformers 5's form of gemma-3-4b: linear factor 8 on the global layers */
+    snprintf(json, sizeof json, GEMMA3_1B,
+             ", \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", "
+             "\"factor\": 8.0, \"rope_theta\": 1000000.0}, \"sliding_attention\": "
+             "{\"rope_type\": \"default\", \"rope_theta\": 10000.0}}, "
+             "\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 8.0}");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "gemma-3-4b", &c));
+    CHECK(c.rope_type == GPTQ_ROPE_LINEAR && c.rope_factor == 8 && c.rope_local_theta == 1e4,
+          "gemma-3 rope_parameters per layer type: linear x8 global, default local");
+    static const struct {
+        const char *extra, *needle;
+    } refused[] = {
+        {", \"rope_parameters\": {\"full_attention\": {\"rope_theta\": 500000.0}, "
+         "\"sliding_attention\": {\"rope_theta\": 10000.0}}",
+         "disagree"},
+        {", \"rope_parameters\": {\"full_attention\": {}, \"sliding_attention\": "
+         "{\"rope_type\": \"linear\", \"factor\": 2.0}}",
+         "sliding_attention"},
+        {", \"use_bidirectional_attention\": true", "use_bidirectional_attention"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(json, sizeof json, GEMMA3_1B, refused[i].extra);
+        gptq_status st = gptq_config_parse(json, strlen(json), "gemma3", &c);
+        CHECK(st != GPTQ_OK && strstr(gptq_errmsg(), refused[i].needle),
+              "gemma3 {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
+              gptq_errmsg());
+    }
+}
+
 int main(void)
 {
     test_opt();
     test_bloom();
     test_gemma2();
+    test_gemma3();
     test_transformers_rope();
     test_longrope();
     struct stat sb;

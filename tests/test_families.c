@@ -223,8 +223,11 @@ static void check_family(const char *root, const char *family, const family_name
           packed, c->num_hidden_layers * linears);
     CHECK_OK(gptq_model_forward(m, NULL, ids, 1, n, NULL, NULL, 0, quant));
     err = max_rel(quant, want, (size_t)n * vocab);
-    /* random weights: 4 bits move the logits by ~0.2 of their largest, 3 bits ~0.45 */
-    const double most = bits == 3 ? 0.9 : 0.5;
+    /* random weights: 4 bits move the logits by ~0.2 of their largest, 3 bits
+     * ~0.45; Gemma 3's (1 + w) q/k norms without caps make its random model
+     * the most sensitive (0.88 at 4 bits; GPTQ still beats RTN there: mean
+     * KL 0.024 against 0.027 through gptqd, 16 windows of 256) */
+    const double most = bits == 3 || !strcmp(family, "gemma3") ? 0.95 : 0.5;
     printf("%-8s GPTQ %d-bit g32%s vs float: max rel change %.3g (expected 1e-3 .. %g)\n",
            family, bits, act_order ? " act-order" : "", err, most);
     CHECK(err > 1e-3 && err < most, "%s: GPTQ moved the logits by %.3g", family, err);
@@ -340,7 +343,7 @@ static void check_device(const char *root)
     if (st)
         return;
     static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt", "bloom",
-                                           "gemma2"};
+                                           "gemma2", "gemma3"};
     for (size_t fi = 0; fi < sizeof families / sizeof families[0]; fi++) {
         char dir[512], path[600];
         snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, families[fi]);
@@ -393,6 +396,7 @@ int main(void)
     check_family(root ? root : ".", "opt", &opt_names, 4, 1);
     check_family(root ? root : ".", "bloom", &bloom_names, 3, 1);
     check_family(root ? root : ".", "gemma2", &gemma2_names, 4, 0);
+    check_family(root ? root : ".", "gemma3", &gemma2_names, 4, 1);
     check_longrope_batch(root ? root : ".");
     check_fused_skip(root ? root : ".");
     check_device(root ? root : ".");
