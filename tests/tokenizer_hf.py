@@ -12,6 +12,10 @@ Tokenizers compared:
   sp_meta   the same with a Metaspace pre-tokenizer (prepend "first",
             no split), no normalizer (Llama 2 converted with legacy=False)
   sp_split  Metaspace(prepend "always", split) + a Metaspace decoder
+  gemma     Gemma's (transformers' GemmaTokenizer): <pad> <eos> <bos> <unk>
+            <mask> then the bytes, byte_fallback, normalizer Replace(" ",
+            "▁") with no prefix, Split(" ", merged_with_previous), decoder
+            Replace/ByteFallback/Fuse (no Strip), <bos> template
   llama3    Split(Llama 3 regex, Isolated) + ByteLevel(use_regex false),
             ignore_merges, <|begin_of_text|> template
   qwen2     NFC + Split(Qwen2 regex) + ByteLevel, no template
@@ -205,11 +209,30 @@ def train(tok, calib_path, special_tokens, alphabet=None, limit_alphabet=None):
 
 def sp_tokenizer(kind, calib_path, out_path):
     """Llama 2 layout: <unk> <s> </s> <0x00>..<0xFF> at ids 0..258 in the
-    model vocabulary; only the first three are added tokens."""
+    model vocabulary; only the first three are added tokens. Gemma's:
+    <pad> <eos> <bos> <unk> <mask> first."""
     byte_tokens = ["<0x%02X>" % b for b in range(256)]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     llama2_decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
                                         decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    if kind == "gemma":
+        tok.normalizer = normalizers.Replace(" ", "▁")
+        tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                         decoders.Fuse()])
+        train(tok, calib_path, ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"] + byte_tokens,
+              limit_alphabet=80)
+        tok.post_processor = processors.TemplateProcessing(single="<bos> $A",
+                                                           special_tokens=[("<bos>", 2)])
+        tok.add_special_tokens([AddedToken("<start_of_turn>", normalized=False),
+                                AddedToken("<end_of_turn>", normalized=False)])
+        tok.save(out_path)
+        with open(out_path, encoding="utf-8") as f:
+            data = json.load(f)
+        data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in byte_tokens]
+        with open(out_path, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+        return Tokenizer.from_file(out_path)
     if kind == "sp":
         tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"),
                                                normalizers.Replace(" ", "▁")])
@@ -391,17 +414,18 @@ def main():
         check("fixture", fixture_json, hf, cli, tmp, eval_text, rng, eval_text)
 
         # (b) SentencePiece-style, (c) byte-level Llama 3 / Qwen2 style
-        for kind in ("sp", "sp_meta", "sp_split", "llama3", "qwen2"):
+        for kind in ("sp", "sp_meta", "sp_split", "gemma", "llama3", "qwen2"):
             path = os.path.join(tmp, kind + ".json")
             if kind.startswith("sp"):
                 hf = sp_tokenizer(kind, calib_path, path)
             else:
                 hf = bytelevel_tokenizer(kind, calib_path, path)
             check(kind, path, hf, cli, tmp, eval_text, rng, eval_text)
-            if kind == "sp":
+            if kind in ("sp", "gemma"):
+                lo = 3 if kind == "sp" else 5  # the byte tokens' ids
                 extra = hf.encode(EXTRA, add_special_tokens=False).ids
-                if not any(3 <= i < 259 for i in extra):
-                    fail("sp: the extra text never reached byte_fallback; the test is too weak")
+                if not any(lo <= i < lo + 256 for i in extra):
+                    fail(f"{kind}: the extra text never reached byte_fallback; the test is too weak")
 
         # Qwen2's NFC on strings that NFC changes (decomposed accents, marks
         # out of canonical order, Hangul jamo, singletons): ids equal HF's
