@@ -559,11 +559,10 @@ static gptq_status parse_gemma3_rope(json_t *root, const char *what, gptq_model_
 
 /* ---- OPT ------------------------------------------------------------------------- */
 
-/* OPTConfig's fields (its own names; transformers' defaults where absent).
- * The variants no released checkpoint but opt-350m uses -- post-LN
- * (do_layer_norm_before false), a word embedding narrower than the model
- * (project_in/project_out), no final norm, no biases, non-affine norms --
- * and activations other than ReLU are refused by name. */
+/* OPTConfig's fields (its own names; transformers' defaults where absent),
+ * opt-350m's post-LN layout with its projections included; configs
+ * without biases or with non-affine norms (no released checkpoint) and
+ * activations other than ReLU are refused by name. */
 static gptq_status parse_opt(json_t *root, const char *what, gptq_model_config *cfg)
 {
     if (require_int(root, what, "hidden_size", 1, MAX_DIM, &cfg->hidden_size) < 0 ||
@@ -594,18 +593,13 @@ static gptq_status parse_opt(json_t *root, const char *what, gptq_model_config *
         get_bool(root, what, "tie_word_embeddings", &cfg->tie_word_embeddings) < 0 ||
         get_string(root, what, "activation_function", &act) < 0)
         return GPTQ_ERR_FORMAT;
-    if (!before)
-        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: do_layer_norm_before false (OPT's post-LN "
-                         "variant, opt-350m) is not supported", what);
-    if (proj != cfg->hidden_size)
-        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: word_embed_proj_dim %d differs from "
-                         "hidden_size %d (project_in/project_out, opt-350m): not supported",
-                         what, proj, cfg->hidden_size);
-    if (remove_final || !bias || !affine)
+    /* transformers keeps a final norm only before-LN and not removed */
+    cfg->post_ln = !before;
+    cfg->no_final_norm = !before || remove_final;
+    cfg->word_embed_proj_dim = proj != cfg->hidden_size ? proj : 0;
+    if (!bias || !affine)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: %s is not supported", what,
-                         remove_final ? "_remove_final_layer_norm true"
-                         : !bias      ? "enable_bias false"
-                                      : "layer_norm_elementwise_affine false");
+                         !bias ? "enable_bias false" : "layer_norm_elementwise_affine false");
     if (act && strcmp(act, "relu") != 0)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: activation_function '%s' is not supported "
                          "for OPT; only relu", what, act);
@@ -1045,6 +1039,11 @@ int gptq_config_pos_offset(const gptq_model_config *cfg)
     return cfg->arch == GPTQ_ARCH_OPT ? 2 : 0; /* OPTLearnedPositionalEmbedding's offset */
 }
 
+int gptq_config_embed_dim(const gptq_model_config *cfg)
+{
+    return cfg->word_embed_proj_dim > 0 ? cfg->word_embed_proj_dim : cfg->hidden_size;
+}
+
 int gptq_config_pos_rows(const gptq_model_config *cfg)
 {
     return cfg->arch == GPTQ_ARCH_OPT ? cfg->max_position_embeddings + gptq_config_pos_offset(cfg)
@@ -1070,7 +1069,8 @@ static const family_names families[] = {
      {{"model.layers.", "model.decoder.layers."},
       {"model.embed_tokens.", "model.decoder.embed_tokens."},
       {"model.embed_positions.", "model.decoder.embed_positions."},
-      {"model.norm.", "model.decoder.final_layer_norm."}},
+      {"model.norm.", "model.decoder.final_layer_norm."},
+      {"model.project_", "model.decoder.project_"}},
      {{"input_layernorm", "self_attn_layer_norm"},
       {"post_attention_layernorm", "final_layer_norm"},
       {"self_attn.o_proj", "self_attn.out_proj"},

@@ -89,6 +89,13 @@ typedef struct gptq_model_config {
     unsigned char sliding_layers[GPTQ_MAX_LAYERS / 8];
     double query_pre_attn_scalar; /* Gemma 2: scores scaled by its -1/2; 0 = head_dim's */
     double attn_softcap, final_softcap; /* Gemma 2's soft-capping of scores and logits; 0 = none */
+    /* OPT-350m's layout: token embeddings (and the tied output matrix) of
+     * word_embed_proj_dim, taken to hidden_size by model.project_in and back
+     * by model.project_out (0: the same width, no projections); norms after
+     * each residual add instead of before (do_layer_norm_before false) and
+     * no final norm */
+    int word_embed_proj_dim;
+    int post_ln, no_final_norm;
     int bos_token_id;            /* -1 if absent */
     int eos_token_ids[GPTQ_MAX_EOS];
     int n_eos;
@@ -197,6 +204,9 @@ void gptq_config_alibi_slopes(const gptq_model_config *cfg, float *slopes);
  * position to find its row (OPT: 2). */
 int gptq_config_pos_rows(const gptq_model_config *cfg);
 int gptq_config_pos_offset(const gptq_model_config *cfg);
+/* The token embedding's width: word_embed_proj_dim where it differs from
+ * hidden_size (OPT-350m), else hidden_size. */
+int gptq_config_embed_dim(const gptq_model_config *cfg);
 
 /* The name a family's files give the tensor (or module) gptqd calls `name`
  * ("model.layers.3.self_attn.o_proj.bias": OPT's files hold it as

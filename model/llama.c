@@ -161,8 +161,10 @@ int gptq_model_is_eos(const gptq_model *m, int32_t id)
 int64_t gptq_model_params(const gptq_model *m)
 {
     const gptq_model_config *c = &m->cfg;
-    int64_t emb = (int64_t)c->vocab_size * c->hidden_size;
-    int64_t n = emb + (gptq_config_layernorm(c) ? 2 : 1) * (int64_t)c->hidden_size +
+    const int64_t ed = gptq_config_embed_dim(c), emb = (int64_t)c->vocab_size * ed;
+    int64_t n = emb + (c->no_final_norm ? 0 : gptq_config_layernorm(c) ? 2 : 1) *
+                          (int64_t)c->hidden_size +
+                (ed != c->hidden_size ? 2 * ed * (int64_t)c->hidden_size : 0) +
                 (gptq_config_embed_norm(c) ? 2 * (int64_t)c->hidden_size : 0) +
                 (c->tie_word_embeddings ? 0 : emb) +
                 (int64_t)gptq_config_pos_rows(c) * c->hidden_size;
@@ -180,15 +182,20 @@ int64_t gptq_model_params(const gptq_model *m)
 size_t gptq_model_bytes(const gptq_model *m)
 {
     const gptq_model_config *c = &m->cfg;
-    size_t bytes = llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->embed_dt);
+    const size_t ed = (size_t)gptq_config_embed_dim(c);
+    size_t bytes = llama_dense_bytes((size_t)c->vocab_size, ed, m->embed_dt);
     if (m->lm_head != m->embed)
-        bytes += llama_dense_bytes((size_t)c->vocab_size, (size_t)c->hidden_size, m->head_dt);
+        bytes += llama_dense_bytes((size_t)c->vocab_size, ed, m->head_dt);
+    if (m->project_in.W)
+        bytes += llama_dense_bytes(m->project_in.rows, m->project_in.cols, m->project_in.wt) +
+                 llama_dense_bytes(m->project_out.rows, m->project_out.cols, m->project_out.wt);
     if (m->head_q.packed)
         bytes += gptq_linear_bytes(&m->head_q.Q);
     if (m->pos_embed)
         bytes += llama_dense_bytes((size_t)gptq_config_pos_rows(c), (size_t)c->hidden_size,
                                    m->pos_dt);
-    size_t floats = (size_t)c->hidden_size * ((m->norm_b ? 2 : 1) + (m->embed_norm ? 2 : 0));
+    size_t floats = (size_t)c->hidden_size *
+                    ((m->norm ? 1 : 0) + (m->norm_b ? 1 : 0) + (m->embed_norm ? 2 : 0));
     for (int l = 0; l < c->num_hidden_layers; l++) {
         for (int i = 0; i < LLAMA_NORMS; i++)
             floats += llama_norm_len(c, i);
@@ -352,10 +359,20 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
     char name[192];
-    int64_t emb_shape[2] = {c->vocab_size, c->hidden_size}, vec_shape[1] = {c->hidden_size};
+    int64_t emb_shape[2] = {c->vocab_size, gptq_config_embed_dim(c)},
+            vec_shape[1] = {c->hidden_size};
     if ((st = visit(user, "model.embed_tokens.weight", m->embed, m->embed_dt, 2, emb_shape,
                     NULL)) != GPTQ_OK)
         return st;
+    static const char *const proj_names[2] = {"model.project_in.weight",
+                                              "model.project_out.weight"};
+    const linear *proj[2] = {&m->project_in, &m->project_out};
+    for (int i = 0; i < 2; i++) {
+        int64_t shape[2] = {proj[i]->rows, proj[i]->cols};
+        if (proj[i]->W && (st = visit(user, proj_names[i], proj[i]->W, proj[i]->wt, 2, shape,
+                                      NULL)) != GPTQ_OK)
+            return st;
+    }
     int64_t pos_shape[2] = {gptq_config_pos_rows(c), c->hidden_size};
     if (m->embed_norm &&
         ((st = visit(user, "model.embed_norm.weight", m->embed_norm, GPTQ_DT_F32, 1, vec_shape,
@@ -402,8 +419,9 @@ gptq_status gptq_model_foreach_tensor(const gptq_model *m, gptq_tensor_visit vis
             }
         }
     }
-    if ((st = visit(user, "model.norm.weight", m->norm, GPTQ_DT_F32, 1, vec_shape, NULL)) !=
-            GPTQ_OK ||
+    if ((m->norm &&
+         (st = visit(user, "model.norm.weight", m->norm, GPTQ_DT_F32, 1, vec_shape, NULL)) !=
+             GPTQ_OK) ||
         (m->norm_b &&
          (st = visit(user, "model.norm.bias", m->norm_b, GPTQ_DT_F32, 1, vec_shape, NULL))))
         return st;

@@ -110,6 +110,25 @@ static void norm_apply(const gptq_model *m, const float *x, const float *w, cons
         be->rmsnorm(be, x, w, y, n, m->cfg.hidden_size, eps, gptq_config_norm_offset(&m->cfg));
 }
 
+/* A block's input: its norm of h (pre-LN), or h itself where the family
+ * norms after the residual add instead (OPT-350m's post-LN: block_output). */
+static gptq_status block_input(const gptq_model *m, const float *w, const float *b,
+                               const float *h, float *out, int T)
+{
+    if (!m->cfg.post_ln) {
+        norm_apply(m, h, w, b, out, T);
+        return GPTQ_OK;
+    }
+    return m->be->copy(m->be, out, h, (size_t)T * m->cfg.hidden_size * sizeof(float));
+}
+
+/* After a block's residual add: the post-LN norm of h, in place. */
+static void block_output(const gptq_model *m, const float *w, const float *b, float *h, int T)
+{
+    if (m->cfg.post_ln)
+        norm_apply(m, h, w, b, h, T);
+}
+
 /* The MLP's activation where it is not SiLU: OPT's ReLU, BLOOM's tanh GELU
  * (both without a gate), Gemma 2's torch tanh GELU of the gate. */
 static gptq_act mlp_activation(const gptq_model_config *c)
@@ -351,22 +370,24 @@ static gptq_status layer_body(const gptq_model *m, int l, float *h, int n_seq, i
     if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
     /* attention block */
-    norm_apply(m, h, Ly->attn_norm, Ly->attn_norm_b, s->x, T);
-    if ((st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
+    if ((st = block_input(m, Ly->attn_norm, Ly->attn_norm_b, h, s->x, T)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
         (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s)) != GPTQ_OK ||
         (st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, q_dim)) != GPTQ_OK ||
         (st = residual_add(m, l, GPTQ_LIN_O, s->att, h, s->x, T)) != GPTQ_OK)
         return st;
+    block_output(m, Ly->attn_norm, Ly->attn_norm_b, h, T);
 
     /* MLP block */
-    if ((st = gptq_interrupt_check("forward")) != GPTQ_OK)
-        return st;
-    norm_apply(m, h, Ly->mlp_norm, Ly->mlp_norm_b, s->x, T);
-    if ((st = call_hook(hooks, l, mlp_first(c), s->x, T, hidden)) != GPTQ_OK ||
+    if ((st = gptq_interrupt_check("forward")) != GPTQ_OK ||
+        (st = block_input(m, Ly->mlp_norm, Ly->mlp_norm_b, h, s->x, T)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, mlp_first(c), s->x, T, hidden)) != GPTQ_OK ||
         (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
-        (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK)
+        (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK ||
+        (st = residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, T)) != GPTQ_OK)
         return st;
-    return residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, T);
+    block_output(m, Ly->mlp_norm, Ly->mlp_norm_b, h, T);
+    return GPTQ_OK;
 }
 
 /* A layer is one slice of compute: jobs take turns at it (kernels/turns.h). */
@@ -409,11 +430,9 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
     const int T = n_seq * len;
     switch (part) {
     case GPTQ_PART_ATTN_NORM:
-        norm_apply(m, h, Ly->attn_norm, Ly->attn_norm_b, out, T);
-        return GPTQ_OK;
+        return block_input(m, Ly->attn_norm, Ly->attn_norm_b, h, out, T);
     case GPTQ_PART_MLP_NORM:
-        norm_apply(m, h, Ly->mlp_norm, Ly->mlp_norm_b, out, T);
-        return GPTQ_OK;
+        return block_input(m, Ly->mlp_norm, Ly->mlp_norm_b, h, out, T);
     case GPTQ_PART_ATTENTION:
     case GPTQ_PART_ATTN_OUT:
     case GPTQ_PART_MLP_ACT:
@@ -438,19 +457,23 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
             gptq_fail_context(st, "layer part");
             break;
         }
-        norm_apply(m, h, Ly->attn_norm, Ly->attn_norm_b, s.x, T);
-        if ((st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
+        if ((st = block_input(m, Ly->attn_norm, Ly->attn_norm_b, h, s.x, T)) == GPTQ_OK &&
+            (st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
             st = attention_block(m, l, s.x, out, n_seq, len, &tk.view, &s);
         break;
     case GPTQ_PART_ATTN_OUT:
-        if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) == GPTQ_OK && out)
-            norm_apply(m, h, Ly->mlp_norm, Ly->mlp_norm_b, out, T);
+        if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) != GPTQ_OK)
+            break;
+        block_output(m, Ly->attn_norm, Ly->attn_norm_b, h, T);
+        if (out)
+            st = block_input(m, Ly->mlp_norm, Ly->mlp_norm_b, h, out, T);
         break;
     case GPTQ_PART_MLP_ACT:
         st = mlp_act(m, l, in, out, T, &s);
         break;
     default: /* GPTQ_PART_MLP_OUT */
-        st = residual_add(m, l, GPTQ_LIN_DOWN, in, h, s.x, T);
+        if ((st = residual_add(m, l, GPTQ_LIN_DOWN, in, h, s.x, T)) == GPTQ_OK)
+            block_output(m, Ly->mlp_norm, Ly->mlp_norm_b, h, T);
         break;
     }
     tmp_kv_free(be, &tk);
@@ -488,6 +511,26 @@ static gptq_status ids_to_backend(const gptq_model *m, const int32_t *ids, size_
     *owned = d;
     *out = d;
     return GPTQ_OK;
+}
+
+/* The token rows of ids [T] (backend memory) into h [T, hidden]: the
+ * table's rows, through project_in where the table is narrower than the
+ * model (OPT-350m). */
+static gptq_status embed_rows(const gptq_model *m, const int32_t *d_ids, size_t T, float *h)
+{
+    const gptq_backend *be = m->be;
+    const int ed = gptq_config_embed_dim(&m->cfg);
+    if (!m->project_in.W) {
+        be->embed(be, m->embed, m->embed_dt, d_ids, (int)T, ed, h);
+        return GPTQ_OK;
+    }
+    float *tmp = be->alloc(be, T * (size_t)ed * sizeof *tmp);
+    if (!tmp)
+        return gptq_backend_alloc_fail(be, "embed: %zu rows of %d", T, ed);
+    be->embed(be, m->embed, m->embed_dt, d_ids, (int)T, ed, tmp);
+    gptq_status st = linear_apply(m, &m->project_in, tmp, h, (int)T);
+    be->free(be, tmp);
+    return st;
 }
 
 /* What a family does to the embedding rows h [n, hidden] besides the
@@ -546,9 +589,11 @@ gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n_seq,
     gptq_status st = check_ids(m, ids, T);
     if (st != GPTQ_OK || (st = ids_to_backend(m, ids, T, &d_ids, &owned)) != GPTQ_OK)
         return st;
-    m->be->embed(m->be, m->embed, m->embed_dt, d_ids, (int)T, m->cfg.hidden_size, h);
+    st = embed_rows(m, d_ids, T, h);
     if (owned)
         m->be->free(m->be, owned); /* frees after the queued embedding (cudaFree synchronizes) */
+    if (st)
+        return st;
     if (m->pos_embed) {
         int32_t *zeros = calloc((size_t)n_seq, sizeof *zeros);
         float *tmp = m->be->alloc(m->be, T * m->cfg.hidden_size * sizeof *tmp);
@@ -568,21 +613,31 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
     const gptq_backend *be = m->be;
     gptq_status st = GPTQ_OK;
     size_t out_bytes = (size_t)n * c->vocab_size * sizeof(float);
-    if (!m->lm_head || !m->norm)
+    const int ed = gptq_config_embed_dim(c);
+    if (!m->lm_head || (!m->norm && !c->no_final_norm))
         return gptq_fail(GPTQ_ERR_ARG, "head: this copy of the model was made without its head "
                          "(GPTQ_TO_BACKEND_NO_HEAD)");
     float *x = be->alloc(be, (size_t)n * c->hidden_size * sizeof *x);
+    float *px = m->project_out.W ? be->alloc(be, (size_t)n * ed * sizeof *px) : NULL;
     float *y = m->device ? be->alloc(be, out_bytes) : logits;
-    if (!x || !y) {
+    if (!x || !y || (m->project_out.W && !px)) {
         st = gptq_backend_alloc_fail(be, "head: %d x %d logits", n, c->vocab_size);
         goto done;
     }
     gptq_turn_begin(); /* the head is a slice of its own */
-    norm_apply(m, h, m->norm, m->norm_b, x, n);
-    if (m->head_q.packed) /* gptq_model_set_head_grid; exact or fast products as for linears */
-        st = linear_apply(m, &m->head_q, x, y, n);
-    else
-        be->gemm(be, x, m->lm_head, m->head_dt, NULL, y, n, c->hidden_size, c->vocab_size);
+    if (m->norm)
+        norm_apply(m, h, m->norm, m->norm_b, x, n);
+    else /* OPT-350m: no final norm */
+        st = be->copy(be, x, h, (size_t)n * c->hidden_size * sizeof *x);
+    const float *hx = x;
+    if (st == GPTQ_OK && px) { /* OPT-350m: back to the embedding's width */
+        st = linear_apply(m, &m->project_out, x, px, n);
+        hx = px;
+    }
+    if (st == GPTQ_OK && m->head_q.packed) /* gptq_model_set_head_grid; as for linears */
+        st = linear_apply(m, &m->head_q, hx, y, n);
+    else if (st == GPTQ_OK)
+        be->gemm(be, hx, m->lm_head, m->head_dt, NULL, y, n, ed, c->vocab_size);
     gptq_turn_end();
     if (m->device && st == GPTQ_OK)
         st = be->download(be, logits, y, out_bytes);
@@ -593,6 +648,7 @@ gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *l
     }
 done:
     be->free(be, x);
+    be->free(be, px);
     if (m->device)
         be->free(be, y);
     return st;
@@ -718,8 +774,8 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     if ((st = scratch_alloc(m, T, SCR_ALL, &s)) != GPTQ_OK ||
         (st = ids_to_backend(m, ids, T, &d_ids, &ids_owned)) != GPTQ_OK)
         goto done;
-    be->embed(be, m->embed, m->embed_dt, d_ids, (int)T, (int)hidden, h);
-    if ((st = add_positions(m, starts, n_seq, len, h, s.x)) != GPTQ_OK ||
+    if ((st = embed_rows(m, d_ids, T, h)) != GPTQ_OK ||
+        (st = add_positions(m, starts, n_seq, len, h, s.x)) != GPTQ_OK ||
         (st = scratch_positions(&s, &m->cfg, starts, n_seq, len)) != GPTQ_OK)
         goto done;
     embed_finish(m, h, (int)T);

@@ -66,8 +66,11 @@ struct gptq_model {
                                  freed with be->free; packed arrays are never
                                  `owned` (gptq_packed_free would free() them) */
     float *rope_freq;         /* inv_freq in be memory (== inv_freq on the CPU) */
-    void *embed;              /* [vocab, hidden] of embed_dt */
-    float *norm;              /* [hidden] */
+    void *embed;              /* [vocab, gptq_config_embed_dim] of embed_dt */
+    linear project_in;        /* [hidden, embed_dim] dense, without bias: OPT-350m's, when
+                                 the embedding is narrower than the model; else W NULL */
+    linear project_out;       /* [embed_dim, hidden], likewise */
+    float *norm;              /* [hidden], NULL without a final norm (OPT-350m) */
     float *norm_b;            /* [hidden]: its bias (gptq_config_layernorm), else NULL */
     float *embed_norm, *embed_norm_b; /* [hidden] each: the LayerNorm after the embedding
                                  (gptq_config_embed_norm: BLOOM), else NULL */
@@ -76,7 +79,7 @@ struct gptq_model {
     void *pos_embed;          /* [gptq_config_pos_rows, hidden] of pos_dt: learned positions
                                  (OPT), else NULL */
     gptq_dtype pos_dt;
-    void *lm_head;            /* [vocab, hidden] of head_dt; == embed when tied */
+    void *lm_head;            /* [vocab, embed_dim] of head_dt; == embed when tied */
     gptq_dtype embed_dt, head_dt;
     /* lm_head rounded to a GGUF grid for serving (gptq_model_set_head_grid):
      * packed, host memory the model owns even when it is a view; lm_head

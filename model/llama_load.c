@@ -364,10 +364,25 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
     char name[192];
-    int64_t emb_shape[2] = {c->vocab_size, c->hidden_size}, vec_shape[1] = {c->hidden_size};
-    if ((st = load_dense(ld, "model.embed_tokens.weight", emb_shape, "vocab_size, hidden_size",
-                         &m->embed, &m->embed_dt)) != GPTQ_OK)
+    const int ed = gptq_config_embed_dim(c);
+    int64_t emb_shape[2] = {c->vocab_size, ed}, vec_shape[1] = {c->hidden_size};
+    const char *emb_why = ed != c->hidden_size ? "vocab_size, word_embed_proj_dim"
+                                               : "vocab_size, hidden_size";
+    if ((st = load_dense(ld, "model.embed_tokens.weight", emb_shape, emb_why, &m->embed,
+                         &m->embed_dt)) != GPTQ_OK)
         return st;
+    if (ed != c->hidden_size) { /* OPT-350m: projections to and from the model's width */
+        int64_t in_shape[2] = {c->hidden_size, ed}, out_shape[2] = {ed, c->hidden_size};
+        m->project_in.rows = c->hidden_size, m->project_in.cols = ed;
+        m->project_out.rows = ed, m->project_out.cols = c->hidden_size;
+        if ((st = load_dense(ld, "model.project_in.weight", in_shape,
+                             "hidden_size, word_embed_proj_dim", &m->project_in.W,
+                             &m->project_in.wt)) ||
+            (st = load_dense(ld, "model.project_out.weight", out_shape,
+                             "word_embed_proj_dim, hidden_size", &m->project_out.W,
+                             &m->project_out.wt)))
+            return st;
+    }
     if (gptq_config_embed_norm(c) &&
         ((st = load_f32(ld, "model.embed_norm.weight", 1, vec_shape, "hidden_size",
                         &m->embed_norm)) ||
@@ -401,8 +416,9 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
                 return st;
         }
     }
-    if ((st = load_f32(ld, "model.norm.weight", 1, vec_shape, "hidden_size", &m->norm)) != GPTQ_OK ||
-        (gptq_config_layernorm(c) &&
+    if ((!c->no_final_norm &&
+         (st = load_f32(ld, "model.norm.weight", 1, vec_shape, "hidden_size", &m->norm))) ||
+        (gptq_config_layernorm(c) && !c->no_final_norm &&
          (st = load_f32(ld, "model.norm.bias", 1, vec_shape, "hidden_size", &m->norm_b))))
         return st;
     if (c->tie_word_embeddings) {
@@ -416,7 +432,7 @@ gptq_status llama_load_weights(const loader *ld, gptq_model *m, int linears)
                          "%s: tensor 'lm_head.weight' is missing and config.json has "
                          "tie_word_embeddings false",
                          ld->dir);
-    return load_dense(ld, "lm_head.weight", emb_shape, "vocab_size, hidden_size", &m->lm_head,
+    return load_dense(ld, "lm_head.weight", emb_shape, emb_why, &m->lm_head,
                       &m->head_dt);
 }
 
@@ -581,6 +597,8 @@ void gptq_model_free(gptq_model *m)
         llama_buf_free(m, m->pos_embed);
         llama_buf_free(m, m->embed_norm);
         llama_buf_free(m, m->embed_norm_b);
+        llama_buf_free(m, m->project_in.W);
+        llama_buf_free(m, m->project_out.W);
     }
     if (m->alibi != m->alibi_host)
         m->be->free(m->be, m->alibi); /* always the model's own, as rope_freq */

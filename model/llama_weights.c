@@ -142,7 +142,15 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
     if (!n)
         return gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a copy of the model");
     n->views = cp->alloc != NULL;
-    n->embed = copy_bytes(cp, m->embed, llama_dense_bytes((size_t)c->vocab_size, hidden, m->embed_dt));
+    const size_t ed = (size_t)gptq_config_embed_dim(c);
+    n->embed = copy_bytes(cp, m->embed, llama_dense_bytes((size_t)c->vocab_size, ed, m->embed_dt));
+    n->project_in = m->project_in, n->project_out = m->project_out;
+    n->project_in.W = copy_bytes(cp, m->project_in.W,
+                                 llama_dense_bytes(m->project_in.rows, m->project_in.cols,
+                                                   m->project_in.wt));
+    n->project_out.W = copy_bytes(cp, m->project_out.W,
+                                  llama_dense_bytes(m->project_out.rows, m->project_out.cols,
+                                                    m->project_out.wt));
     n->norm = copy_bytes(cp, m->norm, hidden * sizeof(float));
     n->norm_b = copy_bytes(cp, m->norm_b, hidden * sizeof(float));
     n->embed_norm = copy_bytes(cp, m->embed_norm, hidden * sizeof(float));
@@ -153,7 +161,7 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
     n->lm_head = m->lm_head == m->embed
                      ? n->embed
                      : copy_bytes(cp, m->lm_head,
-                                  llama_dense_bytes((size_t)c->vocab_size, hidden, m->head_dt));
+                                  llama_dense_bytes((size_t)c->vocab_size, ed, m->head_dt));
     n->embed_dt = m->embed_dt, n->head_dt = m->head_dt;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const layer *src = &m->layers[l];
@@ -311,9 +319,17 @@ gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
         return st;
     }
     n->views = alloc != NULL;
-    const size_t vocab = (size_t)c->vocab_size, hidden = (size_t)c->hidden_size;
+    const size_t vocab = (size_t)c->vocab_size, hidden = (size_t)c->hidden_size,
+                 ed = (size_t)gptq_config_embed_dim(c);
     gptq_uploader u = {.be = be, .alloc = alloc, .ctx = ctx};
-    n->embed = upload_dense(&u, m->embed, m->embed_dt, vocab, hidden, &n->embed_dt, "embed_tokens");
+    n->embed = upload_dense(&u, m->embed, m->embed_dt, vocab, ed, &n->embed_dt, "embed_tokens");
+    n->project_in = m->project_in, n->project_out = m->project_out;
+    if (m->project_in.W) {
+        n->project_in.W = upload_dense(&u, m->project_in.W, m->project_in.wt, hidden, ed,
+                                       &n->project_in.wt, "project_in");
+        n->project_out.W = upload_dense(&u, m->project_out.W, m->project_out.wt, ed, hidden,
+                                        &n->project_out.wt, "project_out");
+    }
     if (m->embed_norm) {
         n->embed_norm = gptq_upload_bytes(&u, m->embed_norm, hidden * sizeof(float), "embed_norm");
         n->embed_norm_b =
@@ -329,7 +345,7 @@ gptq_status gptq_model_to_backend(const gptq_model *m, const gptq_backend *be,
         if (m->lm_head == m->embed)
             n->lm_head = n->embed, n->head_dt = n->embed_dt;
         else
-            n->lm_head = upload_dense(&u, m->lm_head, m->head_dt, vocab, hidden, &n->head_dt,
+            n->lm_head = upload_dense(&u, m->lm_head, m->head_dt, vocab, ed, &n->head_dt,
                                       "lm_head");
     }
     for (int l = 0; l < c->num_hidden_layers && u.st == GPTQ_OK; l++) {
@@ -413,7 +429,7 @@ size_t gptq_head_grid_bytes(const gptq_model_config *c, int grid)
         return 0;
     /* packed 8-bit symmetric, groups of 32: a byte per weight, per group an
      * fp16 scale and a zero byte, and g_idx */
-    const size_t rows = (size_t)c->vocab_size, cols = (size_t)c->hidden_size;
+    const size_t rows = (size_t)c->vocab_size, cols = (size_t)gptq_config_embed_dim(c);
     return rows * cols + rows * ((cols + 31) / 32) * (2 + 1) + cols * sizeof(int32_t);
 }
 
@@ -491,7 +507,7 @@ gptq_status gptq_model_set_head_grid(gptq_model *m, int grid)
     gptq_quant_config_default(&cfg);
     if ((st = gptq_quant_config_use_grid(&cfg, grid, 0, 0)))
         return st;
-    const int rows = c->vocab_size, cols = c->hidden_size, bits = cfg.bits;
+    const int rows = c->vocab_size, cols = gptq_config_embed_dim(c), bits = cfg.bits;
     if ((st = gptq_pack_check(rows, cols, bits)) ||
         (be->qgemm_check && (st = be->qgemm_check(be, rows, cols, bits))))
         return gptq_fail_context(st, "head grid %s for the %d x %d output matrix",

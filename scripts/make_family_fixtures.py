@@ -80,6 +80,16 @@ def opt():
     return cfg, transformers.OPTForCausalLM
 
 
+def opt_postln():
+    # opt-350m's layout: norms after the residual adds, no final norm, and
+    # a token embedding (tied to the output) of 32 taken to the model's 64
+    # by project_in and back by project_out
+    cfg, cls = opt()
+    cfg.do_layer_norm_before = False
+    cfg.word_embed_proj_dim = 32
+    return cfg, cls
+
+
 def bloom():
     # The paper's other family: ALiBi (6 heads: the slopes of a head count
     # that is not a power of two), q/k/v fused per head in
@@ -163,6 +173,7 @@ def make(name, build):
 
 if __name__ == "__main__":
     families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt,
+                "opt-postln": opt_postln,
                 "bloom": bloom, "gemma2": gemma2, "gemma3": gemma3}
     for name in sys.argv[1:] or families:
         make(name, families[name])

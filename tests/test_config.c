@@ -510,9 +510,10 @@ static void test_longrope(void)
     expect_error(extra, GPTQ_ERR_FORMAT, "needs original_max_position_embeddings");
 }
 
-/* OPT: facebook/opt-125m's config.json as published; the variants gptqd
- * does not compute (opt-350m's post-LN and projections, other activations)
- * refused by name; the file names of its tensors. */
+/* OPT: facebook/opt-125m's config.json as published, and opt-350m's
+ * differences (post-LN, a 512-wide embedding projected to 1024, no final
+ * norm); the variants gptqd does not compute (other activations, no
+ * biases) refused by name; the file names of its tensors. */
 #define OPT_125M                                                                             \
     "{\"_remove_final_layer_norm\": false, \"activation_dropout\": 0.0, "                     \
     "\"activation_function\": \"relu\", \"architectures\": [\"OPTForCausalLM\"], "          \
@@ -540,14 +541,22 @@ static void test_opt(void)
               gptq_config_pos_rows(&c) == 2050 && gptq_config_pos_offset(&c) == 2 &&
               gptq_config_qkv_bias(&c) && gptq_config_o_bias(&c) && gptq_config_mlp_bias(&c),
           "opt-125m: LayerNorm, no gate, 2048 + 2 learned positions, biases everywhere");
+    CHECK(!c.post_ln && !c.no_final_norm && gptq_config_embed_dim(&c) == 768,
+          "opt-125m: pre-LN, a final norm, embedding as wide as the model");
+    snprintf(json, sizeof json, OPT_125M,
+             ", \"hidden_size\": 1024, \"ffn_dim\": 4096, \"num_attention_heads\": 16, "
+             "\"num_hidden_layers\": 24, \"do_layer_norm_before\": false, "
+             "\"word_embed_proj_dim\": 512");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "opt-350m", &c));
+    CHECK(c.post_ln && c.no_final_norm && gptq_config_embed_dim(&c) == 512 &&
+              c.word_embed_proj_dim == 512 && c.hidden_size == 1024,
+          "opt-350m: post-LN, no final norm, 512-wide embedding projected to 1024");
     static const struct {
         const char *extra, *needle;
     } refused[] = {
-        {", \"do_layer_norm_before\": false", "do_layer_norm_before"},
-        {", \"word_embed_proj_dim\": 512", "word_embed_proj_dim 512"},
         {", \"activation_function\": \"gelu\"", "activation_function 'gelu'"},
         {", \"enable_bias\": false", "enable_bias"},
-        {", \"_remove_final_layer_norm\": true", "_remove_final_layer_norm"},
+        {", \"layer_norm_elementwise_affine\": false", "layer_norm_elementwise_affine"},
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         /* a later duplicate key wins in jansson: the variant replaces the value */
@@ -570,6 +579,7 @@ static void test_opt(void)
         {"model.layers.3.mlp.up_proj.scales", "model.decoder.layers.3.fc1.scales"},
         {"model.layers.3.mlp.down_proj.bias", "model.decoder.layers.3.fc2.bias"},
         {"lm_head.weight", "lm_head.weight"},
+        {"model.project_in.weight", "model.decoder.project_in.weight"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char buf[256];

@@ -69,6 +69,11 @@ static const family_names opt_names = {
      "self_attn_layer_norm.bias"},
     {"model.layers.", "mlp.", "o_proj", "input_layernorm"}};
 
+static const family_names opt_postln_names = {
+    {"model.decoder.project_in.weight", "model.decoder.project_out.weight",
+     "model.decoder.layers.1.final_layer_norm.bias", "model.decoder.embed_positions."},
+    {"model.decoder.final_layer_norm", "model.layers.", "mlp.", "o_proj"}};
+
 static const family_names bloom_names = {
     {"transformer.h.1.self_attention.query_key_value.", "transformer.word_embeddings_layernorm.",
      "mlp.dense_h_to_4h.", "transformer.ln_f.bias"},
@@ -342,8 +347,8 @@ static void check_device(const char *root)
     CHECK_OK(st);
     if (st)
         return;
-    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt", "bloom",
-                                           "gemma2", "gemma3"};
+    static const char *const families[] = {"qwen3", "phi3", "phi3-longrope", "opt", "opt-postln",
+                                           "bloom", "gemma2", "gemma3"};
     for (size_t fi = 0; fi < sizeof families / sizeof families[0]; fi++) {
         char dir[512], path[600];
         snprintf(dir, sizeof dir, "%s/tests/data/families/%s", root, families[fi]);
@@ -394,6 +399,7 @@ int main(void)
     check_family(root ? root : ".", "phi3", &fused_names, 3, 1);
     check_family(root ? root : ".", "phi3-longrope", &fused_names, 4, 0);
     check_family(root ? root : ".", "opt", &opt_names, 4, 1);
+    check_family(root ? root : ".", "opt-postln", &opt_postln_names, 3, 0);
     check_family(root ? root : ".", "bloom", &bloom_names, 3, 1);
     check_family(root ? root : ".", "gemma2", &gemma2_names, 4, 0);
     check_family(root ? root : ".", "gemma3", &gemma2_names, 4, 1);

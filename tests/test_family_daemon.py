@@ -26,7 +26,7 @@ GPTQD = os.environ.get("GPTQD", "")
 GPTQCTL = os.environ.get("GPTQCTL", "")
 ROOT = os.environ.get("GPTQ_SOURCE_ROOT",
                       os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-FAMILIES = ["qwen3", "phi3", "opt", "bloom", "gemma2", "gemma3"]
+FAMILIES = ["qwen3", "phi3", "opt", "opt-postln", "bloom", "gemma2", "gemma3"]
 failures = []
 
 
