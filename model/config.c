@@ -1059,13 +1059,13 @@ typedef struct name_pair {
 /* The first pair of `top` is the layers' prefix; `layer` maps module
  * paths inside a layer. */
 typedef struct family_names {
-    gptq_arch arch;
+    gptq_arch arch, also; /* the families it names (also == arch for one) */
     const char *base; /* gptq_config_base_prefix */
     name_pair top[5], layer[6];
 } family_names;
 
 static const family_names families[] = {
-    {GPTQ_ARCH_OPT, "model.",
+    {GPTQ_ARCH_OPT, GPTQ_ARCH_OPT, "model.",
      {{"model.layers.", "model.decoder.layers."},
       {"model.embed_tokens.", "model.decoder.embed_tokens."},
       {"model.embed_positions.", "model.decoder.embed_positions."},
@@ -1076,7 +1076,7 @@ static const family_names families[] = {
       {"self_attn.o_proj", "self_attn.out_proj"},
       {"mlp.up_proj", "fc1"},
       {"mlp.down_proj", "fc2"}}},
-    {GPTQ_ARCH_BLOOM, "transformer.",
+    {GPTQ_ARCH_BLOOM, GPTQ_ARCH_BLOOM, "transformer.",
      {{"model.layers.", "transformer.h."},
       {"model.embed_tokens.", "transformer.word_embeddings."},
       {"model.embed_norm.", "transformer.word_embeddings_layernorm."},
@@ -1085,14 +1085,9 @@ static const family_names families[] = {
       {"self_attn.o_proj", "self_attention.dense"},
       {"mlp.up_proj", "mlp.dense_h_to_4h"},
       {"mlp.down_proj", "mlp.dense_4h_to_h"}}},
-    /* Gemma 2's norms around the MLP: its pre_feedforward_layernorm is the
+    /* Gemma's norms around the MLP: its pre_feedforward_layernorm is the
      * norm Llama calls post_attention_layernorm */
-    {GPTQ_ARCH_GEMMA2, NULL,
-     {{"model.layers.", "model.layers."}},
-     {{"post_attention_layernorm", "pre_feedforward_layernorm"},
-      {"attn_out_norm", "post_attention_layernorm"},
-      {"mlp_out_norm", "post_feedforward_layernorm"}}},
-    {GPTQ_ARCH_GEMMA3, NULL,
+    {GPTQ_ARCH_GEMMA2, GPTQ_ARCH_GEMMA3, NULL,
      {{"model.layers.", "model.layers."}},
      {{"post_attention_layernorm", "pre_feedforward_layernorm"},
       {"attn_out_norm", "post_attention_layernorm"},
@@ -1102,7 +1097,7 @@ static const family_names families[] = {
 static const family_names *family_of(const gptq_model_config *cfg)
 {
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-        if (families[i].arch == cfg->arch)
+        if (families[i].arch == cfg->arch || families[i].also == cfg->arch)
             return &families[i];
     return NULL;
 }
