@@ -580,10 +580,9 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         for (int g = 0; g < GPTQ_FUSED_GROUPS; g++) {
             if (!gptq_config_fuses(cfg, g))
                 continue;
-            char ours[96], theirs[192];
-            snprintf(ours, sizeof ours, "model.layers.0.%s", gptq_fused_groups[g].fused);
-            const char *fp = gptq_config_file_name(cfg, ours, theirs, sizeof theirs);
-            fp = strstr(fp, "0.") ? strstr(fp, "0.") + 2 : fp;
+            char theirs[192];
+            const char *fp =
+                gptq_config_layer_path(cfg, gptq_fused_groups[g].fused, theirs, sizeof theirs);
             const char *last = strrchr(fp, '.') ? strrchr(fp, '.') + 1 : fp;
             if (strcmp(p->skip_modules[i], fp) == 0 || strcmp(p->skip_modules[i], last) == 0) {
                 for (int k = 0; k < gptq_fused_groups[g].n; k++)
@@ -602,7 +601,8 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     }
 
     /* before any work: the library checks it again when the pipeline starts */
-    if ((st = gptq_calib_skip_check(cfg, o.skip_mask))) {
+    if ((st = gptq_calib_skip_check(cfg, o.skip_mask)) ||
+        (st = gptq_config_bits_check(cfg, o.quant.bits))) {
         st = gptq_fail_context(st, "quantize");
         goto fail;
     }

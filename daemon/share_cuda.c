@@ -103,7 +103,10 @@ static size_t arena_size_for(const gptq_model *m, const gptq_backend *be)
     }
     if (n == 0) {
         const gptq_model_config *cfg = gptq_model_get_config(m);
-        n = (size_t)cfg->num_hidden_layers * (GPTQ_LIN_COUNT * 5 + 2) + 4;
+        /* per layer: each linear's five arrays and bias, up to eight norm
+         * vectors; the model's own (embeddings, positions, projections,
+         * norms and biases, head) stay under sixteen */
+        n = (size_t)cfg->num_hidden_layers * (GPTQ_LIN_COUNT * 6 + 8) + 16;
         need = 2 * gptq_model_bytes(m) + n * DEVICE_ALIGN;
     }
     return need + SLACK_FIXED + n * SLACK_PER_TENSOR;

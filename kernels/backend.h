@@ -162,7 +162,7 @@ struct gptq_backend {
                     int dim, float eps, float offset);
     /* y [n, dim] = (x - mean(x)) / sqrt(var(x) + eps) * weight [dim] + bias [dim]
      * (torch.nn.LayerNorm: the biased variance, float32 result; mean and
-     * variance may be summed in higher precision); y may alias x. OPT. */
+     * variance may be summed in higher precision); y may alias x. OPT, BLOOM. */
     void (*layernorm)(const gptq_backend *be, const float *x, const float *weight,
                       const float *bias, float *y, int n, int dim, float eps);
     /* Rotary embedding in place on x [n, n_heads * head_dim], token i at

@@ -112,6 +112,8 @@ static gptq_status check_options(const gptq_model *m, const gptq_calib_options *
     gptq_status st = gptq_calib_options_check(o); /* the bounds of model/options.c */
     if (!st)
         st = gptq_calib_skip_check(cfg, o->skip_mask);
+    if (!st)
+        st = gptq_config_bits_check(cfg, o->quant.bits);
     if (st)
         return st;
     if (cfg->max_position_embeddings > 0 && o->seqlen > cfg->max_position_embeddings)
@@ -583,6 +585,8 @@ gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned
     total *= layers;
     const double t0 = now_seconds();
     gptq_status st = gptq_calib_skip_check(gptq_model_get_config(m), skip_mask);
+    if (!st)
+        st = gptq_config_bits_check(gptq_model_get_config(m), cfg->bits);
     for (int layer = 0; layer < layers && !st; layer++)
         for (int w = 0; w < GPTQ_LIN_COUNT && !st; w++) {
             if (skip_mask & (1u << w))

@@ -71,9 +71,6 @@ static gptq_status visit(void *user, const char *name, const void *data, gptq_dt
 {
     save_ctx *c = user;
     if (!L) {
-        if (c->bits && ndim == 2 && strstr(name, "layers."))
-            return gptq_fail(GPTQ_ERR_ARG, "checkpoint: linear '%s' is not quantized; a GPTQ "
-                             "checkpoint needs every decoder linear packed", name);
         size_t n = 1;
         for (int i = 0; i < ndim; i++)
             n *= (size_t)shape[i];
@@ -259,7 +256,20 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
     if (fstatat(parentfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
         return gptq_fail(GPTQ_ERR_EXISTS, "%s already exists: choose a new folder or remove it",
                          dir);
-    const gptq_dtype src_dt = gptq_model_get_config(m)->torch_dtype;
+    const gptq_model_config *mc = gptq_model_get_config(m);
+    /* a GPTQ checkpoint holds every decoder linear packed: asked of the
+     * model, whatever names the family's files give them */
+    for (int l = 0; meta && l < mc->num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            if (gptq_config_has_linear(mc, (gptq_linear_id)w) &&
+                !gptq_model_linear_packed(m, l, (gptq_linear_id)w)) {
+                char path[128];
+                return gptq_fail(GPTQ_ERR_ARG, "checkpoint: layer %d %s is not quantized; a "
+                                 "GPTQ checkpoint needs every decoder linear packed", l,
+                                 gptq_linear_file_path(mc, (gptq_linear_id)w, path,
+                                                       sizeof path));
+            }
+    const gptq_dtype src_dt = mc->torch_dtype;
     if (float_dtype == GPTQ_DT_COUNT) /* the model's own; a GPTQ checkpoint's are 16-bit */
         float_dtype = meta && src_dt == GPTQ_DT_F32 ? GPTQ_DT_F16 : src_dt;
     if (float_dtype != GPTQ_DT_F16 && float_dtype != GPTQ_DT_BF16 && float_dtype != GPTQ_DT_F32)

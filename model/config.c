@@ -340,9 +340,7 @@ static gptq_status parse_rope(json_t *root, const char *what, gptq_model_config 
     return GPTQ_OK;
 }
 
-/* transformers 5's layer_types (each layer's attention kind): every layer
- * must attend the way the config's window says all of them do (full, or
- * the sliding window of a Mistral); a mix is refused, never averaged over. */
+/* Mark layer l of the sliding kind, or not (cfg->sliding_layers). */
 static void set_sliding(gptq_model_config *cfg, int l, int on)
 {
     if (on)
@@ -357,15 +355,17 @@ static void set_sliding(gptq_model_config *cfg, int l, int on)
 static gptq_status parse_layer_types(json_t *root, const char *what,
                                      gptq_model_config *cfg)
 {
-    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2 || cfg->arch == GPTQ_ARCH_GEMMA3;
+    const int gemma = is_gemma(cfg);
     /* Gemma 2 alternates; Gemma 3's configs give sliding_window_pattern
      * (default 6): layer l slides unless (l + 1) is a multiple of it */
     int pattern = cfg->arch == GPTQ_ARCH_GEMMA3 ? 6 : 2;
     if (cfg->arch == GPTQ_ARCH_GEMMA3 &&
         get_int(root, what, "sliding_window_pattern", 1, 1 << 20, &pattern) < 0)
         return GPTQ_ERR_FORMAT;
+    /* Gemma's layer kinds hold without a window too (they pick Gemma 3's
+     * RoPE); the others' follow the window */
     for (int l = 0; l < cfg->num_hidden_layers; l++)
-        set_sliding(cfg, l, cfg->sliding_window > 0 && (!gemma || (l + 1) % pattern != 0));
+        set_sliding(cfg, l, gemma ? (l + 1) % pattern != 0 : cfg->sliding_window > 0);
     json_t *lt = json_object_get(root, "layer_types");
     if (!lt || json_is_null(lt))
         return GPTQ_OK;
@@ -379,7 +379,7 @@ static gptq_status parse_layer_types(json_t *root, const char *what,
             if (!sliding && (!t || strcmp(t, "full_attention")))
                 return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: layer_types[%zu] '%s' is not "
                                  "sliding_attention or full_attention", what, i, t ? t : "?");
-            set_sliding(cfg, (int)i, sliding && cfg->sliding_window > 0);
+            set_sliding(cfg, (int)i, sliding);
         }
         return GPTQ_OK;
     }
@@ -612,11 +612,12 @@ static gptq_status parse_opt(json_t *root, const char *what, gptq_model_config *
 /* ---- BLOOM ----------------------------------------------------------------------- */
 
 /* BloomConfig's fields: its own names or the aliases transformers maps
- * (n_embed for hidden_size, n_layer / n_head for the Llama names, both
- * spellings occur in published configs). The MLP is 4 x hidden wide. */
+ * (n_embed for hidden_size, which wins where both are given as in
+ * BloomConfig; n_layer / n_head for the Llama names; both spellings occur
+ * in published configs). The MLP is 4 x hidden wide. */
 static gptq_status parse_bloom(json_t *root, const char *what, gptq_model_config *cfg)
 {
-    static const char *const alias[][2] = {{"hidden_size", "n_embed"},
+    static const char *const alias[][2] = {{"n_embed", "hidden_size"},
                                            {"num_hidden_layers", "n_layer"},
                                            {"num_attention_heads", "n_head"}};
     int *field[] = {&cfg->hidden_size, &cfg->num_hidden_layers, &cfg->num_attention_heads};
@@ -729,7 +730,7 @@ static gptq_status parse_root(json_t *root, const char *what, gptq_model_config 
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: rope_theta %g must be > 1", what, cfg->rope_theta);
 
     const char *act = NULL;
-    const int gemma = cfg->arch == GPTQ_ARCH_GEMMA2 || cfg->arch == GPTQ_ARCH_GEMMA3;
+    const int gemma = is_gemma(cfg);
     /* Gemma 2 reads hidden_activation (its configs also carry hidden_act) */
     if (get_string(root, what, gemma ? "hidden_activation" : "hidden_act", &act) < 0)
         return GPTQ_ERR_FORMAT;
@@ -905,7 +906,7 @@ int gptq_config_qk_norm(const gptq_model_config *cfg)
 
 int gptq_config_fused(const gptq_model_config *cfg)
 {
-    return cfg->arch == GPTQ_ARCH_PHI3 || cfg->arch == GPTQ_ARCH_BLOOM;
+    return gptq_config_fuses(cfg, 0) || gptq_config_fuses(cfg, 1);
 }
 
 int gptq_config_fuses(const gptq_model_config *cfg, int g)
@@ -936,6 +937,22 @@ void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t 
     *block = *period = *rows;
 }
 
+gptq_status gptq_config_bits_check(const gptq_model_config *cfg, int bits)
+{
+    for (int g = 0; g < GPTQ_FUSED_GROUPS; g++)
+        for (int k = 0; gptq_config_fuses(cfg, g) && k < gptq_fused_groups[g].n; k++) {
+            int64_t start, rows, total, block, period;
+            gptq_config_fused_rows(cfg, g, k, &start, &rows, &total, &block, &period);
+            if (block * bits % 32)
+                return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s stores %s as one tensor in runs of "
+                                 "%lld rows, whose %d-bit zero points would not fill whole "
+                                 "32-bit words; its checkpoints cannot hold %d bits (2, 4 and 8 "
+                                 "fit)", cfg->architecture, gptq_fused_groups[g].fused,
+                                 (long long)block, bits, bits);
+        }
+    return GPTQ_OK;
+}
+
 int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int64_t j)
 {
     int64_t start, rows, total, block, period;
@@ -950,7 +967,7 @@ int gptq_config_layernorm(const gptq_model_config *cfg)
 
 int gptq_config_gated_mlp(const gptq_model_config *cfg)
 {
-    return !gptq_config_layernorm(cfg);
+    return cfg->arch != GPTQ_ARCH_OPT && cfg->arch != GPTQ_ARCH_BLOOM;
 }
 
 int gptq_config_embed_norm(const gptq_model_config *cfg)
@@ -977,19 +994,23 @@ float gptq_config_embed_scale(const gptq_model_config *cfg)
 {
     if (!is_gemma(cfg))
         return 0;
-    /* sqrt(hidden) in the weights' dtype, as transformers casts it (Gemma's
-     * own code rounds 55.4256 to bfloat16's 55.5 for hidden 3072) */
-    float s = (float)sqrt((double)cfg->hidden_size);
-    if (cfg->torch_dtype == GPTQ_DT_F16)
-        s = gptq_round_f16(s);
-    else if (cfg->torch_dtype == GPTQ_DT_BF16)
-        s = gptq_bf16_to_f32(gptq_f32_to_bf16(s));
-    return s;
+    /* sqrt(hidden) in float32, as transformers computes it running the
+     * model in float32 and llama.cpp always does (transformers in bfloat16
+     * casts it first: 55.4256 becomes 55.5 for hidden 3072); independent of
+     * the dtype a checkpoint is saved in, so saving never changes it */
+    return (float)sqrt((double)cfg->hidden_size);
+}
+
+/* Layer l is of the sliding kind (Gemma's layer_types; every layer of a
+ * family with a window). */
+static int layer_sliding(const gptq_model_config *cfg, int l)
+{
+    return l >= 0 && l < cfg->num_hidden_layers && (cfg->sliding_layers[l / 8] & (1u << (l % 8)));
 }
 
 int gptq_config_layer_local_rope(const gptq_model_config *cfg, int l)
 {
-    return cfg->rope_local_theta > 0 && gptq_config_layer_window(cfg, l) > 0;
+    return cfg->rope_local_theta > 0 && layer_sliding(cfg, l);
 }
 
 void gptq_config_rope_inv_freq_local(const gptq_model_config *cfg, float *inv_freq)
@@ -1006,10 +1027,7 @@ void gptq_config_rope_inv_freq_local(const gptq_model_config *cfg, float *inv_fr
 
 int gptq_config_layer_window(const gptq_model_config *cfg, int l)
 {
-    return l >= 0 && l < cfg->num_hidden_layers &&
-                   (cfg->sliding_layers[l / 8] & (1u << (l % 8)))
-               ? cfg->sliding_window
-               : 0;
+    return layer_sliding(cfg, l) ? cfg->sliding_window : 0;
 }
 
 int gptq_config_rope(const gptq_model_config *cfg)
@@ -1102,6 +1120,21 @@ static const family_names *family_of(const gptq_model_config *cfg)
     return NULL;
 }
 
+const char *gptq_config_layer_path(const gptq_model_config *cfg, const char *path, char *out,
+                                   size_t n)
+{
+    const family_names *f = family_of(cfg);
+    for (size_t j = 0; f && j < sizeof f->layer / sizeof f->layer[0] && f->layer[j].ours; j++) {
+        size_t m = strlen(f->layer[j].ours);
+        if (!strncmp(path, f->layer[j].ours, m) && (path[m] == '.' || !path[m])) {
+            snprintf(out, n, "%s%s", f->layer[j].theirs, path + m);
+            return out;
+        }
+    }
+    snprintf(out, n, "%s", path);
+    return out;
+}
+
 const char *gptq_config_base_prefix(const gptq_model_config *cfg)
 {
     const family_names *f = family_of(cfg);
@@ -1119,17 +1152,10 @@ const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name
         const char *rest = name + k, *mod = "", *tail = rest;
         int layer, at = 0;
         char head[32] = "";
+        char mapped[192] = "";
         if (i == 0 && sscanf(rest, "%d.%n", &layer, &at) == 1 && at) {
             snprintf(head, sizeof head, "%d.", layer);
-            rest += at, tail = rest;
-            for (size_t j = 0; j < sizeof f->layer / sizeof f->layer[0] && f->layer[j].ours;
-                 j++) {
-                size_t m = strlen(f->layer[j].ours);
-                if (!strncmp(rest, f->layer[j].ours, m) && (rest[m] == '.' || !rest[m])) {
-                    mod = f->layer[j].theirs, tail = rest + m;
-                    break;
-                }
-            }
+            mod = gptq_config_layer_path(cfg, rest + at, mapped, sizeof mapped), tail = "";
         }
         snprintf(out, n, "%s%s%s%s", f->top[i].theirs, head, mod, tail);
         return out;

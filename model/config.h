@@ -1,7 +1,8 @@
-/* model/config.h: a Hugging Face config.json for the Llama family and OPT.
+/* model/config.h: a Hugging Face config.json of the families gptqd runs.
  *
  * Reads LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
- * Qwen3ForCausalLM, Phi3ForCausalLM and OPTForCausalLM configs
+ * Qwen3ForCausalLM, Phi3ForCausalLM, OPTForCausalLM, BloomForCausalLM,
+ * Gemma2ForCausalLM and Gemma3ForCausalLM configs
  * into one flat struct with HF's defaults for absent optional fields, checks
  * the shapes for consistency, and computes the rotary inverse frequencies
  * exactly as transformers' rope init functions do (default, linear, llama3).
@@ -26,7 +27,8 @@ typedef enum gptq_arch {
     GPTQ_ARCH_QWEN3,   /* Qwen3ForCausalLM: Llama + RMSNorm of each head's q and k */
     GPTQ_ARCH_PHI3,    /* Phi3ForCausalLM: Llama, q/k/v and gate/up fused in its files,
                           optional sliding window */
-    GPTQ_ARCH_OPT,     /* OPTForCausalLM: pre-LN LayerNorm with biases, learned positions
+    GPTQ_ARCH_OPT,     /* OPTForCausalLM: LayerNorms with biases (pre-LN; opt-350m post-LN
+                          with project_in/out), learned positions
                           (offset 2), ReLU MLP fc1/fc2, biases on every linear; its
                           files name the modules model.decoder.* (gptq_config_file_name) */
     GPTQ_ARCH_BLOOM,   /* BloomForCausalLM: LayerNorms with biases (one after the embedding),
@@ -172,6 +174,11 @@ extern const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS];
 void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
                             int64_t *rows, int64_t *total, int64_t *block, int64_t *period);
 int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int64_t j);
+/* Whether a checkpoint of this family can hold packed linears of `bits`:
+ * a fused tensor's zero points are packed along its rows, so each run of a
+ * part (BLOOM: a head) must fill whole 32-bit words. GPTQ_OK, or
+ * GPTQ_ERR_UNSUPPORTED saying which bits would do. */
+gptq_status gptq_config_bits_check(const gptq_model_config *cfg, int bits);
 
 /* OPT's and BLOOM's decoders: each norm is a LayerNorm with weight and
  * bias (input_layernorm, post_attention_layernorm and model.norm carry
@@ -186,7 +193,7 @@ int gptq_config_gated_mlp(const gptq_model_config *cfg);
 int gptq_config_embed_norm(const gptq_model_config *cfg);
 int gptq_config_rope(const gptq_model_config *cfg);
 /* 1 for ALiBi (BLOOM); slopes [num_attention_heads] as transformers'
- * _get_alibi_slopes computes them in float32. */
+ * _get_alibi_slopes computes them in float32 (for build_alibi_tensor). */
 int gptq_config_alibi(const gptq_model_config *cfg);
 /* Gemma 2: RMSNorms scale by (1 + w) (the backend's rmsnorm offset, 1 here,
  * else 0); each layer has two more, after attention and after the MLP
@@ -217,6 +224,10 @@ int gptq_config_embed_dim(const gptq_model_config *cfg);
  * the same. */
 const char *gptq_config_file_name(const gptq_model_config *cfg, const char *name, char *out,
                                   size_t n);
+/* The same for a module path inside a layer ("self_attn.o_proj" -> OPT's
+ * "self_attn.out_proj", BLOOM's "self_attention.dense"), into out[n]. */
+const char *gptq_config_layer_path(const gptq_model_config *cfg, const char *path, char *out,
+                                   size_t n);
 /* The prefix a family's base-model checkpoints leave off ("model." for OPT,
  * "transformer." for BLOOM: facebook/opt-* and bigscience/bloom-* store
  * "decoder.layers.0..." and "h.0..."), or NULL; readers try the name

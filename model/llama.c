@@ -33,12 +33,7 @@ int gptq_config_has_linear(const gptq_model_config *cfg, gptq_linear_id which)
 const char *gptq_linear_file_path(const gptq_model_config *cfg, gptq_linear_id which, char *out,
                                   size_t n)
 {
-    char ours[96], theirs[192];
-    snprintf(ours, sizeof ours, "model.layers.0.%s", gptq_linear_path(which));
-    const char *f = gptq_config_file_name(cfg, ours, theirs, sizeof theirs);
-    const char *at = strstr(f, "layers.0.");
-    snprintf(out, n, "%s", at ? at + strlen("layers.0.") : gptq_linear_path(which));
-    return out;
+    return gptq_config_layer_path(cfg, gptq_linear_path(which), out, n);
 }
 
 void gptq_model_linear_shape(const gptq_model *m, gptq_linear_id which, int *rows, int *cols)

@@ -339,10 +339,11 @@ gptq_status gptq_model_embed(const gptq_model *m, const int32_t *ids, int n_seq,
 
 /* Called before each group of linears that shares one input, with that
  * input X [rows, cols] (rows = n_seq*len tokens, row s*len+t): once with
- * which = GPTQ_LIN_Q for q/k/v (X = the attention RMSNorm output), once
- * with GPTQ_LIN_O (X = attention output), once with GPTQ_LIN_GATE for
- * gate/up (X = the MLP RMSNorm output), once with GPTQ_LIN_DOWN
- * (X = silu(gate)*up). X is only valid during the call. A hook may replace
+ * which = GPTQ_LIN_Q for q/k/v (X = the attention block's input: its norm
+ * of h, or h where the family norms after the residual add), once with
+ * GPTQ_LIN_O (X = attention output), once with GPTQ_LIN_GATE for gate/up
+ * (GPTQ_LIN_UP where the MLP has no gate; X = the MLP block's input), once
+ * with GPTQ_LIN_DOWN (X = the activation: silu(gate)*up, or the family's). X is only valid during the call. A hook may replace
  * linears of later groups of the same layer (the layer reads each linear
  * when it applies it), which is how sequential quantization within a layer
  * works. Returning non-OK stops the layer: gptq_model_layer_forward returns
@@ -369,15 +370,18 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
  * n_seq windows of len tokens at positions 0..len-1 (no cache), T =
  * n_seq*len rows; every buffer is in the model's backend memory; `in`/`out`
  * are NULL where a part does not take them.
- *   ATTN_NORM  out [T, hidden] = input RMSNorm of h (q/k/v's input)
- *   ATTENTION  out [T, q_dim] = causal attention of q/k/v(RMSNorm(h)), RoPE
- *              applied (o_proj's input)
- *   ATTN_OUT   h += o_proj(in [T, q_dim]); then, when out is not NULL,
- *              out [T, hidden] = post-attention RMSNorm of the new h
- *   MLP_NORM   out [T, hidden] = post-attention RMSNorm of h (gate/up's input)
+ * ("norm" is the family's: RMSNorm or LayerNorm; a post-LN family's block
+ * input is h itself and its norm follows the residual add.)
+ *   ATTN_NORM  out [T, hidden] = the attention block's input (q/k/v's)
+ *   ATTENTION  out [T, q_dim] = causal attention of q/k/v(that input),
+ *              positions applied (o_proj's input)
+ *   ATTN_OUT   h += o_proj(in [T, q_dim]) (normed first where the family
+ *              norms the attention's output); then, when out is not NULL,
+ *              out [T, hidden] = the MLP block's input from the new h
+ *   MLP_NORM   out [T, hidden] = the MLP block's input (gate/up's)
  *   MLP_ACT    out [T, intermediate] = silu(gate_proj(in)) * up_proj(in),
- *              in [T, hidden] (down_proj's input)
- *   MLP_OUT    h += down_proj(in [T, intermediate])
+ *              or the family's activation, in [T, hidden] (down_proj's input)
+ *   MLP_OUT    h += down_proj(in [T, intermediate]) (normed likewise)
  * Errors: GPTQ_ERR_ARG (bad layer, part, sizes; a layer not loaded),
  * GPTQ_ERR_NOMEM, the packed kernels'. */
 typedef enum gptq_layer_part {
@@ -391,7 +395,8 @@ typedef enum gptq_layer_part {
 gptq_status gptq_model_layer_part(const gptq_model *m, int layer, gptq_layer_part part, float *h,
                                   const float *in, float *out, int n_seq, int len);
 
-/* logits [n, vocab] = lm_head(RMSNorm(h [n, hidden])); h is not modified.
+/* logits [n, vocab] = lm_head(final norm(h [n, hidden])) (through
+ * project_out, and soft-capped, where the family does); h is not modified.
  * Errors: GPTQ_ERR_NOMEM. */
 gptq_status gptq_model_head(const gptq_model *m, const float *h, int n, float *logits);
 

@@ -2,11 +2,13 @@
  * LlamaModel step for step: embed; per layer RMSNorm -> q, k, v (+bias) ->
  * RoPE (rotate_half) -> causal GQA attention -> o -> residual add ->
  * RMSNorm -> gate, up -> silu(gate)*up -> down -> residual add; final
- * RMSNorm; lm_head. OPT's decoder is the same walk with its pieces swapped
- * in by the config: learned positions added to the embedding instead of
- * RoPE, LayerNorms with biases, and relu(fc1) -> fc2 for the MLP (up and
- * down, no gate). All compute goes through the backend table
- * (kernels/backend.h). Also the per-layer entry points the calibration
+ * RMSNorm; lm_head. The other families are the same walk with pieces
+ * swapped in by the config (model/config.h): OPT's learned positions,
+ * LayerNorms with biases, relu(fc1) -> fc2 and opt-350m's post-LN and
+ * projections; BLOOM's ALiBi, embedding LayerNorm and GELU MLP; Gemma's
+ * (1 + w) norms around both blocks, scaled embedding, GELU gate,
+ * soft-capping, per-layer windows and RoPE bases. All compute goes through
+ * the backend table (kernels/backend.h). Also the per-layer entry points the calibration
  * pipeline drives (embed, layer forward with hooks, layer parts, head). */
 #include "model/llama_internal.h"
 
@@ -133,9 +135,12 @@ static void block_output(const gptq_model *m, const float *w, const float *b, fl
  * (both without a gate), Gemma 2's torch tanh GELU of the gate. */
 static gptq_act mlp_activation(const gptq_model_config *c)
 {
-    return c->arch == GPTQ_ARCH_BLOOM    ? GPTQ_ACT_GELU_TANH
-           : gptq_config_norm_offset(c) != 0 ? GPTQ_ACT_GELU_PT /* Gemma 2, 3 */
-                                         : GPTQ_ACT_RELU;
+    switch (c->arch) {
+    case GPTQ_ARCH_BLOOM: return GPTQ_ACT_GELU_TANH;
+    case GPTQ_ARCH_GEMMA2:
+    case GPTQ_ARCH_GEMMA3: return GPTQ_ACT_GELU_PT;
+    default: return GPTQ_ACT_RELU;
+    }
 }
 
 /* The first linear of the MLP, whose input the calibration hook sees. */
@@ -315,19 +320,16 @@ static gptq_status mlp_act(const gptq_model *m, int l, const float *x, float *ac
                             (size_t)T * m->cfg.intermediate_size);
         return st;
     }
-    if (mlp_activation(&m->cfg) == GPTQ_ACT_GELU_PT) { /* Gemma 2: gelu(gate) * up */
-        if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
-            (st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
-            return st;
-        const size_t n = (size_t)T * m->cfg.intermediate_size;
-        m->be->activate(m->be, GPTQ_ACT_GELU_PT, act, n);
-        m->be->mul(m->be, act, s->up, n);
-        return GPTQ_OK;
-    }
     if ((st = linear_apply(m, &Ly->lin[GPTQ_LIN_GATE], x, act, T)) != GPTQ_OK ||
         (st = linear_apply(m, &Ly->lin[GPTQ_LIN_UP], x, s->up, T)) != GPTQ_OK)
         return st;
-    m->be->silu_mul(m->be, act, s->up, act, (size_t)T * m->cfg.intermediate_size);
+    const size_t n = (size_t)T * m->cfg.intermediate_size;
+    if (mlp_activation(&m->cfg) == GPTQ_ACT_GELU_PT) { /* Gemma: gelu(gate) * up */
+        m->be->activate(m->be, GPTQ_ACT_GELU_PT, act, n);
+        m->be->mul(m->be, act, s->up, n);
+    } else {
+        m->be->silu_mul(m->be, act, s->up, act, n);
+    }
     return GPTQ_OK;
 }
 

@@ -673,6 +673,21 @@ static void test_bloom(void)
               got, names[i][1]);
     }
     CHECK(!strcmp(gptq_config_base_prefix(&c), "transformer."), "BLOOM's base prefix");
+    char path[128];
+    CHECK(!strcmp(gptq_config_layer_path(&c, "self_attn.o_proj", path, sizeof path),
+                  "self_attention.dense") &&
+              !strcmp(gptq_config_layer_path(&c, "mlp.down_proj", path, sizeof path),
+                      "mlp.dense_4h_to_h") &&
+              !strcmp(gptq_config_layer_path(&c, "self_attn.qkv_proj", path, sizeof path),
+                      "self_attention.query_key_value"),
+          "BLOOM's module paths inside a layer");
+    /* a head of 80 rows (bloom-3b's 2560 / 32) splits 3-bit zero points mid-word */
+    CHECK(gptq_config_bits_check(&c, 3) == GPTQ_OK, "bloom-560m (head_dim 64): 3 bits fit");
+    c.hidden_size = 2560, c.num_attention_heads = c.num_key_value_heads = 32, c.head_dim = 80;
+    CHECK(gptq_config_bits_check(&c, 4) == GPTQ_OK &&
+              gptq_config_bits_check(&c, 3) == GPTQ_ERR_UNSUPPORTED &&
+              strstr(gptq_errmsg(), "2, 4 and 8 fit"),
+          "bloom-3b (head_dim 80): 3 bits refused by name (%s)", gptq_errmsg());
 }
 
 /* Gemma 2: google/gemma-2-2b's config.json (no layer_types: every other
@@ -708,11 +723,11 @@ static void test_gemma2(void)
               gptq_config_gated_mlp(&c) && gptq_config_rope(&c) &&
               gptq_config_embed_scale(&c) == 48.0f,
           "gemma-2-2b: (1 + w) norms, sandwich norms, embedding x 48");
-    /* sqrt(3072) = 55.4256 is 55.5 in bfloat16, as transformers casts it */
+    /* sqrt(3072) in float32 whatever the weights' dtype (not bfloat16's 55.5) */
     snprintf(json, sizeof json, GEMMA2_2B,
              ", \"hidden_size\": 3072, \"torch_dtype\": \"bfloat16\"");
     CHECK_OK(gptq_config_parse(json, strlen(json), "gemma", &c));
-    CHECK(gptq_config_embed_scale(&c) == 55.5f, "bf16 embedding scale %g",
+    CHECK(gptq_config_embed_scale(&c) == sqrtf(3072.0f), "embedding scale %.7g",
           gptq_config_embed_scale(&c));
     static const struct {
         const char *extra, *needle;
@@ -792,6 +807,13 @@ static void test_gemma3(void)
     gptq_config_rope_inv_freq_local(&c, loc);
     CHECK(fabs(g[1] / pow(1e6, -2.0 / 256) - 1) < 1e-6 && fabs(loc[1] / pow(1e4, -2.0 / 256) - 1) < 1e-6,
           "gemma-3-1b: inv_freq from 1e6 (global) and 1e4 (local)");
+    /* no window: every layer sees everything, yet the sliding kind keeps its
+     * own RoPE base (transformers picks the RoPE by layer_types alone) */
+    snprintf(json, sizeof json, GEMMA3_1B, ", \"sliding_window\": null");
+    CHECK_OK(gptq_config_parse(json, strlen(json), "gemma3", &c));
+    CHECK(gptq_config_layer_window(&c, 0) == 0 && gptq_config_layer_local_rope(&c, 0) &&
+              !gptq_config_layer_local_rope(&c, 5),
+          "gemma3 without a window: layer 0 local RoPE, layer 5 global");
     /* transformers 5's form of gemma-3-4b: linear factor 8 on the global layers */
     snprintf(json, sizeof json, GEMMA3_1B,
              ", \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", "

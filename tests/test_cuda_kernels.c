@@ -396,10 +396,12 @@ static void test_layernorm(int n, int dim)
         const double r = 1.0 / sqrt(d / dim + 1e-5);
         for (int j = 0; j < dim; j++) {
             size_t k = (size_t)i * dim + j;
-            ref[k] = cpu[k];
+            ref[k] = (xr[j] - s / dim) * r * w[j] + b[j]; /* float64 */
             bound[k] = 2e-5 * (fabs(xr[j]) * r * fabs(w[j]) + fabs(b[j])) + 1e-7;
         }
     }
+    /* the CPU twin against the same float64 reference and bound */
+    expect_close("layernorm (CPU twin)", cpu, ref, bound, len);
     float *d_x = to_device(x, len * 4), *d_w = to_device(w, (size_t)dim * 4);
     float *d_b = to_device(b, (size_t)dim * 4);
     be->layernorm(be, d_x, d_w, d_b, d_x, n, dim, 1e-5f); /* in place, as the runtime calls it */

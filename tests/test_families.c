@@ -329,6 +329,28 @@ static void check_fused_skip(const char *root)
     CHECK_OK(gptq_calib_rtn(m, &q, 1u << GPTQ_LIN_Q | 1u << GPTQ_LIN_K | 1u << GPTQ_LIN_V, NULL,
                             NULL));
     gptq_model_free(m);
+
+    /* a GPTQ checkpoint holds every linear packed, whatever the family's
+     * files call them (BLOOM's o_proj is self_attention.dense) */
+    snprintf(dir, sizeof dir, "%s/tests/data/families/bloom", root);
+    m = NULL;
+    CHECK_OK(gptq_model_load(dir, &m));
+    if (!m)
+        return;
+    gptq_hf_files files = {0};
+    CHECK_OK(gptq_hf_files_read(dir, &files));
+    CHECK_OK(gptq_calib_rtn(m, &q, 1u << GPTQ_LIN_O, NULL, NULL));
+    char tmp[] = "/tmp/gptq-families-skip-XXXXXX", out[600];
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(out, sizeof out, "%s/ckpt", tmp);
+    gptq_checkpoint_meta meta = {.quant = q, .true_sequential = 1};
+    st = gptq_checkpoint_save(m, &files, &meta, GPTQ_DT_COUNT, out);
+    CHECK(st == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "self_attention.dense is not quantized"),
+          "bloom: a checkpoint with o_proj left float is refused naming it (%s)", gptq_errmsg());
+    CHECK(access(out, F_OK) != 0, "bloom: the refused checkpoint left no folder");
+    rmdir(tmp);
+    gptq_hf_files_free(&files);
+    gptq_model_free(m);
 }
 
 /* Every family on the CUDA backend (the emulated module where there is no

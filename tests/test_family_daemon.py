@@ -11,7 +11,9 @@ Checks, each against something independent of the step it checks:
   - the saved checkpoint, loaded again, gives the quantized model's
     perplexity (the writer's names and layout read back by the loader);
   - a generation asked for more tokens than an OPT model has positions ends
-    at its context with the reason given, and the daemon keeps answering.
+    at its context with the reason given, and the daemon keeps answering;
+  - OPT, BLOOM and Gemma, which have no GGUF form here, are refused by name
+    when saved as .gguf, leaving no file.
 (The forward itself is held to transformers' logits by test_families.)
 Exits 77 without gptqd or gptqctl."""
 import json
@@ -93,6 +95,11 @@ def main():
                     got = ev["perplexity"] if ev else float("nan")
                     check(ev is not None and abs(got - want) <= 1e-6 * want,
                           f"{fam}: its checkpoint loaded back: perplexity {got:.6f}, in memory {want:.6f}")
+                if fam not in ("qwen3", "phi3"):  # no GGUF form here: refused by name
+                    out, err = ctl("save", f, os.path.join(tmp, fam + ".gguf"))
+                    check(out is None and "has no llama.cpp form" in err and
+                          not os.path.exists(os.path.join(tmp, fam + ".gguf")),
+                          f"{fam}: save as GGUF refused by name ({err})")
                 for name in (f"back-{fam}", f"gptq-{fam}", f"rtn-{fam}"):
                     ctl("unload", name)
             # OPT has 256 learned positions: a longer generation stops there
