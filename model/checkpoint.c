@@ -320,7 +320,7 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
         goto fail;
 
     if ((st = gptq_st_writer_create(&c.w)) ||
-        (st = gptq_model_foreach_file_tensor(m, visit, &c, &fused)) ||
+        (st = gptq_model_foreach_file_tensor(m, visit, &c, &fused, 1)) ||
         (st = gptq_st_writer_set_metadata(c.w, "format", "pt")))
         goto fail;
     snprintf(path, sizeof path, "%s/model.safetensors", label);

@@ -20,14 +20,18 @@ typedef struct arch_info {
     const char *hf;         /* config.json architectures[0] */
     const char *model_type; /* config.json model_type */
     int permuted_qk;        /* the converter permuted q/k rows for interleaved RoPE */
+    int norm_shift;         /* norm weights stored as 1 + w (Gemma's converter; llama.cpp
+                               multiplies by them as they are) */
 } arch_info;
 
 static const arch_info archs[] = {
-    {"llama", "LlamaForCausalLM", "llama", 1},
-    {"mistral", "MistralForCausalLM", "mistral", 1},
-    {"qwen2", "Qwen2ForCausalLM", "qwen2", 0},
-    {"qwen3", "Qwen3ForCausalLM", "qwen3", 0},
-    {"phi3", "Phi3ForCausalLM", "phi3", 0},
+    {"llama", "LlamaForCausalLM", "llama", 1, 0},
+    {"mistral", "MistralForCausalLM", "mistral", 1, 0},
+    {"qwen2", "Qwen2ForCausalLM", "qwen2", 0, 0},
+    {"qwen3", "Qwen3ForCausalLM", "qwen3", 0, 0},
+    {"phi3", "Phi3ForCausalLM", "phi3", 0, 0},
+    {"gemma2", "Gemma2ForCausalLM", "gemma2", 0, 1},
+    {"gemma3", "Gemma3ForCausalLM", "gemma3_text", 0, 1},
 };
 
 static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
@@ -43,8 +47,8 @@ static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
             return GPTQ_OK;
         }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
-                     "%s: GGUF architecture '%.*s' is not supported (llama, mistral, qwen2, qwen3 "
-                     "and phi3 are)",
+                     "%s: GGUF architecture '%.*s' is not supported (llama, mistral, qwen2, "
+                     "qwen3, phi3, gemma2 and gemma3 are)",
                      gptq_gguf_name(g), (int)(n > 64 ? 64 : n), s);
 }
 
@@ -112,6 +116,8 @@ static const struct {
     {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},        {"self_attn.q_norm", "attn_q_norm"},
     {"self_attn.k_norm", "attn_k_norm"},
+    /* Gemma's norms of the attention's and the MLP's outputs */
+    {"attn_out_norm", "post_attention_norm"}, {"mlp_out_norm", "post_ffw_norm"},
     /* gptq_config_fused families (phi3): ffn_up holds [gate; up] */
     {"self_attn.qkv_proj", "attn_qkv"},   {"mlp.gate_up_proj", "ffn_up"},
 };
@@ -204,10 +210,28 @@ static gptq_status hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int pe
     return st;
 }
 
+/* A norm weight of a family whose converter stores it as 1 + w. */
+static int shifted_norm(const gptq_gguf *g, const gptq_gguf_tensor *t)
+{
+    const arch_info *a;
+    size_t n = strlen(t->name);
+    if (n < 11 || strcmp(t->name + n - 11, "norm.weight") != 0)
+        return 0;
+    if (find_arch(g, &a) != GPTQ_OK) {
+        gptq_clear_error();
+        return 0;
+    }
+    return a->norm_shift;
+}
+
 gptq_status gptq_gguf_hf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, int permute_heads,
                               float *out)
 {
-    return hf_read(g, t, permute_heads, 1, out);
+    gptq_status st = hf_read(g, t, permute_heads, 1, out);
+    if (st == GPTQ_OK && shifted_norm(g, t)) /* (1 + w) - 1: exact for the stored float32 */
+        for (int64_t i = 0; i < t->numel; i++)
+            out[i] -= 1.0f;
+    return st;
 }
 
 gptq_status gptq_gguf_hf_read_raw(const gptq_gguf *g, const gptq_gguf_tensor *t,
@@ -384,6 +408,55 @@ static json_t *generation_config(const gptq_gguf *g, int64_t vocab)
     return gen;
 }
 
+/* Gemma's keys, with llama.cpp's defaults where the converter leaves them
+ * out: the GELU gate, the attention scale llama.cpp uses (1/sqrt(head_dim),
+ * or 1/sqrt(hidden/heads) for the 27B shapes) as query_pre_attn_scalar,
+ * soft-capping (Gemma 2: 50 and 30 unless given; Gemma 3: none unless
+ * given), the window and which layers slide (attention.sliding_window_pattern:
+ * layer l slides unless l % n == n - 1; default 2 and 6), and Gemma 3's RoPE
+ * base of the sliding layers (rope.freq_base_swa, default 10000). */
+static gptq_status gemma_config(const gptq_gguf *g, const arch_info *a, int64_t layers,
+                                int64_t hidden, int64_t heads, int64_t head_dim, json_t *c)
+{
+    char k[160];
+    const int g3 = !strcmp(a->gguf, "gemma3");
+    const int big = layers == (g3 ? 62 : 46); /* llama.cpp's LLM_TYPE_27B */
+    json_object_set_new(c, "hidden_activation", json_string("gelu_pytorch_tanh"));
+    json_object_del(c, "hidden_act");
+    json_object_set_new(c, "query_pre_attn_scalar",
+                        json_integer(big ? hidden / heads : head_dim));
+    double attn_cap = g3 ? 0 : 50, final_cap = g3 ? 0 : 30;
+    if (!g3)
+        get_number(g, akey(a, "attn_logit_softcapping", k, sizeof k), &attn_cap);
+    get_number(g, akey(a, "final_logit_softcapping", k, sizeof k), &final_cap);
+    json_object_set_new(c, "attn_logit_softcapping", attn_cap > 0 ? json_real(attn_cap)
+                                                                  : json_null());
+    json_object_set_new(c, "final_logit_softcapping", final_cap > 0 ? json_real(final_cap)
+                                                                    : json_null());
+    int64_t window = g3 ? 0 : 4096, pattern = g3 ? 6 : 2;
+    gptq_gguf_get_int(g, akey(a, "attention.sliding_window", k, sizeof k), &window);
+    if (gptq_gguf_find_kv(g, akey(a, "attention.sliding_window_pattern", k, sizeof k)) &&
+        !gptq_gguf_get_int(g, k, &pattern))
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: %s is not one number (a per-layer list is "
+                         "not read)", gptq_gguf_name(g), k);
+    if (pattern < 1)
+        return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s = %lld", gptq_gguf_name(g), k,
+                         (long long)pattern);
+    json_object_set_new(c, "sliding_window", window > 0 ? json_integer(window) : json_null());
+    json_t *types = json_array();
+    for (int64_t l = 0; l < layers; l++)
+        json_array_append_new(types, json_string(window > 0 && l % pattern < pattern - 1
+                                                     ? "sliding_attention"
+                                                     : "full_attention"));
+    json_object_set_new(c, "layer_types", types);
+    if (g3) {
+        double local = 10000;
+        get_number(g, akey(a, "rope.freq_base_swa", k, sizeof k), &local);
+        json_object_set_new(c, "rope_local_base_freq", json_real(local));
+    }
+    return GPTQ_OK;
+}
+
 static gptq_status build_config(const gptq_gguf *g, const arch_info *a, json_t **out)
 {
     char k[160];
@@ -462,8 +535,14 @@ static gptq_status build_config(const gptq_gguf *g, const arch_info *a, json_t *
         json_object_set_new(c, "mlp_bias",
                             json_boolean(gptq_gguf_find_tensor(g, "blk.0.ffn_up.bias") != NULL));
     }
+    const int gemma = a->norm_shift;
+    if (gemma && (st = gemma_config(g, a, layers, hidden, heads, head_dim, c))) {
+        json_decref(c);
+        return st;
+    }
     int64_t window;
-    if (gptq_gguf_get_int(g, akey(a, "attention.sliding_window", k, sizeof k), &window) &&
+    if (!gemma &&
+        gptq_gguf_get_int(g, akey(a, "attention.sliding_window", k, sizeof k), &window) &&
         window > 0) {
         if (strcmp(a->gguf, "mistral") != 0 && strcmp(a->gguf, "phi3") != 0) {
             json_decref(c);

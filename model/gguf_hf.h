@@ -11,7 +11,11 @@
  *
  * Architectures: llama (Llama 2/3, Mistral, SmolLM), mistral, qwen2, qwen3,
  * phi3 (attn_qkv and ffn_up = [gate; up] fused, read as parts by
- * model/source.c).
+ * model/source.c), gemma2 and gemma3 (norm weights stored as 1 + w, read
+ * back as w; the attention scale, caps, window period and Gemma 3's local
+ * RoPE base from the metadata with llama.cpp's defaults). Tensors are
+ * named by gptqd's own names (model/source.c does not map a GGUF's
+ * through the family table).
  * Tokenizers: tokenizer.ggml.model "gpt2" (byte-level BPE, with
  * tokenizer.ggml.pre mapped to the pre-tokenizer regexes llama.cpp uses for
  * that name) and "llama" (SentencePiece BPE: merges rebuilt from the

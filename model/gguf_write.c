@@ -396,6 +396,7 @@ typedef struct plan {
     tensor *t;
     size_t n, cap, at; /* at: the tensor the second pass is on */
     int q_types;       /* bit set of the block types of packed linears */
+    int norm_shift;    /* norm weights written as 1 + w (Gemma, as its converter does) */
     out *o;
 } plan;
 
@@ -619,6 +620,10 @@ static gptq_status write_visit(void *user, const char *name, const void *data, g
                 st = gptq_fail(GPTQ_ERR_ARG, "gguf: '%s' has dtype %s", name, gptq_dtype_name(dt));
                 break;
             }
+            if (p->norm_shift && t->n_dims == 1 && strlen(t->name) > 11 &&
+                !strcmp(t->name + strlen(t->name) - 11, "norm.weight"))
+                for (size_t i = 0; i < n; i++) /* Gemma's 1 + w, in float32 as its converter */
+                    f[i] += 1.0f;
             if (t->type == GPTQ_GGML_F32) {
                 memcpy(dst, f, n * 4);
             } else if (t->type == GPTQ_GGML_Q8_0) {
@@ -656,6 +661,38 @@ static gptq_status write_visit(void *user, const char *name, const void *data, g
 
 /* ---- the file ------------------------------------------------------------------ */
 
+/* The period of the sliding layers: the first full layer + 1 (gemma_check
+ * makes sure every layer follows it). */
+static int swa_period(const gptq_model_config *c)
+{
+    int n = 0;
+    while (n < c->num_hidden_layers && gptq_config_layer_window(c, n) > 0)
+        n++;
+    return n + 1;
+}
+
+/* What of Gemma llama.cpp cannot be told: its attention scale is fixed by
+ * the model's shape, its sliding layers follow one period, Gemma 3 has no
+ * attention soft-capping. Refused by name rather than written wrong. */
+static gptq_status gemma_check(const gptq_model_config *c)
+{
+    const int g3 = c->arch == GPTQ_ARCH_GEMMA3;
+    const int big = c->num_hidden_layers == (g3 ? 62 : 46);
+    const double scale = big ? (double)c->hidden_size / c->num_attention_heads : c->head_dim;
+    if (c->query_pre_attn_scalar != scale)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: query_pre_attn_scalar %g: llama.cpp scales "
+                         "this model's scores by 1/sqrt(%g)", c->query_pre_attn_scalar, scale);
+    if (g3 && c->attn_softcap > 0)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: attn_logit_softcapping on Gemma 3: "
+                         "llama.cpp does not apply it there");
+    const int n = swa_period(c);
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        if ((gptq_config_layer_window(c, l) > 0) != (c->sliding_window > 0 && l % n < n - 1))
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: the sliding layers do not repeat "
+                             "with one period (layer %d), which llama.cpp needs", l);
+    return GPTQ_OK;
+}
+
 static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, const char *name)
 {
     const gptq_model_config *c = p->cfg;
@@ -677,8 +714,8 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
     /* llama.cpp runs the llama architecture, and phi3, without a sliding
      * window: the file is exact up to the window, so that is the context it
      * declares */
-    if (c->sliding_window > 0 && c->sliding_window < ctx)
-        ctx = c->sliding_window;
+    if (c->sliding_window > 0 && c->sliding_window < ctx && !p->norm_shift)
+        ctx = c->sliding_window; /* (Gemma's windows llama.cpp applies itself) */
     add_u32(m, AK("context_length"), ctx);
     add_u32(m, AK("embedding_length"), c->hidden_size);
     add_u32(m, AK("block_count"), c->num_hidden_layers);
@@ -696,6 +733,18 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
     if (c->rope_type == GPTQ_ROPE_LINEAR) {
         add_str(m, AK("rope.scaling.type"), "linear");
         add_f32(m, AK("rope.scaling.factor"), c->rope_factor);
+    }
+    if (p->norm_shift) { /* Gemma: what llama.cpp reads beside the common keys */
+        if (c->arch == GPTQ_ARCH_GEMMA2 || c->attn_softcap > 0)
+            add_f32(m, AK("attn_logit_softcapping"), c->attn_softcap);
+        if (c->arch == GPTQ_ARCH_GEMMA2 || c->final_softcap > 0)
+            add_f32(m, AK("final_logit_softcapping"), c->final_softcap);
+        if (c->sliding_window > 0) {
+            add_u32(m, AK("attention.sliding_window"), c->sliding_window);
+            add_u32(m, AK("attention.sliding_window_pattern"), swa_period(c));
+        }
+        if (c->rope_local_theta > 0)
+            add_f32(m, AK("rope.freq_base_swa"), c->rope_local_theta);
     }
     if (c->arch == GPTQ_ARCH_PHI3) { /* as llama.cpp's converter writes them (0: no window) */
         int longrope = c->rope_type == GPTQ_ROPE_LONGROPE;
@@ -757,6 +806,13 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     case GPTQ_ARCH_PHI3: /* attn_qkv and ffn_up ([gate; up]) fused, as the files hold them */
         p.arch = "phi3";
         break;
+    case GPTQ_ARCH_GEMMA2:
+    case GPTQ_ARCH_GEMMA3:
+        p.arch = cfg->arch == GPTQ_ARCH_GEMMA2 ? "gemma2" : "gemma3";
+        p.norm_shift = 1;
+        if ((st = gemma_check(cfg)))
+            return st;
+        break;
     default:
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: architecture %s has no llama.cpp form here",
                          cfg->architecture);
@@ -778,7 +834,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         goto done;
     if (!tc)
         tc = json_object();
-    if ((st = gptq_model_foreach_file_tensor(m, plan_visit, &p, NULL)))
+    if ((st = gptq_model_foreach_file_tensor(m, plan_visit, &p, NULL, 0)))
         goto done;
     if (p.q_types && float_dtype == GPTQ_DT_F32 && cfg->torch_dtype == GPTQ_DT_F32) {
         /* a quantized model's float tensors in 16 bits, as in a checkpoint */
@@ -851,7 +907,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
     pad(&o);
     o.pos = 0; /* alignment now counts from the data section */
     p.o = &o;
-    if ((st = gptq_model_foreach_file_tensor(m, write_visit, &p, NULL)))
+    if ((st = gptq_model_foreach_file_tensor(m, write_visit, &p, NULL, 0)))
         goto close;
     for (int i = 0; i < n_extra; i++) {
         put(&o, extra_data[i], (size_t)half * 4);

@@ -318,11 +318,13 @@ void gptq_kept_free(gptq_kept *k);
  * parts shared one g_idx. With keep, the joined copies and their names
  * stay in *keep (start it zeroed) until gptq_kept_free, so a writer may hold
  * the pointers until it writes; keep NULL frees each group's right after
- * its visit (a writer that copies or writes at once). Host models only. Every name as
- * the family's files spell it (gptq_config_file_name: OPT's "model.decoder.layers.0.fc1");
- * otherwise, for unfused families, exactly gptq_model_foreach_tensor. */
+ * its visit (a writer that copies or writes at once). Host models only. With
+ * family_names, every name as the family's files spell it (gptq_config_file_name: OPT's
+ * "model.decoder.layers.0.fc1"; the checkpoint writer), else gptqd's own (the GGUF
+ * writer, whose table maps those); for unfused families with family_names 0, exactly
+ * gptq_model_foreach_tensor. */
 gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
-                                           void *user, gptq_kept *keep);
+                                           void *user, gptq_kept *keep, int family_names);
 
 /* The KV cache and gptq_model_forward: gptq/model.h. */
 

@@ -255,12 +255,14 @@ static gptq_status rename_visit(void *user, const char *name, const void *data, 
 }
 
 gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visit visit,
-                                           void *user, gptq_kept *keep)
+                                           void *user, gptq_kept *keep, int family_names)
 {
     renamer r = {.cfg = &m->cfg, .visit = visit, .user = user};
+    gptq_tensor_visit v = family_names ? rename_visit : visit;
+    void *u = family_names ? (void *)&r : user;
     if (!gptq_config_fused(&m->cfg))
-        return gptq_model_foreach_tensor(m, rename_visit, &r);
-    fuser f = {.cfg = &m->cfg, .visit = rename_visit, .user = &r, .keep = keep};
+        return gptq_model_foreach_tensor(m, v, u);
+    fuser f = {.cfg = &m->cfg, .visit = v, .user = u, .keep = keep};
     if (!keep)
         f.keep = &f.own;
     gptq_status st = gptq_model_foreach_tensor(m, fuse_visit, &f);

@@ -376,9 +376,12 @@ static int find_stored(const gptq_model_source *s, const char *name, gptq_source
 
 
 /* The stored tensor gptqd calls `name`: under the family's name, or that
- * name without the family's base-model prefix. */
+ * name without the family's base-model prefix. A GGUF file is read under
+ * gptqd's names (model/gguf_hf.c maps them to llama.cpp's). */
 static int find_file(const gptq_model_source *s, const char *name, gptq_source_tensor *t)
 {
+    if (s->gguf)
+        return find_stored(s, name, t);
     char buf[256];
     const char *f = gptq_config_file_name(&s->cfg, name, buf, sizeof buf);
     const char *base = gptq_config_base_prefix(&s->cfg);

@@ -21,10 +21,11 @@ Against a real gptqd on a private socket, with the fixture model:
   - Qwen2 (q/k/v biases, nothing permuted) and Llama 3 (RoPE scaling as
     rope_freqs) forms of the fixture, and tests/data/families/qwen3 (per-head
     q/k norms) and phi3 (attn_qkv and ffn_up = [gate; up] fused; also GPTQ
-    on the Q4_0 grid, its packed parts joined): exported, read back with the
-    folder's logits.
+    on the Q4_0 grid, its packed parts joined), gemma2 and gemma3 (norms as
+    1 + w, caps, window periods, two RoPE bases; Gemma 3 also on the Q4_0
+    grid): exported, read back with the folder's logits.
   - Refusals: a model not on a GGUF grid, --grid with other bits, an
-    existing file.
+    existing file, a Gemma whose attention scale llama.cpp cannot take.
   - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
     otherwise): llama-perplexity's saved log-probabilities of each exported
     file on eval.txt (windows of 128, the second half of each scored) against
@@ -410,6 +411,25 @@ def main():
         variants["phi3-longrope"] = os.path.join(tmp, "phi3-longrope")
         shutil.copytree(os.path.join(HERE, "data", "families", "phi3-longrope"),
                         variants["phi3-longrope"])
+        # Gemma 2 and 3 (norms stored as 1 + w, soft-capping, windows on a
+        # period, Gemma 3's two RoPE bases): their fixtures with the
+        # attention scale llama.cpp uses (1/sqrt(head_dim); gptqd refuses
+        # to write another)
+        for fam in ("gemma2", "gemma3"):
+            variants[fam] = os.path.join(tmp, fam)
+            shutil.copytree(os.path.join(HERE, "data", "families", fam), variants[fam])
+            cpath = os.path.join(variants[fam], "config.json")
+            c = json.load(open(cpath))
+            c["query_pre_attn_scalar"] = c["head_dim"]
+            json.dump(c, open(cpath, "w"))
+        shutil.copytree(os.path.join(HERE, "data", "families", "gemma2"),
+                        os.path.join(tmp, "gemma2-24"))
+        ok(sock, "load", "gemma2-24", os.path.join(tmp, "gemma2-24"))
+        p = ctl(sock, "save", "gemma2-24", os.path.join(tmp, "g24.gguf"))
+        check(p.returncode == 1 and "query_pre_attn_scalar 24" in p.stderr and
+              not os.path.exists(os.path.join(tmp, "g24.gguf")),
+              "a Gemma whose attention scale llama.cpp cannot take is refused by name",
+              p.stderr[-300:])
         folder_logits = {}
         for name, folder in variants.items():
             # (llama.cpp looks up Phi-3's SentencePiece tokens </s>, <s>, <unk>
@@ -437,6 +457,12 @@ def main():
                       and abs(field(r, "phi3.rope.scaling.attn_factor") - 2 ** 0.5) < 1e-6,
                       "phi3-longrope.gguf: long and short factors, original context 16, "
                       "attn_factor sqrt(2)")
+            elif name.startswith("gemma"):
+                check(field(r, "general.architecture") == name and
+                      "blk.1.post_attention_norm.weight" in names and
+                      "blk.1.post_ffw_norm.weight" in names and "blk.1.ffn_norm.weight" in names
+                      and field(r, name + ".attention.sliding_window") == 8,
+                      f"{name}.gguf: architecture {name}, the norms around both blocks, window 8")
             elif name == "qwen3":
                 check(field(r, "general.architecture") == "qwen3" and
                       "blk.1.attn_q_norm.weight" in names and "blk.1.attn_k_norm.weight" in names
@@ -464,6 +490,11 @@ def main():
         check(tq["blk.0.attn_qkv.weight"].tensor_type.name == "Q4_0" and
               tq["blk.0.ffn_up.weight"].tensor_type.name == "Q4_0",
               "phi3q.gguf: fused attn_qkv and ffn_up in Q4_0")
+        # Gemma 3 with GPTQ on the Q4_0 grid: its (1 + w) norms beside Q4_0 linears
+        ok(sock, "quantize", "gemma3", "--as", "gemma3q", "--grid", "q4_0", "--nsamples", "8",
+           "--seqlen", "64")
+        files["gemma3q"] = os.path.join(tmp, "gemma3q.gguf")
+        ok(sock, "save", "gemma3q", files["gemma3q"])
         plain = os.path.join(tmp, "plain.f32")
         subprocess.run([logits_cli, fix, ids_path, plain], check=True, timeout=300)
         la = folder_logits["llama3"]
@@ -504,7 +535,8 @@ def main():
             ref = log_softmax(ref.reshape(len(ids), -1))
             for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
                                  ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5),
-                                 ("phi3", 1e-5), ("phi3q", 5e-4), ("phi3-longrope", 1e-5)):
+                                 ("phi3", 1e-5), ("phi3q", 5e-4), ("phi3-longrope", 1e-5),
+                                 ("gemma2", 1e-5), ("gemma3", 1e-5), ("gemma3q", 5e-4)):
                 res, err = llama_logprobs(exe, files[name], text, tmp)
                 if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
                     continue
@@ -515,7 +547,12 @@ def main():
                     compare(theirs[:1], ref[None, 64:127], "llama.cpp on tiny-f32.gguf vs the "
                             "reference logits", 1e-4, 0.99)
                 ours = ours_logprobs(logits_cli, files[name], tokens, tmp)
-                compare(theirs, ours, f"llama.cpp vs gptqd on {name}.gguf", max_kl, 0.99)
+                # gemma3q: both sides round the activations of the Q4_0 products to 8
+                # bits (llama.cpp Q8_0 blocks, gptqd int8), Gemma's activations are
+                # large and the random model near-uniform (top two logits close), so
+                # its top-1 agreement says little there; the KL bound holds it
+                compare(theirs, ours, f"llama.cpp vs gptqd on {name}.gguf", max_kl,
+                        0.85 if name == "gemma3q" else 0.99)
     finally:
         gptqd_proc.stop_daemon(daemon, wait_s=10)
         if failures:
