@@ -919,13 +919,14 @@ const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS] = {
     {"mlp.gate_up_proj", {"mlp.gate_proj", "mlp.up_proj"}, 2},
 };
 
-void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
-                            int64_t *rows, int64_t *total, int64_t *block, int64_t *period)
+void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int concat,
+                            int64_t *start, int64_t *rows, int64_t *total, int64_t *block,
+                            int64_t *period)
 {
     const int64_t q = (int64_t)cfg->num_attention_heads * cfg->head_dim,
                   kv = (int64_t)cfg->num_key_value_heads * cfg->head_dim,
                   inter = cfg->intermediate_size, hd = cfg->head_dim;
-    if (g == 0 && cfg->arch == GPTQ_ARCH_BLOOM) { /* per head [q k v] (no GQA) */
+    if (g == 0 && cfg->arch == GPTQ_ARCH_BLOOM && !concat) { /* per head [q k v] (no GQA) */
         *start = k * hd, *rows = q, *total = 3 * q, *block = hd, *period = 3 * hd;
         return;
     }
@@ -942,7 +943,7 @@ gptq_status gptq_config_bits_check(const gptq_model_config *cfg, int bits)
     for (int g = 0; g < GPTQ_FUSED_GROUPS; g++)
         for (int k = 0; gptq_config_fuses(cfg, g) && k < gptq_fused_groups[g].n; k++) {
             int64_t start, rows, total, block, period;
-            gptq_config_fused_rows(cfg, g, k, &start, &rows, &total, &block, &period);
+            gptq_config_fused_rows(cfg, g, k, 0, &start, &rows, &total, &block, &period);
             if (block * bits % 32)
                 return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s stores %s as one tensor in runs of "
                                  "%lld rows, whose %d-bit zero points would not fill whole "
@@ -953,10 +954,10 @@ gptq_status gptq_config_bits_check(const gptq_model_config *cfg, int bits)
     return GPTQ_OK;
 }
 
-int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int64_t j)
+int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int concat, int64_t j)
 {
     int64_t start, rows, total, block, period;
-    gptq_config_fused_rows(cfg, g, k, &start, &rows, &total, &block, &period);
+    gptq_config_fused_rows(cfg, g, k, concat, &start, &rows, &total, &block, &period);
     return start + j / block * period + j % block;
 }
 

@@ -170,10 +170,13 @@ extern const gptq_fused_group gptq_fused_groups[GPTQ_FUSED_GROUPS];
  * rows, the first at *start, one every *period rows (a concatenated part is
  * one run: block = rows), *rows in all; *total is the fused tensor's.
  * Part row j is fused row start + j / block * period + j % block
- * (gptq_config_fused_row). */
-void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int64_t *start,
-                            int64_t *rows, int64_t *total, int64_t *block, int64_t *period);
-int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int64_t j);
+ * (gptq_config_fused_row). With concat, the parts concatenated whatever the
+ * family's files do: llama.cpp's attn_qkv (its converter reorders BLOOM's
+ * heads so). */
+void gptq_config_fused_rows(const gptq_model_config *cfg, int g, int k, int concat,
+                            int64_t *start, int64_t *rows, int64_t *total, int64_t *block,
+                            int64_t *period);
+int64_t gptq_config_fused_row(const gptq_model_config *cfg, int g, int k, int concat, int64_t j);
 /* Whether a checkpoint of this family can hold packed linears of `bits`:
  * a fused tensor's zero points are packed along its rows, so each run of a
  * part (BLOOM: a head) must fill whole 32-bit words. GPTQ_OK, or

@@ -32,6 +32,7 @@ static const arch_info archs[] = {
     {"phi3", "Phi3ForCausalLM", "phi3", 0, 0},
     {"gemma2", "Gemma2ForCausalLM", "gemma2", 0, 1},
     {"gemma3", "Gemma3ForCausalLM", "gemma3_text", 0, 1},
+    {"bloom", "BloomForCausalLM", "bloom", 0, 0},
 };
 
 static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
@@ -48,7 +49,7 @@ static gptq_status find_arch(const gptq_gguf *g, const arch_info **out)
         }
     return gptq_fail(GPTQ_ERR_UNSUPPORTED,
                      "%s: GGUF architecture '%.*s' is not supported (llama, mistral, qwen2, "
-                     "qwen3, phi3, gemma2 and gemma3 are)",
+                     "qwen3, phi3, gemma2, gemma3 and bloom are)",
                      gptq_gguf_name(g), (int)(n > 64 ? 64 : n), s);
 }
 
@@ -131,6 +132,10 @@ int gptq_gguf_name_of(const char *hf, char *buf, size_t n, int *layer, int *whic
         return snprintf(buf, n, "token_embd.weight"), 1;
     if (!strcmp(hf, "model.norm.weight"))
         return snprintf(buf, n, "output_norm.weight"), 1;
+    if (!strcmp(hf, "model.norm.bias")) /* LayerNorm families (bloom) */
+        return snprintf(buf, n, "output_norm.bias"), 1;
+    if (!strcmp(hf, "model.embed_norm.weight") || !strcmp(hf, "model.embed_norm.bias"))
+        return snprintf(buf, n, "token_embd_norm.%s", hf + strlen("model.embed_norm.")), 1;
     if (!strcmp(hf, "lm_head.weight"))
         return snprintf(buf, n, "output.weight"), 1;
     int l, used = 0;
@@ -249,7 +254,9 @@ static gptq_status check_tensors(const gptq_gguf *g, int n_layers)
         int known = !strcmp(name, "token_embd.weight") || !strcmp(name, "output_norm.weight") ||
                     !strcmp(name, "output.weight") || !strcmp(name, "rope_freqs.weight") ||
                     !strcmp(name, "rope_factors_long.weight") ||
-                    !strcmp(name, "rope_factors_short.weight");
+                    !strcmp(name, "rope_factors_short.weight") ||
+                    !strcmp(name, "output_norm.bias") || !strcmp(name, "token_embd_norm.weight") ||
+                    !strcmp(name, "token_embd_norm.bias");
         int l, used = 0;
         if (!known && sscanf(name, "blk.%d.%n", &l, &used) == 1 && used && l >= 0 && l < n_layers)
             for (size_t k = 0; k < sizeof layer_names / sizeof layer_names[0] && !known; k++) {
@@ -260,7 +267,7 @@ static gptq_status check_tensors(const gptq_gguf *g, int n_layers)
             }
         if (!known)
             return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: tensor '" NAME_FMT "' is not part of a "
-                             "Llama-family model we run", gptq_gguf_name(g), name);
+                             "model we run", gptq_gguf_name(g), name);
     }
     return GPTQ_OK;
 }
@@ -509,8 +516,11 @@ static gptq_status build_config(const gptq_gguf *g, const arch_info *a, json_t *
         return st;
 
     double theta = 10000.0, eps = 1e-5;
+    const int bloom = !strcmp(a->gguf, "bloom"); /* LayerNorm, ALiBi: no RMS eps, no RoPE */
     get_number(g, akey(a, "rope.freq_base", k, sizeof k), &theta);
-    if (!get_number(g, akey(a, "attention.layer_norm_rms_epsilon", k, sizeof k), &eps))
+    if (!get_number(g, akey(a, bloom ? "attention.layer_norm_epsilon"
+                                     : "attention.layer_norm_rms_epsilon", k, sizeof k),
+                    &eps))
         return gptq_fail(GPTQ_ERR_FORMAT, "%s: %s is missing", name, k);
     json_t *c = json_object();
     json_object_set_new(c, "architectures", json_pack("[s]", a->hf));
@@ -524,7 +534,7 @@ static gptq_status build_config(const gptq_gguf *g, const arch_info *a, json_t *
     json_object_set_new(c, "vocab_size", json_integer(vocab));
     if (ctx)
         json_object_set_new(c, "max_position_embeddings", json_integer(ctx));
-    json_object_set_new(c, "rms_norm_eps", json_real(eps));
+    json_object_set_new(c, bloom ? "layer_norm_epsilon" : "rms_norm_eps", json_real(eps));
     json_object_set_new(c, "rope_theta", json_real(theta));
     json_object_set_new(c, "hidden_act", json_string("silu"));
     json_object_set_new(c, "tie_word_embeddings",

@@ -13,7 +13,8 @@
  * phi3 (attn_qkv and ffn_up = [gate; up] fused, read as parts by
  * model/source.c), gemma2 and gemma3 (norm weights stored as 1 + w, read
  * back as w; the attention scale, caps, window period and Gemma 3's local
- * RoPE base from the metadata with llama.cpp's defaults). Tensors are
+ * RoPE base from the metadata with llama.cpp's defaults), bloom (LayerNorm
+ * eps, token_embd_norm, attn_qkv as [q; k; v] read as parts). Tensors are
  * named by gptqd's own names (model/source.c does not map a GGUF's
  * through the family table).
  * Tokenizers: tokenizer.ggml.model "gpt2" (byte-level BPE, with

@@ -722,9 +722,13 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
     add_u32(m, AK("feed_forward_length"), c->intermediate_size);
     add_u32(m, AK("attention.head_count"), c->num_attention_heads);
     add_u32(m, AK("attention.head_count_kv"), c->num_key_value_heads);
-    add_f32(m, AK("rope.freq_base"), c->rope_theta);
-    add_f32(m, AK("attention.layer_norm_rms_epsilon"), c->rms_norm_eps);
-    add_u32(m, AK("rope.dimension_count"), c->head_dim);
+    if (gptq_config_layernorm(c)) { /* bloom: LayerNorm, ALiBi (llama.cpp's own) */
+        add_f32(m, AK("attention.layer_norm_epsilon"), c->rms_norm_eps);
+    } else {
+        add_f32(m, AK("rope.freq_base"), c->rope_theta);
+        add_f32(m, AK("attention.layer_norm_rms_epsilon"), c->rms_norm_eps);
+        add_u32(m, AK("rope.dimension_count"), c->head_dim);
+    }
     if (c->head_dim * c->num_attention_heads != c->hidden_size) {
         add_u32(m, AK("attention.key_length"), c->head_dim);
         add_u32(m, AK("attention.value_length"), c->head_dim);
@@ -805,6 +809,9 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         break;
     case GPTQ_ARCH_PHI3: /* attn_qkv and ffn_up ([gate; up]) fused, as the files hold them */
         p.arch = "phi3";
+        break;
+    case GPTQ_ARCH_BLOOM: /* attn_qkv as [q; k; v], llama.cpp's converter's order */
+        p.arch = "bloom";
         break;
     case GPTQ_ARCH_GEMMA2:
     case GPTQ_ARCH_GEMMA3:

@@ -28,6 +28,7 @@ typedef struct part {
 
 typedef struct fuser {
     const gptq_model_config *cfg;
+    int concat;            /* parts concatenated (llama.cpp's layout), not the family's */
     gptq_tensor_visit visit;
     void *user;
     gptq_kept *keep;       /* where joined copies go: the caller's, or own (freed per group) */
@@ -96,7 +97,7 @@ static gptq_status fuse_packed(fuser *f, const gptq_fused_group *g, const char *
         for (int i = 0; L && i < g->n; i++) {
             const int r = v[i].rows;
             for (int j = 0; j < r; j++) { /* output row j of the part: fused row fr */
-                const size_t fr = (size_t)gptq_config_fused_row(f->cfg, gi, i, j);
+                const size_t fr = (size_t)gptq_config_fused_row(f->cfg, gi, i, f->concat, j);
                 for (size_t w = 0; w < words; w++)
                     P->qweight[w * rows + fr] = v[i].qweight[w * r + j];
                 for (int k = 0; k < ng; k++) {
@@ -167,7 +168,7 @@ static gptq_status flush(fuser *f)
             const part *p = &f->parts[i];
             const size_t pes = gptq_dtype_size(p->dt);
             for (int64_t j = 0; j < p->rows; j++) {
-                char *dst = buf + (size_t)gptq_config_fused_row(f->cfg, gi, i, j) * cols * es;
+                char *dst = buf + (size_t)gptq_config_fused_row(f->cfg, gi, i, f->concat, j) * cols * es;
                 const char *src = (const char *)p->data + (size_t)j * cols * pes;
                 if (p->dt == dt)
                     memcpy(dst, src, (size_t)cols * es);
@@ -186,7 +187,7 @@ static gptq_status flush(fuser *f)
         return st;
     for (int i = 0; i < g->n; i++)
         for (int64_t j = 0; j < f->parts[i].rows; j++)
-            b[gptq_config_fused_row(f->cfg, gi, i, j)] = f->parts[i].bias[j];
+            b[gptq_config_fused_row(f->cfg, gi, i, f->concat, j)] = f->parts[i].bias[j];
     int64_t bshape[1] = {rows};
     return f->visit(f->user, bname, b, GPTQ_DT_F32, 1, bshape, NULL);
 }
@@ -262,7 +263,7 @@ gptq_status gptq_model_foreach_file_tensor(const gptq_model *m, gptq_tensor_visi
     void *u = family_names ? (void *)&r : user;
     if (!gptq_config_fused(&m->cfg))
         return gptq_model_foreach_tensor(m, v, u);
-    fuser f = {.cfg = &m->cfg, .visit = v, .user = u, .keep = keep};
+    fuser f = {.cfg = &m->cfg, .concat = !family_names, .visit = v, .user = u, .keep = keep};
     if (!keep)
         f.keep = &f.own;
     gptq_status st = gptq_model_foreach_tensor(m, fuse_visit, &f);

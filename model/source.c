@@ -420,7 +420,9 @@ static int find_part(const gptq_model_source *s, const char *name, gptq_source_t
             strcmp(suffix, "qzeros"))
             return 0;
         int64_t start, rows, total, block, period;
-        gptq_config_fused_rows(&s->cfg, g, k, &start, &rows, &total, &block, &period);
+        /* a GGUF holds llama.cpp's concatenated layout */
+        gptq_config_fused_rows(&s->cfg, g, k, s->gguf != NULL, &start, &rows, &total, &block,
+                               &period);
         const int axis = last ? t->ndim - 1 : 0;
         int64_t extent = t->shape[axis];
         if (!strcmp(suffix, "qzeros")) {

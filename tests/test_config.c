@@ -636,9 +636,11 @@ static void test_bloom(void)
           "6 heads: slopes %g %g %g %g %g %g", sl[0], sl[1], sl[2], sl[3], sl[4], sl[5]);
     c.num_attention_heads = 16;
     /* q, k and v per head: part k's row j of head j / 64 */
-    CHECK(gptq_config_fused_row(&c, 0, 0, 0) == 0 && gptq_config_fused_row(&c, 0, 1, 0) == 64 &&
-              gptq_config_fused_row(&c, 0, 2, 65) == 3 * 64 + 128 + 1,
-          "BLOOM's query_key_value rows interleave per head");
+    CHECK(gptq_config_fused_row(&c, 0, 0, 0, 0) == 0 &&
+              gptq_config_fused_row(&c, 0, 1, 0, 0) == 64 &&
+              gptq_config_fused_row(&c, 0, 2, 0, 65) == 3 * 64 + 128 + 1 &&
+              gptq_config_fused_row(&c, 0, 2, 1, 65) == 2 * 1024 + 65,
+          "BLOOM's query_key_value rows interleave per head (llama.cpp's: concatenated)");
     static const struct {
         const char *extra, *needle;
     } refused[] = {

@@ -23,7 +23,8 @@ Against a real gptqd on a private socket, with the fixture model:
     q/k norms) and phi3 (attn_qkv and ffn_up = [gate; up] fused; also GPTQ
     on the Q4_0 grid, its packed parts joined), gemma2 and gemma3 (norms as
     1 + w, caps, window periods, two RoPE bases; Gemma 3 also on the Q4_0
-    grid): exported, read back with the folder's logits.
+    grid), bloom (ALiBi, attn_qkv as [q; k; v]; also on the Q4_0 grid):
+    exported, read back with the folder's logits.
   - Refusals: a model not on a GGUF grid, --grid with other bits, an
     existing file, a Gemma whose attention scale llama.cpp cannot take.
   - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
@@ -425,6 +426,10 @@ def main():
         shutil.copytree(os.path.join(HERE, "data", "families", "gemma2"),
                         os.path.join(tmp, "gemma2-24"))
         ok(sock, "load", "gemma2-24", os.path.join(tmp, "gemma2-24"))
+        # BLOOM: ALiBi (6 heads), LayerNorms with biases, the embedding's
+        # norm; its per-head query_key_value written as llama.cpp's [q; k; v]
+        variants["bloom"] = os.path.join(tmp, "bloom")
+        shutil.copytree(os.path.join(HERE, "data", "families", "bloom"), variants["bloom"])
         p = ctl(sock, "save", "gemma2-24", os.path.join(tmp, "g24.gguf"))
         check(p.returncode == 1 and "query_pre_attn_scalar 24" in p.stderr and
               not os.path.exists(os.path.join(tmp, "g24.gguf")),
@@ -457,6 +462,11 @@ def main():
                       and abs(field(r, "phi3.rope.scaling.attn_factor") - 2 ** 0.5) < 1e-6,
                       "phi3-longrope.gguf: long and short factors, original context 16, "
                       "attn_factor sqrt(2)")
+            elif name == "bloom":
+                check(field(r, "general.architecture") == "bloom" and
+                      "blk.1.attn_qkv.bias" in names and "token_embd_norm.bias" in names and
+                      "output_norm.bias" in names and "blk.0.attn_q.weight" not in names,
+                      "bloom.gguf: architecture bloom, attn_qkv, the embedding's and final norms")
             elif name.startswith("gemma"):
                 check(field(r, "general.architecture") == name and
                       "blk.1.post_attention_norm.weight" in names and
@@ -495,6 +505,11 @@ def main():
            "--seqlen", "64")
         files["gemma3q"] = os.path.join(tmp, "gemma3q.gguf")
         ok(sock, "save", "gemma3q", files["gemma3q"])
+        # BLOOM with GPTQ on the Q4_0 grid: the per-head parts joined as [q; k; v]
+        ok(sock, "quantize", "bloom", "--as", "bloomq", "--grid", "q4_0", "--nsamples", "8",
+           "--seqlen", "64")
+        files["bloomq"] = os.path.join(tmp, "bloomq.gguf")
+        ok(sock, "save", "bloomq", files["bloomq"])
         plain = os.path.join(tmp, "plain.f32")
         subprocess.run([logits_cli, fix, ids_path, plain], check=True, timeout=300)
         la = folder_logits["llama3"]
@@ -536,7 +551,8 @@ def main():
             for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
                                  ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5),
                                  ("phi3", 1e-5), ("phi3q", 5e-4), ("phi3-longrope", 1e-5),
-                                 ("gemma2", 1e-5), ("gemma3", 1e-5), ("gemma3q", 5e-4)):
+                                 ("gemma2", 1e-5), ("gemma3", 1e-5), ("gemma3q", 5e-4),
+                                 ("bloom", 1e-5), ("bloomq", 5e-4)):
                 res, err = llama_logprobs(exe, files[name], text, tmp)
                 if not check(res is not None, f"llama-perplexity runs {name}.gguf", err or ""):
                     continue
