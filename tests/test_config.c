@@ -510,6 +510,42 @@ static void test_longrope(void)
     expect_error(extra, GPTQ_ERR_FORMAT, "needs original_max_position_embeddings");
 }
 
+/* A refusal by name: a config variant (the keys added to a template's
+ * last object; a later duplicate key wins in jansson) and what the message
+ * must name. */
+typedef struct refusal {
+    const char *extra, *needle;
+} refusal;
+
+/* Each variant of template `tmpl` (one %s where the keys go) refused as
+ * unsupported (or, any_error, with any error) naming its needle. */
+static void expect_refusals(const char *family, const char *tmpl, const refusal *r, size_t n,
+                            int any_error)
+{
+    char json[4096];
+    gptq_model_config c;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(json, sizeof json, tmpl, r[i].extra);
+        gptq_status st = gptq_config_parse(json, strlen(json), family, &c);
+        CHECK((any_error ? st != GPTQ_OK : st == GPTQ_ERR_UNSUPPORTED) &&
+                  strstr(gptq_errmsg(), r[i].needle),
+              "%s {%s}: refused by name (%s: %s)", family, r[i].extra, gptq_status_name(st),
+              gptq_errmsg());
+    }
+}
+
+/* The family's file name of each of gptqd's names. */
+static void expect_file_names(const char *family, const gptq_model_config *c,
+                              const char *const (*names)[2], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char buf[256];
+        const char *got = gptq_config_file_name(c, names[i][0], buf, sizeof buf);
+        CHECK(!strcmp(got, names[i][1]), "%s's file name of %s: %s, want %s", family,
+              names[i][0], got, names[i][1]);
+    }
+}
+
 /* OPT: facebook/opt-125m's config.json as published, and opt-350m's
  * differences (post-LN, a 512-wide embedding projected to 1024, no final
  * norm); the variants gptqd does not compute (other activations, no
@@ -551,21 +587,13 @@ static void test_opt(void)
     CHECK(c.post_ln && c.no_final_norm && gptq_config_embed_dim(&c) == 512 &&
               c.word_embed_proj_dim == 512 && c.hidden_size == 1024,
           "opt-350m: post-LN, no final norm, 512-wide embedding projected to 1024");
-    static const struct {
-        const char *extra, *needle;
-    } refused[] = {
+    static const refusal refused[] = {
         {", \"activation_function\": \"gelu\"", "activation_function 'gelu'"},
         {", \"enable_bias\": false", "enable_bias"},
         {", \"layer_norm_elementwise_affine\": false", "layer_norm_elementwise_affine"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        /* a later duplicate key wins in jansson: the variant replaces the value */
-        snprintf(json, sizeof json, OPT_125M, refused[i].extra);
-        gptq_status st = gptq_config_parse(json, strlen(json), "opt", &c);
-        CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), refused[i].needle),
-              "opt {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
-              gptq_errmsg());
-    }
+    expect_refusals("opt", OPT_125M, refused,
+                    sizeof refused / sizeof refused[0], 0);
     snprintf(json, sizeof json, OPT_125M, "");
     CHECK_OK(gptq_config_parse(json, strlen(json), "opt-125m", &c));
     static const char *const names[][2] = {
@@ -581,12 +609,7 @@ static void test_opt(void)
         {"lm_head.weight", "lm_head.weight"},
         {"model.project_in.weight", "model.decoder.project_in.weight"},
     };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char buf[256];
-        const char *got = gptq_config_file_name(&c, names[i][0], buf, sizeof buf);
-        CHECK(!strcmp(got, names[i][1]), "OPT's file name of %s: %s, want %s", names[i][0], got,
-              names[i][1]);
-    }
+    expect_file_names("OPT", &c, names, sizeof names / sizeof names[0]);
 }
 
 /* BLOOM: bigscience/bloom-560m's config.json as published (n_embed,
@@ -641,20 +664,13 @@ static void test_bloom(void)
               gptq_config_fused_row(&c, 0, 2, 0, 65) == 3 * 64 + 128 + 1 &&
               gptq_config_fused_row(&c, 0, 2, 1, 65) == 2 * 1024 + 65,
           "BLOOM's query_key_value rows interleave per head (llama.cpp's: concatenated)");
-    static const struct {
-        const char *extra, *needle;
-    } refused[] = {
+    static const refusal refused[] = {
         {", \"apply_residual_connection_post_layernorm\": true",
          "apply_residual_connection_post_layernorm"},
         {", \"pretraining_tp\": 4, \"slow_but_exact\": true", "slow_but_exact"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        snprintf(json, sizeof json, BLOOM_560M, refused[i].extra);
-        gptq_status st = gptq_config_parse(json, strlen(json), "bloom", &c);
-        CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), refused[i].needle),
-              "bloom {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
-              gptq_errmsg());
-    }
+    expect_refusals("bloom", BLOOM_560M, refused,
+                    sizeof refused / sizeof refused[0], 0);
     snprintf(json, sizeof json, BLOOM_560M, "");
     CHECK_OK(gptq_config_parse(json, strlen(json), "bloom-560m", &c));
     static const char *const names[][2] = {
@@ -668,12 +684,7 @@ static void test_bloom(void)
         {"model.layers.7.mlp.up_proj.weight", "transformer.h.7.mlp.dense_h_to_4h.weight"},
         {"model.layers.7.mlp.down_proj", "transformer.h.7.mlp.dense_4h_to_h"},
     };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char buf[256];
-        const char *got = gptq_config_file_name(&c, names[i][0], buf, sizeof buf);
-        CHECK(!strcmp(got, names[i][1]), "BLOOM's file name of %s: %s, want %s", names[i][0],
-              got, names[i][1]);
-    }
+    expect_file_names("BLOOM", &c, names, sizeof names / sizeof names[0]);
     CHECK(!strcmp(gptq_config_base_prefix(&c), "transformer."), "BLOOM's base prefix");
     char path[128];
     CHECK(!strcmp(gptq_config_layer_path(&c, "self_attn.o_proj", path, sizeof path),
@@ -731,22 +742,15 @@ static void test_gemma2(void)
     CHECK_OK(gptq_config_parse(json, strlen(json), "gemma", &c));
     CHECK(gptq_config_embed_scale(&c) == sqrtf(3072.0f), "embedding scale %.7g",
           gptq_config_embed_scale(&c));
-    static const struct {
-        const char *extra, *needle;
-    } refused[] = {
+    static const refusal refused[] = {
         {", \"hidden_activation\": \"gelu\"", "hidden_activation 'gelu'"},
         {", \"use_bidirectional_attention\": true", "use_bidirectional_attention"},
         {", \"num_hidden_layers\": 2, \"layer_types\": [\"full_attention\", "
          "\"chunked_attention\"]",
          "layer_types[1]"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        snprintf(json, sizeof json, GEMMA2_2B, refused[i].extra);
-        gptq_status st = gptq_config_parse(json, strlen(json), "gemma2", &c);
-        CHECK(st == GPTQ_ERR_UNSUPPORTED && strstr(gptq_errmsg(), refused[i].needle),
-              "gemma2 {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
-              gptq_errmsg());
-    }
+    expect_refusals("gemma2", GEMMA2_2B, refused,
+                    sizeof refused / sizeof refused[0], 0);
     snprintf(json, sizeof json, GEMMA2_2B,
              ", \"num_hidden_layers\": 2, \"layer_types\": [\"full_attention\", "
              "\"sliding_attention\"], \"attn_logit_softcapping\": null");
@@ -761,12 +765,7 @@ static void test_gemma2(void)
         {"model.layers.3.mlp_out_norm.weight", "model.layers.3.post_feedforward_layernorm.weight"},
         {"model.layers.3.mlp.gate_proj.qweight", "model.layers.3.mlp.gate_proj.qweight"},
     };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char buf[256];
-        const char *got = gptq_config_file_name(&c, names[i][0], buf, sizeof buf);
-        CHECK(!strcmp(got, names[i][1]), "Gemma 2's file name of %s: %s, want %s", names[i][0],
-              got, names[i][1]);
-    }
+    expect_file_names("Gemma 2", &c, names, sizeof names / sizeof names[0]);
 }
 
 /* Gemma 3: google/gemma-3-1b-it's config.json (transformers 4's spelling:
@@ -825,9 +824,7 @@ static void test_gemma3(void)
     CHECK_OK(gptq_config_parse(json, strlen(json), "gemma-3-4b", &c));
     CHECK(c.rope_type == GPTQ_ROPE_LINEAR && c.rope_factor == 8 && c.rope_local_theta == 1e4,
           "gemma-3 rope_parameters per layer type: linear x8 global, default local");
-    static const struct {
-        const char *extra, *needle;
-    } refused[] = {
+    static const refusal refused[] = {
         {", \"rope_parameters\": {\"full_attention\": {\"rope_theta\": 500000.0}, "
          "\"sliding_attention\": {\"rope_theta\": 10000.0}}",
          "disagree"},
@@ -836,13 +833,8 @@ static void test_gemma3(void)
          "sliding_attention"},
         {", \"use_bidirectional_attention\": true", "use_bidirectional_attention"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        snprintf(json, sizeof json, GEMMA3_1B, refused[i].extra);
-        gptq_status st = gptq_config_parse(json, strlen(json), "gemma3", &c);
-        CHECK(st != GPTQ_OK && strstr(gptq_errmsg(), refused[i].needle),
-              "gemma3 {%s}: refused by name (%s: %s)", refused[i].extra, gptq_status_name(st),
-              gptq_errmsg());
-    }
+    expect_refusals("gemma3", GEMMA3_1B, refused,
+                    sizeof refused / sizeof refused[0], 1);
 }
 
 int main(void)

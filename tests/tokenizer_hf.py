@@ -207,6 +207,18 @@ def train(tok, calib_path, special_tokens, alphabet=None, limit_alphabet=None):
     tok.train([calib_path], trainers.BpeTrainer(**kw))
 
 
+def save_model_bytes(tok, out_path, byte_tokens):
+    """Save tok with its byte tokens in the model vocabulary only (as
+    SentencePiece conversions have them), not as added tokens; reload it."""
+    tok.save(out_path)
+    with open(out_path, encoding="utf-8") as f:
+        data = json.load(f)
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in byte_tokens]
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    return Tokenizer.from_file(out_path)
+
+
 def sp_tokenizer(kind, calib_path, out_path):
     """Llama 2 layout: <unk> <s> </s> <0x00>..<0xFF> at ids 0..258 in the
     model vocabulary; only the first three are added tokens. Gemma's:
@@ -226,13 +238,7 @@ def sp_tokenizer(kind, calib_path, out_path):
                                                            special_tokens=[("<bos>", 2)])
         tok.add_special_tokens([AddedToken("<start_of_turn>", normalized=False),
                                 AddedToken("<end_of_turn>", normalized=False)])
-        tok.save(out_path)
-        with open(out_path, encoding="utf-8") as f:
-            data = json.load(f)
-        data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in byte_tokens]
-        with open(out_path, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False)
-        return Tokenizer.from_file(out_path)
+        return save_model_bytes(tok, out_path, byte_tokens)
     if kind == "sp":
         tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"),
                                                normalizers.Replace(" ", "▁")])
@@ -253,13 +259,7 @@ def sp_tokenizer(kind, calib_path, out_path):
     # a normalized added token (sought as "▁hello▁world") and a stripping special one
     tok.add_tokens([AddedToken("hello world", normalized=True)])
     tok.add_special_tokens([AddedToken("[MASK]", lstrip=True, rstrip=True, normalized=False)])
-    tok.save(out_path)
-    with open(out_path, encoding="utf-8") as f:
-        data = json.load(f)
-    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in byte_tokens]
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False)
-    return Tokenizer.from_file(out_path)
+    return save_model_bytes(tok, out_path, byte_tokens)
 
 
 def bytelevel_tokenizer(kind, calib_path, out_path):
