@@ -21,6 +21,12 @@ the bundled model models/tiny-llama:
     there equal GPTQModel's (decoded by tests/gptq_checkpoint_numpy.py; the
     fused gate_up_proj split at intermediate_size); its KL to the float
     model is small.
+  - gptqmodel-{qwen3,opt,bloom,gemma2,gemma3}.safetensors / .json: GPTQModel's
+    4-bit g32 checkpoints of those family folders and transformers'
+    perplexity of each (8 windows of 128): gptqd runs each within 1e-3 of it
+    (its serving path rounds activations to int8), with a small KL to the
+    float model, and saves every linear back equal to GPTQModel's under the
+    family's own names.
 Exits 77 without numpy or gptqd."""
 import json
 import os
@@ -95,18 +101,22 @@ def test_tf5(cli, tmp):
 
 def gptqmodel_tensors(d, float_src, fixture, float_dtype):
     """d/model.safetensors as GPTQModel saved it: float_src's tensors but the
-    linears' weights, in float_dtype (BF16: rounded to nearest even, as torch
-    does), and the fixture's quantized tensors."""
+    quantized linears' weights, in float_dtype (BF16: rounded to nearest even,
+    as torch does), and the fixture's quantized tensors."""
+    quant = ckpt.read_safetensors(os.path.join(DATA, fixture))
+    packed = {k[:-len(".qweight")] for k in quant if k.endswith(".qweight")}
     tensors = {}
     for k, (dt, a) in ckpt.read_safetensors(os.path.join(float_src, "model.safetensors")).items():
-        if k.endswith("_proj.weight"):
+        # the quantized linears' float weights, fused ones included (Phi-3's
+        # gate_up_proj, whose parts GPTQModel writes apart)
+        if k.endswith("_proj.weight") or (k.endswith(".weight") and k[:-len(".weight")] in packed):
             continue
         if float_dtype == "BF16":
             f = a.astype(np.float32).view(np.uint32).astype(np.uint64)
             tensors[k] = ("BF16", ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16))
         else:
             tensors[k] = (dt, a)
-    tensors.update(ckpt.read_safetensors(os.path.join(DATA, fixture)))
+    tensors.update(quant)
     ckpt.write_safetensors(os.path.join(d, "model.safetensors"), tensors)
 
 
@@ -206,6 +216,62 @@ def test_gptqmodel(tmp):
         gptqd_proc.stop_daemon(daemon, wait_s=10)
 
 
+def test_gptqmodel_family(tmp, fam):
+    """GPTQModel's 4-bit checkpoint of tests/data/families/FAM, as gptqd runs
+    and saves it: transformers' perplexity of it on the same windows, a small
+    KL to the float model, and every linear saved back equal to GPTQModel's
+    (the family's own module names on both sides)."""
+    fixture = f"gptqmodel-{fam}"
+    if not check(os.path.exists(os.path.join(DATA, fixture + ".json")),
+                 f"{fixture}: fixture present (scripts/interop-check --make-fixtures)"):
+        return
+    ref = json.load(open(os.path.join(DATA, fixture + ".json")))
+    src = os.path.join(ROOT, "tests", "data", "families", fam)
+    d = os.path.join(tmp, fixture)
+    shutil.copytree(src, d)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    cfg["quantization_config"] = ref["quantization_config"]
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    gptqmodel_tensors(d, src, fixture + ".safetensors", ref["float_dtype"])
+    if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
+        print(f"SKIP GPTQModel's {fam} checkpoint: gptqd not built", flush=True)
+        return
+    sock = os.path.join(tmp, f"gptqd-{fam}.sock")
+    daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
+    back = os.path.join(tmp, f"{fam}-back")
+    ctl = ctl_on(sock)
+    try:
+        shutil.copytree(src, os.path.join(tmp, f"{fam}-float"))
+        if not (ctl("load", "gm", d) and ctl("load", "fl", os.path.join(tmp, f"{fam}-float"))):
+            return
+        e = ctl("eval", "gm", "--text", os.path.join(ROOT, ref["text"]), "--seqlen",
+                str(ref["seqlen"]), "--max-windows", str(ref["windows"]), "--kl-base", "fl")
+        if e:
+            rel = abs(e["perplexity"] / ref["perplexity"] - 1)
+            # gptqd serves packed linears with int8 activations: up to a few 1e-4
+            # on Gemma's large activations (bench/RESULTS.md), 1e-6 elsewhere
+            check(rel < 1e-3 and 0 < e["kl"] < 0.05,
+                  f"GPTQModel's {fam} checkpoint: perplexity {e['perplexity']:.4f} vs "
+                  f"transformers' {ref['perplexity']:.4f} (rel {rel:.1e}), KL to the float "
+                  f"model {e['kl']:.2e}")
+        if not ctl("save", "gm", back):
+            return
+    finally:
+        gptqd_proc.stop_daemon(daemon, wait_s=10)
+    _, theirs = ckpt.checkpoint_weights(d)
+    _, ours = ckpt.checkpoint_weights(back)
+    packed = ckpt.read_safetensors(os.path.join(DATA, fixture + ".safetensors"))
+    quantized = [k for k in theirs if k[:-len(".weight")] + ".qweight" in packed]
+    worst = 0.0 if quantized else float("inf")
+    for k in quantized:
+        b = ours.get(k)
+        worst = max(worst, float("inf") if b is None or b.shape != theirs[k].shape
+                    else float(np.abs(theirs[k] - b).max()))
+    check(worst == 0, f"{fam}: all {len(quantized)} linears gptqd saves back equal GPTQModel's "
+          f"(max diff {worst:g})")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -218,6 +284,8 @@ def main():
         test_tf5(sys.argv[1], tmp)
         test_gptqmodel(tmp)
         test_gptqmodel_phi3(tmp)
+        for fam in ("qwen3", "opt", "bloom", "gemma2", "gemma3"):
+            test_gptqmodel_family(tmp, fam)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(failures)} failed", flush=True)
