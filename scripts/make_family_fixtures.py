@@ -13,7 +13,11 @@ scripts/interop-check takes them through transformers), and reference.json:
 {"ids": [...], "vocab": V, "transformers": its version, "torch": ...} with
 reference.f32, every position's logits of the ids ([len(ids), V] float32
 little-endian), from a float32 forward in transformers of the F16 weights,
-and reference_steps.f32, the same ids fed one at a time through its cache.
+and reference_steps.f32, the same ids fed one at a time through its cache;
+`--greedy [NAME ...]` adds to reference.json transformers' greedy
+continuation of the first 8 ids ("greedy": ids and top-two margins).
+`--greedy [NAME ...]` adds to reference.json transformers' greedy
+continuation of the first 8 ids ("greedy": ids and top-two margins).
 Deterministic (seeded)."""
 import json
 import os
@@ -171,7 +175,39 @@ def make(name, build):
     print(name, "->", out, "logits", tuple(logits.shape))
 
 
+def greedy(name, steps=16, prompt=8):
+    """reference.json's "greedy": transformers' greedy continuation (steps
+    ids, and each step's top-two logit margin) of the first `prompt`
+    reference ids, by generate() on the saved F16 weights in float32 -- the
+    weights reference.f32 was computed from. Only adds the key."""
+    out = os.path.join(OUT, name)
+    path = os.path.join(out, "reference.json")
+    ref = json.load(open(path))
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        out, dtype=torch.float32, attn_implementation="eager").eval()
+    ids = torch.tensor([ref["ids"][:prompt]])
+    with torch.no_grad():
+        g = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps,
+                           min_new_tokens=steps, do_sample=False, output_scores=True,
+                           return_dict_in_generate=True, pad_token_id=cfg_pad(model))
+    new = g.sequences[0, prompt:].tolist()
+    margins = [float(t[0].topk(2).values[0] - t[0].topk(2).values[1]) for t in g.scores]
+    ref["greedy"] = {"prompt": prompt, "ids": new, "margins": margins}
+    with open(path, "w") as f:
+        json.dump(ref, f)
+    print(name, "greedy", new[:6], "min margin %.2e" % min(margins))
+
+
+def cfg_pad(model):
+    p = model.config.pad_token_id
+    return p if p is not None else model.config.eos_token_id
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--greedy"]:
+        for name in sys.argv[2:] or sorted(os.listdir(OUT)):
+            greedy(name)
+        sys.exit(0)
     families = {"qwen3": qwen3, "phi3": phi3, "phi3-longrope": phi3_longrope, "opt": opt,
                 "opt-postln": opt_postln,
                 "bloom": bloom, "gemma2": gemma2, "gemma3": gemma3}

@@ -165,6 +165,35 @@ static void check_family(const char *root, const char *family, const family_name
            TOL);
     CHECK(err <= TOL, "%s: token by token %.3g", family, err);
 
+    /* transformers' greedy continuation (generate()) of the first ids: each
+     * step the whole sequence again (as generate() does past longrope's
+     * original context), the argmax of its last logits */
+    json_t *greedy = json_object_get(ref, "greedy");
+    CHECK(greedy != NULL, "%s: reference.json has no greedy continuation "
+          "(scripts/make_family_fixtures.py --greedy)", family);
+    if (greedy) {
+        json_t *gids = json_object_get(greedy, "ids");
+        const int prompt = (int)json_integer_value(json_object_get(greedy, "prompt"));
+        const int steps = (int)json_array_size(gids);
+        int32_t seq[64];
+        int same = prompt > 0 && prompt + steps <= 64, at = -1;
+        for (int t = 0; t < prompt && same; t++)
+            seq[t] = ids[t];
+        for (int k = 0; k < steps && same; k++) {
+            CHECK_OK(gptq_model_forward(m, NULL, seq, 1, prompt + k, NULL, NULL,
+                                        GPTQ_FWD_LAST_ONLY, got));
+            int best = 0;
+            for (int v = 1; v < vocab; v++)
+                best = got[v] > got[best] ? v : best;
+            seq[prompt + k] = best;
+            if (best != (int)json_integer_value(json_array_get(gids, k)))
+                same = 0, at = k;
+        }
+        printf("%-8s greedy continuation of %d ids vs transformers' generate(): %s\n", family,
+               steps, same ? "the same ids" : "differs");
+        CHECK(same, "%s: greedy step %d differs from transformers'", family, at);
+    }
+
     /* what a mapping client builds from the tensor table (gptq_map): the
      * same model, every tensor of the family found by name */
     CHECK_OK(gptq_hf_files_read(dir, &files));
