@@ -130,36 +130,51 @@ def ctl_on(sock):
     return ctl
 
 
-def test_gptqmodel_phi3(tmp):
-    ref = json.load(open(os.path.join(DATA, "gptqmodel-phi3.json")))
-    fam = os.path.join(ROOT, "tests", "data", "families", "phi3")
-    d = os.path.join(tmp, "gptqmodel-phi3")
-    shutil.copytree(fam, d)
-    cfg = json.load(open(os.path.join(fam, "config.json")))
+def run_gptqmodel_fixture(tmp, fam, fixture, ref):
+    """GPTQModel's checkpoint of tests/data/families/FAM (its config with the
+    fixture's quantization_config, gptqmodel_tensors) through one gptqd:
+    loaded, evaluated against the float folder (ref's windows, else 8 of 128
+    of data/eval-default.txt) and saved back. (folder, saved folder, eval
+    reply, config), or None when gptqd is missing or a step failed."""
+    src = os.path.join(ROOT, "tests", "data", "families", fam)
+    d = os.path.join(tmp, fixture)
+    shutil.copytree(src, d)
+    cfg = json.load(open(os.path.join(src, "config.json")))
     cfg["quantization_config"] = ref["quantization_config"]
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    gptqmodel_tensors(d, fam, "gptqmodel-phi3.safetensors", ref["float_dtype"])
+    gptqmodel_tensors(d, src, fixture + ".safetensors", ref["float_dtype"])
     if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
-        print("SKIP GPTQModel's Phi-3 checkpoint: gptqd not built", flush=True)
-        return
-    sock = os.path.join(tmp, "gptqd-phi3.sock")
+        print(f"SKIP GPTQModel's {fam} checkpoint: gptqd not built", flush=True)
+        return None
+    sock = os.path.join(tmp, f"gptqd-{fam}.sock")
     daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
-    back = os.path.join(tmp, "phi3-back")
+    back = os.path.join(tmp, f"{fam}-back")
     ctl = ctl_on(sock)
     try:
-        shutil.copytree(fam, os.path.join(tmp, "phi3-float"))
-        if not (ctl("load", "gm3", d) and ctl("load", "fl3", os.path.join(tmp, "phi3-float"))):
-            return
-        e = ctl("eval", "gm3", "--text", os.path.join(ROOT, "data", "eval-default.txt"),
-                "--seqlen", "128", "--max-windows", "8", "--kl-base", "fl3")
-        if e:
-            check(0 < e["kl"] < 0.05, f"GPTQModel's Phi-3 checkpoint runs: KL to the float model "
-                  f"{e['kl']:.2e}")
-        if not ctl("save", "gm3", back):
-            return
+        shutil.copytree(src, os.path.join(tmp, f"{fam}-float"))
+        if not (ctl("load", "gm", d) and ctl("load", "fl", os.path.join(tmp, f"{fam}-float"))):
+            return None
+        e = ctl("eval", "gm", "--text",
+                os.path.join(ROOT, ref.get("text", os.path.join("data", "eval-default.txt"))),
+                "--seqlen", str(ref.get("seqlen", 128)), "--max-windows",
+                str(ref.get("windows", 8)), "--kl-base", "fl")
+        if not ctl("save", "gm", back):
+            return None
     finally:
         gptqd_proc.stop_daemon(daemon, wait_s=10)
+    return d, back, e, cfg
+
+
+def test_gptqmodel_phi3(tmp):
+    ref = json.load(open(os.path.join(DATA, "gptqmodel-phi3.json")))
+    run = run_gptqmodel_fixture(tmp, "phi3", "gptqmodel-phi3", ref)
+    if run is None:
+        return
+    d, back, e, cfg = run
+    if e:
+        check(0 < e["kl"] < 0.05, f"GPTQModel's Phi-3 checkpoint runs: KL to the float model "
+              f"{e['kl']:.2e}")
     _, theirs = ckpt.checkpoint_weights(d)
     _, ours = ckpt.checkpoint_weights(back)
     inter = cfg["intermediate_size"]
@@ -226,39 +241,18 @@ def test_gptqmodel_family(tmp, fam):
                  f"{fixture}: fixture present (scripts/interop-check --make-fixtures)"):
         return
     ref = json.load(open(os.path.join(DATA, fixture + ".json")))
-    src = os.path.join(ROOT, "tests", "data", "families", fam)
-    d = os.path.join(tmp, fixture)
-    shutil.copytree(src, d)
-    cfg = json.load(open(os.path.join(src, "config.json")))
-    cfg["quantization_config"] = ref["quantization_config"]
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    gptqmodel_tensors(d, src, fixture + ".safetensors", ref["float_dtype"])
-    if not GPTQD or not os.access(GPTQD, os.X_OK) or not GPTQCTL:
-        print(f"SKIP GPTQModel's {fam} checkpoint: gptqd not built", flush=True)
+    run = run_gptqmodel_fixture(tmp, fam, fixture, ref)
+    if run is None:
         return
-    sock = os.path.join(tmp, f"gptqd-{fam}.sock")
-    daemon = gptqd_proc.start_daemon(GPTQD, GPTQCTL, tmp, sock, [tmp, os.path.join(ROOT, "data")])
-    back = os.path.join(tmp, f"{fam}-back")
-    ctl = ctl_on(sock)
-    try:
-        shutil.copytree(src, os.path.join(tmp, f"{fam}-float"))
-        if not (ctl("load", "gm", d) and ctl("load", "fl", os.path.join(tmp, f"{fam}-float"))):
-            return
-        e = ctl("eval", "gm", "--text", os.path.join(ROOT, ref["text"]), "--seqlen",
-                str(ref["seqlen"]), "--max-windows", str(ref["windows"]), "--kl-base", "fl")
-        if e:
-            rel = abs(e["perplexity"] / ref["perplexity"] - 1)
-            # gptqd serves packed linears with int8 activations: up to a few 1e-4
-            # on Gemma's large activations (bench/RESULTS.md), 1e-6 elsewhere
-            check(rel < 1e-3 and 0 < e["kl"] < 0.05,
-                  f"GPTQModel's {fam} checkpoint: perplexity {e['perplexity']:.4f} vs "
-                  f"transformers' {ref['perplexity']:.4f} (rel {rel:.1e}), KL to the float "
-                  f"model {e['kl']:.2e}")
-        if not ctl("save", "gm", back):
-            return
-    finally:
-        gptqd_proc.stop_daemon(daemon, wait_s=10)
+    d, back, e, _ = run
+    if e:
+        rel = abs(e["perplexity"] / ref["perplexity"] - 1)
+        # gptqd serves packed linears with int8 activations: up to a few 1e-4
+        # on Gemma's large activations (bench/RESULTS.md), 1e-6 elsewhere
+        check(rel < 1e-3 and 0 < e["kl"] < 0.05,
+              f"GPTQModel's {fam} checkpoint: perplexity {e['perplexity']:.4f} vs "
+              f"transformers' {ref['perplexity']:.4f} (rel {rel:.1e}), KL to the float "
+              f"model {e['kl']:.2e}")
     _, theirs = ckpt.checkpoint_weights(d)
     _, ours = ckpt.checkpoint_weights(back)
     packed = ckpt.read_safetensors(os.path.join(DATA, fixture + ".safetensors"))
