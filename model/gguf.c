@@ -1,5 +1,5 @@
 /* model/gguf.c: the GGUF file format (llama.cpp's), read. The tensor types
- * it names and their conversion to float32 are model/ggml_quants.c's.
+ * it names and their conversion to float32 are quant/ggml_blocks.c's.
  *
  * Nothing is mapped: the header (metadata and tensor infos) is read through
  * a small pread() window into memory the handle owns, and tensor data is

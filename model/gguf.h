@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "gptq/error.h"
+#include "quant/ggml_blocks.h" /* the tensor types (ggml_type) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,60 +52,6 @@ typedef enum gptq_gguf_type {
     GPTQ_GGUF_FLOAT64 = 12,
     GPTQ_GGUF_TYPE_COUNT
 } gptq_gguf_type;
-
-/* Tensor element types (ggml_type), numbered as in the file. Only the
- * ones named here are known; gptq_ggml_type_name() names the rest
- * "type N". The gptq_ggml_* functions and gptq_gguf_dequantize are
- * model/ggml_quants.c's. */
-typedef enum gptq_ggml_type {
-    GPTQ_GGML_F32 = 0,
-    GPTQ_GGML_F16 = 1,
-    GPTQ_GGML_Q4_0 = 2,
-    GPTQ_GGML_Q4_1 = 3,
-    GPTQ_GGML_Q5_0 = 6,
-    GPTQ_GGML_Q5_1 = 7,
-    GPTQ_GGML_Q8_0 = 8,
-    GPTQ_GGML_Q8_1 = 9,
-    GPTQ_GGML_Q2_K = 10,
-    GPTQ_GGML_Q3_K = 11,
-    GPTQ_GGML_Q4_K = 12,
-    GPTQ_GGML_Q5_K = 13,
-    GPTQ_GGML_Q6_K = 14,
-    GPTQ_GGML_Q8_K = 15,
-    GPTQ_GGML_IQ2_XXS = 16,
-    GPTQ_GGML_IQ2_XS = 17,
-    GPTQ_GGML_IQ3_XXS = 18,
-    GPTQ_GGML_IQ1_S = 19,
-    GPTQ_GGML_IQ4_NL = 20,
-    GPTQ_GGML_IQ3_S = 21,
-    GPTQ_GGML_IQ2_S = 22,
-    GPTQ_GGML_IQ4_XS = 23,
-    GPTQ_GGML_I8 = 24,
-    GPTQ_GGML_I16 = 25,
-    GPTQ_GGML_I32 = 26,
-    GPTQ_GGML_I64 = 27,
-    GPTQ_GGML_F64 = 28,
-    GPTQ_GGML_IQ1_M = 29,
-    GPTQ_GGML_BF16 = 30,
-    GPTQ_GGML_TQ1_0 = 34,
-    GPTQ_GGML_TQ2_0 = 35,
-    GPTQ_GGML_MXFP4 = 39,
-    GPTQ_GGML_TYPE_LIMIT = 64 /* type numbers at or above this are refused when opening */
-} gptq_ggml_type;
-
-/* "F32", "Q4_K", ... as llama.cpp spells them; "type N" for unknown N. The
- * pointer is to static storage (unknown types: thread-local, valid until the
- * next call on the thread). */
-const char *gptq_ggml_type_name(int type);
-
-/* Elements per block and bytes per block of a type, both 0 when the type
- * is unknown. F32: 1 and 4; Q4_0: 32 and 18; Q4_K: 256 and 144. */
-int gptq_ggml_block_elems(int type);
-int gptq_ggml_block_bytes(int type);
-
-/* 1 when gptq_gguf_dequantize converts this type: F32, F16, BF16, Q8_0,
- * Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */
-int gptq_ggml_can_dequantize(int type);
 
 /* A metadata value. Scalars are widened (u, i, f, b by type); strings point
  * into the handle and are not NUL-terminated; an array holds `n` values of
@@ -202,12 +149,6 @@ gptq_status gptq_gguf_read(const gptq_gguf *g, const gptq_gguf_tensor *t, void *
  * gptq_ggml_can_dequantize refuses: named), GPTQ_ERR_NOMEM. */
 gptq_status gptq_gguf_read_f32(const gptq_gguf *g, const gptq_gguf_tensor *t, float *out);
 
-/* Convert n elements of `type` at raw (n a multiple of the type's block
- * elements) to float32 out[n], exactly as ggml's dequantize_row_* does
- * (fp16 scales widened exactly, the same operation order, so results are
- * bit-identical to ggml's and to gguf-py's numpy dequantizers).
- * Errors: GPTQ_ERR_UNSUPPORTED (type), GPTQ_ERR_ARG (n not a multiple). */
-gptq_status gptq_gguf_dequantize(int type, const void *raw, float *out, int64_t n);
 
 /* Typed lookups for the common case; each returns 1 and sets *out when the
  * key exists with a compatible type (any integer type within range for

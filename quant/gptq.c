@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "common/interrupt.h"
+#include "quant/ggml_blocks.h"
 #include "quantizer.h"
 #include "result.h"
 
@@ -32,6 +33,23 @@ typedef struct diag_key {
     float d;
     int i;
 } diag_key;
+
+/* A block grid: fit the header of row r's block that starts at input c0
+ * (original order) on x[block] with importance imp[block], and store its
+ * sub-groups' steps and offsets into A and Bm [groups, rows]. */
+static void fit_block(int type, const float *x, const float *imp, gptq_quant_result *out, int r,
+                      int c0, float *A, float *Bm)
+{
+    const int be = gptq_ggml_block_elems(type), sub = gptq_ggml_grid_sub(type);
+    float a[16], b[16];
+    uint8_t *blk = out->blocks + (size_t)r * gptq_quant_block_row_bytes(out) +
+                   (size_t)(c0 / be) * (size_t)gptq_ggml_block_bytes(type);
+    gptq_ggml_block_fit(type, x, imp, blk, a, b);
+    for (int k = 0; k < be / sub; k++) {
+        A[(size_t)(c0 / sub + k) * out->rows + r] = a[k];
+        Bm[(size_t)(c0 / sub + k) * out->rows + r] = b[k];
+    }
+}
 
 static int by_diag_desc(const void *a, const void *b)
 {
@@ -81,6 +99,12 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     const int B = cfg->block_size;
     const int groups = gptq_quant_groups(cfg, cols);
     const int gs = cfg->group_size == -1 ? cols : cfg->group_size;
+    /* A block grid (quant/ggml_blocks.h): each block's header is fitted when
+     * the walk reaches it (every `fit` columns), its sub-groups' steps and
+     * offsets go to scales / gmin, and the codes to the GGUF blocks. */
+    const int btype = gptq_grid_is_block(cfg->grid) ? gptq_grid_ggml_type(cfg->grid) : -1;
+    const int fit = btype >= 0 ? gptq_ggml_block_elems(btype) : gs;
+    const int bzero = btype >= 0 ? gptq_ggml_grid_zero(btype) : 0;
     const size_t n_w = (size_t)rows * cols, n_h = (size_t)cols * cols;
     gptq_quantizer quantizer;
     gptq_quantizer_init(&quantizer, cfg);
@@ -93,6 +117,8 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     int *perm = malloc((size_t)cols * sizeof *perm);
     float *gscale = NULL;                          /* static groups [groups, rows] */
     int32_t *gzero = NULL;
+    float *gmin = NULL;                            /* block grids: offsets [groups, rows] */
+    float *imp = NULL;                             /* block grids: diag(H), original order */
     double *row_loss = calloc((size_t)rows, sizeof *row_loss);
     int *row_raised = calloc((size_t)rows, sizeof *row_raised);
     if (!W || !H || !Err || !perm || !row_loss || !row_raised) {
@@ -101,6 +127,18 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     }
     if ((st = gptq_quant_result_alloc(out, rows, cols, groups, cfg->bits)))
         goto fail;
+    if (btype >= 0) {
+        gmin = calloc((size_t)groups * rows, sizeof *gmin);
+        imp = malloc((size_t)cols * sizeof *imp);
+        if (!gmin || !imp) {
+            st = gptq_fail(GPTQ_ERR_NOMEM, "GPTQ on [%d, %d]: out of memory", rows, cols);
+            goto fail;
+        }
+        for (int c = 0; c < cols; c++)
+            imp[c] = H_in[(size_t)c * cols + c];
+        if ((st = gptq_quant_result_alloc_blocks(out, btype)))
+            goto fail;
+    }
     memcpy(W, W_in, n_w * sizeof *W);
     memcpy(H, H_in, n_h * sizeof *H);
 
@@ -127,7 +165,11 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
             st = gptq_fail(GPTQ_ERR_NOMEM, "GPTQ static groups: out of memory");
             goto fail;
         }
-        for (int r = 0; r < rows; r++)
+        if (btype >= 0)
+            for (int r = 0; r < rows; r++)
+                for (int c0 = 0; c0 < cols; c0 += fit)
+                    fit_block(btype, W + (size_t)r * cols + c0, imp + c0, out, r, c0, gscale, gmin);
+        for (int r = 0; btype < 0 && r < rows; r++)
             for (int g = 0; g < groups; g++) {
                 int c0 = g * gs, n = c0 + gs < cols ? gs : cols - c0;
                 row_raised[r] += gptq_quantizer_find(&quantizer, W + (size_t)r * cols + c0, n,
@@ -207,7 +249,11 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
                  * inside a block is fitted on W as of the last lazy update,
                  * not on the block's in-flight copy. */
                 int g = out->g_idx[perm[col]];
-                if (cfg->group_size != -1 && !cfg->static_groups && col % gs == 0) {
+                if (btype >= 0) {
+                    if (!cfg->static_groups && col % fit == 0)
+                        fit_block(btype, wrow + col, imp + col, out, r, col, out->scales, gmin);
+                    scale = (cfg->static_groups ? gscale : out->scales)[(size_t)g * rows + r];
+                } else if (cfg->group_size != -1 && !cfg->static_groups && col % gs == 0) {
                     int n = col + gs < cols ? gs : cols - col;
                     row_raised[r] += gptq_quantizer_find(&quantizer, wrow + col, n, &scale, &zero);
                     out->scales[(size_t)g * rows + r] = scale;
@@ -222,7 +268,9 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
                 }
                 const float w = w1[i], d = Hinv[(size_t)col * cols + col];
                 float q;
-                int code = gptq_quantize_value(w, scale, zero, maxq, &q);
+                int code = btype >= 0 ? gptq_ggml_grid_code(w, scale, gmin[(size_t)g * rows + r],
+                                                            maxq, bzero, &q)
+                                      : gptq_quantize_value(w, scale, zero, maxq, &q);
                 out->codes[(size_t)r * cols + perm[col]] = (uint8_t)code;
                 out->Q[(size_t)r * cols + perm[col]] = q;
                 const float e = (w - q) / d;
@@ -244,6 +292,11 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
     if (cfg->static_groups) {
         memcpy(out->scales, gscale, (size_t)groups * rows * sizeof *gscale);
         memcpy(out->zeros, gzero, (size_t)groups * rows * sizeof *gzero);
+    }
+    if (btype >= 0) {
+        memset(out->zeros, 0, (size_t)groups * rows * sizeof *out->zeros);
+        if ((st = gptq_quant_result_finish_blocks(out)))
+            goto fail;
     }
     out->loss = 0.0;
     out->zeros_raised = 0;
@@ -268,6 +321,8 @@ done:
     free(perm);
     free(gscale);
     free(gzero);
+    free(gmin);
+    free(imp);
     free(row_loss);
     free(row_raised);
     return st;

@@ -10,6 +10,14 @@
  * stays allocated. */
 gptq_status gptq_quant_result_alloc(gptq_quant_result *r, int rows, int cols, int groups, int bits);
 
+/* Block grids: allocate r->blocks (zeroed) for ggml type `type` after
+ * gptq_quant_result_alloc; on failure r is freed. */
+gptq_status gptq_quant_result_alloc_blocks(gptq_quant_result *r, int type);
+/* Block grids, once every header is fitted and every code chosen: write
+ * the codes into the blocks and set Q to the blocks' dequantization (what
+ * a GGUF reader gets). */
+gptq_status gptq_quant_result_finish_blocks(gptq_quant_result *r);
+
 /* GPTQ_ERR_ARG naming the first non-finite entry of x [rows, cols]. */
 gptq_status gptq_check_finite(const char *what, const float *x, int rows, int cols);
 

@@ -5,6 +5,7 @@
  * The two are the same mathematics; they differ only in float rounding. */
 #include "gptq/quant.h"
 #include "quant/quantizer.h"
+#include "quant/ggml_blocks.h"
 #include "common/dtype.h"
 #include "testutil.h"
 
@@ -259,8 +260,157 @@ static void test_grids(void)
     cfg.sym = 0;
     CHECK(gptq_quant_config_check(&cfg, 64) == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "asym"),
           "an asymmetric q4_0 grid: %s", gptq_errmsg());
-    CHECK(gptq_grid_from_name("Q4_0") == GPTQ_GRID_Q4_0 && gptq_grid_from_name("q5_k") == -1,
+    CHECK(gptq_grid_from_name("Q4_0") == GPTQ_GRID_Q4_0 && gptq_grid_from_name("q7_k") == -1 &&
+              gptq_grid_from_name("Q4_K_M") == GPTQ_GRID_Q4_K_M,
           "grid names");
+    free(W);
+    free(H);
+}
+
+/* The block grids (Q4_1..Q6_K): every code written where ggml's
+ * dequantizer reads it (Q, the blocks' dequantization, equals each
+ * sub-group's a * code - b), RTN the nearest grid value, errors of the
+ * size the bits allow, GPTQ's layer error below RTN's on the same grid,
+ * with and without act-order. */
+static void test_block_grids(void)
+{
+    const int rows = 8, cols = 512, tokens = 1024;
+    float *W = malloc(sizeof(float) * rows * cols), *H = malloc(sizeof(float) * cols * cols);
+    make_problem(rows, cols, tokens, 11, W, H);
+    for (int c = 0; c < 32; c++) /* row 0: a block of zeros, row 1: a constant one */
+        W[c] = 0.0f, W[cols + 32 + c] = 0.02f;
+    W[2 * cols + 7] = 0.9f; /* an outlier */
+    static const struct {
+        int grid;
+        double rel_rms; /* RTN's RMS error / RMS weight must stay below */
+    } cases[] = {{GPTQ_GRID_Q4_1, 0.12}, {GPTQ_GRID_Q5_0, 0.07}, {GPTQ_GRID_Q5_1, 0.06},
+                 {GPTQ_GRID_Q2_K, 0.45}, {GPTQ_GRID_Q3_K, 0.25}, {GPTQ_GRID_Q4_K, 0.12},
+                 {GPTQ_GRID_Q5_K, 0.06}, {GPTQ_GRID_Q6_K, 0.03}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int grid = cases[t].grid, type = gptq_grid_ggml_type(grid);
+        const char *name = gptq_grid_name(grid);
+        const int sub = gptq_ggml_grid_sub(type), maxq = gptq_ggml_grid_maxq(type);
+        const int zero = gptq_ggml_grid_zero(type);
+        gptq_quant_config cfg;
+        gptq_quant_config_default(&cfg);
+        CHECK_OK(gptq_quant_config_use_grid(&cfg, grid, 0, 0));
+        CHECK(gptq_grid_is_block(grid) && cfg.group_size == sub && (1 << cfg.bits) - 1 == maxq,
+              "grid %s: %d bits in groups of %d", name, cfg.bits, cfg.group_size);
+        gptq_quant_result r, g, ga;
+        CHECK_OK(gptq_rtn_layer(W, rows, cols, &cfg, &r));
+        CHECK(r.blocks && r.gguf_type == type, "%s: RTN carries its blocks", name);
+        /* the layout: each value read back is the one the code was chosen for; the
+         * offsets come from the block's own header, re-fitted here */
+        int bad_layout = 0, bad_round = 0;
+        double err2 = 0, w2 = 0;
+        for (int row = 0; row < rows; row++)
+            for (int c0 = 0; c0 < cols; c0 += gptq_ggml_block_elems(type)) {
+                float a[16], b[16];
+                uint8_t blk[256];
+                gptq_ggml_block_fit(type, W + row * cols + c0, NULL, blk, a, b);
+                const size_t at = (size_t)row * gptq_quant_block_row_bytes(&r) +
+                                  (size_t)(c0 / gptq_ggml_block_elems(type)) * gptq_ggml_block_bytes(type);
+                for (int e = 0; e < gptq_ggml_block_elems(type); e++) {
+                    const int c = c0 + e, k = e / sub, code = r.codes[row * cols + c];
+                    const float q = r.Q[row * cols + c], w = W[row * cols + c];
+                    const double want = (double)a[k] * code - b[k];
+                    if (code < 0 || code > maxq ||
+                                  fabs(q - want) > 1e-6 * (fabs(a[k]) * maxq + fabs(b[k])) + 1e-12) {
+                        if (bad_layout++ < 3)
+                            printf("# %s row %d input %d: code %d, a %g b %g, want %g got %g\n",
+                                   name, row, c, code, a[k], b[k], want, q);
+                    }
+                    /* nearest: within half a step unless clamped at an end */
+                    const double pos = a[k] != 0 ? (w + b[k]) / a[k] : zero;
+                    bad_round += !(pos < -0.5 || pos > maxq + 0.5) &&
+                                 fabs(q - w) > fabs(a[k]) * 0.5001 + 1e-12;
+                    err2 += (double)(q - w) * (q - w);
+                    w2 += (double)w * w;
+                }
+                /* the header RTN wrote is the fit's (its bytes: scales and mins) */
+                const int h0 = type == GPTQ_GGML_Q3_K ? 96 : type == GPTQ_GGML_Q6_K ? 192 : 0;
+                const int h1 = type == GPTQ_GGML_Q5_0                                 ? 2
+                               : type == GPTQ_GGML_Q4_1 || type == GPTQ_GGML_Q5_1 ? 4
+                               : type == GPTQ_GGML_Q2_K || type == GPTQ_GGML_Q4_K ||
+                                         type == GPTQ_GGML_Q5_K
+                                   ? 16
+                                   : gptq_ggml_block_bytes(type);
+                bad_layout += memcmp(blk + h0, r.blocks + at + h0, (size_t)(h1 - h0)) != 0;
+                if (type == GPTQ_GGML_Q2_K)
+                    bad_layout += memcmp(blk + 80, r.blocks + at + 80, 4) != 0;
+            }
+        CHECK(bad_layout == 0, "%s: %d values read back other than written", name, bad_layout);
+        CHECK(bad_round == 0, "%s: %d weights not on their nearest grid value", name, bad_round);
+        CHECK(sqrt(err2 / w2) < cases[t].rel_rms, "%s: RTN relative RMS error %.4f (bound %.3f)",
+              name, sqrt(err2 / w2), cases[t].rel_rms);
+        CHECK(r.Q[0] == 0.0f && r.Q[15] == 0.0f, "%s: a sub-group of zeros stays 0 (%g)", name,
+              r.Q[0]);
+        CHECK_OK(gptq_quantize_layer(W, H, rows, cols, &cfg, &g));
+        int bad = 0;
+        for (int row = 0; row < rows; row++) { /* Q is the blocks' dequantization */
+            float y[512];
+            CHECK_OK(gptq_gguf_dequantize(type, g.blocks + row * gptq_quant_block_row_bytes(&g), y,
+                                          cols));
+            bad += memcmp(y, g.Q + row * cols, sizeof y) != 0;
+        }
+        CHECK(bad == 0, "%s: GPTQ's Q is not its blocks' dequantization (%d rows)", name, bad);
+        const double e_rtn = gptq_layer_error(W, r.Q, H, rows, cols);
+        const double e_gptq = gptq_layer_error(W, g.Q, H, rows, cols);
+        CHECK(e_gptq < 0.9 * e_rtn, "%s: GPTQ's layer error %.4g not below RTN's %.4g", name,
+              e_gptq, e_rtn);
+        cfg.act_order = 1;
+        CHECK_OK(gptq_quant_config_use_grid(&cfg, grid, 0, 0));
+        CHECK_OK(gptq_quantize_layer(W, H, rows, cols, &cfg, &ga));
+        const double e_act = gptq_layer_error(W, ga.Q, H, rows, cols);
+        CHECK(e_act < 0.9 * e_rtn, "%s: GPTQ act-order's layer error %.4g not below RTN's %.4g",
+              name, e_act, e_rtn);
+        printf("# %s: layer error RTN %.4g, GPTQ %.4g (%.2fx), act-order %.4g (%.2fx)\n", name,
+               e_rtn, e_gptq, e_gptq / e_rtn, e_act, e_act / e_rtn);
+        gptq_quant_result_free(&r);
+        gptq_quant_result_free(&g);
+        gptq_quant_result_free(&ga);
+    }
+    /* configuration: sizes, names, recipes */
+    gptq_quant_config cfg;
+    gptq_quant_config_default(&cfg);
+    CHECK_OK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q4_K, 0, 0));
+    CHECK(gptq_quant_config_check(&cfg, 576) == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "256"),
+          "q4_k on 576 inputs: %s", gptq_errmsg());
+    CHECK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q6_K, 4, 0) == GPTQ_ERR_ARG,
+          "q6_k with 4 bits");
+    cfg.mse = 1;
+    CHECK_OK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q4_K, 0, 0));
+    CHECK(gptq_quant_config_check(&cfg, 256) == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "mse"),
+          "q4_k with --mse: %s", gptq_errmsg());
+    cfg.mse = 0;
+    CHECK_OK(gptq_quant_config_use_grid(&cfg, GPTQ_GRID_Q4_K_M, 0, 0));
+    CHECK(gptq_quant_config_check(&cfg, 256) == GPTQ_ERR_ARG && strstr(gptq_errmsg(), "recipe"),
+          "a layer on a recipe: %s", gptq_errmsg());
+    /* llama.cpp's Q4_K_M on 30 layers: use_more_bits is layers 0-2, 26-29 and
+     * 5, 8, ..., 23 */
+    static const struct {
+        int recipe, role, layer, cols, want;
+    } rc[] = {
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_ATTN_V, 0, 4096, GPTQ_GRID_Q6_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_ATTN_V, 4, 4096, GPTQ_GRID_Q4_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_FFN_DOWN, 5, 11008, GPTQ_GRID_Q6_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_FFN_DOWN, 6, 4096, GPTQ_GRID_Q4_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_FFN_DOWN, 27, 4096, GPTQ_GRID_Q6_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_OTHER, 0, 4096, GPTQ_GRID_Q4_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_ATTN_QKV, 4, 4096, GPTQ_GRID_Q5_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_OTHER, 4, 576, GPTQ_GRID_Q5_0},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_ATTN_V, 0, 576, GPTQ_GRID_Q8_0},
+        {GPTQ_GRID_Q5_K_M, GPTQ_ROLE_OTHER, 4, 576, GPTQ_GRID_Q5_1},
+        {GPTQ_GRID_Q5_K_M, GPTQ_ROLE_ATTN_QKV, 4, 4096, GPTQ_GRID_Q6_K},
+        {GPTQ_GRID_Q4_K_M, GPTQ_ROLE_OTHER, 4, 100, -1},
+        {GPTQ_GRID_Q4_1, GPTQ_ROLE_ATTN_V, 0, 4096, GPTQ_GRID_Q4_1},
+    };
+    for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++) {
+        int got = gptq_grid_of_recipe(rc[i].recipe, rc[i].role, rc[i].layer, 30, rc[i].cols);
+        CHECK(got == rc[i].want, "recipe %s, role %d, layer %d, %d inputs: %s, want %s",
+              gptq_grid_name(rc[i].recipe), rc[i].role, rc[i].layer, rc[i].cols,
+              gptq_grid_name(got), gptq_grid_name(rc[i].want));
+    }
     free(W);
     free(H);
 }
@@ -268,6 +418,7 @@ static void test_grids(void)
 int main(void)
 {
     test_grids();
+    test_block_grids();
     gptq_quant_config cfg;
     gptq_quant_config_default(&cfg);
     cfg.fp16_scales = 0;

@@ -63,27 +63,84 @@ typedef struct gptq_quant_config {
 } gptq_quant_config;
 
 /* GGUF block types GPTQ can quantize onto (llama.cpp's ggml-quants), so
- * that a GGUF file holds exactly the codes GPTQ chose. Each is a symmetric
- * grid of groups of 32 inputs with one fp16 scale d per group and
- * w = d * (code - zero):
- *   Q4_0: 4 bits, zero 8; d = m / -8 with m the group's value of largest
- *         magnitude (its sign kept: that value lands on code 0 exactly).
- *   Q8_0: 8 bits, zero 128 (GGUF stores code-128 as int8); d = max|w| / 127.
+ * that a GGUF file holds exactly the codes GPTQ chose. Two kinds:
+ *   Q4_0, Q8_0: symmetric groups of 32 inputs, one fp16 scale d per group,
+ *     w = d * (code - zero), which the GPTQ checkpoint layout and the packed
+ *     kernels hold as they are:
+ *     Q4_0: 4 bits, zero 8; d = m / -8 with m the group's value of largest
+ *           magnitude (its sign kept: that value lands on code 0 exactly).
+ *     Q8_0: 8 bits, zero 128 (GGUF stores code-128 as int8); d = max|w| / 127.
+ *   Q4_1, Q5_0, Q5_1 (blocks of 32) and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+ *     (super-blocks of 256 with 4- or 6-bit sub-scales): the "block grids"
+ *     (quant/ggml_blocks.h), whose scales and minimums no GPTQ checkpoint
+ *     can hold. Each block's scales are chosen when GPTQ reaches it
+ *     (importance-weighted by diag(H), searched as llama.cpp's quantizers
+ *     do), then GPTQ picks the codes with error feedback; the result carries
+ *     the GGUF blocks themselves (gptq_quant_result.blocks).
  * Groups are fixed in the original column order (GGUF has no g_idx), so
- * act-order needs static groups. The types with a float minimum (Q4_1,
- * Q5_1) or 5-bit codes have no GPTQ checkpoint form and are not offered. */
-typedef enum gptq_grid { GPTQ_GRID_NONE = 0, GPTQ_GRID_Q4_0, GPTQ_GRID_Q8_0 } gptq_grid;
+ * act-order needs static groups.
+ * Two recipes name a grid per tensor as llama.cpp's Q4_K_M and Q5_K_M do
+ * (gptq_grid_of_recipe); a layer is always quantized on a grid, never on a
+ * recipe. */
+typedef enum gptq_grid {
+    GPTQ_GRID_NONE = 0,
+    GPTQ_GRID_Q4_0,
+    GPTQ_GRID_Q8_0,
+    GPTQ_GRID_Q4_1,
+    GPTQ_GRID_Q5_0,
+    GPTQ_GRID_Q5_1,
+    GPTQ_GRID_Q2_K,
+    GPTQ_GRID_Q3_K,
+    GPTQ_GRID_Q4_K,
+    GPTQ_GRID_Q5_K,
+    GPTQ_GRID_Q6_K,
+    GPTQ_GRID_Q4_K_M, /* recipe: Q4_K; Q6_K for attn_v and ffn_down of some layers */
+    GPTQ_GRID_Q5_K_M, /* recipe: Q5_K; likewise Q6_K */
+    GPTQ_GRID_COUNT
+} gptq_grid;
 
-/* "q4_0" / "q8_0" (any case) -> the grid; -1 for an unknown name. */
+/* "q4_0", "Q4_K_M", ... (any case) -> the grid; -1 for an unknown name. */
 int gptq_grid_from_name(const char *name);
-/* "q4_0", "q8_0", or "none". */
+/* "q4_0", ..., "q5_k_m", or "none". */
 const char *gptq_grid_name(int grid);
-/* Put cfg on `grid`: its bits, groups of 32, symmetric, fp16 scales, and
- * static groups when act_order is set (GGUF has no g_idx). bits_given and
- * group_given are the bits and group size a user asked for (0: none); they
- * must be the grid's. Errors: GPTQ_ERR_ARG naming the disagreement. */
+/* The ggml type number (quant/ggml_blocks.h) of a grid; -1 for none and
+ * the recipes. */
+int gptq_grid_ggml_type(int grid);
+/* 1 for the recipes (Q4_K_M, Q5_K_M). */
+int gptq_grid_is_recipe(int grid);
+/* 1 for the block grids (results carry GGUF blocks, not packable). */
+int gptq_grid_is_block(int grid);
+
+/* What a recipe decides by: the tensor's role in llama.cpp's terms. */
+typedef enum gptq_recipe_role {
+    GPTQ_ROLE_OTHER = 0, /* attn_q/k/output, ffn_gate/up */
+    GPTQ_ROLE_ATTN_V,    /* attn_v */
+    GPTQ_ROLE_ATTN_QKV,  /* q, k and v written as one fused attn_qkv */
+    GPTQ_ROLE_FFN_DOWN,  /* ffn_down */
+} gptq_recipe_role;
+
+/* The grid recipe `grid` gives a tensor of `cols` inputs with role `role`
+ * in layer `layer` of `layers`, as llama.cpp's llama_tensor_get_type does
+ * for Q4_K_M / Q5_K_M (non-MoE models): Q6_K for attn_v and ffn_down of the
+ * first and last eighth of the layers and every third layer between, Q5_K
+ * (Q4_K_M) or Q6_K (Q5_K_M) for a fused attn_qkv, else the base K type;
+ * then llama.cpp's fallbacks where cols is not a multiple of 256 (Q4_K ->
+ * Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0). A grid that is not a recipe comes
+ * back as it is. -1 when even the fallback does not fit (cols not a
+ * multiple of 32). */
+int gptq_grid_of_recipe(int grid, gptq_recipe_role role, int layer, int layers, int cols);
+
+/* Put cfg on `grid`: its bits, groups (sub-groups) and symmetry, fp16
+ * scales, and static groups when act_order is set (GGUF has no g_idx).
+ * bits_given and group_given are the bits and group size a user asked for
+ * (0: none); they must be the grid's. A recipe sets only cfg->grid (each
+ * layer's grid is resolved by gptq_grid_of_recipe). Errors: GPTQ_ERR_ARG
+ * naming the disagreement. */
 gptq_status gptq_quant_config_use_grid(gptq_quant_config *cfg, int grid, int bits_given,
                                        int group_given);
+/* cfg on the grid `grid` itself (recipes resolved by the caller): a copy of
+ * cfg with gptq_quant_config_use_grid applied and no bits/groups asked. */
+gptq_quant_config gptq_quant_config_on_grid(const gptq_quant_config *cfg, int grid);
 
 /* The table's defaults (the reference's: 4 bits, groups of 128, damp 0.01,
  * blocks of 128), asym, no act-order, v1 zeros, fp16 scales. */
@@ -112,6 +169,11 @@ typedef struct gptq_quant_result {
     int32_t *zeros;  /* [groups, rows] zero points in [0, 2^bits] */
     int32_t *g_idx;  /* [cols] group of each input column (original order) */
     float *Q;        /* [rows, cols] dequantized weights */
+    int gguf_type;   /* block grids: the ggml type of `blocks`; else 0 */
+    uint8_t *blocks; /* block grids: [rows, cols / block elems] GGUF blocks, each row's
+                        blocks in order (row r at r * gptq_quant_block_row_bytes); Q is
+                        their dequantization, codes their codes; scales hold each
+                        sub-group's step, zeros 0. NULL for the other grids */
     double loss;     /* the reference's Losses.sum(): Σ (w-q)² / Hinv_cc² / 2 */
     int zeros_raised;/* groups whose zero v1_zeros moved from 0 to 1 */
     /* seconds spent: damping + Cholesky + inverse, the column walk, total */
@@ -119,6 +181,8 @@ typedef struct gptq_quant_result {
 } gptq_quant_result;
 
 void gptq_quant_result_free(gptq_quant_result *r);
+/* Bytes of one row of a block-grid result's blocks (0 for other results). */
+size_t gptq_quant_block_row_bytes(const gptq_quant_result *r);
 
 /* GPTQ on one layer. W [rows, cols] and H [cols, cols] are read, not
  * modified. Dead inputs (H_cc == 0) get weight 0. Fills *out (caller frees).

@@ -1,13 +1,13 @@
-/* model/ggml_quants.c: ggml's tensor types (the ggml_type numbers GGUF
+/* quant/ggml_blocks.c: ggml's tensor types (the ggml_type numbers GGUF
  * files use): names, block sizes, and the conversion of the common ones to
  * float32.
  *
  * The dequantizers follow ggml-quants.c's dequantize_row_* expression by
  * expression, so that float32 results are bit-identical to ggml's and to
  * gguf-py's numpy versions (tests/gguf_dequant.py checks). That is also why
- * this file is built with -ffp-contract=off (model/meson.build): a fused
+ * this file is built with -ffp-contract=off (quant/meson.build): a fused
  * d*q + m rounds once where ggml's C rounds twice. */
-#include "model/gguf.h"
+#include "quant/ggml_blocks.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -325,4 +325,341 @@ gptq_status gptq_gguf_dequantize(int type, const void *raw, float *out, int64_t 
     case GPTQ_GGML_Q6_K: dequant_q6_k(x, out, n_blocks); break;
     }
     return GPTQ_OK;
+}
+
+/* ---- the block types as grids: scales chosen, codes written ---------------------- */
+
+int gptq_ggml_is_block_grid(int type) { return gptq_ggml_grid_sub(type) > 0; }
+
+int gptq_ggml_grid_sub(int type)
+{
+    switch (type) {
+    case GPTQ_GGML_Q4_1: case GPTQ_GGML_Q5_0: case GPTQ_GGML_Q5_1:
+    case GPTQ_GGML_Q4_K: case GPTQ_GGML_Q5_K:
+        return 32;
+    case GPTQ_GGML_Q2_K: case GPTQ_GGML_Q3_K: case GPTQ_GGML_Q6_K:
+        return 16;
+    default:
+        return 0;
+    }
+}
+
+int gptq_ggml_grid_maxq(int type)
+{
+    switch (type) {
+    case GPTQ_GGML_Q2_K: return 3;
+    case GPTQ_GGML_Q3_K: return 7;
+    case GPTQ_GGML_Q4_1: case GPTQ_GGML_Q4_K: return 15;
+    case GPTQ_GGML_Q5_0: case GPTQ_GGML_Q5_1: case GPTQ_GGML_Q5_K: return 31;
+    case GPTQ_GGML_Q6_K: return 63;
+    default: return 0;
+    }
+}
+
+int gptq_ggml_grid_zero(int type)
+{
+    switch (type) {
+    case GPTQ_GGML_Q3_K: return 4;
+    case GPTQ_GGML_Q5_0: return 16;
+    case GPTQ_GGML_Q6_K: return 32;
+    default: return 0;
+    }
+}
+
+static inline int nearest(float x) { return (int)lrintf(x); }
+
+static inline void put_f16(uint8_t *p, float x)
+{
+    const uint16_t h = gptq_f32_to_f16(x);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* The weights of a sub-group's squared errors: the importance when given
+ * (all-zero importance: every input alike), else llama.cpp's av|x| + |x_i|
+ * (its quantize_row_q4_K_ref's), which leans towards the larger weights. */
+static void error_weights(const float *x, const float *imp, int n, float *w)
+{
+    float sum = 0.0f;
+    if (imp) {
+        for (int i = 0; i < n; i++)
+            sum += (w[i] = imp[i] > 0.0f ? imp[i] : 0.0f);
+        if (sum > 0.0f)
+            return;
+        for (int i = 0; i < n; i++)
+            w[i] = 1.0f;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        sum += x[i] * x[i];
+    const float av = sqrtf(sum / (float)n);
+    for (int i = 0; i < n; i++)
+        w[i] = av + fabsf(x[i]);
+}
+
+/* x ~= scale * L + min, L in [0, nmax], min <= 0, minimising sum w (.)^2:
+ * llama.cpp's make_qkx2_quants search (21 ranges around [min x, max x],
+ * each refitted by weighted least squares). */
+static void fit_affine(const float *x, const float *w, int n, int nmax, float *scale, float *min)
+{
+    float mn = x[0], mx = x[0], sum_w = 0.0f, sum_x = 0.0f;
+    for (int i = 0; i < n; i++) {
+        mn = x[i] < mn ? x[i] : mn;
+        mx = x[i] > mx ? x[i] : mx;
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (mn > 0.0f)
+        mn = 0.0f;
+    if (mx == mn) {
+        *scale = 0.0f;
+        *min = mn;
+        return;
+    }
+    float iscale = (float)nmax / (mx - mn), best_scale = 1.0f / iscale, best_min = mn;
+    float best = 0.0f;
+    for (int i = 0; i < n; i++) {
+        int l = nearest(iscale * (x[i] - mn));
+        l = l < 0 ? 0 : (l > nmax ? nmax : l);
+        const float d = best_scale * l + mn - x[i];
+        best += w[i] * d * d;
+    }
+    for (int step = 0; step <= 20; step++) {
+        iscale = (-1.0f + 0.1f * step + (float)nmax) / (mx - mn);
+        float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
+        int L[256];
+        for (int i = 0; i < n; i++) {
+            int l = nearest(iscale * (x[i] - mn));
+            l = l < 0 ? 0 : (l > nmax ? nmax : l);
+            L[i] = l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0.0f))
+            continue;
+        float s = (sum_w * sum_xl - sum_x * sum_l) / D, m = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (m > 0.0f) {
+            m = 0.0f;
+            s = sum_l2 > 0.0f ? sum_xl / sum_l2 : 0.0f;
+        }
+        float err = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const float d = s * L[i] + m - x[i];
+            err += w[i] * d * d;
+        }
+        if (err < best && s > 0.0f) {
+            best = err;
+            best_scale = s;
+            best_min = m;
+        }
+    }
+    *scale = best_scale;
+    *min = best_min;
+}
+
+/* x ~= scale * L, L in [-nmax, nmax - 1] (scale signed, so the extreme
+ * value can take the wider negative end), maximising the weighted
+ * least-squares gain: llama.cpp's make_qx_quants search (19 scales). */
+static float fit_sym(const float *x, const float *w, int n, int nmax)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < 1e-30f)
+        return 0.0f;
+    float scale = 0.0f, best = 0.0f;
+    for (int step = -9; step <= 9; step++) {
+        const float iscale = -((float)nmax + 0.1f * step) / max;
+        float sum_lx = 0.0f, sum_l2 = 0.0f;
+        for (int i = 0; i < n; i++) {
+            int l = nearest(iscale * x[i]);
+            l = l < -nmax ? -nmax : (l > nmax - 1 ? nmax - 1 : l);
+            sum_lx += w[i] * x[i] * l;
+            sum_l2 += w[i] * l * l;
+        }
+        if (sum_l2 > 0.0f && sum_lx * sum_lx > best * sum_l2) {
+            scale = sum_lx / sum_l2;
+            best = scale * sum_lx;
+        }
+    }
+    return scale;
+}
+
+/* Sub-scales (and mins) of a K block quantized to `levels` steps of one
+ * fp16 super-scale each, as llama.cpp stores them: ls[k] = round(sc[k] *
+ * levels / max sc). Writes the fp16 values to *d, *dmin (their bits to
+ * dh, mh when not NULL). */
+static void k_scales(const float *sc, const float *mins, int nsub, int levels, int *ls, int *lm,
+                     uint8_t *dh, uint8_t *mh, float *d, float *dmin)
+{
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int k = 0; k < nsub; k++) {
+        max_scale = sc[k] > max_scale ? sc[k] : max_scale;
+        max_min = mins[k] > max_min ? mins[k] : max_min;
+    }
+    const float inv_scale = max_scale > 0.0f ? (float)levels / max_scale : 0.0f;
+    const float inv_min = max_min > 0.0f ? (float)levels / max_min : 0.0f;
+    for (int k = 0; k < nsub; k++) {
+        const int l = nearest(inv_scale * sc[k]), m = nearest(inv_min * mins[k]);
+        ls[k] = l > levels ? levels : (l < 0 ? 0 : l);
+        lm[k] = m > levels ? levels : (m < 0 ? 0 : m);
+    }
+    put_f16(dh, max_scale / (float)levels);
+    put_f16(mh, max_min / (float)levels);
+    *d = f16_at(dh);
+    *dmin = f16_at(mh);
+}
+
+/* Symmetric sub-scales of a K block as signed integers of one fp16
+ * super-scale: s[k] ~= d * l[k], l in [lo, hi], the largest |s| on `lo`. */
+static float k_sym_scales(const float *s, int nsub, int lo, int hi, int *l, uint8_t *dh)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int k = 0; k < nsub; k++)
+        if (fabsf(s[k]) > amax) {
+            amax = fabsf(s[k]);
+            max = s[k];
+        }
+    const float iscale = amax > 0.0f ? (float)lo / max : 0.0f;
+    for (int k = 0; k < nsub; k++) {
+        const int v = nearest(iscale * s[k]);
+        l[k] = v < lo ? lo : (v > hi ? hi : v);
+    }
+    put_f16(dh, iscale != 0.0f ? 1.0f / iscale : 0.0f);
+    return f16_at(dh);
+}
+
+void gptq_ggml_block_fit(int type, const float *x, const float *imp, uint8_t *blk, float *a,
+                         float *b)
+{
+    const int sub = gptq_ggml_grid_sub(type), n = gptq_ggml_block_elems(type);
+    const int nsub = n / sub, maxq = gptq_ggml_grid_maxq(type);
+    float w[256], sc[16] = {0}, mins[16] = {0};
+    int ls[16] = {0}, lm[16] = {0};
+    memset(blk, 0, (size_t)gptq_ggml_block_bytes(type));
+    error_weights(x, imp, n, w);
+    switch (type) {
+    case GPTQ_GGML_Q4_1: case GPTQ_GGML_Q5_1: { /* d, m; value d * q + m */
+        float s, m;
+        fit_affine(x, w, n, maxq, &s, &m);
+        put_f16(blk, s);
+        put_f16(blk + 2, m);
+        a[0] = f16_at(blk);
+        b[0] = -f16_at(blk + 2);
+        return;
+    }
+    case GPTQ_GGML_Q5_0: /* d; value d * (q - 16) */
+        put_f16(blk, fit_sym(x, w, n, 16));
+        a[0] = f16_at(blk);
+        b[0] = 16.0f * a[0];
+        return;
+    case GPTQ_GGML_Q4_K: case GPTQ_GGML_Q5_K: { /* 6-bit scales and mins under d, dmin */
+        for (int k = 0; k < nsub; k++) {
+            float m;
+            fit_affine(x + k * sub, w + k * sub, sub, maxq, &sc[k], &m);
+            mins[k] = -m;
+        }
+        float d, dmin;
+        k_scales(sc, mins, nsub, 63, ls, lm, blk, blk + 2, &d, &dmin);
+        uint8_t *q = blk + 4;
+        for (int k = 0; k < nsub; k++) {
+            if (k < 4) {
+                q[k] = (uint8_t)ls[k];
+                q[k + 4] = (uint8_t)lm[k];
+            } else {
+                q[k + 4] = (uint8_t)((ls[k] & 0xF) | (lm[k] & 0xF) << 4);
+                q[k - 4] |= (uint8_t)((ls[k] >> 4) << 6);
+                q[k] |= (uint8_t)((lm[k] >> 4) << 6);
+            }
+            a[k] = d * ls[k];
+            b[k] = dmin * lm[k];
+        }
+        return;
+    }
+    case GPTQ_GGML_Q2_K: { /* 4-bit scale | min << 4 under d, dmin (at the block's end) */
+        for (int k = 0; k < nsub; k++) {
+            float m;
+            fit_affine(x + k * sub, w + k * sub, sub, maxq, &sc[k], &m);
+            mins[k] = -m;
+        }
+        float d, dmin;
+        k_scales(sc, mins, nsub, 15, ls, lm, blk + 80, blk + 82, &d, &dmin);
+        for (int k = 0; k < nsub; k++) {
+            blk[k] = (uint8_t)(ls[k] | lm[k] << 4);
+            a[k] = d * (ls[k] & 0xF);
+            b[k] = dmin * lm[k];
+        }
+        return;
+    }
+    case GPTQ_GGML_Q3_K: { /* 6-bit signed scales (offset 32) under d; value (q - 4) */
+        for (int k = 0; k < nsub; k++)
+            sc[k] = fit_sym(x + k * sub, w + k * sub, sub, 4);
+        const float d = k_sym_scales(sc, nsub, -32, 31, ls, blk + 108);
+        uint8_t *q = blk + 96;
+        for (int k = 0; k < nsub; k++) {
+            int l = ls[k] + 32;
+            if (k < 8)
+                q[k] = (uint8_t)(l & 0xF);
+            else
+                q[k - 8] |= (uint8_t)((l & 0xF) << 4);
+            l >>= 4;
+            q[k % 4 + 8] |= (uint8_t)(l << (2 * (k / 4)));
+            a[k] = d * ls[k];
+            b[k] = 4.0f * a[k];
+        }
+        return;
+    }
+    case GPTQ_GGML_Q6_K: { /* int8 scales under d; value (q - 32) */
+        for (int k = 0; k < nsub; k++)
+            sc[k] = fit_sym(x + k * sub, w + k * sub, sub, 32);
+        const float d = k_sym_scales(sc, nsub, -128, 127, ls, blk + 208);
+        for (int k = 0; k < nsub; k++) {
+            blk[192 + k] = (uint8_t)(int8_t)ls[k];
+            a[k] = d * (int8_t)ls[k];
+            b[k] = 32.0f * a[k];
+        }
+        return;
+    }
+    }
+}
+
+void gptq_ggml_block_put(int type, uint8_t *blk, int e, int code)
+{
+    const unsigned c = (unsigned)code;
+    switch (type) {
+    case GPTQ_GGML_Q4_1: /* low nibbles: inputs 0..15, high: 16..31 */
+        blk[4 + e % 16] |= (uint8_t)((c & 0xF) << (e < 16 ? 0 : 4));
+        return;
+    case GPTQ_GGML_Q5_0: case GPTQ_GGML_Q5_1: { /* qh bit e: the fifth bit */
+        const int qh = type == GPTQ_GGML_Q5_0 ? 2 : 4;
+        blk[qh + 4 + e % 16] |= (uint8_t)((c & 0xF) << (e < 16 ? 0 : 4));
+        blk[qh + e / 8] |= (uint8_t)(((c >> 4) & 1) << (e % 8));
+        return;
+    }
+    case GPTQ_GGML_Q4_K: case GPTQ_GGML_Q5_K: { /* per 64: 32 low nibbles, 32 high */
+        const int qs = type == GPTQ_GGML_Q4_K ? 16 : 48;
+        blk[qs + (e / 64) * 32 + e % 32] |= (uint8_t)((c & 0xF) << (e % 64 < 32 ? 0 : 4));
+        if (type == GPTQ_GGML_Q5_K) /* qh[e % 32] bit e / 32 */
+            blk[16 + e % 32] |= (uint8_t)(((c >> 4) & 1) << (e / 32));
+        return;
+    }
+    case GPTQ_GGML_Q2_K: case GPTQ_GGML_Q3_K: { /* 2-bit planes: byte e % 32 of each 128 */
+        const int qs = type == GPTQ_GGML_Q2_K ? 16 : 32;
+        blk[qs + (e / 128) * 32 + e % 32] |= (uint8_t)((c & 3) << (2 * ((e % 128) / 32)));
+        if (type == GPTQ_GGML_Q3_K) /* hmask[e % 32] bit e / 32: the third bit */
+            blk[e % 32] |= (uint8_t)(((c >> 2) & 1) << (e / 32));
+        return;
+    }
+    case GPTQ_GGML_Q6_K: { /* per 128: ql nibbles of 4 quarters, qh 2-bit pairs */
+        const int n = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+        blk[n * 64 + l + (quarter & 1) * 32] |= (uint8_t)((c & 0xF) << (quarter < 2 ? 0 : 4));
+        blk[128 + n * 32 + l] |= (uint8_t)(((c >> 4) & 3) << (2 * quarter));
+        return;
+    }
+    }
 }
