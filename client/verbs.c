@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -353,9 +354,9 @@ static int verb_save(const ctl_globals *g, int argc, char **argv)
         break;
     case 'e':
         if (strcmp(optarg, "q8_0") && strcmp(optarg, "f16") && strcmp(optarg, "bf16") &&
-            strcmp(optarg, "f32"))
-            return ctl_usage_error("save", "--embedding-type %s: use q8_0, f16, bf16 or f32",
-                                   optarg);
+            strcmp(optarg, "f32") && !gptq_grid_is_block(gptq_grid_from_name(optarg)))
+            return ctl_usage_error("save", "--embedding-type %s: use q8_0, q4_1, q5_0, q5_1, "
+                                   "q2_k, q3_k, q4_k, q5_k, q6_k, f16, bf16 or f32", optarg);
         o.embedding_type = optarg;
         break;
     PARSE_END("save")
@@ -515,7 +516,8 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         break;
     case QO_GRID:
         if (gptq_grid_from_name(optarg) < 0)
-            return ctl_usage_error(V, "--grid %s: use q4_0 or q8_0", optarg);
+            return ctl_usage_error(V, "--grid %s: use q4_0, q8_0, q4_1, q5_0, q5_1, q2_k, q3_k, "
+                                   "q4_k, q5_k, q6_k, or the recipes q4_k_m, q5_k_m", optarg);
         o.grid = optarg;
         break;
     PARSE_END(V)
@@ -529,8 +531,13 @@ static int verb_quantize(const ctl_globals *g, int argc, char **argv)
         return ctl_usage_error(V, "%s: --method rtn rounds each weight to nearest without "
                                "calibration; drop %s or use --method gptq", calib_flag,
                                calib_flag);
-    if (o.grid && o.sym == 0)
-        return ctl_usage_error(V, "--grid %s is symmetric: drop --asym", o.grid);
+    if (o.grid && gptq_grid_sym_check(gptq_grid_from_name(o.grid), o.sym))
+        return option_refused(V);
+    const int dense = o.grid && (gptq_grid_is_block(gptq_grid_from_name(o.grid)) ||
+                                 gptq_grid_is_recipe(gptq_grid_from_name(o.grid)));
+    if (dense && save && (strlen(save) < 5 || strcasecmp(save + strlen(save) - 5, ".gguf")))
+        return ctl_usage_error(V, "--save %s: grid %s keeps GGUF blocks, which only a GGUF file "
+                               "holds: name a FILE.gguf", save, o.grid);
     if (o.grid && gptq_quant_config_use_grid(&lib.quant, gptq_grid_from_name(o.grid),
                                              (int)o.bits, o.group_size))
         return option_refused(V);
@@ -975,7 +982,7 @@ const ctl_verb ctl_verbs[] = {
     {"quantize",
      "NAME --as NEW [--bits {bits}] [--group-size {group-size}] [--act-order] [--sym|--asym]\n"
      "[--static-groups] [--damp {damp}] [--calib FILE] [--nsamples {nsamples}]\n"
-     "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--grid q4_0|q8_0]\n"
+     "[--seqlen {seqlen}] [--seed {seed}] [--block-size {block-size}] [--grid T]\n"
      "[--mse] [--method gptq|rtn] [--save DIR]",
      "Quantize the resident float model NAME with GPTQ into the new resident model\n"
      "NEW, layer by layer on calibration data; progress is shown per linear.\n"
@@ -994,9 +1001,13 @@ const ctl_verb ctl_verbs[] = {
      "  --block-size B     columns per lazy block update ({block-size})\n"
      "  --mse              choose each group's range by the reference's error search\n"
      "                     (shrinking it while the 2.4-norm error falls), not min-max\n"
-     "  --grid T           quantize onto GGUF type T's grid (q4_0: 4 bits, q8_0: 8 bits;\n"
-     "                     symmetric groups of 32, fp16 scales; act-order gets static\n"
-     "                     groups), so `save NEW FILE.gguf` writes GPTQ's codes exactly\n"
+     "  --grid T           quantize onto GGUF type T's grid, so `save NEW FILE.gguf`\n"
+     "                     writes GPTQ's codes exactly: q4_0, q8_0 (symmetric groups\n"
+     "                     of 32, packed and served on the quantized kernels), q4_1,\n"
+     "                     q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k (scales and minimums\n"
+     "                     per block chosen before GPTQ walks it; served dense), or a\n"
+     "                     recipe naming each tensor's grid as llama.cpp's does:\n"
+     "                     q4_k_m, q5_k_m. Act-order gets static groups\n"
      "  --method M         gptq (default), or rtn: round each weight to nearest on the\n"
      "                     same grid, no calibration (the paper's baseline; the\n"
      "                     calibration flags above are refused with it)\n"
@@ -1023,18 +1034,20 @@ const ctl_verb ctl_verbs[] = {
      "With --json: {\"model\", \"text\", \"tokens\"} once generation ends.\n",
      verb_infer, gptq_generate_option},
     {"save", "NAME DIR|FILE.gguf [--dtype f16|bf16|f32] [--format v1|v2|gguf]\n"
-     "[--embedding-type q8_0|f16|bf16|f32]",
+     "[--embedding-type T]",
      "Write NAME into the new folder DIR, atomically: a quantized model as a GPTQ\n"
      "checkpoint (the ecosystem's format), a float model as a Hugging Face folder\n"
      "(model.safetensors, config.json, tokenizer.json) that transformers loads.\n"
      "A name ending in .gguf (or --format gguf) writes one GGUF file that llama.cpp,\n"
      "Ollama and LM Studio run: float weights in --dtype, linears quantized with\n"
-     "--grid q4_0|q8_0 as Q4_0/Q8_0 holding GPTQ's codes bit for bit.\n"
+     "--grid T in T's blocks, holding GPTQ's codes bit for bit.\n"
      "  --dtype T   float tensors as f16, bf16 or f32 (default: the model's own)\n"
      "  --format F  v1 (default for a folder; every GPTQ loader reads it), v2 (GPTQModel's\n"
      "              gptq_v2: zero points stored as they are), or gguf\n"
      "  --embedding-type T  GGUF: the embedding and output matrices as q8_0 (rounded to\n"
-     "              nearest, as llama-quantize does), f16, bf16 or f32 (default: --dtype)\n",
+     "              nearest, as llama-quantize does), a block grid (q4_1, q5_0, q5_1,\n"
+     "              q2_k..q6_k, rounded to nearest; q6_k is llama.cpp's Q4_K_M output),\n"
+     "              f16, bf16 or f32 (default: --dtype)\n",
      verb_save, NULL},
     {"jobs", "", "List the daemon's jobs: id, kind, model, state, progress, client, uid, and\n"
      "for finished ones their outcome (figures or error); they are kept for the\n"

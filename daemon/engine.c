@@ -46,6 +46,11 @@
 #include "model/source.h"
 #include "gptq/tokenizer.h"
 
+
+/* A quantize whose linears end in GGUF blocks (block grids, recipes):
+ * resident dense float32, not packed. */
+static int dense_grid(int grid) { return gptq_grid_is_block(grid) || gptq_grid_is_recipe(grid); }
+
 /* The texts used when a request names none (docs/ARCHITECTURE.md "The main path"): $GPTQD_DATA_DIR,
  * else the installed copy, else the source tree's (an uninstalled build). */
 #ifndef GPTQD_DATA_DIR
@@ -602,7 +607,7 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
 
     /* before any work: the library checks it again when the pipeline starts */
     if ((st = gptq_calib_skip_check(cfg, o.skip_mask)) ||
-        (st = gptq_config_bits_check(cfg, o.quant.bits))) {
+        (!dense_grid(o.quant.grid) && (st = gptq_config_bits_check(cfg, o.quant.bits)))) {
         st = gptq_fail_context(st, "quantize");
         goto fail;
     }
@@ -665,8 +670,12 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
     fill_info(qm, new_name, info);
     info->bits = (uint32_t)o.quant.bits;
     info->group_size = o.quant.group_size;
-    snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s%s", o.quant.bits,
-             o.quant.group_size, o.quant.act_order ? "-act" : "", p->rtn ? "-rtn" : "");
+    if (dense_grid(o.quant.grid)) /* linears in GGUF blocks, served dense */
+        snprintf(info->format, sizeof info->format, "gptq-%s%s%s", gptq_grid_name(o.quant.grid),
+                 o.quant.act_order ? "-act" : "", p->rtn ? "-rtn" : "");
+    else
+        snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s%s", o.quant.bits,
+                 o.quant.group_size, o.quant.act_order ? "-act" : "", p->rtn ? "-rtn" : "");
     *out = qm;
     free(text);
     free(ids);
@@ -702,6 +711,10 @@ static gptq_status estimate_visit(void *user, const char *name, const void *data
         return GPTQ_OK;
     }
     const uint64_t rows = (uint64_t)shape[0], cols = (uint64_t)shape[1];
+    if (dense_grid(e->q->grid)) { /* float32 and the GGUF blocks (at most 9 bits a weight) */
+        e->bytes += rows * cols * 4 + rows * cols * 9 / 8;
+        return GPTQ_OK;
+    }
     const uint64_t groups = (uint64_t)gptq_quant_groups(e->q, (int)cols);
     e->bytes += rows * cols * (uint64_t)e->q->bits / 8          /* codes */
                 + groups * rows * (2 + (uint64_t)e->q->bits / 8 + 1) /* scales, zeros */
@@ -751,8 +764,8 @@ gptq_status gptqd_engine_save(gptqd_engine_model *em, const gptqd_place *place,
             return gptq_fail(GPTQ_ERR_ARG, "save.embedding_type: only for a GGUF file (a name "
                              "ending in .gguf, or format gguf)");
         if ((gopt.embedding_type = gptq_gguf_embedding_type(spec->embedding)) < 0)
-            return gptq_fail(GPTQ_ERR_ARG, "save.embedding_type '%.8s': use q8_0, f16, bf16 or "
-                             "f32", spec->embedding);
+            return gptq_fail(GPTQ_ERR_ARG, "save.embedding_type '%.8s': use q8_0, a block grid "
+                             "(q4_1, q5_0, q5_1, q2_k..q6_k), f16, bf16 or f32", spec->embedding);
     }
     gptqd_job_progress(job, 0.0, 0, "writing %s", dir);
     gptq_model *host = NULL;

@@ -2,6 +2,7 @@
 #include "daemon/validate.h"
 
 #include <string.h>
+#include <strings.h>
 
 gptq_status gptqd_validate_name(const char *field, const char *name)
 {
@@ -103,11 +104,10 @@ gptq_status gptqd_quantize_options(const Gptqd__QuantizeRequest *q, gptq_calib_o
     if (q->grid && q->grid[0]) {
         int grid = gptq_grid_from_name(q->grid);
         if (grid < 0)
-            return gptq_fail(GPTQ_ERR_ARG, "quantize.grid '%.16s': use q4_0 or q8_0 (or leave "
-                             "it empty)", q->grid);
-        if (q->has_sym_case && !q->sym)
-            return gptq_fail(GPTQ_ERR_ARG, "grid %s is symmetric: drop --asym",
-                             gptq_grid_name(grid));
+            return gptq_fail(GPTQ_ERR_ARG, "quantize.grid '%.16s': use q4_0, q8_0, q4_1, q5_0, "
+                             "q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q4_k_m or q5_k_m (or leave it "
+                             "empty)", q->grid);
+        TRY(gptq_grid_sym_check(grid, q->has_sym_case ? (int)q->sym : -1));
         TRY(gptq_quant_config_use_grid(&o->quant, grid, (int)q->bits, q->group_size));
     }
     return gptq_calib_options_check(o);
@@ -148,6 +148,12 @@ static gptq_status validate_quantize(const Gptqd__QuantizeRequest *q)
                          "pick a new one", q->new_name);
     TRY(check_string("quantize.calib_path", q->calib_path, GPTQD_PATH_MAX, 0));
     TRY(check_string("quantize.save_dir", q->save_dir, GPTQD_PATH_MAX, 0));
+    const int grid = q->grid ? gptq_grid_from_name(q->grid) : -1;
+    const size_t save_len = q->save_dir ? strlen(q->save_dir) : 0;
+    if ((gptq_grid_is_block(grid) || gptq_grid_is_recipe(grid)) && save_len &&
+        (save_len < 5 || strcasecmp(q->save_dir + save_len - 5, ".gguf")))
+        return gptq_fail(GPTQ_ERR_ARG, "quantize.save_dir: grid %s keeps GGUF blocks, which "
+                         "only a GGUF file holds: name a FILE.gguf", gptq_grid_name(grid));
     if (q->n_skip_modules > GPTQD_MAX_SKIP)
         return gptq_fail(GPTQ_ERR_ARG, "quantize.skip_modules: %zu entries, at most %d",
                          q->n_skip_modules, GPTQD_MAX_SKIP);

@@ -106,30 +106,63 @@ gptq_status gptq_calib_skip_check(const gptq_model_config *cfg, unsigned skip_ma
     return GPTQ_OK;
 }
 
+/* The quantizer of one linear: q itself, or with a recipe (Q4_K_M, ...) q
+ * on the grid the recipe gives this tensor (gptq_grid_of_recipe), by its
+ * role in llama.cpp's file: q/k/v of a family whose GGUF fuses them are one
+ * attn_qkv. */
+static gptq_status linear_quant(const gptq_model_config *cfg, const gptq_quant_config *q,
+                                int layer, gptq_linear_id which, int cols, gptq_quant_config *out)
+{
+    *out = *q;
+    if (!gptq_grid_is_recipe(q->grid))
+        return GPTQ_OK;
+    const int qkv = which == GPTQ_LIN_Q || which == GPTQ_LIN_K || which == GPTQ_LIN_V;
+    const gptq_recipe_role role = qkv && gptq_config_fuses(cfg, 0) ? GPTQ_ROLE_ATTN_QKV
+                                  : which == GPTQ_LIN_V           ? GPTQ_ROLE_ATTN_V
+                                  : which == GPTQ_LIN_DOWN        ? GPTQ_ROLE_FFN_DOWN
+                                                                  : GPTQ_ROLE_OTHER;
+    const int grid = gptq_grid_of_recipe(q->grid, role, layer, cfg->num_hidden_layers, cols);
+    if (grid < 0)
+        return gptq_fail(GPTQ_ERR_ARG, "recipe %s: %s has %d inputs, not a multiple of 32 "
+                         "(no GGUF grid takes it)", gptq_grid_name(q->grid),
+                         gptq_linear_name(which), cols);
+    *out = gptq_quant_config_on_grid(q, grid);
+    return GPTQ_OK;
+}
+
+/* Whether a linear quantized with q ends packed (else: dense, with its
+ * GGUF blocks). */
+static int packs(const gptq_quant_config *q) { return !gptq_grid_is_block(q->grid); }
+
 static gptq_status check_options(const gptq_model *m, const gptq_calib_options *o)
 {
     const gptq_model_config *cfg = gptq_model_get_config(m);
     gptq_status st = gptq_calib_options_check(o); /* the bounds of model/options.c */
     if (!st)
         st = gptq_calib_skip_check(cfg, o->skip_mask);
-    if (!st)
-        st = gptq_config_bits_check(cfg, o->quant.bits);
     if (st)
         return st;
     if (cfg->max_position_embeddings > 0 && o->seqlen > cfg->max_position_embeddings)
         return gptq_fail(GPTQ_ERR_ARG, "seqlen %d exceeds the model's max_position_embeddings %d",
                          o->seqlen, cfg->max_position_embeddings);
-    for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
-        int rows, cols;
-        if (!gptq_config_has_linear(cfg, (gptq_linear_id)w))
-            continue;
-        gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
-        st = gptq_quant_config_check(&o->quant, cols);
-        if (!st && !(o->skip_mask & (1u << w)))
-            st = gptq_pack_check(rows, cols, o->quant.bits);
-        if (st)
-            return gptq_fail_context(st, "%s", gptq_linear_name((gptq_linear_id)w));
-    }
+    /* every layer when a recipe decides per layer; else the first stands for all */
+    const int layers = gptq_grid_is_recipe(o->quant.grid) ? cfg->num_hidden_layers : 1;
+    for (int layer = 0; layer < layers; layer++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+            int rows, cols;
+            gptq_quant_config q;
+            if (!gptq_config_has_linear(cfg, (gptq_linear_id)w))
+                continue;
+            gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
+            st = linear_quant(cfg, &o->quant, layer, (gptq_linear_id)w, cols, &q);
+            if (!st)
+                st = gptq_quant_config_check(&q, cols);
+            if (!st && !(o->skip_mask & (1u << w)) && packs(&q) &&
+                !(st = gptq_config_bits_check(cfg, q.bits)))
+                st = gptq_pack_check(rows, cols, q.bits);
+            if (st)
+                return gptq_fail_context(st, "%s", gptq_linear_name((gptq_linear_id)w));
+        }
     return GPTQ_OK;
 }
 
@@ -160,12 +193,32 @@ static gptq_status store_linear(const models *ms, int layer, gptq_linear_id whic
         free(W);
         return st;
     }
-    for (int k = 0; k < copies && !st; k++) {
+    for (int k = 0; k < copies && !st && res->blocks; k++)
+        st = gptq_model_set_linear_blocks(dst[k], layer, which, res->gguf_type, res->blocks);
+    for (int k = 0; k < copies && !st && !res->blocks; k++) {
         gptq_packed P = {0};
         if (!(st = gptq_pack(res, &P)))
             st = gptq_model_set_linear_packed(dst[k], layer, which, &P);
         gptq_packed_free(&P);
     }
+    return st;
+}
+
+/* GPTQ of W and H (engine memory) on the host: the block grids, which the
+ * device GPTQ does not implement. */
+static gptq_status host_quantize_layer(const engine *e, const float *W, const float *H, int rows,
+                                       int cols, const gptq_quant_config *qc,
+                                       gptq_quant_result *res)
+{
+    const size_t wb = (size_t)rows * cols * sizeof(float), hb = (size_t)cols * cols * sizeof(float);
+    float *Wh = malloc(wb), *Hh = malloc(hb);
+    gptq_status st = !Wh || !Hh ? gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory",
+                                            rows, cols)
+                                : GPTQ_OK;
+    if (!st && !(st = e->be->download(e->be, Wh, W, wb)) && !(st = e->be->download(e->be, Hh, H, hb)))
+        st = gptq_quantize_layer(Wh, Hh, rows, cols, qc, res);
+    free(Wh);
+    free(Hh);
     return st;
 }
 
@@ -197,7 +250,10 @@ static gptq_status quantize_linear(const engine *e, const models *ms, int layer,
         W = tmp;
     }
     gptq_turn_begin(); /* one linear's GPTQ is one slice (kernels/turns.h) */
-    st = e->be->quantize_layer(e->be, W, H, rows, cols, qc, res, NULL);
+    if (e->device && gptq_grid_is_block(qc->grid))
+        st = host_quantize_layer(e, W, H, rows, cols, qc, res);
+    else
+        st = e->be->quantize_layer(e->be, W, H, rows, cols, qc, res, NULL);
     gptq_turn_end();
     if (st)
         goto done;
@@ -222,9 +278,14 @@ static gptq_status quantize_group(const engine *e, const models *ms, int layer, 
         gptq_linear_id which = (gptq_linear_id)(group_first[g] + k);
         if (o->skip_mask & (1u << which))
             continue;
-        gptq_quant_result res;
-        gptq_status st = quantize_linear(e, ms, layer, which, H, &o->quant, o->reference_storage,
-                                         &res);
+        gptq_quant_result res = {0};
+        gptq_quant_config q;
+        int rows, cols;
+        gptq_model_linear_shape(ms->m, which, &rows, &cols);
+        gptq_status st = linear_quant(gptq_model_get_config(ms->m), &o->quant, layer, which, cols,
+                                      &q);
+        if (!st)
+            st = quantize_linear(e, ms, layer, which, H, &q, o->reference_storage, &res);
         if (st) {
             gptq_quant_result_free(&res);
             return st;
@@ -259,15 +320,21 @@ static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engin
                          "entries; quantize on the CPU", e->be->name);
     /* the quantized linears run on it next (the following layer's inputs):
      * ask before hours of work whether it can */
-    for (int w = 0; w < GPTQ_LIN_COUNT && e->be->qgemm_check; w++) {
-        int rows, cols;
-        if (!gptq_config_has_linear(gptq_model_get_config(m), (gptq_linear_id)w))
-            continue;
-        gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
-        gptq_status st = e->be->qgemm_check(e->be, rows, cols, o->quant.bits);
-        if (st != GPTQ_OK)
-            return gptq_fail_context(st, "calibration: %s", gptq_linear_name((gptq_linear_id)w));
-    }
+    const gptq_model_config *cfg = gptq_model_get_config(m);
+    const int layers = gptq_grid_is_recipe(o->quant.grid) ? cfg->num_hidden_layers : 1;
+    for (int w = 0; w < GPTQ_LIN_COUNT && e->be->qgemm_check; w++)
+        for (int layer = 0; layer < layers; layer++) {
+            int rows, cols;
+            gptq_quant_config q;
+            if (!gptq_config_has_linear(cfg, (gptq_linear_id)w))
+                continue;
+            gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
+            gptq_status st = linear_quant(cfg, &o->quant, layer, (gptq_linear_id)w, cols, &q);
+            if (!st && packs(&q)) /* block grids stay dense */
+                st = e->be->qgemm_check(e->be, rows, cols, q.bits);
+            if (st != GPTQ_OK)
+                return gptq_fail_context(st, "calibration: %s", gptq_linear_name((gptq_linear_id)w));
+        }
     return gptq_model_to_backend(m, e->be, NULL, NULL,
                                  GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD, &ms->run);
 }
@@ -585,8 +652,6 @@ gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned
     total *= layers;
     const double t0 = now_seconds();
     gptq_status st = gptq_calib_skip_check(gptq_model_get_config(m), skip_mask);
-    if (!st)
-        st = gptq_config_bits_check(gptq_model_get_config(m), cfg->bits);
     for (int layer = 0; layer < layers && !st; layer++)
         for (int w = 0; w < GPTQ_LIN_COUNT && !st; w++) {
             if (skip_mask & (1u << w))
@@ -597,15 +662,20 @@ gptq_status gptq_calib_rtn(gptq_model *m, const gptq_quant_config *cfg, unsigned
             float *W = malloc((size_t)rows * cols * sizeof *W);
             gptq_quant_result res = {0};
             gptq_packed P = {0};
-            if (!W)
+            gptq_quant_config q;
+            st = linear_quant(gptq_model_get_config(m), cfg, layer, (gptq_linear_id)w, cols, &q);
+            if (!st && packs(&q))
+                st = gptq_config_bits_check(gptq_model_get_config(m), q.bits);
+            if (!st && !W)
                 st = gptq_fail(GPTQ_ERR_NOMEM, "weights [%d, %d]: out of memory", rows, cols);
             if (!st)
                 st = gptq_model_get_linear_f32(m, layer, (gptq_linear_id)w, W);
             if (!st)
-                st = gptq_rtn_layer(W, rows, cols, cfg, &res);
-            if (!st)
-                st = gptq_pack(&res, &P);
-            if (!st)
+                st = gptq_rtn_layer(W, rows, cols, &q, &res);
+            if (!st && res.blocks)
+                st = gptq_model_set_linear_blocks(m, layer, (gptq_linear_id)w, res.gguf_type,
+                                                  res.blocks);
+            if (!st && !res.blocks && !(st = gptq_pack(&res, &P)))
                 st = gptq_model_set_linear_packed(m, layer, (gptq_linear_id)w, &P);
             if (st)
                 gptq_fail_context(st, "RTN layer %d %s", layer, gptq_linear_name((gptq_linear_id)w));

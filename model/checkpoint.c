@@ -2,6 +2,8 @@
  * folders (see checkpoint.h). */
 #include "model/checkpoint.h"
 
+#include "quant/ggml_blocks.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -257,6 +259,16 @@ gptq_status gptq_checkpoint_save_at(const gptq_model *m, const gptq_hf_files *fi
         return gptq_fail(GPTQ_ERR_EXISTS, "%s already exists: choose a new folder or remove it",
                          dir);
     const gptq_model_config *mc = gptq_model_get_config(m);
+    int bl;
+    gptq_linear_id bw;
+    if (gptq_model_first_block_linear(m, &bl, &bw) == 0) {
+        int type;
+        gptq_model_linear_blocks(m, bl, bw, &type);
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "%s: layer %d %s holds GGUF %s blocks (a block "
+                         "grid's scales and minimums), which no GPTQ checkpoint or float folder "
+                         "holds as they are: save it as a .gguf file", dir, bl,
+                         gptq_linear_name(bw), gptq_ggml_type_name(type));
+    }
     /* a GPTQ checkpoint holds every decoder linear packed: asked of the
      * model, whatever names the family's files give them */
     for (int l = 0; meta && l < mc->num_hidden_layers; l++)

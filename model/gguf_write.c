@@ -384,10 +384,15 @@ typedef struct tensor {
     int n_dims;
     int permute;      /* heads whose rows llama.cpp interleaves (0: none) */
     int embedding;    /* token_embd / output in the embedding type */
+    int n_parts;      /* linears kept in GGUF blocks (gptq_model_linear_blocks): their
+                         blocks, rows concatenated (a fused attn_qkv: q, k, v); else 0 */
+    const uint8_t *part[3];
+    int64_t part_rows[3];
     uint64_t bytes, offset;
 } tensor;
 
 typedef struct plan {
+    const gptq_model *m;
     const gptq_model_config *cfg;
     const char *arch;
     int permuted_qk;
@@ -395,7 +400,8 @@ typedef struct plan {
     int embedding_type; /* -1: as the float matrices */
     tensor *t;
     size_t n, cap, at; /* at: the tensor the second pass is on */
-    int q_types;       /* bit set of the block types of packed linears */
+    int q_types;       /* bit set of the block types of quantized linears */
+    int block_linears; /* linears written from their GGUF blocks */
     int norm_shift;    /* norm weights written as 1 + w (Gemma, as its converter does) */
     out *o;
 } plan;
@@ -438,6 +444,60 @@ static int packed_type(const gptq_packed *P, const int32_t *zeros, char *why, si
 static int64_t row_bytes(int type, int64_t cols)
 {
     return cols / gptq_ggml_block_elems(type) * gptq_ggml_block_bytes(type);
+}
+
+/* The GGUF blocks behind dense tensor `name` (gptqd's name, or a fused
+ * group's, as gptq_model_foreach_file_tensor gives them): into t's parts,
+ * with the blocks' type in t->type. Parts of one tensor on different block
+ * types, or some without blocks, have no one GGUF type: refused. */
+static gptq_status find_blocks(plan *p, const char *name, tensor *t)
+{
+    int layer, end = 0;
+    if (sscanf(name, "model.layers.%d.%n", &layer, &end) != 1 || !end ||
+        layer >= p->cfg->num_hidden_layers)
+        return GPTQ_OK;
+    const char *path = name + end;
+    gptq_linear_id ids[3];
+    int n = 0;
+    for (int w = 0; w < GPTQ_LIN_COUNT && !n; w++) {
+        size_t len = strlen(gptq_linear_path((gptq_linear_id)w));
+        if (!strncmp(path, gptq_linear_path((gptq_linear_id)w), len) && !strcmp(path + len, ".weight"))
+            ids[n++] = (gptq_linear_id)w;
+    }
+    for (int g = 0; g < GPTQ_FUSED_GROUPS && !n; g++) {
+        size_t len = strlen(gptq_fused_groups[g].fused);
+        if (strncmp(path, gptq_fused_groups[g].fused, len) || strcmp(path + len, ".weight"))
+            continue;
+        for (int k = 0; k < gptq_fused_groups[g].n; k++)
+            for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+                if (!strcmp(gptq_linear_path((gptq_linear_id)w), gptq_fused_groups[g].parts[k]))
+                    ids[n++] = (gptq_linear_id)w;
+    }
+    int with = 0, type = 0;
+    for (int k = 0; k < n; k++) {
+        int tk;
+        const uint8_t *b = gptq_model_linear_blocks(p->m, layer, ids[k], &tk);
+        int rows, cols;
+        gptq_model_linear_shape(p->m, ids[k], &rows, &cols);
+        if (b && with && tk != type)
+            return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: '%s' joins linears on %s and %s, "
+                             "which one GGUF tensor cannot hold", name, gptq_ggml_type_name(type),
+                             gptq_ggml_type_name(tk));
+        with += b != NULL;
+        type = b ? tk : type;
+        t->part[k] = b;
+        t->part_rows[k] = rows;
+    }
+    if (with && with != n)
+        return gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: '%s' joins linears in %s blocks with "
+                         "others that are not", name, gptq_ggml_type_name(type));
+    if (with) {
+        t->n_parts = n;
+        t->type = type;
+        p->q_types |= 1 << type;
+        p->block_linears += n;
+    }
+    return GPTQ_OK;
 }
 
 /* Pass 1: the type and size of each tensor. */
@@ -498,6 +558,8 @@ static gptq_status plan_visit(void *user, const char *name, const void *data, gp
                   : p->float_dtype == GPTQ_DT_F16  ? GPTQ_GGML_F16
                   : p->float_dtype == GPTQ_DT_BF16 ? GPTQ_GGML_BF16
                                                    : GPTQ_GGML_F32;
+        if (ndim == 2 && (st = find_blocks(p, name, t)))
+            return st;
         if (ndim == 2 && p->embedding_type >= 0 &&
             (!strcmp(t->name, "token_embd.weight") || !strcmp(t->name, "output.weight"))) {
             t->type = p->embedding_type;
@@ -598,6 +660,14 @@ static gptq_status write_visit(void *user, const char *name, const void *data, g
         free(codes);
         if (L->perm)
             gptq_packed_free(&v1);
+    } else if (t->n_parts) { /* a block grid's rows, as GPTQ wrote them */
+        for (int64_t r = 0; r < t->rows; r++) {
+            int64_t s = source_row(t, r);
+            int k = 0;
+            while (s >= t->part_rows[k])
+                s -= t->part_rows[k++];
+            memcpy(buf + r * rb, t->part[k] + s * rb, (size_t)rb);
+        }
     } else {
         const size_t n = (size_t)t->cols;
         const size_t esz = gptq_dtype_size(dt);
@@ -628,6 +698,8 @@ static gptq_status write_visit(void *user, const char *name, const void *data, g
                 memcpy(dst, f, n * 4);
             } else if (t->type == GPTQ_GGML_Q8_0) {
                 q8_0_row(f, (int64_t)n, dst);
+            } else if (gptq_ggml_is_block_grid(t->type)) {
+                gptq_ggml_quantize_row(t->type, f, (int64_t)n, dst);
             } else {
                 uint16_t *h = (uint16_t *)dst;
                 for (size_t i = 0; i < n; i++)
@@ -704,11 +776,20 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
         len -= 5;
     add(m, "general.name", GPTQ_GGUF_STRING, 0, json_stringn(name, len));
     add_u32(m, "general.quantization_version", 2);
-    int ftype = p->q_types & (1 << GPTQ_GGML_Q4_0)   ? FTYPE_Q4_0
-                : p->q_types & (1 << GPTQ_GGML_Q8_0) ? FTYPE_Q8_0
-                : p->float_dtype == GPTQ_DT_F16      ? FTYPE_F16
-                : p->float_dtype == GPTQ_DT_BF16     ? FTYPE_BF16
-                                                     : FTYPE_F32;
+    /* llama.cpp's llama_ftype of the main block type (informational) */
+    static const struct {
+        int type, ftype;
+    } ftypes[] = {{GPTQ_GGML_Q4_K, 15 /* Q4_K_M */}, {GPTQ_GGML_Q5_K, 17 /* Q5_K_M */},
+                  {GPTQ_GGML_Q3_K, 12 /* Q3_K_M */}, {GPTQ_GGML_Q2_K, 10},
+                  {GPTQ_GGML_Q6_K, 18},             {GPTQ_GGML_Q4_1, 3},
+                  {GPTQ_GGML_Q5_0, 8},              {GPTQ_GGML_Q5_1, 9},
+                  {GPTQ_GGML_Q4_0, FTYPE_Q4_0},     {GPTQ_GGML_Q8_0, FTYPE_Q8_0}};
+    int ftype = p->float_dtype == GPTQ_DT_F16    ? FTYPE_F16
+                : p->float_dtype == GPTQ_DT_BF16 ? FTYPE_BF16
+                                                 : FTYPE_F32;
+    for (int i = (int)(sizeof ftypes / sizeof ftypes[0]) - 1; i >= 0; i--)
+        if (p->q_types & (1 << ftypes[i].type))
+            ftype = ftypes[i].ftype;
     add_u32(m, "general.file_type", ftype);
     int ctx = c->max_position_embeddings > 0 ? c->max_position_embeddings : 4096;
     /* llama.cpp runs the llama architecture, and phi3, without a sliding
@@ -767,11 +848,12 @@ static gptq_status build_meta(meta *m, const plan *p, json_t *tok, json_t *tc, c
 
 int gptq_gguf_embedding_type(const char *name)
 {
-    return !strcmp(name, "q8_0")   ? GPTQ_GGML_Q8_0
-           : !strcmp(name, "f16")  ? GPTQ_GGML_F16
-           : !strcmp(name, "bf16") ? GPTQ_GGML_BF16
-           : !strcmp(name, "f32")  ? GPTQ_GGML_F32
-                                   : -1;
+    const int grid = gptq_grid_from_name(name), type = gptq_grid_ggml_type(grid);
+    return grid == GPTQ_GRID_Q8_0 || gptq_ggml_is_block_grid(type) ? type
+           : !strcmp(name, "f16")                                  ? GPTQ_GGML_F16
+           : !strcmp(name, "bf16")                                 ? GPTQ_GGML_BF16
+           : !strcmp(name, "f32")                                  ? GPTQ_GGML_F32
+                                                                   : -1;
 }
 
 gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
@@ -780,7 +862,7 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
 {
     const gptq_model_config *cfg = gptq_model_get_config(m);
     gptq_dtype float_dtype = opt ? opt->float_dtype : GPTQ_DT_COUNT;
-    plan p = {.cfg = cfg, .embedding_type = opt ? opt->embedding_type : -1};
+    plan p = {.m = m, .cfg = cfg, .embedding_type = opt ? opt->embedding_type : -1};
     meta md = {0};
     json_t *tok = NULL, *tc = NULL;
     gptq_status st = GPTQ_OK;
@@ -843,6 +925,16 @@ gptq_status gptq_gguf_save_at(const gptq_model *m, const gptq_hf_files *files,
         tc = json_object();
     if ((st = gptq_model_foreach_file_tensor(m, plan_visit, &p, NULL, 0)))
         goto done;
+    int n_block_linears = 0;
+    for (int l = 0; l < cfg->num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            n_block_linears += gptq_model_linear_blocks(m, l, (gptq_linear_id)w, NULL) != NULL;
+    if (n_block_linears != p.block_linears) { /* never write a block grid's linear as float */
+        st = gptq_fail(GPTQ_ERR_UNSUPPORTED, "gguf: %d of the model's %d linears in GGUF blocks "
+                       "have no tensor of their own in the file", n_block_linears - p.block_linears,
+                       n_block_linears);
+        goto done;
+    }
     if (p.q_types && float_dtype == GPTQ_DT_F32 && cfg->torch_dtype == GPTQ_DT_F32) {
         /* a quantized model's float tensors in 16 bits, as in a checkpoint */
         p.float_dtype = GPTQ_DT_F16;

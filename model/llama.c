@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/ggml_blocks.h"
+
 static const char *const lin_names[GPTQ_LIN_COUNT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                       "gate_proj", "up_proj", "down_proj"};
 static const char *const lin_paths[GPTQ_LIN_COUNT] = {
@@ -87,6 +89,10 @@ void llama_linear_clear(const gptq_model *m, linear *L)
     }
     memset(&L->Q, 0, sizeof L->Q);
     L->packed = 0;
+    if (!m->views)
+        free(L->blocks);
+    L->blocks = NULL;
+    L->block_type = 0;
 }
 
 const llama_norm llama_norms[LLAMA_NORMS] = {
@@ -201,6 +207,9 @@ size_t gptq_model_bytes(const gptq_model *m)
                 bytes += gptq_linear_bytes(&L->Q);
             else
                 bytes += llama_dense_bytes((size_t)L->rows, (size_t)L->cols, L->wt);
+            if (L->blocks) /* kept for the GGUF writer */
+                bytes += (size_t)L->rows * (size_t)(L->cols / gptq_ggml_block_elems(L->block_type)) *
+                         (size_t)gptq_ggml_block_bytes(L->block_type);
         }
     }
     return bytes + floats * sizeof(float);
@@ -282,22 +291,24 @@ static gptq_status check_linear_replace(const gptq_model *m, int layer, gptq_lin
     return st;
 }
 
-gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
-                                      const float *W)
+/* Replace a linear's weights by a copy of W [rows, cols] of dtype dt (one
+ * the backend's gemm takes). */
+static gptq_status set_linear_dense(gptq_model *m, int layer, gptq_linear_id which,
+                                    const void *W, gptq_dtype dt)
 {
     gptq_status st = check_linear_replace(m, layer, which);
     if (st != GPTQ_OK)
         return st;
     linear *L = &m->layers[layer].lin[which];
-    size_t n = (size_t)L->rows * L->cols;
-    float *copy = malloc(n * sizeof *copy);
+    const size_t bytes = llama_dense_bytes((size_t)L->rows, (size_t)L->cols, dt);
+    void *copy = malloc(bytes);
     if (!copy)
         return gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
                          gptq_linear_name(which), L->rows, L->cols);
-    memcpy(copy, W, n * sizeof *copy);
+    memcpy(copy, W, bytes);
     if (m->device) {
-        float *d = m->be->alloc(m->be, n * sizeof *d);
-        if (!d || (st = m->be->upload(m->be, d, copy, n * sizeof *d)) != GPTQ_OK) {
+        void *d = m->be->alloc(m->be, bytes);
+        if (!d || (st = m->be->upload(m->be, d, copy, bytes)) != GPTQ_OK) {
             m->be->free(m->be, d);
             free(copy);
             return d ? st
@@ -309,8 +320,85 @@ gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id w
     }
     llama_linear_clear(m, L);
     L->W = copy;
-    L->wt = GPTQ_DT_F32;
+    L->wt = dt;
     return llama_table_build(m);
+}
+
+gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
+                                      const float *W)
+{
+    return set_linear_dense(m, layer, which, W, GPTQ_DT_F32);
+}
+
+gptq_status gptq_model_set_linear_blocks(gptq_model *m, int layer, gptq_linear_id which, int type,
+                                         const uint8_t *blocks)
+{
+    gptq_status st = check_linear_replace(m, layer, which);
+    if (st != GPTQ_OK)
+        return st;
+    if (!gptq_ggml_is_block_grid(type))
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d %s: %s is not a block grid", layer,
+                         gptq_linear_name(which), gptq_ggml_type_name(type));
+    const linear *L = &m->layers[layer].lin[which];
+    if (L->cols % gptq_ggml_block_elems(type) != 0)
+        return gptq_fail(GPTQ_ERR_ARG, "layer %d %s: %d inputs are not whole %s blocks", layer,
+                         gptq_linear_name(which), L->cols, gptq_ggml_type_name(type));
+    const size_t n = (size_t)L->rows * L->cols,
+                 bytes = n / (size_t)gptq_ggml_block_elems(type) * (size_t)gptq_ggml_block_bytes(type);
+    /* served in float16 where the backend's gemm takes it, as gptqd holds any
+     * quantized GGUF it reads (reading the written file back gives these
+     * weights bit for bit) */
+    const gptq_dtype dt = m->be->weight_dtypes & 1u << GPTQ_DT_F16 ? GPTQ_DT_F16 : GPTQ_DT_F32;
+    float *W = malloc(n * sizeof *W);
+    uint8_t *copy = malloc(bytes);
+    if (!W || !copy)
+        st = gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
+                       gptq_linear_name(which), L->rows, L->cols);
+    else if (!(st = gptq_gguf_dequantize(type, blocks, W, (int64_t)n))) {
+        uint16_t *h = dt == GPTQ_DT_F16 ? malloc(n * sizeof *h) : NULL;
+        if (dt == GPTQ_DT_F16 && !h)
+            st = gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
+                           gptq_linear_name(which), L->rows, L->cols);
+        for (size_t i = 0; h && i < n; i++)
+            h[i] = gptq_f32_to_f16(W[i]);
+        if (!st)
+            st = set_linear_dense(m, layer, which, h ? (const void *)h : W, dt);
+        free(h);
+    }
+    if (!st) {
+        memcpy(copy, blocks, bytes);
+        m->layers[layer].lin[which].blocks = copy;
+        m->layers[layer].lin[which].block_type = type;
+        copy = NULL;
+    }
+    free(W);
+    free(copy);
+    return st;
+}
+
+const uint8_t *gptq_model_linear_blocks(const gptq_model *m, int layer, gptq_linear_id which,
+                                        int *type)
+{
+    if (check_linear_arg(m, layer, which) != GPTQ_OK)
+        return NULL;
+    const linear *L = &m->layers[layer].lin[which];
+    if (type)
+        *type = L->blocks ? L->block_type : 0;
+    return L->blocks;
+}
+
+int gptq_model_first_block_linear(const gptq_model *m, int *layer, gptq_linear_id *which)
+{
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++)
+            if (m->layers[l].lin[w].blocks) {
+                if (layer)
+                    *layer = l;
+                if (which)
+                    *which = (gptq_linear_id)w;
+                return 0;
+            }
+    return -1;
 }
 
 gptq_status gptq_model_set_linear_packed(gptq_model *m, int layer, gptq_linear_id which,

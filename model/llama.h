@@ -277,6 +277,24 @@ gptq_status gptq_model_get_linear_f32(const gptq_model *m, int layer, gptq_linea
 gptq_status gptq_model_set_linear_f32(gptq_model *m, int layer, gptq_linear_id which,
                                       const float *W);
 
+/* Replace a linear by the GGUF blocks of a block-grid quantization
+ * (gptq_quant_result.blocks: `type` a block grid's ggml type, rows of
+ * cols / block elements blocks): the linear becomes dense float32 holding
+ * their dequantization (what any GGUF reader gets; the packed kernels have
+ * no form for these grids) and keeps a copy of the blocks, which the GGUF
+ * writer writes as they are (gptq_model_linear_blocks). Errors as
+ * gptq_model_set_linear_f32's, GPTQ_ERR_ARG for a type that is not a block
+ * grid. */
+gptq_status gptq_model_set_linear_blocks(gptq_model *m, int layer, gptq_linear_id which, int type,
+                                         const uint8_t *blocks);
+/* The blocks a linear holds (its ggml type through *type), or NULL for a
+ * linear not set by gptq_model_set_linear_blocks. */
+const uint8_t *gptq_model_linear_blocks(const gptq_model *m, int layer, gptq_linear_id which,
+                                        int *type);
+/* The first linear on a block grid (its layer and id through the
+ * pointers), or -1 with none: what a GPTQ checkpoint cannot hold. */
+int gptq_model_first_block_linear(const gptq_model *m, int *layer, gptq_linear_id *which);
+
 /* Replace a linear by the packed v1 layer *P, which must have the linear's
  * shape (P->rows = out, P->cols = in) and a shape the model's backend runs
  * (qgemm_check). Ownership moves: the model converts *P into the kernels'

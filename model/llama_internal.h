@@ -27,6 +27,10 @@ typedef struct linear {
     gptq_linear Q;  /* valid when packed: the kernels' layout (kernels/linear.h) */
     int packed;
     float *bias; /* [rows] or NULL */
+    uint8_t *blocks; /* GGUF blocks W (float32) was dequantized from: a block-grid
+                        quantization (gptq_model_set_linear_blocks); host memory the
+                        model owns; NULL otherwise */
+    int block_type;  /* their ggml type */
 } linear;
 
 typedef struct layer {

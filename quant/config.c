@@ -144,6 +144,19 @@ gptq_status gptq_quant_config_use_grid(gptq_quant_config *cfg, int grid, int bit
     return GPTQ_OK;
 }
 
+gptq_status gptq_grid_sym_check(int grid, int sym_given)
+{
+    if (sym_given < 0 || grid <= GPTQ_GRID_NONE || !grid_valid(grid))
+        return GPTQ_OK;
+    if (gptq_grid_is_recipe(grid))
+        return gptq_fail(GPTQ_ERR_ARG, "recipe %s mixes symmetric and asymmetric grids: drop "
+                         "--%s", grids[grid].name, sym_given ? "sym" : "asym");
+    if (sym_given != grids[grid].sym)
+        return gptq_fail(GPTQ_ERR_ARG, "grid %s is %s: drop --%s", grids[grid].name,
+                         grids[grid].sym ? "symmetric" : "asymmetric", sym_given ? "sym" : "asym");
+    return GPTQ_OK;
+}
+
 gptq_quant_config gptq_quant_config_on_grid(const gptq_quant_config *cfg, int grid)
 {
     gptq_quant_config c = *cfg;
@@ -166,9 +179,12 @@ gptq_status gptq_quant_options_check(const gptq_quant_config *cfg)
         return gptq_fail(GPTQ_ERR_ARG, "grid %d: no such grid", cfg->grid);
     if (cfg->grid != GPTQ_GRID_NONE) {
         const char *g = grids[cfg->grid].name;
-        if (gptq_grid_is_recipe(cfg->grid))
-            return gptq_fail(GPTQ_ERR_ARG, "recipe %s names a grid per tensor: a layer is "
-                             "quantized on gptq_grid_of_recipe's grid", g);
+        if (gptq_grid_is_recipe(cfg->grid)) {
+            if (cfg->act_order && !cfg->static_groups)
+                return gptq_fail(GPTQ_ERR_ARG, "recipe %s with act-order needs static-groups "
+                                 "(GGUF stores no g_idx)", g);
+            return GPTQ_OK;
+        }
         if (cfg->bits != grids[cfg->grid].bits || cfg->group_size != grids[cfg->grid].group)
             return gptq_fail(GPTQ_ERR_ARG, "grid %s has %d bits in groups of %d: leave bits "
                              "and group-size unset (asked: bits %d, group-size %d)", g,
@@ -193,6 +209,10 @@ gptq_status gptq_quant_config_check(const gptq_quant_config *cfg, int cols)
     gptq_status st = gptq_quant_options_check(cfg);
     if (st)
         return st;
+    if (gptq_grid_is_recipe(cfg->grid))
+        return gptq_fail(GPTQ_ERR_ARG, "recipe %s names a grid per tensor: a layer is "
+                         "quantized on the grid gptq_grid_of_recipe gives it",
+                         grids[cfg->grid].name);
     const int block = cfg->grid ? gptq_ggml_block_elems(grids[cfg->grid].type) : 1;
     if (cols % block != 0)
         return gptq_fail(GPTQ_ERR_ARG, "grid %s quantizes blocks of %d inputs; this layer has %d"

@@ -663,3 +663,16 @@ void gptq_ggml_block_put(int type, uint8_t *blk, int e, int code)
     }
     }
 }
+
+void gptq_ggml_quantize_row(int type, const float *x, int64_t n, uint8_t *dst)
+{
+    const int be = gptq_ggml_block_elems(type), sub = gptq_ggml_grid_sub(type);
+    const int maxq = gptq_ggml_grid_maxq(type), zero = gptq_ggml_grid_zero(type);
+    for (int64_t c0 = 0; c0 < n; c0 += be, dst += gptq_ggml_block_bytes(type)) {
+        float a[16], b[16], deq;
+        gptq_ggml_block_fit(type, x + c0, NULL, dst, a, b);
+        for (int e = 0; e < be; e++)
+            gptq_ggml_block_put(type, dst, e,
+                                gptq_ggml_grid_code(x[c0 + e], a[e / sub], b[e / sub], maxq, zero, &deq));
+    }
+}

@@ -109,6 +109,12 @@ void gptq_ggml_block_fit(int type, const float *x, const float *imp, uint8_t *bl
 /* Write code `code` (in [0, maxq]) of input e (< block_elems) into blk. */
 void gptq_ggml_block_put(int type, uint8_t *blk, int e, int code);
 
+/* Round a row x[n] (n a multiple of the block) to nearest on a block
+ * grid's blocks at dst: each block fitted without importance, each weight
+ * on its sub-group's nearest value (the embedding and output matrices,
+ * which GPTQ does not quantize). */
+void gptq_ggml_quantize_row(int type, const float *x, int64_t n, uint8_t *dst);
+
 /* The code of w on a sub-group's grid (nearest, halves to even, clamped to
  * [0, maxq]); *deq is its value a * code - b. A sub-group whose step is 0
  * (its sub-scale rounded to 0) holds only -b: code `zero`

@@ -138,6 +138,9 @@ int gptq_grid_of_recipe(int grid, gptq_recipe_role role, int layer, int layers, 
  * naming the disagreement. */
 gptq_status gptq_quant_config_use_grid(gptq_quant_config *cfg, int grid, int bits_given,
                                        int group_given);
+/* The symmetry a user asked for (1 sym, 0 asym, -1 none) against the
+ * grid's own. Errors: GPTQ_ERR_ARG naming the flag to drop. */
+gptq_status gptq_grid_sym_check(int grid, int sym_given);
 /* cfg on the grid `grid` itself (recipes resolved by the caller): a copy of
  * cfg with gptq_quant_config_use_grid applied and no bits/groups asked. */
 gptq_quant_config gptq_quant_config_on_grid(const gptq_quant_config *cfg, int grid);
