@@ -89,8 +89,7 @@ void llama_linear_clear(const gptq_model *m, linear *L)
     }
     memset(&L->Q, 0, sizeof L->Q);
     L->packed = 0;
-    if (!m->views)
-        free(L->blocks);
+    free(L->blocks); /* always the model's own, views or not */
     L->blocks = NULL;
     L->block_type = 0;
 }
@@ -345,26 +344,14 @@ gptq_status gptq_model_set_linear_blocks(gptq_model *m, int layer, gptq_linear_i
                          gptq_linear_name(which), L->cols, gptq_ggml_type_name(type));
     const size_t n = (size_t)L->rows * L->cols,
                  bytes = n / (size_t)gptq_ggml_block_elems(type) * (size_t)gptq_ggml_block_bytes(type);
-    /* served in float16 where the backend's gemm takes it, as gptqd holds any
-     * quantized GGUF it reads (reading the written file back gives these
-     * weights bit for bit) */
-    const gptq_dtype dt = m->be->weight_dtypes & 1u << GPTQ_DT_F16 ? GPTQ_DT_F16 : GPTQ_DT_F32;
+    /* float32: the blocks' values exactly, as gptqd's GGUF reader holds them */
     float *W = malloc(n * sizeof *W);
     uint8_t *copy = malloc(bytes);
     if (!W || !copy)
         st = gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
                        gptq_linear_name(which), L->rows, L->cols);
-    else if (!(st = gptq_gguf_dequantize(type, blocks, W, (int64_t)n))) {
-        uint16_t *h = dt == GPTQ_DT_F16 ? malloc(n * sizeof *h) : NULL;
-        if (dt == GPTQ_DT_F16 && !h)
-            st = gptq_fail(GPTQ_ERR_NOMEM, "layer %d %s: cannot allocate [%d, %d]", layer,
-                           gptq_linear_name(which), L->rows, L->cols);
-        for (size_t i = 0; h && i < n; i++)
-            h[i] = gptq_f32_to_f16(W[i]);
-        if (!st)
-            st = set_linear_dense(m, layer, which, h ? (const void *)h : W, dt);
-        free(h);
-    }
+    else if (!(st = gptq_gguf_dequantize(type, blocks, W, (int64_t)n)))
+        st = set_linear_dense(m, layer, which, W, GPTQ_DT_F32);
     if (!st) {
         memcpy(copy, blocks, bytes);
         m->layers[layer].lin[which].blocks = copy;

@@ -27,9 +27,9 @@ typedef struct linear {
     gptq_linear Q;  /* valid when packed: the kernels' layout (kernels/linear.h) */
     int packed;
     float *bias; /* [rows] or NULL */
-    uint8_t *blocks; /* GGUF blocks W (float32) was dequantized from: a block-grid
-                        quantization (gptq_model_set_linear_blocks); host memory the
-                        model owns; NULL otherwise */
+    uint8_t *blocks; /* GGUF blocks W was dequantized from: a block-grid quantization
+                        (gptq_model_set_linear_blocks); host memory the model owns, views
+                        or not (copies and uploads take their own); NULL otherwise */
     int block_type;  /* their ggml type */
 } linear;
 

@@ -588,6 +588,9 @@ void gptq_model_free(gptq_model *m)
     if (m->layers && !m->views)
         for (int l = 0; l < m->cfg.num_hidden_layers; l++)
             llama_layer_clear(m, &m->layers[l]);
+    for (int l = 0; m->layers && l < m->cfg.num_hidden_layers; l++)
+        for (int w = 0; w < GPTQ_LIN_COUNT; w++) /* always the model's own, views or not */
+            free(m->layers[l].lin[w].blocks);
     if (!m->views) {
         if (m->lm_head != m->embed)
             llama_buf_free(m, m->lm_head);

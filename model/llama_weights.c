@@ -3,6 +3,8 @@
  * models on another backend (to_backend, layer upload and drop). */
 #include "model/llama_internal.h"
 
+#include "quant/ggml_blocks.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +135,25 @@ static void copy_packed(copier *c, const gptq_linear *lsrc, gptq_linear *ldst)
     dst->g_idx = copy_bytes(c, src->g_idx, (size_t)src->cols * sizeof(int32_t));
 }
 
+/* A block-grid linear's GGUF blocks go with every copy, in host memory the
+ * copy owns (views or not, on any backend: they are for the GGUF writer).
+ * Returns 0 when out of memory. */
+static int copy_blocks(const linear *src, linear *dst)
+{
+    dst->blocks = NULL;
+    dst->block_type = 0;
+    if (!src->blocks)
+        return 1;
+    const size_t bytes = (size_t)src->rows *
+                         (size_t)(src->cols / gptq_ggml_block_elems(src->block_type)) *
+                         (size_t)gptq_ggml_block_bytes(src->block_type);
+    if (!(dst->blocks = malloc(bytes)))
+        return 0;
+    memcpy(dst->blocks, src->blocks, bytes);
+    dst->block_type = src->block_type;
+    return 1;
+}
+
 static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
 {
     const gptq_model_config *c = &m->cfg;
@@ -179,6 +200,8 @@ static gptq_status model_copy(const gptq_model *m, copier *cp, gptq_model **out)
             else
                 dl->W = copy_bytes(cp, sl->W, llama_dense_bytes((size_t)sl->rows, (size_t)sl->cols,
                                                                 sl->wt));
+            if (!copy_blocks(sl, dl))
+                cp->failed = 1;
         }
     }
     gptq_status st = cp->failed ? gptq_fail(GPTQ_ERR_NOMEM, "cannot allocate a copy of the model")
@@ -281,6 +304,8 @@ static void upload_layer(gptq_uploader *u, const gptq_model_config *c, const lay
         } else {
             dl->W = upload_dense(u, sl->W, sl->wt, (size_t)sl->rows, (size_t)sl->cols, &dl->wt, what);
         }
+        if (u->st == GPTQ_OK && !copy_blocks(sl, dl))
+            u->st = gptq_fail(GPTQ_ERR_NOMEM, "%s: out of memory for its GGUF blocks", what);
     }
 }
 

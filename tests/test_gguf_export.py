@@ -25,8 +25,16 @@ Against a real gptqd on a private socket, with the fixture model:
     1 + w, caps, window periods, two RoPE bases; Gemma 3 also on the Q4_0
     grid), bloom (ALiBi, attn_qkv as [q; k; v]; also on the Q4_0 grid):
     exported, read back with the folder's logits.
+  - The block grids (q4_1, q5_0, q5_1, q2_k..q6_k) and the q4_k_m recipe:
+    gguf-py finds every linear in its grid's type (the recipe's: Q6_K for
+    attn_v/ffn_down of the layers llama.cpp's use_more_bits names, written
+    here from its definition), the embedding in the asked type; gptqd
+    reading each file back evaluates exactly as the resident model; GPTQ
+    on Q4_K beats RTN on Q4_K, and fewer bits cost more KL.
   - Refusals: a model not on a GGUF grid, --grid with other bits, an
-    existing file, a Gemma whose attention scale llama.cpp cannot take.
+    existing file, a Gemma whose attention scale llama.cpp cannot take,
+    a block-grid model saved as a folder, --grid q4_k with --sym or
+    --save DIR, a recipe with --bits.
   - llama.cpp (when built: $LLAMA_CPP_BIN, else bench/peer's cache; SKIP
     otherwise): llama-perplexity's saved log-probabilities of each exported
     file on eval.txt (windows of 128, the second half of each scored) against
@@ -257,6 +265,91 @@ def compare(theirs, ours, what, max_kl, min_top1):
           f"KL {kl:.3e}, top-1 {top1:.4f}")
 
 
+def use_more_bits(layer, layers):
+    """llama.cpp's rule (llama-quant.cpp) for which layers' attn_v and ffn_down
+    Q4_K_M gives Q6_K, written here from its definition."""
+    return layer < layers // 8 or layer >= 7 * layers // 8 or (layer - layers // 8) % 3 == 2
+
+
+def eval_kl(sock, name):
+    p = ok(sock, "--json", "eval", name, "--kl-base", "tiny", "--max-windows", "8")
+    try:
+        j = json.loads(p.stdout)
+        return j["perplexity"], j["kl"]
+    except (ValueError, KeyError):
+        return None, None
+
+
+def block_grids(sock, tmp, files, q):
+    """GPTQ onto the block grids and the Q4_K_M recipe: the file's linears are
+    of the grid's type (the recipe's by llama.cpp's rule), gptqd reading the
+    file back evaluates exactly as the resident model, GPTQ beats RTN on the
+    same grid, and what cannot hold the blocks is refused."""
+    runs = {"tk4": (["--grid", "q4_k"], "Q4_K"), "tk6": (["--grid", "q6_k", "--act-order"], "Q6_K"),
+            "tk5": (["--grid", "q5_k"], "Q5_K"), "tk3": (["--grid", "q3_k"], "Q3_K"),
+            "tk2": (["--grid", "q2_k", "--act-order"], "Q2_K"), "t41": (["--grid", "q4_1"], "Q4_1"),
+            "t50": (["--grid", "q5_0"], "Q5_0"), "t51": (["--grid", "q5_1"], "Q5_1"),
+            "rk4": (["--grid", "q4_k", "--method", "rtn"], "Q4_K"),
+            "tkm": (["--grid", "q4_k_m"], None)}
+    kls = {}
+    for name, (args, want) in runs.items():
+        ok(sock, "quantize", "tiny", "--as", name, *args, *([] if "rtn" in args else q))
+        files[name] = os.path.join(tmp, name + ".gguf")
+        ok(sock, "save", name, files[name])
+        r = GGUFReader(files[name])
+        types, wrong = {}, []
+        for t in r.tensors:
+            if not t.name.startswith("blk.") or not t.name.endswith(".weight") or \
+                    "norm" in t.name:
+                continue
+            layer, kind = int(t.name.split(".")[1]), t.name.split(".")[2]
+            expect = want or ("Q6_K" if kind in ("attn_v", "ffn_down") and use_more_bits(layer, 4)
+                              else "Q4_K")
+            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+            if t.tensor_type.name != expect:
+                wrong.append(f"{t.name} {t.tensor_type.name} (want {expect})")
+        check(not wrong and sum(types.values()) == 4 * 7, f"{name}.gguf: every linear in its grid's "
+              f"type {types}", "; ".join(wrong[:4]))
+        ok(sock, "load", name + "-r", files[name])
+        got, back = eval_kl(sock, name), eval_kl(sock, name + "-r")
+        check(got[0] is not None and got == back, f"{name}: gptqd reading the file back evaluates "
+              "exactly as the resident model (perplexity, KL)", f"{got} vs {back}")
+        ok(sock, "unload", name + "-r")
+        kls[name] = got[1]
+    print(f"     KL to the float model, 8 windows: {kls}", flush=True)
+    emb_file = os.path.join(tmp, "tkm-q6k.gguf")  # llama.cpp's Q4_K_M output type
+    ok(sock, "save", "tkm", emb_file, "--embedding-type", "q6_k")
+    emb = {t.name: t for t in GGUFReader(emb_file).tensors
+           if t.name in ("token_embd.weight", "output.weight")}
+    plain = {t.name: t for t in GGUFReader(files["tkm"]).tensors if t.name in emb}
+    err = max(np.sqrt(np.mean((dequantize(emb[n].data, emb[n].tensor_type) -
+                               dequantize(plain[n].data, plain[n].tensor_type)) ** 2) /
+                      np.mean(dequantize(plain[n].data, plain[n].tensor_type) ** 2))
+              for n in emb) if len(emb) == 2 and len(plain) == 2 else 1.0
+    check(sorted(t.tensor_type.name for t in emb.values()) == ["Q6_K", "Q6_K"] and err < 0.02,
+          "save --embedding-type q6_k: embedding and output in Q6_K, within 2% (RMS) of the "
+          "float ones", f"{ {n: t.tensor_type.name for n, t in emb.items()} }, rel RMS {err:.3g}")
+    check(kls["tk4"] < 0.8 * kls["rk4"], "GPTQ on the Q4_K grid beats round-to-nearest on it",
+          f"{kls['tk4']} vs {kls['rk4']}")
+    check(kls["tk6"] < kls["tk5"] < kls["tk4"] < kls["tk3"] < kls["tk2"],
+          "more bits, less KL: Q6_K < Q5_K < Q4_K < Q3_K < Q2_K", str(kls))
+    # what cannot hold the blocks
+    p = ctl(sock, "save", "tk4", os.path.join(tmp, "tk4-ckpt"))
+    check(p.returncode == 1 and "GGUF Q4_K blocks" in p.stderr and
+          not os.path.exists(os.path.join(tmp, "tk4-ckpt")),
+          "a block-grid model is refused as a folder, naming .gguf", p.stderr[-300:])
+    p = ctl(sock, "quantize", "tiny", "--as", "b4", "--grid", "q4_k", "--save",
+            os.path.join(tmp, "b4-dir"))
+    check(p.returncode == 2 and ".gguf" in p.stderr, "quantize --grid q4_k --save DIR is refused "
+          "up front", p.stderr[-300:])
+    p = ctl(sock, "quantize", "tiny", "--as", "b4", "--grid", "q4_k", "--sym")
+    check(p.returncode == 2 and "asymmetric" in p.stderr, "--grid q4_k --sym is refused",
+          p.stderr[-300:])
+    p = ctl(sock, "quantize", "tiny", "--as", "b4", "--grid", "q4_k_m", "--bits", "4")
+    check(p.returncode == 2 and "recipe" in p.stderr, "--grid q4_k_m --bits 4 is refused",
+          p.stderr[-300:])
+
+
 def variant(tmp, fix, name, edit, extra_tensors=None):
     """The fixture under an edited config.json (and extra tensors): a Qwen2 or
     a Llama 3 model for the export, made from the fixture's weights."""
@@ -363,8 +456,10 @@ def main():
         p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--bits", "3")
         check(p.returncode == 2 and "grid q4_0" in p.stderr, "--grid q4_0 --bits 3 is refused",
               p.stderr[-300:])
-        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q5_k")
-        check(p.returncode == 2 and "q4_0" in p.stderr, "--grid q5_k is refused", p.stderr[-300:])
+        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q7_k")
+        check(p.returncode == 2 and "q4_k_m" in p.stderr, "--grid q7_k is refused, naming the "
+              "grids", p.stderr[-300:])
+        block_grids(sock, tmp, files, q)
         p = ctl(sock, "save", "t4", files["t4"])
         check(p.returncode == 1 and "exists" in p.stderr, "saving over an existing file is refused",
               p.stderr[-300:])
@@ -549,6 +644,9 @@ def main():
             ref = np.fromfile(os.path.join(fix, "reference_logits.f32"), np.float32)
             ref = log_softmax(ref.reshape(len(ids), -1))
             for name, max_kl in (("f32", 1e-5), ("f16", 1e-4), ("t8", 5e-4), ("t4", 5e-4),
+                                 ("tk4", 5e-4), ("tk6", 5e-4), ("tk5", 5e-4), ("tk3", 5e-4),
+                                 ("tk2", 5e-4), ("t41", 5e-4), ("t50", 5e-4), ("t51", 5e-4),
+                                 ("tkm", 5e-4),
                                  ("qwen2", 1e-5), ("llama3", 1e-5), ("qwen3", 1e-5),
                                  ("phi3", 1e-5), ("phi3q", 5e-4), ("phi3-longrope", 1e-5),
                                  ("gemma2", 1e-5), ("gemma3", 1e-5), ("gemma3q", 5e-4),
@@ -567,8 +665,11 @@ def main():
                 # bits (llama.cpp Q8_0 blocks, gptqd int8), Gemma's activations are
                 # large and the random model near-uniform (top two logits close), so
                 # its top-1 agreement says little there; the KL bound holds it
+                # K types: llama.cpp rounds the activations of their products to
+                # 8 bits per 256 (Q8_K), a coarser rounding than Q8_0's per 32
+                # (KL ~9e-5 against ~2e-5), which moves near ties on this model
                 compare(theirs, ours, f"llama.cpp vs gptqd on {name}.gguf", max_kl,
-                        0.85 if name == "gemma3q" else 0.99)
+                        0.85 if name == "gemma3q" else 0.98 if name.startswith("tk") else 0.99)
     finally:
         gptqd_proc.stop_daemon(daemon, wait_s=10)
         if failures:
