@@ -15,8 +15,10 @@
  * a packed linear is written in the GGUF block type whose grid it lies on,
  * bit for bit: 4-bit symmetric groups of 32 in column order (zero 8) as
  * Q4_0, 8-bit ones (zero 128) as Q8_0 (what `quantize --grid q4_0|q8_0`
- * makes). Any other packing has no GGUF form: refused by name, with the
- * grid to quantize with.
+ * makes); a linear quantized onto a block grid (q4_1 ... q6_k, the q4_k_m
+ * recipe) as the GGUF blocks it keeps (gptq_model_linear_blocks). Any
+ * other packing has no GGUF form: refused by name, with the grid to
+ * quantize with.
  *
  * The file is written as "<name>.tmp.<pid>" beside its final name and
  * renamed into place, so a crash never leaves a half file under the name. */
@@ -37,12 +39,14 @@ typedef struct gptq_gguf_save_options {
      * the model's own (F16 for an F32 model that has packed linears) */
     gptq_dtype float_dtype;
     /* the ggml type of token_embd and output (GPTQ leaves them float):
-     * GPTQ_GGML_Q8_0 (rounded to nearest as llama.cpp's Q8_0 does), F16,
-     * BF16 or F32; -1: as the float matrices */
+     * GPTQ_GGML_Q8_0 (rounded to nearest as llama.cpp's Q8_0 does), a block
+     * grid's type (rounded to nearest, gptq_ggml_quantize_row), F16, BF16 or
+     * F32; -1: as the float matrices */
     int embedding_type;
 } gptq_gguf_save_options;
 
-/* "q8_0", "f16", "bf16", "f32" -> the ggml type; -1 for another name. */
+/* "q8_0", a block grid's name ("q6_k", ...), "f16", "bf16", "f32" -> the
+ * ggml type; -1 for another name. */
 int gptq_gguf_embedding_type(const char *name);
 
 /* Write m as the GGUF file `name` (which must not exist) in the folder open
