@@ -158,8 +158,11 @@ static gptq_status check_options(const gptq_model *m, const gptq_calib_options *
             if (!st)
                 st = gptq_quant_config_check(&q, cols);
             if (!st && !(o->skip_mask & (1u << w)) && packs(&q) &&
-                !(st = gptq_config_bits_check(cfg, q.bits)))
-                st = gptq_pack_check(rows, cols, q.bits);
+                !(st = gptq_config_bits_check(cfg, q.bits)) &&
+                !(st = gptq_pack_check(rows, cols, q.bits)) && o->backend &&
+                o->backend->qgemm_check) /* the packed linears run there next: ask before
+                                            hours of work whether they can */
+                st = o->backend->qgemm_check(o->backend, rows, cols, q.bits);
             if (st)
                 return gptq_fail_context(st, "%s", gptq_linear_name((gptq_linear_id)w));
         }
@@ -318,23 +321,7 @@ static gptq_status engine_open(gptq_model *m, const gptq_calib_options *o, engin
     if (!e->be->hessian_create || !e->be->quantize_layer)
         return gptq_fail(GPTQ_ERR_UNSUPPORTED, "calibration on backend %s: it has no GPTQ "
                          "entries; quantize on the CPU", e->be->name);
-    /* the quantized linears run on it next (the following layer's inputs):
-     * ask before hours of work whether it can */
-    const gptq_model_config *cfg = gptq_model_get_config(m);
-    const int layers = gptq_grid_is_recipe(o->quant.grid) ? cfg->num_hidden_layers : 1;
-    for (int w = 0; w < GPTQ_LIN_COUNT && e->be->qgemm_check; w++)
-        for (int layer = 0; layer < layers; layer++) {
-            int rows, cols;
-            gptq_quant_config q;
-            if (!gptq_config_has_linear(cfg, (gptq_linear_id)w))
-                continue;
-            gptq_model_linear_shape(m, (gptq_linear_id)w, &rows, &cols);
-            gptq_status st = linear_quant(cfg, &o->quant, layer, (gptq_linear_id)w, cols, &q);
-            if (!st && packs(&q)) /* block grids stay dense */
-                st = e->be->qgemm_check(e->be, rows, cols, q.bits);
-            if (st != GPTQ_OK)
-                return gptq_fail_context(st, "calibration: %s", gptq_linear_name((gptq_linear_id)w));
-        }
+    /* (check_options asked whether the packed linears run on it) */
     return gptq_model_to_backend(m, e->be, NULL, NULL,
                                  GPTQ_TO_BACKEND_NO_LAYERS | GPTQ_TO_BACKEND_NO_HEAD, &ms->run);
 }

@@ -30,6 +30,7 @@
 #include "kernels/backend_select.h"
 #include "kernels/linear.h"
 #include "model/calib.h"
+#include "quant/ggml_blocks.h"
 #include "model/eval.h"
 #include "gptq/tokenizer.h"
 #include "testutil.h"
@@ -43,6 +44,7 @@ static double seconds_since(const struct timespec *t0)
 }
 
 static int g_nsamples = 128, g_seqlen = 256;
+static int g_grid = GPTQ_GRID_NONE; /* a second pass: the q4_k_m recipe (GGUF blocks) */
 
 /* Quantize the fixture on `be` (NULL: the host) and return eval.txt's
  * perplexity; the quantized model goes to *out (caller frees), NULL on
@@ -64,6 +66,8 @@ static double quantize_and_eval(const char *model_dir, int streaming, const gptq
     o.nsamples = g_nsamples;
     o.seqlen = g_seqlen;
     o.backend = be;
+    if (g_grid)
+        CHECK_OK(gptq_quant_config_use_grid(&o.quant, g_grid, 0, 0));
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     st = gptq_calib_quantize(m, calib, n_calib, &o, NULL, NULL);
@@ -188,6 +192,48 @@ int main(void)
             CHECK(same == 1.0 && ppl_dev == ppl_host,
                   "host twice: codes %.6f%% identical, perplexity %.6f vs %.6f", 100 * same,
                   ppl_dev, ppl_host);
+    }
+    gptq_model_free(host);
+    gptq_model_free(dev);
+
+    /* The block grids: the device pipeline runs their GPTQ on the host
+     * (the device GPTQ has no block grids); the same recipe on both sides
+     * gives each linear the same GGUF type and, with blocks of different
+     * codes here and there, perplexities within the same bound. */
+    g_grid = GPTQ_GRID_Q4_K_M;
+    host = dev = NULL;
+    ppl_host = quantize_and_eval(model_dir, 0, NULL, calib, n_calib, eval, n_eval, &host);
+    ppl_dev = quantize_and_eval(model_dir, 1, be, calib, n_calib, eval, n_eval, &dev);
+    if (host && dev) {
+        const gptq_model_config *c = gptq_model_get_config(host);
+        int mismatched = 0, with_blocks = 0;
+        size_t same = 0, all = 0;
+        for (int l = 0; l < c->num_hidden_layers; l++)
+            for (int w = 0; w < GPTQ_LIN_COUNT; w++) {
+                int ta = 0, tb = 0;
+                const uint8_t *a = gptq_model_linear_blocks(host, l, (gptq_linear_id)w, &ta);
+                const uint8_t *b = gptq_model_linear_blocks(dev, l, (gptq_linear_id)w, &tb);
+                int rows, cols;
+                gptq_model_linear_shape(host, (gptq_linear_id)w, &rows, &cols);
+                mismatched += !a || !b || ta != tb;
+                with_blocks += a && b;
+                if (a && b && ta == tb) {
+                    size_t n = (size_t)rows * (size_t)(cols / gptq_ggml_block_elems(ta)) *
+                               (size_t)gptq_ggml_block_bytes(ta);
+                    for (size_t i = 0; i < n; i++)
+                        same += a[i] == b[i];
+                    all += n;
+                }
+            }
+        const double rel = (ppl_dev - ppl_host) / ppl_host;
+        printf("q4_k_m: perplexity host %.4f, %s %.4f (%+.4f%%); %d linears in blocks, %.2f%% "
+               "of their bytes identical\n", ppl_host, be->name, ppl_dev, 100 * rel, with_blocks,
+               all ? 100.0 * (double)same / (double)all : 0.0);
+        CHECK(mismatched == 0, "q4_k_m: %d linears without blocks or of other types", mismatched);
+        CHECK(fabs(rel) <= 0.005, "q4_k_m: perplexity on %s %.4f vs host %.4f", be->name, ppl_dev,
+              ppl_host);
+        if (!strcmp(be->name, "cpu"))
+            CHECK(same == all && ppl_dev == ppl_host, "q4_k_m, host twice: blocks differ");
     }
     gptq_model_free(host);
     gptq_model_free(dev);

@@ -95,6 +95,12 @@ def ok(sock, *args):
     return p
 
 
+def refused(sock, rc, needle, what, *args):
+    """gptqctl ARGS exits rc with `needle` in its message."""
+    p = ctl(sock, *args)
+    check(p.returncode == rc and needle in p.stderr, what, p.stderr[-300:])
+
+
 def field(reader, key):
     f = reader.fields.get(key)
     if f is None:
@@ -338,16 +344,12 @@ def block_grids(sock, tmp, files, q):
     check(p.returncode == 1 and "GGUF Q4_K blocks" in p.stderr and
           not os.path.exists(os.path.join(tmp, "tk4-ckpt")),
           "a block-grid model is refused as a folder, naming .gguf", p.stderr[-300:])
-    p = ctl(sock, "quantize", "tiny", "--as", "b4", "--grid", "q4_k", "--save",
-            os.path.join(tmp, "b4-dir"))
-    check(p.returncode == 2 and ".gguf" in p.stderr, "quantize --grid q4_k --save DIR is refused "
-          "up front", p.stderr[-300:])
-    p = ctl(sock, "quantize", "tiny", "--as", "b4", "--grid", "q4_k", "--sym")
-    check(p.returncode == 2 and "asymmetric" in p.stderr, "--grid q4_k --sym is refused",
-          p.stderr[-300:])
-    p = ctl(sock, "quantize", "tiny", "--as", "b4", "--grid", "q4_k_m", "--bits", "4")
-    check(p.returncode == 2 and "recipe" in p.stderr, "--grid q4_k_m --bits 4 is refused",
-          p.stderr[-300:])
+    refused(sock, 2, ".gguf", "quantize --grid q4_k --save DIR is refused up front",
+            "quantize", "tiny", "--as", "b4", "--grid", "q4_k", "--save", os.path.join(tmp, "b4"))
+    refused(sock, 2, "asymmetric", "--grid q4_k --sym is refused",
+            "quantize", "tiny", "--as", "b4", "--grid", "q4_k", "--sym")
+    refused(sock, 2, "recipe", "--grid q4_k_m --bits 4 is refused",
+            "quantize", "tiny", "--as", "b4", "--grid", "q4_k_m", "--bits", "4")
 
 
 def variant(tmp, fix, name, edit, extra_tensors=None):
@@ -450,19 +452,15 @@ def main():
         # symmetric 4-bit groups of 32 (the default symmetry) are Q4_0 blocks too
         ok(sock, "quantize", "tiny", "--as", "s4", "--bits", "4", "--group-size", "32", *q)
         ok(sock, "save", "s4", os.path.join(tmp, "s4.gguf"))
-        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--asym")
-        check(p.returncode == 2 and "symmetric" in p.stderr, "--grid q4_0 --asym is refused",
-              p.stderr[-300:])
-        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--bits", "3")
-        check(p.returncode == 2 and "grid q4_0" in p.stderr, "--grid q4_0 --bits 3 is refused",
-              p.stderr[-300:])
-        p = ctl(sock, "quantize", "tiny", "--as", "b3", "--grid", "q7_k")
-        check(p.returncode == 2 and "q4_k_m" in p.stderr, "--grid q7_k is refused, naming the "
-              "grids", p.stderr[-300:])
+        refused(sock, 2, "symmetric", "--grid q4_0 --asym is refused",
+                "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--asym")
+        refused(sock, 2, "grid q4_0", "--grid q4_0 --bits 3 is refused",
+                "quantize", "tiny", "--as", "b3", "--grid", "q4_0", "--bits", "3")
+        refused(sock, 2, "q4_k_m", "--grid q7_k is refused, naming the grids",
+                "quantize", "tiny", "--as", "b3", "--grid", "q7_k")
         block_grids(sock, tmp, files, q)
-        p = ctl(sock, "save", "t4", files["t4"])
-        check(p.returncode == 1 and "exists" in p.stderr, "saving over an existing file is refused",
-              p.stderr[-300:])
+        refused(sock, 1, "exists", "saving over an existing file is refused",
+                "save", "t4", files["t4"])
         left = [f for f in os.listdir(tmp) if ".tmp." in f]
         check(not left, "no temporary files are left", str(left))
 
@@ -486,9 +484,8 @@ def main():
                   np.array_equal(np.asarray(te[n].data).view(np.uint8).ravel(),
                                  ref.view(np.uint8).ravel()),
                   f"--embedding-type q8_0: {n} is llama.cpp's Q8_0 of it, byte for byte")
-        p = ctl(sock, "save", "t4", os.path.join(tmp, "t4-e8-dir"), "--embedding-type", "q8_0")
-        check(p.returncode == 1 and "GGUF" in p.stderr, "--embedding-type outside GGUF is refused",
-              p.stderr[-300:])
+        refused(sock, 1, "GGUF", "--embedding-type outside GGUF is refused",
+                "save", "t4", os.path.join(tmp, "t4-e8-dir"), "--embedding-type", "q8_0")
         rf16, t16 = gguf_tensors(files["f16"])
         check(t16["blk.0.attn_q.weight"][0] == "F16" and field(rf16, "general.file_type") == 1,
               "--format gguf of an F16 model: F16 linears")
