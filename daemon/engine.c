@@ -629,7 +629,10 @@ gptq_status gptqd_engine_quantize(gptqd_engine_model *em, const gptqd_quantize_p
         st = gptq_fail_context(st, "calibration text %s", path);
         goto fail;
     }
-    if (p->rtn && o.quant.group_size < 0)
+    if (p->rtn && o.quant.grid != GPTQ_GRID_NONE)
+        gptqd_job_log(job, "round to nearest on grid %s, no calibration",
+                      gptq_grid_name(o.quant.grid));
+    else if (p->rtn && o.quant.group_size < 0)
         gptqd_job_log(job, "round to nearest: %d bits per channel, no calibration",
                       o.quant.bits);
     else if (p->rtn)
