@@ -534,6 +534,76 @@ static float k_sym_scales(const float *s, int nsub, int lo, int hi, int *l, uint
     return f16_at(dh);
 }
 
+/* Sub-group j's 6-bit scale and min into a Q4_K / Q5_K scales[12],
+ * replacing what was there (the inverse of scale_min_k4). */
+static void set_scale_min_k4(int j, uint8_t *q, int ls, int lm)
+{
+    if (j < 4) {
+        q[j] = (uint8_t)((q[j] & 0xC0) | ls);
+        q[j + 4] = (uint8_t)((q[j + 4] & 0xC0) | lm);
+    } else {
+        q[j + 4] = (uint8_t)((ls & 0xF) | (lm & 0xF) << 4);
+        q[j - 4] = (uint8_t)((q[j - 4] & 0x3F) | (ls >> 4) << 6);
+        q[j] = (uint8_t)((q[j] & 0x3F) | (lm >> 4) << 6);
+    }
+}
+
+/* Sub-group j's 6-bit scale (stored with offset 32) into a Q3_K
+ * scales[12], replacing what was there. */
+static void set_scale_q3_k(int j, uint8_t *q, int l)
+{
+    if (j < 8)
+        q[j] = (uint8_t)((q[j] & 0xF0) | (l & 0xF));
+    else
+        q[j - 8] = (uint8_t)((q[j - 8] & 0x0F) | (l & 0xF) << 4);
+    const int sh = 2 * (j / 4);
+    q[j % 4 + 8] = (uint8_t)((q[j % 4 + 8] & ~(3 << sh)) | ((l >> 4) & 3) << sh);
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+void gptq_ggml_block_refit(int type, uint8_t *blk, int k, const float *x, const float *imp,
+                           float *a, float *b)
+{
+    const int sub = gptq_ggml_grid_sub(type), maxq = gptq_ggml_grid_maxq(type);
+    float w[32], s, m;
+    if (sub >= gptq_ggml_block_elems(type))
+        return; /* one scale per block: nothing to refit */
+    error_weights(x, imp, sub, w);
+    switch (type) {
+    case GPTQ_GGML_Q4_K: case GPTQ_GGML_Q5_K: case GPTQ_GGML_Q2_K: {
+        const int q2 = type == GPTQ_GGML_Q2_K, levels = q2 ? 15 : 63;
+        const float d = f16_at(blk + (q2 ? 80 : 0)), dmin = f16_at(blk + (q2 ? 82 : 2));
+        fit_affine(x, w, sub, maxq, &s, &m);
+        const int ls = d > 0.0f ? clampi(nearest(s / d), 0, levels) : 0;
+        const int lm = dmin > 0.0f ? clampi(nearest(-m / dmin), 0, levels) : 0;
+        if (q2)
+            blk[k] = (uint8_t)(ls | lm << 4);
+        else
+            set_scale_min_k4(k, blk + 4, ls, lm);
+        *a = d * ls;
+        *b = dmin * lm;
+        return;
+    }
+    case GPTQ_GGML_Q3_K: {
+        const float d = f16_at(blk + 108);
+        const int l = d != 0.0f ? clampi(nearest(fit_sym(x, w, sub, 4) / d), -32, 31) : 0;
+        set_scale_q3_k(k, blk + 96, l + 32);
+        *a = d * l;
+        *b = 4.0f * *a;
+        return;
+    }
+    case GPTQ_GGML_Q6_K: {
+        const float d = f16_at(blk + 208);
+        const int l = d != 0.0f ? clampi(nearest(fit_sym(x, w, sub, 32) / d), -128, 127) : 0;
+        blk[192 + k] = (uint8_t)(int8_t)l;
+        *a = d * (int8_t)l;
+        *b = 32.0f * *a;
+        return;
+    }
+    }
+}
+
 void gptq_ggml_block_fit(int type, const float *x, const float *imp, uint8_t *blk, float *a,
                          float *b)
 {
@@ -566,16 +636,8 @@ void gptq_ggml_block_fit(int type, const float *x, const float *imp, uint8_t *bl
         }
         float d, dmin;
         k_scales(sc, mins, nsub, 63, ls, lm, blk, blk + 2, &d, &dmin);
-        uint8_t *q = blk + 4;
         for (int k = 0; k < nsub; k++) {
-            if (k < 4) {
-                q[k] = (uint8_t)ls[k];
-                q[k + 4] = (uint8_t)lm[k];
-            } else {
-                q[k + 4] = (uint8_t)((ls[k] & 0xF) | (lm[k] & 0xF) << 4);
-                q[k - 4] |= (uint8_t)((ls[k] >> 4) << 6);
-                q[k] |= (uint8_t)((lm[k] >> 4) << 6);
-            }
+            set_scale_min_k4(k, blk + 4, ls[k], lm[k]);
             a[k] = d * ls[k];
             b[k] = dmin * lm[k];
         }
@@ -600,15 +662,8 @@ void gptq_ggml_block_fit(int type, const float *x, const float *imp, uint8_t *bl
         for (int k = 0; k < nsub; k++)
             sc[k] = fit_sym(x + k * sub, w + k * sub, sub, 4);
         const float d = k_sym_scales(sc, nsub, -32, 31, ls, blk + 108);
-        uint8_t *q = blk + 96;
         for (int k = 0; k < nsub; k++) {
-            int l = ls[k] + 32;
-            if (k < 8)
-                q[k] = (uint8_t)(l & 0xF);
-            else
-                q[k - 8] |= (uint8_t)((l & 0xF) << 4);
-            l >>= 4;
-            q[k % 4 + 8] |= (uint8_t)(l << (2 * (k / 4)));
+            set_scale_q3_k(k, blk + 96, ls[k] + 32);
             a[k] = d * ls[k];
             b[k] = 4.0f * a[k];
         }

@@ -106,6 +106,14 @@ int gptq_ggml_grid_maxq(int type);
  * as llama.cpp's make_qx_quants / make_qkx2_quants do. */
 void gptq_ggml_block_fit(int type, const float *x, const float *imp, uint8_t *blk, float *a,
                          float *b);
+/* The K types (sub-groups smaller than the block): choose sub-group k's
+ * sub-scale (and min) again, under the block's fitted fp16 super-scales,
+ * for its weights x[sub] as they are now (GPTQ's error feedback has moved
+ * them since the block was fitted), with importance imp[sub] or NULL;
+ * writes them into blk's header and the step and offset to *a, *b. Other
+ * types: nothing. */
+void gptq_ggml_block_refit(int type, uint8_t *blk, int k, const float *x, const float *imp,
+                           float *a, float *b);
 /* Write code `code` (in [0, maxq]) of input e (< block_elems) into blk. */
 void gptq_ggml_block_put(int type, uint8_t *blk, int e, int code);
 

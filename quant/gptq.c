@@ -51,6 +51,18 @@ static void fit_block(int type, const float *x, const float *imp, gptq_quant_res
     }
 }
 
+/* A K type: refit the sub-group of row r's block that starts at input c
+ * on its current weights x[sub] (gptq_ggml_block_refit). */
+static void refit_sub(int type, const float *x, const float *imp, gptq_quant_result *out, int r,
+                      int c, float *A, float *Bm)
+{
+    const int be = gptq_ggml_block_elems(type), sub = gptq_ggml_grid_sub(type);
+    uint8_t *blk = out->blocks + (size_t)r * gptq_quant_block_row_bytes(out) +
+                   (size_t)(c / be) * (size_t)gptq_ggml_block_bytes(type);
+    const size_t at = (size_t)(c / sub) * out->rows + r;
+    gptq_ggml_block_refit(type, blk, (c % be) / sub, x, imp, &A[at], &Bm[at]);
+}
+
 static int by_diag_desc(const void *a, const void *b)
 {
     const diag_key *x = a, *y = b;
@@ -250,8 +262,13 @@ gptq_status gptq_quantize_layer(const float *W_in, const float *H_in, int rows, 
                  * not on the block's in-flight copy. */
                 int g = out->g_idx[perm[col]];
                 if (btype >= 0) {
+                    /* a block's header when the walk enters it; a K type's later
+                     * sub-groups refitted under its super-scales on their weights
+                     * as the error feedback left them (the block's in-flight copy) */
                     if (!cfg->static_groups && col % fit == 0)
                         fit_block(btype, wrow + col, imp + col, out, r, col, out->scales, gmin);
+                    else if (!cfg->static_groups && col % gs == 0 && i + gs <= count)
+                        refit_sub(btype, w1 + i, imp + col, out, r, col, out->scales, gmin);
                     scale = (cfg->static_groups ? gscale : out->scales)[(size_t)g * rows + r];
                 } else if (cfg->group_size != -1 && !cfg->static_groups && col % gs == 0) {
                     int n = col + gs < cols ? gs : cols - col;

@@ -345,6 +345,32 @@ static void test_block_grids(void)
               name, sqrt(err2 / w2), cases[t].rel_rms);
         CHECK(r.Q[0] == 0.0f && r.Q[15] == 0.0f, "%s: a sub-group of zeros stays 0 (%g)", name,
               r.Q[0]);
+        /* a K type's sub-groups refitted (GPTQ's walk does so as it reaches
+         * them): the header written is the one the decoder reads */
+        if (sub < gptq_ggml_block_elems(type)) {
+            const int be = gptq_ggml_block_elems(type);
+            uint8_t blk[256];
+            float a[16], b[16], y[256], want[256];
+            int bad_refit = 0;
+            gptq_ggml_block_fit(type, W + 3 * cols, NULL, blk, a, b);
+            for (int k = 0; k < be / sub; k++) {
+                float x2[32];
+                for (int e = 0; e < sub; e++) /* moved by half a step, scaled */
+                    x2[e] = 0.8f * W[3 * cols + k * sub + e] + 0.5f * a[k];
+                gptq_ggml_block_refit(type, blk, k, x2, NULL, &a[k], &b[k]);
+            }
+            for (int e = 0; e < be; e++) {
+                const float x = 0.8f * W[3 * cols + e];
+                gptq_ggml_block_put(type, blk, e, gptq_ggml_grid_code(x, a[e / sub], b[e / sub],
+                                                                      maxq, zero, &want[e]));
+            }
+            CHECK_OK(gptq_gguf_dequantize(type, blk, y, be));
+            for (int e = 0; e < be; e++)
+                bad_refit += fabs(y[e] - want[e]) > 1e-6 * (fabs(a[e / sub]) * maxq +
+                                                            fabs(b[e / sub])) + 1e-12;
+            CHECK(bad_refit == 0, "%s: %d values read back other than the refitted sub-groups' "
+                  "(header written where it is read)", name, bad_refit);
+        }
         CHECK_OK(gptq_quantize_layer(W, H, rows, cols, &cfg, &g));
         int bad = 0;
         for (int row = 0; row < rows; row++) { /* Q is the blocks' dequantization */
