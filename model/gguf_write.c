@@ -453,7 +453,7 @@ static int64_t row_bytes(int type, int64_t cols)
 static gptq_status find_blocks(plan *p, const char *name, tensor *t)
 {
     int layer, end = 0;
-    if (sscanf(name, "model.layers.%d.%n", &layer, &end) != 1 || !end ||
+    if (sscanf(name, "model.layers.%d.%n", &layer, &end) != 1 || !end || layer < 0 ||
         layer >= p->cfg->num_hidden_layers)
         return GPTQ_OK;
     const char *path = name + end;
