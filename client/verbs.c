@@ -1007,12 +1007,13 @@ const ctl_verb ctl_verbs[] = {
      "                     q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k (scales and minimums\n"
      "                     per block chosen before GPTQ walks it; served dense), or a\n"
      "                     recipe naming each tensor's grid as llama.cpp's does:\n"
-     "                     q4_k_m, q5_k_m. Act-order gets static groups\n"
+     "                     q4_k_m, q5_k_m. Act-order gets static groups.\n"
      "  --method M         gptq (default), or rtn: round each weight to nearest on the\n"
      "                     same grid, no calibration (the paper's baseline; the\n"
      "                     calibration flags above are refused with it)\n"
      "  --save DIR         also write a GPTQ checkpoint to DIR, atomically (a name\n"
-     "                     ending in .gguf: a GGUF file, as `save` writes one)\n",
+     "                     ending in .gguf: a GGUF file, as `save` writes one, which\n"
+     "                     the block grids and recipes need)\n",
      verb_quantize, gptq_calib_option},
     {"eval", "NAME [--text FILE] [--seqlen {seqlen}] [--max-windows {max-windows}] [--kl-base BASE]",
      "Perplexity of NAME: non-overlapping windows of seqlen tokens, mean NLL, exp.\n"
