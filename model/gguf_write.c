@@ -443,7 +443,7 @@ static int packed_type(const gptq_packed *P, const int32_t *zeros, char *why, si
 
 static int64_t row_bytes(int type, int64_t cols)
 {
-    return cols / gptq_ggml_block_elems(type) * gptq_ggml_block_bytes(type);
+    return (int64_t)gptq_ggml_row_bytes(type, cols);
 }
 
 /* The GGUF blocks behind dense tensor `name` (gptqd's name, or a fused

@@ -207,8 +207,7 @@ size_t gptq_model_bytes(const gptq_model *m)
             else
                 bytes += llama_dense_bytes((size_t)L->rows, (size_t)L->cols, L->wt);
             if (L->blocks) /* kept for the GGUF writer */
-                bytes += (size_t)L->rows * (size_t)(L->cols / gptq_ggml_block_elems(L->block_type)) *
-                         (size_t)gptq_ggml_block_bytes(L->block_type);
+                bytes += (size_t)L->rows * gptq_ggml_row_bytes(L->block_type, L->cols);
         }
     }
     return bytes + floats * sizeof(float);
@@ -343,7 +342,7 @@ gptq_status gptq_model_set_linear_blocks(gptq_model *m, int layer, gptq_linear_i
         return gptq_fail(GPTQ_ERR_ARG, "layer %d %s: %d inputs are not whole %s blocks", layer,
                          gptq_linear_name(which), L->cols, gptq_ggml_type_name(type));
     const size_t n = (size_t)L->rows * L->cols,
-                 bytes = n / (size_t)gptq_ggml_block_elems(type) * (size_t)gptq_ggml_block_bytes(type);
+                 bytes = (size_t)L->rows * gptq_ggml_row_bytes(type, L->cols);
     /* float32: the blocks' values exactly, as gptqd's GGUF reader holds them */
     float *W = malloc(n * sizeof *W);
     uint8_t *copy = malloc(bytes);

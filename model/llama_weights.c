@@ -144,9 +144,7 @@ static int copy_blocks(const linear *src, linear *dst)
     dst->block_type = 0;
     if (!src->blocks)
         return 1;
-    const size_t bytes = (size_t)src->rows *
-                         (size_t)(src->cols / gptq_ggml_block_elems(src->block_type)) *
-                         (size_t)gptq_ggml_block_bytes(src->block_type);
+    const size_t bytes = (size_t)src->rows * gptq_ggml_row_bytes(src->block_type, src->cols);
     if (!(dst->blocks = malloc(bytes)))
         return 0;
     memcpy(dst->blocks, src->blocks, bytes);

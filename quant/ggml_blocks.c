@@ -54,6 +54,13 @@ const char *gptq_ggml_type_name(int type)
 int gptq_ggml_block_elems(int type) { return type_known(type) ? ggml_types[type].block_elems : 0; }
 int gptq_ggml_block_bytes(int type) { return type_known(type) ? ggml_types[type].block_bytes : 0; }
 
+size_t gptq_ggml_row_bytes(int type, int64_t cols)
+{
+    return type_known(type) ? (size_t)(cols / ggml_types[type].block_elems) *
+                                  (size_t)ggml_types[type].block_bytes
+                            : 0;
+}
+
 int gptq_ggml_can_dequantize(int type)
 {
     switch (type) {

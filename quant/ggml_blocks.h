@@ -65,6 +65,9 @@ const char *gptq_ggml_type_name(int type);
  * is unknown. F32: 1 and 4; Q4_0: 32 and 18; Q4_K: 256 and 144. */
 int gptq_ggml_block_elems(int type);
 int gptq_ggml_block_bytes(int type);
+/* Bytes of a row of `cols` elements of a type (cols a multiple of its
+ * block elements); 0 for an unknown type. */
+size_t gptq_ggml_row_bytes(int type, int64_t cols);
 
 /* 1 when gptq_gguf_dequantize converts this type: F32, F16, BF16, Q8_0,
  * Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. */

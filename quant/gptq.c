@@ -34,6 +34,14 @@ typedef struct diag_key {
     int i;
 } diag_key;
 
+/* Row r's GGUF block that holds input c (original order). */
+static uint8_t *block_at(const gptq_quant_result *out, int r, int c)
+{
+    return out->blocks + (size_t)r * gptq_quant_block_row_bytes(out) +
+           (size_t)(c / gptq_ggml_block_elems(out->gguf_type)) *
+               (size_t)gptq_ggml_block_bytes(out->gguf_type);
+}
+
 /* A block grid: fit the header of row r's block that starts at input c0
  * (original order) on x[block] with importance imp[block], and store its
  * sub-groups' steps and offsets into A and Bm [groups, rows]. */
@@ -42,9 +50,7 @@ static void fit_block(int type, const float *x, const float *imp, gptq_quant_res
 {
     const int be = gptq_ggml_block_elems(type), sub = gptq_ggml_grid_sub(type);
     float a[16], b[16];
-    uint8_t *blk = out->blocks + (size_t)r * gptq_quant_block_row_bytes(out) +
-                   (size_t)(c0 / be) * (size_t)gptq_ggml_block_bytes(type);
-    gptq_ggml_block_fit(type, x, imp, blk, a, b);
+    gptq_ggml_block_fit(type, x, imp, block_at(out, r, c0), a, b);
     for (int k = 0; k < be / sub; k++) {
         A[(size_t)(c0 / sub + k) * out->rows + r] = a[k];
         Bm[(size_t)(c0 / sub + k) * out->rows + r] = b[k];
@@ -57,10 +63,8 @@ static void refit_sub(int type, const float *x, const float *imp, gptq_quant_res
                       int c, float *A, float *Bm)
 {
     const int be = gptq_ggml_block_elems(type), sub = gptq_ggml_grid_sub(type);
-    uint8_t *blk = out->blocks + (size_t)r * gptq_quant_block_row_bytes(out) +
-                   (size_t)(c / be) * (size_t)gptq_ggml_block_bytes(type);
     const size_t at = (size_t)(c / sub) * out->rows + r;
-    gptq_ggml_block_refit(type, blk, (c % be) / sub, x, imp, &A[at], &Bm[at]);
+    gptq_ggml_block_refit(type, block_at(out, r, c), (c % be) / sub, x, imp, &A[at], &Bm[at]);
 }
 
 static int by_diag_desc(const void *a, const void *b)

@@ -54,15 +54,13 @@ size_t gptq_quant_block_row_bytes(const gptq_quant_result *r)
 {
     if (!r->blocks)
         return 0;
-    return (size_t)(r->cols / gptq_ggml_block_elems(r->gguf_type)) *
-           (size_t)gptq_ggml_block_bytes(r->gguf_type);
+    return gptq_ggml_row_bytes(r->gguf_type, r->cols);
 }
 
 gptq_status gptq_quant_result_alloc_blocks(gptq_quant_result *r, int type)
 {
     r->gguf_type = type;
-    r->blocks = calloc((size_t)r->rows, (size_t)(r->cols / gptq_ggml_block_elems(type)) *
-                                            (size_t)gptq_ggml_block_bytes(type));
+    r->blocks = calloc((size_t)r->rows, gptq_ggml_row_bytes(type, r->cols));
     if (!r->blocks) {
         gptq_quant_result_free(r);
         return gptq_fail(GPTQ_ERR_NOMEM, "quantized layer [%d, %d]: out of memory", r->rows,
