@@ -1,6 +1,6 @@
 /* tests/test_gemm_half.c: linears with F16/BF16 weights (kernels/cpu/gemm_half.c)
  * against a float64 reference on the same 16-bit weights, on every path
- * (portable, AVX2, tiles + sgemm), batch sizes across the path switch,
+ * (portable, AVX2, tiles + sgemm, AVX-512 panels), batch sizes across the path switch,
  * shapes whose widths are not multiples of the vector width, with and
  * without bias; and the 16-bit embedding lookup.
  *
@@ -136,7 +136,8 @@ int main(void)
 {
     uint64_t rng = 12345;
     const gptq_gemm_half_path paths[] = {GPTQ_GEMM_HALF_SCALAR, GPTQ_GEMM_HALF_AVX2,
-                                         GPTQ_GEMM_HALF_SGEMM, GPTQ_GEMM_HALF_AUTO};
+                                         GPTQ_GEMM_HALF_SGEMM, GPTQ_GEMM_HALF_PANELS,
+                                         GPTQ_GEMM_HALF_AUTO};
     const int shapes[][2] = {{64, 48}, {37, 13}, {576, 192}, {1000, 7}, {8, 1}};
     const int batches[] = {1, 2, 3, 4, 5, 8, GPTQ_GEMM_HALF_SGEMM_MIN_N - 1,
                            GPTQ_GEMM_HALF_SGEMM_MIN_N, 33};
@@ -148,6 +149,14 @@ int main(void)
                                (int)(b + s) % 2, &rng);
     /* a tile boundary of the sgemm path: more rows than one tile holds */
     check_case(GPTQ_GEMM_HALF_SGEMM, 0, 20, 2048, 300, 1, &rng);
+    /* the panel path's blocks: inputs past one panel (256) with a tail, rows
+     * of x past one packed block (256), outputs past a panel with a tail */
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        check_case(GPTQ_GEMM_HALF_PANELS, bf16, 300, 600, 75, bf16, &rng);
+    printf("gemm_half: the panel path %s on this CPU\n",
+           gptq_cpu_gemm_half_path_used(GPTQ_GEMM_HALF_SGEMM_MIN_N) == GPTQ_GEMM_HALF_PANELS
+               ? "runs"
+               : "falls back to sgemm (no AVX-512F)");
     test_embed(&rng);
     test_backend(&rng);
     test_fork(&rng);

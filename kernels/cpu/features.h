@@ -1,6 +1,6 @@
 /* kernels/cpu/features.h: what the CPU kernels ask of the processor and the
- * environment when they pick an implementation: whether the AVX2 kernels
- * may run, and a forced path named in an environment variable. */
+ * environment when they pick an implementation: whether the AVX2 (and
+ * AVX-512) kernels may run, and a forced path named in an environment variable. */
 #ifndef GPTQ_KERNELS_CPU_FEATURES_H
 #define GPTQ_KERNELS_CPU_FEATURES_H
 
@@ -18,6 +18,20 @@ static inline int gptq_cpu_have_avx2(void)
         have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                __builtin_cpu_supports("f16c");
     }
+    return have;
+#else
+    return 0;
+#endif
+}
+
+/* 1 when the CPU runs AVX-512F besides the AVX2 set (the 16-bit linears'
+ * panel kernel), checked once per process. */
+static inline int gptq_cpu_have_avx512f(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static int have = -1;
+    if (have < 0)
+        have = gptq_cpu_have_avx2() && __builtin_cpu_supports("avx512f");
     return have;
 #else
     return 0;

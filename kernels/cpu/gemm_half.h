@@ -10,8 +10,9 @@
  * converting 8 weights at a time in registers (AVX2+FMA+F16C when the CPU
  * has them, runtime check; else portable C), each converted vector used by
  * every row of x; the pool's threads (kernels/cpu/pool.h) own blocks of
- * output rows. Large batches
- * convert tiles of rows to float32 and call cblas_sgemm (its threads). */
+ * output rows. Large batches run on the pool as packed float32 panels
+ * (AVX-512F), else convert tiles of rows to float32 and call cblas_sgemm
+ * (its threads). */
 #ifndef GPTQ_KERNELS_CPU_GEMM_HALF_H
 #define GPTQ_KERNELS_CPU_GEMM_HALF_H
 
@@ -24,20 +25,22 @@ void gptq_cpu_gemm_half(const float *x, const uint16_t *W, int bf16, const float
 
 /* Which implementation runs, for tests and benchmarks. AUTO picks by batch
  * size and CPU features; the initial value comes from GPTQ_GEMM_HALF_PATH
- * (auto, scalar, avx2, sgemm), read once. Forcing avx2 on a CPU without
- * AVX2+FMA+F16C gives scalar. Process-wide; set it before running kernels. */
+ * (auto, scalar, avx2, sgemm, panels), read once. Forcing avx2 on a CPU without
+ * AVX2+FMA+F16C gives scalar, panels on a CPU without AVX-512F sgemm.
+ * Process-wide; set it before running kernels. */
 typedef enum gptq_gemm_half_path {
     GPTQ_GEMM_HALF_AUTO = 0,
     GPTQ_GEMM_HALF_SCALAR, /* portable C, W read once */
     GPTQ_GEMM_HALF_AVX2,   /* AVX2+FMA+F16C, W read once */
     GPTQ_GEMM_HALF_SGEMM,  /* row tiles to float32, then cblas_sgemm */
+    GPTQ_GEMM_HALF_PANELS, /* AVX-512 panels in the pool; sgemm without AVX-512F */
 } gptq_gemm_half_path;
 
 void gptq_cpu_gemm_half_set_path(gptq_gemm_half_path path);
 /* The path a call with batch n would take now (AUTO resolved). */
 gptq_gemm_half_path gptq_cpu_gemm_half_path_used(int n);
 
-/* Batches of at least this many rows take the sgemm path under AUTO
+/* Batches of at least this many rows take the panels (or sgemm) path under AUTO
  * (bench/kernels' half table measures the crossover). */
 #define GPTQ_GEMM_HALF_SGEMM_MIN_N 16
 
