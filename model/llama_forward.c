@@ -235,9 +235,12 @@ static gptq_status scratch_positions(scratch *s, const gptq_model_config *c,
 }
 
 /* q/k/v of x [T, hidden] (a layer's normed input), RoPE, the keys and
- * values into the cache view, causal attention into att [T, q_dim]. */
+ * values into the cache view, causal attention into att [T, q_dim]; with
+ * last_only, only each sequence's last query attends, into att [n_seq,
+ * q_dim] (every key and value is still written). */
 static gptq_status attention_block(const gptq_model *m, int l, const float *x, float *att,
-                                   int n_seq, int len, const kv_view *kvv, scratch *s)
+                                   int n_seq, int len, const kv_view *kvv, scratch *s,
+                                   int last_only)
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
@@ -278,15 +281,16 @@ static gptq_status attention_block(const gptq_model *m, int l, const float *x, f
                    (st = be->copy(be, (float *)kvv->v[i] + at, vs, n * sizeof(float))) != GPTQ_OK) {
             return st;
         }
+        const int skip = last_only ? len - 1 : 0; /* queries that need no output */
         gptq_attention_args a = {
-            .q = s->q + (size_t)i * len * q_dim,
+            .q = s->q + ((size_t)i * len + skip) * q_dim,
             .k = f16 ? NULL : kvv->k[i],
             .v = f16 ? NULL : kvv->v[i],
             .k_f16 = f16 ? kvv->k[i] : NULL,
             .v_f16 = f16 ? kvv->v[i] : NULL,
-            .out = att + (size_t)i * len * q_dim,
-            .len = len,
-            .start = kvv->start[i],
+            .out = att + (size_t)i * (len - skip) * q_dim,
+            .len = len - skip,
+            .start = kvv->start[i] + skip,
             .n_heads = nh,
             .n_kv_heads = nkv,
             .head_dim = hd,
@@ -359,45 +363,57 @@ static gptq_status check_loaded(const gptq_model *m, int l)
 }
 
 /* One decoder layer in place on h [n_seq*len, hidden]; s->pos holds the
- * positions (scratch_positions). */
+ * positions (scratch_positions). With last_only (the last layer of a
+ * forward that wants only each sequence's last logits, as llama.cpp's
+ * graph does) the keys and values of every position are cached, but only
+ * the last rows go on past attention: h ends as [n_seq, hidden]. */
 static gptq_status layer_body(const gptq_model *m, int l, float *h, int n_seq, int len,
-                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
+                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s,
+                             int last_only)
 {
     gptq_status st;
     const gptq_model_config *c = &m->cfg;
     const layer *Ly = &m->layers[l];
     const int T = n_seq * len, hidden = c->hidden_size;
     const int q_dim = c->num_attention_heads * c->head_dim;
+    const int Tq = last_only ? n_seq : T; /* rows past attention */
 
     if ((st = check_loaded(m, l)) != GPTQ_OK || (st = gptq_interrupt_check("forward")) != GPTQ_OK)
         return st;
     /* attention block */
     if ((st = block_input(m, Ly->attn_norm, Ly->attn_norm_b, h, s->x, T)) != GPTQ_OK ||
         (st = call_hook(hooks, l, GPTQ_LIN_Q, s->x, T, hidden)) != GPTQ_OK ||
-        (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s)) != GPTQ_OK ||
-        (st = call_hook(hooks, l, GPTQ_LIN_O, s->att, T, q_dim)) != GPTQ_OK ||
-        (st = residual_add(m, l, GPTQ_LIN_O, s->att, h, s->x, T)) != GPTQ_OK)
+        (st = attention_block(m, l, s->x, s->att, n_seq, len, kvv, s, last_only)) != GPTQ_OK)
         return st;
-    block_output(m, Ly->attn_norm, Ly->attn_norm_b, h, T);
+    for (int i = 0; last_only && len > 1 && i < n_seq; i++) /* h's last rows, in order */
+        if ((st = m->be->copy(m->be, h + (size_t)i * hidden,
+                              h + ((size_t)i * len + len - 1) * hidden,
+                              (size_t)hidden * sizeof *h)) != GPTQ_OK)
+            return st;
+    if ((st = call_hook(hooks, l, GPTQ_LIN_O, s->att, Tq, q_dim)) != GPTQ_OK ||
+        (st = residual_add(m, l, GPTQ_LIN_O, s->att, h, s->x, Tq)) != GPTQ_OK)
+        return st;
+    block_output(m, Ly->attn_norm, Ly->attn_norm_b, h, Tq);
 
     /* MLP block */
     if ((st = gptq_interrupt_check("forward")) != GPTQ_OK ||
-        (st = block_input(m, Ly->mlp_norm, Ly->mlp_norm_b, h, s->x, T)) != GPTQ_OK ||
-        (st = call_hook(hooks, l, mlp_first(c), s->x, T, hidden)) != GPTQ_OK ||
-        (st = mlp_act(m, l, s->x, s->gate, T, s)) != GPTQ_OK ||
-        (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, T, c->intermediate_size)) != GPTQ_OK ||
-        (st = residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, T)) != GPTQ_OK)
+        (st = block_input(m, Ly->mlp_norm, Ly->mlp_norm_b, h, s->x, Tq)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, mlp_first(c), s->x, Tq, hidden)) != GPTQ_OK ||
+        (st = mlp_act(m, l, s->x, s->gate, Tq, s)) != GPTQ_OK ||
+        (st = call_hook(hooks, l, GPTQ_LIN_DOWN, s->gate, Tq, c->intermediate_size)) != GPTQ_OK ||
+        (st = residual_add(m, l, GPTQ_LIN_DOWN, s->gate, h, s->x, Tq)) != GPTQ_OK)
         return st;
-    block_output(m, Ly->mlp_norm, Ly->mlp_norm_b, h, T);
+    block_output(m, Ly->mlp_norm, Ly->mlp_norm_b, h, Tq);
     return GPTQ_OK;
 }
 
 /* A layer is one slice of compute: jobs take turns at it (kernels/turns.h). */
 static gptq_status run_layer(const gptq_model *m, int l, float *h, int n_seq, int len,
-                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s)
+                             const kv_view *kvv, const gptq_layer_hooks *hooks, scratch *s,
+                             int last_only)
 {
     gptq_turn_begin();
-    gptq_status st = layer_body(m, l, h, n_seq, len, kvv, hooks, s);
+    gptq_status st = layer_body(m, l, h, n_seq, len, kvv, hooks, s, last_only);
     gptq_turn_end();
     return st;
 }
@@ -461,7 +477,7 @@ static gptq_status layer_part(const gptq_model *m, int l, gptq_layer_part part, 
         }
         if ((st = block_input(m, Ly->attn_norm, Ly->attn_norm_b, h, s.x, T)) == GPTQ_OK &&
             (st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
-            st = attention_block(m, l, s.x, out, n_seq, len, &tk.view, &s);
+            st = attention_block(m, l, s.x, out, n_seq, len, &tk.view, &s, 0);
         break;
     case GPTQ_PART_ATTN_OUT:
         if ((st = residual_add(m, l, GPTQ_LIN_O, in, h, s.x, T)) != GPTQ_OK)
@@ -681,7 +697,7 @@ gptq_status gptq_model_layer_forward(const gptq_model *m, int layer, float *h, i
         return gptq_fail_context(st, "layer forward");
     }
     if ((st = scratch_positions(&s, &m->cfg, tk.start, n_seq, len)) == GPTQ_OK)
-        st = run_layer(m, layer, h, n_seq, len, &tk.view, hooks, &s);
+        st = run_layer(m, layer, h, n_seq, len, &tk.view, hooks, &s, 0);
     tmp_kv_free(be, &tk);
     scratch_free(&s);
     return st;
@@ -695,7 +711,7 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
     const gptq_model_config *c = &m->cfg;
     const gptq_backend *be = m->be;
     scratch s = {0};
-    float *h = NULL, *last = NULL;
+    float *h = NULL;
     void **bases = NULL;
     tmp_kv tk = {0};
     int32_t *starts = NULL, *ids_owned = NULL;
@@ -787,28 +803,18 @@ gptq_status gptq_model_forward(const gptq_model *m, gptq_kv *kv, const int32_t *
             kvv.k[i] = kv->k[at];
             kvv.v[i] = kv->v[at];
         }
-        if ((st = run_layer(m, l, h, n_seq, len, &kvv, NULL, &s)) != GPTQ_OK)
+        const int last_only = (flags & GPTQ_FWD_LAST_ONLY) && l == c->num_hidden_layers - 1;
+        if ((st = run_layer(m, l, h, n_seq, len, &kvv, NULL, &s, last_only)) != GPTQ_OK)
             goto done;
     }
-    if (flags & GPTQ_FWD_LAST_ONLY) {
-        if (!(last = be->alloc(be, (size_t)n_seq * hidden * sizeof *last))) {
-            st = gptq_backend_alloc_fail(be, "forward: last hidden states of %d sequences", n_seq);
-            goto done;
-        }
-        for (int i = 0; i < n_seq && st == GPTQ_OK; i++)
-            st = be->copy(be, last + i * hidden, h + ((size_t)i * len + len - 1) * hidden,
-                          hidden * sizeof *h);
-        if (st == GPTQ_OK)
-            st = gptq_model_head(m, last, n_seq, logits);
-    } else {
-        st = gptq_model_head(m, h, (int)T, logits);
-    }
+    /* under LAST_ONLY the last layer left each sequence's last row only */
+    st = gptq_model_head(m, h, flags & GPTQ_FWD_LAST_ONLY ? n_seq : (int)T, logits);
     if (st == GPTQ_OK && kv)
         for (int i = 0; i < n_seq; i++)
             kv->len[slots ? slots[i] : i] = starts[i] + len;
 done:
     scratch_free(&s);
-    be->free(be, h), be->free(be, last), be->free(be, ids_owned);
+    be->free(be, h), be->free(be, ids_owned);
     tmp_kv_free(be, &tk);
     free(starts), free(bases);
     return st;

@@ -236,6 +236,24 @@ static void test_batch(const gptq_model *m, float *logits)
     report("batch decode step (b)", rel_err(both + VOCAB, 48, 1), TOL_F32);
     gptq_status st = gptq_model_forward(m, kv, step, 2, 1, (int[]){0, 0}, NULL, 0, both);
     CHECK(st == GPTQ_ERR_ARG, "two sequences in one slot: %s", gptq_status_name(st));
+
+    /* last logits only for 16 new tokens in each of two slots (slot 1 at
+     * position 0, slot 0 at 48): the last layer runs only their last rows
+     * past attention, yet caches every position, as the next steps show */
+    gptq_kv_truncate(kv, 0, 48);
+    gptq_kv_truncate(kv, 1, 0);
+    memcpy(next, ids, 16 * sizeof *next);
+    memcpy(next + 16, ids + 48, 16 * sizeof *next);
+    CHECK_OK(gptq_model_forward(m, kv, next, 2, 16, (int[]){1, 0}, NULL, GPTQ_FWD_LAST_ONLY, both));
+    report("batch of 2 slots, last only (a)", rel_err(both, 15, 1), TOL_F32);
+    report("batch of 2 slots, last only (b)", rel_err(both + VOCAB, 63, 1), TOL_F32);
+    for (int t = 0; t < 4; t++) {
+        int32_t two_steps[2] = {ids[16 + t], ids[64 + t]};
+        CHECK_OK(gptq_model_forward(m, kv, two_steps, 2, 1, (int[]){1, 0}, NULL,
+                                    GPTQ_FWD_LAST_ONLY, both));
+        report("after last only, decode step (a)", rel_err(both, 16 + t, 1), TOL_F32);
+        report("after last only, decode step (b)", rel_err(both + VOCAB, 64 + t, 1), TOL_F32);
+    }
     gptq_kv_free(kv);
     free(both);
 }
