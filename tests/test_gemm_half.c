@@ -1,6 +1,6 @@
 /* tests/test_gemm_half.c: linears with F16/BF16 weights (kernels/cpu/gemm_half.c)
  * against a float64 reference on the same 16-bit weights, on every path
- * (portable, AVX2, tiles + sgemm, AVX-512 panels), batch sizes across the path switch,
+ * (portable, AVX2, tiles + sgemm, AVX-512 panels and rows), batch sizes across the path switch,
  * shapes whose widths are not multiples of the vector width, with and
  * without bias; and the 16-bit embedding lookup.
  *
@@ -137,7 +137,7 @@ int main(void)
     uint64_t rng = 12345;
     const gptq_gemm_half_path paths[] = {GPTQ_GEMM_HALF_SCALAR, GPTQ_GEMM_HALF_AVX2,
                                          GPTQ_GEMM_HALF_SGEMM, GPTQ_GEMM_HALF_PANELS,
-                                         GPTQ_GEMM_HALF_AUTO};
+                                         GPTQ_GEMM_HALF_AVX512, GPTQ_GEMM_HALF_AUTO};
     const int shapes[][2] = {{64, 48}, {37, 13}, {576, 192}, {1000, 7}, {8, 1}};
     const int batches[] = {1, 2, 3, 4, 5, 8, GPTQ_GEMM_HALF_SGEMM_MIN_N - 1,
                            GPTQ_GEMM_HALF_SGEMM_MIN_N, 33};

@@ -25,8 +25,9 @@ void gptq_cpu_gemm_half(const float *x, const uint16_t *W, int bf16, const float
 
 /* Which implementation runs, for tests and benchmarks. AUTO picks by batch
  * size and CPU features; the initial value comes from GPTQ_GEMM_HALF_PATH
- * (auto, scalar, avx2, sgemm, panels), read once. Forcing avx2 on a CPU without
- * AVX2+FMA+F16C gives scalar, panels on a CPU without AVX-512F sgemm.
+ * (auto, scalar, avx2, sgemm, panels, avx512), read once. Forcing avx2 on a
+ * CPU without AVX2+FMA+F16C gives scalar, panels on a CPU without AVX-512F
+ * sgemm, avx512 without AVX-512F (or for n > 1) avx2.
  * Process-wide; set it before running kernels. */
 typedef enum gptq_gemm_half_path {
     GPTQ_GEMM_HALF_AUTO = 0,
@@ -34,6 +35,7 @@ typedef enum gptq_gemm_half_path {
     GPTQ_GEMM_HALF_AVX2,   /* AVX2+FMA+F16C, W read once */
     GPTQ_GEMM_HALF_SGEMM,  /* row tiles to float32, then cblas_sgemm */
     GPTQ_GEMM_HALF_PANELS, /* AVX-512 panels in the pool; sgemm without AVX-512F */
+    GPTQ_GEMM_HALF_AVX512, /* one row of x (n = 1): a weight row at a time; else avx2 */
 } gptq_gemm_half_path;
 
 void gptq_cpu_gemm_half_set_path(gptq_gemm_half_path path);
