@@ -234,8 +234,10 @@ static void fill_info(const gptqd_engine_model *em, const char *name, gptqd_mode
         snprintf(info->format, sizeof info->format, "gptq-w%dg%d%s", cfg->quant.bits,
                  cfg->quant.group_size, cfg->quant.desc_act ? "-act" : "");
     } else {
-        const char *dt = cfg->torch_dtype == GPTQ_DT_F16    ? "f16"
-                         : cfg->torch_dtype == GPTQ_DT_BF16 ? "bf16" : "f32";
+        /* what is resident, not the file's torch_dtype: a quantized GGUF
+         * says float16 there and is held in float32 */
+        const gptq_dtype wt = gptq_model_dense_dtype(em->model);
+        const char *dt = wt == GPTQ_DT_F16 ? "f16" : wt == GPTQ_DT_BF16 ? "bf16" : "f32";
         snprintf(info->format, sizeof info->format, "%s", dt);
     }
     const int head = gptq_model_head_grid(em->model, NULL);

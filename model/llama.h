@@ -196,6 +196,12 @@ size_t gptq_head_grid_bytes(const gptq_model_config *c, int grid);
  * (GPTQ_DT_F16 or GPTQ_DT_F32, see gptq_model_set_exact). */
 gptq_dtype gptq_model_kv_dtype(const gptq_model *m);
 
+/* The dtype m's dense linears are resident in (they share it: the file's
+ * F16/BF16, else float32, as for a quantized GGUF's dequantized tensors or
+ * a backend without 16-bit gemm); GPTQ_DT_F32 when every linear is packed
+ * or no layer is loaded. */
+gptq_dtype gptq_model_dense_dtype(const gptq_model *m);
+
 /* Decoder layers stay empty (like a streaming model's): fill them with
  * gptq_model_layer_upload. */
 #define GPTQ_TO_BACKEND_NO_LAYERS 1

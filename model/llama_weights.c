@@ -317,6 +317,15 @@ gptq_dtype gptq_model_kv_dtype(const gptq_model *m)
     return !m->exact && (m->be->kv_dtypes & (1u << GPTQ_DT_F16)) ? GPTQ_DT_F16 : GPTQ_DT_F32;
 }
 
+gptq_dtype gptq_model_dense_dtype(const gptq_model *m)
+{
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int i = 0; i < GPTQ_LIN_COUNT; i++)
+            if (m->layers[l].lin[i].W)
+                return m->layers[l].lin[i].wt;
+    return GPTQ_DT_F32;
+}
+
 int gptq_model_set_exact(gptq_model *m, int exact)
 {
     const int was = m->exact;

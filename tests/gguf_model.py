@@ -131,11 +131,13 @@ def main():
         return 77
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for label, qtype, tol in (("f16", gguf.GGMLQuantizationType.F16, "1e-5"),
-                                  ("q8_0", gguf.GGMLQuantizationType.Q8_0, "5e-3")):
+        # the last field: what the linears are held in (F16 as stored; a
+        # quantized type dequantized to float32)
+        for label, qtype, tol, held in (("f16", gguf.GGMLQuantizationType.F16, "1e-5", "F16"),
+                                        ("q8_0", gguf.GGMLQuantizationType.Q8_0, "5e-3", "F32")):
             path = os.path.join(tmp, f"tiny-{label}.gguf")
             write_gguf(path, fdir, qtype)
-            r = subprocess.run([test_bin, path, fdir, tol], capture_output=True, text=True)
+            r = subprocess.run([test_bin, path, fdir, tol, held], capture_output=True, text=True)
             print(f"--- {label}: {os.path.getsize(path)} bytes\n{r.stdout}{r.stderr}", end="")
             if r.returncode != 0:
                 failures += 1

@@ -122,8 +122,8 @@ done:
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODEL.gguf FIXTURE_DIR TOLERANCE\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s MODEL.gguf FIXTURE_DIR TOLERANCE [RESIDENT_DTYPE]\n", argv[0]);
         return 2;
     }
     char path[4200];
@@ -141,6 +141,10 @@ int main(int argc, char **argv)
     gptq_source_free(src);
     if (m)
         check_logits(m, argv[2], atof(argv[3]));
+    if (m && argc == 5) /* what the linears are held in, as the caller knows the file */
+        CHECK(!strcmp(gptq_dtype_name(gptq_model_dense_dtype(m)), argv[4]),
+              "linears resident as %s, expected %s", gptq_dtype_name(gptq_model_dense_dtype(m)),
+              argv[4]);
     gptq_model_free(m);
     check_tokenizer(argv[1], argv[2]);
     return test_result();
