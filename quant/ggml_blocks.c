@@ -237,33 +237,14 @@ static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 }
 
 /* block_q4_K: d, dmin (f16), scales[12], qs[128] (per 64 elements: 32 low
- * nibbles, then 32 high ones); value (d*sc) * q - (dmin*m). */
-static void dequant_q4_k(const uint8_t *x, float *y, int64_t n_blocks)
+ * nibbles, then 32 high ones); value (d*sc) * q - (dmin*m).
+ * block_q5_K (`five`): the same with qh[32] (fifth bits, two planes per 64
+ * elements) between scales and qs. */
+static void dequant_q45_k(const uint8_t *x, float *y, int64_t n_blocks, int five)
 {
-    for (int64_t i = 0; i < n_blocks; i++, x += 144) {
+    for (int64_t i = 0; i < n_blocks; i++, x += five ? 176 : 144) {
         const float d = f16_at(x), min = f16_at(x + 2);
-        const uint8_t *scales = x + 4, *q = x + 16;
-        for (int j = 0, is = 0; j < 256; j += 64, q += 32, is += 2) {
-            uint8_t sc, m;
-            scale_min_k4(is + 0, scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++)
-                *y++ = d1 * (q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++)
-                *y++ = d2 * (q[l] >> 4) - m2;
-        }
-    }
-}
-
-/* block_q5_K: d, dmin (f16), scales[12], qh[32] (fifth bits, two planes per
- * 64 elements), qs[128]; value (d*sc) * q - (dmin*m). */
-static void dequant_q5_k(const uint8_t *x, float *y, int64_t n_blocks)
-{
-    for (int64_t i = 0; i < n_blocks; i++, x += 176) {
-        const float d = f16_at(x), min = f16_at(x + 2);
-        const uint8_t *scales = x + 4, *qh = x + 16, *ql = x + 48;
+        const uint8_t *scales = x + 4, *qh = five ? x + 16 : NULL, *ql = x + (five ? 48 : 16);
         uint8_t u1 = 1, u2 = 2;
         for (int j = 0, is = 0; j < 256; j += 64, ql += 32, is += 2, u1 <<= 2, u2 <<= 2) {
             uint8_t sc, m;
@@ -272,9 +253,9 @@ static void dequant_q5_k(const uint8_t *x, float *y, int64_t n_blocks)
             scale_min_k4(is + 1, scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++)
-                *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+                *y++ = d1 * ((ql[l] & 0xF) + (qh && (qh[l] & u1) ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++)
-                *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+                *y++ = d2 * ((ql[l] >> 4) + (qh && (qh[l] & u2) ? 16 : 0)) - m2;
         }
     }
 }
@@ -327,8 +308,8 @@ gptq_status gptq_gguf_dequantize(int type, const void *raw, float *out, int64_t 
     case GPTQ_GGML_Q8_0: dequant_q8_0(x, out, n_blocks); break;
     case GPTQ_GGML_Q2_K: dequant_q2_k(x, out, n_blocks); break;
     case GPTQ_GGML_Q3_K: dequant_q3_k(x, out, n_blocks); break;
-    case GPTQ_GGML_Q4_K: dequant_q4_k(x, out, n_blocks); break;
-    case GPTQ_GGML_Q5_K: dequant_q5_k(x, out, n_blocks); break;
+    case GPTQ_GGML_Q4_K: dequant_q45_k(x, out, n_blocks, 0); break;
+    case GPTQ_GGML_Q5_K: dequant_q45_k(x, out, n_blocks, 1); break;
     case GPTQ_GGML_Q6_K: dequant_q6_k(x, out, n_blocks); break;
     }
     return GPTQ_OK;
